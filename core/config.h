@@ -1,0 +1,43 @@
+// ClusterKvConfig: the algorithm's knobs with the defaults of the authors' reference code
+// (DESIGN.md section 4). Every binary exposes them as flags; Validate() guards every entry point.
+#ifndef CLUSTERKV_CORE_CONFIG_H_
+#define CLUSTERKV_CORE_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace clusterkv {
+
+struct ClusterKvConfig {
+  // First S tokens: never clustered, always attended.
+  int32_t num_sink_tokens = 16;
+  // Layers that keep full attention.
+  std::vector<int32_t> dense_layers = {0, 1};
+  // C0: clusters per kv head for the prompt.
+  int32_t num_prefill_clusters = 400;
+  // K-means iterations (assign + update rounds).
+  int32_t kmeans_iterations = 20;
+  // m: decode tokens stay in a recent window; every m steps they are clustered and appended.
+  int32_t recluster_interval = 320;
+  // C+: clusters made from each window of m decode tokens.
+  int32_t clusters_per_recluster = 8;
+  // B: tokens recalled from clusters per (step, layer, kv head); sinks and the recent window
+  // are attended in addition to it.
+  int32_t token_budget = 1024;
+  // R: a recalled cluster stays in the device cache for R decode steps after its last use.
+  int32_t cache_residency_steps = 1;
+  // Seed of the deterministic K-means initialisation.
+  uint64_t seed = 0x636c75737465726bULL;  // "clusterk"
+
+  // InvalidArgument naming the first field out of range.
+  absl::Status Validate() const;
+  bool IsDenseLayer(int32_t layer) const;
+  std::string DebugString() const;
+};
+
+}  // namespace clusterkv
+
+#endif  // CLUSTERKV_CORE_CONFIG_H_

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that clusterkv's build, tests, benchmarks and demos need.
+# Idempotent: packages already present are skipped; safe to run on every build.
+# Usage: deploy/setup.sh            (as root, or through sudo)
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # control plane
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  # data plane
+  libucx-dev ucx-utils
+  # storage
+  librocksdb-dev
+  # abseil (Status, flags, synchronization)
+  libabsl-dev
+  # K-means baseline: FAISS needs a fast BLAS (reference BLAS is ~30x slower)
+  libfaiss-dev libopenblas-dev libopenblas0-pthread libomp-dev
+  # metrics / dashboard endpoint
+  libcpp-httplib-dev
+  # tests and benchmarks
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # JSON output of the benchmark and evaluation tools
+  nlohmann-json3-dev
+  # real text for demos and evaluation; numpy for .npy tooling
+  r-cran-janeaustenr bible-kjv python3-numpy
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

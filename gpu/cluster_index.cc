@@ -1,0 +1,24 @@
+#include "gpu/cluster_index.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace clusterkv::gpu {
+
+absl::Status ClusterIndex::Append(const Clustering& c) {
+  if (c.head_dim != head_dim_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("clustering head_dim ", c.head_dim, " != index head_dim ", head_dim_));
+  }
+  if (static_cast<int32_t>(c.sizes.size()) != c.num_clusters ||
+      c.centroids.size() != static_cast<size_t>(c.num_clusters) * head_dim_) {
+    return absl::InvalidArgumentError("clustering has inconsistent sizes or centroids");
+  }
+  centroids_.insert(centroids_.end(), c.centroids.begin(), c.centroids.end());
+  for (int32_t size : c.sizes) {
+    sizes_.push_back(size);
+    offsets_.push_back(offsets_.back() + size);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace clusterkv::gpu

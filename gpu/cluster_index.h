@@ -1,0 +1,44 @@
+// ClusterIndex: the centroid index of one (sequence, layer, kv_head): unit-norm centroids,
+// cluster sizes and where each cluster starts in the cluster-contiguous token store. Prefill
+// creates it; each decode re-clustering appends C+ clusters. Cluster ids are never reused.
+// Thread-compatible.
+#ifndef CLUSTERKV_GPU_CLUSTER_INDEX_H_
+#define CLUSTERKV_GPU_CLUSTER_INDEX_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/tensor_view.h"
+#include "gpu/kmeans.h"
+
+namespace clusterkv::gpu {
+
+class ClusterIndex {
+ public:
+  explicit ClusterIndex(int32_t head_dim) : head_dim_(head_dim), offsets_{0} {}
+
+  // Appends the clusters of `c` after the existing ones: their ids continue the numbering and
+  // their tokens follow the existing tokens in the store.
+  // InvalidArgument when c.head_dim differs from the index's.
+  absl::Status Append(const Clustering& c);
+
+  int32_t head_dim() const { return head_dim_; }
+  int32_t num_clusters() const { return static_cast<int32_t>(sizes_.size()); }
+  int64_t num_tokens() const { return offsets_.back(); }
+  ConstMatrixView centroids() const {
+    return ConstMatrixView(centroids_.data(), num_clusters(), head_dim_);
+  }
+  const std::vector<int32_t>& sizes() const { return sizes_; }
+  const std::vector<int32_t>& offsets() const { return offsets_; }
+
+ private:
+  int32_t head_dim_;
+  std::vector<float> centroids_;
+  std::vector<int32_t> sizes_;
+  std::vector<int32_t> offsets_;  // num_clusters + 1 entries
+};
+
+}  // namespace clusterkv::gpu
+
+#endif  // CLUSTERKV_GPU_CLUSTER_INDEX_H_
