@@ -67,12 +67,21 @@ absl::StatusOr<CachePlan> ClusterCache::Access(int64_t step,
     if (!wanted_ids.emplace(r.id, r.tokens).second) {
       return absl::InvalidArgumentError(absl::StrCat("cluster ", ToString(r.id), " requested twice"));
     }
+  }
+  // A resident cluster survives this step when it is not expired and, if wanted, large enough.
+  auto expired = [&](const Resident& resident) {
+    return step - resident.last_used > residency_steps_;
+  };
+  for (const CacheRequest& r : wanted) {
     auto it = entries_.find(r.id);
-    if (it == entries_.end() || it->second.slot.size() < r.tokens) miss_tokens += r.tokens;
+    if (it == entries_.end() || expired(it->second) || it->second.slot.size() < r.tokens) {
+      miss_tokens += r.tokens;
+    }
   }
   for (const auto& [id, resident] : entries_) {
     auto want = wanted_ids.find(id);
-    const bool kept = want != wanted_ids.end() && resident.slot.size() >= want->second;
+    const bool kept = !expired(resident) && want != wanted_ids.end() &&
+                      resident.slot.size() >= want->second;
     if (!kept) reusable += resident.slot.size();
   }
   if (miss_tokens > reusable) {
@@ -82,15 +91,14 @@ absl::StatusOr<CachePlan> ClusterCache::Access(int64_t step,
   }
   last_step_ = step;
 
-  // Expired and undersized entries leave first.
+  // Expired entries (even wanted ones: R bounds what stays resident) and undersized ones leave
+  // first.
   std::vector<ClusterId> leaving;
   for (const auto& [id, resident] : entries_) {
-    const bool expired = step - resident.last_used > residency_steps_;
-    if (expired && !wanted_ids.contains(id)) leaving.push_back(id);
-  }
-  for (const CacheRequest& r : wanted) {
-    auto it = entries_.find(r.id);
-    if (it != entries_.end() && it->second.slot.size() < r.tokens) leaving.push_back(r.id);
+    auto want = wanted_ids.find(id);
+    if (expired(resident) || (want != wanted_ids.end() && resident.slot.size() < want->second)) {
+      leaving.push_back(id);
+    }
   }
   for (const ClusterId& id : leaving) {
     Free(id);

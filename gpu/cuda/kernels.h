@@ -42,12 +42,16 @@ cudaError_t LaunchAccumulate(const float* rows, const int32_t* labels, int64_t n
 
 // ---- Centroid scoring ----------------------------------------------------------------------
 
+// Size in floats of the workspace LaunchScoreCentroids needs: the queries as fp32 and the
+// G x C logits.
+int64_t ScoreCentroidsWorkspaceFloats(int32_t num_queries, int32_t d, int32_t num_centroids);
+
 // scores[c] = sum over g < G of softmax_c(scale * queries[g] . centroids[c]).
 // queries: [G, d] of `dtype` with `query_stride`; centroids: [C, d] contiguous fp32;
-// logits: workspace of G * C floats; scores: [C].
+// workspace: ScoreCentroidsWorkspaceFloats(G, d, C) floats; scores: [C].
 cudaError_t LaunchScoreCentroids(const void* queries, int dtype, int32_t num_queries, int32_t d,
                                  int64_t query_stride, const float* centroids,
-                                 int32_t num_centroids, float scale, float* logits,
+                                 int32_t num_centroids, float scale, float* workspace,
                                  float* scores, cudaStream_t stream);
 
 // ---- Decode attention ----------------------------------------------------------------------
