@@ -108,8 +108,8 @@ __global__ void __launch_bounds__(kAttnThreads)
       for (int i = 0; i < kDimsPerLane; ++i) {
         const int32_t j = lane + kWarpSize * i;
         if (j < d) {
-          acc[i] = acc[i] * rescale +
-                   weight * internal::LoadAsFloat(span.values, dtype, value_base + j);
+          acc[i] =
+              acc[i] * rescale + weight * internal::LoadAsFloat(span.values, dtype, value_base + j);
         }
       }
     }
@@ -145,9 +145,8 @@ __global__ void __launch_bounds__(kAttnThreads)
 // Grid (G). Merges the partials of query g in chunk order and normalises: out[g] = acc / l.
 __global__ void __launch_bounds__(kCombineThreads)
     AttentionCombineKernel(const float* __restrict__ partial_acc,
-                           const float* __restrict__ partial_m,
-                           const float* __restrict__ partial_l, int64_t num_chunks, int32_t d,
-                           float* __restrict__ out) {
+                           const float* __restrict__ partial_m, const float* __restrict__ partial_l,
+                           int64_t num_chunks, int32_t d, float* __restrict__ out) {
   const int32_t g = blockIdx.x;
   const int32_t num_queries = gridDim.x;
   for (int32_t j = threadIdx.x; j < d; j += blockDim.x) {
@@ -157,9 +156,8 @@ __global__ void __launch_bounds__(kCombineThreads)
       const int64_t slot = chunk * num_queries + g;
       float scale_a;
       float scale_b;
-      merged = internal::SoftmaxMerge(merged, internal::SoftmaxState{partial_m[slot],
-                                                                     partial_l[slot]},
-                                      &scale_a, &scale_b);
+      merged = internal::SoftmaxMerge(
+          merged, internal::SoftmaxState{partial_m[slot], partial_l[slot]}, &scale_a, &scale_b);
       value = value * scale_a + partial_acc[slot * d + j] * scale_b;
     }
     // l > 0: every chunk holds at least one token.
@@ -169,9 +167,9 @@ __global__ void __launch_bounds__(kCombineThreads)
 
 template <int kDimsPerLane>
 cudaError_t LaunchPartial(dim3 grid, const float* queries, int32_t d, const DeviceKvSpan* spans,
-                          int32_t num_spans, int64_t total_tokens, int64_t chunk_tokens,
-                          int dtype, float scale, float* partial_acc, float* partial_m,
-                          float* partial_l, cudaStream_t stream) {
+                          int32_t num_spans, int64_t total_tokens, int64_t chunk_tokens, int dtype,
+                          float scale, float* partial_acc, float* partial_m, float* partial_l,
+                          cudaStream_t stream) {
   const size_t shared_bytes = sizeof(float) * kAttnWarps * static_cast<size_t>(d);
   AttentionPartialKernel<kDimsPerLane><<<grid, kAttnThreads, shared_bytes, stream>>>(
       queries, d, spans, num_spans, total_tokens, chunk_tokens, dtype, scale, partial_acc,
@@ -213,8 +211,8 @@ cudaError_t LaunchAttention(const float* queries, int32_t num_queries, int32_t d
                            scale, partial_acc, partial_m, partial_l, stream);
   } else {
     static_assert(16 * kWarpSize == kMaxAttentionHeadDim, "dispatch covers every head dim");
-    err = LaunchPartial<16>(grid, queries, d, spans, num_spans, total_tokens, chunk_tokens,
-                            dtype, scale, partial_acc, partial_m, partial_l, stream);
+    err = LaunchPartial<16>(grid, queries, d, spans, num_spans, total_tokens, chunk_tokens, dtype,
+                            scale, partial_acc, partial_m, partial_l, stream);
   }
   if (err != cudaSuccess) return err;
   AttentionCombineKernel<<<static_cast<unsigned>(num_queries), kCombineThreads, 0, stream>>>(

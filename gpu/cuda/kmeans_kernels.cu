@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kAssignRows)
 #pragma unroll
       for (int k = 0; k < kDimChunk; ++k) x[k] = chunk[k * kChunkStride + threadIdx.x];
 
-      // Each similarity accumulates over dimensions in ascending order, as internal::Dot does.
+        // Each similarity accumulates over dimensions in ascending order, as internal::Dot does.
 #pragma unroll
       for (int c = 0; c < kTileCentroids; ++c) {
         const float4* mu = reinterpret_cast<const float4*>(cent + c * d_pad + k0);
@@ -128,10 +128,9 @@ __global__ void __launch_bounds__(kAssignRows)
   }
 }
 
-__global__ void AccumulateKernel(const float* __restrict__ rows,
-                                 const int32_t* __restrict__ labels, int64_t n, int32_t d,
-                                 int32_t num_centroids, float* __restrict__ sums,
-                                 int32_t* __restrict__ counts) {
+__global__ void AccumulateKernel(const float* __restrict__ rows, const int32_t* __restrict__ labels,
+                                 int64_t n, int32_t d, int32_t num_centroids,
+                                 float* __restrict__ sums, int32_t* __restrict__ counts) {
   const int lane = threadIdx.x % kWarpSize;
   const int64_t first =
       static_cast<int64_t>(blockIdx.x) * kRowWarpsPerBlock + threadIdx.x / kWarpSize;
@@ -169,8 +168,8 @@ cudaError_t LaunchNormalizeRows(const void* keys, int dtype, int64_t rows, int32
   if (rows == 0) return cudaSuccess;
   unsigned blocks = 0;
   if (!RowGrid(rows, &blocks)) return cudaErrorInvalidValue;
-  NormalizeRowsKernel<<<blocks, kRowWarpsPerBlock * kWarpSize, 0, stream>>>(keys, dtype, rows,
-                                                                           d, row_stride, out);
+  NormalizeRowsKernel<<<blocks, kRowWarpsPerBlock * kWarpSize, 0, stream>>>(keys, dtype, rows, d,
+                                                                            row_stride, out);
   return cudaGetLastError();
 }
 
@@ -182,9 +181,8 @@ cudaError_t LaunchAssign(const float* rows, int64_t n, int32_t d, const float* c
   const int64_t blocks = CeilDiv(n, kAssignRows);
   if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
   const int32_t d_pad = static_cast<int32_t>(CeilDiv(d, kDimChunk) * kDimChunk);
-  const size_t shared_bytes =
-      sizeof(float) * (static_cast<size_t>(kTileCentroids) * d_pad +
-                       static_cast<size_t>(kDimChunk) * kChunkStride);
+  const size_t shared_bytes = sizeof(float) * (static_cast<size_t>(kTileCentroids) * d_pad +
+                                               static_cast<size_t>(kDimChunk) * kChunkStride);
   if (shared_bytes > kDefaultSharedBytes) {
     // Large head dims need the opt-in shared memory (up to 227 KiB per block on sm_90); the
     // call fails with cudaErrorInvalidValue when even that is too small.
@@ -202,19 +200,17 @@ cudaError_t LaunchAccumulate(const float* rows, const int32_t* labels, int64_t n
                              cudaStream_t stream) {
   if (n < 0 || d < 1 || num_centroids < 1) return cudaErrorInvalidValue;
   cudaError_t err = cudaMemsetAsync(
-      sums, 0, sizeof(float) * static_cast<size_t>(num_centroids) * static_cast<size_t>(d),
-      stream);
+      sums, 0, sizeof(float) * static_cast<size_t>(num_centroids) * static_cast<size_t>(d), stream);
   if (err != cudaSuccess) return err;
   err = cudaMemsetAsync(counts, 0, sizeof(int32_t) * static_cast<size_t>(num_centroids), stream);
   if (err != cudaSuccess) return err;
   if (n == 0) return cudaSuccess;
   // A grid-stride loop: a few thousand blocks keep every SM busy; more only add scheduling.
   constexpr int64_t kMaxBlocks = 4096;
-  const int64_t blocks = CeilDiv(n, kRowWarpsPerBlock) < kMaxBlocks
-                             ? CeilDiv(n, kRowWarpsPerBlock)
-                             : kMaxBlocks;
-  AccumulateKernel<<<static_cast<unsigned>(blocks), kRowWarpsPerBlock * kWarpSize, 0,
-                     stream>>>(rows, labels, n, d, num_centroids, sums, counts);
+  const int64_t blocks =
+      CeilDiv(n, kRowWarpsPerBlock) < kMaxBlocks ? CeilDiv(n, kRowWarpsPerBlock) : kMaxBlocks;
+  AccumulateKernel<<<static_cast<unsigned>(blocks), kRowWarpsPerBlock * kWarpSize, 0, stream>>>(
+      rows, labels, n, d, num_centroids, sums, counts);
   return cudaGetLastError();
 }
 

@@ -91,8 +91,8 @@ __global__ void __launch_bounds__(kLogitThreads)
 // One block: for each query in order, a block-wide max and sum give softmax_c, which each thread
 // adds into the scores of the clusters it owns (c = threadIdx.x + k * blockDim.x).
 __global__ void __launch_bounds__(kSoftmaxThreads)
-    SoftmaxSumKernel(const float* __restrict__ logits, int32_t num_queries,
-                     int32_t num_centroids, float* __restrict__ scores) {
+    SoftmaxSumKernel(const float* __restrict__ logits, int32_t num_queries, int32_t num_centroids,
+                     float* __restrict__ scores) {
   __shared__ float scratch[kWarpSize + 1];
   for (int32_t g = 0; g < num_queries; ++g) {
     const float* row = logits + static_cast<int64_t>(g) * num_centroids;
@@ -132,10 +132,9 @@ cudaError_t LaunchScoreCentroids(const void* queries, int dtype, int32_t num_que
 
   constexpr int kConvertThreads = 256;
   const int64_t elements = static_cast<int64_t>(num_queries) * d;
-  ConvertQueriesKernel<<<static_cast<unsigned>((elements + kConvertThreads - 1) /
-                                               kConvertThreads),
-                         kConvertThreads, 0, stream>>>(queries, dtype, num_queries, d,
-                                                       query_stride, queries_f32);
+  ConvertQueriesKernel<<<static_cast<unsigned>((elements + kConvertThreads - 1) / kConvertThreads),
+                         kConvertThreads, 0, stream>>>(queries, dtype, num_queries, d, query_stride,
+                                                       queries_f32);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 
@@ -148,8 +147,7 @@ cudaError_t LaunchScoreCentroids(const void* queries, int dtype, int32_t num_que
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 
-  SoftmaxSumKernel<<<1, kSoftmaxThreads, 0, stream>>>(logits, num_queries, num_centroids,
-                                                      scores);
+  SoftmaxSumKernel<<<1, kSoftmaxThreads, 0, stream>>>(logits, num_queries, num_centroids, scores);
   return cudaGetLastError();
 }
 

@@ -129,8 +129,8 @@ class CudaStream {
   static absl::StatusOr<CudaStream> Create(int device) {
     RETURN_IF_ERROR(CudaToStatus(cudaSetDevice(device), "cudaSetDevice"));
     CudaStream stream;
-    RETURN_IF_ERROR(CudaToStatus(
-        cudaStreamCreateWithFlags(&stream.stream_, cudaStreamNonBlocking), "cudaStreamCreate"));
+    RETURN_IF_ERROR(CudaToStatus(cudaStreamCreateWithFlags(&stream.stream_, cudaStreamNonBlocking),
+                                 "cudaStreamCreate"));
     return stream;
   }
 
@@ -173,8 +173,8 @@ absl::Status UploadMatrix(const ConstMatrixView& m, DType dtype, void* dst, cuda
         "upload matrix");
   }
   if (dtype != DType::kFloat32) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot upload ", DTypeName(m.dtype),
-                                                   " data as ", DTypeName(dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot upload ", DTypeName(m.dtype), " data as ", DTypeName(dtype)));
   }
   std::vector<float> converted(static_cast<size_t>(m.rows * m.cols));
   for (int64_t r = 0; r < m.rows; ++r) m.LoadRow(r, &converted[r * m.cols]);
@@ -245,15 +245,16 @@ absl::Status CudaKMeans(const ConstMatrixView& keys, const KMeansOptions& option
                    DeviceBuffer::Allocate(Bytes(int64_t{k} * d, sizeof(float)), "centroids"));
   ASSIGN_OR_RETURN(DeviceBuffer sums,
                    DeviceBuffer::Allocate(Bytes(int64_t{k} * d, sizeof(float)), "sums"));
-  ASSIGN_OR_RETURN(DeviceBuffer counts, DeviceBuffer::Allocate(Bytes(k, sizeof(int32_t)), "counts"));
+  ASSIGN_OR_RETURN(DeviceBuffer counts,
+                   DeviceBuffer::Allocate(Bytes(k, sizeof(int32_t)), "counts"));
   ASSIGN_OR_RETURN(DeviceBuffer dev_labels,
                    DeviceBuffer::Allocate(Bytes(n, sizeof(int32_t)), "labels"));
   ASSIGN_OR_RETURN(DeviceBuffer dev_best, DeviceBuffer::Allocate(Bytes(n, sizeof(float)), "best"));
 
   RETURN_IF_ERROR(UploadMatrix(keys, keys.dtype, raw.get(), s));
-  RETURN_IF_ERROR(CudaToStatus(cuda::LaunchNormalizeRows(raw.get(), DTypeIndex(keys.dtype), n, d,
-                                                         d, rows.as<float>(), s),
-                               "normalise keys"));
+  RETURN_IF_ERROR(CudaToStatus(
+      cuda::LaunchNormalizeRows(raw.get(), DTypeIndex(keys.dtype), n, d, d, rows.as<float>(), s),
+      "normalise keys"));
   RETURN_IF_ERROR(Upload(centroids, mu, s, "upload centroids"));
 
   labels.resize(static_cast<size_t>(n));
@@ -268,23 +269,22 @@ absl::Status CudaKMeans(const ConstMatrixView& keys, const KMeansOptions& option
   };
 
   auto assign = [&]() -> absl::Status {
-    RETURN_IF_ERROR(CudaToStatus(cuda::LaunchAssign(rows.as<float>(), n, d, mu.as<float>(), k,
-                                                    dev_labels.as<int32_t>(),
-                                                    dev_best.as<float>(), s),
-                                 "assign"));
+    RETURN_IF_ERROR(
+        CudaToStatus(cuda::LaunchAssign(rows.as<float>(), n, d, mu.as<float>(), k,
+                                        dev_labels.as<int32_t>(), dev_best.as<float>(), s),
+                     "assign"));
     RETURN_IF_ERROR(Download(dev_labels, labels.data(), labels.size(), s, "download labels"));
     return Download(dev_best, best_sim.data(), best_sim.size(), s, "download similarities");
   };
 
   for (int32_t it = 0; it < options.iterations; ++it) {
     RETURN_IF_ERROR(assign());
-    RETURN_IF_ERROR(CudaToStatus(
-        cuda::LaunchAccumulate(rows.as<float>(), dev_labels.as<int32_t>(), n, d, k,
-                               sums.as<float>(), counts.as<int32_t>(), s),
-        "accumulate"));
-    RETURN_IF_ERROR(Download(sums, host_sums.data(), host_sums.size(), s, "download sums"));
     RETURN_IF_ERROR(
-        Download(counts, host_counts.data(), host_counts.size(), s, "download counts"));
+        CudaToStatus(cuda::LaunchAccumulate(rows.as<float>(), dev_labels.as<int32_t>(), n, d, k,
+                                            sums.as<float>(), counts.as<int32_t>(), s),
+                     "accumulate"));
+    RETURN_IF_ERROR(Download(sums, host_sums.data(), host_sums.size(), s, "download sums"));
+    RETURN_IF_ERROR(Download(counts, host_counts.data(), host_counts.size(), s, "download counts"));
     RETURN_IF_ERROR(stream.Synchronize());
     // As the CPU twin: no re-seeding after the last assignment, whose empty clusters keep
     // their centroid (a re-seeded one would be judged by no assignment).
@@ -303,9 +303,9 @@ absl::Status CudaScoreCentroids(const ConstMatrixView& queries, const ConstMatri
   const int32_t c = static_cast<int32_t>(centroids.rows);
   ASSIGN_OR_RETURN(CudaStream stream, CudaStream::Create(device));
   const cudaStream_t s = stream.get();
-  ASSIGN_OR_RETURN(DeviceBuffer dev_queries,
-                   DeviceBuffer::Allocate(Bytes(int64_t{g} * d, DTypeSize(queries.dtype)),
-                                          "queries"));
+  ASSIGN_OR_RETURN(
+      DeviceBuffer dev_queries,
+      DeviceBuffer::Allocate(Bytes(int64_t{g} * d, DTypeSize(queries.dtype)), "queries"));
   ASSIGN_OR_RETURN(DeviceBuffer dev_centroids,
                    DeviceBuffer::Allocate(Bytes(int64_t{c} * d, sizeof(float)), "centroids"));
   ASSIGN_OR_RETURN(
@@ -317,11 +317,11 @@ absl::Status CudaScoreCentroids(const ConstMatrixView& queries, const ConstMatri
 
   RETURN_IF_ERROR(UploadMatrix(queries, queries.dtype, dev_queries.get(), s));
   RETURN_IF_ERROR(UploadMatrix(centroids, DType::kFloat32, dev_centroids.get(), s));
-  RETURN_IF_ERROR(CudaToStatus(
-      cuda::LaunchScoreCentroids(dev_queries.get(), DTypeIndex(queries.dtype), g, d, d,
-                                 dev_centroids.as<float>(), c, scale, workspace.as<float>(),
-                                 dev_scores.as<float>(), s),
-      "score centroids"));
+  RETURN_IF_ERROR(
+      CudaToStatus(cuda::LaunchScoreCentroids(dev_queries.get(), DTypeIndex(queries.dtype), g, d, d,
+                                              dev_centroids.as<float>(), c, scale,
+                                              workspace.as<float>(), dev_scores.as<float>(), s),
+                   "score centroids"));
   RETURN_IF_ERROR(Download(dev_scores, scores.data(), scores.size(), s, "download scores"));
   return stream.Synchronize();
 }
@@ -330,11 +330,11 @@ absl::Status CudaAttention(const AttentionTask& task, int device) {
   const int32_t g = static_cast<int32_t>(task.queries.rows);
   const int32_t d = static_cast<int32_t>(task.queries.cols);
   if (d > cuda::kMaxAttentionHeadDim) {
-    return absl::UnimplementedError(absl::StrCat("CUDA attention supports head_dim <= ",
-                                                 cuda::kMaxAttentionHeadDim, ", got ", d));
+    return absl::UnimplementedError(absl::StrCat(
+        "CUDA attention supports head_dim <= ", cuda::kMaxAttentionHeadDim, ", got ", d));
   }
   if (g > 65535) {
-    return absl::UnimplementedError(absl::StrCat("CUDA attention supports <= 65535 queries"));
+    return absl::UnimplementedError("CUDA attention supports at most 65535 queries");
   }
   // Keys and values go to the device in their own dtype when every span shares it, and as fp32
   // (converted on the host) otherwise.
@@ -392,8 +392,8 @@ absl::Status CudaAttention(const AttentionTask& task, int device) {
       "attention"));
   RETURN_IF_ERROR(CudaToStatus(
       cudaMemcpy2DAsync(task.out.data, Bytes(task.out.row_stride, sizeof(float)), dev_out.get(),
-                        Bytes(d, sizeof(float)), Bytes(d, sizeof(float)),
-                        static_cast<size_t>(g), cudaMemcpyDeviceToHost, s),
+                        Bytes(d, sizeof(float)), Bytes(d, sizeof(float)), static_cast<size_t>(g),
+                        cudaMemcpyDeviceToHost, s),
       "download attention output"));
   return stream.Synchronize();
 }
