@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""Checks clusterkv_bench's command line and the structure of its JSON reports.
+
+  bench_json_check.py run BENCH SUBCOMMAND JSON_FILE  run `BENCH SUBCOMMAND --quick --json FILE`
+                                                      and check the report's structure
+  bench_json_check.py cli BENCH                       --help exits 0; bad subcommands exit 2
+
+Structure only: timings vary from run to run and are never asserted.
+"""
+import json
+import math
+import numbers
+import os
+import subprocess
+import sys
+
+ROW_FIELDS = ("variant", "params", "value", "unit", "baseline", "baseline_value", "ratio",
+              "ratio_meaning", "p50_us", "p99_us")
+MACHINE_FIELDS = ("cpu", "cores", "memory_gib", "openblas_coretype")
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_report(path, bench):
+    with open(path) as f:
+        report = json.load(f)
+    if report.get("bench") != bench:
+        fail("bench is %r, expected %r" % (report.get("bench"), bench))
+    machine = report.get("machine")
+    if not isinstance(machine, dict):
+        fail("machine is not an object")
+    for key in MACHINE_FIELDS:
+        if key not in machine:
+            fail("machine lacks %r" % key)
+    if machine["openblas_coretype"] != os.environ.get("OPENBLAS_CORETYPE"):
+        fail("machine.openblas_coretype %r differs from the environment"
+             % machine["openblas_coretype"])
+    results = report.get("results")
+    if not isinstance(results, list) or not results:
+        fail("results is not a non-empty list")
+    for i, row in enumerate(results):
+        for key in ROW_FIELDS:
+            if key not in row:
+                fail("results[%d] lacks %r" % (i, key))
+        if not isinstance(row["variant"], str) or not row["variant"]:
+            fail("results[%d].variant is not a non-empty string" % i)
+        if not isinstance(row["params"], dict) or not row["params"]:
+            fail("results[%d].params is not a non-empty object" % i)
+        for key in ("unit", "baseline", "ratio_meaning"):
+            if not isinstance(row[key], str) or not row[key]:
+                fail("results[%d].%s is not a non-empty string" % (i, key))
+        for key in ("value", "baseline_value", "ratio"):
+            if not is_number(row[key]):
+                fail("results[%d].%s is not a finite number: %r" % (i, key, row[key]))
+        for key in ("p50_us", "p99_us"):
+            if row[key] is not None and not is_number(row[key]):
+                fail("results[%d].%s is neither null nor a number" % (i, key))
+    if bench == "kmeans":
+        for row in results:
+            if row["unit"] != "mean_cos" and "objective_diff_pct" not in row:
+                fail("kmeans time row lacks objective_diff_pct")
+    print("ok: %s, %d rows" % (bench, len(results)))
+
+
+def run(bench_bin, sub, json_path):
+    if os.path.exists(json_path):
+        os.remove(json_path)
+    proc = subprocess.run([bench_bin, sub, "--quick", "--json", json_path],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(proc.stdout)
+    if proc.returncode != 0:
+        fail("%s exited %d" % (sub, proc.returncode))
+    check_report(json_path, sub)
+
+
+def cli(bench_bin):
+    def call(*args):
+        return subprocess.run([bench_bin] + list(args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+
+    proc = call("--help")
+    if proc.returncode != 0 or "kmeans" not in proc.stdout:
+        fail("--help exited %d or lacks the subcommands" % proc.returncode)
+    for sub in ("kmeans", "select", "decode"):
+        proc = call(sub, "--help")
+        if proc.returncode != 0 or sub not in proc.stdout:
+            fail("%s --help exited %d" % (sub, proc.returncode))
+    proc = call("no_such_subcommand")
+    if proc.returncode != 2 or "unknown subcommand" not in proc.stderr:
+        fail("unknown subcommand exited %d, expected 2" % proc.returncode)
+    proc = call()
+    if proc.returncode != 2:
+        fail("missing subcommand exited %d, expected 2" % proc.returncode)
+    print("ok: cli")
+
+
+def main(argv):
+    if len(argv) == 5 and argv[1] == "run":
+        run(argv[2], argv[3], argv[4])
+    elif len(argv) == 3 and argv[1] == "cli":
+        cli(argv[2])
+    else:
+        print(__doc__)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,298 @@
+// The clusterkv_bench command line: flags grouped by subcommand, --help on the binary and on
+// every subcommand, and dispatch to the Run*Bench functions of bench.h.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "core/status_macros.h"
+#include "tools/clusterkv_bench/bench.h"
+
+// ---- Common flags ------------------------------------------------------------------------
+ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this file.");
+ABSL_FLAG(int, threads, 0, "CPU threads for ours and the baseline; 0 = all cores.");
+ABSL_FLAG(int, repeats, 3, "Timed runs per measurement; value = median, with p50/p99.");
+ABSL_FLAG(int, warmup, 1, "Untimed runs before the timed ones.");
+ABSL_FLAG(uint64_t, seed, 1, "Seed of every synthetic input and of both K-means runs.");
+ABSL_FLAG(bool, quick, false,
+          "Tiny sizes for smoke tests (overrides the size flags; repeats capped at 2).");
+
+// ---- kmeans ------------------------------------------------------------------------------
+ABSL_FLAG(int64_t, kmeans_rows, 32768, "Keys to cluster.");
+ABSL_FLAG(int32_t, kmeans_dim, 128, "Key dimension (head_dim).");
+ABSL_FLAG(int32_t, kmeans_clusters, 400, "Clusters C (ClusterKV's C0).");
+ABSL_FLAG(int32_t, kmeans_iterations, 20, "Iterations for both ours and FAISS.");
+ABSL_FLAG(int32_t, kmeans_directions, 256,
+          "Mixture components (random directions) of the synthetic keys.");
+ABSL_FLAG(double, kmeans_noise, 0.6, "Noise around each direction, relative to its unit norm.");
+ABSL_FLAG(std::string, kmeans_threads, "",
+          "Comma-separated thread counts to sweep; empty = 1 and --threads (all cores).");
+
+// ---- select ------------------------------------------------------------------------------
+ABSL_FLAG(int32_t, layers, 32,
+          "Layers of the Llama-3-8B layout (8 kv heads, 32 q heads, d 128); fewer saves "
+          "memory (4 GiB of K/V at 32 layers and 32k) and adds linearly scaled figures.");
+ABSL_FLAG(int64_t, select_context, 32768, "Context tokens per (layer, kv head).");
+ABSL_FLAG(int32_t, select_centroids, 400, "Centroids per (layer, kv head).");
+ABSL_FLAG(int64_t, select_budget, 1024, "Token budget B per (layer, kv head).");
+
+// ---- decode ------------------------------------------------------------------------------
+ABSL_FLAG(std::string, decode_contexts, "32768,131072", "Comma-separated context lengths.");
+ABSL_FLAG(std::string, decode_budgets, "1024,2048", "Comma-separated token budgets B.");
+ABSL_FLAG(int64_t, decode_sinks, 16, "Sink tokens attended by the sparse step.");
+ABSL_FLAG(int64_t, decode_recent, 320, "Recent-window tokens attended by the sparse step.");
+ABSL_FLAG(int64_t, decode_cluster_tokens, 80,
+          "Mean tokens per recalled cluster range (about context / C at 32k and C = 400).");
+
+namespace clusterkv::bench {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+struct Subcommand {
+  absl::string_view name;
+  absl::string_view summary;
+  std::vector<absl::string_view> flags;
+  absl::Status (*run)(const BenchOptions&);
+};
+
+const std::vector<absl::string_view>& CommonFlags() {
+  static const auto* flags =
+      new std::vector<absl::string_view>{"json", "threads", "repeats", "warmup", "seed", "quick"};
+  return *flags;
+}
+
+const std::vector<Subcommand>& Subcommands() {
+  static const auto* subs = new std::vector<Subcommand>{
+      {"kmeans",
+       "gpu::SphericalKMeans (CPU) vs FAISS spherical K-means on the same synthetic clustered "
+       "keys, equal C, iterations and seed, at 1 thread and all cores: time ratio "
+       "faiss / ours and the clustering objective of both (mean cosine to the nearest "
+       "centroid).",
+       {"kmeans_rows", "kmeans_dim", "kmeans_clusters", "kmeans_iterations", "kmeans_directions",
+        "kmeans_noise", "kmeans_threads"},
+       &RunKMeansBench},
+      {"select",
+       "Centroid scoring + budgeted cluster selection + indexing for every (layer, kv head) "
+       "of Llama-3-8B (32 layers x 8 kv heads, GQA 4:1, 400 centroids, B = 1024) vs one "
+       "full-attention decode step at 32k context over the same fp16 K/V: ratio full / "
+       "select.",
+       {"layers", "select_context", "select_centroids", "select_budget"},
+       &RunSelectBench},
+      {"decode",
+       "One layer's sparse attention (16 sinks + B recalled tokens in ~80-token cluster "
+       "ranges + 320 recent) vs full attention at 32k and 128k context: ratio full / sparse.",
+       {"decode_contexts", "decode_budgets", "decode_sinks", "decode_recent",
+        "decode_cluster_tokens"},
+       &RunDecodeBench},
+  };
+  return *subs;
+}
+
+const Subcommand* FindSubcommand(absl::string_view name) {
+  for (const Subcommand& s : Subcommands()) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+void PrintFlags(std::ostream& os, absl::string_view title,
+                const std::vector<absl::string_view>& names) {
+  os << "\n" << title << ":\n";
+  for (absl::string_view name : names) {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) continue;
+    os << "  --" << name
+       << " (default: " << (flag->DefaultValue().empty() ? "\"\"" : flag->DefaultValue())
+       << ")\n      " << flag->Help() << "\n";
+  }
+}
+
+void PrintUsage(std::ostream& os, const Subcommand* only) {
+  if (only != nullptr) {
+    os << "Usage: clusterkv_bench " << only->name << " [flags]\n\n" << only->summary << "\n";
+    PrintFlags(os, absl::StrCat(only->name, " flags"), only->flags);
+    PrintFlags(os, "Common flags", CommonFlags());
+    return;
+  }
+  os << "clusterkv_bench: ClusterKV benchmarks, each measured against a baseline run in the "
+        "same process.\n\n"
+        "Usage: clusterkv_bench <subcommand> [flags]\n"
+        "       clusterkv_bench <subcommand> --help\n\n"
+        "Subcommands:\n";
+  for (const Subcommand& s : Subcommands()) os << "  " << s.name << "\n      " << s.summary << "\n";
+  os << "\nEach prints a table and, with --json FILE, writes {\"bench\", \"machine\", "
+        "\"results\": [{\"variant\", \"params\", \"value\", \"unit\", \"baseline\", "
+        "\"baseline_value\", \"ratio\", \"ratio_meaning\", \"p50_us\", \"p99_us\", ...}]}.\n"
+        "For times ratio = baseline / ours: > 1 means faster than the baseline.\n"
+        "Unless OMP_WAIT_POLICY is set, the binary re-runs itself once with "
+        "OMP_WAIT_POLICY=PASSIVE\n(spinning OpenMP workers would slow FAISS's OpenBLAS "
+        "threads); machine.omp_wait_policy records it.\n";
+  PrintFlags(os, "Common flags", CommonFlags());
+  for (const Subcommand& s : Subcommands()) {
+    PrintFlags(os, absl::StrCat(s.name, " flags"), s.flags);
+  }
+}
+
+bool IsHelpArg(const char* arg) {
+  return std::strcmp(arg, "--help") == 0 || std::strcmp(arg, "-help") == 0 ||
+         std::strcmp(arg, "-h") == 0;
+}
+
+template <typename T>
+absl::StatusOr<std::vector<T>> ParseList(absl::string_view flag, absl::string_view text) {
+  std::vector<T> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    T v;
+    if (!absl::SimpleAtoi(item, &v)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": '", item, "' is not an integer"));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+absl::StatusOr<BenchOptions> OptionsFromFlags() {
+  BenchOptions o;
+  o.json_path = absl::GetFlag(FLAGS_json);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.repeats = absl::GetFlag(FLAGS_repeats);
+  o.warmup = absl::GetFlag(FLAGS_warmup);
+  o.seed = absl::GetFlag(FLAGS_seed);
+  o.quick = absl::GetFlag(FLAGS_quick);
+  if (o.threads < 0 || o.repeats < 1 || o.warmup < 0) {
+    return absl::InvalidArgumentError("need --threads >= 0, --repeats >= 1, --warmup >= 0");
+  }
+
+  o.kmeans.rows = absl::GetFlag(FLAGS_kmeans_rows);
+  o.kmeans.dim = absl::GetFlag(FLAGS_kmeans_dim);
+  o.kmeans.clusters = absl::GetFlag(FLAGS_kmeans_clusters);
+  o.kmeans.iterations = absl::GetFlag(FLAGS_kmeans_iterations);
+  o.kmeans.directions = absl::GetFlag(FLAGS_kmeans_directions);
+  o.kmeans.noise = absl::GetFlag(FLAGS_kmeans_noise);
+  ASSIGN_OR_RETURN(o.kmeans.thread_counts,
+                   ParseList<int>("kmeans_threads", absl::GetFlag(FLAGS_kmeans_threads)));
+
+  o.select.layers = absl::GetFlag(FLAGS_layers);
+  o.select.context = absl::GetFlag(FLAGS_select_context);
+  o.select.centroids = absl::GetFlag(FLAGS_select_centroids);
+  o.select.budget = absl::GetFlag(FLAGS_select_budget);
+
+  ASSIGN_OR_RETURN(o.decode.contexts,
+                   ParseList<int64_t>("decode_contexts", absl::GetFlag(FLAGS_decode_contexts)));
+  ASSIGN_OR_RETURN(o.decode.budgets,
+                   ParseList<int64_t>("decode_budgets", absl::GetFlag(FLAGS_decode_budgets)));
+  o.decode.sinks = absl::GetFlag(FLAGS_decode_sinks);
+  o.decode.recent = absl::GetFlag(FLAGS_decode_recent);
+  o.decode.cluster_tokens = absl::GetFlag(FLAGS_decode_cluster_tokens);
+
+  if (o.quick) ApplyQuick(o);
+  return o;
+}
+
+}  // namespace
+
+void ApplyQuick(BenchOptions& options) {
+  options.quick = true;
+  options.repeats = std::min(options.repeats, 2);
+  options.warmup = std::min(options.warmup, 1);
+  options.kmeans.rows = 2048;
+  options.kmeans.dim = 64;
+  options.kmeans.clusters = 32;
+  options.kmeans.iterations = 5;
+  options.kmeans.directions = 16;
+  options.select.layers = 2;
+  options.select.context = 4096;
+  options.select.centroids = 64;
+  options.select.budget = 256;
+  options.decode.contexts = {4096, 8192};
+  options.decode.budgets = {256, 512};
+}
+
+int BenchToolMain(int argc, char** argv) {
+  // libgomp reads OMP_WAIT_POLICY once, when it is loaded. Under its default its idle workers
+  // spin and compete with OpenBLAS's threads for the cores, which slowed FAISS K-means 1.7x
+  // (idle machine) to 4x (busy machine) at 2 threads here. So unless the caller chose a
+  // policy, run this binary again once with the passive policy; the report records it.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr &&
+      std::getenv("CLUSTERKV_BENCH_REEXECUTED") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("CLUSTERKV_BENCH_REEXECUTED", "1", 1);
+    execv("/proc/self/exe", argv);
+    unsetenv("OMP_WAIT_POLICY");  // exec failed: go on with the default policy
+  }
+  // absl's own --help exits with status 1 and lists every linked flag; ours exits 0 and lists
+  // the flags of the binary (or of one subcommand), so take the help arguments out first.
+  bool help = false;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0 && IsHelpArg(argv[i])) {
+      help = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  absl::SetProgramUsageMessage(
+      "ClusterKV benchmarks. Usage: clusterkv_bench <kmeans|select|decode> [flags]; "
+      "clusterkv_bench --help");
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+
+  if (positional.size() < 2) {
+    if (help) {
+      PrintUsage(std::cout, nullptr);
+      return kExitOk;
+    }
+    std::cerr << "clusterkv_bench: missing subcommand\n\n";
+    PrintUsage(std::cerr, nullptr);
+    return kExitUsage;
+  }
+  const Subcommand* sub = FindSubcommand(positional[1]);
+  if (sub == nullptr) {
+    std::cerr << "clusterkv_bench: unknown subcommand '" << positional[1] << "'\n\n";
+    PrintUsage(std::cerr, nullptr);
+    return kExitUsage;
+  }
+  if (help) {
+    PrintUsage(std::cout, sub);
+    return kExitOk;
+  }
+  if (positional.size() > 2) {
+    std::cerr << "clusterkv_bench " << sub->name << ": unexpected argument '" << positional[2]
+              << "'\n\n";
+    PrintUsage(std::cerr, sub);
+    return kExitUsage;
+  }
+  absl::StatusOr<BenchOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    std::cerr << "clusterkv_bench " << sub->name << ": " << options.status() << "\n";
+    return kExitUsage;
+  }
+  const absl::Status status = sub->run(*options);
+  if (!status.ok()) {
+    std::cerr << "clusterkv_bench " << sub->name << ": " << status << "\n";
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
+}  // namespace clusterkv::bench
