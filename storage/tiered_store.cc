@@ -1,0 +1,616 @@
+#include "storage/tiered_store.h"
+
+#include <cstring>
+#include <list>
+#include <thread>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "core/status_macros.h"
+
+namespace clusterkv::storage {
+namespace {
+
+struct BlockState {
+  uint64_t size = 0;
+  std::optional<SlabAllocation> host;
+  bool on_ssd = false;
+  bool dirty = false;  // the host copy is not on the SSD yet (write-back)
+  bool busy = false;   // being filled, promoted or evicted: wait before touching
+  int pins = 0;
+  uint64_t last_recall = 0;
+  bool in_lru = false;
+  std::list<BlockKey>::iterator lru_pos;
+};
+
+absl::Status CheckOptions(const TieredStoreOptions& o) {
+  if (o.path.empty()) return absl::InvalidArgumentError("store path is empty");
+  if (o.host_capacity_bytes < SlabAllocator::kSlabBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("host capacity must be at least ",
+                                                   SlabAllocator::kSlabBytes, " bytes, got ",
+                                                   o.host_capacity_bytes));
+  }
+  if (!(o.low_watermark > 0.0 && o.low_watermark <= o.high_watermark &&
+        o.high_watermark <= 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("need 0 < low_watermark (", o.low_watermark,
+                                                   ") <= high_watermark (", o.high_watermark,
+                                                   ") <= 1"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// Everything mutable of the store, behind one mutex. Block bytes are copied and SSD I/O is done
+// with the mutex released; the `busy` flag and pin counts keep a block's memory stable meanwhile.
+class TieredStore::State {
+ public:
+  explicit State(const TieredStoreOptions& o) : options(o), slabs(o.host_capacity_bytes) {}
+
+  void LruTouch(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    LruRemove(st);
+    if (st.host && st.pins == 0 && !st.busy) {
+      lru.push_front(key);
+      st.lru_pos = lru.begin();
+      st.in_lru = true;
+      ++generation;
+    }
+  }
+  void LruRemove(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (st.in_lru) lru.erase(st.lru_pos);
+    st.in_lru = false;
+  }
+  void AddHost(const std::string& tenant, int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    stats.host.bytes += bytes;
+    stats.host.blocks += bytes > 0 ? 1 : -1;
+    tenants[tenant].host_bytes += bytes;
+  }
+  void AddSsd(const std::string& tenant, int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    stats.ssd.bytes += bytes;
+    stats.ssd.blocks += bytes > 0 ? 1 : -1;
+    tenants[tenant].ssd_bytes += bytes;
+  }
+  // Drops a block's memory and accounting; the caller erases it from `blocks`.
+  void Forget(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    LruRemove(st);
+    if (st.host) {
+      slabs.Free(*st.host);
+      AddHost(key.sequence.tenant, -static_cast<int64_t>(st.size));
+    }
+    if (st.on_ssd) AddSsd(key.sequence.tenant, -static_cast<int64_t>(st.size));
+    --tenants[key.sequence.tenant].blocks;
+    ++generation;
+  }
+  bool AboveHigh() const ABSL_SHARED_LOCKS_REQUIRED(mu) {
+    return stats.host.bytes > options.high_watermark * options.host_capacity_bytes;
+  }
+
+  const TieredStoreOptions options;
+  SlabAllocator slabs;
+  mutable absl::Mutex mu;
+  absl::flat_hash_map<BlockKey, BlockState> blocks ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<SequenceKey, absl::flat_hash_set<ClusterId>> by_sequence ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<SequenceKey> sequences ABSL_GUARDED_BY(mu);
+  std::list<BlockKey> lru ABSL_GUARDED_BY(mu);  // front: most recently recalled
+  absl::flat_hash_map<std::string, TenantUsage> tenants ABSL_GUARDED_BY(mu);
+  StoreStats stats ABSL_GUARDED_BY(mu);
+  QuotaHook quota ABSL_GUARDED_BY(mu);
+  uint64_t tick ABSL_GUARDED_BY(mu) = 0;
+  uint64_t generation ABSL_GUARDED_BY(mu) = 0;  // bumps when a block becomes evictable or freed
+  bool closed ABSL_GUARDED_BY(mu) = false;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  std::thread evictor;
+};
+
+// ---- PinnedBlock -----------------------------------------------------------------------------
+
+PinnedBlock::PinnedBlock(PinnedBlock&& other) noexcept { *this = std::move(other); }
+
+PinnedBlock& PinnedBlock::operator=(PinnedBlock&& other) noexcept {
+  if (this != &other) {
+    Release();
+    store_ = std::exchange(other.store_, nullptr);
+    key_ = std::move(other.key_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    offset_ = std::exchange(other.offset_, 0);
+  }
+  return *this;
+}
+
+PinnedBlock::~PinnedBlock() { Release(); }
+
+void PinnedBlock::Release() {
+  if (store_ != nullptr) store_->Unpin(key_);
+  store_ = nullptr;
+  data_ = nullptr;
+}
+
+// ---- Open / Close ----------------------------------------------------------------------------
+
+TieredStore::TieredStore(std::unique_ptr<HostArena> arena, std::unique_ptr<SsdTier> ssd,
+                         const TieredStoreOptions& options)
+    : arena_(std::move(arena)), ssd_(std::move(ssd)), state_(std::make_unique<State>(options)) {}
+
+absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::Open(const TieredStoreOptions& options) {
+  RETURN_IF_ERROR(CheckOptions(options));
+  SsdTierOptions ssd_options;
+  ssd_options.path = options.path;
+  ssd_options.file_system = options.file_system;
+  ssd_options.min_blob_bytes = options.min_blob_bytes;
+  ASSIGN_OR_RETURN(std::unique_ptr<SsdTier> ssd, SsdTier::Open(ssd_options));
+  HostArenaOptions arena_options;
+  arena_options.capacity_bytes = options.host_capacity_bytes;
+  arena_options.huge_pages = options.huge_pages;
+  arena_options.registrar = options.registrar;
+  ASSIGN_OR_RETURN(std::unique_ptr<HostArena> arena, HostArena::Create(arena_options));
+  std::unique_ptr<TieredStore> store(new TieredStore(std::move(arena), std::move(ssd), options));
+
+  // Rebuild the tables from the durable records: the sequences from their metadata, every
+  // block (and its size) from the block directory. No block is read.
+  ASSIGN_OR_RETURN(std::vector<SequenceKey> sequences, store->ssd_->ListSequences());
+  State& s = *store->state_;
+  {
+    absl::MutexLock lock(&s.mu);
+    for (const SequenceKey& seq : sequences) {
+      s.sequences.insert(seq);
+      ++s.tenants[seq.tenant].sequences;
+    }
+  }
+  RETURN_IF_ERROR(store->ssd_->ForEachBlock([&](const BlockKey& key, uint64_t size) {
+    absl::MutexLock lock(&s.mu);
+    BlockState& st = s.blocks[key];
+    st.size = size;
+    st.on_ssd = true;
+    s.AddSsd(key.sequence.tenant, static_cast<int64_t>(size));
+    ++s.tenants[key.sequence.tenant].blocks;
+    s.by_sequence[key.sequence].insert(key.cluster);
+    return absl::OkStatus();
+  }));
+  {
+    absl::MutexLock lock(&s.mu);
+    s.stats.host_capacity_bytes = options.host_capacity_bytes;
+  }
+  if (options.background_eviction) {
+    TieredStore* raw = store.get();
+    s.evictor = std::thread([raw] { raw->EvictorLoop(); });
+  }
+  return store;
+}
+
+void TieredStore::EvictorLoop() {
+  State& s = *state_;
+  uint64_t failed_generation = ~uint64_t{0};
+  while (true) {
+    {
+      absl::MutexLock lock(&s.mu);
+      // Sleep until usage passes the high watermark; after a failed pass (disk full, every
+      // block pinned) also until something has changed, rather than spin on the same error.
+      auto ready = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return s.stopping || (s.AboveHigh() && s.generation != failed_generation);
+      };
+      s.mu.Await(absl::Condition(&ready));
+      if (s.stopping) return;
+    }
+    if (!EvictToLowWatermark().ok()) {
+      absl::MutexLock lock(&s.mu);
+      failed_generation = s.generation;
+    }
+  }
+}
+
+TieredStore::~TieredStore() {
+  absl::Status s = Close();
+  (void)s;  // a destructor has no caller to report to; Close() callers see the error
+}
+
+absl::Status TieredStore::Close() {
+  State& s = *state_;
+  {
+    absl::MutexLock lock(&s.mu);
+    if (s.closed) return absl::OkStatus();
+    s.stopping = true;
+  }
+  if (s.evictor.joinable()) s.evictor.join();
+  // Every block settles (no fill, promotion or eviction in flight) before the final flush.
+  std::vector<std::pair<BlockKey, SlabAllocation>> dirty;
+  {
+    absl::MutexLock lock(&s.mu);
+    auto settled = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      for (const auto& [key, st] : s.blocks) {
+        if (st.busy) return false;
+      }
+      return true;
+    };
+    s.mu.Await(absl::Condition(&settled));
+    s.closed = true;
+    for (const auto& [key, st] : s.blocks) {
+      if (st.dirty && st.host) dirty.emplace_back(key, *st.host);
+    }
+  }
+  absl::Status first_error;
+  for (const auto& [key, alloc] : dirty) {
+    absl::Status w = ssd_->PutBlock(
+        key, absl::MakeConstSpan(arena_->base() + alloc.offset, alloc.requested), /*sync=*/false);
+    if (!w.ok() && first_error.ok()) {
+      first_error = absl::Status(w.code(), absl::StrCat("flushing ", ToString(key.cluster), " of ",
+                                                        key.sequence.sequence, ": ", w.message()));
+    }
+  }
+  absl::Status f = ssd_->Flush();
+  if (first_error.ok()) first_error = f;
+  return first_error;
+}
+
+// ---- Sequences and indexes -------------------------------------------------------------------
+
+#define CLUSTERKV_RETURN_IF_CLOSED(s)                                      \
+  do {                                                                     \
+    absl::MutexLock closed_lock(&(s).mu);                                  \
+    if ((s).closed) return absl::FailedPreconditionError("store is closed"); \
+  } while (0)
+
+absl::Status TieredStore::PutSequence(const SequenceKey& sequence, const SequenceMeta& meta) {
+  RETURN_IF_ERROR(sequence.Validate());
+  RETURN_IF_ERROR(meta.layout.Validate());
+  CLUSTERKV_RETURN_IF_CLOSED(*state_);
+  RETURN_IF_ERROR(ssd_->PutMetadata(sequence, EncodeSequenceMeta(meta), /*sync=*/true));
+  absl::MutexLock lock(&state_->mu);
+  if (state_->sequences.insert(sequence).second) ++state_->tenants[sequence.tenant].sequences;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SequenceMeta> TieredStore::GetSequence(const SequenceKey& sequence) {
+  CLUSTERKV_RETURN_IF_CLOSED(*state_);
+  ASSIGN_OR_RETURN(std::string bytes, ssd_->GetMetadata(sequence));
+  return DecodeSequenceMeta(bytes);
+}
+
+absl::StatusOr<std::vector<SequenceKey>> TieredStore::ListSequences(const std::string& tenant) {
+  CLUSTERKV_RETURN_IF_CLOSED(*state_);
+  ASSIGN_OR_RETURN(std::vector<SequenceKey> all, ssd_->ListSequences());
+  if (tenant.empty()) return all;
+  std::vector<SequenceKey> mine;
+  for (SequenceKey& k : all) {
+    if (k.tenant == tenant) mine.push_back(std::move(k));
+  }
+  return mine;
+}
+
+absl::Status TieredStore::PutIndex(const SequenceKey& sequence, const HeadId& head,
+                                   const HeadIndexRecord& index) {
+  RETURN_IF_ERROR(sequence.Validate());
+  CLUSTERKV_RETURN_IF_CLOSED(*state_);
+  ASSIGN_OR_RETURN(std::string bytes, EncodeHeadIndex(index));
+  return ssd_->PutIndexRecord(sequence, head, bytes, /*sync=*/true);
+}
+
+absl::StatusOr<HeadIndexRecord> TieredStore::GetIndex(const SequenceKey& sequence,
+                                                      const HeadId& head) {
+  CLUSTERKV_RETURN_IF_CLOSED(*state_);
+  ASSIGN_OR_RETURN(std::string bytes, ssd_->GetIndexRecord(sequence, head));
+  return DecodeHeadIndex(bytes);
+}
+
+absl::Status TieredStore::DropSequence(const SequenceKey& sequence) {
+  State& s = *state_;
+  {
+    absl::MutexLock lock(&s.mu);
+    if (s.closed) return absl::FailedPreconditionError("store is closed");
+    // Wait until no block of the sequence is in flight or pinned (pins are short-lived reads).
+    auto idle = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      auto it = s.by_sequence.find(sequence);
+      if (it == s.by_sequence.end()) return true;
+      for (const ClusterId& c : it->second) {
+        const BlockState& st = s.blocks.at(BlockKey{sequence, c});
+        if (st.busy || st.pins > 0) return false;
+      }
+      return true;
+    };
+    s.mu.Await(absl::Condition(&idle));
+    if (auto it = s.by_sequence.find(sequence); it != s.by_sequence.end()) {
+      for (const ClusterId& c : it->second) {
+        BlockKey key{sequence, c};
+        s.Forget(key, s.blocks.at(key));
+        s.blocks.erase(key);
+      }
+      s.by_sequence.erase(it);
+    }
+    if (s.sequences.erase(sequence) > 0) --s.tenants[sequence.tenant].sequences;
+  }
+  return ssd_->DropSequence(sequence, /*sync=*/true);
+}
+
+// ---- Blocks ----------------------------------------------------------------------------------
+
+std::optional<SlabAllocation> TieredStore::AllocateHost(uint64_t bytes) {
+  State& s = *state_;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<SlabAllocation> a = s.slabs.Allocate(bytes);
+    if (a.ok()) return *a;
+    if (attempt == 0) {
+      // Make room for this block plus the usual headroom, synchronously.
+      const uint64_t capacity = s.options.host_capacity_bytes;
+      const uint64_t low = static_cast<uint64_t>(s.options.low_watermark * capacity);
+      const uint64_t target = bytes >= low ? 0 : low - bytes;
+      if (!EvictDownTo(target).ok()) return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+absl::Status TieredStore::PutBlock(const BlockKey& key, absl::Span<const uint8_t> block,
+                                   std::optional<bool> write_through) {
+  RETURN_IF_ERROR(key.sequence.Validate());
+  if (block.empty()) return absl::InvalidArgumentError("empty block");
+  State& s = *state_;
+  const bool durable = write_through.value_or(s.options.write_through);
+  {
+    absl::MutexLock lock(&s.mu);
+    if (s.closed) return absl::FailedPreconditionError("store is closed");
+    if (s.blocks.contains(key)) {
+      return absl::AlreadyExistsError(absl::StrCat("block ", ToString(key.cluster), " of ",
+                                                   key.sequence.sequence, " exists"));
+    }
+    if (s.quota) {
+      RETURN_IF_ERROR(s.quota(key.sequence.tenant, s.tenants[key.sequence.tenant], block.size()));
+    }
+    BlockState& st = s.blocks[key];
+    st.size = block.size();
+    st.busy = true;  // invisible to readers until filled
+    s.by_sequence[key.sequence].insert(key.cluster);
+    ++s.tenants[key.sequence.tenant].blocks;
+  }
+  const std::optional<SlabAllocation> host = AllocateHost(block.size());
+  if (host) std::memcpy(arena_->base() + host->offset, block.data(), block.size());
+  // Without host room the block spills to the SSD; it is made durable like a write-through.
+  const bool to_ssd = durable || !host;
+  absl::Status written =
+      to_ssd ? ssd_->PutBlock(key, block, /*sync=*/true) : absl::OkStatus();
+
+  absl::MutexLock lock(&s.mu);
+  BlockState& st = s.blocks.at(key);
+  st.busy = false;
+  if (!written.ok()) {
+    if (host) s.slabs.Free(*host);
+    --s.tenants[key.sequence.tenant].blocks;
+    s.by_sequence[key.sequence].erase(key.cluster);
+    s.blocks.erase(key);
+    return written;
+  }
+  st.host = host;
+  st.on_ssd = to_ssd;
+  st.dirty = host.has_value() && !to_ssd;
+  st.last_recall = ++s.tick;
+  if (host) s.AddHost(key.sequence.tenant, static_cast<int64_t>(st.size));
+  if (to_ssd) s.AddSsd(key.sequence.tenant, static_cast<int64_t>(st.size));
+  if (durable) ++s.stats.write_through_puts;
+  if (!host) ++s.stats.spilled_puts;
+  s.LruTouch(key, st);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> TieredStore::ReadBlock(const BlockKey& key, absl::Span<uint8_t> dst) {
+  State& s = *state_;
+  uint64_t size = 0;
+  SlabAllocation host;
+  {
+    absl::MutexLock lock(&s.mu);
+    if (s.closed) return absl::FailedPreconditionError("store is closed");
+    auto settled = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      auto it = s.blocks.find(key);
+      return it == s.blocks.end() || !it->second.busy;
+    };
+    s.mu.Await(absl::Condition(&settled));
+    auto it = s.blocks.find(key);
+    if (it == s.blocks.end()) {
+      ++s.stats.host.misses;
+      ++s.stats.ssd.misses;
+      return absl::NotFoundError(absl::StrCat("no block ", ToString(key.cluster), " in sequence ",
+                                              key.sequence.sequence));
+    }
+    BlockState& st = it->second;
+    size = st.size;
+    if (dst.size() < size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("destination holds ", dst.size(), " bytes; the block is ", size));
+    }
+    if (st.host) {
+      ++s.stats.host.hits;
+      ++st.pins;
+      s.LruRemove(st);
+      host = *st.host;
+    } else {
+      ++s.stats.host.misses;
+      st.busy = true;  // promotion in flight
+    }
+  }
+  if (host.capacity > 0) {
+    std::memcpy(dst.data(), arena_->base() + host.offset, size);
+    Unpin(key);
+    return size;
+  }
+  // SSD-only: read, then promote into the host tier when there is room.
+  absl::Status read = ssd_->GetBlockInto(key, dst.subspan(0, size));
+  std::optional<SlabAllocation> promoted;
+  if (read.ok()) {
+    promoted = AllocateHost(size);
+    if (promoted) std::memcpy(arena_->base() + promoted->offset, dst.data(), size);
+  }
+  absl::MutexLock lock(&s.mu);
+  BlockState& st = s.blocks.at(key);
+  st.busy = false;
+  if (!read.ok()) {
+    ++s.stats.ssd.misses;
+    return read;
+  }
+  ++s.stats.ssd.hits;
+  st.last_recall = ++s.tick;
+  if (promoted) {
+    st.host = promoted;
+    st.dirty = false;
+    s.AddHost(key.sequence.tenant, static_cast<int64_t>(size));
+    ++s.stats.promotions;
+  }
+  s.LruTouch(key, st);
+  return size;
+}
+
+absl::StatusOr<std::vector<uint8_t>> TieredStore::GetBlock(const BlockKey& key) {
+  uint64_t size = 0;
+  {
+    absl::MutexLock lock(&state_->mu);
+    auto it = state_->blocks.find(key);
+    if (it != state_->blocks.end()) size = it->second.size;
+  }
+  std::vector<uint8_t> out(size);
+  ASSIGN_OR_RETURN(uint64_t n, ReadBlock(key, absl::MakeSpan(out)));
+  out.resize(n);
+  return out;
+}
+
+absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
+  State& s = *state_;
+  for (;;) {
+    uint64_t size = 0;
+    {
+      absl::MutexLock lock(&s.mu);
+      if (s.closed) return absl::FailedPreconditionError("store is closed");
+      auto settled = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        auto it = s.blocks.find(key);
+        return it == s.blocks.end() || !it->second.busy;
+      };
+      s.mu.Await(absl::Condition(&settled));
+      auto it = s.blocks.find(key);
+      if (it == s.blocks.end()) {
+        return absl::NotFoundError(absl::StrCat("no block ", ToString(key.cluster),
+                                                " in sequence ", key.sequence.sequence));
+      }
+      BlockState& st = it->second;
+      if (st.host) {
+        ++st.pins;
+        ++s.stats.host.hits;
+        st.last_recall = ++s.tick;
+        s.LruRemove(st);
+        PinnedBlock pin;
+        pin.store_ = this;
+        pin.key_ = key;
+        pin.data_ = arena_->base() + st.host->offset;
+        pin.size_ = st.size;
+        pin.offset_ = st.host->offset;
+        return pin;
+      }
+      size = st.size;
+    }
+    // Promote through ReadBlock, then pin the host copy on the next pass.
+    std::vector<uint8_t> scratch(size);
+    RETURN_IF_ERROR(ReadBlock(key, absl::MakeSpan(scratch)).status());
+    absl::MutexLock lock(&s.mu);
+    auto it = s.blocks.find(key);
+    if (it != s.blocks.end() && !it->second.host && !it->second.busy) {
+      return absl::ResourceExhaustedError("host tier has no room to pin the block");
+    }
+  }
+}
+
+void TieredStore::Unpin(const BlockKey& key) {
+  State& s = *state_;
+  absl::MutexLock lock(&s.mu);
+  auto it = s.blocks.find(key);
+  if (it == s.blocks.end()) return;
+  BlockState& st = it->second;
+  --st.pins;
+  st.last_recall = ++s.tick;
+  s.LruTouch(key, st);
+}
+
+// ---- Eviction --------------------------------------------------------------------------------
+
+absl::Status TieredStore::EvictToLowWatermark() {
+  return EvictDownTo(
+      static_cast<uint64_t>(state_->options.low_watermark * state_->options.host_capacity_bytes));
+}
+
+absl::Status TieredStore::EvictDownTo(uint64_t target_bytes) {
+  State& s = *state_;
+  struct Victim {
+    BlockKey key;
+    SlabAllocation host;
+    bool dirty;
+  };
+  std::vector<Victim> victims;
+  {
+    absl::MutexLock lock(&s.mu);
+    uint64_t planned = s.stats.host.bytes;
+    for (auto it = s.lru.rbegin(); it != s.lru.rend() && planned > target_bytes; ++it) {
+      BlockState& st = s.blocks.at(*it);
+      victims.push_back(Victim{*it, *st.host, st.dirty});
+      planned -= st.size;
+    }
+    for (const Victim& v : victims) {
+      BlockState& st = s.blocks.at(v.key);
+      s.LruRemove(st);
+      st.busy = true;
+    }
+    if (victims.empty() && planned > target_bytes) {
+      return absl::ResourceExhaustedError("host tier above target and nothing is evictable");
+    }
+  }
+  absl::Status first_error;
+  for (const Victim& v : victims) {
+    absl::Status w;
+    if (v.dirty) {
+      w = ssd_->PutBlock(v.key,
+                         absl::MakeConstSpan(arena_->base() + v.host.offset, v.host.requested),
+                         /*sync=*/false);
+    }
+    absl::MutexLock lock(&s.mu);
+    BlockState& st = s.blocks.at(v.key);
+    st.busy = false;
+    if (!w.ok()) {
+      ++s.stats.eviction_failures;
+      if (first_error.ok()) first_error = w;
+      s.LruTouch(v.key, st);
+      continue;
+    }
+    s.slabs.Free(v.host);
+    st.host.reset();
+    s.AddHost(v.key.sequence.tenant, -static_cast<int64_t>(st.size));
+    if (!st.on_ssd) s.AddSsd(v.key.sequence.tenant, static_cast<int64_t>(st.size));
+    st.on_ssd = true;
+    st.dirty = false;
+    ++s.stats.evictions;
+    s.stats.evicted_bytes += st.size;
+    ++s.generation;
+  }
+  return first_error;
+}
+
+// ---- Introspection ---------------------------------------------------------------------------
+
+void TieredStore::SetQuotaHook(QuotaHook hook) {
+  absl::MutexLock lock(&state_->mu);
+  state_->quota = std::move(hook);
+}
+
+StoreStats TieredStore::Stats() const {
+  StoreStats out;
+  {
+    absl::MutexLock lock(&state_->mu);
+    out = state_->stats;
+  }
+  out.slab = state_->slabs.Stats();
+  out.ssd_io = ssd_->Stats();
+  return out;
+}
+
+TenantUsage TieredStore::Usage(const std::string& tenant) const {
+  absl::MutexLock lock(&state_->mu);
+  auto it = state_->tenants.find(tenant);
+  return it == state_->tenants.end() ? TenantUsage() : it->second;
+}
+
+}  // namespace clusterkv::storage

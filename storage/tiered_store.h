@@ -1,0 +1,186 @@
+// TieredStore: every cluster block of every sequence, in a host tier (one arena carved by a slab
+// allocator) backed by an SSD tier (RocksDB), plus the durable sequence metadata and centroid
+// indexes (DESIGN.md section 6).
+//
+// - Put is write-back by default: the block lands in host memory and reaches the SSD when it is
+//   evicted or the store closes. In write-through mode (option or per put) the block is durable
+//   (fsync'd WAL) before Put returns. When the host tier has no room even after eviction, a put
+//   goes straight to the SSD (durably), so a full host tier never loses or rejects data.
+// - Above the high watermark a background thread moves the least recently recalled blocks to
+//   the SSD until usage is below the low watermark.
+// - A read of an SSD-only block promotes it back into the host tier.
+// - Close() (and the destructor) flushes write-back blocks to the SSD, so a clean shutdown keeps
+//   everything; after a crash, write-through blocks and flushed blocks survive.
+// - Reopening rebuilds the block table from the SSD tier's block directory: every block that
+//   reached the SSD is recallable again, with or without an index record.
+//
+// Thread-safe. No lock is held across RocksDB I/O or block copies.
+//
+// Example:
+//   ASSIGN_OR_RETURN(auto store, TieredStore::Open({.path = "/var/lib/clusterkv"}));
+//   RETURN_IF_ERROR(store->PutSequence(seq, meta));
+//   RETURN_IF_ERROR(store->PutBlock(key, block));
+//   ASSIGN_OR_RETURN(std::vector<uint8_t> back, store->GetBlock(key));
+#ifndef CLUSTERKV_STORAGE_TIERED_STORE_H_
+#define CLUSTERKV_STORAGE_TIERED_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/ids.h"
+#include "storage/host_arena.h"
+#include "storage/index_record.h"
+#include "storage/key_codec.h"
+#include "storage/slab_allocator.h"
+#include "storage/ssd_tier.h"
+
+namespace clusterkv::storage {
+
+struct TieredStoreOptions {
+  std::string path;  // RocksDB directory of the SSD tier
+  uint64_t host_capacity_bytes = uint64_t{1} << 30;
+  double high_watermark = 0.90;  // fraction of host capacity that wakes the evictor
+  double low_watermark = 0.75;   // the evictor stops below this
+  bool write_through = false;
+  bool huge_pages = true;
+  bool background_eviction = true;  // false: eviction only through EvictToLowWatermark()
+  ArenaRegistrar* registrar = nullptr;  // not owned
+  std::shared_ptr<rocksdb::FileSystem> file_system;  // null: the real filesystem
+  uint64_t min_blob_bytes = 4096;
+};
+
+struct TierStats {
+  uint64_t bytes = 0;
+  uint64_t blocks = 0;
+  uint64_t hits = 0;    // reads served by this tier
+  uint64_t misses = 0;  // reads this tier could not serve
+};
+
+struct StoreStats {
+  TierStats host;
+  TierStats ssd;
+  uint64_t host_capacity_bytes = 0;
+  uint64_t evictions = 0;
+  uint64_t evicted_bytes = 0;
+  uint64_t promotions = 0;
+  uint64_t write_through_puts = 0;
+  uint64_t spilled_puts = 0;  // puts that went straight to the SSD (host tier full)
+  uint64_t eviction_failures = 0;
+  SlabStats slab;
+  SsdStats ssd_io;
+};
+
+struct TenantUsage {
+  uint64_t host_bytes = 0;
+  uint64_t ssd_bytes = 0;
+  uint64_t blocks = 0;
+  uint64_t sequences = 0;
+};
+
+// Consulted before a put adds `add_bytes` for `tenant`; a non-OK status (ResourceExhausted for a
+// quota) rejects the put. Called with the store's lock held: must be quick and must not call
+// back into the store.
+using QuotaHook = std::function<absl::Status(const std::string& tenant, const TenantUsage& usage,
+                                             uint64_t add_bytes)>;
+
+class TieredStore;
+
+// A block held in the host tier for in-place reads (e.g. a UCX put from the arena); it cannot be
+// evicted or freed until the handle is destroyed. Move-only.
+class PinnedBlock {
+ public:
+  PinnedBlock() = default;
+  PinnedBlock(PinnedBlock&& other) noexcept;
+  PinnedBlock& operator=(PinnedBlock&& other) noexcept;
+  ~PinnedBlock();
+
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+  uint64_t arena_offset() const { return offset_; }
+
+ private:
+  friend class TieredStore;
+  void Release();
+  TieredStore* store_ = nullptr;
+  BlockKey key_;
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+  uint64_t offset_ = 0;
+};
+
+class TieredStore {
+ public:
+  // Opens (or creates) the SSD tier at options.path, maps the host arena and rebuilds the block
+  // table from the block directory. InvalidArgument for bad options; errors of the tiers.
+  static absl::StatusOr<std::unique_ptr<TieredStore>> Open(const TieredStoreOptions& options);
+  ~TieredStore();
+  TieredStore(const TieredStore&) = delete;
+  TieredStore& operator=(const TieredStore&) = delete;
+
+  // Stops the evictor and writes every write-back block to the SSD (synced). Idempotent; after
+  // it, every other call returns FailedPrecondition. Returns the first flush error, if any
+  // (blocks that could not be flushed are reported, never silently dropped).
+  absl::Status Close();
+
+  // Sequence metadata and indexes (always written durably).
+  absl::Status PutSequence(const SequenceKey& sequence, const SequenceMeta& meta);
+  absl::StatusOr<SequenceMeta> GetSequence(const SequenceKey& sequence);
+  // Sequences of `tenant` (all tenants when empty), in key order.
+  absl::StatusOr<std::vector<SequenceKey>> ListSequences(const std::string& tenant);
+  absl::Status PutIndex(const SequenceKey& sequence, const HeadId& head,
+                        const HeadIndexRecord& index);
+  absl::StatusOr<HeadIndexRecord> GetIndex(const SequenceKey& sequence, const HeadId& head);
+  // Removes the sequence's metadata, indexes and blocks from both tiers.
+  absl::Status DropSequence(const SequenceKey& sequence);
+
+  // Stores a block. write_through overrides the store's default for this put.
+  // AlreadyExists: the block was stored before (blocks are immutable). ResourceExhausted: the
+  // quota hook refused, or both tiers are full. Errors of the SSD tier for write-through puts
+  // (the block is then not stored).
+  absl::Status PutBlock(const BlockKey& key, absl::Span<const uint8_t> block,
+                        std::optional<bool> write_through = std::nullopt);
+  // Copies the block into dst (dst.size() >= block size) and returns its size; promotes an
+  // SSD-only block into the host tier. NotFound, DataLoss (checksum), InvalidArgument (dst too
+  // small).
+  absl::StatusOr<uint64_t> ReadBlock(const BlockKey& key, absl::Span<uint8_t> dst);
+  absl::StatusOr<std::vector<uint8_t>> GetBlock(const BlockKey& key);
+  // Holds the block in the host tier (promoting it first if needed). ResourceExhausted when the
+  // host tier has no room for the promotion.
+  absl::StatusOr<PinnedBlock> Pin(const BlockKey& key);
+
+  // One eviction pass down to the low watermark (the background thread runs the same).
+  absl::Status EvictToLowWatermark();
+
+  void SetQuotaHook(QuotaHook hook);
+  StoreStats Stats() const;
+  TenantUsage Usage(const std::string& tenant) const;
+  const HostArena& arena() const { return *arena_; }
+
+ private:
+  class State;
+  TieredStore(std::unique_ptr<HostArena> arena, std::unique_ptr<SsdTier> ssd,
+              const TieredStoreOptions& options);
+  void Unpin(const BlockKey& key);
+  void EvictorLoop();
+  // Moves least recently recalled blocks to the SSD until host usage <= target_bytes.
+  absl::Status EvictDownTo(uint64_t target_bytes);
+  // Allocates host memory for `bytes`, evicting synchronously if needed; nullopt when even
+  // eviction cannot make room.
+  std::optional<SlabAllocation> AllocateHost(uint64_t bytes);
+  friend class PinnedBlock;
+
+  std::unique_ptr<HostArena> arena_;
+  std::unique_ptr<SsdTier> ssd_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace clusterkv::storage
+
+#endif  // CLUSTERKV_STORAGE_TIERED_STORE_H_

@@ -1,0 +1,292 @@
+// TieredStore on a real arena and a real RocksDB: write-back and write-through puts, eviction
+// in LRU order, promotion, spilling when the host tier is full, pins, drop, quotas, restart and
+// concurrent use.
+#include "storage/tiered_store.h"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/testing/blocks.h"
+#include "tests/testing/temp_dir.h"
+
+namespace clusterkv::storage {
+namespace {
+
+using ::clusterkv::testing::BlockBytes;
+using ::clusterkv::testing::Key;
+using ::clusterkv::testing::TempDir;
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+
+TieredStoreOptions SmallStore(const std::string& path, uint64_t capacity = 8 * kMiB) {
+  TieredStoreOptions o;
+  o.path = path;
+  o.host_capacity_bytes = capacity;
+  o.high_watermark = 0.9;
+  o.low_watermark = 0.5;
+  o.huge_pages = false;
+  o.background_eviction = false;  // tests drive eviction explicitly
+  return o;
+}
+
+void ExpectBlock(TieredStore& store, const BlockKey& key, size_t size) {
+  absl::StatusOr<std::vector<uint8_t>> got = store.GetBlock(key);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, BlockBytes(key, size)) << ToString(key.cluster);
+}
+
+TEST(TieredStoreTest, WriteBackPutLivesInHostUntilEvicted) {
+  TempDir dir("tiered_wb");
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok()) << store.status();
+  const BlockKey key = Key("t", "s", 2, 1, 7);
+  ASSERT_TRUE((*store)->PutBlock(key, BlockBytes(key, 300000)).ok());
+  StoreStats stats = (*store)->Stats();
+  EXPECT_EQ(stats.host.blocks, 1u);
+  EXPECT_EQ(stats.host.bytes, 300000u);
+  EXPECT_EQ(stats.ssd.blocks, 0u);
+  ExpectBlock(**store, key, 300000);
+  EXPECT_EQ((*store)->Stats().host.hits, 1u);
+  EXPECT_EQ((*store)->PutBlock(key, BlockBytes(key, 10)).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ((*store)->GetBlock(Key("t", "s", 2, 1, 8)).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(TieredStoreTest, WriteThroughPutIsOnBothTiers) {
+  TempDir dir("tiered_wt");
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok());
+  const BlockKey key = Key("t", "s", 0, 0, 0);
+  ASSERT_TRUE((*store)->PutBlock(key, BlockBytes(key, 65536), /*write_through=*/true).ok());
+  StoreStats stats = (*store)->Stats();
+  EXPECT_EQ(stats.host.blocks, 1u);
+  EXPECT_EQ(stats.ssd.blocks, 1u);
+  EXPECT_EQ(stats.write_through_puts, 1u);
+  EXPECT_EQ(stats.ssd_io.blocks_written, 1u);
+}
+
+TEST(TieredStoreTest, EvictsLeastRecentlyRecalledAndPromotesOnRead) {
+  TempDir dir("tiered_evict");
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok());
+  std::vector<BlockKey> keys;
+  for (int c = 0; c < 12; ++c) {
+    keys.push_back(Key("t", "s", 0, 0, c));
+    ASSERT_TRUE((*store)->PutBlock(keys.back(), BlockBytes(keys.back(), 512 * 1024)).ok());
+  }
+  // Recall block 0 so it is the most recent; blocks 1.. are the coldest.
+  ExpectBlock(**store, keys[0], 512 * 1024);
+  ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+  StoreStats stats = (*store)->Stats();
+  EXPECT_LE(stats.host.bytes, 4 * kMiB);  // low watermark 0.5 of 8 MiB
+  EXPECT_GT(stats.evictions, 0u);
+  EXPECT_EQ(stats.ssd.blocks, stats.evictions);
+  // Block 0 is still in host memory: reading it is a host hit.
+  const uint64_t hits = stats.host.hits;
+  ExpectBlock(**store, keys[0], 512 * 1024);
+  EXPECT_EQ((*store)->Stats().host.hits, hits + 1);
+  // Block 1 was evicted first: reading it comes from the SSD and promotes it.
+  ExpectBlock(**store, keys[1], 512 * 1024);
+  stats = (*store)->Stats();
+  EXPECT_EQ(stats.ssd.hits, 1u);
+  EXPECT_EQ(stats.promotions, 1u);
+  ExpectBlock(**store, keys[1], 512 * 1024);
+  EXPECT_EQ((*store)->Stats().ssd.hits, 1u);  // now served from host
+  for (int c = 0; c < 12; ++c) ExpectBlock(**store, keys[c], 512 * 1024);
+}
+
+TEST(TieredStoreTest, FullHostTierSpillsToSsdWithoutLosingData) {
+  TempDir dir("tiered_spill");
+  TieredStoreOptions o = SmallStore(dir.path(), 4 * kMiB);
+  auto store = TieredStore::Open(o);
+  ASSERT_TRUE(store.ok());
+  std::vector<BlockKey> keys;
+  for (int c = 0; c < 20; ++c) {
+    keys.push_back(Key("t", "big", 1, 3, c));
+    ASSERT_TRUE((*store)->PutBlock(keys.back(), BlockBytes(keys.back(), kMiB + 4096)).ok()) << c;
+  }
+  StoreStats stats = (*store)->Stats();
+  EXPECT_LE(stats.host.bytes, 4 * kMiB);
+  // At most two 1 MiB+ blocks fit in 4 MiB: the rest spilled or were evicted to the SSD.
+  EXPECT_LE(stats.host.blocks, 2u);
+  EXPECT_GE(stats.spilled_puts + stats.evictions, 18u);
+  for (const BlockKey& k : keys) ExpectBlock(**store, k, kMiB + 4096);
+}
+
+TEST(TieredStoreTest, PinnedBlocksStayResident) {
+  TempDir dir("tiered_pin");
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok());
+  const BlockKey a = Key("t", "s", 0, 0, 1), b = Key("t", "s", 0, 0, 2);
+  ASSERT_TRUE((*store)->PutBlock(a, BlockBytes(a, 3 * kMiB)).ok());
+  ASSERT_TRUE((*store)->PutBlock(b, BlockBytes(b, 3 * kMiB)).ok());
+  {
+    absl::StatusOr<PinnedBlock> pin = (*store)->Pin(a);
+    ASSERT_TRUE(pin.ok()) << pin.status();
+    EXPECT_EQ(std::vector<uint8_t>(pin->data(), pin->data() + pin->size()), BlockBytes(a, 3 * kMiB));
+    EXPECT_EQ(pin->data(), (*store)->arena().base() + pin->arena_offset());
+    ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+    // b went to the SSD; a is pinned and stays.
+    EXPECT_EQ((*store)->Stats().host.bytes, 3 * kMiB);
+    EXPECT_EQ((*store)->Stats().evictions, 1u);
+  }
+  // Released: now a can go too.
+  ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+  EXPECT_EQ((*store)->Stats().evictions, 1u);  // 3 MiB <= 4 MiB target: nothing else needed
+  // Pinning an SSD-only block promotes it.
+  absl::StatusOr<PinnedBlock> pin_b = (*store)->Pin(b);
+  ASSERT_TRUE(pin_b.ok()) << pin_b.status();
+  EXPECT_EQ(std::vector<uint8_t>(pin_b->data(), pin_b->data() + pin_b->size()),
+            BlockBytes(b, 3 * kMiB));
+  EXPECT_EQ((*store)->Stats().promotions, 1u);
+}
+
+TEST(TieredStoreTest, DropSequenceRemovesOnlyThatSequence) {
+  TempDir dir("tiered_drop");
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok());
+  SequenceMeta meta{KvLayout::Llama3_8B(), 100};
+  const SequenceKey mine{"alice", "req"}, theirs{"bob", "req"};
+  ASSERT_TRUE((*store)->PutSequence(mine, meta).ok());
+  ASSERT_TRUE((*store)->PutSequence(theirs, meta).ok());
+  for (int c = 0; c < 4; ++c) {
+    for (const SequenceKey& s : {mine, theirs}) {
+      BlockKey k{s, ClusterId{HeadId{0, 0}, c}};
+      ASSERT_TRUE((*store)->PutBlock(k, BlockBytes(k, 8192), c % 2 == 0).ok());
+    }
+  }
+  EXPECT_EQ((*store)->Usage("alice").blocks, 4u);
+  EXPECT_EQ((*store)->Usage("alice").sequences, 1u);
+  ASSERT_TRUE((*store)->DropSequence(mine).ok());
+  EXPECT_EQ((*store)->Usage("alice").blocks, 0u);
+  EXPECT_EQ((*store)->Usage("alice").host_bytes, 0u);
+  EXPECT_EQ((*store)->Usage("alice").ssd_bytes, 0u);
+  EXPECT_EQ((*store)->GetBlock(BlockKey{mine, ClusterId{HeadId{0, 0}, 0}}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->GetSequence(mine).status().code(), absl::StatusCode::kNotFound);
+  for (int c = 0; c < 4; ++c) ExpectBlock(**store, BlockKey{theirs, ClusterId{HeadId{0, 0}, c}}, 8192);
+  auto listed = (*store)->ListSequences("");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0], theirs);
+}
+
+TEST(TieredStoreTest, QuotaHookRejectsPuts) {
+  TempDir dir("tiered_quota");
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok());
+  (*store)->SetQuotaHook([](const std::string& tenant, const TenantUsage& usage, uint64_t add) {
+    if (usage.host_bytes + usage.ssd_bytes + add > 100000) {
+      return absl::ResourceExhaustedError("quota of " + tenant);
+    }
+    return absl::OkStatus();
+  });
+  const BlockKey a = Key("t", "s", 0, 0, 0), b = Key("t", "s", 0, 0, 1);
+  ASSERT_TRUE((*store)->PutBlock(a, BlockBytes(a, 60000)).ok());
+  EXPECT_EQ((*store)->PutBlock(b, BlockBytes(b, 60000)).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ((*store)->GetBlock(b).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*store)->Usage("t").blocks, 1u);
+}
+
+TEST(TieredStoreTest, CloseFlushesAndReopenRecoversEverything) {
+  TempDir dir("tiered_restart");
+  const SequenceKey seq{"t", "long-context"};
+  std::vector<BlockKey> keys;
+  {
+    auto store = TieredStore::Open(SmallStore(dir.path()));
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->PutSequence(seq, SequenceMeta{KvLayout::Llama3_8B(), 4096}).ok());
+    HeadIndexRecord index{4, {1, 0, 0, 0, 0, 1, 0, 0}, {3, 5}};
+    ASSERT_TRUE((*store)->PutIndex(seq, HeadId{2, 1}, index).ok());
+    for (int c = 0; c < 10; ++c) {
+      keys.push_back(BlockKey{seq, ClusterId{HeadId{2, 1}, c}});
+      ASSERT_TRUE((*store)->PutBlock(keys.back(), BlockBytes(keys.back(), 100000 + c)).ok());
+    }
+    ASSERT_TRUE((*store)->Close().ok());
+    EXPECT_EQ((*store)->PutBlock(Key("t", "x", 0, 0, 0), BlockBytes(keys[0], 10)).code(),
+              absl::StatusCode::kFailedPrecondition);
+  }
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->Usage("t").blocks, 10u);
+  EXPECT_EQ((*store)->Usage("t").sequences, 1u);
+  EXPECT_EQ((*store)->Stats().ssd.blocks, 10u);
+  for (int c = 0; c < 10; ++c) ExpectBlock(**store, keys[c], 100000 + c);
+  auto meta = (*store)->GetSequence(seq);
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->layout, KvLayout::Llama3_8B());
+  EXPECT_EQ(meta->num_tokens, 4096);
+  auto index = (*store)->GetIndex(seq, HeadId{2, 1});
+  ASSERT_TRUE(index.ok());
+  EXPECT_EQ(index->sizes, (std::vector<int32_t>{3, 5}));
+}
+
+TEST(TieredStoreTest, BackgroundEvictionKeepsHostBelowHighWatermark) {
+  TempDir dir("tiered_bg");
+  TieredStoreOptions o = SmallStore(dir.path(), 8 * kMiB);
+  o.background_eviction = true;
+  auto store = TieredStore::Open(o);
+  ASSERT_TRUE(store.ok());
+  std::vector<BlockKey> keys;
+  for (int c = 0; c < 64; ++c) {
+    keys.push_back(Key("t", "bg", 0, 0, c));
+    ASSERT_TRUE((*store)->PutBlock(keys.back(), BlockBytes(keys.back(), 256 * 1024)).ok());
+  }
+  // 16 MiB were written into 8 MiB: every block is still readable, whichever tier holds it.
+  for (const BlockKey& k : keys) ExpectBlock(**store, k, 256 * 1024);
+  EXPECT_GT((*store)->Stats().evictions, 0u);
+  EXPECT_LE((*store)->Stats().host.bytes, 8 * kMiB);
+}
+
+TEST(TieredStoreTest, ConcurrentWritersAndReadersOnDifferentSequences) {
+  TempDir dir("tiered_mt");
+  TieredStoreOptions o = SmallStore(dir.path(), 16 * kMiB);
+  o.background_eviction = true;
+  auto store = TieredStore::Open(o);
+  ASSERT_TRUE(store.ok());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string seq = "seq" + std::to_string(t);
+      for (int c = 0; c < 40; ++c) {
+        const BlockKey k = Key("tenant", seq, c % 4, t, c);
+        const size_t size = 64 * 1024 + 1000 * c;
+        if (!(*store)->PutBlock(k, BlockBytes(k, size), c % 5 == 0).ok()) ++failures;
+        // Read back an earlier block of this thread.
+        const BlockKey old = Key("tenant", seq, (c / 2) % 4, t, c / 2);
+        auto got = (*store)->GetBlock(old);
+        if (!got.ok() || *got != BlockBytes(old, 64 * 1024 + 1000 * (c / 2))) ++failures;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ((*store)->Usage("tenant").blocks, 160u);
+}
+
+TEST(TieredStoreTest, RejectsBadOptionsAndInput) {
+  TempDir dir("tiered_bad");
+  TieredStoreOptions o = SmallStore(dir.path());
+  o.low_watermark = 0.95;  // above high
+  EXPECT_EQ(TieredStore::Open(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o = SmallStore("");
+  EXPECT_EQ(TieredStore::Open(o).status().code(), absl::StatusCode::kInvalidArgument);
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->PutBlock(Key("", "s", 0, 0, 0), BlockBytes(Key("t", "s", 0, 0, 0), 8)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*store)->PutBlock(Key("t", "s", 0, 0, 0), {}).code(),
+            absl::StatusCode::kInvalidArgument);
+  const BlockKey k = Key("t", "s", 0, 0, 1);
+  ASSERT_TRUE((*store)->PutBlock(k, BlockBytes(k, 100)).ok());
+  std::vector<uint8_t> small(99);
+  EXPECT_EQ((*store)->ReadBlock(k, absl::MakeSpan(small)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace clusterkv::storage
