@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
@@ -93,9 +94,11 @@ class SsdTier::Impl {
   ~Impl();
 
   // After a failed write or flush: ResourceExhausted while the disk is still full, otherwise
-  // calls DB::Resume() and returns OK (the next RocksDB call reports whether it worked).
-  absl::Status RecoverBeforeWrite(absl::string_view context);
-  absl::Status Write(rocksdb::WriteBatch* batch, bool sync, absl::string_view context);
+  // reopens the DB (WAL replay) and returns its status. Must be called without db_mu held.
+  absl::Status RecoverBeforeWrite(absl::string_view context) ABSL_LOCKS_EXCLUDED(db_mu);
+  // Recovers if needed, then writes under a reader lock of db_mu.
+  absl::Status Write(rocksdb::WriteBatch* batch, bool sync, absl::string_view context)
+      ABSL_LOCKS_EXCLUDED(db_mu);
   // Reads `key` of `family` into `value`. Counts read errors and RocksDB-detected corruption;
   // NotFound is not an error.
   absl::Status Read(Family family, const std::string& key, rocksdb::PinnableSlice* value,
@@ -119,6 +122,12 @@ class SsdTier::Impl {
   }
 
   rocksdb::DB* db() const { return db_.get(); }
+
+  // Readers (every RocksDB call, and every use of memory RocksDB pinned) hold it shared; only a
+  // reopen after a write error takes it exclusively. RocksDB 7.8 cannot Resume() after a
+  // failed WAL write (it asserts when the failed WAL writer is used again), so recovery closes
+  // and reopens the DB, which replays the WAL.
+  absl::Mutex db_mu;
   rocksdb::ColumnFamilyHandle* handle(Family family) const { return handles_[family].get(); }
 
   std::atomic<uint64_t> bytes_written{0};
@@ -131,46 +140,56 @@ class SsdTier::Impl {
 
  private:
   Impl() = default;
+  // Opens the DB read-write, or read-only (no file is written) as the fallback that keeps reads
+  // working while the disk refuses writes.
+  absl::Status OpenDb(bool read_only = false);
+  void CloseDb();
+
+  SsdTierOptions options_;
 
   // Declaration order is teardown order reversed: handles go before the DB, the DB before the
   // Env that routes its I/O to the injected FileSystem.
   std::unique_ptr<rocksdb::Env> env_;  // null: rocksdb::Env::Default()
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;  // indexed by Family
-  // Resume() only when the filesystem reports at least this much free space after a full-disk
+  // Reopen only when the filesystem reports at least this much free space after a full-disk
   // error: room to flush one memtable, which is what recovery writes first.
   uint64_t resume_min_free_bytes_ = 0;
   std::string path_;
   // Set when a write fails: RocksDB may have stopped accepting writes (background error), so
-  // the next write first calls DB::Resume(). Also tells the destructor not to sync the WAL,
+  // the next write first reopens the DB. Also tells the destructor not to sync the WAL,
   // whose writer RocksDB must not touch again after an error.
   std::atomic<bool> needs_resume_{false};
-  // The failed write ran out of space (gates Resume() on free space).
+  // The failed write ran out of space (gates the reopen on free space).
   std::atomic<bool> out_of_space_{false};
 };
 
 absl::StatusOr<std::unique_ptr<SsdTier::Impl>> SsdTier::Impl::Open(const SsdTierOptions& options) {
   std::unique_ptr<Impl> impl(new Impl());
+  impl->options_ = options;
+  impl->path_ = options.path;
+  impl->resume_min_free_bytes_ = options.write_buffer_bytes;
+  if (options.file_system != nullptr) impl->env_ = rocksdb::NewCompositeEnv(options.file_system);
+  absl::Status s = impl->OpenDb();
+  if (!s.ok()) return s;
+  return impl;
+}
 
+absl::Status SsdTier::Impl::OpenDb(bool read_only) {
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.listeners.push_back(std::make_shared<ManualRecoveryListener>());
-  impl->path_ = options.path;
-  impl->resume_min_free_bytes_ = options.write_buffer_bytes;
-  if (options.file_system != nullptr) {
-    impl->env_ = rocksdb::NewCompositeEnv(options.file_system);
-    db_options.env = impl->env_.get();
-  }
+  if (env_ != nullptr) db_options.env = env_.get();
 
   rocksdb::ColumnFamilyOptions base;
-  base.write_buffer_size = static_cast<size_t>(options.write_buffer_bytes);
+  base.write_buffer_size = static_cast<size_t>(options_.write_buffer_bytes);
 
   // Blocks are large and written once: BlobDB keeps them out of the LSM tree so compactions
   // move only small blob references. KV data is not compressible.
   rocksdb::ColumnFamilyOptions blocks = base;
   blocks.enable_blob_files = true;
-  blocks.min_blob_size = options.min_blob_bytes;
+  blocks.min_blob_size = options_.min_blob_bytes;
   blocks.enable_blob_garbage_collection = true;
   blocks.blob_compression_type = rocksdb::kNoCompression;
 
@@ -184,16 +203,18 @@ absl::StatusOr<std::unique_ptr<SsdTier::Impl>> SsdTier::Impl::Open(const SsdTier
   std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
   rocksdb::DB* raw_db = nullptr;
   const rocksdb::Status s =
-      rocksdb::DB::Open(db_options, options.path, families, &raw_handles, &raw_db);
-  if (!s.ok()) {
-    return FromRocksDbStatus(s, absl::StrCat("opening SSD tier at ", options.path));
-  }
-  impl->db_.reset(raw_db);
-  for (rocksdb::ColumnFamilyHandle* h : raw_handles) impl->handles_.emplace_back(h);
-  return impl;
+      read_only
+          ? rocksdb::DB::OpenForReadOnly(db_options, path_, families, &raw_handles, &raw_db)
+          : rocksdb::DB::Open(db_options, path_, families, &raw_handles, &raw_db);
+  if (!s.ok()) return FromRocksDbStatus(s, absl::StrCat("opening SSD tier at ", path_));
+  db_.reset(raw_db);
+  for (rocksdb::ColumnFamilyHandle* h : raw_handles) handles_.emplace_back(h);
+  return absl::OkStatus();
 }
 
-SsdTier::Impl::~Impl() {
+SsdTier::Impl::~Impl() { CloseDb(); }
+
+void SsdTier::Impl::CloseDb() {
   if (db_ == nullptr) return;
   if (!needs_resume_.load()) {
     // Best effort: a failure here leaves the data in the WAL, which the next Open replays.
@@ -226,10 +247,20 @@ absl::Status SsdTier::Impl::RecoverBeforeWrite(absl::string_view context) {
                                                        " needed to resume)"));
     }
   }
-  // Clears the background error left by the earlier failure. Its own failure is reported by
-  // the operation that follows, which RocksDB refuses while the error stands.
+  // Clear the error by reopening: every acknowledged write is in the WAL, which Open replays.
+  absl::WriterMutexLock lock(&db_mu);
+  if (!needs_resume_.load()) return absl::OkStatus();  // another writer recovered first
+  CloseDb();
   needs_resume_.store(false);
-  db_->Resume().PermitUncheckedError();
+  absl::Status reopened = OpenDb();
+  if (!reopened.ok()) {
+    // Still failing: serve reads from a read-only instance; the next write tries again.
+    needs_resume_.store(true);
+    write_errors.fetch_add(1, std::memory_order_relaxed);
+    OpenDb(/*read_only=*/true).IgnoreError();
+    return absl::UnavailableError(absl::StrCat(context, ": reopening the SSD tier after a write "
+                                               "error failed: ", reopened.message()));
+  }
   return absl::OkStatus();
 }
 
@@ -239,6 +270,8 @@ absl::Status SsdTier::Impl::Write(rocksdb::WriteBatch* batch, bool sync,
   if (!ready.ok()) return ready;
   rocksdb::WriteOptions write_options;
   write_options.sync = sync;
+  absl::ReaderMutexLock lock(&db_mu);
+  if (db_ == nullptr) return absl::UnavailableError(absl::StrCat(context, ": SSD tier closed"));
   const rocksdb::Status s = db_->Write(write_options, batch);
   if (!s.ok()) {
     out_of_space_.store(s.IsNoSpace());
@@ -251,6 +284,7 @@ absl::Status SsdTier::Impl::Write(rocksdb::WriteBatch* batch, bool sync,
 
 absl::Status SsdTier::Impl::Read(Family family, const std::string& key,
                                  rocksdb::PinnableSlice* value, absl::string_view context) {
+  if (db_ == nullptr) return absl::UnavailableError(absl::StrCat(context, ": SSD tier not open"));
   const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handle(family), key, value);
   if (s.ok()) return absl::OkStatus();
   if (s.IsCorruption()) {
@@ -264,6 +298,7 @@ absl::Status SsdTier::Impl::Read(Family family, const std::string& key,
 
 absl::StatusOr<std::string> SsdTier::Impl::GetRecord(Family family, const std::string& key,
                                                      absl::string_view what) {
+  absl::ReaderMutexLock lock(&db_mu);
   rocksdb::PinnableSlice value;
   absl::Status status = Read(family, key, &value, absl::StrCat("reading ", what));
   if (!status.ok()) return status;
@@ -345,6 +380,7 @@ absl::Status SsdTier::PutBlock(const BlockKey& key, absl::Span<const uint8_t> bl
 }
 
 absl::StatusOr<std::vector<uint8_t>> SsdTier::GetBlock(const BlockKey& key) {
+  absl::ReaderMutexLock lock(&impl_->db_mu);  // the slice pins RocksDB memory
   rocksdb::PinnableSlice value;
   absl::string_view payload;
   absl::Status status = impl_->GetVerifiedBlock(key, &value, &payload);
@@ -357,6 +393,7 @@ absl::StatusOr<std::vector<uint8_t>> SsdTier::GetBlock(const BlockKey& key) {
 absl::Status SsdTier::GetBlockInto(const BlockKey& key, absl::Span<uint8_t> dst) {
   // The PinnableSlice pins RocksDB's buffer (block cache or blob read buffer), so the only copy
   // is the one into dst.
+  absl::ReaderMutexLock lock(&impl_->db_mu);
   rocksdb::PinnableSlice value;
   absl::string_view payload;
   absl::Status status = impl_->GetVerifiedBlock(key, &value, &payload);
@@ -383,6 +420,8 @@ absl::Status SsdTier::DeleteBlock(const BlockKey& key) {
 
 absl::Status SsdTier::ForEachBlock(
     const std::function<absl::Status(const BlockKey&, uint64_t)>& fn) {
+  absl::ReaderMutexLock lock(&impl_->db_mu);
+  if (impl_->db() == nullptr) return absl::UnavailableError("SSD tier not open");
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db()->NewIterator(rocksdb::ReadOptions(), impl_->handle(Impl::kMeta)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -431,6 +470,8 @@ absl::Status SsdTier::ForEachIndexRecord(
   const rocksdb::Slice upper(end);
   rocksdb::ReadOptions read_options;
   read_options.iterate_upper_bound = &upper;
+  absl::ReaderMutexLock lock(&impl_->db_mu);
+  if (impl_->db() == nullptr) return absl::UnavailableError("SSD tier not open");
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db()->NewIterator(read_options, impl_->handle(Impl::kIndex)));
   for (it->Seek(start); it->Valid(); it->Next()) {
@@ -474,6 +515,8 @@ absl::StatusOr<std::string> SsdTier::GetMetadata(const SequenceKey& sequence) {
 
 absl::StatusOr<std::vector<SequenceKey>> SsdTier::ListSequences() {
   std::vector<SequenceKey> sequences;
+  absl::ReaderMutexLock lock(&impl_->db_mu);
+  if (impl_->db() == nullptr) return absl::UnavailableError("SSD tier not open");
   std::unique_ptr<rocksdb::Iterator> it(
       impl_->db()->NewIterator(rocksdb::ReadOptions(), impl_->handle(Impl::kMeta)));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -511,6 +554,8 @@ absl::Status SsdTier::DropSequence(const SequenceKey& sequence, bool sync) {
 absl::Status SsdTier::Flush() {
   absl::Status ready = impl_->RecoverBeforeWrite("flushing SSD tier");
   if (!ready.ok()) return ready;
+  absl::ReaderMutexLock lock(&impl_->db_mu);
+  if (impl_->db() == nullptr) return absl::UnavailableError("flushing SSD tier: not open");
   std::vector<rocksdb::ColumnFamilyHandle*> handles = {
       impl_->handle(Impl::kBlocks), impl_->handle(Impl::kIndex), impl_->handle(Impl::kMeta)};
   rocksdb::FlushOptions flush_options;

@@ -6,13 +6,14 @@
 //           (EncodeDirectoryKey -> block size), written in the same batch as each block.
 // Every value is stored as payload + CRC32C (4 bytes, little endian) and verified on every
 // read: a mismatch is DataLoss, never silent data. Thread-safe (RocksDB is); holds no lock of
-// its own across I/O.
+// its own across I/O, except a reader lock that a post-error reopen takes exclusively.
 //
 // Status mapping (storage/internal/rocksdb_status.h, the one conversion of rocksdb::Status):
 // NotFound -> NotFound, no space -> ResourceExhausted, Corruption -> DataLoss, other I/O
-// errors -> Unavailable. After a full disk the tier calls DB::Resume() before the next write
-// once the filesystem reports free space again, so a freed disk is usable without a restart;
-// other WAL write errors are fatal in RocksDB 7.8 and need the tier to be reopened.
+// errors -> Unavailable. RocksDB 7.8 cannot Resume() after a failed WAL write, so after any
+// write error the tier closes and reopens the DB (replaying the WAL) before the next write;
+// after a full disk it waits until the filesystem reports room again. A freed or repaired disk
+// is therefore usable again without restarting the process.
 #ifndef CLUSTERKV_STORAGE_SSD_TIER_H_
 #define CLUSTERKV_STORAGE_SSD_TIER_H_
 
