@@ -66,7 +66,31 @@ def check_report(path, bench):
         for row in results:
             if row["unit"] != "mean_cos" and "objective_diff_pct" not in row:
                 fail("kmeans time row lacks objective_diff_pct")
+    if bench == "storage":
+        check_storage(results)
     print("ok: %s, %d rows" % (bench, len(results)))
+
+
+STORAGE_VARIANTS = ("host_put", "host_get", "ssd_put", "ssd_get", "tiered_put_write_through",
+                    "evict_to_low_watermark")
+
+
+def check_storage(results):
+    """Every storage row is a bandwidth (higher is better) with its block size and latencies."""
+    seen = set(row["variant"] for row in results)
+    for variant in STORAGE_VARIANTS:
+        if variant not in seen:
+            fail("storage report lacks a %r row" % variant)
+    for i, row in enumerate(results):
+        if row["unit"] not in ("GB/s", "MB/s"):
+            fail("storage results[%d].unit %r is not a bandwidth" % (i, row["unit"]))
+        if not row["ratio_meaning"].startswith("value / baseline_value"):
+            fail("storage results[%d] is not a higher-is-better row" % i)
+        if not is_number(row["params"].get("block_bytes")):
+            fail("storage results[%d].params lacks block_bytes" % i)
+        for key in ("p50_us", "p99_us", "baseline_p50_us", "baseline_p99_us"):
+            if not is_number(row.get(key)):
+                fail("storage results[%d].%s is not a number" % (i, key))
 
 
 def run(bench_bin, sub, json_path):
@@ -88,7 +112,7 @@ def cli(bench_bin):
     proc = call("--help")
     if proc.returncode != 0 or "kmeans" not in proc.stdout:
         fail("--help exited %d or lacks the subcommands" % proc.returncode)
-    for sub in ("kmeans", "select", "decode"):
+    for sub in ("kmeans", "select", "decode", "storage"):
         proc = call(sub, "--help")
         if proc.returncode != 0 or sub not in proc.stdout:
             fail("%s --help exited %d" % (sub, proc.returncode))

@@ -8,6 +8,8 @@
 //           full-attention decode step over the same layout.
 //   decode  one layer's sparse attention (sinks + recalled clusters + recent window) vs full
 //           attention at long contexts.
+//   storage host tier put/get vs cold memcpy, SSD tier put/get (unsynced and write-through) vs
+//           raw RocksDB with the same BlobDB options, and eviction throughput vs raw puts.
 //
 // Example:
 //   BenchOptions opt;
@@ -52,6 +54,20 @@ struct DecodeBenchConfig {
   int64_t cluster_tokens = 80;
 };
 
+struct StorageBenchConfig {
+  // Parent of the scratch directory (a fresh subdirectory, removed at the end); empty: /tmp.
+  std::string dir;
+  std::vector<int64_t> host_block_bytes = {int64_t{64} << 10, int64_t{256} << 10, int64_t{1} << 20};
+  int64_t host_total_bytes = int64_t{512} << 20;  // per block size and pass
+  std::vector<int64_t> ssd_block_bytes = {int64_t{64} << 10, int64_t{256} << 10};
+  int64_t ssd_total_bytes = int64_t{256} << 20;  // per block size and pass
+  int64_t sync_total_bytes = int64_t{64} << 20;  // per block size and pass, synced puts
+  int64_t evict_capacity_bytes = int64_t{256} << 20;
+  int64_t evict_block_bytes = int64_t{256} << 10;
+  // Span of the source blocks and of the read / memcpy destination, so no cache holds them.
+  int64_t cold_bytes = int64_t{256} << 20;
+};
+
 // Options shared by every subcommand plus each subcommand's own settings.
 struct BenchOptions {
   std::string json_path;  // empty: table only
@@ -65,6 +81,7 @@ struct BenchOptions {
   KMeansBenchConfig kmeans;
   SelectBenchConfig select;
   DecodeBenchConfig decode;
+  StorageBenchConfig storage;
 };
 
 // Shrinks every size in `options` to a smoke-test scale (seconds in total).
@@ -75,6 +92,7 @@ void ApplyQuick(BenchOptions& options);
 absl::Status RunKMeansBench(const BenchOptions& options);
 absl::Status RunSelectBench(const BenchOptions& options);
 absl::Status RunDecodeBench(const BenchOptions& options);
+absl::Status RunStorageBench(const BenchOptions& options);
 
 // The whole command-line tool (flags, subcommand dispatch, --help); returns the exit code:
 // 0 success, 1 a benchmark failed, 2 usage error (no or unknown subcommand).

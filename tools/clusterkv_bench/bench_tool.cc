@@ -60,6 +60,27 @@ ABSL_FLAG(int64_t, decode_recent, 320, "Recent-window tokens attended by the spa
 ABSL_FLAG(int64_t, decode_cluster_tokens, 80,
           "Mean tokens per recalled cluster range (about context / C at 32k and C = 400).");
 
+// ---- storage -----------------------------------------------------------------------------
+ABSL_FLAG(std::string, storage_dir, "",
+          "Parent of the scratch directory (a fresh subdirectory, removed at the end); "
+          "empty = /tmp.");
+ABSL_FLAG(std::string, storage_host_block_bytes, "65536,262144,1048576",
+          "Comma-separated block sizes of the host-tier put/get rows.");
+ABSL_FLAG(int64_t, storage_host_bytes, int64_t{512} << 20,
+          "Bytes put and read per host-tier block size and pass.");
+ABSL_FLAG(std::string, storage_ssd_block_bytes, "65536,262144",
+          "Comma-separated block sizes of the SSD-tier and write-through rows.");
+ABSL_FLAG(int64_t, storage_ssd_bytes, int64_t{256} << 20,
+          "Bytes put and read per SSD-tier block size and pass (ours and raw RocksDB each).");
+ABSL_FLAG(int64_t, storage_sync_bytes, int64_t{64} << 20,
+          "Bytes put per block size and pass by the synced (write-through) rows.");
+ABSL_FLAG(int64_t, storage_evict_capacity, int64_t{256} << 20,
+          "Host capacity of the eviction row (filled to ~98%, evicted to the 0.5 low mark).");
+ABSL_FLAG(int64_t, storage_evict_block_bytes, int64_t{256} << 10,
+          "Block size of the eviction row.");
+ABSL_FLAG(int64_t, storage_cold_bytes, int64_t{256} << 20,
+          "Span of the source blocks and of the read / memcpy destination ring.");
+
 namespace clusterkv::bench {
 namespace {
 
@@ -103,6 +124,15 @@ const std::vector<Subcommand>& Subcommands() {
        {"decode_contexts", "decode_budgets", "decode_sinks", "decode_recent",
         "decode_cluster_tokens"},
        &RunDecodeBench},
+      {"storage",
+       "Host tier put/get (64 KiB..1 MiB blocks) vs cold memcpy in GB/s; SSD tier put/get vs "
+       "raw RocksDB with the same BlobDB options in MB/s, unsynced and write-through vs "
+       "synced puts; EvictToLowWatermark of a full host tier vs raw RocksDB puts of the same "
+       "bytes. Ratio ours / baseline (> 1 better), per-op p50/p99.",
+       {"storage_dir", "storage_host_block_bytes", "storage_host_bytes", "storage_ssd_block_bytes",
+        "storage_ssd_bytes", "storage_sync_bytes", "storage_evict_capacity",
+        "storage_evict_block_bytes", "storage_cold_bytes"},
+       &RunStorageBench},
   };
   return *subs;
 }
@@ -205,6 +235,20 @@ absl::StatusOr<BenchOptions> OptionsFromFlags() {
   o.decode.recent = absl::GetFlag(FLAGS_decode_recent);
   o.decode.cluster_tokens = absl::GetFlag(FLAGS_decode_cluster_tokens);
 
+  o.storage.dir = absl::GetFlag(FLAGS_storage_dir);
+  ASSIGN_OR_RETURN(o.storage.host_block_bytes,
+                   ParseList<int64_t>("storage_host_block_bytes",
+                                      absl::GetFlag(FLAGS_storage_host_block_bytes)));
+  o.storage.host_total_bytes = absl::GetFlag(FLAGS_storage_host_bytes);
+  ASSIGN_OR_RETURN(
+      o.storage.ssd_block_bytes,
+      ParseList<int64_t>("storage_ssd_block_bytes", absl::GetFlag(FLAGS_storage_ssd_block_bytes)));
+  o.storage.ssd_total_bytes = absl::GetFlag(FLAGS_storage_ssd_bytes);
+  o.storage.sync_total_bytes = absl::GetFlag(FLAGS_storage_sync_bytes);
+  o.storage.evict_capacity_bytes = absl::GetFlag(FLAGS_storage_evict_capacity);
+  o.storage.evict_block_bytes = absl::GetFlag(FLAGS_storage_evict_block_bytes);
+  o.storage.cold_bytes = absl::GetFlag(FLAGS_storage_cold_bytes);
+
   if (o.quick) ApplyQuick(o);
   return o;
 }
@@ -226,6 +270,11 @@ void ApplyQuick(BenchOptions& options) {
   options.select.budget = 256;
   options.decode.contexts = {4096, 8192};
   options.decode.budgets = {256, 512};
+  options.storage.host_total_bytes = int64_t{4} << 20;
+  options.storage.ssd_total_bytes = int64_t{2} << 20;
+  options.storage.sync_total_bytes = int64_t{1} << 20;
+  options.storage.evict_capacity_bytes = int64_t{8} << 20;
+  options.storage.cold_bytes = int64_t{8} << 20;
 }
 
 int BenchToolMain(int argc, char** argv) {
@@ -252,7 +301,7 @@ int BenchToolMain(int argc, char** argv) {
     }
   }
   absl::SetProgramUsageMessage(
-      "ClusterKV benchmarks. Usage: clusterkv_bench <kmeans|select|decode> [flags]; "
+      "ClusterKV benchmarks. Usage: clusterkv_bench <kmeans|select|decode|storage> [flags]; "
       "clusterkv_bench --help");
   std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
