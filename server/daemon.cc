@@ -1,0 +1,112 @@
+#include "server/daemon.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "server/kv_service.h"
+#include "server/lock_file.h"
+
+namespace clusterkv::server {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const DaemonOptions& o) {
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+    if (o.allow_insecure_tcp) return grpc::InsecureServerCredentials();
+    return absl::InvalidArgumentError(
+        "TCP needs --tls_cert and --tls_key (or --allow_insecure_tcp for loopback tests)");
+  }
+  ASSIGN_OR_RETURN(std::string cert, ReadFile(o.tls_cert_file));
+  ASSIGN_OR_RETURN(std::string key, ReadFile(o.tls_key_file));
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+Daemon::Daemon(const DaemonOptions& options) : options_(options) {}
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
+  if (options.socket_path.empty()) return absl::InvalidArgumentError("socket path is empty");
+  if (options.max_message_bytes < (uint64_t{1} << 20) ||
+      options.max_message_bytes > (uint64_t{1} << 30)) {
+    return absl::InvalidArgumentError("max message size must be in [1 MiB, 1 GiB]");
+  }
+  std::unique_ptr<Daemon> d(new Daemon(options));
+  d->options_.handler.max_block_bytes =
+      std::min<uint64_t>(options.handler.max_block_bytes, options.max_message_bytes / 2);
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
+  if (!options.tcp_address.empty()) {
+    ASSIGN_OR_RETURN(tcp_credentials, TcpCredentials(options));
+  }
+
+  const std::filesystem::path socket(options.socket_path);
+  std::error_code ec;
+  if (socket.has_parent_path()) std::filesystem::create_directories(socket.parent_path(), ec);
+  ASSIGN_OR_RETURN(d->lock_, LockFile::Acquire(options.socket_path + ".lock"));
+  // We hold the lock: a socket file left behind is stale (a crashed daemon's).
+  std::filesystem::remove(socket, ec);
+
+  ASSIGN_OR_RETURN(d->store_, storage::TieredStore::Open(options.store));
+  d->handler_ = std::make_unique<RequestHandler>(d->store_.get(), d->options_.handler);
+  d->service_ = std::make_unique<KvCacheService>(d->handler_.get(), MetadataTenantResolver());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(d->unix_target(), grpc::InsecureServerCredentials());
+  if (tcp_credentials) {
+    builder.AddListeningPort(options.tcp_address, tcp_credentials, &d->tcp_port_);
+  }
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(d->service_.get());
+  d->server_ = builder.BuildAndStart();
+  if (d->server_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("gRPC could not serve on ", d->unix_target(),
+                                               options.tcp_address.empty() ? "" : " and ",
+                                               options.tcp_address));
+  }
+  if (!options.tcp_address.empty() && d->tcp_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot bind TCP ", options.tcp_address));
+  }
+  return d;
+}
+
+absl::Status Daemon::Shutdown() {
+  if (shut_down_) return absl::OkStatus();
+  shut_down_ = true;
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      absl::ToChronoMilliseconds(options_.shutdown_grace));
+    server_->Wait();
+  }
+  absl::Status closed = store_ != nullptr ? store_->Close() : absl::OkStatus();
+  std::error_code ec;
+  std::filesystem::remove(options_.socket_path, ec);
+  return closed;
+}
+
+Daemon::~Daemon() {
+  absl::Status s = Shutdown();
+  (void)s;  // reported by an explicit Shutdown()
+}
+
+}  // namespace clusterkv::server

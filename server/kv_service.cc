@@ -1,0 +1,212 @@
+#include "server/kv_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "proto/rpc_support.h"
+
+namespace clusterkv::server {
+namespace {
+
+absl::StatusOr<CallContext> Resolve(const TenantResolver& resolver,
+                                    const grpc::CallbackServerContext& context) {
+  absl::StatusOr<std::string> tenant = resolver(context);
+  if (!tenant.ok()) return tenant.status();
+  return CallContext{*std::move(tenant)};
+}
+
+// Reads a client stream one message at a time, handing each to the handler.
+class PutClustersReactor final : public grpc::ServerReadReactor<v1::PutClustersRequest> {
+ public:
+  PutClustersReactor(RequestHandler* handler, absl::StatusOr<CallContext> call,
+                     v1::PutClustersResponse* response)
+      : handler_(handler), call_(std::move(call)), response_(response) {
+    if (!call_.ok()) {
+      Finish(rpc::ToGrpcStatus(call_.status()));
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client half-closed: the stream is complete
+      Finish(rpc::ToGrpcStatus(status_));
+      return;
+    }
+    if (status_.ok()) status_ = handler_->PutClusters(*call_, request_, response_);
+    if (!status_.ok()) {
+      Finish(rpc::ToGrpcStatus(status_));
+      return;
+    }
+    request_.Clear();
+    StartRead(&request_);
+  }
+
+  void OnCancel() override {}
+  void OnDone() override { delete this; }
+
+ private:
+  RequestHandler* handler_;
+  absl::StatusOr<CallContext> call_;
+  v1::PutClustersResponse* response_;
+  v1::PutClustersRequest request_;
+  absl::Status status_;
+};
+
+// Writes blocks one message at a time; each message is produced when the previous write is
+// done, so memory per call stays at about one message.
+class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClustersResponse> {
+ public:
+  FetchClustersReactor(RequestHandler* handler, absl::StatusOr<CallContext> call,
+                       const v1::FetchClustersRequest* request)
+      : handler_(handler), request_(request) {
+    if (!call.ok()) {
+      Finish(rpc::ToGrpcStatus(call.status()));
+      return;
+    }
+    absl::StatusOr<RequestHandler::FetchPlan> plan = handler_->PrepareFetch(*call, *request_);
+    if (!plan.ok()) {
+      Finish(rpc::ToGrpcStatus(plan.status()));
+      return;
+    }
+    plan_ = *std::move(plan);
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading"));
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnCancel() override {}
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (next_ == request_->clusters_size()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    message_.Clear();
+    uint64_t bytes = 0;
+    const uint64_t target = handler_->options().fetch_message_bytes;
+    while (next_ < request_->clusters_size() && (bytes == 0 || bytes < target)) {
+      absl::Status s = handler_->FetchOne(
+          *plan_, request_->clusters(next_),
+          [&](const v1::ClusterRef& ref, int32_t tokens, absl::Span<const uint8_t> data) {
+            v1::ClusterBlock* block = message_.add_blocks();
+            *block->mutable_id() = ref;
+            block->set_num_tokens(tokens);
+            block->set_data(reinterpret_cast<const char*>(data.data()), data.size());
+            bytes += data.size();
+            return absl::OkStatus();
+          });
+      if (!s.ok()) {
+        Finish(rpc::ToGrpcStatus(s));
+        return;
+      }
+      ++next_;
+    }
+    StartWrite(&message_);
+  }
+
+  RequestHandler* handler_;
+  const v1::FetchClustersRequest* request_;
+  std::optional<RequestHandler::FetchPlan> plan_;
+  int next_ = 0;
+  v1::FetchClustersResponse message_;
+};
+
+}  // namespace
+
+TenantResolver MetadataTenantResolver() {
+  return [](const grpc::CallbackServerContext& context) -> absl::StatusOr<std::string> {
+    const auto& metadata = context.client_metadata();
+    auto it = metadata.find(rpc::kTenantMetadataKey);
+    if (it == metadata.end()) return std::string("default");
+    return std::string(it->second.data(), it->second.size());
+  };
+}
+
+KvCacheService::KvCacheService(RequestHandler* handler, TenantResolver resolver)
+    : handler_(handler), resolver_(std::move(resolver)) {}
+
+template <typename Response>
+grpc::ServerUnaryReactor* KvCacheService::Unary(
+    grpc::CallbackServerContext* context, Response* response,
+    const std::function<absl::StatusOr<Response>(const CallContext&)>& body) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<CallContext> call = Resolve(resolver_, *context);
+  if (!call.ok()) {
+    reactor->Finish(rpc::ToGrpcStatus(call.status()));
+    return reactor;
+  }
+  absl::StatusOr<Response> result = body(*call);
+  if (result.ok()) *response = *std::move(result);
+  reactor->Finish(rpc::ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KvCacheService::OpenSequence(grpc::CallbackServerContext* context,
+                                                       const v1::OpenSequenceRequest* request,
+                                                       v1::OpenSequenceResponse* response) {
+  return Unary<v1::OpenSequenceResponse>(
+      context, response, [&](const CallContext& call) { return handler_->OpenSequence(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::CloseSequence(grpc::CallbackServerContext* context,
+                                                        const v1::CloseSequenceRequest* request,
+                                                        v1::CloseSequenceResponse* response) {
+  return Unary<v1::CloseSequenceResponse>(
+      context, response, [&](const CallContext& call) { return handler_->CloseSequence(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::ListSequences(grpc::CallbackServerContext* context,
+                                                        const v1::ListSequencesRequest*,
+                                                        v1::ListSequencesResponse* response) {
+  return Unary<v1::ListSequencesResponse>(
+      context, response, [&](const CallContext& call) { return handler_->ListSequences(call); });
+}
+
+grpc::ServerReadReactor<v1::PutClustersRequest>* KvCacheService::PutClusters(
+    grpc::CallbackServerContext* context, v1::PutClustersResponse* response) {
+  return new PutClustersReactor(handler_, Resolve(resolver_, *context), response);
+}
+
+grpc::ServerUnaryReactor* KvCacheService::AppendClusters(grpc::CallbackServerContext* context,
+                                                         const v1::AppendClustersRequest* request,
+                                                         v1::AppendClustersResponse* response) {
+  return Unary<v1::AppendClustersResponse>(
+      context, response, [&](const CallContext& call) { return handler_->AppendClusters(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::GetIndex(grpc::CallbackServerContext* context,
+                                                   const v1::GetIndexRequest* request,
+                                                   v1::GetIndexResponse* response) {
+  return Unary<v1::GetIndexResponse>(
+      context, response, [&](const CallContext& call) { return handler_->GetIndex(call, *request); });
+}
+
+grpc::ServerWriteReactor<v1::FetchClustersResponse>* KvCacheService::FetchClusters(
+    grpc::CallbackServerContext* context, const v1::FetchClustersRequest* request) {
+  return new FetchClustersReactor(handler_, Resolve(resolver_, *context), request);
+}
+
+grpc::ServerUnaryReactor* KvCacheService::Select(grpc::CallbackServerContext* context,
+                                                 const v1::SelectRequest* request,
+                                                 v1::SelectResponse* response) {
+  return Unary<v1::SelectResponse>(
+      context, response, [&](const CallContext& call) { return handler_->Select(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::Stats(grpc::CallbackServerContext* context,
+                                                const v1::StatsRequest*,
+                                                v1::StatsResponse* response) {
+  return Unary<v1::StatsResponse>(context, response,
+                                  [&](const CallContext& call) { return handler_->Stats(call); });
+}
+
+}  // namespace clusterkv::server

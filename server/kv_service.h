@@ -1,0 +1,70 @@
+// KvCacheService: the gRPC callback-API front of RequestHandler (service clusterkv.v1.KvCache).
+// Unary calls answer from the handler on the callback thread; PutClusters reads its stream one
+// message at a time; FetchClusters writes one message at a time, producing each lazily so a
+// large fetch never sits in memory whole. Reactors own their per-call state and delete
+// themselves in OnDone.
+#ifndef CLUSTERKV_SERVER_KV_SERVICE_H_
+#define CLUSTERKV_SERVER_KV_SERVICE_H_
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "clusterkv/v1/kvcache.grpc.pb.h"
+#include "server/request_handler.h"
+
+namespace clusterkv::server {
+
+// Maps a call's credentials to its tenant. UNAUTHENTICATED / PERMISSION_DENIED refuse the call.
+using TenantResolver =
+    std::function<absl::StatusOr<std::string>(const grpc::CallbackServerContext& context)>;
+
+// Until authentication lands: the tenant named in the `clusterkv-tenant` metadata, or "default".
+// It authenticates nothing (any caller can name any tenant); see README "Security".
+TenantResolver MetadataTenantResolver();
+
+class KvCacheService final : public v1::KvCache::CallbackService {
+ public:
+  // `handler` must outlive the service.
+  KvCacheService(RequestHandler* handler, TenantResolver resolver);
+
+  grpc::ServerUnaryReactor* OpenSequence(grpc::CallbackServerContext* context,
+                                         const v1::OpenSequenceRequest* request,
+                                         v1::OpenSequenceResponse* response) override;
+  grpc::ServerUnaryReactor* CloseSequence(grpc::CallbackServerContext* context,
+                                          const v1::CloseSequenceRequest* request,
+                                          v1::CloseSequenceResponse* response) override;
+  grpc::ServerUnaryReactor* ListSequences(grpc::CallbackServerContext* context,
+                                          const v1::ListSequencesRequest* request,
+                                          v1::ListSequencesResponse* response) override;
+  grpc::ServerReadReactor<v1::PutClustersRequest>* PutClusters(
+      grpc::CallbackServerContext* context, v1::PutClustersResponse* response) override;
+  grpc::ServerUnaryReactor* AppendClusters(grpc::CallbackServerContext* context,
+                                           const v1::AppendClustersRequest* request,
+                                           v1::AppendClustersResponse* response) override;
+  grpc::ServerUnaryReactor* GetIndex(grpc::CallbackServerContext* context,
+                                     const v1::GetIndexRequest* request,
+                                     v1::GetIndexResponse* response) override;
+  grpc::ServerWriteReactor<v1::FetchClustersResponse>* FetchClusters(
+      grpc::CallbackServerContext* context, const v1::FetchClustersRequest* request) override;
+  grpc::ServerUnaryReactor* Select(grpc::CallbackServerContext* context,
+                                   const v1::SelectRequest* request,
+                                   v1::SelectResponse* response) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context,
+                                  const v1::StatsRequest* request,
+                                  v1::StatsResponse* response) override;
+
+ private:
+  // Runs `body` with the caller's context and finishes the unary call with its status.
+  template <typename Response>
+  grpc::ServerUnaryReactor* Unary(
+      grpc::CallbackServerContext* context, Response* response,
+      const std::function<absl::StatusOr<Response>(const CallContext&)>& body);
+
+  RequestHandler* handler_;
+  TenantResolver resolver_;
+};
+
+}  // namespace clusterkv::server
+
+#endif  // CLUSTERKV_SERVER_KV_SERVICE_H_

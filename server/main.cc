@@ -1,0 +1,141 @@
+// clusterkvd: the per-node KV-cache daemon. Flags are grouped by subsystem; --flagfile=FILE
+// reads them from a config file (one --flag=value per line); --help lists them.
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "core/cli_help.h"
+#include "gpu/backend.h"
+#include "server/daemon.h"
+
+ABSL_FLAG(std::string, socket, "/run/clusterkv/clusterkvd.sock",
+          "Unix domain socket to serve on (the sidecar default).");
+ABSL_FLAG(std::string, tcp_address, "", "Also serve TCP on host:port (needs --tls_cert/--tls_key).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TCP.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for TCP.");
+ABSL_FLAG(bool, allow_insecure_tcp, false, "Serve plaintext TCP (loopback tests only).");
+ABSL_FLAG(int64_t, max_message_mib, 64, "Largest gRPC message either way, MiB (gRPC's default 4 "
+          "is too small for large blocks); blocks above half of it are refused.");
+ABSL_FLAG(std::string, data_dir, "/var/lib/clusterkv", "Directory of the SSD tier (RocksDB).");
+ABSL_FLAG(int64_t, host_capacity_mib, 1024, "Host tier (arena) size, MiB.");
+ABSL_FLAG(double, high_watermark, 0.90, "Host usage fraction that starts eviction to the SSD.");
+ABSL_FLAG(double, low_watermark, 0.75, "Host usage fraction eviction stops at.");
+ABSL_FLAG(bool, write_through, false, "Make every put durable before acknowledging it.");
+ABSL_FLAG(bool, huge_pages, true, "Back the host arena with huge pages where possible.");
+ABSL_FLAG(std::string, backend, "auto", "Compute backend for server-side Select: cpu, cuda, auto.");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads for server-side compute (0 = all cores).");
+ABSL_FLAG(double, shutdown_grace_s, 10.0, "On SIGTERM, seconds to let calls in flight finish.");
+
+namespace {
+
+constexpr char kUsage[] =
+    "clusterkvd: the clusterkv memory daemon. Holds every cluster's K/V in a host-memory tier\n"
+    "backed by an SSD tier (RocksDB), and serves the clusterkv.v1.KvCache gRPC service (with\n"
+    "grpc.health.v1 and reflection) on a Unix socket, optionally TCP with TLS.\n\n"
+    "Usage:\n"
+    "  clusterkvd --socket=/run/clusterkv/clusterkvd.sock --data_dir=/var/lib/clusterkv\n"
+    "  clusterkvd --flagfile=/etc/clusterkv/clusterkvd.flags\n\n"
+    "SIGTERM or SIGINT: stop accepting calls, drain those in flight, flush write-back blocks to\n"
+    "the SSD, close RocksDB, exit 0. A second daemon on the same socket exits with an error.\n";
+
+const std::vector<clusterkv::FlagGroup>& Groups() {
+  static const auto* groups = new std::vector<clusterkv::FlagGroup>{
+      {"Serving", {"socket", "tcp_address", "tls_cert", "tls_key", "allow_insecure_tcp",
+                   "max_message_mib", "shutdown_grace_s"}},
+      {"Storage", {"data_dir", "host_capacity_mib", "high_watermark", "low_watermark",
+                   "write_through", "huge_pages"}},
+      {"Compute", {"backend", "threads"}},
+      {"Config file", {"flagfile"}},
+  };
+  return *groups;
+}
+
+absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
+  clusterkv::server::DaemonOptions o;
+  o.socket_path = absl::GetFlag(FLAGS_socket);
+  o.tcp_address = absl::GetFlag(FLAGS_tcp_address);
+  o.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  o.allow_insecure_tcp = absl::GetFlag(FLAGS_allow_insecure_tcp);
+  const int64_t max_mib = absl::GetFlag(FLAGS_max_message_mib);
+  const int64_t capacity_mib = absl::GetFlag(FLAGS_host_capacity_mib);
+  if (max_mib < 1 || max_mib > 1024) {
+    return absl::InvalidArgumentError("--max_message_mib must be in [1, 1024]");
+  }
+  if (capacity_mib < 2 || capacity_mib > (int64_t{1} << 24)) {
+    return absl::InvalidArgumentError("--host_capacity_mib must be in [2, 2^24]");
+  }
+  o.max_message_bytes = static_cast<uint64_t>(max_mib) << 20;
+  o.store.path = absl::GetFlag(FLAGS_data_dir);
+  o.store.host_capacity_bytes = static_cast<uint64_t>(capacity_mib) << 20;
+  o.store.high_watermark = absl::GetFlag(FLAGS_high_watermark);
+  o.store.low_watermark = absl::GetFlag(FLAGS_low_watermark);
+  o.store.write_through = absl::GetFlag(FLAGS_write_through);
+  o.store.huge_pages = absl::GetFlag(FLAGS_huge_pages);
+  auto exec = clusterkv::gpu::MakeExecContext(absl::GetFlag(FLAGS_backend),
+                                              absl::GetFlag(FLAGS_threads));
+  if (!exec.ok()) return exec.status();
+  o.handler.exec = *exec;
+  const double grace = absl::GetFlag(FLAGS_shutdown_grace_s);
+  if (!(grace >= 0 && grace <= 3600)) {
+    return absl::InvalidArgumentError("--shutdown_grace_s must be in [0, 3600]");
+  }
+  o.shutdown_grace = absl::Seconds(grace);
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  if (clusterkv::WantsHelp(argc, argv)) {
+    clusterkv::PrintHelp(kUsage, Groups(), std::cout);
+    return 0;
+  }
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::cerr << "clusterkvd: unexpected argument '" << rest[1] << "' (see --help)\n";
+    return 2;
+  }
+  absl::StatusOr<clusterkv::server::DaemonOptions> options = OptionsFromFlags();
+  if (!options.ok()) {
+    std::cerr << "clusterkvd: " << options.status().message() << "\n";
+    return 2;
+  }
+  // Block the shutdown signals in every thread; the main thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<clusterkv::server::Daemon>> daemon =
+      clusterkv::server::Daemon::Start(*options);
+  if (!daemon.ok()) {
+    std::cerr << "clusterkvd: " << daemon.status() << "\n";
+    return 1;
+  }
+  std::cout << "clusterkvd: serving on " << (*daemon)->unix_target();
+  if ((*daemon)->tcp_port() != 0) std::cout << " and tcp port " << (*daemon)->tcp_port();
+  std::cout << " (data " << options->store.path << ", host tier "
+            << (options->store.host_capacity_bytes >> 20) << " MiB, "
+            << (*daemon)->store().arena().page_kind() << " pages)" << std::endl;
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::cout << "clusterkvd: signal " << signal_number << ", draining and flushing" << std::endl;
+  const absl::Status closed = (*daemon)->Shutdown();
+  if (!closed.ok()) {
+    std::cerr << "clusterkvd: shutdown: " << closed << "\n";
+    return 1;
+  }
+  std::cout << "clusterkvd: stopped cleanly" << std::endl;
+  return 0;
+}

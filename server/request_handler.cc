@@ -1,0 +1,398 @@
+#include "server/request_handler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "gpu/selection.h"
+#include "proto/rpc_support.h"
+#include "server/request_validation.h"
+#include "storage/cluster_block.h"
+
+namespace clusterkv::server {
+namespace {
+
+storage::HeadIndexRecord FromProto(const v1::HeadIndex& index, int32_t head_dim) {
+  storage::HeadIndexRecord record;
+  record.head_dim = head_dim;
+  record.centroids.assign(index.centroids().begin(), index.centroids().end());
+  record.sizes.assign(index.sizes().begin(), index.sizes().end());
+  return record;
+}
+
+void ToProto(const HeadId& head, const storage::HeadIndexRecord& record, v1::HeadIndex* out) {
+  out->set_layer(head.layer);
+  out->set_kv_head(head.kv_head);
+  out->mutable_centroids()->Add(record.centroids.begin(), record.centroids.end());
+  out->mutable_sizes()->Add(record.sizes.begin(), record.sizes.end());
+}
+
+}  // namespace
+
+RequestHandler::RequestHandler(storage::TieredStore* store, const HandlerOptions& options)
+    : store_(store), options_(options) {}
+
+absl::StatusOr<SequenceKey> RequestHandler::Key(const CallContext& call,
+                                                const std::string& sequence_id) const {
+  SequenceKey key{call.tenant, sequence_id};
+  RETURN_IF_ERROR(key.Validate());
+  return key;
+}
+
+absl::StatusOr<std::shared_ptr<RequestHandler::Session>> RequestHandler::FindSession(
+    const SequenceKey& key) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(key);
+    if (it != sessions_.end()) return it->second;
+  }
+  absl::StatusOr<storage::SequenceMeta> meta = store_->GetSequence(key);
+  if (absl::IsNotFound(meta.status())) {
+    return absl::NotFoundError(absl::StrCat("no sequence '", key.sequence, "'"));
+  }
+  RETURN_IF_ERROR(meta.status());
+  auto session = std::make_shared<Session>();
+  session->layout = meta->layout;
+  session->num_tokens = meta->num_tokens;
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = sessions_.emplace(key, session);
+  return it->second;  // a concurrent loader may have won; both loaded the same record
+}
+
+absl::StatusOr<std::shared_ptr<const storage::HeadIndexRecord>> RequestHandler::FindIndex(
+    const SequenceKey& key, Session& session, const HeadId& head) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = session.indexes.find(head);
+    if (it != session.indexes.end()) return it->second;
+  }
+  absl::StatusOr<storage::HeadIndexRecord> record = store_->GetIndex(key, head);
+  if (absl::IsNotFound(record.status())) {
+    return absl::NotFoundError(absl::StrCat("sequence '", key.sequence, "' has no index for layer ",
+                                            head.layer, " kv_head ", head.kv_head));
+  }
+  RETURN_IF_ERROR(record.status());
+  auto shared = std::make_shared<const storage::HeadIndexRecord>(*std::move(record));
+  absl::MutexLock lock(&mu_);
+  return session.indexes.emplace(head, shared).first->second;
+}
+
+absl::StatusOr<v1::OpenSequenceResponse> RequestHandler::OpenSequence(
+    const CallContext& call, const v1::OpenSequenceRequest& request) {
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  v1::OpenSequenceResponse response;
+  absl::StatusOr<std::shared_ptr<Session>> existing = FindSession(key);
+  if (existing.ok()) {
+    if (request.has_layout()) {
+      ASSIGN_OR_RETURN(KvLayout asked, rpc::FromProto(request.layout()));
+      if (asked != (*existing)->layout) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("sequence '", key.sequence, "' exists with layout ",
+                         (*existing)->layout.DebugString(), ", not ", asked.DebugString()));
+      }
+    }
+    *response.mutable_layout() = rpc::ToProto((*existing)->layout);
+    absl::MutexLock lock(&mu_);
+    response.set_num_tokens((*existing)->num_tokens);
+    return response;
+  }
+  if (!absl::IsNotFound(existing.status())) return existing.status();
+  if (request.must_exist()) return existing.status();
+  if (!request.has_layout()) {
+    return absl::InvalidArgumentError("creating a sequence needs its layout");
+  }
+  ASSIGN_OR_RETURN(KvLayout layout, rpc::FromProto(request.layout()));
+  RETURN_IF_ERROR(store_->PutSequence(key, storage::SequenceMeta{layout, 0}));
+  auto session = std::make_shared<Session>();
+  session->layout = layout;
+  {
+    absl::MutexLock lock(&mu_);
+    sessions_[key] = session;
+  }
+  *response.mutable_layout() = request.layout();
+  response.set_created(true);
+  return response;
+}
+
+absl::StatusOr<v1::CloseSequenceResponse> RequestHandler::CloseSequence(
+    const CallContext& call, const v1::CloseSequenceRequest& request) {
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  RETURN_IF_ERROR(FindSession(key).status());
+  if (request.drop()) RETURN_IF_ERROR(store_->DropSequence(key));
+  absl::MutexLock lock(&mu_);
+  sessions_.erase(key);
+  return v1::CloseSequenceResponse();
+}
+
+absl::StatusOr<v1::ListSequencesResponse> RequestHandler::ListSequences(const CallContext& call) {
+  if (call.tenant.empty()) return absl::InvalidArgumentError("tenant is empty");
+  ASSIGN_OR_RETURN(std::vector<SequenceKey> keys, store_->ListSequences(call.tenant));
+  v1::ListSequencesResponse response;
+  for (const SequenceKey& key : keys) {
+    absl::StatusOr<storage::SequenceMeta> meta = store_->GetSequence(key);
+    if (absl::IsNotFound(meta.status())) continue;  // dropped meanwhile
+    RETURN_IF_ERROR(meta.status());
+    v1::SequenceInfo* info = response.add_sequences();
+    info->set_sequence_id(key.sequence);
+    *info->mutable_layout() = rpc::ToProto(meta->layout);
+    info->set_num_tokens(meta->num_tokens);
+  }
+  return response;
+}
+
+absl::Status RequestHandler::StoreBlock(const SequenceKey& key, const KvLayout& layout,
+                                        const v1::ClusterBlock& block, bool write_through) {
+  RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
+  const storage::BlockKey block_key{key, rpc::FromProto(block.id())};
+  const auto* data = reinterpret_cast<const uint8_t*>(block.data().data());
+  return store_->PutBlock(block_key, absl::MakeConstSpan(data, block.data().size()),
+                          write_through);
+}
+
+absl::Status RequestHandler::UpdateTokens(const SequenceKey& key, Session& session,
+                                          int64_t num_tokens) {
+  if (num_tokens <= 0) return absl::OkStatus();
+  KvLayout layout;
+  {
+    absl::MutexLock lock(&mu_);
+    if (num_tokens == session.num_tokens) return absl::OkStatus();
+    layout = session.layout;
+  }
+  RETURN_IF_ERROR(store_->PutSequence(key, storage::SequenceMeta{layout, num_tokens}));
+  absl::MutexLock lock(&mu_);
+  session.num_tokens = num_tokens;
+  return absl::OkStatus();
+}
+
+absl::Status RequestHandler::PutClusters(const CallContext& call,
+                                         const v1::PutClustersRequest& request,
+                                         v1::PutClustersResponse* response) {
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
+  const KvLayout layout = session->layout;
+  if (request.num_tokens() < 0) return absl::InvalidArgumentError("num_tokens is negative");
+  // Validate the whole message before storing any of it.
+  for (const v1::ClusterBlock& block : request.blocks()) {
+    RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
+  }
+  for (const v1::HeadIndex& index : request.indexes()) {
+    RETURN_IF_ERROR(ValidateHeadIndex(layout, index));
+  }
+  for (const v1::ClusterBlock& block : request.blocks()) {
+    RETURN_IF_ERROR(StoreBlock(key, layout, block, request.write_through()));
+    response->set_blocks_stored(response->blocks_stored() + 1);
+    response->set_bytes_stored(response->bytes_stored() + block.data().size());
+  }
+  for (const v1::HeadIndex& index : request.indexes()) {
+    const HeadId head{index.layer(), index.kv_head()};
+    auto record = std::make_shared<const storage::HeadIndexRecord>(FromProto(index, layout.head_dim));
+    RETURN_IF_ERROR(store_->PutIndex(key, head, *record));
+    absl::MutexLock lock(&mu_);
+    session->indexes[head] = std::move(record);
+  }
+  return UpdateTokens(key, *session, request.num_tokens());
+}
+
+absl::StatusOr<v1::AppendClustersResponse> RequestHandler::AppendClusters(
+    const CallContext& call, const v1::AppendClustersRequest& request) {
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
+  const KvLayout layout = session->layout;
+  if (request.num_tokens() < 0) return absl::InvalidArgumentError("num_tokens is negative");
+  // Each appended index extends its head; blocks must carry the new ids.
+  absl::flat_hash_map<HeadId, std::pair<int32_t, int32_t>> new_ids;  // head -> [first, end)
+  std::vector<std::pair<HeadId, std::shared_ptr<const storage::HeadIndexRecord>>> updated;
+  for (const v1::HeadIndex& appended : request.appended()) {
+    RETURN_IF_ERROR(ValidateHeadIndex(layout, appended));
+    const HeadId head{appended.layer(), appended.kv_head()};
+    if (new_ids.contains(head)) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", head.layer, " kv_head ",
+                                                     head.kv_head, " appended twice"));
+    }
+    absl::StatusOr<std::shared_ptr<const storage::HeadIndexRecord>> current =
+        FindIndex(key, *session, head);
+    storage::HeadIndexRecord merged;
+    merged.head_dim = layout.head_dim;
+    if (current.ok()) {
+      merged = **current;
+    } else if (!absl::IsNotFound(current.status())) {
+      return current.status();
+    }
+    const int32_t first = merged.num_clusters();
+    merged.centroids.insert(merged.centroids.end(), appended.centroids().begin(),
+                            appended.centroids().end());
+    merged.sizes.insert(merged.sizes.end(), appended.sizes().begin(), appended.sizes().end());
+    new_ids[head] = {first, merged.num_clusters()};
+    updated.emplace_back(head, std::make_shared<const storage::HeadIndexRecord>(std::move(merged)));
+  }
+  for (const v1::ClusterBlock& block : request.blocks()) {
+    RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
+    auto it = new_ids.find(HeadId{block.id().layer(), block.id().kv_head()});
+    if (it == new_ids.end() || block.id().cluster() < it->second.first ||
+        block.id().cluster() >= it->second.second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "appended block ", ToString(rpc::FromProto(block.id())),
+          " is not one of the clusters this request appends to its head"));
+    }
+  }
+  v1::AppendClustersResponse response;
+  for (const v1::ClusterBlock& block : request.blocks()) {
+    RETURN_IF_ERROR(StoreBlock(key, layout, block, request.write_through()));
+    response.set_blocks_stored(response.blocks_stored() + 1);
+  }
+  for (auto& [head, record] : updated) {
+    RETURN_IF_ERROR(store_->PutIndex(key, head, *record));
+    absl::MutexLock lock(&mu_);
+    session->indexes[head] = record;
+  }
+  RETURN_IF_ERROR(UpdateTokens(key, *session, request.num_tokens()));
+  return response;
+}
+
+absl::StatusOr<v1::GetIndexResponse> RequestHandler::GetIndex(const CallContext& call,
+                                                              const v1::GetIndexRequest& request) {
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
+  const KvLayout layout = session->layout;
+  std::vector<int32_t> layers(request.layers().begin(), request.layers().end());
+  if (layers.empty()) {
+    for (int32_t l = 0; l < layout.num_layers; ++l) layers.push_back(l);
+  }
+  v1::GetIndexResponse response;
+  *response.mutable_layout() = rpc::ToProto(layout);
+  {
+    absl::MutexLock lock(&mu_);
+    response.set_num_tokens(session->num_tokens);
+  }
+  for (int32_t layer : layers) {
+    if (layer < 0 || layer >= layout.num_layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer ", layer, " is outside [0, ", layout.num_layers, ")"));
+    }
+    for (int32_t h = 0; h < layout.num_kv_heads; ++h) {
+      absl::StatusOr<std::shared_ptr<const storage::HeadIndexRecord>> index =
+          FindIndex(key, *session, HeadId{layer, h});
+      if (absl::IsNotFound(index.status())) continue;  // e.g. a dense layer: no index
+      RETURN_IF_ERROR(index.status());
+      ToProto(HeadId{layer, h}, **index, response.add_indexes());
+    }
+  }
+  return response;
+}
+
+absl::StatusOr<RequestHandler::FetchPlan> RequestHandler::PrepareFetch(
+    const CallContext& call, const v1::FetchClustersRequest& request) {
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
+  const KvLayout layout = session->layout;
+  if (request.clusters_size() > options_.max_fetch_clusters) {
+    return absl::InvalidArgumentError(absl::StrCat("fetch names ", request.clusters_size(),
+                                                   " clusters; the limit is ",
+                                                   options_.max_fetch_clusters));
+  }
+  for (const v1::ClusterRef& ref : request.clusters()) {
+    RETURN_IF_ERROR(ValidateClusterRef(layout, ref));
+  }
+  return FetchPlan{std::move(key), layout};
+}
+
+absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref,
+                                      const BlockSink& sink) {
+  const uint64_t token_bytes =
+      storage::ClusterBlockBytes(1, plan.layout.head_dim, plan.layout.dtype);
+  const storage::BlockKey block_key{plan.key, rpc::FromProto(ref)};
+  absl::StatusOr<storage::PinnedBlock> pinned = store_->Pin(block_key);
+  std::vector<uint8_t> copy;
+  absl::Span<const uint8_t> bytes;
+  if (pinned.ok()) {
+    bytes = absl::MakeConstSpan(pinned->data(), pinned->size());
+  } else if (absl::IsResourceExhausted(pinned.status())) {
+    // No host room to promote into: serve a copy straight from the SSD.
+    ASSIGN_OR_RETURN(copy, store_->GetBlock(block_key));
+    bytes = copy;
+  } else if (absl::IsNotFound(pinned.status())) {
+    return absl::NotFoundError(absl::StrCat("sequence '", plan.key.sequence,
+                                            "' has no cluster ", ToString(block_key.cluster)));
+  } else {
+    return pinned.status();
+  }
+  if (bytes.size() % token_bytes != 0) {
+    return absl::DataLossError(absl::StrCat("stored block ", ToString(block_key.cluster), " has ",
+                                            bytes.size(), " bytes, not a whole number of tokens"));
+  }
+  return sink(ref, static_cast<int32_t>(bytes.size() / token_bytes), bytes);
+}
+
+absl::Status RequestHandler::FetchClusters(const CallContext& call,
+                                           const v1::FetchClustersRequest& request,
+                                           const BlockSink& sink) {
+  ASSIGN_OR_RETURN(FetchPlan plan, PrepareFetch(call, request));
+  for (const v1::ClusterRef& ref : request.clusters()) {
+    RETURN_IF_ERROR(FetchOne(plan, ref, sink));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::SelectResponse> RequestHandler::Select(const CallContext& call,
+                                                          const v1::SelectRequest& request) {
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
+  const KvLayout layout = session->layout;
+  RETURN_IF_ERROR(ValidateSelect(layout, request));
+  const int32_t group = layout.GroupSize();
+  const int32_t d = layout.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  v1::SelectResponse response;
+  for (int32_t h = 0; h < layout.num_kv_heads; ++h) {
+    ASSIGN_OR_RETURN(std::shared_ptr<const storage::HeadIndexRecord> index,
+                     FindIndex(key, *session, HeadId{request.layer(), h}));
+    if (index->num_clusters() == 0) continue;
+    const float* queries = request.queries().data() + static_cast<size_t>(h) * group * d;
+    std::vector<float> scores(static_cast<size_t>(index->num_clusters()));
+    RETURN_IF_ERROR(gpu::ScoreCentroids(
+        ConstMatrixView(queries, group, d),
+        ConstMatrixView(index->centroids.data(), index->num_clusters(), d), scale,
+        absl::MakeSpan(scores), options_.exec));
+    int64_t total = 0;
+    for (int32_t s : index->sizes) total += s;
+    if (total == 0) continue;
+    ASSIGN_OR_RETURN(gpu::ClusterSelection selection,
+                     gpu::SelectClusters(scores, index->sizes,
+                                         std::min<int64_t>(request.budget(), total)));
+    v1::HeadSelection* out = response.add_heads();
+    out->set_kv_head(h);
+    out->mutable_clusters()->Add(selection.clusters.begin(), selection.clusters.end());
+    out->mutable_tokens()->Add(selection.tokens.begin(), selection.tokens.end());
+  }
+  return response;
+}
+
+absl::StatusOr<v1::StatsResponse> RequestHandler::Stats(const CallContext& call) {
+  const storage::StoreStats s = store_->Stats();
+  const storage::TenantUsage usage = store_->Usage(call.tenant);
+  v1::StatsResponse response;
+  auto fill = [](const storage::TierStats& from, v1::TierStats* to) {
+    to->set_bytes(from.bytes);
+    to->set_blocks(from.blocks);
+    to->set_hits(from.hits);
+    to->set_misses(from.misses);
+  };
+  fill(s.host, response.mutable_host());
+  fill(s.ssd, response.mutable_ssd());
+  response.set_host_capacity_bytes(s.host_capacity_bytes);
+  response.set_evictions(s.evictions);
+  response.set_promotions(s.promotions);
+  response.set_write_through_puts(s.write_through_puts);
+  response.set_spilled_puts(s.spilled_puts);
+  response.set_checksum_failures(s.ssd_io.checksum_failures);
+  response.set_sequences(usage.sequences);
+  response.set_tenant_host_bytes(usage.host_bytes);
+  response.set_tenant_ssd_bytes(usage.ssd_bytes);
+  response.set_slab_fragmentation(s.slab.Fragmentation());
+  return response;
+}
+
+}  // namespace clusterkv::server

@@ -1,0 +1,120 @@
+// RequestHandler: the daemon's request logic, independent of the transport. The gRPC service
+// (kv_service.h) and the UCX data plane call the same methods, so both paths validate, resolve
+// tiers and account identically. Every method validates its request first (layout, ids,
+// sizes, budgets, NaN/Inf in centroids and queries) and answers with a precise status; no input
+// reaches a CHECK.
+//
+// Tenancy: every method takes the caller's tenant from CallContext; sequences are keyed by
+// (tenant, sequence_id), so another tenant's sequence is simply NOT_FOUND.
+//
+// Thread-safe: the store is thread-safe and the session cache has its own mutex, never held
+// across store I/O.
+#ifndef CLUSTERKV_SERVER_REQUEST_HANDLER_H_
+#define CLUSTERKV_SERVER_REQUEST_HANDLER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "clusterkv/v1/kvcache.pb.h"
+#include "core/config.h"
+#include "core/ids.h"
+#include "gpu/backend.h"
+#include "storage/tiered_store.h"
+
+namespace clusterkv::server {
+
+// Who is calling. Filled by the transport from its credentials.
+struct CallContext {
+  std::string tenant;
+};
+
+struct HandlerOptions {
+  ClusterKvConfig config;  // defaults for server-side selection
+  gpu::ExecContext exec;   // backend for server-side scoring
+  // Largest accepted cluster block; bigger ones are InvalidArgument.
+  uint64_t max_block_bytes = uint64_t{32} << 20;
+  // Largest number of clusters one fetch may name.
+  int32_t max_fetch_clusters = 1 << 16;
+  // Target bytes of one FetchClusters response message.
+  uint64_t fetch_message_bytes = uint64_t{4} << 20;
+};
+
+class RequestHandler {
+ public:
+  RequestHandler(storage::TieredStore* store, const HandlerOptions& options);
+
+  absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(const CallContext& call,
+                                                        const v1::OpenSequenceRequest& request);
+  absl::StatusOr<v1::CloseSequenceResponse> CloseSequence(
+      const CallContext& call, const v1::CloseSequenceRequest& request);
+  absl::StatusOr<v1::ListSequencesResponse> ListSequences(const CallContext& call);
+
+  // One message of a PutClusters stream; accumulates into `response`.
+  absl::Status PutClusters(const CallContext& call, const v1::PutClustersRequest& request,
+                           v1::PutClustersResponse* response);
+  absl::StatusOr<v1::AppendClustersResponse> AppendClusters(
+      const CallContext& call, const v1::AppendClustersRequest& request);
+  absl::StatusOr<v1::GetIndexResponse> GetIndex(const CallContext& call,
+                                                const v1::GetIndexRequest& request);
+
+  // Validates the request and resolves every cluster (promoting SSD blocks) in request order,
+  // calling `sink` with each block's bytes, which stay valid (pinned in the host tier, or in a
+  // temporary copy when the host tier has no room) until the sink returns. A sink error stops
+  // the fetch. NOT_FOUND names the first missing cluster.
+  using BlockSink = std::function<absl::Status(const v1::ClusterRef& ref, int32_t num_tokens,
+                                               absl::Span<const uint8_t> block)>;
+  absl::Status FetchClusters(const CallContext& call, const v1::FetchClustersRequest& request,
+                             const BlockSink& sink);
+
+  // The same fetch, one cluster at a time, for transports that produce their output lazily
+  // (a streaming reactor writes one message at a time). PrepareFetch validates everything;
+  // FetchOne(plan, i, sink) then serves request.clusters(i).
+  struct FetchPlan {
+    SequenceKey key;
+    KvLayout layout;
+  };
+  absl::StatusOr<FetchPlan> PrepareFetch(const CallContext& call,
+                                         const v1::FetchClustersRequest& request);
+  absl::Status FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref, const BlockSink& sink);
+
+  absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
+                                            const v1::SelectRequest& request);
+  absl::StatusOr<v1::StatsResponse> Stats(const CallContext& call);
+
+  const HandlerOptions& options() const { return options_; }
+
+ private:
+  // What the daemon keeps in memory per open sequence: the layout and, per head, the index
+  // (loaded lazily from the store; needed for Select and to validate appends).
+  struct Session {
+    KvLayout layout;
+    int64_t num_tokens = 0;
+    absl::flat_hash_map<HeadId, std::shared_ptr<const storage::HeadIndexRecord>> indexes;
+  };
+
+  absl::StatusOr<SequenceKey> Key(const CallContext& call, const std::string& sequence_id) const;
+  // The session of an existing sequence (loaded from the store on first use). NOT_FOUND when
+  // the sequence does not exist for this tenant.
+  absl::StatusOr<std::shared_ptr<Session>> FindSession(const SequenceKey& key);
+  absl::StatusOr<std::shared_ptr<const storage::HeadIndexRecord>> FindIndex(
+      const SequenceKey& key, Session& session, const HeadId& head);
+  absl::Status StoreBlock(const SequenceKey& key, const KvLayout& layout,
+                          const v1::ClusterBlock& block, bool write_through);
+  absl::Status UpdateTokens(const SequenceKey& key, Session& session, int64_t num_tokens);
+
+  storage::TieredStore* store_;  // not owned
+  HandlerOptions options_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<SequenceKey, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace clusterkv::server
+
+#endif  // CLUSTERKV_SERVER_REQUEST_HANDLER_H_

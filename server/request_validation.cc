@@ -1,0 +1,108 @@
+#include "server/request_validation.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "storage/cluster_block.h"
+
+namespace clusterkv::server {
+namespace {
+
+constexpr int64_t kMaxClustersPerHead = int64_t{1} << 20;
+
+absl::Status CheckHead(const KvLayout& layout, int32_t layer, int32_t kv_head) {
+  if (layer < 0 || layer >= layout.num_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer ", layer, " is outside [0, ", layout.num_layers, ")"));
+  }
+  if (kv_head < 0 || kv_head >= layout.num_kv_heads) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_head ", kv_head, " is outside [0, ", layout.num_kv_heads, ")"));
+  }
+  return absl::OkStatus();
+}
+
+template <typename Floats>
+absl::Status CheckFinite(const Floats& values, absl::string_view what) {
+  for (int i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values.Get(i))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, "[", i, "] is not finite (", values.Get(i), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& ref) {
+  if (absl::Status s = CheckHead(layout, ref.layer(), ref.kv_head()); !s.ok()) return s;
+  if (ref.cluster() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cluster id ", ref.cluster(), " is negative"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBlock(const KvLayout& layout, const v1::ClusterBlock& block,
+                           uint64_t max_block_bytes) {
+  if (absl::Status s = ValidateClusterRef(layout, block.id()); !s.ok()) return s;
+  if (block.num_tokens() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block num_tokens must be >= 1, got ", block.num_tokens()));
+  }
+  const uint64_t expected =
+      storage::ClusterBlockBytes(block.num_tokens(), layout.head_dim, layout.dtype);
+  if (block.data().size() != expected) {
+    return absl::InvalidArgumentError(absl::StrCat("block of ", block.num_tokens(),
+                                                   " tokens must be ", expected, " bytes, got ",
+                                                   block.data().size()));
+  }
+  if (expected > max_block_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("block of ", expected,
+                                                   " bytes exceeds the limit of ",
+                                                   max_block_bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateHeadIndex(const KvLayout& layout, const v1::HeadIndex& index) {
+  if (absl::Status s = CheckHead(layout, index.layer(), index.kv_head()); !s.ok()) return s;
+  if (index.sizes_size() > kMaxClustersPerHead) {
+    return absl::InvalidArgumentError(absl::StrCat("index has ", index.sizes_size(),
+                                                   " clusters; the limit is ",
+                                                   kMaxClustersPerHead));
+  }
+  if (static_cast<int64_t>(index.centroids_size()) !=
+      static_cast<int64_t>(index.sizes_size()) * layout.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("index has ", index.centroids_size(),
+                                                   " centroid values for ", index.sizes_size(),
+                                                   " clusters of width ", layout.head_dim));
+  }
+  for (int i = 0; i < index.sizes_size(); ++i) {
+    if (index.sizes(i) < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("size of cluster ", i, " is negative (", index.sizes(i), ")"));
+    }
+  }
+  return CheckFinite(index.centroids(), "centroids");
+}
+
+absl::Status ValidateSelect(const KvLayout& layout, const v1::SelectRequest& request) {
+  if (request.layer() < 0 || request.layer() >= layout.num_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layer ", request.layer(), " is outside [0, ", layout.num_layers, ")"));
+  }
+  const int64_t expected = static_cast<int64_t>(layout.num_q_heads) * layout.head_dim;
+  if (request.queries_size() != expected) {
+    return absl::InvalidArgumentError(absl::StrCat("queries must hold num_q_heads x head_dim = ",
+                                                   expected, " values, got ",
+                                                   request.queries_size()));
+  }
+  if (request.budget() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("budget must be >= 1, got ", request.budget()));
+  }
+  return CheckFinite(request.queries(), "queries");
+}
+
+}  // namespace clusterkv::server

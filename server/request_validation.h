@@ -1,0 +1,32 @@
+// Validation of every client-supplied field, in one place so that the gRPC path, the UCX path
+// and the fuzzers exercise the same checks. Each function returns InvalidArgument naming the
+// offending field, or OK.
+#ifndef CLUSTERKV_SERVER_REQUEST_VALIDATION_H_
+#define CLUSTERKV_SERVER_REQUEST_VALIDATION_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "clusterkv/v1/kvcache.pb.h"
+#include "core/kv_layout.h"
+
+namespace clusterkv::server {
+
+// layer in [0, num_layers), kv_head in [0, num_kv_heads), cluster >= 0.
+absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& ref);
+
+// The ref, num_tokens >= 1, data exactly ClusterBlockBytes(num_tokens, head_dim, dtype) and at
+// most max_block_bytes.
+absl::Status ValidateBlock(const KvLayout& layout, const v1::ClusterBlock& block,
+                           uint64_t max_block_bytes);
+
+// layer/kv_head in range, sizes >= 0, centroids.size() == sizes.size() * head_dim, every
+// centroid value finite, at most 2^20 clusters.
+absl::Status ValidateHeadIndex(const KvLayout& layout, const v1::HeadIndex& index);
+
+// layer in range, queries.size() == num_q_heads * head_dim and finite, budget >= 1.
+absl::Status ValidateSelect(const KvLayout& layout, const v1::SelectRequest& request);
+
+}  // namespace clusterkv::server
+
+#endif  // CLUSTERKV_SERVER_REQUEST_VALIDATION_H_
