@@ -12,6 +12,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "core/cli_help.h"
 #include "core/config.h"
 #include "tools/clusterkv_eval/tool.h"
 
@@ -61,13 +62,8 @@ ABSL_FLAG(bool, quiet, false, "No progress output on stderr.");
 
 namespace {
 
-struct FlagGroup {
-  const char* title;
-  std::vector<const char*> names;
-};
-
-const std::vector<FlagGroup>& FlagGroups() {
-  static const auto* groups = new std::vector<FlagGroup>{
+const std::vector<clusterkv::FlagGroup>& FlagGroups() {
+  static const auto* groups = new std::vector<clusterkv::FlagGroup>{
       {"Input", {"npy_dir", "bf16", "synthetic"}},
       {"Synthetic data",
        {"context", "layers", "kv_heads", "q_heads", "head_dim", "queries", "seed", "topics",
@@ -77,31 +73,6 @@ const std::vector<FlagGroup>& FlagGroups() {
       {"Output", {"json", "dump_npy", "dump_dtype", "dump_only", "quiet"}},
   };
   return *groups;
-}
-
-// Abseil's own --help exits with status 1; ours prints the usage and grouped flags, exits 0.
-bool WantsHelp(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--") == 0) return false;
-    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-help") == 0 ||
-        std::strcmp(argv[i], "-h") == 0) {
-      return true;
-    }
-  }
-  return false;
-}
-
-void PrintHelp() {
-  std::cout << clusterkv::eval::UsageText() << "\nFlags:\n";
-  for (const FlagGroup& group : FlagGroups()) {
-    std::cout << "  " << group.title << ":\n";
-    for (const char* name : group.names) {
-      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-      if (flag == nullptr) continue;
-      std::cout << "    --" << name << "  " << flag->Help() << " (default: \""
-                << flag->DefaultValue() << "\")\n";
-    }
-  }
 }
 
 absl::Status BuildOptions(clusterkv::eval::ToolOptions* o) {
@@ -164,8 +135,8 @@ absl::Status BuildOptions(clusterkv::eval::ToolOptions* o) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(clusterkv::eval::UsageText());
-  if (WantsHelp(argc, argv)) {
-    PrintHelp();
+  if (clusterkv::WantsHelp(argc, argv)) {
+    clusterkv::PrintHelp(clusterkv::eval::UsageText(), FlagGroups(), std::cout);
     return 0;
   }
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
