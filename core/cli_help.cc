@@ -17,7 +17,7 @@ bool WantsHelp(int argc, char** argv) {
   return false;
 }
 
-void PrintHelp(const std::string& usage, const std::vector<FlagGroup>& groups, std::ostream& out) {
+void PrintHelp(absl::string_view usage, const std::vector<FlagGroup>& groups, std::ostream& out) {
   out << usage << "\nFlags:\n";
   for (const FlagGroup& group : groups) {
     out << "  " << group.title << ":\n";

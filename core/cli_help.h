@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
+
 namespace clusterkv {
 
 struct FlagGroup {
@@ -25,7 +27,7 @@ struct FlagGroup {
 bool WantsHelp(int argc, char** argv);
 
 // Prints `usage`, then each group's flags with their help text and defaults.
-void PrintHelp(const std::string& usage, const std::vector<FlagGroup>& groups, std::ostream& out);
+void PrintHelp(absl::string_view usage, const std::vector<FlagGroup>& groups, std::ostream& out);
 
 }  // namespace clusterkv
 
