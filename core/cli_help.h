@@ -4,7 +4,7 @@
 //
 // Example:
 //   if (clusterkv::WantsHelp(argc, argv)) {
-//     clusterkv::PrintHelp(kUsage, {{"Storage", {"data_dir", "host_capacity_mib"}}});
+//     clusterkv::PrintHelp(kUsage, {{"Storage", {"data_dir", "host_capacity_mib"}}}, std::cout);
 //     return 0;
 //   }
 #ifndef CLUSTERKV_CORE_CLI_HELP_H_

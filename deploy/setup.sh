@@ -25,6 +25,8 @@ PACKAGES=(
   nlohmann-json3-dev
   # real text for demos and evaluation; numpy for .npy tooling
   r-cran-janeaustenr bible-kjv python3-numpy
+  # Python client test: proves the protocol is usable from the ecosystem's tooling
+  python3-grpcio python3-grpc-tools python3-protobuf
 )
 
 missing=()
