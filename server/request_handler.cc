@@ -148,8 +148,11 @@ absl::Status RequestHandler::StoreBlock(const SequenceKey& key, const KvLayout& 
   RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
   const storage::BlockKey block_key{key, rpc::FromProto(block.id())};
   const auto* data = reinterpret_cast<const uint8_t*>(block.data().data());
-  return store_->PutBlock(block_key, absl::MakeConstSpan(data, block.data().size()),
-                          write_through);
+  absl::Status stored =
+      store_->PutBlock(block_key, absl::MakeConstSpan(data, block.data().size()), write_through);
+  // Blocks are immutable: a retried stream re-sends blocks already stored, which is success.
+  if (absl::IsAlreadyExists(stored)) return absl::OkStatus();
+  return stored;
 }
 
 absl::Status RequestHandler::UpdateTokens(const SequenceKey& key, Session& session,
