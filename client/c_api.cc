@@ -1,0 +1,206 @@
+// The C ABI (clusterkv.h) over Client and Sequence. Every entry point validates its pointers,
+// converts the absl::Status to its code and records the message on the handle; no exception
+// crosses the boundary (allocation failure is reported as RESOURCE_EXHAUSTED).
+#include <array>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "client/client.h"
+#include "client/clusterkv.h"
+#include "core/kv_layout.h"
+
+struct ckv_client {
+  std::unique_ptr<clusterkv::client::Client> client;
+  std::string last_error;
+};
+
+struct ckv_sequence {
+  std::unique_ptr<clusterkv::client::Sequence> sequence;
+  std::string last_error;
+};
+
+namespace {
+
+using clusterkv::DType;
+using clusterkv::KvLayout;
+
+int Record(const absl::Status& status, std::string* last_error) {
+  if (last_error != nullptr) last_error->assign(status.message().data(), status.message().size());
+  return static_cast<int>(status.code());
+}
+
+// Runs `fn` (returning absl::Status), catching what must not cross into C.
+template <typename Fn>
+int Guarded(std::string* last_error, Fn fn) {
+  try {
+    return Record(fn(), last_error);
+  } catch (const std::bad_alloc&) {
+    return Record(absl::ResourceExhaustedError("out of memory"), last_error);
+  } catch (const std::exception& e) {
+    return Record(absl::InternalError(e.what()), last_error);
+  }
+}
+
+absl::Status InvalidIf(bool bad, const char* message) {
+  return bad ? absl::InvalidArgumentError(message) : absl::OkStatus();
+}
+
+}  // namespace
+
+extern "C" {
+
+int ckv_client_open(const char* target, const char* tenant, ckv_client** client) {
+  if (client == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  *client = nullptr;
+  if (target == nullptr || tenant == nullptr) {
+    return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  }
+  return Guarded(nullptr, [&]() -> absl::Status {
+    clusterkv::client::ClientOptions options;
+    options.target = target;
+    options.tenant = tenant;
+    absl::StatusOr<std::unique_ptr<clusterkv::client::Client>> c =
+        clusterkv::client::Client::Connect(std::move(options));
+    if (!c.ok()) return c.status();
+    auto handle = std::make_unique<ckv_client>();
+    handle->client = *std::move(c);
+    *client = handle.release();
+    return absl::OkStatus();
+  });
+}
+
+void ckv_client_close(ckv_client* client) { delete client; }
+
+const char* ckv_client_last_error(const ckv_client* client) {
+  return client == nullptr ? "null client handle" : client->last_error.c_str();
+}
+
+int ckv_sequence_open(ckv_client* client, const char* sequence_id, int32_t num_layers,
+                      int32_t num_q_heads, int32_t num_kv_heads, int32_t head_dim, int32_t dtype,
+                      ckv_sequence** sequence) {
+  if (client == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&client->last_error, [&]() -> absl::Status {
+    if (sequence == nullptr) return absl::InvalidArgumentError("null sequence out-pointer");
+    *sequence = nullptr;
+    if (sequence_id == nullptr) return absl::InvalidArgumentError("null sequence id");
+    if (dtype < CKV_DTYPE_FP16 || dtype > CKV_DTYPE_FP32) {
+      return absl::InvalidArgumentError("dtype must be CKV_DTYPE_FP16, _BF16 or _FP32");
+    }
+    KvLayout layout;
+    layout.num_layers = num_layers;
+    layout.num_q_heads = num_q_heads;
+    layout.num_kv_heads = num_kv_heads;
+    layout.head_dim = head_dim;
+    layout.dtype = static_cast<DType>(dtype);
+    if (absl::Status s = layout.Validate(); !s.ok()) return s;
+    absl::StatusOr<std::unique_ptr<clusterkv::client::Sequence>> seq =
+        client->client->OpenSequence(sequence_id, layout);
+    if (!seq.ok()) return seq.status();
+    auto handle = std::make_unique<ckv_sequence>();
+    handle->sequence = *std::move(seq);
+    *sequence = handle.release();
+    return absl::OkStatus();
+  });
+}
+
+int ckv_sequence_offload_prefill(ckv_sequence* sequence, int32_t layer, const void* k,
+                                 const void* v, int64_t tokens) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    if (absl::Status s = InvalidIf(k == nullptr || v == nullptr, "null k or v"); !s.ok()) {
+      return s;
+    }
+    if (tokens < 1) return absl::InvalidArgumentError("tokens must be positive");
+    const KvLayout& layout = sequence->sequence->layout();
+    const std::array<int64_t, 3> dims = {layout.num_kv_heads, tokens, layout.head_dim};
+    return sequence->sequence->OffloadPrefill(layer, clusterkv::Tensor3View(k, layout.dtype, dims),
+                                              clusterkv::Tensor3View(v, layout.dtype, dims));
+  });
+}
+
+int ckv_sequence_attend(ckv_sequence* sequence, int32_t layer, const float* q, float* out) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    if (absl::Status s = InvalidIf(q == nullptr || out == nullptr, "null q or out"); !s.ok()) {
+      return s;
+    }
+    const KvLayout& layout = sequence->sequence->layout();
+    return sequence->sequence->Attend(
+        layer, clusterkv::ConstMatrixView(q, layout.num_q_heads, layout.head_dim),
+        clusterkv::MatrixView(out, layout.num_q_heads, layout.head_dim));
+  });
+}
+
+int ckv_sequence_append_token(ckv_sequence* sequence, int32_t layer, const void* k, const void* v) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    if (absl::Status s = InvalidIf(k == nullptr || v == nullptr, "null k or v"); !s.ok()) {
+      return s;
+    }
+    const KvLayout& layout = sequence->sequence->layout();
+    return sequence->sequence->AppendToken(
+        layer, clusterkv::ConstMatrixView(k, layout.dtype, layout.num_kv_heads, layout.head_dim),
+        clusterkv::ConstMatrixView(v, layout.dtype, layout.num_kv_heads, layout.head_dim));
+  });
+}
+
+int64_t ckv_sequence_num_tokens(const ckv_sequence* sequence) {
+  return sequence == nullptr ? 0 : sequence->sequence->num_tokens();
+}
+
+int ckv_sequence_close(ckv_sequence* sequence, int drop) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  std::unique_ptr<ckv_sequence> owned(sequence);
+  return Guarded(nullptr, [&] { return owned->sequence->Close(drop != 0); });
+}
+
+const char* ckv_sequence_last_error(const ckv_sequence* sequence) {
+  return sequence == nullptr ? "null sequence handle" : sequence->last_error.c_str();
+}
+
+const char* ckv_status_message(int code) {
+  switch (code) {
+    case 0:
+      return "OK";
+    case 1:
+      return "CANCELLED";
+    case 2:
+      return "UNKNOWN";
+    case 3:
+      return "INVALID_ARGUMENT";
+    case 4:
+      return "DEADLINE_EXCEEDED";
+    case 5:
+      return "NOT_FOUND";
+    case 6:
+      return "ALREADY_EXISTS";
+    case 7:
+      return "PERMISSION_DENIED";
+    case 8:
+      return "RESOURCE_EXHAUSTED";
+    case 9:
+      return "FAILED_PRECONDITION";
+    case 10:
+      return "ABORTED";
+    case 11:
+      return "OUT_OF_RANGE";
+    case 12:
+      return "UNIMPLEMENTED";
+    case 13:
+      return "INTERNAL";
+    case 14:
+      return "UNAVAILABLE";
+    case 15:
+      return "DATA_LOSS";
+    case 16:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,88 @@
+// Client: the entry point of libclusterkv. It owns the connection to the local clusterkvd
+// (or any KvTransport, for tests), the algorithm configuration and the compute context, and
+// opens Sequences over them.
+//
+// Thread-safe: OpenSequence/ReopenSequence may be called from any thread; each Sequence is
+// then driven by one thread. The Client must outlive its Sequences.
+//
+// Example:
+//   ClientOptions opt;
+//   opt.target = "unix:/run/clusterkv/clusterkvd.sock";
+//   opt.tenant = "engine-0";
+//   ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(opt));
+//   ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq,
+//                    client->OpenSequence("req-42", KvLayout::Llama3_8B()));
+#ifndef CLUSTERKV_CLIENT_CLIENT_H_
+#define CLUSTERKV_CLIENT_CLIENT_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "client/clock.h"
+#include "client/connection.h"
+#include "client/retry.h"
+#include "client/sequence.h"
+#include "client/transport.h"
+#include "core/config.h"
+#include "core/kv_layout.h"
+
+namespace clusterkv::client {
+
+struct ClientOptions {
+  // Daemon address ("unix:/path" or "host:port") and the caller's tenant. Unused by
+  // CreateWithTransport.
+  std::string target;
+  std::string tenant;
+  ClusterKvConfig config;
+  // Compute backend of the ops: "cpu", "cuda" or "auto"; threads 0 = all cores.
+  std::string backend = "cpu";
+  int threads = 0;
+  // Device cache memory: "host", "cuda" or "auto".
+  std::string device_memory = "host";
+  absl::Duration call_timeout = absl::Seconds(30);
+  RetryPolicy retry;
+  size_t put_message_bytes = 4 << 20;
+  bool write_through = false;
+  // Null means the system clock.
+  std::shared_ptr<Clock> clock;
+};
+
+class Client {
+ public:
+  // Connects (lazily: an absent daemon surfaces as UNAVAILABLE at the first call).
+  // InvalidArgument for bad options; FailedPrecondition when backend "cuda" is not usable.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Client>> Connect(ClientOptions options);
+  // Over any transport (an in-memory fake in tests).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Client>> CreateWithTransport(
+      std::unique_ptr<KvTransport> transport, ClientOptions options);
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Sequence::Open / Sequence::Reopen with this client's transport and options.
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<Sequence>> OpenSequence(
+      absl::string_view sequence_id, const KvLayout& layout);
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<Sequence>> ReopenSequence(
+      absl::string_view sequence_id);
+
+  KvTransport& transport() { return *transport_; }
+  // The gRPC connection, or null when built over another transport.
+  Connection* connection() { return connection_; }
+  const SequenceOptions& sequence_options() const { return sequence_options_; }
+
+ private:
+  Client(std::unique_ptr<KvTransport> transport, Connection* connection,
+         SequenceOptions sequence_options);
+  static absl::StatusOr<SequenceOptions> MakeSequenceOptions(const ClientOptions& options);
+
+  std::unique_ptr<KvTransport> transport_;
+  Connection* connection_;  // = transport_ when it is a Connection
+  SequenceOptions sequence_options_;
+};
+
+}  // namespace clusterkv::client
+
+#endif  // CLUSTERKV_CLIENT_CLIENT_H_

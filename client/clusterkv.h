@@ -1,0 +1,84 @@
+/* clusterkv.h: the C ABI of libclusterkv, for engines that are not C++ (or want a stable ABI).
+ * It wraps clusterkv::client::Client and Sequence with opaque handles.
+ *
+ * Errors: every function returns an int status code with absl's (= gRPC's) numbering:
+ * CKV_OK = 0, 3 = INVALID_ARGUMENT, 5 = NOT_FOUND, 9 = FAILED_PRECONDITION, 14 = UNAVAILABLE...
+ * The message of the last failure is kept per handle (ckv_client_last_error,
+ * ckv_sequence_last_error) until the next call on that handle. No C++ exception crosses this
+ * boundary.
+ *
+ * Threads: a client handle may be used from several threads for ckv_sequence_open only when
+ * the caller does not read its last error concurrently; each sequence handle belongs to one
+ * thread at a time.
+ *
+ * Example:
+ *   ckv_client* c;
+ *   if (ckv_client_open("unix:/run/clusterkv/clusterkvd.sock", "engine-0", &c) != CKV_OK) ...
+ *   ckv_sequence* s;
+ *   int rc = ckv_sequence_open(c, "req-42", 32, 32, 8, 128, CKV_DTYPE_FP16, &s);
+ *   if (rc != CKV_OK) fprintf(stderr, "%s\n", ckv_client_last_error(c));
+ *   ckv_sequence_offload_prefill(s, layer, k, v, tokens);
+ *   ckv_sequence_attend(s, layer, q, out);
+ *   ckv_sequence_append_token(s, layer, k_new, v_new);
+ *   ckv_sequence_close(s, 1);
+ *   ckv_client_close(c);
+ */
+#ifndef CLUSTERKV_CLIENT_CLUSTERKV_H_
+#define CLUSTERKV_CLIENT_CLUSTERKV_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ckv_client ckv_client;
+typedef struct ckv_sequence ckv_sequence;
+
+enum {
+  CKV_OK = 0,
+  CKV_INVALID_ARGUMENT = 3,
+  CKV_NOT_FOUND = 5,
+  CKV_FAILED_PRECONDITION = 9,
+  CKV_INTERNAL = 13,
+  CKV_UNAVAILABLE = 14,
+};
+
+/* Element types of K/V (the sequence dtype). */
+enum { CKV_DTYPE_FP16 = 0, CKV_DTYPE_BF16 = 1, CKV_DTYPE_FP32 = 2 };
+
+/* Connects to the daemon at `target` ("unix:/path" or "host:port") as `tenant`, with the
+ * default algorithm configuration and CPU compute. On success *client owns a handle to free
+ * with ckv_client_close; on failure *client is NULL. */
+int ckv_client_open(const char* target, const char* tenant, ckv_client** client);
+/* Frees the handle (NULL is ignored). Every sequence of the client must be closed first. */
+void ckv_client_close(ckv_client* client);
+/* Message of the client's last failure; "" after a success. Valid until the next call on it. */
+const char* ckv_client_last_error(const ckv_client* client);
+
+/* Opens (or creates) a sequence; errors are recorded on `client`. */
+int ckv_sequence_open(ckv_client* client, const char* sequence_id, int32_t num_layers,
+                      int32_t num_q_heads, int32_t num_kv_heads, int32_t head_dim, int32_t dtype,
+                      ckv_sequence** sequence);
+/* k, v: [num_kv_heads, tokens, head_dim] contiguous, in the sequence dtype. */
+int ckv_sequence_offload_prefill(ckv_sequence* sequence, int32_t layer, const void* k,
+                                 const void* v, int64_t tokens);
+/* q, out: [num_q_heads, head_dim] fp32 contiguous. */
+int ckv_sequence_attend(ckv_sequence* sequence, int32_t layer, const float* q, float* out);
+/* k, v: [num_kv_heads, head_dim] contiguous, in the sequence dtype. */
+int ckv_sequence_append_token(ckv_sequence* sequence, int32_t layer, const void* k, const void* v);
+/* Tokens of the sequence (0 for NULL). */
+int64_t ckv_sequence_num_tokens(const ckv_sequence* sequence);
+/* Closes the sequence on the daemon (drop != 0 deletes it) and frees the handle, whatever the
+ * result (NULL is INVALID_ARGUMENT). */
+int ckv_sequence_close(ckv_sequence* sequence, int drop);
+const char* ckv_sequence_last_error(const ckv_sequence* sequence);
+
+/* Canonical name of a status code ("OK", "INVALID_ARGUMENT", ...); "UNKNOWN" when unknown. */
+const char* ckv_status_message(int code);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* CLUSTERKV_CLIENT_CLUSTERKV_H_ */

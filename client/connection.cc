@@ -1,0 +1,256 @@
+#include "client/connection.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+#include "proto/rpc_support.h"
+
+namespace clusterkv::client {
+
+absl::Status ConnectionOptions::Validate() const {
+  if (target.empty()) return absl::InvalidArgumentError("connection target is empty");
+  if (tenant.empty() || tenant.size() > 128) {
+    return absl::InvalidArgumentError("tenant must be 1-128 bytes");
+  }
+  for (char c : tenant) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError("tenant contains a control character");
+    }
+  }
+  if (call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("call_timeout must be positive");
+  }
+  if (max_message_bytes < (1 << 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes must be at least 1 MiB, got ", max_message_bytes));
+  }
+  return retry.Validate();
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(ConnectionOptions options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  grpc::ChannelArguments args;
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
+  return CreateWithChannel(std::move(channel), std::move(options));
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::CreateWithChannel(
+    std::shared_ptr<grpc::Channel> channel, ConnectionOptions options) {
+  if (channel == nullptr) return absl::InvalidArgumentError("null channel");
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::unique_ptr<v1::KvCache::StubInterface> stub = v1::KvCache::NewStub(channel);
+  return std::unique_ptr<Connection>(
+      new Connection(std::move(channel), std::move(stub), std::move(options)));
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::CreateWithStub(
+    std::unique_ptr<v1::KvCache::StubInterface> stub, ConnectionOptions options) {
+  if (stub == nullptr) return absl::InvalidArgumentError("null stub");
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  return std::unique_ptr<Connection>(new Connection(nullptr, std::move(stub), std::move(options)));
+}
+
+Connection::Connection(std::shared_ptr<grpc::Channel> channel,
+                       std::unique_ptr<v1::KvCache::StubInterface> stub, ConnectionOptions options)
+    : channel_(std::move(channel)), stub_(std::move(stub)), options_(std::move(options)) {
+  if (options_.clock == nullptr) options_.clock = MakeSystemClock();
+}
+
+void Connection::Prepare(grpc::ClientContext* context) const {
+  context->AddMetadata(rpc::kTenantMetadataKey, options_.tenant);
+  context->set_deadline(absl::ToChronoTime(options_.clock->Now() + options_.call_timeout));
+}
+
+namespace {
+
+// Runs a unary call with retries. `call` issues one attempt into a fresh context and response.
+template <typename Resp, typename Call>
+absl::StatusOr<Resp> RetryUnary(const RetryPolicy& policy, Clock& clock,
+                                const std::function<void(grpc::ClientContext*)>& prepare,
+                                Call call) {
+  Resp response;
+  absl::Status status = RetryWithBackoff(policy, clock, [&](int32_t) {
+    grpc::ClientContext context;
+    prepare(&context);
+    response.Clear();
+    return rpc::FromGrpcStatus(call(&context, &response));
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::OpenSequenceResponse> Connection::OpenSequence(
+    const v1::OpenSequenceRequest& request) {
+  return RetryUnary<v1::OpenSequenceResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::OpenSequenceResponse* r) {
+        return stub_->OpenSequence(c, request, r);
+      });
+}
+
+absl::Status Connection::CloseSequence(const v1::CloseSequenceRequest& request) {
+  v1::CloseSequenceResponse response;
+  return RetryWithBackoff(options_.retry, clock(), [&](int32_t attempt) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    absl::Status s = rpc::FromGrpcStatus(stub_->CloseSequence(&context, request, &response));
+    // A retried close that finds nothing means the lost attempt closed it.
+    if (attempt > 0 && absl::IsNotFound(s)) return absl::OkStatus();
+    return s;
+  });
+}
+
+absl::StatusOr<v1::GetIndexResponse> Connection::GetIndex(const v1::GetIndexRequest& request) {
+  return RetryUnary<v1::GetIndexResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::GetIndexResponse* r) {
+        return stub_->GetIndex(c, request, r);
+      });
+}
+
+absl::StatusOr<v1::ListSequencesResponse> Connection::ListSequences() {
+  const v1::ListSequencesRequest request;
+  return RetryUnary<v1::ListSequencesResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::ListSequencesResponse* r) {
+        return stub_->ListSequences(c, request, r);
+      });
+}
+
+absl::StatusOr<v1::SelectResponse> Connection::Select(const v1::SelectRequest& request) {
+  return RetryUnary<v1::SelectResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::SelectResponse* r) { return stub_->Select(c, request, r); });
+}
+
+absl::StatusOr<v1::StatsResponse> Connection::Stats() {
+  const v1::StatsRequest request;
+  return RetryUnary<v1::StatsResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::StatsResponse* r) { return stub_->Stats(c, request, r); });
+}
+
+absl::StatusOr<v1::AppendClustersResponse> Connection::AppendClusters(
+    const v1::AppendClustersRequest& request) {
+  v1::AppendClustersResponse response;
+  absl::Status status = RetryWithBackoff(options_.retry, clock(), [&](int32_t attempt) {
+    grpc::ClientContext context;
+    Prepare(&context);
+    response.Clear();
+    absl::Status s = rpc::FromGrpcStatus(stub_->AppendClusters(&context, request, &response));
+    // The lost attempt stored the blocks and extended the index.
+    if (attempt > 0 && absl::IsAlreadyExists(s)) return absl::OkStatus();
+    return s;
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::PutClustersResponse> Connection::PutOnce(
+    absl::Span<const v1::PutClustersRequest> messages) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::PutClustersResponse response;
+  std::unique_ptr<grpc::ClientWriterInterface<v1::PutClustersRequest>> writer =
+      stub_->PutClusters(&context, &response);
+  for (const v1::PutClustersRequest& message : messages) {
+    // A failed write means the stream is over (the daemon answered early, or the connection
+    // broke); Finish() says which.
+    if (!writer->Write(message)) break;
+  }
+  writer->WritesDone();
+  absl::Status status = rpc::FromGrpcStatus(writer->Finish());
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::PutClustersResponse> Connection::PutBlockByBlock(
+    absl::Span<const v1::PutClustersRequest> messages) {
+  v1::PutClustersResponse total;
+  auto put_one = [&](const v1::PutClustersRequest& message) -> absl::Status {
+    absl::StatusOr<v1::PutClustersResponse> r;
+    absl::Status s = RetryWithBackoff(options_.retry, clock(), [&](int32_t) {
+      r = PutOnce(absl::MakeConstSpan(&message, 1));
+      return r.status();
+    });
+    if (absl::IsAlreadyExists(s)) return absl::OkStatus();
+    if (!s.ok()) return s;
+    total.set_blocks_stored(total.blocks_stored() + r->blocks_stored());
+    total.set_bytes_stored(total.bytes_stored() + r->bytes_stored());
+    return absl::OkStatus();
+  };
+  v1::PutClustersRequest tail;  // indexes and the token count go last, after every block
+  for (const v1::PutClustersRequest& message : messages) {
+    for (const v1::ClusterBlock& block : message.blocks()) {
+      v1::PutClustersRequest one;
+      one.set_sequence_id(message.sequence_id());
+      one.set_write_through(message.write_through());
+      *one.add_blocks() = block;
+      if (absl::Status s = put_one(one); !s.ok()) return s;
+    }
+    tail.set_sequence_id(message.sequence_id());
+    tail.set_write_through(tail.write_through() || message.write_through());
+    for (const v1::HeadIndex& index : message.indexes()) *tail.add_indexes() = index;
+    if (message.num_tokens() > 0) tail.set_num_tokens(message.num_tokens());
+  }
+  if (tail.indexes_size() > 0 || tail.num_tokens() > 0) {
+    if (absl::Status s = put_one(tail); !s.ok()) return s;
+  }
+  return total;
+}
+
+absl::StatusOr<v1::PutClustersResponse> Connection::PutClusters(
+    absl::Span<const v1::PutClustersRequest> messages) {
+  if (messages.empty()) return v1::PutClustersResponse();
+  absl::StatusOr<v1::PutClustersResponse> result;
+  int32_t attempts = 0;
+  absl::Status status = RetryWithBackoff(options_.retry, clock(), [&](int32_t attempt) {
+    attempts = attempt + 1;
+    result = PutOnce(messages);
+    return result.status();
+  });
+  if (absl::IsAlreadyExists(status) && attempts > 1) {
+    // A lost attempt stored a prefix of the stream (or all of it). The daemon refuses the
+    // whole stream at the first existing block, so store the rest block by block.
+    return PutBlockByBlock(messages);
+  }
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::Status Connection::FetchClusters(const v1::FetchClustersRequest& request,
+                                       const BlockCallback& on_block) {
+  absl::Status callback_status;  // the callback's error ends the fetch, never retried
+  absl::Status status = RetryWithBackoff(options_.retry, clock(), [&](int32_t) -> absl::Status {
+    grpc::ClientContext context;
+    Prepare(&context);
+    std::unique_ptr<grpc::ClientReaderInterface<v1::FetchClustersResponse>> reader =
+        stub_->FetchClusters(&context, request);
+    v1::FetchClustersResponse response;
+    while (callback_status.ok() && reader->Read(&response)) {
+      for (const v1::ClusterBlock& block : response.blocks()) {
+        callback_status = on_block(block);
+        if (!callback_status.ok()) break;
+      }
+    }
+    if (!callback_status.ok()) {
+      context.TryCancel();
+      (void)reader->Finish();  // CANCELLED, our own doing
+      return absl::CancelledError("fetch cancelled by its block callback");
+    }
+    return rpc::FromGrpcStatus(reader->Finish());
+  });
+  if (!callback_status.ok()) return callback_status;
+  return status;
+}
+
+}  // namespace clusterkv::client

@@ -1,0 +1,112 @@
+// Connection: the gRPC client of clusterkvd's KvCache service. It owns the channel (Unix socket
+// "unix:/run/clusterkv.sock" or TCP "host:port"), the stub and the caller's tenant, and gives
+// every RPC of proto/clusterkv/v1/kvcache.proto a method that
+//   - sends the tenant as metadata (rpc::kTenantMetadataKey) and a per-call deadline,
+//   - converts the grpc::Status with rpc::FromGrpcStatus (the project's one conversion),
+//   - retries UNAVAILABLE with bounded exponential backoff (retry.h) for idempotent calls:
+//     OpenSequence, ListSequences, GetIndex, FetchClusters, Select, Stats, CloseSequence, and
+//     the PutClusters / AppendClusters streams, whose blocks are immutable: ALREADY_EXISTS
+//     from a retried attempt means the earlier attempt stored them, and counts as stored.
+// gRPC's channel reconnects by itself; the backoff here bounds how long a call waits for a
+// daemon that is restarting before UNAVAILABLE reaches the caller.
+//
+// Thread-safe: any number of threads may call concurrently (the stub is thread-safe and the
+// Connection has no mutable state).
+//
+// Example:
+//   ConnectionOptions opt;
+//   opt.target = "unix:/run/clusterkv/clusterkvd.sock";
+//   opt.tenant = "engine-0";
+//   ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Create(opt));
+//   ASSIGN_OR_RETURN(v1::StatsResponse stats, conn->Stats());
+#ifndef CLUSTERKV_CLIENT_CONNECTION_H_
+#define CLUSTERKV_CLIENT_CONNECTION_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/clock.h"
+#include "client/retry.h"
+#include "client/transport.h"
+#include "clusterkv/v1/kvcache.grpc.pb.h"
+#include "grpcpp/channel.h"
+
+namespace clusterkv::client {
+
+struct ConnectionOptions {
+  // gRPC target: "unix:/path/to.sock" (the sidecar default) or "host:port".
+  std::string target;
+  // Tenant sent with every call (until token authentication lands).
+  std::string tenant;
+  // Deadline of each attempt of each call.
+  absl::Duration call_timeout = absl::Seconds(30);
+  RetryPolicy retry;
+  // Send and receive limit; the daemon's default --max_message_bytes is 64 MiB as well.
+  int32_t max_message_bytes = 64 << 20;
+  // Time source for deadlines and the backoff sleeper; null means the system clock.
+  std::shared_ptr<Clock> clock;
+
+  // InvalidArgument naming the first bad field (empty target or tenant, bad retry policy, ...).
+  absl::Status Validate() const;
+};
+
+class Connection final : public KvTransport {
+ public:
+  // Builds the channel (insecure credentials; connecting is lazy, so an absent daemon shows up
+  // as UNAVAILABLE on the first call, not here). InvalidArgument for bad options.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Connection>> Create(
+      ConnectionOptions options);
+  // Over an existing channel (e.g. an in-process server in tests) or stub (a fake stub).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Connection>> CreateWithChannel(
+      std::shared_ptr<grpc::Channel> channel, ConnectionOptions options);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Connection>> CreateWithStub(
+      std::unique_ptr<v1::KvCache::StubInterface> stub, ConnectionOptions options);
+
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // KvTransport.
+  absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(
+      const v1::OpenSequenceRequest& request) override;
+  absl::Status CloseSequence(const v1::CloseSequenceRequest& request) override;
+  absl::StatusOr<v1::GetIndexResponse> GetIndex(const v1::GetIndexRequest& request) override;
+  absl::StatusOr<v1::PutClustersResponse> PutClusters(
+      absl::Span<const v1::PutClustersRequest> messages) override;
+  absl::StatusOr<v1::AppendClustersResponse> AppendClusters(
+      const v1::AppendClustersRequest& request) override;
+  absl::Status FetchClusters(const v1::FetchClustersRequest& request,
+                             const BlockCallback& on_block) override;
+
+  // The rest of the service.
+  [[nodiscard]] absl::StatusOr<v1::ListSequencesResponse> ListSequences();
+  [[nodiscard]] absl::StatusOr<v1::SelectResponse> Select(const v1::SelectRequest& request);
+  [[nodiscard]] absl::StatusOr<v1::StatsResponse> Stats();
+
+  const ConnectionOptions& options() const { return options_; }
+  Clock& clock() const { return *options_.clock; }
+
+ private:
+  Connection(std::shared_ptr<grpc::Channel> channel,
+             std::unique_ptr<v1::KvCache::StubInterface> stub, ConnectionOptions options);
+
+  // Tenant metadata and deadline of one attempt.
+  void Prepare(grpc::ClientContext* context) const;
+  // One attempt of a client stream; ALREADY_EXISTS is passed through.
+  absl::StatusOr<v1::PutClustersResponse> PutOnce(
+      absl::Span<const v1::PutClustersRequest> messages);
+  // After a retried stream met ALREADY_EXISTS: resend block by block, each its own stream,
+  // counting ALREADY_EXISTS as stored, then the indexes.
+  absl::StatusOr<v1::PutClustersResponse> PutBlockByBlock(
+      absl::Span<const v1::PutClustersRequest> messages);
+
+  std::shared_ptr<grpc::Channel> channel_;  // null when built over a stub
+  std::unique_ptr<v1::KvCache::StubInterface> stub_;
+  ConnectionOptions options_;
+};
+
+}  // namespace clusterkv::client
+
+#endif  // CLUSTERKV_CLIENT_CONNECTION_H_

@@ -1,0 +1,54 @@
+// The per-layer and per-head state of a Sequence, shared by sequence.cc (open, prefill,
+// append) and sequence_attend.cc (the decode step). Internal to client/.
+#ifndef CLUSTERKV_CLIENT_INTERNAL_SEQUENCE_STATE_H_
+#define CLUSTERKV_CLIENT_INTERNAL_SEQUENCE_STATE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "client/device_memory.h"
+#include "client/sequence.h"
+#include "clusterkv/v1/kvcache.pb.h"
+#include "gpu/cluster_index.h"
+#include "gpu/device_cache.h"
+#include "gpu/incremental.h"
+
+namespace clusterkv::client {
+
+struct Sequence::HeadState {
+  HeadState(int32_t head_dim, const gpu::IncrementalOptions& options, const gpu::ExecContext& exec)
+      : index(head_dim), window(head_dim, options, exec) {}
+
+  gpu::ClusterIndex index;
+  gpu::IncrementalClusterer window;
+  // Sinks of a clustered layer, every token of a dense layer: rows in the sequence dtype.
+  std::vector<uint8_t> local_keys;
+  std::vector<uint8_t> local_values;
+};
+
+// A completed decode window whose AppendClusters has not succeeded yet.
+struct Sequence::PendingAppend {
+  v1::AppendClustersRequest request;
+  std::vector<gpu::WindowClusters> windows;  // per kv head
+};
+
+struct Sequence::LayerState {
+  bool dense = false;
+  int64_t num_tokens = 0;  // positions handed out so far
+  int64_t local_rows = 0;  // rows of local_keys / local_values of every head
+  std::vector<HeadState> heads;
+  std::optional<PendingAppend> pending;
+
+  // Device cache, created at the layer's first clustered Attend.
+  std::unique_ptr<gpu::ClusterCache> cache;
+  std::unique_ptr<DeviceMemory> memory;
+  int64_t capacity_tokens = 0;
+  int64_t last_step = -1;   // step of the last Attend
+  gpu::CacheStats retired;  // statistics of caches dropped by a reset
+};
+
+}  // namespace clusterkv::client
+
+#endif  // CLUSTERKV_CLIENT_INTERNAL_SEQUENCE_STATE_H_

@@ -1,0 +1,214 @@
+// Sequence: the engine-facing object for one sequence of one model (DESIGN.md sections 3-4).
+// It runs the ClusterKV algorithm on the client side and uses the daemon as the store:
+//
+//   OffloadPrefill(layer, K, V)  sinks stay local; the remaining keys of every kv head are
+//                                clustered (spherical K-means, C0 clusters), each cluster is
+//                                encoded as a block and streamed to the daemon with the head's
+//                                index (PutClusters); centroids and sizes stay local.
+//   Attend(layer, q, out)        per kv head: score centroids, select whole clusters up to the
+//                                budget B, look them up in the device cluster cache, fetch ALL
+//                                misses of the layer in one FetchClusters call into their
+//                                slots, then attend over sinks + selected clusters + recent
+//                                window. Dense layers attend over every token, locally.
+//   AppendToken(layer, k, v)     decode tokens enter the recent window; every m tokens the
+//                                window is clustered into C+ clusters and appended
+//                                (AppendClusters).
+//
+// State per (layer, kv head): the centroid index, the sinks (or every token on a dense layer)
+// in the sequence dtype, the recent window (fp32). Per layer: one gpu::ClusterCache and the
+// DeviceMemory region behind it (client/slot_layout.h), created at the layer's first Attend.
+//
+// Steps: the device cache's residency R counts decode steps. A step begins explicitly with
+// BeginStep(), or implicitly when Attend() is called for a layer already attended in the
+// current step; an engine that attends every layer once per token needs no BeginStep() call.
+//
+// Reopening: opening an existing sequence restores the centroid indexes from the daemon
+// (GetIndex), which is all the sparse path needs. Sinks, dense layers and the recent window are
+// engine-side state that the daemon never held: after a reopen in a NEW process they are empty
+// (dense layers answer FailedPrecondition until re-filled with OffloadPrefill).
+// Reattach() is the daemon-restart path for a live Sequence: it re-opens (must_exist) and
+// re-reads the indexes, keeping the local state.
+//
+// Thread-compatible: one engine thread drives a Sequence; distinct Sequences of one Client may
+// run concurrently. The KvTransport must outlive the Sequence.
+//
+// Example:
+//   ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, client->OpenSequence("req-42", layout));
+//   for (int l = 0; l < layout.num_layers; ++l)
+//     RETURN_IF_ERROR(seq->OffloadPrefill(l, keys[l], values[l]));
+//   // decode step, per layer:
+//   RETURN_IF_ERROR(seq->Attend(l, q, out, &stats));
+//   RETURN_IF_ERROR(seq->AppendToken(l, k_new, v_new));
+#ifndef CLUSTERKV_CLIENT_SEQUENCE_H_
+#define CLUSTERKV_CLIENT_SEQUENCE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "client/clock.h"
+#include "client/device_memory.h"
+#include "client/slot_layout.h"
+#include "client/transport.h"
+#include "core/config.h"
+#include "core/kv_layout.h"
+#include "core/tensor_view.h"
+#include "gpu/backend.h"
+#include "gpu/cluster_index.h"
+#include "gpu/device_cache.h"
+#include "gpu/incremental.h"
+
+namespace clusterkv::client {
+
+// What one Attend() call did, for the engine's metrics. Times are wall microseconds on the
+// Sequence's clock; token counts are summed over the layer's kv heads.
+struct StepStats {
+  int64_t score_us = 0;
+  int64_t select_us = 0;  // selection + cache lookup
+  int64_t fetch_us = 0;   // FetchClusters and the copies into device memory
+  int64_t attend_us = 0;
+  int64_t bytes_fetched = 0;  // block bytes received
+  int64_t blocks_fetched = 0;
+  int64_t hit_clusters = 0;
+  int64_t miss_clusters = 0;
+  int64_t hit_tokens = 0;  // cache hits / misses, in tokens of whole clusters
+  int64_t miss_tokens = 0;
+  int64_t attended_tokens = 0;  // sinks + selected cluster tokens + recent window
+};
+
+// Called during OffloadPrefill after each kv head's blocks are built and before the stream is
+// sent: (heads_done, heads_total).
+using PrefillProgress = std::function<void(int32_t heads_done, int32_t heads_total)>;
+
+struct SequenceOptions {
+  ClusterKvConfig config;
+  gpu::ExecContext exec;
+  // MakeDeviceMemory kind of the device cache: "host", "cuda" or "auto".
+  std::string device_memory = "host";
+  // PutClusters message size target.
+  size_t put_message_bytes = 4 << 20;
+  // Ask the daemon to make every block durable before acknowledging it.
+  bool write_through = false;
+  // Null means the system clock.
+  std::shared_ptr<Clock> clock;
+};
+
+class Sequence {
+ public:
+  // Opens `sequence_id` with `layout`, creating it when missing. When it existed, its centroid
+  // indexes are restored from the daemon. InvalidArgument: bad id, layout or options;
+  // FailedPrecondition: the sequence exists with another layout; DataLoss: a malformed index;
+  // otherwise the transport's status.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Sequence>> Open(KvTransport* transport,
+                                                                      std::string sequence_id,
+                                                                      const KvLayout& layout,
+                                                                      SequenceOptions options);
+  // Opens an existing sequence (must_exist) with the daemon's layout. NotFound when missing.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Sequence>> Reopen(KvTransport* transport,
+                                                                        std::string sequence_id,
+                                                                        SequenceOptions options);
+
+  Sequence(const Sequence&) = delete;
+  Sequence& operator=(const Sequence&) = delete;
+  ~Sequence();
+
+  // Offloads the prompt of `layer`: keys and values [num_kv_heads, tokens, head_dim], any
+  // dtype (blocks are stored in the sequence dtype). Call once per layer, before any
+  // AppendToken of that layer. InvalidArgument: bad layer or shapes, NaN/Inf keys;
+  // FailedPrecondition: the layer already holds tokens (also after a reopen); otherwise the
+  // transport's status, in which case nothing of the layer is kept locally.
+  [[nodiscard]] absl::Status OffloadPrefill(int32_t layer, const Tensor3View& keys,
+                                            const Tensor3View& values,
+                                            const PrefillProgress& progress = nullptr);
+
+  // Starts a new decode step (see the file comment).
+  void BeginStep();
+
+  // One decode step of `layer`: queries [num_q_heads, head_dim], out [num_q_heads, head_dim]
+  // fp32. InvalidArgument: bad layer or shapes, NaN/Inf queries; FailedPrecondition: the layer
+  // holds no tokens; DataLoss: the daemon returned a block of the wrong size or omitted one;
+  // otherwise the transport's status. On failure `out` is unspecified and the layer's device
+  // cache is emptied (its slots may hold partial data).
+  [[nodiscard]] absl::Status Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
+                                    StepStats* stats = nullptr);
+
+  // Appends one decode token of `layer`: keys and values [num_kv_heads, head_dim], any dtype.
+  // When it completes a window of m tokens, the window's C+ clusters per kv head are offloaded
+  // (AppendClusters) and join the index. InvalidArgument: bad layer or shapes, NaN/Inf.
+  // If the offload fails (e.g. UNAVAILABLE), the token IS kept (num_tokens(layer) grew), the
+  // window's clusters stay pending and are attended from local memory, and the next
+  // AppendToken or Flush of the layer retries; while one is pending, AppendToken first retries
+  // it and, if that fails again, returns its status without taking the token.
+  [[nodiscard]] absl::Status AppendToken(int32_t layer, const ConstMatrixView& keys,
+                                         const ConstMatrixView& values);
+  // Retries a pending offload of `layer` (OK when none is pending).
+  [[nodiscard]] absl::Status Flush(int32_t layer);
+
+  // After a daemon restart: re-opens the sequence (must_exist) and re-reads every index.
+  // NotFound: the daemon lost the sequence; DataLoss: the daemon holds fewer clusters of some
+  // head than this client knows (appends were lost); the daemon's index is adopted either way.
+  [[nodiscard]] absl::Status Reattach();
+
+  // Closes the sequence on the daemon; `drop` deletes it. The object stays usable only for
+  // accessors.
+  [[nodiscard]] absl::Status Close(bool drop);
+
+  const std::string& id() const { return id_; }
+  const KvLayout& layout() const { return layout_; }
+  const ClusterKvConfig& config() const { return options_.config; }
+  // Tokens of the sequence (the most any layer holds).
+  int64_t num_tokens() const;
+  int64_t num_tokens(int32_t layer) const;
+  int64_t step() const { return step_; }
+  // The centroid index of (layer, kv_head), or null when out of range.
+  const gpu::ClusterIndex* index(int32_t layer, int32_t kv_head) const;
+  // Device cache statistics over every layer (and every cache reset).
+  gpu::CacheStats cache_stats() const;
+  double cache_hit_rate() const { return cache_stats().HitRate(); }
+  int64_t bytes_fetched() const { return bytes_fetched_; }
+  int64_t bytes_offloaded() const { return bytes_offloaded_; }
+  bool has_pending_offload(int32_t layer) const;
+
+ private:
+  struct HeadState;
+  struct LayerState;
+  struct PendingAppend;
+
+  Sequence(KvTransport* transport, std::string id, const KvLayout& layout, SequenceOptions options);
+
+  absl::Status CheckLayer(int32_t layer) const;
+  absl::Status RestoreIndexes(bool strict);
+  absl::Status EnsureCache(LayerState& state);
+  void ResetCache(LayerState& state);
+  absl::Status AttendDense(LayerState& state, const ConstMatrixView& queries, MatrixView out,
+                           StepStats* stats);
+  absl::Status AttendClustered(int32_t layer, LayerState& state, const ConstMatrixView& queries,
+                               MatrixView out, StepStats* stats);
+  absl::Status FetchMisses(int32_t layer, LayerState& state,
+                           const std::vector<gpu::CacheEntry>& misses, StepStats* stats);
+  absl::Status FlushPending(int32_t layer, LayerState& state);
+  // Whether the daemon's index of `layer` already holds the pending window's clusters.
+  absl::StatusOr<bool> PendingLanded(int32_t layer, const LayerState& state);
+  int64_t Micros(absl::Time since) const;
+
+  KvTransport* transport_;
+  std::string id_;
+  KvLayout layout_;
+  SequenceOptions options_;
+  SlotLayout slots_;
+  std::vector<std::unique_ptr<LayerState>> layers_;
+  int64_t step_ = 0;
+  int64_t bytes_fetched_ = 0;
+  int64_t bytes_offloaded_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace clusterkv::client
+
+#endif  // CLUSTERKV_CLIENT_SEQUENCE_H_

@@ -1,0 +1,275 @@
+// Sequence::Attend: one decode step of one layer (selection -> cache plan -> one fetch of the
+// misses -> sparse attention). See sequence.h and slot_layout.h.
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "client/internal/sequence_state.h"
+#include "client/sequence.h"
+#include "core/status_macros.h"
+#include "gpu/attention.h"
+#include "gpu/selection.h"
+#include "proto/rpc_support.h"
+#include "storage/cluster_block.h"
+
+namespace clusterkv::client {
+
+void Sequence::BeginStep() { ++step_; }
+
+int64_t Sequence::Micros(absl::Time since) const {
+  return absl::ToInt64Microseconds(options_.clock->Now() - since);
+}
+
+absl::Status Sequence::Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
+                              StepStats* stats) {
+  RETURN_IF_ERROR(CheckLayer(layer));
+  RETURN_IF_ERROR(queries.Validate("queries"));
+  if (queries.rows != layout_.num_q_heads || queries.cols != layout_.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("queries must be [", layout_.num_q_heads, ", ",
+                                                   layout_.head_dim, "], got [", queries.rows, ", ",
+                                                   queries.cols, "]"));
+  }
+  if (out.data == nullptr || out.rows != layout_.num_q_heads || out.cols != layout_.head_dim ||
+      out.row_stride < out.cols) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("out must be [", layout_.num_q_heads, ", ", layout_.head_dim, "]"));
+  }
+  RETURN_IF_ERROR(queries.CheckFinite("queries"));
+  LayerState& state = *layers_[layer];
+  // A layer attended twice in one step means the engine moved on to the next token.
+  if (state.last_step == step_) ++step_;
+  state.last_step = step_;
+  StepStats local;
+  StepStats* s = stats != nullptr ? stats : &local;
+  *s = StepStats();
+  if (state.dense) return AttendDense(state, queries, out, s);
+  return AttendClustered(layer, state, queries, out, s);
+}
+
+absl::Status Sequence::AttendDense(LayerState& state, const ConstMatrixView& queries,
+                                   MatrixView out, StepStats* stats) {
+  if (state.local_rows == 0) {
+    return absl::FailedPreconditionError(
+        "dense layer holds no tokens (offload its prefill first; dense K/V live in the client)");
+  }
+  const absl::Time start = options_.clock->Now();
+  const int32_t group = layout_.GroupSize();
+  const int32_t d = layout_.head_dim;
+  std::vector<gpu::AttentionTask> tasks(layout_.num_kv_heads);
+  for (int32_t h = 0; h < layout_.num_kv_heads; ++h) {
+    const HeadState& head = state.heads[h];
+    gpu::AttentionTask& task = tasks[h];
+    task.queries = queries.Rows(h * group, (h + 1) * group);
+    task.spans.push_back(
+        gpu::KvSpan{ConstMatrixView(head.local_keys.data(), layout_.dtype, state.local_rows, d),
+                    ConstMatrixView(head.local_values.data(), layout_.dtype, state.local_rows, d)});
+    task.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    task.out = MatrixView(out.Row(h * group), group, d, out.row_stride);
+  }
+  RETURN_IF_ERROR(gpu::AttentionBatch(tasks, options_.exec));
+  stats->attend_us = Micros(start);
+  stats->attended_tokens = state.local_rows * layout_.num_kv_heads;
+  return absl::OkStatus();
+}
+
+void Sequence::ResetCache(LayerState& state) {
+  if (state.cache == nullptr) return;
+  const gpu::CacheStats& s = state.cache->stats();
+  state.retired.hit_clusters += s.hit_clusters;
+  state.retired.miss_clusters += s.miss_clusters;
+  state.retired.hit_tokens += s.hit_tokens;
+  state.retired.miss_tokens += s.miss_tokens;
+  state.retired.evictions += s.evictions;
+  state.cache.reset();
+}
+
+absl::Status Sequence::EnsureCache(LayerState& state) {
+  if (state.cache != nullptr) return absl::OkStatus();
+  // Per kv head a step wants at most B tokens plus the untaken rest of its last cluster; twice
+  // the budget leaves room for the previous R steps' clusters and for fragmentation.
+  int64_t largest = options_.config.recluster_interval;  // bound of decode-window clusters
+  for (const HeadState& head : state.heads) {
+    for (int32_t size : head.index.sizes()) largest = std::max<int64_t>(largest, size);
+  }
+  const int64_t capacity =
+      layout_.num_kv_heads * (2 * int64_t{options_.config.token_budget} + largest);
+  if (state.memory == nullptr || state.capacity_tokens < capacity) {
+    state.memory.reset();
+    ASSIGN_OR_RETURN(std::unique_ptr<DeviceMemory> memory,
+                     MakeDeviceMemory(options_.device_memory));
+    RETURN_IF_ERROR(memory->Allocate(slots_.RegionBytes(capacity)));
+    state.memory = std::move(memory);
+    state.capacity_tokens = capacity;
+  }
+  state.cache = std::make_unique<gpu::ClusterCache>(state.capacity_tokens,
+                                                    options_.config.cache_residency_steps);
+  return absl::OkStatus();
+}
+
+absl::Status Sequence::FetchMisses(int32_t layer, LayerState& state,
+                                   const std::vector<gpu::CacheEntry>& misses, StepStats* stats) {
+  if (misses.empty()) return absl::OkStatus();
+  struct Target {
+    TokenRange slot;
+    bool delivered = false;
+  };
+  absl::flat_hash_map<ClusterId, Target> targets;
+  v1::FetchClustersRequest request;
+  request.set_sequence_id(id_);
+  for (const gpu::CacheEntry& miss : misses) {
+    targets[miss.id] = Target{miss.slot, false};
+    *request.add_clusters() = rpc::ToProto(miss.id);
+  }
+  DeviceMemory& memory = *state.memory;
+  auto on_block = [&](const v1::ClusterBlock& block) -> absl::Status {
+    const ClusterId id = rpc::FromProto(block.id());
+    auto it = targets.find(id);
+    if (it == targets.end()) {
+      return absl::DataLossError(absl::StrCat("daemon sent unrequested block ", ToString(id)));
+    }
+    const TokenRange& slot = it->second.slot;
+    const int64_t n = block.num_tokens();
+    if (n != slot.size() ||
+        block.data().size() != storage::ClusterBlockBytes(n, layout_.head_dim, layout_.dtype)) {
+      return absl::DataLossError(absl::StrCat("block ", ToString(id), " holds ", n, " tokens in ",
+                                              block.data().size(), " bytes; the index says ",
+                                              slot.size(), " tokens"));
+    }
+    // Keys then values: one contiguous copy into the slot (slot_layout.h).
+    RETURN_IF_ERROR(memory.CopyIn(slots_.SlotOffset(slot),
+                                  block.data().data() + SlotLayout::PayloadOffset(n),
+                                  slots_.SlotBytes(slot)));
+    if (!it->second.delivered) {
+      it->second.delivered = true;
+      stats->bytes_fetched += static_cast<int64_t>(block.data().size());
+      ++stats->blocks_fetched;
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(transport_->FetchClusters(request, on_block));
+  for (const auto& [id, target] : targets) {
+    if (!target.delivered) {
+      return absl::DataLossError(
+          absl::StrCat("daemon did not return block ", ToString(id), " of layer ", layer));
+    }
+  }
+  RETURN_IF_ERROR(memory.Synchronize());
+  bytes_fetched_ += stats->bytes_fetched;
+  return absl::OkStatus();
+}
+
+absl::Status Sequence::AttendClustered(int32_t layer, LayerState& state,
+                                       const ConstMatrixView& queries, MatrixView out,
+                                       StepStats* stats) {
+  const int32_t heads = layout_.num_kv_heads;
+  const int32_t group = layout_.GroupSize();
+  const int32_t d = layout_.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+
+  // 1. Score every head's centroids.
+  absl::Time t = options_.clock->Now();
+  std::vector<std::vector<float>> scores(heads);
+  for (int32_t h = 0; h < heads; ++h) {
+    const gpu::ClusterIndex& index = state.heads[h].index;
+    if (index.num_tokens() == 0) continue;
+    scores[h].resize(index.num_clusters());
+    RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group), index.centroids(),
+                                        scale, absl::MakeSpan(scores[h]), options_.exec));
+  }
+  stats->score_us = Micros(t);
+
+  // 2. Select clusters up to the budget and plan the cache. The cache holds whole clusters
+  //    (so a slot's value rows sit at a fixed offset and a truncated cluster can be a hit later
+  //    with more rows); attention reads the selected prefix.
+  t = options_.clock->Now();
+  std::vector<gpu::ClusterSelection> selections(heads);
+  std::vector<gpu::CacheRequest> wanted;
+  for (int32_t h = 0; h < heads; ++h) {
+    const gpu::ClusterIndex& index = state.heads[h].index;
+    if (index.num_tokens() == 0) continue;
+    const int64_t budget = std::min<int64_t>(options_.config.token_budget, index.num_tokens());
+    ASSIGN_OR_RETURN(selections[h], gpu::SelectClusters(scores[h], index.sizes(), budget));
+    for (int32_t c : selections[h].clusters) {
+      wanted.push_back(gpu::CacheRequest{ClusterId{HeadId{layer, h}, c}, index.sizes()[c]});
+    }
+  }
+  gpu::CachePlan plan;
+  if (!wanted.empty()) {
+    RETURN_IF_ERROR(EnsureCache(state));
+    absl::StatusOr<gpu::CachePlan> planned = state.cache->Access(step_, wanted);
+    if (absl::IsResourceExhausted(planned.status())) {
+      // Fragmented (or the index grew past the sizing): start over with an empty cache.
+      ResetCache(state);
+      RETURN_IF_ERROR(EnsureCache(state));
+      planned = state.cache->Access(step_, wanted);
+    }
+    if (!planned.ok()) return planned.status();
+    plan = *std::move(planned);
+  }
+  stats->select_us = Micros(t);
+
+  // 3. One fetch for every miss of the layer.
+  t = options_.clock->Now();
+  if (absl::Status fetched = FetchMisses(layer, state, plan.misses, stats); !fetched.ok()) {
+    ResetCache(state);  // the planned slots were promised but not (fully) filled
+    return fetched;
+  }
+  stats->fetch_us = Micros(t);
+  absl::flat_hash_map<ClusterId, TokenRange> slot_of;
+  for (const gpu::CacheEntry& e : plan.hits) {
+    slot_of[e.id] = e.slot;
+    ++stats->hit_clusters;
+    stats->hit_tokens += e.slot.size();
+  }
+  for (const gpu::CacheEntry& e : plan.misses) {
+    slot_of[e.id] = e.slot;
+    ++stats->miss_clusters;
+    stats->miss_tokens += e.slot.size();
+  }
+
+  // 4. Attention over sinks + selected clusters + pending window + recent window.
+  t = options_.clock->Now();
+  const void* base = state.memory != nullptr ? state.memory->HostView(0) : nullptr;
+  std::vector<gpu::AttentionTask> tasks(heads);
+  int64_t attended = 0;
+  for (int32_t h = 0; h < heads; ++h) {
+    const HeadState& head = state.heads[h];
+    gpu::AttentionTask& task = tasks[h];
+    if (state.local_rows > 0) {
+      task.spans.push_back(gpu::KvSpan{
+          ConstMatrixView(head.local_keys.data(), layout_.dtype, state.local_rows, d),
+          ConstMatrixView(head.local_values.data(), layout_.dtype, state.local_rows, d)});
+    }
+    const gpu::ClusterSelection& sel = selections[h];
+    for (size_t i = 0; i < sel.clusters.size(); ++i) {
+      const TokenRange& slot = slot_of.at(ClusterId{HeadId{layer, h}, sel.clusters[i]});
+      task.spans.push_back(gpu::KvSpan{slots_.Keys(base, slot, sel.tokens[i]),
+                                       slots_.Values(base, slot, sel.tokens[i])});
+    }
+    if (state.pending.has_value()) {
+      const gpu::WindowClusters& w = state.pending->windows[h];
+      const int64_t rows = static_cast<int64_t>(w.positions.size());
+      task.spans.push_back(gpu::KvSpan{ConstMatrixView(w.keys.data(), rows, d),
+                                       ConstMatrixView(w.values.data(), rows, d)});
+    }
+    if (head.window.window_size() > 0) {
+      task.spans.push_back(gpu::KvSpan{head.window.window_keys(), head.window.window_values()});
+    }
+    for (const gpu::KvSpan& span : task.spans) attended += span.keys.rows;
+    if (task.spans.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("layer ", layer, " holds no tokens (offload its prefill first)"));
+    }
+    task.queries = queries.Rows(h * group, (h + 1) * group);
+    task.scale = scale;
+    task.out = MatrixView(out.Row(h * group), group, d, out.row_stride);
+  }
+  RETURN_IF_ERROR(gpu::AttentionBatch(tasks, options_.exec));
+  stats->attend_us = Micros(t);
+  stats->attended_tokens = attended;
+  return absl::OkStatus();
+}
+
+}  // namespace clusterkv::client

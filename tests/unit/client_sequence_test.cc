@@ -1,0 +1,531 @@
+// Sequence over an in-memory fake transport: prefill offload, the decode step (selection ->
+// device cache plan -> one fetch -> sparse attention) against a reference built from the
+// stored blocks, cache hits, decode-window appends, reopen/reattach and the error paths.
+#include <cmath>
+#include <map>
+#include <random>
+#include <tuple>
+#include <vector>
+
+#include "client/client.h"
+#include "client/sequence.h"
+#include "gpu/attention.h"
+#include "gpu/selection.h"
+#include "gtest/gtest.h"
+#include "proto/rpc_support.h"
+#include "storage/cluster_block.h"
+
+namespace clusterkv::client {
+namespace {
+
+// Stores what a daemon would; counts calls; can fail the next call of a kind.
+class FakeTransport final : public KvTransport {
+ public:
+  struct Seq {
+    v1::KvLayout layout;
+    int64_t num_tokens = 0;
+    std::map<std::tuple<int, int, int>, v1::ClusterBlock> blocks;
+    std::map<std::pair<int, int>, v1::HeadIndex> indexes;
+  };
+
+  absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(const v1::OpenSequenceRequest& r) override {
+    ++opens;
+    v1::OpenSequenceResponse out;
+    auto it = seqs.find(r.sequence_id());
+    if (it == seqs.end()) {
+      if (r.must_exist()) return absl::NotFoundError("no such sequence");
+      seqs[r.sequence_id()].layout = r.layout();
+      out.set_created(true);
+      *out.mutable_layout() = r.layout();
+      return out;
+    }
+    *out.mutable_layout() = it->second.layout;
+    out.set_num_tokens(it->second.num_tokens);
+    return out;
+  }
+  absl::Status CloseSequence(const v1::CloseSequenceRequest& r) override {
+    if (r.drop()) seqs.erase(r.sequence_id());
+    return absl::OkStatus();
+  }
+  absl::StatusOr<v1::GetIndexResponse> GetIndex(const v1::GetIndexRequest& r) override {
+    ++get_index;
+    auto it = seqs.find(r.sequence_id());
+    if (it == seqs.end()) return absl::NotFoundError("no such sequence");
+    v1::GetIndexResponse out;
+    out.set_num_tokens(it->second.num_tokens);
+    for (const auto& [head, index] : it->second.indexes) *out.add_indexes() = index;
+    return out;
+  }
+  absl::StatusOr<v1::PutClustersResponse> PutClusters(
+      absl::Span<const v1::PutClustersRequest> messages) override {
+    ++put_streams;
+    v1::PutClustersResponse out;
+    for (const v1::PutClustersRequest& m : messages) {
+      ++put_messages;
+      Seq& s = seqs.at(m.sequence_id());
+      for (const v1::ClusterBlock& b : m.blocks()) {
+        s.blocks[Key(b.id())] = b;
+        out.set_blocks_stored(out.blocks_stored() + 1);
+      }
+      for (const v1::HeadIndex& i : m.indexes()) s.indexes[{i.layer(), i.kv_head()}] = i;
+      if (m.num_tokens() > 0) s.num_tokens = m.num_tokens();
+    }
+    return out;
+  }
+  absl::StatusOr<v1::AppendClustersResponse> AppendClusters(
+      const v1::AppendClustersRequest& r) override {
+    ++appends;
+    if (!fail_append.ok()) return std::exchange(fail_append, absl::OkStatus());
+    Seq& s = seqs.at(r.sequence_id());
+    for (const v1::HeadIndex& a : r.appended()) {
+      v1::HeadIndex& i = s.indexes[{a.layer(), a.kv_head()}];
+      i.set_layer(a.layer());
+      i.set_kv_head(a.kv_head());
+      i.mutable_centroids()->MergeFrom(a.centroids());
+      i.mutable_sizes()->MergeFrom(a.sizes());
+    }
+    for (const v1::ClusterBlock& b : r.blocks()) s.blocks[Key(b.id())] = b;
+    s.num_tokens = r.num_tokens();
+    return v1::AppendClustersResponse();
+  }
+  absl::Status FetchClusters(const v1::FetchClustersRequest& r,
+                             const BlockCallback& on_block) override {
+    ++fetches;
+    if (!fail_fetch.ok()) return std::exchange(fail_fetch, absl::OkStatus());
+    const Seq& s = seqs.at(r.sequence_id());
+    for (int i = 0; i < r.clusters_size(); ++i) {
+      if (omit_block && i == 0) continue;
+      v1::ClusterBlock block = s.blocks.at(Key(r.clusters(i)));
+      if (truncate_blocks) block.mutable_data()->resize(block.data().size() - 2);
+      ++fetched_blocks;
+      if (absl::Status st = on_block(block); !st.ok()) return st;
+    }
+    return absl::OkStatus();
+  }
+
+  static std::tuple<int, int, int> Key(const v1::ClusterRef& r) {
+    return {r.layer(), r.kv_head(), r.cluster()};
+  }
+
+  std::map<std::string, Seq> seqs;
+  int opens = 0, get_index = 0, put_streams = 0, put_messages = 0, appends = 0, fetches = 0;
+  int fetched_blocks = 0;
+  absl::Status fail_fetch, fail_append;
+  bool omit_block = false, truncate_blocks = false;
+};
+
+constexpr int kLayers = 2, kQHeads = 4, kKvHeads = 2, kDim = 16, kTokens = 100;
+
+SequenceOptions TestOptions() {
+  SequenceOptions o;
+  o.config.num_sink_tokens = 4;
+  o.config.dense_layers = {0};
+  o.config.num_prefill_clusters = 8;
+  o.config.kmeans_iterations = 4;
+  o.config.recluster_interval = 16;
+  o.config.clusters_per_recluster = 2;
+  o.config.token_budget = 24;
+  o.config.cache_residency_steps = 1;
+  o.exec.threads = 1;
+  o.put_message_bytes = 2048;  // several messages per prefill
+  return o;
+}
+
+// fp32 values rounded through `dtype`, so the reference sees exactly what the blocks hold.
+std::vector<float> Random(size_t n, uint32_t seed, DType dtype) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist;
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  std::vector<uint8_t> enc = EncodeAs(v, dtype);
+  ConvertToFloat(enc.data(), dtype, static_cast<int64_t>(n), v.data());
+  return v;
+}
+
+class SequenceTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    layout_ = KvLayout{kLayers, kQHeads, kKvHeads, kDim, GetParam()};
+    keys_ = Random(size_t{kKvHeads} * kTokens * kDim, 1, GetParam());
+    values_ = Random(keys_.size(), 2, GetParam());
+    auto seq = Sequence::Open(&fake_, "seq-1", layout_, TestOptions());
+    ASSERT_TRUE(seq.ok()) << seq.status();
+    seq_ = *std::move(seq);
+  }
+  Tensor3View K() const {
+    return Tensor3View(keys_.data(), DType::kFloat32, {kKvHeads, kTokens, kDim});
+  }
+  Tensor3View V() const {
+    return Tensor3View(values_.data(), DType::kFloat32, {kKvHeads, kTokens, kDim});
+  }
+  void Prefill() {
+    ASSERT_TRUE(seq_->OffloadPrefill(0, K(), V()).ok());
+    ASSERT_TRUE(seq_->OffloadPrefill(1, K(), V()).ok());
+  }
+
+  // Reference for layer 1: selection on the daemon's index, attention over the sinks, the
+  // selected prefix of each stored block and `extra` window rows per head.
+  std::vector<float> Reference(const std::vector<float>& q,
+                               const std::vector<std::vector<float>>& extra_k = {},
+                               const std::vector<std::vector<float>>& extra_v = {}) {
+    const FakeTransport::Seq& s = fake_.seqs.at("seq-1");
+    std::vector<float> out(kQHeads * kDim);
+    const int group = kQHeads / kKvHeads;
+    for (int h = 0; h < kKvHeads; ++h) {
+      const v1::HeadIndex& index = s.indexes.at({1, h});
+      std::vector<float> centroids(index.centroids().begin(), index.centroids().end());
+      std::vector<int32_t> sizes(index.sizes().begin(), index.sizes().end());
+      int64_t total = 0;
+      for (int32_t n : sizes) total += n;
+      std::vector<float> scores(sizes.size());
+      ConstMatrixView qh(q.data() + h * group * kDim, group, kDim);
+      const float scale = 1.0f / std::sqrt(float{kDim});
+      EXPECT_TRUE(gpu::ScoreCentroids(qh, ConstMatrixView(centroids.data(), sizes.size(), kDim),
+                                      scale, absl::MakeSpan(scores), gpu::ExecContext())
+                      .ok());
+      auto sel = gpu::SelectClusters(scores, sizes, std::min<int64_t>(24, total));
+      EXPECT_TRUE(sel.ok());
+      gpu::AttentionTask task;
+      task.queries = qh;
+      task.scale = scale;
+      task.out = MatrixView(out.data() + h * group * kDim, group, kDim);
+      const float* hk = keys_.data() + static_cast<size_t>(h) * kTokens * kDim;
+      const float* hv = values_.data() + static_cast<size_t>(h) * kTokens * kDim;
+      task.spans.push_back({ConstMatrixView(hk, 4, kDim), ConstMatrixView(hv, 4, kDim)});
+      for (size_t i = 0; i < sel->clusters.size(); ++i) {
+        const v1::ClusterBlock& b = s.blocks.at({1, h, sel->clusters[i]});
+        auto view = storage::ViewClusterBlock(
+            absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(b.data().data()), b.data().size()),
+            b.num_tokens(), kDim, layout_.dtype);
+        EXPECT_TRUE(view.ok());
+        task.spans.push_back(
+            {view->keys.Rows(0, sel->tokens[i]), view->values.Rows(0, sel->tokens[i])});
+      }
+      if (!extra_k.empty() && !extra_k[h].empty()) {
+        const int64_t rows = static_cast<int64_t>(extra_k[h].size()) / kDim;
+        task.spans.push_back({ConstMatrixView(extra_k[h].data(), rows, kDim),
+                              ConstMatrixView(extra_v[h].data(), rows, kDim)});
+      }
+      EXPECT_TRUE(gpu::Attention(task, gpu::ExecContext()).ok());
+    }
+    return out;
+  }
+
+  void ExpectNear(const std::vector<float>& a, const std::vector<float>& b) {
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 2e-4) << "at " << i;
+  }
+
+  KvLayout layout_;
+  FakeTransport fake_;
+  std::unique_ptr<Sequence> seq_;
+  std::vector<float> keys_, values_;
+};
+
+TEST_P(SequenceTest, PrefillOffloadsClusteredLayersOnly) {
+  int progress_calls = 0;
+  ASSERT_TRUE(seq_->OffloadPrefill(0, K(), V()).ok());
+  EXPECT_EQ(fake_.put_streams, 0);  // dense: kept locally
+  ASSERT_TRUE(seq_->OffloadPrefill(1, K(), V(),
+                                   [&](int32_t done, int32_t total) {
+                                     EXPECT_EQ(total, kKvHeads);
+                                     EXPECT_EQ(done, ++progress_calls);
+                                   })
+                  .ok());
+  EXPECT_EQ(progress_calls, kKvHeads);
+  EXPECT_EQ(fake_.put_streams, 1);
+  EXPECT_GT(fake_.put_messages, 1);  // batched under the 2 KiB target
+  const FakeTransport::Seq& s = fake_.seqs.at("seq-1");
+  EXPECT_EQ(s.num_tokens, kTokens);
+  for (int h = 0; h < kKvHeads; ++h) {
+    const v1::HeadIndex& index = s.indexes.at({1, h});
+    ASSERT_EQ(index.sizes_size(), 8);
+    const gpu::ClusterIndex* local = seq_->index(1, h);
+    ASSERT_NE(local, nullptr);
+    EXPECT_EQ(local->num_clusters(), 8);
+    EXPECT_EQ(local->num_tokens(), kTokens - 4);
+    // Every clustered position is in exactly one block.
+    std::vector<int> seen(kTokens, 0);
+    for (int c = 0; c < 8; ++c) {
+      if (index.sizes(c) == 0) continue;
+      const v1::ClusterBlock& b = s.blocks.at({1, h, c});
+      EXPECT_EQ(b.num_tokens(), index.sizes(c));
+      const int32_t* pos = reinterpret_cast<const int32_t*>(b.data().data());
+      for (int i = 0; i < b.num_tokens(); ++i) ++seen[pos[i]];
+    }
+    for (int t = 0; t < kTokens; ++t) EXPECT_EQ(seen[t], t < 4 ? 0 : 1) << t;
+  }
+  EXPECT_GT(seq_->bytes_offloaded(), 0);
+  EXPECT_EQ(seq_->OffloadPrefill(1, K(), V()).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_P(SequenceTest, AttendMatchesReferenceAndHitsTheCacheNextStep) {
+  Prefill();
+  const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);
+  std::vector<float> out(q.size());
+  StepStats stats;
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim), &stats)
+                  .ok());
+  ExpectNear(out, Reference(q));
+  EXPECT_EQ(fake_.fetches, 1);  // one fetch for every miss of the layer
+  EXPECT_EQ(stats.hit_tokens, 0);
+  EXPECT_GE(stats.miss_tokens, 2 * 24);
+  EXPECT_EQ(stats.blocks_fetched, stats.miss_clusters);
+  EXPECT_GT(stats.bytes_fetched, 0);
+  EXPECT_EQ(stats.attended_tokens, kKvHeads * (4 + 24));
+
+  // Next step, same query: every cluster is resident (R = 1), nothing is fetched.
+  std::vector<float> again(q.size());
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(again.data(), kQHeads, kDim), &stats)
+                  .ok());
+  EXPECT_EQ(seq_->step(), 1);  // layer 1 attended twice: a new step began
+  EXPECT_EQ(fake_.fetches, 1);
+  EXPECT_EQ(stats.miss_tokens, 0);
+  EXPECT_GT(stats.hit_tokens, 0);
+  ExpectNear(again, out);
+  EXPECT_NEAR(seq_->cache_hit_rate(), 0.5, 1e-9);
+
+  // Two steps later (R = 1) the clusters have expired: a miss again.
+  seq_->BeginStep();
+  seq_->BeginStep();
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(again.data(), kQHeads, kDim), &stats)
+                  .ok());
+  EXPECT_EQ(fake_.fetches, 2);
+  EXPECT_EQ(stats.hit_tokens, 0);
+}
+
+TEST_P(SequenceTest, DenseLayerIsFullAttention) {
+  Prefill();
+  const std::vector<float> q = Random(kQHeads * kDim, 4, DType::kFloat32);
+  std::vector<float> out(q.size()), ref(q.size());
+  ASSERT_TRUE(seq_->Attend(0, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim))
+                  .ok());
+  for (int h = 0; h < kKvHeads; ++h) {
+    gpu::AttentionTask task;
+    task.queries = ConstMatrixView(q.data() + h * 2 * kDim, 2, kDim);
+    task.scale = 1.0f / std::sqrt(float{kDim});
+    task.out = MatrixView(ref.data() + h * 2 * kDim, 2, kDim);
+    task.spans.push_back({K().Slice(h), V().Slice(h)});
+    ASSERT_TRUE(gpu::Attention(task, gpu::ExecContext()).ok());
+  }
+  ExpectNear(out, ref);
+  EXPECT_EQ(fake_.fetches, 0);
+}
+
+TEST_P(SequenceTest, DecodeWindowIsAttendedThenAppended) {
+  Prefill();
+  std::vector<std::vector<float>> wk(kKvHeads), wv(kKvHeads);
+  for (int t = 0; t < 19; ++t) {  // one full window of 16, then 3 in the new window
+    std::vector<float> k = Random(kKvHeads * kDim, 100 + t, GetParam());
+    std::vector<float> v = Random(kKvHeads * kDim, 200 + t, GetParam());
+    ASSERT_TRUE(seq_->AppendToken(1, ConstMatrixView(k.data(), kKvHeads, kDim),
+                                  ConstMatrixView(v.data(), kKvHeads, kDim))
+                    .ok());
+    if (t >= 16) {
+      for (int h = 0; h < kKvHeads; ++h) {
+        wk[h].insert(wk[h].end(), k.begin() + h * kDim, k.begin() + (h + 1) * kDim);
+        wv[h].insert(wv[h].end(), v.begin() + h * kDim, v.begin() + (h + 1) * kDim);
+      }
+    }
+  }
+  EXPECT_EQ(fake_.appends, 1);
+  EXPECT_EQ(seq_->num_tokens(1), kTokens + 19);
+  const FakeTransport::Seq& s = fake_.seqs.at("seq-1");
+  EXPECT_EQ(s.num_tokens, kTokens + 16);
+  for (int h = 0; h < kKvHeads; ++h) {
+    EXPECT_EQ(seq_->index(1, h)->num_clusters(), 10);  // C0 + C+
+    EXPECT_EQ(seq_->index(1, h)->num_tokens(), kTokens - 4 + 16);
+    EXPECT_EQ(s.indexes.at({1, h}).sizes_size(), 10);
+    for (int c : {8, 9}) {
+      auto it = s.blocks.find({1, h, c});
+      if (it == s.blocks.end()) continue;  // an empty decode cluster has no block
+      const int32_t* pos = reinterpret_cast<const int32_t*>(it->second.data().data());
+      for (int i = 0; i < it->second.num_tokens(); ++i) {
+        EXPECT_GE(pos[i], kTokens);
+        EXPECT_LT(pos[i], kTokens + 16);
+      }
+    }
+  }
+  const std::vector<float> q = Random(kQHeads * kDim, 5, DType::kFloat32);
+  std::vector<float> out(q.size());
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim))
+                  .ok());
+  ExpectNear(out, Reference(q, wk, wv));
+}
+
+TEST_P(SequenceTest, FailedAppendStaysPendingAndIsRetried) {
+  Prefill();
+  fake_.fail_append = absl::UnavailableError("daemon restarting");
+  absl::Status last;
+  for (int t = 0; t < 16; ++t) {
+    std::vector<float> k = Random(kKvHeads * kDim, 300 + t, GetParam());
+    last = seq_->AppendToken(1, ConstMatrixView(k.data(), kKvHeads, kDim),
+                             ConstMatrixView(k.data(), kKvHeads, kDim));
+  }
+  EXPECT_EQ(last.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(seq_->has_pending_offload(1));
+  EXPECT_EQ(seq_->num_tokens(1), kTokens + 16);
+  EXPECT_EQ(seq_->index(1, 0)->num_clusters(), 8);
+  // Attend still covers the pending window from local memory.
+  const std::vector<float> q = Random(kQHeads * kDim, 6, DType::kFloat32);
+  std::vector<float> out(q.size());
+  StepStats stats;
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim), &stats)
+                  .ok());
+  EXPECT_EQ(stats.attended_tokens, kKvHeads * (4 + 24 + 16));
+  ASSERT_TRUE(seq_->Flush(1).ok());
+  EXPECT_FALSE(seq_->has_pending_offload(1));
+  EXPECT_EQ(seq_->index(1, 0)->num_clusters(), 10);
+  EXPECT_EQ(fake_.appends, 2);
+}
+
+TEST_P(SequenceTest, ReopenRestoresTheIndexAndReattachChecksIt) {
+  Prefill();
+  auto reopened = Sequence::Reopen(&fake_, "seq-1", TestOptions());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->layout(), layout_);
+  EXPECT_EQ((*reopened)->num_tokens(), kTokens);
+  for (int h = 0; h < kKvHeads; ++h) {
+    EXPECT_EQ((*reopened)->index(1, h)->sizes(), seq_->index(1, h)->sizes());
+  }
+  // The clustered layer decodes from the restored index (no sinks in a new process).
+  const std::vector<float> q = Random(kQHeads * kDim, 7, DType::kFloat32);
+  std::vector<float> out(q.size());
+  EXPECT_TRUE((*reopened)
+                  ->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim))
+                  .ok());
+  // The dense layer's K/V were never on the daemon.
+  EXPECT_EQ((*reopened)
+                ->Attend(0, ConstMatrixView(q.data(), kQHeads, kDim),
+                         MatrixView(out.data(), kQHeads, kDim))
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Sequence::Reopen(&fake_, "nope", TestOptions()).status().code(),
+            absl::StatusCode::kNotFound);
+
+  EXPECT_TRUE(seq_->Reattach().ok());
+  fake_.seqs.at("seq-1").indexes.at({1, 1}).mutable_sizes()->RemoveLast();
+  fake_.seqs.at("seq-1").indexes.at({1, 1}).mutable_centroids()->Truncate(7 * kDim);
+  EXPECT_EQ(seq_->Reattach().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(seq_->index(1, 1)->num_clusters(), 7);  // the daemon's index is adopted
+  fake_.seqs.clear();
+  EXPECT_EQ(seq_->Reattach().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(SequenceTest, FetchFailuresEmptyTheCache) {
+  Prefill();
+  const std::vector<float> q = Random(kQHeads * kDim, 8, DType::kFloat32);
+  std::vector<float> out(q.size());
+  auto attend = [&](StepStats* stats) {
+    return seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                        MatrixView(out.data(), kQHeads, kDim), stats);
+  };
+  fake_.fail_fetch = absl::UnavailableError("gone");
+  EXPECT_EQ(attend(nullptr).code(), absl::StatusCode::kUnavailable);
+  StepStats stats;
+  ASSERT_TRUE(attend(&stats).ok());
+  EXPECT_EQ(stats.hit_tokens, 0);  // the failed step's slots were not trusted
+  ExpectNear(out, Reference(q));
+
+  seq_->BeginStep();
+  seq_->BeginStep();
+  fake_.omit_block = true;
+  EXPECT_EQ(attend(nullptr).code(), absl::StatusCode::kDataLoss);
+  fake_.omit_block = false;
+  fake_.truncate_blocks = true;
+  EXPECT_EQ(attend(nullptr).code(), absl::StatusCode::kDataLoss);
+  fake_.truncate_blocks = false;
+  ASSERT_TRUE(attend(&stats).ok());
+  EXPECT_EQ(stats.hit_tokens, 0);
+}
+
+TEST_P(SequenceTest, BadInputIsInvalidArgument) {
+  std::vector<float> q(kQHeads * kDim, 0.1f), out(q.size());
+  const ConstMatrixView qv(q.data(), kQHeads, kDim);
+  const MatrixView ov(out.data(), kQHeads, kDim);
+  EXPECT_EQ(seq_->Attend(1, qv, ov).code(), absl::StatusCode::kFailedPrecondition);  // no tokens
+  Prefill();
+  EXPECT_EQ(seq_->Attend(2, qv, ov).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(seq_->Attend(-1, qv, ov).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads - 1, kDim), ov).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(seq_->Attend(1, qv, MatrixView(out.data(), kQHeads, kDim - 1)).code(),
+            absl::StatusCode::kInvalidArgument);
+  q[5] = std::nanf("");
+  EXPECT_EQ(seq_->Attend(1, qv, ov).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(seq_->AppendToken(1, ConstMatrixView(q.data(), kKvHeads, kDim),
+                              ConstMatrixView(q.data() + 32, kKvHeads, kDim))
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(seq_->AppendToken(1, ConstMatrixView(q.data() + 32, kKvHeads + 1, kDim),
+                              ConstMatrixView(q.data() + 32, kKvHeads + 1, kDim))
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  const Tensor3View wrong(keys_.data(), DType::kFloat32, {kKvHeads + 1, 10, kDim});
+  EXPECT_EQ(seq_->OffloadPrefill(1, wrong, wrong).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Sequence::Open(&fake_, "", layout_, TestOptions()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  KvLayout other = layout_;
+  other.head_dim = 32;
+  EXPECT_EQ(Sequence::Open(&fake_, "seq-1", other, TestOptions()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(seq_->Close(/*drop=*/true).ok());
+  EXPECT_EQ(seq_->Attend(1, qv, ov).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(fake_.seqs.count("seq-1"), 0u);
+}
+
+TEST_P(SequenceTest, ShortPromptIsAllSinksThenWindow) {
+  const Tensor3View k(keys_.data(), DType::kFloat32, {kKvHeads, 3, kDim});
+  ASSERT_TRUE(seq_->OffloadPrefill(1, k, k).ok());
+  EXPECT_EQ(fake_.put_streams, 0);
+  std::vector<float> t = Random(kKvHeads * kDim, 9, GetParam());
+  for (int i = 0; i < 3; ++i) {  // one more sink, then two window tokens
+    ASSERT_TRUE(seq_->AppendToken(1, ConstMatrixView(t.data(), kKvHeads, kDim),
+                                  ConstMatrixView(t.data(), kKvHeads, kDim))
+                    .ok());
+  }
+  std::vector<float> q(kQHeads * kDim, 0.2f), out(q.size());
+  StepStats stats;
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim), &stats)
+                  .ok());
+  EXPECT_EQ(stats.attended_tokens, kKvHeads * 6);
+  EXPECT_EQ(fake_.fetches, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, SequenceTest,
+                         ::testing::Values(DType::kFloat32, DType::kFloat16, DType::kBFloat16),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+TEST(ClientTest, OpensSequencesOverAnyTransport) {
+  auto transport = std::make_unique<FakeTransport>();
+  FakeTransport* fake = transport.get();
+  ClientOptions options;
+  options.config = TestOptions().config;
+  auto client = Client::CreateWithTransport(std::move(transport), options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->connection(), nullptr);
+  auto seq = (*client)->OpenSequence("a", KvLayout{2, 4, 2, 16, DType::kFloat16});
+  ASSERT_TRUE(seq.ok()) << seq.status();
+  EXPECT_EQ(fake->opens, 1);
+  EXPECT_EQ((*client)->ReopenSequence("b").status().code(), absl::StatusCode::kNotFound);
+  options.backend = "tpu";
+  EXPECT_EQ(Client::CreateWithTransport(std::make_unique<FakeTransport>(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ClientOptions net;
+  net.target = "unix:/nonexistent/clusterkvd.sock";
+  net.tenant = "t";
+  auto connected = Client::Connect(net);
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  EXPECT_NE((*connected)->connection(), nullptr);
+}
+
+}  // namespace
+}  // namespace clusterkv::client

@@ -1,0 +1,46 @@
+// DaemonLauncher: runs clusterkvd as a child process for the demo. Start() forks/execs the
+// binary with the given flags and reads its output until the "clusterkvd: serving on" line,
+// which is the readiness signal (no sleeps); Stop() sends SIGTERM and reaps it. The destructor
+// kills a daemon that is still running.
+#ifndef CLUSTERKV_TOOLS_CLUSTERKV_DEMO_DAEMON_LAUNCHER_H_
+#define CLUSTERKV_TOOLS_CLUSTERKV_DEMO_DAEMON_LAUNCHER_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace clusterkv::demo {
+
+class DaemonLauncher {
+ public:
+  // Unavailable when the daemon exits or does not report readiness within `ready_timeout`
+  // (its output is in the message).
+  static absl::StatusOr<std::unique_ptr<DaemonLauncher>> Start(
+      const std::string& binary, const std::vector<std::string>& flags,
+      absl::Duration ready_timeout = absl::Seconds(60));
+  ~DaemonLauncher();
+  DaemonLauncher(const DaemonLauncher&) = delete;
+  DaemonLauncher& operator=(const DaemonLauncher&) = delete;
+
+  // SIGTERM, then waits. Returns the exit status (0 = drained and flushed cleanly), or
+  // Internal when it died of a signal.
+  absl::StatusOr<int> Stop();
+  pid_t pid() const { return pid_; }
+  // What the daemon printed up to its readiness line.
+  const std::string& banner() const { return banner_; }
+
+ private:
+  DaemonLauncher(pid_t pid, int out_fd) : pid_(pid), out_fd_(out_fd) {}
+  pid_t pid_;
+  int out_fd_;
+  std::string banner_;
+};
+
+}  // namespace clusterkv::demo
+
+#endif  // CLUSTERKV_TOOLS_CLUSTERKV_DEMO_DAEMON_LAUNCHER_H_
