@@ -70,15 +70,27 @@ absl::StatusOr<SlabAllocation> SlabAllocator::Allocate(uint64_t bytes) {
     return SlabAllocation{first * kSlabBytes, count * kSlabBytes, bytes};
   }
 
-  const int32_t c = ClassFor(bytes);
+  int32_t c = ClassFor(bytes);
   absl::MutexLock lock(&mu_);
-  SizeClass& size_class = classes_[c];
-  if (size_class.partial_slabs.empty()) {
-    uint32_t fresh = 0;
-    if (!TakeFreeSlabs(1, &fresh)) {
+  uint32_t fresh = 0;
+  if (classes_[c].partial_slabs.empty() && !TakeFreeSlabs(1, &fresh)) {
+    // No free slab: rather than fail while other classes have room, use a partly filled slab
+    // of a class up to ~2x larger (8 classes up), trading internal waste for availability.
+    int32_t larger = -1;
+    for (int32_t k = c + 1; k < static_cast<int32_t>(classes_.size()) && k <= c + 8; ++k) {
+      if (!classes_[k].partial_slabs.empty()) {
+        larger = k;
+        break;
+      }
+    }
+    if (larger < 0) {
       return absl::ResourceExhaustedError(
           absl::StrCat("slab allocator: no free slab for a ", bytes, "-byte block"));
     }
+    c = larger;
+  }
+  SizeClass& size_class = classes_[c];
+  if (size_class.partial_slabs.empty()) {  // `fresh` was taken above
     Slab& slab = slabs_[fresh];
     slab.size_class = c;
     slab.used = 0;
@@ -128,8 +140,9 @@ void SlabAllocator::FreeClassBlock(const SlabAllocation& allocation, uint32_t s)
   const uint64_t in_slab = allocation.offset - uint64_t{s} * kSlabBytes;
   ABSL_RAW_CHECK(in_slab % block_bytes == 0 && in_slab / block_bytes < BlocksPerSlab(c),
                  "SlabAllocator::Free: offset is not a block of its slab");
+  // A block may come from a larger class than its request's (Allocate's fallback).
   ABSL_RAW_CHECK(allocation.capacity == block_bytes && allocation.requested > 0 &&
-                     ClassFor(allocation.requested) == c,
+                     allocation.requested <= block_bytes && ClassFor(allocation.requested) <= c,
                  "SlabAllocator::Free: capacity/requested do not match the block");
   const uint32_t index = static_cast<uint32_t>(in_slab / block_bytes);
   uint64_t& word = slab.live_bits[index / 64];

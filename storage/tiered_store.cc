@@ -328,16 +328,25 @@ absl::Status TieredStore::DropSequence(const SequenceKey& sequence) {
 
 std::optional<SlabAllocation> TieredStore::AllocateHost(uint64_t bytes) {
   State& s = *state_;
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  constexpr int kAttempts = 4;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
     absl::StatusOr<SlabAllocation> a = s.slabs.Allocate(bytes);
     if (a.ok()) return *a;
+    if (attempt + 1 == kAttempts) break;
+    uint64_t target;
     if (attempt == 0) {
-      // Make room for this block plus the usual headroom, synchronously.
-      const uint64_t capacity = s.options.host_capacity_bytes;
-      const uint64_t low = static_cast<uint64_t>(s.options.low_watermark * capacity);
-      const uint64_t target = bytes >= low ? 0 : low - bytes;
-      if (!EvictDownTo(target).ok()) return std::nullopt;
+      // Make room for this block plus the usual headroom.
+      const uint64_t low =
+          static_cast<uint64_t>(s.options.low_watermark * s.options.host_capacity_bytes);
+      target = bytes >= low ? 0 : low - bytes;
+    } else {
+      // Below the watermark yet no slab fits (size classes fill unevenly): evict a few more
+      // slabs' worth of the coldest blocks.
+      absl::MutexLock lock(&s.mu);
+      const uint64_t step = std::max<uint64_t>(bytes, 4 * SlabAllocator::kSlabBytes);
+      target = s.stats.host.bytes > step ? s.stats.host.bytes - step : 0;
     }
+    if (!EvictDownTo(target).ok()) break;
   }
   return std::nullopt;
 }
