@@ -23,6 +23,8 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # JSON output of the benchmark and evaluation tools
   nlohmann-json3-dev
+  # the demo reads r-cran-janeaustenr's zlib-compressed R database
+  zlib1g-dev
   # real text for demos and evaluation; numpy for .npy tooling
   r-cran-janeaustenr bible-kjv python3-numpy
   # Python client test: proves the protocol is usable from the ecosystem's tooling
