@@ -68,6 +68,10 @@ def check_report(path, bench):
                 fail("kmeans time row lacks objective_diff_pct")
     if bench == "storage":
         check_storage(results)
+    if bench == "fetch":
+        check_fetch(results)
+    if bench == "e2e":
+        check_e2e(results)
     print("ok: %s, %d rows" % (bench, len(results)))
 
 
@@ -93,6 +97,57 @@ def check_storage(results):
                 fail("storage results[%d].%s is not a number" % (i, key))
 
 
+def check_fetch(results):
+    """gRPC recall rows per block size against cold memcpy; ucx_perftest rows when it exists."""
+    grpc = [row for row in results if row["variant"] == "grpc_fetch"]
+    if not grpc:
+        fail("fetch report lacks grpc_fetch rows")
+    ucx = [row for row in results if row["variant"] == "ucx_perftest_put"]
+    if os.access("/usr/bin/ucx_perftest", os.X_OK) and len(ucx) != len(grpc):
+        fail("fetch report has %d ucx_perftest_put rows for %d block sizes"
+             % (len(ucx), len(grpc)))
+    for i, row in enumerate(results):
+        if row["variant"] not in ("grpc_fetch", "ucx_perftest_put"):
+            fail("fetch results[%d] has unknown variant %r" % (i, row["variant"]))
+        if row["unit"] != "GB/s" or row["baseline"] != "memcpy_cold":
+            fail("fetch results[%d] is not a GB/s row against memcpy_cold" % i)
+        if not row["ratio_meaning"].startswith("value / baseline_value"):
+            fail("fetch results[%d] is not a higher-is-better row" % i)
+        for key in ("block_bytes", "block_bytes_target", "tokens_per_block"):
+            if not is_number(row["params"].get(key)):
+                fail("fetch results[%d].params lacks %s" % (i, key))
+    for i, row in enumerate(grpc):
+        if not is_number(row["params"].get("clusters_per_request")):
+            fail("grpc_fetch row %d lacks params.clusters_per_request" % i)
+        for key in ("p50_us", "p99_us", "baseline_p50_us", "baseline_p99_us"):
+            if not is_number(row.get(key)):
+                fail("grpc_fetch row %d: %s is not a number" % (i, key))
+    for i, row in enumerate(ucx):
+        if not isinstance(row.get("note"), str) or "later" not in row["note"]:
+            fail("ucx_perftest_put row %d lacks the note on the coming UCX path" % i)
+
+
+E2E_EXTRA = ("score_us_mean", "select_us_mean", "fetch_us_mean", "attend_us_mean",
+             "cache_hit_rate", "attention_rel_error_mean")
+
+
+def check_e2e(results):
+    """One time row: sparse decode step per layer vs full attention, with its breakdown."""
+    for i, row in enumerate(results):
+        if row["unit"] != "us" or row["baseline"] != "full_attention_cpu":
+            fail("e2e results[%d] is not a time row against full_attention_cpu" % i)
+        if not row["ratio_meaning"].startswith("baseline_value / value"):
+            fail("e2e results[%d] is not a time-ratio row" % i)
+        for key in ("context", "layers", "steps", "budget"):
+            if not is_number(row["params"].get(key)):
+                fail("e2e results[%d].params lacks %s" % (i, key))
+        for key in ("p50_us", "p99_us") + E2E_EXTRA:
+            if not is_number(row.get(key)):
+                fail("e2e results[%d].%s is not a number" % (i, key))
+        if not 0.0 <= row["cache_hit_rate"] <= 1.0:
+            fail("e2e results[%d].cache_hit_rate %r is not a fraction" % (i, row["cache_hit_rate"]))
+
+
 def run(bench_bin, sub, json_path):
     if os.path.exists(json_path):
         os.remove(json_path)
@@ -112,7 +167,7 @@ def cli(bench_bin):
     proc = call("--help")
     if proc.returncode != 0 or "kmeans" not in proc.stdout:
         fail("--help exited %d or lacks the subcommands" % proc.returncode)
-    for sub in ("kmeans", "select", "decode", "storage"):
+    for sub in ("kmeans", "select", "decode", "storage", "fetch", "e2e"):
         proc = call(sub, "--help")
         if proc.returncode != 0 or sub not in proc.stdout:
             fail("%s --help exited %d" % (sub, proc.returncode))

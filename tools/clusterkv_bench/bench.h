@@ -68,6 +68,46 @@ struct StorageBenchConfig {
   int64_t cold_bytes = int64_t{256} << 20;
 };
 
+// The clusterkvd child of the fetch and e2e benchmarks.
+struct DaemonConfig {
+  std::string binary;  // the build's clusterkvd by default (bench_tool.cc)
+  // Parent of the scratch directory with its socket and data (removed at the end); empty: /tmp.
+  std::string dir;
+  double ready_timeout_s = 60;
+};
+
+struct FetchBenchConfig {
+  // Target block sizes; each becomes the ClusterBlockBytes of the token count closest to it
+  // (head_dim 128, fp16: 516 bytes a token), reported exactly.
+  std::vector<int64_t> block_bytes = {int64_t{16} << 10, int64_t{64} << 10, int64_t{256} << 10,
+                                      int64_t{1} << 20};
+  int32_t clusters_per_request = 32;
+  // Bytes recalled per block size and timed pass (and copied by the memcpy baseline).
+  int64_t fetch_bytes = int64_t{512} << 20;
+  // Blocks stored per block size span this many bytes, as do the memcpy source and the
+  // destination ring (the device cache's stand-in), so no cache holds them.
+  int64_t cold_bytes = int64_t{256} << 20;
+  int64_t host_capacity_mib = 2048;  // everything stays in the host tier
+  double call_timeout_s = 60;        // deadline of each gRPC call
+  // ucx_perftest peer rows; skipped when the binary is missing.
+  std::string ucx_perftest = "/usr/bin/ucx_perftest";
+  std::string ucx_transports = "posix,sysv,self";
+  double ucx_timeout_s = 30;  // per message size
+};
+
+struct E2eBenchConfig {
+  int32_t layers = 4;  // of the Llama-3-8B layout; every one sparse (dense_layers is empty)
+  int64_t context = 32768;
+  int32_t steps = 8;
+  int32_t budget = 1024;
+  int32_t centroids = 400;  // C0
+  int32_t kmeans_iterations = 20;
+  // Text of the token stream; empty: Jane Austen's novels (r-cran-janeaustenr), or a synthetic
+  // word list when that package is missing.
+  std::string text_file;
+  int64_t host_capacity_mib = 2048;  // raised to hold every block twice over
+};
+
 // Options shared by every subcommand plus each subcommand's own settings.
 struct BenchOptions {
   std::string json_path;  // empty: table only
@@ -82,6 +122,9 @@ struct BenchOptions {
   SelectBenchConfig select;
   DecodeBenchConfig decode;
   StorageBenchConfig storage;
+  DaemonConfig daemon;
+  FetchBenchConfig fetch;
+  E2eBenchConfig e2e;
 };
 
 // Shrinks every size in `options` to a smoke-test scale (seconds in total).
@@ -93,6 +136,9 @@ absl::Status RunKMeansBench(const BenchOptions& options);
 absl::Status RunSelectBench(const BenchOptions& options);
 absl::Status RunDecodeBench(const BenchOptions& options);
 absl::Status RunStorageBench(const BenchOptions& options);
+// fetch and e2e also return Unavailable when clusterkvd does not start.
+absl::Status RunFetchBench(const BenchOptions& options);
+absl::Status RunE2eBench(const BenchOptions& options);
 
 // The whole command-line tool (flags, subcommand dispatch, --help); returns the exit code:
 // 0 success, 1 a benchmark failed, 2 usage error (no or unknown subcommand).

@@ -81,6 +81,48 @@ ABSL_FLAG(int64_t, storage_evict_block_bytes, int64_t{256} << 10,
 ABSL_FLAG(int64_t, storage_cold_bytes, int64_t{256} << 20,
           "Span of the source blocks and of the read / memcpy destination ring.");
 
+// ---- fetch and e2e: the clusterkvd child ---------------------------------------------------
+#ifndef CLUSTERKV_DAEMON_BIN
+#define CLUSTERKV_DAEMON_BIN "clusterkvd"
+#endif
+ABSL_FLAG(std::string, daemon, CLUSTERKV_DAEMON_BIN,
+          "clusterkvd binary started by fetch and e2e (default: the one of this build).");
+ABSL_FLAG(std::string, daemon_dir, "",
+          "Parent of the daemon's scratch directory (socket, data; removed at the end); "
+          "empty = /tmp.");
+
+// ---- fetch -------------------------------------------------------------------------------
+ABSL_FLAG(std::string, fetch_block_bytes, "16384,65536,262144,1048576",
+          "Comma-separated target block sizes; each is the largest whole-token cluster block "
+          "(head_dim 128, fp16: 516 bytes a token) that fits, reported exactly.");
+ABSL_FLAG(int32_t, fetch_clusters_per_request, 32, "Clusters per FetchClusters request.");
+ABSL_FLAG(int64_t, fetch_bytes, int64_t{512} << 20,
+          "Bytes recalled (and memcpy'd) per block size and timed pass.");
+ABSL_FLAG(int64_t, fetch_cold_bytes, int64_t{256} << 20,
+          "Span of the stored blocks per size, of the memcpy source and of the destination ring.");
+ABSL_FLAG(int64_t, fetch_host_mib, 2048,
+          "Host tier of the daemon, MiB (raised to twice the stored bytes; nothing may spill).");
+ABSL_FLAG(std::string, fetch_ucx_perftest, "/usr/bin/ucx_perftest",
+          "ucx_perftest binary for the ucp_put_bw peer rows; a missing binary skips them.");
+ABSL_FLAG(std::string, fetch_ucx_tls, "posix,sysv,self",
+          "UCX_TLS of the ucx_perftest processes (UCX_NET_DEVICES is lo).");
+ABSL_FLAG(double, fetch_ucx_timeout_s, 30, "Time limit of each ucx_perftest run, seconds.");
+
+// ---- e2e ---------------------------------------------------------------------------------
+ABSL_FLAG(int32_t, e2e_layers, 4,
+          "Layers of the Llama-3-8B layout to prefill and decode; every one is sparse "
+          "(dense_layers is empty in this benchmark).");
+ABSL_FLAG(int64_t, e2e_context, 32768, "Prefill tokens.");
+ABSL_FLAG(int32_t, e2e_steps, 8, "Decode steps timed (every layer each step).");
+ABSL_FLAG(int32_t, e2e_budget, 1024, "Token budget B per (step, layer, kv head).");
+ABSL_FLAG(int32_t, e2e_centroids, 400, "Prefill clusters C0 per (layer, kv head).");
+ABSL_FLAG(int32_t, e2e_kmeans_iterations, 20, "K-means iterations of the prefill clustering.");
+ABSL_FLAG(std::string, e2e_text_file, "",
+          "Plain text for the token stream; empty = Jane Austen's novels (r-cran-janeaustenr), "
+          "or synthetic words when that package is missing.");
+ABSL_FLAG(int64_t, e2e_host_mib, 2048,
+          "Host tier of the daemon, MiB (raised to hold every block twice over).");
+
 namespace clusterkv::bench {
 namespace {
 
@@ -133,6 +175,23 @@ const std::vector<Subcommand>& Subcommands() {
         "storage_ssd_bytes", "storage_sync_bytes", "storage_evict_capacity",
         "storage_evict_block_bytes", "storage_cold_bytes"},
        &RunStorageBench},
+      {"fetch",
+       "Recall of host-tier cluster blocks (16 KiB..1 MiB) from a real clusterkvd over gRPC "
+       "(FetchClusters of 32 random clusters a request, each block copied into a destination "
+       "ring) vs cold memcpy of the same bytes in GB/s, per-request p50/p99; plus "
+       "ucx_perftest ucp_put_bw on loopback as the peer figure for the coming UCX path.",
+       {"daemon", "daemon_dir", "fetch_block_bytes", "fetch_clusters_per_request", "fetch_bytes",
+        "fetch_cold_bytes", "fetch_host_mib", "fetch_ucx_perftest", "fetch_ucx_tls",
+        "fetch_ucx_timeout_s"},
+       &RunFetchBench},
+      {"e2e",
+       "A decode step through libclusterkv (Sequence::Attend: score, select, device cache, "
+       "FetchClusters from a real clusterkvd, attend) vs full attention over the same fp16 "
+       "K/V at 32k context on the CPU, Llama-3-8B geometry, every layer sparse; per "
+       "(step, layer) p50/p99, ratio full / sparse, StepStats breakdown and cache hit rate.",
+       {"daemon", "daemon_dir", "e2e_layers", "e2e_context", "e2e_steps", "e2e_budget",
+        "e2e_centroids", "e2e_kmeans_iterations", "e2e_text_file", "e2e_host_mib"},
+       &RunE2eBench},
   };
   return *subs;
 }
@@ -249,6 +308,28 @@ absl::StatusOr<BenchOptions> OptionsFromFlags() {
   o.storage.evict_block_bytes = absl::GetFlag(FLAGS_storage_evict_block_bytes);
   o.storage.cold_bytes = absl::GetFlag(FLAGS_storage_cold_bytes);
 
+  o.daemon.binary = absl::GetFlag(FLAGS_daemon);
+  o.daemon.dir = absl::GetFlag(FLAGS_daemon_dir);
+
+  ASSIGN_OR_RETURN(o.fetch.block_bytes, ParseList<int64_t>("fetch_block_bytes",
+                                                           absl::GetFlag(FLAGS_fetch_block_bytes)));
+  o.fetch.clusters_per_request = absl::GetFlag(FLAGS_fetch_clusters_per_request);
+  o.fetch.fetch_bytes = absl::GetFlag(FLAGS_fetch_bytes);
+  o.fetch.cold_bytes = absl::GetFlag(FLAGS_fetch_cold_bytes);
+  o.fetch.host_capacity_mib = absl::GetFlag(FLAGS_fetch_host_mib);
+  o.fetch.ucx_perftest = absl::GetFlag(FLAGS_fetch_ucx_perftest);
+  o.fetch.ucx_transports = absl::GetFlag(FLAGS_fetch_ucx_tls);
+  o.fetch.ucx_timeout_s = absl::GetFlag(FLAGS_fetch_ucx_timeout_s);
+
+  o.e2e.layers = absl::GetFlag(FLAGS_e2e_layers);
+  o.e2e.context = absl::GetFlag(FLAGS_e2e_context);
+  o.e2e.steps = absl::GetFlag(FLAGS_e2e_steps);
+  o.e2e.budget = absl::GetFlag(FLAGS_e2e_budget);
+  o.e2e.centroids = absl::GetFlag(FLAGS_e2e_centroids);
+  o.e2e.kmeans_iterations = absl::GetFlag(FLAGS_e2e_kmeans_iterations);
+  o.e2e.text_file = absl::GetFlag(FLAGS_e2e_text_file);
+  o.e2e.host_capacity_mib = absl::GetFlag(FLAGS_e2e_host_mib);
+
   if (o.quick) ApplyQuick(o);
   return o;
 }
@@ -275,6 +356,18 @@ void ApplyQuick(BenchOptions& options) {
   options.storage.sync_total_bytes = int64_t{1} << 20;
   options.storage.evict_capacity_bytes = int64_t{8} << 20;
   options.storage.cold_bytes = int64_t{8} << 20;
+  options.fetch.fetch_bytes = int64_t{4} << 20;
+  options.fetch.cold_bytes = int64_t{16} << 20;
+  options.fetch.clusters_per_request = 8;
+  options.fetch.host_capacity_mib = 256;
+  options.fetch.ucx_timeout_s = std::min(options.fetch.ucx_timeout_s, 10.0);
+  options.e2e.layers = 2;
+  options.e2e.context = 4096;
+  options.e2e.steps = 3;
+  options.e2e.budget = 256;
+  options.e2e.centroids = 32;
+  options.e2e.kmeans_iterations = 5;
+  options.e2e.host_capacity_mib = 256;
 }
 
 int BenchToolMain(int argc, char** argv) {
@@ -301,7 +394,8 @@ int BenchToolMain(int argc, char** argv) {
     }
   }
   absl::SetProgramUsageMessage(
-      "ClusterKV benchmarks. Usage: clusterkv_bench <kmeans|select|decode|storage> [flags]; "
+      "ClusterKV benchmarks. Usage: clusterkv_bench <kmeans|select|decode|storage|fetch|e2e> "
+      "[flags]; "
       "clusterkv_bench --help");
   std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

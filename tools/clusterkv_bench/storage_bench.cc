@@ -12,18 +12,14 @@
 //
 // Every database lives in a fresh scratch directory under --storage_dir, removed at the end.
 // Reads come from the OS page cache (the data was just written; no O_DIRECT), for both sides.
-#include <stdlib.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
-#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -41,6 +37,7 @@
 #include "storage/ssd_tier.h"
 #include "storage/tiered_store.h"
 #include "tools/clusterkv_bench/bench.h"
+#include "tools/clusterkv_bench/bench_buffers.h"
 #include "tools/clusterkv_bench/bench_report.h"
 
 namespace clusterkv::bench {
@@ -57,69 +54,6 @@ constexpr double kGB = 1e9;
 constexpr double kMB = 1e6;
 constexpr int64_t kRocksDbWriteBufferBytes = 64 * kMiB;  // SsdTierOptions' default
 constexpr uint64_t kMinBlobBytes = 4096;                 // SsdTierOptions' default
-
-// A fresh directory (mkdtemp) under a parent; removed with everything in it on destruction.
-class ScratchDir {
- public:
-  // Unavailable when the directory cannot be created.
-  static absl::StatusOr<std::unique_ptr<ScratchDir>> Create(const std::string& parent) {
-    std::string pattern =
-        absl::StrCat(parent.empty() ? "/tmp" : parent, "/clusterkv_bench_storage.XXXXXX");
-    std::vector<char> buf(pattern.begin(), pattern.end());
-    buf.push_back('\0');
-    if (mkdtemp(buf.data()) == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("storage: cannot create ", pattern, ": ", std::strerror(errno)));
-    }
-    return std::unique_ptr<ScratchDir>(new ScratchDir(buf.data()));
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-    if (ec) std::cerr << "storage: could not remove " << path_ << ": " << ec.message() << "\n";
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-
-  std::string Sub(absl::string_view name) const { return absl::StrCat(path_, "/", name); }
-  // Removes one database directory (between phases, to keep the disk footprint small).
-  void RemoveSub(absl::string_view name) const {
-    std::error_code ec;
-    std::filesystem::remove_all(Sub(name), ec);
-  }
-
- private:
-  explicit ScratchDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
-
-// A buffer of `bytes` (all pages touched) cut into block-sized slots; block i uses slot
-// i mod slots, so a pass walks the whole buffer and no cache holds it at full size.
-class Ring {
- public:
-  explicit Ring(int64_t bytes) : bytes_(bytes), data_(new uint8_t[static_cast<size_t>(bytes)]) {
-    std::memset(data_.get(), 0, static_cast<size_t>(bytes));
-  }
-  uint8_t* Slot(int64_t i, int64_t block) {
-    const int64_t slots = bytes_ / block;
-    return data_.get() + (i % slots) * block;
-  }
-  // Seeded random bytes (splitmix64).
-  void FillRandom(uint64_t seed) {
-    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (int64_t off = 0; off < bytes_; off += 8) {
-      uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      z ^= z >> 31;
-      std::memcpy(data_.get() + off, &z, static_cast<size_t>(std::min<int64_t>(8, bytes_ - off)));
-    }
-  }
-
- private:
-  int64_t bytes_;
-  std::unique_ptr<uint8_t[]> data_;
-};
 
 // A raw rocksdb::DB (default column family) with the SSD tier's block-family options: BlobDB
 // for values >= 4 KiB, no blob compression, the same write buffer. Owns the DB.
@@ -220,12 +154,6 @@ BlockKey MakeKey(const SequenceKey& sequence, int64_t i) {
 
 SequenceKey PassSequence(absl::string_view phase, int64_t block_bytes, int pass) {
   return SequenceKey{"bench", absl::StrCat(phase, "-", block_bytes, "-", pass)};
-}
-
-std::string SizeText(int64_t bytes) {
-  if (bytes % kMiB == 0) return absl::StrCat(bytes / kMiB, " MiB");
-  if (bytes % kKiB == 0) return absl::StrCat(bytes / kKiB, " KiB");
-  return absl::StrCat(bytes, " B");
 }
 
 absl::Status CheckSlot(Ring& got, Ring& want, int64_t i, int64_t block, absl::string_view what) {
@@ -532,7 +460,7 @@ absl::Status RunEvictPhase(Context& ctx) {
 absl::Status RunStorageBench(const BenchOptions& options) {
   const StorageBenchConfig& cfg = options.storage;
   RETURN_IF_ERROR(ValidateConfig(cfg));
-  ASSIGN_OR_RETURN(std::unique_ptr<ScratchDir> dir, ScratchDir::Create(cfg.dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<ScratchDir> dir, ScratchDir::Create(cfg.dir, "storage"));
   std::cerr << "storage: preparing " << SizeText(cfg.cold_bytes) << " of seeded random blocks\n";
   Ring pool(cfg.cold_bytes);
   pool.FillRandom(options.seed);

@@ -52,21 +52,33 @@ absl::StatusOr<std::unique_ptr<DaemonLauncher>> DaemonLauncher::Start(
     }
     d->banner_.append(buf, static_cast<size_t>(n));
   }
+  d->StartDrain();
   return d;
+}
+
+void DaemonLauncher::StartDrain() {
+  const int fd = out_fd_;
+  drain_ = std::thread([fd] {
+    char buf[4096];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+  });
+}
+
+void DaemonLauncher::StopDrain() {
+  // The reader ends at EOF, i.e. once the daemon has exited and closed its end.
+  if (drain_.joinable()) drain_.join();
+  if (out_fd_ >= 0) close(out_fd_);
+  out_fd_ = -1;
 }
 
 absl::StatusOr<int> DaemonLauncher::Stop() {
   if (pid_ <= 0) return absl::FailedPreconditionError("daemon already stopped");
   kill(pid_, SIGTERM);
   int status = 0;
-  // Drain its output while waiting so a chatty shutdown cannot block on a full pipe.
-  char buf[4096];
-  while (read(out_fd_, buf, sizeof(buf)) > 0) {
-  }
   waitpid(pid_, &status, 0);
   pid_ = -1;
-  close(out_fd_);
-  out_fd_ = -1;
+  StopDrain();
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return absl::InternalError(absl::StrCat("daemon died of signal ", WTERMSIG(status)));
 }
@@ -76,7 +88,7 @@ DaemonLauncher::~DaemonLauncher() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
-  if (out_fd_ >= 0) close(out_fd_);
+  StopDrain();
 }
 
 }  // namespace clusterkv::demo

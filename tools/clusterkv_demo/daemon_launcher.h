@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -36,9 +37,14 @@ class DaemonLauncher {
 
  private:
   DaemonLauncher(pid_t pid, int out_fd) : pid_(pid), out_fd_(out_fd) {}
+  // Keeps reading the daemon's output after readiness so it can never block on a full pipe.
+  void StartDrain();
+  void StopDrain();
+
   pid_t pid_;
   int out_fd_;
   std::string banner_;
+  std::thread drain_;
 };
 
 }  // namespace clusterkv::demo

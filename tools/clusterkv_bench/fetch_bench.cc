@@ -1,0 +1,346 @@
+// `clusterkv_bench fetch`: recall of host-tier cluster blocks from a real clusterkvd (DESIGN.md
+// sections 5 and 9) against the machine's ceiling, in one process:
+//   grpc_fetch        client::Connection::FetchClusters of `clusters_per_request` random
+//                     clusters (seeded) per request over the daemon's Unix socket, each block
+//                     copied into a destination ring as the client's device cache does.
+//   memcpy_cold       the baseline: the same requests as plain memcpy of the same bytes from a
+//                     source spread over --fetch_cold_bytes into the same destination ring.
+//   ucx_perftest_put  UCX's own ucp_put_bw between two processes on loopback (shared memory),
+//                     the peer figure for the UCX data path that a later issue adds.
+// Rows are bandwidths (ratio = value / memcpy_cold, > 1 better); p50/p99 are per request.
+// Every block stays in the host tier (checked with the daemon's Stats).
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/connection.h"
+#include "clusterkv/v1/kvcache.pb.h"
+#include "core/kv_layout.h"
+#include "core/status_macros.h"
+#include "storage/cluster_block.h"
+#include "tools/clusterkv_bench/bench.h"
+#include "tools/clusterkv_bench/bench_buffers.h"
+#include "tools/clusterkv_bench/bench_daemon.h"
+#include "tools/clusterkv_bench/bench_report.h"
+#include "tools/clusterkv_bench/ucx_perftest.h"
+
+namespace clusterkv::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int32_t kHeadDim = 128;
+constexpr DType kDType = DType::kFloat16;
+constexpr double kGB = 1e9;
+constexpr int64_t kPutCallBytes = int64_t{64} << 20;    // blocks per PutClusters stream
+constexpr int64_t kPutMessageBytes = int64_t{4} << 20;  // blocks per stream message
+constexpr int64_t kMinRequests = 8;
+constexpr int64_t kMaxUcxIterations = 200000;
+
+// One block size of the run.
+struct BlockShape {
+  int64_t target = 0;
+  int32_t tokens = 0;
+  int64_t bytes = 0;  // ClusterBlockBytes(tokens, 128, fp16) <= target
+  int32_t layer = 0;  // each size lives in its own layer of the sequence
+  int64_t stored = 0;
+};
+
+struct Series {
+  std::vector<double> request_us;  // every request of every timed pass
+  std::vector<double> pass_gbps;
+};
+
+// The request sequence of one pass: `requests` x `per_request` distinct cluster ids, seeded.
+std::vector<std::vector<int32_t>> RequestIds(int64_t requests, int32_t per_request,
+                                             int64_t stored, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, stored - 1);
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(requests));
+  for (std::vector<int32_t>& ids : out) {
+    while (static_cast<int32_t>(ids.size()) < per_request) {
+      const auto id = static_cast<int32_t>(pick(rng));
+      if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    }
+  }
+  return out;
+}
+
+// Times request(r) for every r; adds the pass to `out` unless null (warmup).
+absl::Status TimedPass(int64_t requests, int64_t bytes_per_request,
+                       const std::function<absl::Status(int64_t)>& request, Series* out) {
+  std::vector<double> us;
+  us.reserve(static_cast<size_t>(requests));
+  const Clock::time_point start = Clock::now();
+  for (int64_t r = 0; r < requests; ++r) {
+    const Clock::time_point t0 = Clock::now();
+    RETURN_IF_ERROR(request(r));
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+  const double total_us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  if (out != nullptr) {
+    out->request_us.insert(out->request_us.end(), us.begin(), us.end());
+    out->pass_gbps.push_back(static_cast<double>(requests * bytes_per_request) /
+                             (total_us * 1e-6) / kGB);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConfig(const FetchBenchConfig& c) {
+  if (c.block_bytes.empty() || c.clusters_per_request < 1 || c.fetch_bytes < 1 ||
+      c.host_capacity_mib < 1 || c.call_timeout_s <= 0 || c.ucx_timeout_s <= 0) {
+    return absl::InvalidArgumentError(
+        "fetch: need block sizes, clusters_per_request >= 1, positive fetch bytes, capacity "
+        "and timeouts");
+  }
+  for (int64_t b : c.block_bytes) {
+    if (b < static_cast<int64_t>(storage::ClusterBlockBytes(1, kHeadDim, kDType))) {
+      return absl::InvalidArgumentError(absl::StrCat("fetch: block size ", b, " below one token"));
+    }
+    if (c.cold_bytes < b * c.clusters_per_request) {
+      return absl::InvalidArgumentError(
+          "fetch: cold_bytes must hold clusters_per_request blocks of every size");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<BlockShape> Shapes(const FetchBenchConfig& cfg) {
+  const int64_t per_token = static_cast<int64_t>(storage::ClusterBlockBytes(1, kHeadDim, kDType));
+  std::vector<BlockShape> shapes;
+  for (int64_t target : cfg.block_bytes) {
+    BlockShape s;
+    s.target = target;
+    s.tokens = static_cast<int32_t>(std::max<int64_t>(1, target / per_token));
+    s.bytes = static_cast<int64_t>(storage::ClusterBlockBytes(s.tokens, kHeadDim, kDType));
+    s.layer = static_cast<int32_t>(shapes.size());
+    s.stored = std::max<int64_t>(cfg.clusters_per_request, cfg.cold_bytes / s.bytes);
+    shapes.push_back(s);
+  }
+  return shapes;
+}
+
+// Stores every cluster of `shape` (block j = pool slot j) in PutClusters streams.
+absl::Status PutBlocks(client::Connection& conn, const std::string& sequence,
+                       const BlockShape& shape, Ring& pool) {
+  int64_t next = 0;
+  while (next < shape.stored) {
+    std::vector<v1::PutClustersRequest> messages;
+    int64_t call_bytes = 0, message_bytes = 0, blocks = 0;
+    for (; next < shape.stored && call_bytes < kPutCallBytes; ++next, ++blocks) {
+      if (messages.empty() || message_bytes + shape.bytes > kPutMessageBytes) {
+        messages.emplace_back().set_sequence_id(sequence);
+        message_bytes = 0;
+      }
+      v1::ClusterBlock* block = messages.back().add_blocks();
+      block->mutable_id()->set_layer(shape.layer);
+      block->mutable_id()->set_kv_head(0);
+      block->mutable_id()->set_cluster(static_cast<int32_t>(next));
+      block->set_num_tokens(shape.tokens);
+      block->set_data(pool.Slot(next, shape.bytes), static_cast<size_t>(shape.bytes));
+      message_bytes += shape.bytes;
+      call_bytes += shape.bytes;
+    }
+    ASSIGN_OR_RETURN(v1::PutClustersResponse r, conn.PutClusters(messages));
+    if (r.blocks_stored() != blocks) {
+      return absl::InternalError(
+          absl::StrCat("fetch: the daemon stored ", r.blocks_stored(), " of ", blocks, " blocks"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+ResultRow BandwidthRow(std::string variant, Json params, const Series& ours, const Series& base) {
+  ResultRow row = HigherBetterRow(std::move(variant), std::move(params),
+                                  Percentile(ours.pass_gbps, 0.5), "GB/s", "memcpy_cold",
+                                  Percentile(base.pass_gbps, 0.5));
+  row.p50_us = Percentile(ours.request_us, 0.5);
+  row.p99_us = Percentile(ours.request_us, 0.99);
+  row.extra["p50_p99_of"] = "one request";
+  row.extra["baseline_p50_us"] = Percentile(base.request_us, 0.5);
+  row.extra["baseline_p99_us"] = Percentile(base.request_us, 0.99);
+  row.extra["repeats"] = ours.pass_gbps.size();
+  return row;
+}
+
+// Everything one block size needs.
+struct Context {
+  const BenchOptions& options;
+  client::Connection& conn;
+  const std::string& sequence;
+  Ring& pool;  // the stored blocks' bytes and the memcpy source
+  Ring& ring;  // destination of recalls and of the memcpy baseline
+  Report& report;
+};
+
+absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
+  const FetchBenchConfig& cfg = ctx.options.fetch;
+  const int32_t per = cfg.clusters_per_request;
+  const int64_t request_bytes = per * shape.bytes;
+  const int64_t requests = std::max<int64_t>(kMinRequests, cfg.fetch_bytes / request_bytes);
+  std::cerr << "fetch: " << SizeText(shape.bytes) << " blocks (" << shape.tokens << " tokens), "
+            << shape.stored << " stored, " << requests << " requests of " << per << "\n";
+  Series grpc, copy;
+  int64_t slot = 0;  // next destination slot, advancing through the ring
+  for (int pass = 0; pass < ctx.options.warmup + ctx.options.repeats; ++pass) {
+    const bool timed = pass >= ctx.options.warmup;
+    const std::vector<std::vector<int32_t>> ids =
+        RequestIds(requests, per, shape.stored, ctx.options.seed * 131 + shape.layer * 7 + pass);
+    RETURN_IF_ERROR(TimedPass(
+        requests, request_bytes,
+        [&](int64_t r) -> absl::Status {
+          v1::FetchClustersRequest req;
+          req.set_sequence_id(ctx.sequence);
+          for (int32_t id : ids[r]) {
+            v1::ClusterRef* ref = req.add_clusters();
+            ref->set_layer(shape.layer);
+            ref->set_kv_head(0);
+            ref->set_cluster(id);
+          }
+          int32_t got = 0;
+          RETURN_IF_ERROR(ctx.conn.FetchClusters(req, [&](const v1::ClusterBlock& b) {
+            if (static_cast<int64_t>(b.data().size()) != shape.bytes || got >= per) {
+              return absl::DataLossError("fetch: unexpected block size or count");
+            }
+            std::memcpy(ctx.ring.Slot(slot + got, shape.bytes), b.data().data(),
+                        static_cast<size_t>(shape.bytes));
+            ++got;
+            return absl::OkStatus();
+          }));
+          if (got != per) return absl::DataLossError("fetch: blocks missing from the answer");
+          slot += per;
+          return absl::OkStatus();
+        },
+        timed ? &grpc : nullptr));
+    // The last request's blocks are the newest in the ring (it holds >= per slots).
+    for (int32_t k = 0; k < per; ++k) {
+      if (std::memcmp(ctx.ring.Slot(slot - per + k, shape.bytes),
+                      ctx.pool.Slot(ids.back()[k], shape.bytes),
+                      static_cast<size_t>(shape.bytes)) != 0) {
+        return absl::DataLossError("fetch: a recalled block differs from the stored bytes");
+      }
+    }
+    RETURN_IF_ERROR(TimedPass(
+        requests, request_bytes,
+        [&](int64_t r) {
+          for (int32_t id : ids[r]) {
+            std::memcpy(ctx.ring.Slot(slot++, shape.bytes), ctx.pool.Slot(id, shape.bytes),
+                        static_cast<size_t>(shape.bytes));
+          }
+          return absl::OkStatus();
+        },
+        timed ? &copy : nullptr));
+  }
+  Json params = {{"block_bytes", shape.bytes},
+                 {"block_bytes_target", shape.target},
+                 {"tokens_per_block", shape.tokens},
+                 {"head_dim", kHeadDim},
+                 {"kv_dtype", "fp16"},
+                 {"clusters_per_request", per},
+                 {"requests_per_pass", requests},
+                 {"stored_blocks", shape.stored},
+                 {"cold_bytes", ctx.ring.bytes()}};
+  ResultRow row = BandwidthRow("grpc_fetch", params, grpc, copy);
+  row.extra["transport"] = "gRPC FetchClusters over the daemon's Unix socket, host tier";
+  ctx.report.Add(std::move(row));
+
+  UcxPerftestOptions uo;
+  uo.binary = cfg.ucx_perftest;
+  uo.transports = cfg.ucx_transports;
+  uo.timeout_s = cfg.ucx_timeout_s;
+  const int64_t iters =
+      std::clamp<int64_t>(cfg.fetch_bytes / shape.bytes, 100, kMaxUcxIterations);
+  absl::StatusOr<UcxPerftestResult> ucx = RunUcxPutBandwidth(uo, shape.bytes, iters);
+  if (absl::IsNotFound(ucx.status())) {
+    std::cerr << "fetch: no ucx_perftest row: " << ucx.status().message() << "\n";
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(ucx.status());
+  Json uparams = params;
+  uparams.erase("requests_per_pass");
+  uparams.erase("stored_blocks");
+  uparams.erase("clusters_per_request");
+  uparams["iterations"] = ucx->iterations;
+  ResultRow u = HigherBetterRow("ucx_perftest_put", std::move(uparams), ucx->bandwidth_gbps,
+                                "GB/s", "memcpy_cold", Percentile(copy.pass_gbps, 0.5));
+  u.extra["note"] =
+      "peer tool, not our code: ucx_perftest ucp_put_bw between two processes on loopback, "
+      "one message buffer reused (cache-hot), no request protocol; clusterkv's own UCX fetch "
+      "path comes in a later issue";
+  u.extra["ucx_tls"] = cfg.ucx_transports;
+  u.extra["overhead_p50_us_per_message"] = ucx->overhead_p50_us;
+  u.extra["grpc_fetch_gbps"] = Percentile(grpc.pass_gbps, 0.5);
+  ctx.report.Add(std::move(u));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunFetchBench(const BenchOptions& options) {
+  const FetchBenchConfig& cfg = options.fetch;
+  RETURN_IF_ERROR(ValidateConfig(cfg));
+  const std::vector<BlockShape> shapes = Shapes(cfg);
+  int64_t stored_bytes = 0;
+  for (const BlockShape& s : shapes) stored_bytes += s.stored * s.bytes;
+  // Below the daemon's high watermark (0.9) with room for slab rounding.
+  const int64_t capacity_mib = std::max<int64_t>(cfg.host_capacity_mib, 2 * (stored_bytes >> 20));
+  std::cerr << "fetch: preparing " << SizeText(cfg.cold_bytes) << " of seeded random blocks\n";
+  Ring pool(cfg.cold_bytes);
+  pool.FillRandom(options.seed);
+  Ring ring(cfg.cold_bytes);
+
+  ASSIGN_OR_RETURN(std::unique_ptr<BenchDaemon> daemon,
+                   BenchDaemon::Start(options.daemon, "fetch", capacity_mib));
+  Report report("fetch");
+  {
+    client::ConnectionOptions co;
+    co.target = daemon->target();
+    co.tenant = "bench";
+    co.call_timeout = absl::Seconds(cfg.call_timeout_s);
+    ASSIGN_OR_RETURN(std::unique_ptr<client::Connection> conn, client::Connection::Create(co));
+    const std::string sequence = "fetch-bench";
+    v1::OpenSequenceRequest open;
+    open.set_sequence_id(sequence);
+    v1::KvLayout* layout = open.mutable_layout();
+    layout->set_num_layers(static_cast<int32_t>(shapes.size()));
+    layout->set_num_q_heads(1);
+    layout->set_num_kv_heads(1);
+    layout->set_head_dim(kHeadDim);
+    layout->set_dtype(v1::DTYPE_FP16);
+    RETURN_IF_ERROR(conn->OpenSequence(open).status());
+    const Clock::time_point put_start = Clock::now();
+    for (const BlockShape& s : shapes) RETURN_IF_ERROR(PutBlocks(*conn, sequence, s, pool));
+    std::cerr << "fetch: stored " << SizeText(stored_bytes) << " in "
+              << std::chrono::duration<double>(Clock::now() - put_start).count() << " s\n";
+    ASSIGN_OR_RETURN(v1::StatsResponse before, conn->Stats());
+    if (before.spilled_puts() != 0 || before.evictions() != 0 || before.ssd().blocks() != 0) {
+      return absl::InternalError("fetch: blocks left the host tier; raise --fetch_host_mib");
+    }
+    Context ctx{options, *conn, sequence, pool, ring, report};
+    for (const BlockShape& s : shapes) RETURN_IF_ERROR(MeasureShape(ctx, s));
+    ASSIGN_OR_RETURN(v1::StatsResponse after, conn->Stats());
+    if (after.evictions() != 0 || after.promotions() != 0) {
+      return absl::InternalError("fetch: the daemon evicted or promoted during the run");
+    }
+    v1::CloseSequenceRequest close;
+    close.set_sequence_id(sequence);
+    close.set_drop(true);
+    RETURN_IF_ERROR(conn->CloseSequence(close));
+  }
+  RETURN_IF_ERROR(daemon->Stop());
+  return EmitReport(report, options.json_path);
+}
+
+}  // namespace clusterkv::bench
