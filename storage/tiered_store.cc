@@ -50,14 +50,21 @@ class TieredStore::State {
  public:
   explicit State(const TieredStoreOptions& o) : options(o), slabs(o.host_capacity_bytes) {}
 
+  // Moves a host-resident block to the most-recent end (an O(1) splice, no allocation once it
+  // is listed). Pinned and busy blocks stay listed; eviction skips them.
   void LruTouch(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    LruRemove(st);
-    if (st.host && st.pins == 0 && !st.busy) {
+    if (!st.host) {
+      LruRemove(st);
+      return;
+    }
+    if (st.in_lru) {
+      lru.splice(lru.begin(), lru, st.lru_pos);
+    } else {
       lru.push_front(key);
       st.lru_pos = lru.begin();
       st.in_lru = true;
-      ++generation;
     }
+    ++generation;
   }
   void LruRemove(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (st.in_lru) lru.erase(st.lru_pos);
@@ -94,7 +101,8 @@ class TieredStore::State {
   absl::flat_hash_map<BlockKey, BlockState> blocks ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<SequenceKey, absl::flat_hash_set<ClusterId>> by_sequence ABSL_GUARDED_BY(mu);
   absl::flat_hash_set<SequenceKey> sequences ABSL_GUARDED_BY(mu);
-  std::list<BlockKey> lru ABSL_GUARDED_BY(mu);  // front: most recently recalled
+  // Every host-resident block; front: most recently recalled.
+  std::list<BlockKey> lru ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<std::string, TenantUsage> tenants ABSL_GUARDED_BY(mu);
   StoreStats stats ABSL_GUARDED_BY(mu);
   QuotaHook quota ABSL_GUARDED_BY(mu);
@@ -430,7 +438,6 @@ absl::StatusOr<uint64_t> TieredStore::ReadBlock(const BlockKey& key, absl::Span<
     if (st.host) {
       ++s.stats.host.hits;
       ++st.pins;
-      s.LruRemove(st);
       host = *st.host;
     } else {
       ++s.stats.host.misses;
@@ -503,7 +510,6 @@ absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
         ++st.pins;
         ++s.stats.host.hits;
         st.last_recall = ++s.tick;
-        s.LruRemove(st);
         PinnedBlock pin;
         pin.store_ = this;
         pin.key_ = key;
@@ -556,14 +562,11 @@ absl::Status TieredStore::EvictDownTo(uint64_t target_bytes) {
     uint64_t planned = s.stats.host.bytes;
     for (auto it = s.lru.rbegin(); it != s.lru.rend() && planned > target_bytes; ++it) {
       BlockState& st = s.blocks.at(*it);
+      if (st.pins > 0 || st.busy) continue;  // in use: not evictable now
       victims.push_back(Victim{*it, *st.host, st.dirty});
       planned -= st.size;
     }
-    for (const Victim& v : victims) {
-      BlockState& st = s.blocks.at(v.key);
-      s.LruRemove(st);
-      st.busy = true;
-    }
+    for (const Victim& v : victims) s.blocks.at(v.key).busy = true;
     if (victims.empty() && planned > target_bytes) {
       return absl::ResourceExhaustedError("host tier above target and nothing is evictable");
     }
@@ -587,6 +590,7 @@ absl::Status TieredStore::EvictDownTo(uint64_t target_bytes) {
     }
     s.slabs.Free(v.host);
     st.host.reset();
+    s.LruRemove(st);
     s.AddHost(v.key.sequence.tenant, -static_cast<int64_t>(st.size));
     if (!st.on_ssd) s.AddSsd(v.key.sequence.tenant, static_cast<int64_t>(st.size));
     st.on_ssd = true;
