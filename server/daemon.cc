@@ -99,8 +99,10 @@ absl::Status Daemon::Shutdown() {
     server_->Wait();
   }
   absl::Status closed = store_ != nullptr ? store_->Close() : absl::OkStatus();
+  // Only the daemon holding the lock owns the socket file: a second daemon that failed to start
+  // must not remove the first one's socket.
   std::error_code ec;
-  std::filesystem::remove(options_.socket_path, ec);
+  if (lock_ != nullptr) std::filesystem::remove(options_.socket_path, ec);
   return closed;
 }
 

@@ -127,6 +127,9 @@ TenantResolver MetadataTenantResolver() {
     const auto& metadata = context.client_metadata();
     auto it = metadata.find(rpc::kTenantMetadataKey);
     if (it == metadata.end()) return std::string("default");
+    if (it->second.empty()) {
+      return absl::InvalidArgumentError("the clusterkv-tenant metadata is empty");
+    }
     return std::string(it->second.data(), it->second.size());
   };
 }

@@ -1,0 +1,53 @@
+// clusterkv: the admin CLI of clusterkvd, a thin main over admin.h. `--help` prints the usage
+// and the flags, exit 0.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "core/cli_help.h"
+#include "tools/clusterkv/admin.h"
+
+// Connection.
+ABSL_FLAG(std::string, target, "unix:/run/clusterkv/clusterkvd.sock",
+          "The daemon: unix:<socket path> or host:port.");
+ABSL_FLAG(std::string, tenant, "default", "Tenant whose sequences the commands see.");
+ABSL_FLAG(double, timeout_s, 10.0, "Deadline of each call, seconds.");
+
+namespace {
+
+const std::string& Usage() {
+  static const std::string* usage = new std::string(
+      absl::StrCat("clusterkv: administer a running clusterkvd (sequences, tiers, health).\n\n"
+                   "Usage:\n"
+                   "  clusterkv [--target=unix:/run/clusterkv/clusterkvd.sock] [--tenant=default] "
+                   "<command> [operand]\n\n",
+                   clusterkv::admin::kCommandsUsage));
+  return *usage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(Usage());
+  if (clusterkv::WantsHelp(argc, argv)) {
+    clusterkv::PrintHelp(Usage(), {{"Connection", {"target", "tenant", "timeout_s"}}}, std::cout);
+    return clusterkv::admin::kExitOk;
+  }
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  const double timeout_s = absl::GetFlag(FLAGS_timeout_s);
+  if (!(timeout_s > 0 && timeout_s <= 3600)) {
+    std::cerr << "clusterkv: --timeout_s must be in (0, 3600]\n";
+    return clusterkv::admin::kExitUsage;
+  }
+  clusterkv::admin::AdminOptions options;
+  options.target = absl::GetFlag(FLAGS_target);
+  options.tenant = absl::GetFlag(FLAGS_tenant);
+  options.timeout = absl::Seconds(timeout_s);
+  const std::vector<std::string> args(rest.begin() + 1, rest.end());
+  return clusterkv::admin::RunCommand(options, args, std::cout, std::cerr);
+}
