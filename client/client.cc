@@ -4,6 +4,9 @@
 
 #include "core/status_macros.h"
 #include "gpu/backend.h"
+#if defined(CLUSTERKV_WITH_UCX)
+#include "client/ucx_transport.h"
+#endif
 
 namespace clusterkv::client {
 
@@ -21,6 +24,10 @@ absl::StatusOr<SequenceOptions> Client::MakeSequenceOptions(const ClientOptions&
   if (options.device_memory != "host" && options.device_memory != "cuda" &&
       options.device_memory != "auto") {
     return absl::InvalidArgumentError("device_memory must be host, cuda or auto");
+  }
+  if (options.data_plane != "auto" && options.data_plane != "ucx" &&
+      options.data_plane != "grpc") {
+    return absl::InvalidArgumentError("data_plane must be auto, ucx or grpc");
   }
   SequenceOptions out;
   out.config = options.config;
@@ -42,8 +49,41 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   conn.clock = sequence_options.clock;
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> connection, Connection::Create(std::move(conn)));
   Connection* raw = connection.get();
-  return std::unique_ptr<Client>(
+  std::unique_ptr<Client> client(
       new Client(std::move(connection), raw, std::move(sequence_options)));
+  RETURN_IF_ERROR(client->OpenDataPlane(options));
+  return client;
+}
+
+absl::Status Client::OpenDataPlane(const ClientOptions& options) {
+  if (options.data_plane == "grpc") return absl::OkStatus();
+  const bool required = options.data_plane == "ucx";
+#if defined(CLUSTERKV_WITH_UCX)
+  if (options.device_memory == "cuda") {
+    data_plane_status_ = absl::FailedPreconditionError(
+        "the UCX data plane writes host memory; device_memory \"cuda\" uses gRPC");
+    return required ? data_plane_status_ : absl::OkStatus();
+  }
+  UcxTransportOptions ucx_options;
+  ucx_options.transports = options.ucx_transports;
+  ucx_options.region_bytes = options.ucx_region_bytes;
+  ucx_options.fetch_timeout = options.ucx_fetch_timeout;
+  absl::StatusOr<std::unique_ptr<UcxTransport>> ucx =
+      UcxTransport::Create(connection_, ucx_options);
+  absl::Status status = ucx.status();
+  if (status.ok()) status = (*ucx)->Connect();
+  // UNAVAILABLE: no daemon yet; the plane connects at the first fetch (gRPC meanwhile).
+  if (status.ok() || (absl::IsUnavailable(status) && ucx.ok())) {
+    data_plane_ = *std::move(ucx);
+    sequence_options_.data_plane = data_plane_.get();
+    return absl::OkStatus();
+  }
+  data_plane_status_ = status;
+  return required ? status : absl::OkStatus();
+#else
+  data_plane_status_ = absl::FailedPreconditionError("libclusterkv was built without UCX");
+  return required ? data_plane_status_ : absl::OkStatus();
+#endif
 }
 
 absl::StatusOr<std::unique_ptr<Client>> Client::CreateWithTransport(

@@ -26,6 +26,7 @@
 #include "client/retry.h"
 #include "client/sequence.h"
 #include "client/transport.h"
+#include "client/ucx_data_plane.h"
 #include "core/config.h"
 #include "core/kv_layout.h"
 
@@ -48,12 +49,21 @@ struct ClientOptions {
   bool write_through = false;
   // Null means the system clock.
   std::shared_ptr<Clock> clock;
+  // Fetch data path: "auto" (the UCX data plane when this build and the daemon both have it,
+  // else gRPC streaming), "ucx" (Connect fails without it), "grpc" (streaming only).
+  // With UCX, the device cache lives in one registered host region of ucx_region_bytes
+  // (device_memory "cuda" keeps the gRPC path).
+  std::string data_plane = "auto";
+  std::string ucx_transports;  // UCX_TLS-like; empty: UCX's default (or $UCX_TLS)
+  size_t ucx_region_bytes = size_t{256} << 20;
+  absl::Duration ucx_fetch_timeout = absl::Seconds(10);
 };
 
 class Client {
  public:
   // Connects (lazily: an absent daemon surfaces as UNAVAILABLE at the first call).
-  // InvalidArgument for bad options; FailedPrecondition when backend "cuda" is not usable.
+  // InvalidArgument for bad options; FailedPrecondition when backend "cuda" is not usable, or
+  // when data_plane "ucx" was asked for and this build or the daemon has no UCX data plane.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Client>> Connect(ClientOptions options);
   // Over any transport (an in-memory fake in tests).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Client>> CreateWithTransport(
@@ -72,14 +82,23 @@ class Client {
   // The gRPC connection, or null when built over another transport.
   Connection* connection() { return connection_; }
   const SequenceOptions& sequence_options() const { return sequence_options_; }
+  // The UCX data plane in use, or null (gRPC streaming only).
+  DataPlane* data_plane() { return data_plane_.get(); }
+  // Why "auto" settled on gRPC (OK when it did not).
+  const absl::Status& data_plane_status() const { return data_plane_status_; }
 
  private:
   Client(std::unique_ptr<KvTransport> transport, Connection* connection,
          SequenceOptions sequence_options);
   static absl::StatusOr<SequenceOptions> MakeSequenceOptions(const ClientOptions& options);
+  // Creates the UCX data plane as options.data_plane asks (see ClientOptions).
+  absl::Status OpenDataPlane(const ClientOptions& options);
 
   std::unique_ptr<KvTransport> transport_;
   Connection* connection_;  // = transport_ when it is a Connection
+  // Uses connection_, so it is declared (and destroyed) after it.
+  std::unique_ptr<DataPlane> data_plane_;
+  absl::Status data_plane_status_;
   SequenceOptions sequence_options_;
 };
 

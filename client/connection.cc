@@ -7,6 +7,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "core/status_macros.h"
 #include "proto/rpc_support.h"
 
 namespace clusterkv::client {
@@ -225,6 +226,15 @@ absl::StatusOr<v1::PutClustersResponse> Connection::PutClusters(
   }
   if (!status.ok()) return status;
   return result;
+}
+
+absl::StatusOr<v1::ConnectDataPlaneResponse> Connection::ConnectDataPlane(
+    const v1::ConnectDataPlaneRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::ConnectDataPlaneResponse response;
+  RETURN_IF_ERROR(rpc::FromGrpcStatus(stub_->ConnectDataPlane(&context, request, &response)));
+  return response;
 }
 
 absl::Status Connection::FetchClusters(const v1::FetchClustersRequest& request,

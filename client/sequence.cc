@@ -381,6 +381,7 @@ absl::Status Sequence::Close(bool drop) {
   for (auto& state : layers_) {
     state->cache.reset();
     state->memory.reset();
+    state->direct = nullptr;
   }
   return absl::OkStatus();
 }

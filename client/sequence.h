@@ -56,6 +56,7 @@
 #include "client/device_memory.h"
 #include "client/slot_layout.h"
 #include "client/transport.h"
+#include "client/ucx_data_plane.h"
 #include "core/config.h"
 #include "core/kv_layout.h"
 #include "core/tensor_view.h"
@@ -97,6 +98,11 @@ struct SequenceOptions {
   bool write_through = false;
   // Null means the system clock.
   std::shared_ptr<Clock> clock;
+  // Direct (UCX) recalls: when set (and device_memory is not "cuda"), the device cache is
+  // carved from the plane's registered region and misses are fetched with FetchInto, the
+  // daemon writing the slots itself; when the plane is unavailable a fetch falls back to
+  // KvTransport::FetchClusters. Not owned; must outlive the Sequence. Null: gRPC only.
+  DataPlane* data_plane = nullptr;
 };
 
 class Sequence {
@@ -173,6 +179,9 @@ class Sequence {
   double cache_hit_rate() const { return cache_stats().HitRate(); }
   int64_t bytes_fetched() const { return bytes_fetched_; }
   int64_t bytes_offloaded() const { return bytes_offloaded_; }
+  // Blocks recalled by the data plane (written by the daemon) / by FetchClusters.
+  int64_t blocks_fetched_direct() const { return blocks_fetched_direct_; }
+  int64_t blocks_fetched_grpc() const { return blocks_fetched_grpc_; }
   bool has_pending_offload(int32_t layer) const;
 
  private:
@@ -192,6 +201,11 @@ class Sequence {
                                MatrixView out, StepStats* stats);
   absl::Status FetchMisses(int32_t layer, LayerState& state,
                            const std::vector<gpu::CacheEntry>& misses, StepStats* stats);
+  // FetchMisses over the data plane. Sets `*fell_back` (and returns OK) when the plane is
+  // unavailable and the gRPC path must serve the fetch instead.
+  absl::Status FetchMissesDirect(int32_t layer, LayerState& state,
+                                 const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
+                                 bool* fell_back);
   absl::Status FlushPending(int32_t layer, LayerState& state);
   // Whether the daemon's index of `layer` already holds the pending window's clusters.
   absl::StatusOr<bool> PendingLanded(int32_t layer, const LayerState& state);
@@ -206,6 +220,8 @@ class Sequence {
   int64_t step_ = 0;
   int64_t bytes_fetched_ = 0;
   int64_t bytes_offloaded_ = 0;
+  int64_t blocks_fetched_direct_ = 0;
+  int64_t blocks_fetched_grpc_ = 0;
   bool closed_ = false;
 };
 

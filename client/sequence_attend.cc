@@ -97,10 +97,23 @@ absl::Status Sequence::EnsureCache(LayerState& state) {
       layout_.num_kv_heads * (2 * int64_t{options_.config.token_budget} + largest);
   if (state.memory == nullptr || state.capacity_tokens < capacity) {
     state.memory.reset();
-    ASSIGN_OR_RETURN(std::unique_ptr<DeviceMemory> memory,
-                     MakeDeviceMemory(options_.device_memory));
-    RETURN_IF_ERROR(memory->Allocate(slots_.RegionBytes(capacity)));
-    state.memory = std::move(memory);
+    state.direct = nullptr;
+    const size_t bytes = slots_.RegionBytes(capacity);
+    if (options_.data_plane != nullptr && options_.device_memory != "cuda") {
+      // Inside the registered region, so the daemon can write the slots; a full region
+      // leaves this layer on ordinary memory and the gRPC path.
+      std::unique_ptr<DirectMemory> direct = options_.data_plane->NewMemory();
+      if (direct->Allocate(bytes).ok()) {
+        state.direct = direct.get();
+        state.memory = std::move(direct);
+      }
+    }
+    if (state.memory == nullptr) {
+      ASSIGN_OR_RETURN(std::unique_ptr<DeviceMemory> memory,
+                       MakeDeviceMemory(options_.device_memory));
+      RETURN_IF_ERROR(memory->Allocate(bytes));
+      state.memory = std::move(memory);
+    }
     state.capacity_tokens = capacity;
   }
   state.cache = std::make_unique<gpu::ClusterCache>(state.capacity_tokens,
@@ -108,9 +121,54 @@ absl::Status Sequence::EnsureCache(LayerState& state) {
   return absl::OkStatus();
 }
 
+absl::Status Sequence::FetchMissesDirect(int32_t layer, LayerState& state,
+                                         const std::vector<gpu::CacheEntry>& misses,
+                                         StepStats* stats, bool* fell_back) {
+  std::vector<DirectFetch> blocks;
+  blocks.reserve(misses.size());
+  for (const gpu::CacheEntry& miss : misses) {
+    blocks.push_back(DirectFetch{miss.id, state.direct->region_offset() + slots_.SlotOffset(miss.slot),
+                                 static_cast<int32_t>(miss.slot.size())});
+  }
+  absl::StatusOr<std::vector<DirectFetchResult>> results =
+      options_.data_plane->FetchInto(id_, blocks);
+  if (!results.ok() && IsDataPlaneUnavailable(results.status())) {
+    *fell_back = true;
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(results.status());
+  for (size_t i = 0; i < misses.size(); ++i) {
+    const DirectFetchResult& r = (*results)[i];
+    const TokenRange& slot = misses[i].slot;
+    if (absl::IsFailedPrecondition(r.status) || (r.status.ok() && r.num_tokens != slot.size())) {
+      return absl::DataLossError(absl::StrCat("block ", ToString(misses[i].id), " holds ",
+                                              r.num_tokens, " tokens; the index says ",
+                                              slot.size(), " tokens"));
+    }
+    RETURN_IF_ERROR(r.status);
+    if (r.bytes != slots_.SlotBytes(slot)) {
+      return absl::DataLossError(absl::StrCat("daemon wrote ", r.bytes, " bytes of block ",
+                                              ToString(misses[i].id), ", the slot holds ",
+                                              slots_.SlotBytes(slot)));
+    }
+    stats->bytes_fetched +=
+        static_cast<int64_t>(SlotLayout::PayloadOffset(r.num_tokens) + r.bytes);
+    ++stats->blocks_fetched;
+  }
+  (void)layer;
+  blocks_fetched_direct_ += stats->blocks_fetched;
+  bytes_fetched_ += stats->bytes_fetched;
+  return absl::OkStatus();
+}
+
 absl::Status Sequence::FetchMisses(int32_t layer, LayerState& state,
                                    const std::vector<gpu::CacheEntry>& misses, StepStats* stats) {
   if (misses.empty()) return absl::OkStatus();
+  if (state.direct != nullptr) {
+    bool fell_back = false;
+    RETURN_IF_ERROR(FetchMissesDirect(layer, state, misses, stats, &fell_back));
+    if (!fell_back) return absl::OkStatus();
+  }
   struct Target {
     TokenRange slot;
     bool delivered = false;
@@ -157,6 +215,7 @@ absl::Status Sequence::FetchMisses(int32_t layer, LayerState& state,
   }
   RETURN_IF_ERROR(memory.Synchronize());
   bytes_fetched_ += stats->bytes_fetched;
+  blocks_fetched_grpc_ += stats->blocks_fetched;
   return absl::OkStatus();
 }
 

@@ -29,6 +29,9 @@ PACKAGES=(
   r-cran-janeaustenr bible-kjv python3-numpy
   # Python client test: proves the protocol is usable from the ecosystem's tooling
   python3-grpcio python3-grpc-tools python3-protobuf
+  # observability tests: the /dashboard page in headless Chromium; a real Prometheus scraping
+  # the daemon (and validating deploy/prometheus/*.yml)
+  chromium prometheus
 )
 
 missing=()

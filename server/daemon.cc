@@ -14,6 +14,9 @@
 #include "grpcpp/server_builder.h"
 #include "server/kv_service.h"
 #include "server/lock_file.h"
+#if defined(CLUSTERKV_WITH_UCX)
+#include "server/ucx_endpoint.h"
+#endif
 
 namespace clusterkv::server {
 namespace {
@@ -64,9 +67,46 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   // We hold the lock: a socket file left behind is stale (a crashed daemon's).
   std::filesystem::remove(socket, ec);
 
-  ASSIGN_OR_RETURN(d->store_, storage::TieredStore::Open(options.store));
+  // ---- observability (issue 7): /healthz answers from here on; /readyz once serving ----
+  ASSIGN_OR_RETURN(d->observability_, http::Observability::Start(options.observability));
+  d->options_.handler.instrumentation = d->observability_->instrumentation();
+  // ---- end observability ----
+
+  storage::TieredStoreOptions store_options = options.store;
+#if defined(CLUSTERKV_WITH_UCX)
+  if (options.ucx) {
+    UcxDataPlaneOptions ucx_options;
+    ucx_options.transports = options.ucx_transports;
+    ucx_options.peer_errors = options.ucx_peer_errors;
+    ASSIGN_OR_RETURN(std::unique_ptr<UcxDataPlane> plane, UcxDataPlane::Create(ucx_options));
+    d->data_plane_ = plane.get();
+    d->data_plane_owner_ = std::move(plane);
+    store_options.registrar = d->data_plane_;  // the arena is mapped with UCX once, here
+  }
+#endif
+  ASSIGN_OR_RETURN(d->store_, storage::TieredStore::Open(store_options));
   d->handler_ = std::make_unique<RequestHandler>(d->store_.get(), d->options_.handler);
-  d->service_ = std::make_unique<KvCacheService>(d->handler_.get(), MetadataTenantResolver());
+  DataPlaneConnector connector;
+#if defined(CLUSTERKV_WITH_UCX)
+  if (d->data_plane_ != nullptr) {
+    RETURN_IF_ERROR(d->data_plane_->Start(d->handler_.get()));
+    connector = [plane = d->data_plane_](const CallContext& call,
+                                                const v1::ConnectDataPlaneRequest& request) {
+      CallContext session_call = call;  // observability (issue 7): fetches move over UCX
+      session_call.transport = metrics::Transport::kUcx;
+      session_call.trace = {};
+      return plane->Connect(session_call, request);
+    };
+  } else {
+    connector = [](const CallContext&, const v1::ConnectDataPlaneRequest&)
+        -> absl::StatusOr<v1::ConnectDataPlaneResponse> {
+      return absl::FailedPreconditionError("the UCX data plane is disabled (--ucx=false)");
+    };
+  }
+#endif
+  d->service_ = std::make_unique<KvCacheService>(d->handler_.get(), MetadataTenantResolver(),
+                                                 std::move(connector),
+                                                 d->observability_->instrumentation());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -87,22 +127,28 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (!options.tcp_address.empty() && d->tcp_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot bind TCP ", options.tcp_address));
   }
+  d->observability_->MarkServing(d->store_.get(), options.store.path);  // issue 7: ready
   return d;
 }
 
 absl::Status Daemon::Shutdown() {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
+  if (observability_ != nullptr) observability_->MarkStopping();  // issue 7: /readyz 503
   if (server_ != nullptr) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       absl::ToChronoMilliseconds(options_.shutdown_grace));
     server_->Wait();
   }
+#if defined(CLUSTERKV_WITH_UCX)
+  // Sessions and the progress thread go before the handler and store they use; the arena
+  // registration itself is released with the store.
+  if (data_plane_ != nullptr) data_plane_->Stop();
+#endif
+  if (observability_ != nullptr) observability_->Shutdown();  // issue 7: HTTP off, spans out
   absl::Status closed = store_ != nullptr ? store_->Close() : absl::OkStatus();
-  // Only the daemon holding the lock owns the socket file: a second daemon that failed to start
-  // must not remove the first one's socket.
   std::error_code ec;
-  if (lock_ != nullptr) std::filesystem::remove(options_.socket_path, ec);
+  if (lock_ != nullptr) std::filesystem::remove(options_.socket_path, ec);  // ours only
   return closed;
 }
 

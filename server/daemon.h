@@ -18,6 +18,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/http/observability.h"  // observability (issue 7)
+#include "server/data_plane_options.h"
 #include "server/request_handler.h"
 #include "storage/tiered_store.h"
 
@@ -29,6 +31,7 @@ namespace clusterkv::server {
 
 class KvCacheService;
 class LockFile;
+class UcxDataPlane;
 
 struct DaemonOptions {
   std::string socket_path = "/run/clusterkv/clusterkvd.sock";
@@ -41,6 +44,16 @@ struct DaemonOptions {
   HandlerOptions handler;
   uint64_t max_message_bytes = uint64_t{64} << 20;
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // UCX data plane (server/ucx_endpoint.h): on by default in builds with UCX; ignored (and
+  // ConnectDataPlane answers UNIMPLEMENTED) in builds without. Off: FAILED_PRECONDITION.
+  bool ucx = true;
+  // UCX_TLS-like transport list for the data plane; empty: UCX's default.
+  std::string ucx_transports;
+  // See server/data_plane_options.h.
+  UcxPeerErrors ucx_peer_errors = UcxPeerErrors::kRemoteOnly;
+  // Observability (issue 7): metrics/health/dashboard HTTP address ("" = off), trace
+  // exporters and sampling.
+  http::ObservabilityOptions observability;
 };
 
 class Daemon {
@@ -57,13 +70,24 @@ class Daemon {
   // "unix:<path>"; and the bound TCP port (0 without TCP).
   std::string unix_target() const { return "unix:" + options_.socket_path; }
   int tcp_port() const { return tcp_port_; }
+  // The metrics/dashboard HTTP port (0 when off). Observability, issue 7.
+  int metrics_port() const { return observability_ != nullptr ? observability_->metrics_port() : 0; }
+  http::Observability& observability() { return *observability_; }
   storage::TieredStore& store() { return *store_; }
+  // The UCX data plane, or null when the daemon serves none.
+  UcxDataPlane* data_plane() { return data_plane_; }
 
  private:
   explicit Daemon(const DaemonOptions& options);
 
   DaemonOptions options_;
   std::unique_ptr<LockFile> lock_;
+  // Observability (issue 7): outlives the handler, service and store that report to it.
+  std::unique_ptr<http::Observability> observability_;
+  // The UCX data plane registers the arena, so it is created before and destroyed after the
+  // store. Owned through its ArenaRegistrar base (builds without UCX never define it).
+  std::unique_ptr<storage::ArenaRegistrar> data_plane_owner_;
+  UcxDataPlane* data_plane_ = nullptr;
   std::unique_ptr<storage::TieredStore> store_;
   std::unique_ptr<RequestHandler> handler_;
   std::unique_ptr<KvCacheService> service_;

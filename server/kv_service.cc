@@ -2,8 +2,11 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "proto/rpc_support.h"
+#include "server/metrics/daemon_metrics.h"  // observability (issue 7)
+#include "server/metrics/rpc_scope.h"       // observability (issue 7)
 
 namespace clusterkv::server {
 namespace {
@@ -12,15 +15,46 @@ absl::StatusOr<CallContext> Resolve(const TenantResolver& resolver,
                                     const grpc::CallbackServerContext& context) {
   absl::StatusOr<std::string> tenant = resolver(context);
   if (!tenant.ok()) return tenant.status();
-  return CallContext{*std::move(tenant)};
+  CallContext call;
+  call.tenant = *std::move(tenant);
+  call.local_peer = absl::StartsWith(context.peer(), "unix:");
+  return call;
 }
+
+// ---- observability (issue 7) ----
+// The W3C traceparent the client sent in the call's metadata ("" when none).
+std::string_view Traceparent(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(tracing::kTraceparentKey);
+  if (it == metadata.end()) return {};
+  return std::string_view(it->second.data(), it->second.size());
+}
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+// The RPC of each unary response type, so Unary<Response> instruments every call by itself.
+template <typename Response>
+constexpr metrics::Rpc RpcOf();
+template <> constexpr metrics::Rpc RpcOf<v1::OpenSequenceResponse>() { return metrics::Rpc::kOpenSequence; }
+template <> constexpr metrics::Rpc RpcOf<v1::CloseSequenceResponse>() { return metrics::Rpc::kCloseSequence; }
+template <> constexpr metrics::Rpc RpcOf<v1::ListSequencesResponse>() { return metrics::Rpc::kListSequences; }
+template <> constexpr metrics::Rpc RpcOf<v1::AppendClustersResponse>() { return metrics::Rpc::kAppendClusters; }
+template <> constexpr metrics::Rpc RpcOf<v1::GetIndexResponse>() { return metrics::Rpc::kGetIndex; }
+template <> constexpr metrics::Rpc RpcOf<v1::SelectResponse>() { return metrics::Rpc::kSelect; }
+template <> constexpr metrics::Rpc RpcOf<v1::StatsResponse>() { return metrics::Rpc::kStats; }
+template <> constexpr metrics::Rpc RpcOf<v1::ConnectDataPlaneResponse>() { return metrics::Rpc::kConnectDataPlane; }
+template <> constexpr metrics::Rpc RpcOf<v1::ReportClientStatsResponse>() { return metrics::Rpc::kReportClientStats; }
+// ---- end observability ----
 
 // Reads a client stream one message at a time, handing each to the handler.
 class PutClustersReactor final : public grpc::ServerReadReactor<v1::PutClustersRequest> {
  public:
   PutClustersReactor(RequestHandler* handler, absl::StatusOr<CallContext> call,
-                     v1::PutClustersResponse* response)
-      : handler_(handler), call_(std::move(call)), response_(response) {
+                     v1::PutClustersResponse* response, RpcScope scope)
+      : handler_(handler), call_(std::move(call)), response_(response), scope_(std::move(scope)) {
+    if (call_.ok()) call_->trace = scope_.context();  // observability (issue 7)
     if (!call_.ok()) {
       Finish(rpc::ToGrpcStatus(call_.status()));
       return;
@@ -46,11 +80,19 @@ class PutClustersReactor final : public grpc::ServerReadReactor<v1::PutClustersR
   void OnDone() override { delete this; }
 
  private:
+  // Observability (issue 7): records the call's status, then finishes it. Hides the base's
+  // Finish so every path above is instrumented.
+  void Finish(grpc::Status status) {
+    scope_.End(FromGrpc(status));
+    grpc::ServerReadReactor<v1::PutClustersRequest>::Finish(std::move(status));
+  }
+
   RequestHandler* handler_;
   absl::StatusOr<CallContext> call_;
   v1::PutClustersResponse* response_;
   v1::PutClustersRequest request_;
   absl::Status status_;
+  RpcScope scope_;  // observability (issue 7)
 };
 
 // Writes blocks one message at a time; each message is produced when the previous write is
@@ -58,8 +100,9 @@ class PutClustersReactor final : public grpc::ServerReadReactor<v1::PutClustersR
 class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClustersResponse> {
  public:
   FetchClustersReactor(RequestHandler* handler, absl::StatusOr<CallContext> call,
-                       const v1::FetchClustersRequest* request)
-      : handler_(handler), request_(request) {
+                       const v1::FetchClustersRequest* request, RpcScope scope)
+      : handler_(handler), request_(request), scope_(std::move(scope)) {
+    if (call.ok()) call->trace = scope_.context();  // observability (issue 7)
     if (!call.ok()) {
       Finish(rpc::ToGrpcStatus(call.status()));
       return;
@@ -113,11 +156,18 @@ class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClus
     StartWrite(&message_);
   }
 
+  // Observability (issue 7): records the call's status, then finishes it (hides the base's).
+  void Finish(grpc::Status status) {
+    scope_.End(FromGrpc(status));
+    grpc::ServerWriteReactor<v1::FetchClustersResponse>::Finish(std::move(status));
+  }
+
   RequestHandler* handler_;
   const v1::FetchClustersRequest* request_;
   std::optional<RequestHandler::FetchPlan> plan_;
   int next_ = 0;
   v1::FetchClustersResponse message_;
+  RpcScope scope_;  // observability (issue 7)
 };
 
 }  // namespace
@@ -134,21 +184,29 @@ TenantResolver MetadataTenantResolver() {
   };
 }
 
-KvCacheService::KvCacheService(RequestHandler* handler, TenantResolver resolver)
-    : handler_(handler), resolver_(std::move(resolver)) {}
+KvCacheService::KvCacheService(RequestHandler* handler, TenantResolver resolver,
+                               DataPlaneConnector data_plane, Instrumentation instrumentation)
+    : handler_(handler),
+      resolver_(std::move(resolver)),
+      data_plane_(std::move(data_plane)),
+      instrumentation_(instrumentation) {}
 
 template <typename Response>
 grpc::ServerUnaryReactor* KvCacheService::Unary(
     grpc::CallbackServerContext* context, Response* response,
     const std::function<absl::StatusOr<Response>(const CallContext&)>& body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  RpcScope scope(instrumentation_, RpcOf<Response>(), Traceparent(*context));  // issue 7
   absl::StatusOr<CallContext> call = Resolve(resolver_, *context);
   if (!call.ok()) {
+    scope.End(call.status());
     reactor->Finish(rpc::ToGrpcStatus(call.status()));
     return reactor;
   }
+  call->trace = scope.context();
   absl::StatusOr<Response> result = body(*call);
   if (result.ok()) *response = *std::move(result);
+  scope.End(result.status());
   reactor->Finish(rpc::ToGrpcStatus(result.status()));
   return reactor;
 }
@@ -176,7 +234,9 @@ grpc::ServerUnaryReactor* KvCacheService::ListSequences(grpc::CallbackServerCont
 
 grpc::ServerReadReactor<v1::PutClustersRequest>* KvCacheService::PutClusters(
     grpc::CallbackServerContext* context, v1::PutClustersResponse* response) {
-  return new PutClustersReactor(handler_, Resolve(resolver_, *context), response);
+  return new PutClustersReactor(
+      handler_, Resolve(resolver_, *context), response,
+      RpcScope(instrumentation_, metrics::Rpc::kPutClusters, Traceparent(*context)));
 }
 
 grpc::ServerUnaryReactor* KvCacheService::AppendClusters(grpc::CallbackServerContext* context,
@@ -195,7 +255,9 @@ grpc::ServerUnaryReactor* KvCacheService::GetIndex(grpc::CallbackServerContext* 
 
 grpc::ServerWriteReactor<v1::FetchClustersResponse>* KvCacheService::FetchClusters(
     grpc::CallbackServerContext* context, const v1::FetchClustersRequest* request) {
-  return new FetchClustersReactor(handler_, Resolve(resolver_, *context), request);
+  return new FetchClustersReactor(
+      handler_, Resolve(resolver_, *context), request,
+      RpcScope(instrumentation_, metrics::Rpc::kFetchClusters, Traceparent(*context)));
 }
 
 grpc::ServerUnaryReactor* KvCacheService::Select(grpc::CallbackServerContext* context,
@@ -211,5 +273,42 @@ grpc::ServerUnaryReactor* KvCacheService::Stats(grpc::CallbackServerContext* con
   return Unary<v1::StatsResponse>(context, response,
                                   [&](const CallContext& call) { return handler_->Stats(call); });
 }
+
+grpc::ServerUnaryReactor* KvCacheService::ConnectDataPlane(
+    grpc::CallbackServerContext* context, const v1::ConnectDataPlaneRequest* request,
+    v1::ConnectDataPlaneResponse* response) {
+  return Unary<v1::ConnectDataPlaneResponse>(
+      context, response,
+      [&](const CallContext& call) -> absl::StatusOr<v1::ConnectDataPlaneResponse> {
+        if (!data_plane_) {
+          return absl::UnimplementedError("this daemon serves no UCX data plane");
+        }
+        return data_plane_(call, *request);
+      });
+}
+
+// ---- observability (issue 7) ----
+grpc::ServerUnaryReactor* KvCacheService::ReportClientStats(
+    grpc::CallbackServerContext* context, const v1::ReportClientStatsRequest* request,
+    v1::ReportClientStatsResponse* response) {
+  return Unary<v1::ReportClientStatsResponse>(
+      context, response,
+      [&](const CallContext& call) -> absl::StatusOr<v1::ReportClientStatsResponse> {
+        // Counts are deltas since the client's previous report; 2^48 tokens in one report
+        // is not a real client, so it is refused rather than allowed to swamp the counters.
+        constexpr uint64_t kMaxTokens = uint64_t{1} << 48;
+        if (request->device_cache_hit_tokens() > kMaxTokens ||
+            request->device_cache_miss_tokens() > kMaxTokens) {
+          return absl::InvalidArgumentError("device-cache token counts above 2^48 per report");
+        }
+        if (instrumentation_.metrics != nullptr) {
+          instrumentation_.metrics->ReportClientStats(call.tenant,
+                                                      request->device_cache_hit_tokens(),
+                                                      request->device_cache_miss_tokens());
+        }
+        return v1::ReportClientStatsResponse();
+      });
+}
+// ---- end observability ----
 
 }  // namespace clusterkv::server

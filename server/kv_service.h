@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "clusterkv/v1/kvcache.grpc.pb.h"
+#include "server/metrics/instrumentation.h"  // observability (issue 7)
 #include "server/request_handler.h"
 
 namespace clusterkv::server {
@@ -23,10 +24,18 @@ using TenantResolver =
 // It authenticates nothing (any caller can name any tenant); see README "Security".
 TenantResolver MetadataTenantResolver();
 
+// Serves ConnectDataPlane (the UCX data plane's session setup, server/ucx_endpoint.h). Null:
+// the daemon has no data plane, and the call answers UNIMPLEMENTED.
+using DataPlaneConnector = std::function<absl::StatusOr<v1::ConnectDataPlaneResponse>(
+    const CallContext& call, const v1::ConnectDataPlaneRequest& request)>;
+
 class KvCacheService final : public v1::KvCache::CallbackService {
  public:
-  // `handler` must outlive the service.
-  KvCacheService(RequestHandler* handler, TenantResolver resolver);
+  // `handler` must outlive the service; so must the objects `instrumentation` points to
+  // (observability, issue 7: per-RPC latency and codes, spans continuing the caller's
+  // traceparent; null members are off).
+  KvCacheService(RequestHandler* handler, TenantResolver resolver,
+                 DataPlaneConnector data_plane = nullptr, Instrumentation instrumentation = {});
 
   grpc::ServerUnaryReactor* OpenSequence(grpc::CallbackServerContext* context,
                                          const v1::OpenSequenceRequest* request,
@@ -53,6 +62,13 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context,
                                   const v1::StatsRequest* request,
                                   v1::StatsResponse* response) override;
+  grpc::ServerUnaryReactor* ConnectDataPlane(grpc::CallbackServerContext* context,
+                                             const v1::ConnectDataPlaneRequest* request,
+                                             v1::ConnectDataPlaneResponse* response) override;
+  // Observability (issue 7): a client's device-cache hit/miss token counts, into the metrics.
+  grpc::ServerUnaryReactor* ReportClientStats(grpc::CallbackServerContext* context,
+                                              const v1::ReportClientStatsRequest* request,
+                                              v1::ReportClientStatsResponse* response) override;
 
  private:
   // Runs `body` with the caller's context and finishes the unary call with its status.
@@ -63,6 +79,8 @@ class KvCacheService final : public v1::KvCache::CallbackService {
 
   RequestHandler* handler_;
   TenantResolver resolver_;
+  DataPlaneConnector data_plane_;
+  Instrumentation instrumentation_;  // observability (issue 7)
 };
 
 }  // namespace clusterkv::server

@@ -32,7 +32,29 @@ ABSL_FLAG(bool, write_through, false, "Make every put durable before acknowledgi
 ABSL_FLAG(bool, huge_pages, true, "Back the host arena with huge pages where possible.");
 ABSL_FLAG(std::string, backend, "auto", "Compute backend for server-side Select: cpu, cuda, auto.");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for server-side compute (0 = all cores).");
+#if defined(CLUSTERKV_WITH_UCX)
+ABSL_FLAG(bool, ucx, true, "Serve the UCX data plane (fetches written straight into clients' "
+          "cache memory); clients fall back to gRPC streaming without it.");
+#else
+ABSL_FLAG(bool, ucx, false, "Serve the UCX data plane (this build has no UCX: ignored).");
+#endif
+ABSL_FLAG(std::string, ucx_transports, "",
+          "UCX transports of the data plane, UCX_TLS-like (e.g. tcp,self); empty: UCX's default.");
+ABSL_FLAG(std::string, ucx_peer_errors, "auto",
+          "UCX peer error handling (detects vanished clients; UCX 1.13 then writes over tcp only): "
+          "true, false, or auto = only for clients connected over TCP, so same-host clients get "
+          "shared memory at memcpy speed.");
 ABSL_FLAG(double, shutdown_grace_s, 10.0, "On SIGTERM, seconds to let calls in flight finish.");
+// ---- observability (issue 7) ----
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
+          "HTTP host:port of /metrics (Prometheus), /healthz, /readyz and /dashboard; \"\" "
+          "disables it; port 0 picks a free one. A port already taken is reported and skipped.");
+ABSL_FLAG(std::string, otlp_endpoint, "",
+          "Export trace spans as OTLP/HTTP JSON to this URL, e.g. http://127.0.0.1:4318/v1/traces.");
+ABSL_FLAG(std::string, trace_file, "", "Append trace spans as JSON lines (OTLP span objects) here.");
+ABSL_FLAG(double, trace_sample_ratio, 0.01,
+          "Fraction of new traces sampled (requests whose traceparent says sampled always are).");
+// ---- end observability ----
 
 namespace {
 
@@ -50,9 +72,11 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
   static const auto* groups = new std::vector<clusterkv::FlagGroup>{
       {"Serving", {"socket", "tcp_address", "tls_cert", "tls_key", "allow_insecure_tcp",
                    "max_message_mib", "shutdown_grace_s"}},
+      {"Data plane", {"ucx", "ucx_transports", "ucx_peer_errors"}},
       {"Storage", {"data_dir", "host_capacity_mib", "high_watermark", "low_watermark",
                    "write_through", "huge_pages"}},
       {"Compute", {"backend", "threads"}},
+      {"Observability", {"metrics_address", "otlp_endpoint", "trace_file", "trace_sample_ratio"}},
       {"Config file", {"flagfile"}},
   };
   return *groups;
@@ -89,6 +113,27 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError("--shutdown_grace_s must be in [0, 3600]");
   }
   o.shutdown_grace = absl::Seconds(grace);
+  o.ucx = absl::GetFlag(FLAGS_ucx);
+  o.ucx_transports = absl::GetFlag(FLAGS_ucx_transports);
+  const std::string peer_errors = absl::GetFlag(FLAGS_ucx_peer_errors);
+  if (peer_errors == "auto") {
+    o.ucx_peer_errors = clusterkv::server::UcxPeerErrors::kRemoteOnly;
+  } else if (peer_errors == "true") {
+    o.ucx_peer_errors = clusterkv::server::UcxPeerErrors::kAlways;
+  } else if (peer_errors == "false") {
+    o.ucx_peer_errors = clusterkv::server::UcxPeerErrors::kNever;
+  } else {
+    return absl::InvalidArgumentError("--ucx_peer_errors must be auto, true or false");
+  }
+  // ---- observability (issue 7) ----
+  o.observability.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  o.observability.otlp_endpoint = absl::GetFlag(FLAGS_otlp_endpoint);
+  o.observability.trace_file = absl::GetFlag(FLAGS_trace_file);
+  o.observability.trace_sample_ratio = absl::GetFlag(FLAGS_trace_sample_ratio);
+  if (!(o.observability.trace_sample_ratio >= 0 && o.observability.trace_sample_ratio <= 1)) {
+    return absl::InvalidArgumentError("--trace_sample_ratio must be in [0, 1]");
+  }
+  // ---- end observability ----
   return o;
 }
 
@@ -123,11 +168,24 @@ int main(int argc, char** argv) {
     std::cerr << "clusterkvd: " << daemon.status() << "\n";
     return 1;
   }
+  // ---- observability (issue 7): printed before the "serving on" line (the readiness signal
+  // launchers wait for), so the metrics port is known once that line is seen ----
+  if ((*daemon)->metrics_port() != 0) {
+    std::cout << "clusterkvd: metrics on http://" << options->observability.metrics_address.substr(
+                     0, options->observability.metrics_address.rfind(':'))
+              << ":" << (*daemon)->metrics_port() << "/metrics (dashboard: /dashboard)"
+              << std::endl;
+  } else if (!(*daemon)->observability().http_status().ok()) {
+    std::cerr << "clusterkvd: warning: no metrics endpoint: "
+              << (*daemon)->observability().http_status() << std::endl;
+  }
+  // ---- end observability ----
   std::cout << "clusterkvd: serving on " << (*daemon)->unix_target();
   if ((*daemon)->tcp_port() != 0) std::cout << " and tcp port " << (*daemon)->tcp_port();
   std::cout << " (data " << options->store.path << ", host tier "
             << (options->store.host_capacity_bytes >> 20) << " MiB, "
-            << (*daemon)->store().arena().page_kind() << " pages)" << std::endl;
+            << (*daemon)->store().arena().page_kind() << " pages"
+            << ((*daemon)->data_plane() != nullptr ? ", UCX data plane" : "") << ")" << std::endl;
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

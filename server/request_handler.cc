@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -9,7 +10,9 @@
 #include "core/status_macros.h"
 #include "gpu/selection.h"
 #include "proto/rpc_support.h"
+#include "server/metrics/daemon_metrics.h"  // observability (issue 7)
 #include "server/request_validation.h"
+#include "server/tracing/tracer.h"  // observability (issue 7)
 #include "storage/cluster_block.h"
 
 namespace clusterkv::server {
@@ -148,8 +151,19 @@ absl::Status RequestHandler::StoreBlock(const SequenceKey& key, const KvLayout& 
   RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
   const storage::BlockKey block_key{key, rpc::FromProto(block.id())};
   const auto* data = reinterpret_cast<const uint8_t*>(block.data().data());
+  // ---- observability (issue 7): write-through latency, bytes received ----
+  metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
+  const absl::Time start = metrics != nullptr ? metrics->Now() : absl::Time();
+  // A request may ask for durability; it never turns off the daemon's --write_through.
+  const std::optional<bool> durable =
+      write_through ? std::optional<bool>(true) : std::optional<bool>();
   absl::Status stored =
-      store_->PutBlock(block_key, absl::MakeConstSpan(data, block.data().size()), write_through);
+      store_->PutBlock(block_key, absl::MakeConstSpan(data, block.data().size()), durable);
+  if (metrics != nullptr && stored.ok()) {
+    if (write_through) metrics->ObserveWriteThroughPut(metrics->Now() - start);
+    metrics->AddReceivedBytes(metrics::Transport::kGrpc, block.data().size());
+  }
+  // ---- end observability ----
   // Blocks are immutable: a retried stream re-sends blocks already stored, which is success.
   if (absl::IsAlreadyExists(stored)) return absl::OkStatus();
   return stored;
@@ -299,7 +313,7 @@ absl::StatusOr<RequestHandler::FetchPlan> RequestHandler::PrepareFetch(
   for (const v1::ClusterRef& ref : request.clusters()) {
     RETURN_IF_ERROR(ValidateClusterRef(layout, ref));
   }
-  return FetchPlan{std::move(key), layout};
+  return FetchPlan{std::move(key), layout, call.trace, call.transport};
 }
 
 absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref,
@@ -307,14 +321,33 @@ absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRe
   const uint64_t token_bytes =
       storage::ClusterBlockBytes(1, plan.layout.head_dim, plan.layout.dtype);
   const storage::BlockKey block_key{plan.key, rpc::FromProto(ref)};
+  // ---- observability (issue 7): data path latency, bytes per transport, spans ----
+  metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
+  tracing::Tracer* const tracer =
+      plan.trace.sampled() ? options_.instrumentation.tracer : nullptr;
+  const absl::Time start = metrics != nullptr ? metrics->Now() : absl::Time();
+  tracing::Span lookup;
+  if (tracer != nullptr) {
+    lookup = tracer->StartSpan("tier.lookup", plan.trace);
+    lookup.SetAttribute("clusterkv.cluster", ToString(block_key.cluster));
+  }
+  // ---- end observability ----
   absl::StatusOr<storage::PinnedBlock> pinned = store_->Pin(block_key);
+  lookup.SetAttribute("clusterkv.pinned", pinned.ok());
+  if (!pinned.ok() && !absl::IsResourceExhausted(pinned.status())) lookup.SetStatus(pinned.status());
+  lookup.End();
   std::vector<uint8_t> copy;
   absl::Span<const uint8_t> bytes;
   if (pinned.ok()) {
     bytes = absl::MakeConstSpan(pinned->data(), pinned->size());
   } else if (absl::IsResourceExhausted(pinned.status())) {
     // No host room to promote into: serve a copy straight from the SSD.
-    ASSIGN_OR_RETURN(copy, store_->GetBlock(block_key));
+    tracing::Span ssd_read;  // observability (issue 7)
+    if (tracer != nullptr) ssd_read = tracer->StartSpan("ssd.read", plan.trace);
+    absl::StatusOr<std::vector<uint8_t>> read = store_->GetBlock(block_key);
+    ssd_read.SetStatus(read.status());
+    ssd_read.End();
+    ASSIGN_OR_RETURN(copy, std::move(read));
     bytes = copy;
   } else if (absl::IsNotFound(pinned.status())) {
     return absl::NotFoundError(absl::StrCat("sequence '", plan.key.sequence,
@@ -326,7 +359,21 @@ absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRe
     return absl::DataLossError(absl::StrCat("stored block ", ToString(block_key.cluster), " has ",
                                             bytes.size(), " bytes, not a whole number of tokens"));
   }
-  return sink(ref, static_cast<int32_t>(bytes.size() / token_bytes), bytes);
+  // ---- observability (issue 7) ----
+  tracing::Span transfer;
+  if (tracer != nullptr) {
+    transfer = tracer->StartSpan("transfer", plan.trace);
+    transfer.SetAttribute("clusterkv.transport", std::string(metrics::TransportName(plan.transport)));
+    transfer.SetAttribute("clusterkv.bytes", static_cast<int64_t>(bytes.size()));
+  }
+  absl::Status sent = sink(ref, static_cast<int32_t>(bytes.size() / token_bytes), bytes);
+  transfer.SetStatus(sent);
+  transfer.End();
+  if (metrics != nullptr && sent.ok()) {
+    metrics->ObserveFetchBlock(plan.transport, bytes.size(), metrics->Now() - start);
+  }
+  return sent;
+  // ---- end observability ----
 }
 
 absl::Status RequestHandler::FetchClusters(const CallContext& call,

@@ -26,6 +26,8 @@
 #include "core/config.h"
 #include "core/ids.h"
 #include "gpu/backend.h"
+#include "server/metrics/instrumentation.h"  // observability (issue 7)
+#include "server/tracing/trace_context.h"    // observability (issue 7)
 #include "storage/tiered_store.h"
 
 namespace clusterkv::server {
@@ -33,6 +35,14 @@ namespace clusterkv::server {
 // Who is calling. Filled by the transport from its credentials.
 struct CallContext {
   std::string tenant;
+  // The caller reached the daemon over its Unix socket, i.e. runs on this host.
+  bool local_peer = false;
+  // ---- observability (issue 7) ----
+  // The call's span: the parent of the handler's spans (invalid: not traced).
+  tracing::SpanContext trace;
+  // The transport a fetch's blocks leave over (the UCX data plane sets kUcx on its sessions).
+  metrics::Transport transport = metrics::Transport::kGrpc;
+  // ---- end observability ----
 };
 
 struct HandlerOptions {
@@ -44,6 +54,8 @@ struct HandlerOptions {
   int32_t max_fetch_clusters = 1 << 16;
   // Target bytes of one FetchClusters response message.
   uint64_t fetch_message_bytes = uint64_t{4} << 20;
+  // Metrics and tracing (observability, issue 7); null members: off.
+  Instrumentation instrumentation;
 };
 
 class RequestHandler {
@@ -79,6 +91,9 @@ class RequestHandler {
   struct FetchPlan {
     SequenceKey key;
     KvLayout layout;
+    // From the CallContext (observability, issue 7).
+    tracing::SpanContext trace;
+    metrics::Transport transport = metrics::Transport::kGrpc;
   };
   absl::StatusOr<FetchPlan> PrepareFetch(const CallContext& call,
                                          const v1::FetchClustersRequest& request);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "client/device_memory.h"
+#include "client/ucx_data_plane.h"
 #include "client/sequence.h"
 #include "clusterkv/v1/kvcache.pb.h"
 #include "gpu/cluster_index.h"
@@ -44,6 +45,8 @@ struct Sequence::LayerState {
   // Device cache, created at the layer's first clustered Attend.
   std::unique_ptr<gpu::ClusterCache> cache;
   std::unique_ptr<DeviceMemory> memory;
+  // = memory when it lives in the data plane's registered region (the daemon writes it).
+  DirectMemory* direct = nullptr;
   int64_t capacity_tokens = 0;
   int64_t last_step = -1;   // step of the last Attend
   gpu::CacheStats retired;  // statistics of caches dropped by a reset

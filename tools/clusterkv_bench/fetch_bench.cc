@@ -5,8 +5,12 @@
 //                     copied into a destination ring as the client's device cache does.
 //   memcpy_cold       the baseline: the same requests as plain memcpy of the same bytes from a
 //                     source spread over --fetch_cold_bytes into the same destination ring.
+//   ucx               clusterkv's UCX data plane (client/ucx_transport.h): FetchInto of the
+//                     same requests; the daemon ucp_puts each block's keys+values straight
+//                     into a UCP_MEM_MAP_ALLOCATE'd destination ring of the client (no client
+//                     copy). GB/s counts the keys+values bytes moved (positions are skipped).
 //   ucx_perftest_put  UCX's own ucp_put_bw between two processes on loopback (shared memory),
-//                     the peer figure for the UCX data path that a later issue adds.
+//                     the peer figure for the UCX data path.
 // Rows are bandwidths (ratio = value / memcpy_cold, > 1 better); p50/p99 are per request.
 // Every block stays in the host tier (checked with the daemon's Stats).
 #include <algorithm>
@@ -26,6 +30,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/connection.h"
+#if defined(CLUSTERKV_WITH_UCX)
+#include "client/ucx_transport.h"
+#endif
 #include "clusterkv/v1/kvcache.pb.h"
 #include "core/kv_layout.h"
 #include "core/status_macros.h"
@@ -183,7 +190,59 @@ struct Context {
   Ring& pool;  // the stored blocks' bytes and the memcpy source
   Ring& ring;  // destination of recalls and of the memcpy baseline
   Report& report;
+  client::DataPlane* ucx = nullptr;  // the UCX data plane (null: no ucx row)
+  uint8_t* ucx_base = nullptr;       // its registered region (the ucx row's destination ring)
+  int64_t ucx_bytes = 0;
 };
+
+// The `ucx` row: the same seeded requests as FetchInto into the registered region.
+absl::Status MeasureUcx(Context& ctx, const BlockShape& shape, const Series& copy,
+                        const Json& params) {
+  const FetchBenchConfig& cfg = ctx.options.fetch;
+  const int32_t per = cfg.clusters_per_request;
+  const int64_t positions = shape.tokens * static_cast<int64_t>(sizeof(int32_t));
+  const int64_t payload = shape.bytes - positions;
+  const int64_t slots = ctx.ucx_bytes / payload;
+  if (slots < per) return absl::InternalError("fetch: the UCX region is too small");
+  const int64_t requests = std::max<int64_t>(kMinRequests, cfg.fetch_bytes / (per * shape.bytes));
+  Series ucx;
+  int64_t slot = 0;
+  for (int pass = 0; pass < ctx.options.warmup + ctx.options.repeats; ++pass) {
+    const std::vector<std::vector<int32_t>> ids =
+        RequestIds(requests, per, shape.stored, ctx.options.seed * 131 + shape.layer * 7 + pass);
+    int64_t last_first_slot = 0;
+    RETURN_IF_ERROR(TimedPass(
+        requests, per * payload,
+        [&](int64_t r) -> absl::Status {
+          std::vector<client::DirectFetch> blocks;
+          blocks.reserve(per);
+          last_first_slot = slot;
+          for (int32_t id : ids[r]) {
+            blocks.push_back(client::DirectFetch{ClusterId{HeadId{shape.layer, 0}, id},
+                                                 static_cast<uint64_t>((slot++ % slots) * payload),
+                                                 shape.tokens});
+          }
+          ASSIGN_OR_RETURN(std::vector<client::DirectFetchResult> results,
+                           ctx.ucx->FetchInto(ctx.sequence, blocks));
+          for (const client::DirectFetchResult& b : results) RETURN_IF_ERROR(b.status);
+          return absl::OkStatus();
+        },
+        pass >= ctx.options.warmup ? &ucx : nullptr));
+    for (int32_t k = 0; k < per; ++k) {  // the last request landed bit-exact
+      const uint8_t* got = ctx.ucx_base + ((last_first_slot + k) % slots) * payload;
+      const uint8_t* want = ctx.pool.Slot(ids.back()[k], shape.bytes) + positions;
+      if (std::memcmp(got, want, static_cast<size_t>(payload)) != 0) {
+        return absl::DataLossError("fetch: a UCX-recalled block differs from the stored bytes");
+      }
+    }
+  }
+  ResultRow row = BandwidthRow("ucx", params, ucx, copy);
+  row.extra["transport"] =
+      "UCX active-message request + daemon ucp_put into the client's UCP_MEM_MAP_ALLOCATE ring";
+  row.extra["bytes_counted"] = "keys+values written per block (int32 positions skipped)";
+  ctx.report.Add(std::move(row));
+  return absl::OkStatus();
+}
 
 absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
   const FetchBenchConfig& cfg = ctx.options.fetch;
@@ -255,6 +314,7 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
   ResultRow row = BandwidthRow("grpc_fetch", params, grpc, copy);
   row.extra["transport"] = "gRPC FetchClusters over the daemon's Unix socket, host tier";
   ctx.report.Add(std::move(row));
+  if (ctx.ucx != nullptr) RETURN_IF_ERROR(MeasureUcx(ctx, shape, copy, params));
 
   UcxPerftestOptions uo;
   uo.binary = cfg.ucx_perftest;
@@ -278,7 +338,7 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
   u.extra["note"] =
       "peer tool, not our code: ucx_perftest ucp_put_bw between two processes on loopback, "
       "one message buffer reused (cache-hot), no request protocol; clusterkv's own UCX fetch "
-      "path comes in a later issue";
+      "path is the `ucx` row";
   u.extra["ucx_tls"] = cfg.ucx_transports;
   u.extra["overhead_p50_us_per_message"] = ucx->overhead_p50_us;
   u.extra["grpc_fetch_gbps"] = Percentile(grpc.pass_gbps, 0.5);
@@ -329,6 +389,20 @@ absl::Status RunFetchBench(const BenchOptions& options) {
       return absl::InternalError("fetch: blocks left the host tier; raise --fetch_host_mib");
     }
     Context ctx{options, *conn, sequence, pool, ring, report};
+#if defined(CLUSTERKV_WITH_UCX)
+    client::UcxTransportOptions uo;
+    uo.region_bytes = static_cast<size_t>(cfg.cold_bytes);
+    uo.fetch_timeout = absl::Seconds(cfg.call_timeout_s);
+    ASSIGN_OR_RETURN(std::unique_ptr<client::UcxTransport> ucx,
+                     client::UcxTransport::Create(conn.get(), uo));
+    if (absl::Status s = ucx->Connect(); s.ok()) {
+      ctx.ucx = ucx.get();
+      ctx.ucx_base = ucx->region_base();
+      ctx.ucx_bytes = static_cast<int64_t>(ucx->region_bytes());
+    } else {
+      std::cerr << "fetch: no ucx row: " << s.message() << "\n";
+    }
+#endif
     for (const BlockShape& s : shapes) RETURN_IF_ERROR(MeasureShape(ctx, s));
     ASSIGN_OR_RETURN(v1::StatsResponse after, conn->Stats());
     if (after.evictions() != 0 || after.promotions() != 0) {

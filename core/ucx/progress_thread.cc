@@ -1,0 +1,103 @@
+#include "core/ucx/progress_thread.h"
+
+#include <poll.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "core/ucx/ucx_status.h"
+
+namespace clusterkv::ucx {
+namespace {
+
+// Upper bound of one sleep on the event fd. Wakeups come from the fd (UCX events and
+// ucp_worker_signal); the bound only keeps a transport that misses an event from stalling
+// its peer forever. It is not used for synchronisation.
+constexpr int kPollTimeoutMs = 100;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ProgressThread>> ProgressThread::Start(
+    std::shared_ptr<Worker> worker) {
+  if (worker == nullptr) return absl::InvalidArgumentError("null UCX worker");
+  int fd = -1;
+  if (ucs_status_t s = ucp_worker_get_efd(worker->get(), &fd); s != UCS_OK) {
+    return FromUcsStatus(s, "ucp_worker_get_efd");
+  }
+  std::unique_ptr<ProgressThread> out(new ProgressThread(std::move(worker), fd));
+  out->thread_ = std::thread([p = out.get()] { p->Loop(); });
+  return out;
+}
+
+ProgressThread::ProgressThread(std::shared_ptr<Worker> worker, int event_fd)
+    : worker_(std::move(worker)), event_fd_(event_fd) {}
+
+ProgressThread::~ProgressThread() { Stop(); }
+
+absl::Status ProgressThread::Post(Task task) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::FailedPreconditionError("UCX progress thread stopped");
+    tasks_.push_back(std::move(task));
+  }
+  // Safe from any thread; wakes the loop from its event-fd wait (or makes the next arm busy).
+  ucp_worker_signal(worker_->get());
+  return absl::OkStatus();
+}
+
+absl::Status ProgressThread::RunStatus(const std::function<absl::Status()>& fn) {
+  absl::StatusOr<bool> r = Run<bool>([&]() -> absl::StatusOr<bool> {
+    absl::Status s = fn();
+    if (!s.ok()) return s;
+    return true;
+  });
+  return r.status();
+}
+
+bool ProgressThread::RunTasks() {
+  std::deque<Task> tasks;
+  {
+    absl::MutexLock lock(&mu_);
+    tasks.swap(tasks_);
+  }
+  for (Task& task : tasks) task();
+  return !tasks.empty();
+}
+
+void ProgressThread::Loop() {
+  ucp_worker_h worker = worker_->get();
+  for (;;) {
+    while (ucp_worker_progress(worker) != 0) {
+    }
+    if (RunTasks()) continue;  // a task may have produced work to progress
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ && tasks_.empty()) break;
+    }
+    const ucs_status_t armed = ucp_worker_arm(worker);
+    if (armed == UCS_ERR_BUSY) continue;  // events arrived since the last progress
+    // Armed: a Post() from now on signals the fd. One that slipped in before the arm is seen
+    // here, so the wait below can never miss a task.
+    {
+      absl::MutexLock lock(&mu_);
+      if (!tasks_.empty() || stopping_) continue;
+    }
+    pollfd pfd{event_fd_, POLLIN, 0};
+    const int n = poll(&pfd, 1, kPollTimeoutMs);
+    (void)n;  // EINTR, timeout and readiness all lead back to progress
+  }
+}
+
+void ProgressThread::Stop() {
+  absl::MutexLock stop_lock(&stop_mu_);
+  if (joined_) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  ucp_worker_signal(worker_->get());
+  if (thread_.joinable()) thread_.join();
+  joined_ = true;
+}
+
+}  // namespace clusterkv::ucx

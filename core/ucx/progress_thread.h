@@ -1,0 +1,93 @@
+// ProgressThread: the one thread that drives a UCX worker (STYLE.md "Threads"). It progresses
+// the worker until idle, runs the tasks other threads posted, arms the worker and sleeps on
+// its event fd (ucp_worker_get_efd + ucp_worker_arm, retrying on UCS_ERR_BUSY); Post() wakes
+// it with ucp_worker_signal, the one UCX call that is safe from any thread. Every other use of
+// the worker, its endpoints and remote keys happens inside posted tasks (or callbacks that
+// progress calls), so the worker can stay UCS_THREAD_MODE_SINGLE.
+//
+// Stop() (also run by the destructor) runs the tasks already posted, refuses new ones, and
+// joins. Owns the thread; holds a reference to the worker. Post/Run/Stop are thread-safe.
+//
+// Example:
+//   ASSIGN_OR_RETURN(std::unique_ptr<ProgressThread> progress, ProgressThread::Start(worker));
+//   absl::StatusOr<std::string> addr = progress->Run<std::string>(
+//       [&]() -> absl::StatusOr<std::string> { return worker->Address(); });
+#ifndef CLUSTERKV_CORE_UCX_PROGRESS_THREAD_H_
+#define CLUSTERKV_CORE_UCX_PROGRESS_THREAD_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "core/ucx/ucx_handles.h"
+
+namespace clusterkv::ucx {
+
+class ProgressThread {
+ public:
+  using Task = std::function<void()>;
+
+  // Starts the thread. The UCX error when the worker has no event fd (e.g. a transport without
+  // wakeup support).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<ProgressThread>> Start(
+      std::shared_ptr<Worker> worker);
+  ~ProgressThread();
+  ProgressThread(const ProgressThread&) = delete;
+  ProgressThread& operator=(const ProgressThread&) = delete;
+
+  // Queues `task` to run on the progress thread (outside ucp_worker_progress, so it may call
+  // any UCX function and progress the worker itself). FailedPrecondition after Stop().
+  [[nodiscard]] absl::Status Post(Task task);
+
+  // Runs `fn` on the progress thread and waits for its result; runs it inline when called on
+  // the progress thread. FailedPrecondition after Stop().
+  template <typename T>
+  absl::StatusOr<T> Run(const std::function<absl::StatusOr<T>()>& fn);
+  absl::Status RunStatus(const std::function<absl::Status()>& fn);
+
+  // Runs pending tasks, stops and joins (idempotent). Call from any thread but this one.
+  void Stop();
+
+  bool OnThread() const { return std::this_thread::get_id() == thread_.get_id(); }
+  Worker& worker() const { return *worker_; }
+
+ private:
+  ProgressThread(std::shared_ptr<Worker> worker, int event_fd);
+  void Loop();
+  // Runs every queued task; false when none was queued.
+  bool RunTasks();
+
+  std::shared_ptr<Worker> worker_;
+  int event_fd_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool joined_ = false;  // touched only by Stop's caller
+  absl::Mutex stop_mu_;
+};
+
+template <typename T>
+absl::StatusOr<T> ProgressThread::Run(const std::function<absl::StatusOr<T>()>& fn) {
+  if (OnThread()) return fn();
+  std::optional<absl::StatusOr<T>> result;
+  absl::Notification done;
+  absl::Status posted = Post([&] {
+    result.emplace(fn());
+    done.Notify();
+  });
+  if (!posted.ok()) return posted;
+  done.WaitForNotification();
+  return *std::move(result);
+}
+
+}  // namespace clusterkv::ucx
+
+#endif  // CLUSTERKV_CORE_UCX_PROGRESS_THREAD_H_

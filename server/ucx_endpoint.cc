@@ -1,0 +1,389 @@
+#include "server/ucx_endpoint.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "core/status_macros.h"
+#include "core/ucx/progress_thread.h"
+#include "core/ucx/ucx_handles.h"
+#include "core/ucx/ucx_status.h"
+#include "proto/ucx_wire.h"
+
+namespace clusterkv::server {
+namespace {
+
+// Largest worker address / packed rkey a client may send (UCX's are a few hundred bytes).
+constexpr size_t kMaxBlobBytes = size_t{64} << 10;
+// UCX reads packed worker addresses without a length: parse them from a zero-padded copy so a
+// truncated blob can never make it read past our buffer (RemoteKey pads rkeys itself).
+constexpr size_t kBlobPadding = 4096;
+// Bound on one put, the final flush and the reply: a client that stops progressing its worker
+// must not hold the progress thread forever.
+constexpr absl::Duration kTransferTimeout = absl::Seconds(10);
+
+std::string Padded(const std::string& blob) {
+  std::string out = blob;
+  out.resize(blob.size() + kBlobPadding, '\0');
+  return out;
+}
+
+struct Session {
+  uint64_t id = 0;
+  CallContext call;
+  uint64_t region_base = 0;
+  uint64_t region_bytes = 0;
+  std::shared_ptr<ucx::Endpoint> endpoint;
+  std::unique_ptr<ucx::RemoteKey> rkey;  // holds `endpoint` too: released first
+};
+
+// Completion of a send: frees the request and the message buffer.
+void OnSendDone(void* request, ucs_status_t /*status*/, void* user_data) {
+  delete static_cast<std::string*>(user_data);
+  ucp_request_free(request);
+}
+
+}  // namespace
+
+// Whether UCX may pick a shared-memory transport: an explicit transport list (the option, else
+// $UCX_TLS) that names none keeps it on tcp, where peer error handling must stay on.
+static bool SharedMemoryPossible(const std::string& option) {
+  std::string tls = option;
+  if (tls.empty()) {
+    const char* env = std::getenv("UCX_TLS");
+    if (env == nullptr || *env == '\0') return true;
+    tls = env;
+  }
+  for (absl::string_view t : absl::StrSplit(tls, ',')) {
+    t = absl::StripPrefix(t, "^");
+    if (t == "all" || t == "sm" || t == "shm" || t == "posix" || t == "sysv" || t == "cma" ||
+        t == "knem" || t == "xpmem") {
+      return true;
+    }
+  }
+  return false;
+}
+
+class UcxDataPlane::Impl {
+ public:
+  Impl(std::shared_ptr<ucx::Context> context, std::shared_ptr<ucx::Worker> worker,
+       std::unique_ptr<ucx::ProgressThread> progress, std::string address,
+       const UcxDataPlaneOptions& options)
+      : options_(options),
+        context_(std::move(context)),
+        worker_(std::move(worker)),
+        progress_(std::move(progress)),
+        address_(std::move(address)) {}
+
+  absl::Status Register(void* base, size_t bytes) {
+    if (arena_ != nullptr) return absl::FailedPreconditionError("arena already registered");
+    ASSIGN_OR_RETURN(arena_, ucx::MemMap::Register(context_, base, bytes));
+    return absl::OkStatus();
+  }
+  void Unregister() { arena_.reset(); }
+
+  absl::Status Start(RequestHandler* handler) {
+    return progress_->RunStatus([&]() -> absl::Status {
+      if (handler_ != nullptr) return absl::FailedPreconditionError("already started");
+      handler_ = handler;
+      ucp_am_handler_param_t param;
+      std::memset(&param, 0, sizeof(param));
+      param.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                         UCP_AM_HANDLER_PARAM_FIELD_ARG;
+      param.id = wire::kAmFetchRequest;
+      param.cb = &Impl::OnFetchRequest;
+      param.arg = this;
+      return ucx::FromUcsStatus(ucp_worker_set_am_recv_handler(worker_->get(), &param),
+                                "ucp_worker_set_am_recv_handler");
+    });
+  }
+
+  absl::StatusOr<v1::ConnectDataPlaneResponse> Connect(const CallContext& call,
+                                                       const v1::ConnectDataPlaneRequest& req) {
+    if (req.worker_address().empty() || req.worker_address().size() > kMaxBlobBytes) {
+      return absl::InvalidArgumentError("worker_address must be 1 byte to 64 KiB");
+    }
+    if (req.rkey().empty() || req.rkey().size() > kMaxBlobBytes) {
+      return absl::InvalidArgumentError("rkey must be 1 byte to 64 KiB");
+    }
+    if (req.region_base() == 0 || req.region_bytes() == 0 ||
+        req.region_base() + req.region_bytes() < req.region_base()) {
+      return absl::InvalidArgumentError("region_base/region_bytes describe no valid region");
+    }
+    // Checked before any endpoint exists (UCX parses neither blob with a length).
+    RETURN_IF_ERROR(ucx::CheckPackedRkey(req.rkey()));
+    const std::string address = Padded(req.worker_address());
+    const std::string& rkey = req.rkey();
+    const uint64_t id = NewSessionId();
+    const bool peer_errors =
+        options_.peer_errors == UcxPeerErrors::kAlways ||
+        (options_.peer_errors == UcxPeerErrors::kRemoteOnly &&
+         (!call.local_peer || !SharedMemoryPossible(options_.transports)));
+    ASSIGN_OR_RETURN(uint64_t session_id, progress_->Run<uint64_t>([&]() -> absl::StatusOr<uint64_t> {
+      if (handler_ == nullptr) return absl::FailedPreconditionError("data plane not started");
+      if (sessions_.size() >= options_.max_sessions) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("the daemon holds ", sessions_.size(), " data-plane sessions"));
+      }
+      auto session = std::make_unique<Session>();
+      session->id = id;
+      session->call = call;
+      session->region_base = req.region_base();
+      session->region_bytes = req.region_bytes();
+      absl::StatusOr<std::unique_ptr<ucx::Endpoint>> ep = ucx::Endpoint::Create(
+          worker_, address, [this, id](ucs_status_t) {
+            // Inside progress: close the endpoint later, from a task.
+            (void)progress_->Post([this, id] { DropSession(id); });
+          },
+          peer_errors);
+      if (!ep.ok()) return absl::InvalidArgumentError(ep.status().message());
+      session->endpoint = *std::move(ep);
+      absl::StatusOr<std::unique_ptr<ucx::RemoteKey>> key =
+          ucx::RemoteKey::Unpack(session->endpoint, rkey);
+      if (!key.ok()) {
+        session->endpoint->MarkFailed();  // nothing to flush: force the close
+        return absl::InvalidArgumentError(key.status().message());
+      }
+      session->rkey = *std::move(key);
+      sessions_.emplace(id, std::move(session));
+      num_sessions_.store(sessions_.size(), std::memory_order_relaxed);
+      return id;
+    }));
+    v1::ConnectDataPlaneResponse response;
+    response.set_worker_address(address_);
+    response.set_session_id(session_id);
+    response.set_peer_error_handling(peer_errors);
+    return response;
+  }
+
+  void Stop() {
+    (void)progress_->RunStatus([&]() -> absl::Status {
+      if (handler_ != nullptr) {
+        ucp_am_handler_param_t param;
+        std::memset(&param, 0, sizeof(param));
+        param.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB;
+        param.id = wire::kAmFetchRequest;
+        param.cb = nullptr;
+        (void)ucp_worker_set_am_recv_handler(worker_->get(), &param);
+      }
+      sessions_.clear();  // closes every endpoint, on this thread
+      num_sessions_.store(0, std::memory_order_relaxed);
+      handler_ = nullptr;
+      return absl::OkStatus();
+    });
+    progress_->Stop();
+  }
+
+  size_t num_sessions() const { return num_sessions_.load(std::memory_order_relaxed); }
+  uint64_t requests_served() const { return requests_served_.load(std::memory_order_relaxed); }
+
+ private:
+  uint64_t NewSessionId() {
+    absl::MutexLock lock(&rng_mu_);
+    uint64_t id = 0;
+    while (id == 0) id = absl::Uniform<uint64_t>(rng_);
+    return id;
+  }
+
+  // AM callback, inside ucp_worker_progress: copy the message out and serve it from a task.
+  static ucs_status_t OnFetchRequest(void* arg, const void* /*header*/, size_t /*header_length*/,
+                                     void* data, size_t length, const ucp_am_recv_param_t* param) {
+    auto* self = static_cast<Impl*>(arg);
+    if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+      return UCS_OK;  // clients send requests eagerly; a rendezvous one is dropped
+    }
+    std::string bytes(static_cast<const char*>(data), length);
+    (void)self->progress_->Post([self, bytes = std::move(bytes)] { self->Serve(bytes); });
+    return UCS_OK;
+  }
+
+  void DropSession(uint64_t id) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    it->second->endpoint->MarkFailed();
+    sessions_.erase(it);  // rkey, then endpoint (forced close)
+    num_sessions_.store(sessions_.size(), std::memory_order_relaxed);
+  }
+
+  // One fetch request, on the progress thread.
+  void Serve(const std::string& bytes) {
+    if (handler_ == nullptr) return;
+    const size_t limit = static_cast<size_t>(std::max(handler_->options().max_fetch_clusters, 0));
+    absl::StatusOr<wire::FetchRequest> request = wire::DecodeFetchRequest(bytes, limit);
+    if (!request.ok()) return;  // no trustworthy session to answer; the client times out
+    auto it = sessions_.find(request->session_id);
+    if (it == sessions_.end()) return;  // unknown (or dropped) session: nobody to answer
+    Session& session = *it->second;
+    if (session.endpoint->failed()) return;
+
+    wire::FetchCompletion completion;
+    completion.request_id = request->request_id;
+    completion.session_id = session.id;
+    completion.blocks.resize(request->entries.size());
+    const absl::Status status = Fetch(session, *request, completion);
+    if (session.endpoint->failed()) return;
+    if (absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status)) {
+      // The client stopped taking data (without peer error handling this is how a vanished
+      // client shows): release its session.
+      DropSession(session.id);
+      return;
+    }
+    completion.code = static_cast<int32_t>(status.code());
+    completion.message = std::string(status.message());
+    Reply(session, completion);
+    requests_served_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Resolves and puts every block; per-block codes go to `completion`, a whole-request error
+  // (bad sequence, bad refs, the endpoint failing) is returned.
+  absl::Status Fetch(Session& session, const wire::FetchRequest& request,
+                     wire::FetchCompletion& completion) {
+    v1::FetchClustersRequest fetch;
+    fetch.set_sequence_id(request.sequence_id);
+    for (const wire::FetchEntry& e : request.entries) {
+      v1::ClusterRef* ref = fetch.add_clusters();
+      ref->set_layer(e.layer);
+      ref->set_kv_head(e.kv_head);
+      ref->set_cluster(e.cluster);
+    }
+    // The session's tenant, never one from the message.
+    ASSIGN_OR_RETURN(RequestHandler::FetchPlan plan, handler_->PrepareFetch(session.call, fetch));
+    const uint64_t row_bytes =
+        static_cast<uint64_t>(plan.layout.head_dim) * DTypeSize(plan.layout.dtype);
+    absl::Status put_error;
+    for (size_t i = 0; i < request.entries.size(); ++i) {
+      const wire::FetchEntry& entry = request.entries[i];
+      wire::BlockResult& result = completion.blocks[i];
+      absl::Status block_status = handler_->FetchOne(
+          plan, fetch.clusters(static_cast<int>(i)),
+          [&](const v1::ClusterRef&, int32_t tokens, absl::Span<const uint8_t> block) {
+            result.num_tokens = tokens;
+            if (entry.expected_tokens > 0 && entry.expected_tokens != tokens) {
+              return absl::FailedPreconditionError(
+                  absl::StrCat("block holds ", tokens, " tokens, the request expected ",
+                               entry.expected_tokens));
+            }
+            const uint64_t positions = static_cast<uint64_t>(tokens) * sizeof(int32_t);
+            const uint64_t payload = static_cast<uint64_t>(tokens) * 2 * row_bytes;
+            if (positions + payload != block.size()) {
+              return absl::DataLossError("stored block size disagrees with its token count");
+            }
+            if (entry.slot_offset > session.region_bytes ||
+                payload > session.region_bytes - entry.slot_offset) {
+              return absl::InvalidArgumentError(
+                  absl::StrCat("slot [", entry.slot_offset, ", +", payload,
+                               ") leaves the registered ", session.region_bytes, "-byte region"));
+            }
+            put_error = Put(session, block.data() + positions, payload,
+                            session.region_base + entry.slot_offset);
+            if (!put_error.ok()) return put_error;
+            result.bytes = payload;
+            return absl::OkStatus();
+          });
+      result.code = static_cast<int32_t>(block_status.code());
+      if (session.endpoint->failed()) {
+        return absl::UnavailableError("client endpoint failed during the fetch");
+      }
+      if (!put_error.ok()) return put_error;  // the client stopped taking data: give up
+    }
+    return session.endpoint->Flush(absl::Now() + kTransferTimeout);
+  }
+
+  absl::Status Put(Session& session, const uint8_t* source, uint64_t bytes, uint64_t remote) {
+    if (bytes == 0) return absl::OkStatus();
+    ucp_request_param_t param;
+    std::memset(&param, 0, sizeof(param));
+    if (arena_ != nullptr && source >= arena_->address() &&
+        source + bytes <= arena_->address() + arena_->size()) {
+      param.op_attr_mask = UCP_OP_ATTR_FIELD_MEMH;
+      param.memh = arena_->get();
+    }
+    return ucx::WaitRequest(
+        worker_->get(),
+        ucp_put_nbx(session.endpoint->get(), source, bytes, remote, session.rkey->get(), &param),
+        "ucp_put_nbx", absl::Now() + kTransferTimeout);
+  }
+
+  void Reply(Session& session, const wire::FetchCompletion& completion) {
+    auto* message = new std::string(wire::Encode(completion));
+    ucp_request_param_t param;
+    std::memset(&param, 0, sizeof(param));
+    param.op_attr_mask =
+        UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.flags = UCP_AM_SEND_FLAG_EAGER;
+    param.cb.send = &OnSendDone;
+    param.user_data = message;
+    ucs_status_ptr_t request = ucp_am_send_nbx(session.endpoint->get(), wire::kAmFetchCompletion,
+                                               nullptr, 0, message->data(), message->size(),
+                                               &param);
+    // Done at once or failed: the callback will not run. In flight: it frees both.
+    if (request == nullptr || UCS_PTR_IS_ERR(request)) delete message;
+  }
+
+  const UcxDataPlaneOptions options_;
+  std::shared_ptr<ucx::Context> context_;
+  std::shared_ptr<ucx::Worker> worker_;
+  std::unique_ptr<ucx::ProgressThread> progress_;
+  const std::string address_;
+  std::unique_ptr<ucx::MemMap> arena_;
+
+  absl::Mutex rng_mu_;
+  absl::BitGen rng_ ABSL_GUARDED_BY(rng_mu_);
+
+  // Progress thread only.
+  RequestHandler* handler_ = nullptr;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
+
+  std::atomic<size_t> num_sessions_{0};
+  std::atomic<uint64_t> requests_served_{0};
+};
+
+absl::StatusOr<std::unique_ptr<UcxDataPlane>> UcxDataPlane::Create(
+    const UcxDataPlaneOptions& options) {
+  ucx::ContextOptions context_options;
+  context_options.transports = options.transports;
+  context_options.name = "clusterkvd";
+  ASSIGN_OR_RETURN(std::shared_ptr<ucx::Context> context, ucx::Context::Create(context_options));
+  ASSIGN_OR_RETURN(std::shared_ptr<ucx::Worker> worker, ucx::Worker::Create(context));
+  ASSIGN_OR_RETURN(std::string address, worker->Address());
+  ASSIGN_OR_RETURN(std::unique_ptr<ucx::ProgressThread> progress,
+                   ucx::ProgressThread::Start(worker));
+  return std::unique_ptr<UcxDataPlane>(new UcxDataPlane(std::make_unique<Impl>(
+      std::move(context), std::move(worker), std::move(progress), std::move(address), options)));
+}
+
+UcxDataPlane::UcxDataPlane(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+UcxDataPlane::~UcxDataPlane() { Stop(); }
+
+absl::Status UcxDataPlane::Register(void* base, size_t bytes) {
+  return impl_->Register(base, bytes);
+}
+
+void UcxDataPlane::Unregister(void* /*base*/, size_t /*bytes*/) { impl_->Unregister(); }
+
+absl::Status UcxDataPlane::Start(RequestHandler* handler) {
+  if (handler == nullptr) return absl::InvalidArgumentError("null request handler");
+  return impl_->Start(handler);
+}
+
+absl::StatusOr<v1::ConnectDataPlaneResponse> UcxDataPlane::Connect(
+    const CallContext& call, const v1::ConnectDataPlaneRequest& request) {
+  return impl_->Connect(call, request);
+}
+
+void UcxDataPlane::Stop() { impl_->Stop(); }
+
+size_t UcxDataPlane::num_sessions() const { return impl_->num_sessions(); }
+uint64_t UcxDataPlane::requests_served() const { return impl_->requests_served(); }
+
+}  // namespace clusterkv::server

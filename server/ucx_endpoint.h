@@ -1,0 +1,93 @@
+// UcxDataPlane: the daemon's UCX data plane (DESIGN.md section 5). One UCX context, one worker
+// and its progress thread (core/ucx/progress_thread.h). It
+//   - registers the host arena with UCX once at start, as the arena's storage::ArenaRegistrar,
+//     so puts read blocks straight from the arena;
+//   - creates a session per ConnectDataPlane call: an endpoint to the client's worker (peer
+//     error handling) and the client's unpacked rkey, bound to the caller's tenant;
+//   - serves fetch requests (proto/ucx_wire.h active messages): for each cluster it calls
+//     RequestHandler::FetchOne -- the same handler, validation and tier resolution as the gRPC
+//     FetchClusters -- and ucp_puts the block's keys+values (the block minus its int32
+//     positions) from the pinned arena bytes to client base + slot offset, flushes the
+//     endpoint and replies with a completion message holding a status per block.
+//
+// Threading: every UCX call runs on the progress thread. A fetch request is served on the
+// progress thread as well, after ucp_worker_progress returns: for host-resident blocks the work
+// is a pin plus a put at memcpy speed, cheaper than handing each block across threads. A block
+// that lives only on the SSD makes FetchOne read RocksDB on this thread, which delays the other
+// sessions' requests by that read; a worker pool that posts its puts back to the progress
+// thread is the upgrade path if SSD recalls become common. Each put is waited for before
+// FetchOne returns, because the pin (or the temporary copy) ends with the sink.
+//
+// Sessions: a session id is a random 64-bit capability handed to the client over its
+// authenticated control-plane call; a request names it, and the session's tenant is the one
+// every FetchOne runs under (another tenant's sequence is NOT_FOUND). A client that vanishes
+// (endpoint error) has its session, endpoint and rkey released; the daemon keeps serving.
+//
+// Lifetime: Create before opening the store (pass it as the store's registrar), Start once the
+// RequestHandler exists, Stop before the handler and store go; destroy after the store.
+// Connect/Stop/num_sessions are thread-safe.
+#ifndef CLUSTERKV_SERVER_UCX_ENDPOINT_H_
+#define CLUSTERKV_SERVER_UCX_ENDPOINT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "clusterkv/v1/kvcache.pb.h"
+#include "server/data_plane_options.h"
+#include "server/request_handler.h"
+#include "storage/host_arena.h"
+
+namespace clusterkv::server {
+
+struct UcxDataPlaneOptions {
+  // UCX_TLS-like transport list ("tcp,self"); empty: UCX's default (or $UCX_TLS).
+  std::string transports;
+  // Most concurrent sessions; RESOURCE_EXHAUSTED beyond.
+  size_t max_sessions = 4096;
+  // See server/data_plane_options.h.
+  UcxPeerErrors peer_errors = UcxPeerErrors::kRemoteOnly;
+};
+
+class UcxDataPlane final : public storage::ArenaRegistrar {
+ public:
+  // Creates the context, the worker and its progress thread. The UCX error when UCX cannot
+  // start (e.g. an unknown transport list: InvalidArgument).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<UcxDataPlane>> Create(
+      const UcxDataPlaneOptions& options);
+  ~UcxDataPlane() override;
+  UcxDataPlane(const UcxDataPlane&) = delete;
+  UcxDataPlane& operator=(const UcxDataPlane&) = delete;
+
+  // storage::ArenaRegistrar: maps the arena with UCX (once) / unmaps it.
+  absl::Status Register(void* base, size_t bytes) override;
+  void Unregister(void* base, size_t bytes) override;
+
+  // Installs the fetch-request handler; `handler` must stay alive until Stop().
+  [[nodiscard]] absl::Status Start(RequestHandler* handler);
+
+  // ConnectDataPlane. InvalidArgument: empty or oversized address/rkey, empty region, an rkey
+  // or address UCX cannot unpack; ResourceExhausted: too many sessions; FailedPrecondition:
+  // not started or stopped.
+  [[nodiscard]] absl::StatusOr<v1::ConnectDataPlaneResponse> Connect(
+      const CallContext& call, const v1::ConnectDataPlaneRequest& request);
+
+  // Releases every session and stops the progress thread (idempotent).
+  void Stop();
+
+  size_t num_sessions() const;
+  uint64_t requests_served() const;
+
+ private:
+  class Impl;
+  explicit UcxDataPlane(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace clusterkv::server
+
+#endif  // CLUSTERKV_SERVER_UCX_ENDPOINT_H_

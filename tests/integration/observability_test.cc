@@ -1,0 +1,411 @@
+// End-to-end observability tests (issue 7) against the real clusterkvd process:
+//   - /metrics exports the expected series after real RPCs, /healthz and /readyz answer, and
+//     the span file (--trace_file) holds spans that continue the client's W3C traceparent;
+//   - /dashboard rendered by Debian's headless Chromium shows the numbers /metrics holds (and
+//     a screenshot lands in the build directory);
+//   - Debian's real Prometheus, configured from deploy/prometheus/, scrapes the daemon and
+//     answers a tier-metric query through its HTTP API.
+// Chromium and Prometheus tests skip when the binaries are missing (deploy/setup.sh installs
+// them).
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "tests/integration/daemon_fixture.h"
+
+namespace clusterkv::testing {
+namespace {
+
+constexpr char kTraceId[] = "4bf92f3577b34da6a3ce929d0e0e4736";
+constexpr char kClientSpanId[] = "00f067aa0ba902b7";
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+// One sample of the exposition text: "name{labels}" -> value.
+std::map<std::string, double> ParseMetrics(const std::string& text) {
+  std::map<std::string, double> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.rfind(' ');
+    double v = 0;
+    const std::string value(line.substr(space + 1));
+    if (value == "+Inf") {
+      v = INFINITY;
+    } else if (!absl::SimpleAtod(value, &v)) {
+      continue;
+    }
+    out[std::string(line.substr(0, space))] = v;
+  }
+  return out;
+}
+
+class ObservabilityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    trace_file_ = scratch_.Sub("spans.jsonl");
+    DaemonProcessOptions options;
+    options.flags = {"--metrics_address=127.0.0.1:0", "--trace_file=" + trace_file_,
+                     "--trace_sample_ratio=0", "--ucx=false"};
+    daemon_ = std::make_unique<DaemonProcess>(options);
+    const absl::Status started = daemon_->Start();
+    ASSERT_TRUE(started.ok()) << started << daemon_->output();
+    std::smatch m;
+    const std::string out = daemon_->output();
+    ASSERT_TRUE(std::regex_search(out, m, std::regex("metrics on http://127\\.0\\.0\\.1:(\\d+)")))
+        << out;
+    port_ = std::stoi(m[1]);
+  }
+
+  void TearDown() override {
+    if (daemon_ == nullptr || !daemon_->running()) return;
+    absl::StatusOr<int> code = daemon_->Stop();
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 0) << daemon_->output();
+  }
+
+  std::string Get(const std::string& path, int* status = nullptr) {
+    httplib::Client client("127.0.0.1", port_);
+    client.set_read_timeout(10, 0);
+    auto result = client.Get(path.c_str());
+    EXPECT_TRUE(result) << path;
+    if (!result) return "";
+    if (status != nullptr) *status = result->status;
+    return result->body;
+  }
+
+  // Opens a sequence, puts `clusters` blocks per head of 2 layers, fetches all of them with a
+  // sampled traceparent, and reports device-cache counts.
+  void RunLoad(const std::string& tenant, const std::string& id, uint32_t seed) {
+    KvCacheClient client = MakeKvCacheClient(daemon_->target(), tenant);
+    ASSERT_GRPC_OK(OpenSequence(client, id));
+    const SequenceData data = MakeSequenceData(seed, /*clusters=*/3, /*layers=*/2);
+    ASSERT_GRPC_OK(PutSequence(client, id, data, /*write_through=*/true));
+    v1::FetchClustersRequest request;
+    request.set_sequence_id(id);
+    for (const v1::ClusterBlock& b : data.blocks) *request.add_clusters() = b.id();
+    auto context = client.Context();
+    context->AddMetadata("traceparent", absl::StrCat("00-", kTraceId, "-", kClientSpanId, "-01"));
+    auto reader = client.stub->FetchClusters(context.get(), request);
+    v1::FetchClustersResponse message;
+    while (reader->Read(&message)) fetched_bytes_ += message.ByteSizeLong();
+    ASSERT_GRPC_OK(reader->Finish());
+    v1::ReportClientStatsRequest report;
+    report.set_device_cache_hit_tokens(300);
+    report.set_device_cache_miss_tokens(100);
+    v1::ReportClientStatsResponse ignored;
+    ASSERT_GRPC_OK(client.stub->ReportClientStats(client.Context().get(), report, &ignored));
+    v1::StatsResponse stats;
+    ASSERT_GRPC_OK(client.stub->Stats(client.Context().get(), v1::StatsRequest(), &stats));
+  }
+
+  ScratchDir scratch_{"obs"};
+  std::string trace_file_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  int port_ = 0;
+  uint64_t fetched_bytes_ = 0;
+};
+
+TEST_F(ObservabilityTest, MetricsHealthAndPropagatedTraces) {
+  int status = 0;
+  EXPECT_EQ(Get("/healthz", &status), "ok\n");
+  EXPECT_EQ(status, 200);
+  Get("/readyz", &status);
+  EXPECT_EQ(status, 200);
+  RunLoad("obs-tenant", "seq-1", 11);
+
+  const std::map<std::string, double> m = ParseMetrics(Get("/metrics"));
+  auto value = [&m](const std::string& series) {
+    auto it = m.find(series);
+    EXPECT_NE(it, m.end()) << series;
+    return it == m.end() ? -1.0 : it->second;
+  };
+  EXPECT_EQ(value("clusterkv_rpc_requests_total{rpc=\"FetchClusters\",code=\"OK\"}"), 1);
+  EXPECT_EQ(value("clusterkv_rpc_requests_total{rpc=\"PutClusters\",code=\"OK\"}"), 1);
+  EXPECT_EQ(value("clusterkv_rpc_requests_total{rpc=\"OpenSequence\",code=\"OK\"}"), 1);
+  EXPECT_EQ(value("clusterkv_rpc_duration_seconds_count{rpc=\"FetchClusters\"}"), 1);
+  EXPECT_EQ(value("clusterkv_tier_blocks{tier=\"host\"}"), 2 * 4 * 3);
+  EXPECT_GT(value("clusterkv_tier_bytes{tier=\"host\"}"), 0);
+  EXPECT_EQ(value("clusterkv_tier_capacity_bytes{tier=\"host\"}"), 64 << 20);
+  EXPECT_EQ(value("clusterkv_tier_hits_total{tier=\"host\"}"), 2 * 4 * 3);
+  // Every fetched block's bytes went out over gRPC (message framing adds a little on top).
+  const double sent = value("clusterkv_transport_sent_bytes_total{transport=\"grpc\"}");
+  EXPECT_EQ(sent, value("clusterkv_transport_received_bytes_total{transport=\"grpc\"}"));
+  EXPECT_GT(sent, 0.9 * static_cast<double>(fetched_bytes_));
+  EXPECT_LE(sent, static_cast<double>(fetched_bytes_));
+  EXPECT_EQ(value("clusterkv_fetch_block_duration_seconds_count{transport=\"grpc\"}"), 24);
+  EXPECT_EQ(value("clusterkv_store_write_through_seconds_count"), 24);
+  EXPECT_EQ(value("clusterkv_store_write_through_puts_total"), 24);
+  EXPECT_EQ(value("clusterkv_tenant_sequences{tenant=\"obs-tenant\"}"), 1);
+  EXPECT_GT(value("clusterkv_tenant_bytes{tenant=\"obs-tenant\",tier=\"host\"}"), 0);
+  EXPECT_EQ(value("clusterkv_client_device_cache_hit_tokens_total{tenant=\"obs-tenant\"}"), 300);
+  EXPECT_EQ(value("clusterkv_client_device_cache_hit_ratio{tenant=\"obs-tenant\"}"), 0.75);
+
+  // A bad request is counted under its code.
+  KvCacheClient client = MakeKvCacheClient(daemon_->target(), "obs-tenant");
+  v1::GetIndexRequest missing;
+  missing.set_sequence_id("no-such-sequence");
+  v1::GetIndexResponse ignored;
+  EXPECT_EQ(client.stub->GetIndex(client.Context().get(), missing, &ignored).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ParseMetrics(Get("/metrics"))
+                ["clusterkv_rpc_requests_total{rpc=\"GetIndex\",code=\"NOT_FOUND\"}"],
+            1);
+
+  // Stopping flushes the span queue; the file then holds the traced fetch.
+  absl::StatusOr<int> code = daemon_->Stop();
+  ASSERT_TRUE(code.ok()) << code.status();
+  ASSERT_EQ(*code, 0) << daemon_->output();
+  std::vector<nlohmann::json> spans;
+  std::istringstream lines(ReadFile(trace_file_));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) spans.push_back(nlohmann::json::parse(line));
+  }
+  // Only the fetch carried a sampled traceparent (ratio 0 for the rest): its RPC span plus a
+  // tier lookup and a transfer per block.
+  ASSERT_EQ(spans.size(), 1u + 2 * 24) << ReadFile(trace_file_);
+  std::string rpc_span_id;
+  for (const auto& span : spans) {
+    EXPECT_EQ(span.at("traceId"), kTraceId);
+    EXPECT_EQ(span.at("serviceName"), "clusterkvd");
+    if (span.at("name") == "clusterkv.v1.KvCache/FetchClusters") {
+      EXPECT_EQ(span.at("parentSpanId"), kClientSpanId);
+      EXPECT_EQ(span.at("kind"), 2);
+      rpc_span_id = span.at("spanId");
+    }
+  }
+  ASSERT_FALSE(rpc_span_id.empty());
+  int lookups = 0, transfers = 0;
+  for (const auto& span : spans) {
+    if (span.at("name") == "clusterkv.v1.KvCache/FetchClusters") continue;
+    EXPECT_EQ(span.at("parentSpanId"), rpc_span_id) << span.dump();
+    lookups += span.at("name") == "tier.lookup";
+    transfers += span.at("name") == "transfer";
+  }
+  EXPECT_EQ(lookups, 24);
+  EXPECT_EQ(transfers, 24);
+}
+
+// PromQL's histogram_quantile over the buckets of every series of `name`, as the dashboard's JS.
+double Quantile(const std::map<std::string, double>& m, const std::string& name, double q) {
+  std::map<double, double> buckets;
+  const std::regex le("^" + name + "_bucket\\{.*le=\"([^\"]+)\"\\}$");
+  for (const auto& [series, value] : m) {
+    std::smatch match;
+    if (!std::regex_match(series, match, le)) continue;
+    const double bound = match[1] == "+Inf" ? INFINITY : std::stod(match[1]);
+    buckets[bound] += value;
+  }
+  if (buckets.empty() || !(buckets.rbegin()->second > 0)) return NAN;
+  const double rank = q * buckets.rbegin()->second;
+  double lower = 0, below = 0;
+  bool first = true;
+  for (const auto& [bound, count] : buckets) {
+    if (count >= rank) {
+      if (std::isinf(bound)) return first ? NAN : lower;
+      if (count - below <= 0) return bound;
+      return lower + (bound - lower) * (rank - below) / (count - below);
+    }
+    lower = bound;
+    below = count;
+    first = false;
+  }
+  return NAN;
+}
+
+constexpr char kChromium[] = "/usr/bin/chromium";
+
+std::vector<std::string> ChromiumArgs(const std::string& profile) {
+  return {kChromium,           "--headless",          "--no-sandbox",
+          "--disable-gpu",     "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", "--no-first-run",
+          "--disable-dev-shm-usage",    "--user-data-dir=" + profile,
+          "--virtual-time-budget=5000"};
+}
+
+TEST_F(ObservabilityTest, DashboardRendersInHeadlessChromium) {
+  if (access(kChromium, X_OK) != 0) GTEST_SKIP() << kChromium << " is missing (deploy/setup.sh)";
+  RunLoad("dash-tenant", "seq-d", 21);
+  const std::string url = absl::StrCat("http://127.0.0.1:", port_, "/dashboard");
+
+  std::vector<std::string> dump = ChromiumArgs(scratch_.Sub("profile-dom"));
+  dump.push_back("--dump-dom");
+  dump.push_back(url);
+  absl::StatusOr<ProcessResult> dom = RunProcess(dump, absl::Seconds(120));
+  ASSERT_TRUE(dom.ok()) << dom.status();
+  ASSERT_EQ(dom->exit_status, 0) << dom->output;
+  // No RPCs run while the page renders, so its numbers must be /metrics' numbers.
+  const std::map<std::string, double> m = ParseMetrics(Get("/metrics"));
+  auto shown = [&dom](const std::string& id) {
+    std::smatch match;
+    const std::regex re("id=\"" + id + "\" data-value=\"([^\"]*)\"");
+    EXPECT_TRUE(std::regex_search(dom->output, match, re)) << id << "\n" << dom->output;
+    return match.size() > 1 ? std::stod(match[1]) : NAN;
+  };
+  EXPECT_GE(shown("scrapes"), 2) << "the page polls /metrics every second";
+  EXPECT_EQ(shown("host-bytes"), m.at("clusterkv_tier_bytes{tier=\"host\"}"));
+  EXPECT_GT(shown("host-bytes"), 0);
+  EXPECT_EQ(shown("host-capacity"), m.at("clusterkv_tier_capacity_bytes{tier=\"host\"}"));
+  EXPECT_EQ(shown("ssd-bytes"), m.at("clusterkv_tier_bytes{tier=\"ssd\"}"));
+  EXPECT_EQ(shown("ssd-capacity"), m.at("clusterkv_tier_capacity_bytes{tier=\"ssd\"}"));
+  EXPECT_NEAR(shown("host-occupancy"),
+              m.at("clusterkv_tier_bytes{tier=\"host\"}") /
+                  m.at("clusterkv_tier_capacity_bytes{tier=\"host\"}"),
+              1e-12);
+  EXPECT_EQ(shown("host-hit-rate"), 1.0);  // every fetch hit the host tier
+  EXPECT_EQ(shown("client-hit-rate"), 0.75);
+  EXPECT_EQ(shown("sent-grpc-bytes"), m.at("clusterkv_transport_sent_bytes_total{transport=\"grpc\"}"));
+  EXPECT_EQ(shown("sent-ucx-bytes"), 0);
+  for (auto [id, q] : {std::pair<const char*, double>{"latency-p50", 0.5}, {"latency-p90", 0.9},
+                       {"latency-p99", 0.99}}) {
+    const double expected = Quantile(m, "clusterkv_rpc_duration_seconds", q);
+    EXPECT_NEAR(shown(id), expected, 1e-9 * std::max(1.0, expected)) << id;
+  }
+
+  const std::string png = std::string(CLUSTERKV_BUILD_DIR) + "/dashboard.png";
+  std::filesystem::remove(png);
+  std::vector<std::string> shot = ChromiumArgs(scratch_.Sub("profile-png"));
+  shot.push_back("--window-size=1280,900");
+  shot.push_back("--screenshot=" + png);
+  shot.push_back(url);
+  absl::StatusOr<ProcessResult> screenshot = RunProcess(shot, absl::Seconds(120));
+  ASSERT_TRUE(screenshot.ok()) << screenshot.status();
+  ASSERT_EQ(screenshot->exit_status, 0) << screenshot->output;
+  const std::string bytes = ReadFile(png);
+  ASSERT_GT(bytes.size(), 1000u) << png;
+  EXPECT_EQ(bytes.substr(1, 3), "PNG");
+  std::cerr << "dashboard screenshot: " << png << "\n";
+}
+
+// A child process killed (SIGTERM, then reaped) on destruction, and with its parent.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv, const std::string& log) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      FILE* out = freopen(log.c_str(), "w", stdout);
+      (void)out;
+      dup2(fileno(stdout), fileno(stderr));
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+  bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+constexpr char kPrometheus[] = "/usr/bin/prometheus";
+
+TEST_F(ObservabilityTest, RealPrometheusScrapesTheDaemon) {
+  if (access(kPrometheus, X_OK) != 0) {
+    GTEST_SKIP() << kPrometheus << " is missing (deploy/setup.sh)";
+  }
+  // The config is deploy/'s, with only the target and the intervals changed.
+  const std::string deploy = std::string(CLUSTERKV_SOURCE_DIR) + "/deploy/prometheus/";
+  std::string config = ReadFile(deploy + "prometheus.yml");
+  ASSERT_NE(config.find("127.0.0.1:9464"), std::string::npos);
+  config = std::regex_replace(config, std::regex("127\\.0\\.0\\.1:9464"),
+                              absl::StrCat("127.0.0.1:", port_));
+  config = std::regex_replace(config, std::regex("(scrape|evaluation)_interval: 15s"),
+                              "$1_interval: 1s");
+  const std::string dir = scratch_.Sub("prometheus");
+  std::filesystem::create_directories(dir + "/data");
+  std::ofstream(dir + "/prometheus.yml") << config;
+  std::filesystem::copy_file(deploy + "alerts.yml", dir + "/alerts.yml");
+  const int web_port = FreeLoopbackPort();
+  ASSERT_GT(web_port, 0);
+  Child prometheus({kPrometheus, "--config.file=" + dir + "/prometheus.yml",
+                    "--storage.tsdb.path=" + dir + "/data",
+                    absl::StrCat("--web.listen-address=127.0.0.1:", web_port),
+                    "--log.level=warn"},
+                   dir + "/prometheus.log");
+
+  RunLoad("prom-tenant", "seq-p", 31);
+  httplib::Client api("127.0.0.1", web_port);
+  api.set_connection_timeout(1, 0);
+  api.set_read_timeout(5, 0);
+  // Polling an external server's API until a deadline is the synchronisation here: Prometheus
+  // offers no notification of its first scrape (it needs a few seconds after start).
+  const absl::Time deadline = absl::Now() + absl::Seconds(45);
+  nlohmann::json result;
+  while (absl::Now() < deadline) {
+    ASSERT_TRUE(prometheus.running()) << ReadFile(dir + "/prometheus.log");
+    auto r = api.Get("/api/v1/query?query=clusterkv_tier_bytes%7Btier%3D%22host%22%7D");
+    if (r && r->status == 200) {
+      const nlohmann::json body = nlohmann::json::parse(r->body);
+      if (!body.at("data").at("result").empty()) {
+        result = body.at("data").at("result").at(0);
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  ASSERT_FALSE(result.is_null()) << "no sample within 45 s\n" << ReadFile(dir + "/prometheus.log");
+  EXPECT_EQ(result.at("metric").at("job"), "clusterkvd");
+  EXPECT_EQ(result.at("metric").at("tier"), "host");
+  EXPECT_GT(std::stod(result.at("value").at(1).get<std::string>()), 0);
+
+  // The scrape is healthy and the alert rules from deploy/ were loaded (and thus valid).
+  auto up = api.Get("/api/v1/query?query=up%7Bjob%3D%22clusterkvd%22%7D");
+  ASSERT_TRUE(up && up->status == 200);
+  EXPECT_EQ(nlohmann::json::parse(up->body).at("data").at("result").at(0).at("value").at(1), "1");
+  auto rules = api.Get("/api/v1/rules");
+  ASSERT_TRUE(rules && rules->status == 200);
+  const nlohmann::json groups = nlohmann::json::parse(rules->body).at("data").at("groups");
+  ASSERT_EQ(groups.size(), 1u) << rules->body;
+  EXPECT_EQ(groups.at(0).at("name"), "clusterkvd");
+  EXPECT_GE(groups.at(0).at("rules").size(), 4u);
+}
+
+}  // namespace
+}  // namespace clusterkv::testing
