@@ -109,6 +109,11 @@ class SsdTier::Impl {
   // Reads a block and verifies its CRC; `payload` points into `value`.
   absl::Status GetVerifiedBlock(const BlockKey& key, rocksdb::PinnableSlice* value,
                                 absl::string_view* payload);
+  // Calls fn(key, value) for every key of the meta family whose kind byte is `kind` (metadata
+  // 'M' and block directory 'D' entries share the family), holding a reader lock of db_mu.
+  absl::Status ForEachMetaKey(
+      char kind, const std::function<absl::Status(absl::string_view, const rocksdb::Slice&)>& fn)
+      ABSL_LOCKS_EXCLUDED(db_mu);
   // Adds key -> record + CRC32C of `family` to the batch.
   absl::Status AppendRecord(rocksdb::WriteBatch* batch, Family family, const std::string& key,
                             absl::string_view record, absl::string_view context);
@@ -322,6 +327,31 @@ absl::Status SsdTier::Impl::GetVerifiedBlock(const BlockKey& key, rocksdb::Pinna
   return absl::OkStatus();
 }
 
+absl::Status SsdTier::Impl::ForEachMetaKey(
+    char kind, const std::function<absl::Status(absl::string_view, const rocksdb::Slice&)>& fn) {
+  absl::ReaderMutexLock lock(&db_mu);
+  if (db_ == nullptr) return absl::UnavailableError("SSD tier not open");
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle(kMeta)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const absl::string_view key(it->key().data(), it->key().size());
+    auto key_kind = KeyKind(key);
+    if (!key_kind.ok()) return key_kind.status();
+    if (*key_kind != kind) continue;
+    absl::Status status = fn(key, it->value());
+    if (!status.ok()) return status;
+  }
+  const rocksdb::Status s = it->status();
+  if (!s.ok()) {
+    if (s.IsCorruption()) {
+      checksum_failures.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      read_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+    return FromRocksDbStatus(s, "scanning the meta column family");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SsdTier::Impl::AppendRecord(rocksdb::WriteBatch* batch, Family family,
                                          const std::string& key, absl::string_view record,
                                          absl::string_view context) {
@@ -420,32 +450,17 @@ absl::Status SsdTier::DeleteBlock(const BlockKey& key) {
 
 absl::Status SsdTier::ForEachBlock(
     const std::function<absl::Status(const BlockKey&, uint64_t)>& fn) {
-  absl::ReaderMutexLock lock(&impl_->db_mu);
-  if (impl_->db() == nullptr) return absl::UnavailableError("SSD tier not open");
-  std::unique_ptr<rocksdb::Iterator> it(
-      impl_->db()->NewIterator(rocksdb::ReadOptions(), impl_->handle(Impl::kMeta)));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const absl::string_view key(it->key().data(), it->key().size());
-    auto kind = KeyKind(key);
-    if (!kind.ok()) return kind.status();
-    if (*kind != 'D') continue;
+  return impl_->ForEachMetaKey('D', [&](absl::string_view key, const rocksdb::Slice& value) {
     auto block = DecodeDirectoryKey(key);
     if (!block.ok()) return block.status();
     absl::string_view payload;
-    if (!VerifiedPayload(it->value(), &payload) || payload.size() != 8) {
+    if (!VerifiedPayload(value, &payload) || payload.size() != 8) {
       impl_->checksum_failures.fetch_add(1, std::memory_order_relaxed);
       return absl::DataLossError(
           absl::StrCat("bad directory entry for block ", ToString(block->cluster)));
     }
-    absl::Status status = fn(*block, DecodeFixed64(payload.data()));
-    if (!status.ok()) return status;
-  }
-  const rocksdb::Status s = it->status();
-  if (!s.ok()) {
-    impl_->read_errors.fetch_add(1, std::memory_order_relaxed);
-    return FromRocksDbStatus(s, "scanning the block directory");
-  }
-  return absl::OkStatus();
+    return fn(*block, DecodeFixed64(payload.data()));
+  });
 }
 
 absl::Status SsdTier::PutIndexRecord(const SequenceKey& sequence, const HeadId& head,
@@ -515,28 +530,14 @@ absl::StatusOr<std::string> SsdTier::GetMetadata(const SequenceKey& sequence) {
 
 absl::StatusOr<std::vector<SequenceKey>> SsdTier::ListSequences() {
   std::vector<SequenceKey> sequences;
-  absl::ReaderMutexLock lock(&impl_->db_mu);
-  if (impl_->db() == nullptr) return absl::UnavailableError("SSD tier not open");
-  std::unique_ptr<rocksdb::Iterator> it(
-      impl_->db()->NewIterator(rocksdb::ReadOptions(), impl_->handle(Impl::kMeta)));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const absl::string_view key(it->key().data(), it->key().size());
-    auto kind = KeyKind(key);
-    if (!kind.ok()) return kind.status();
-    if (*kind != 'M') continue;  // block directory entries share the family
-    auto sequence = DecodeSequence(key);
-    if (!sequence.ok()) return sequence.status();
-    sequences.push_back(*std::move(sequence));
-  }
-  const rocksdb::Status s = it->status();
-  if (!s.ok()) {
-    if (s.IsCorruption()) {
-      impl_->checksum_failures.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      impl_->read_errors.fetch_add(1, std::memory_order_relaxed);
-    }
-    return FromRocksDbStatus(s, "listing sequences");
-  }
+  absl::Status status =
+      impl_->ForEachMetaKey('M', [&](absl::string_view key, const rocksdb::Slice&) {
+        auto sequence = DecodeSequence(key);
+        if (!sequence.ok()) return sequence.status();
+        sequences.push_back(*std::move(sequence));
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
   return sequences;
 }
 

@@ -26,6 +26,11 @@ struct BlockState {
   std::list<BlockKey>::iterator lru_pos;
 };
 
+absl::Status NoBlockError(const BlockKey& key) {
+  return absl::NotFoundError(
+      absl::StrCat("no block ", ToString(key.cluster), " in sequence ", key.sequence.sequence));
+}
+
 absl::Status CheckOptions(const TieredStoreOptions& o) {
   if (o.path.empty()) return absl::InvalidArgumentError("store path is empty");
   if (o.host_capacity_bytes < SlabAllocator::kSlabBytes) {
@@ -90,6 +95,16 @@ class TieredStore::State {
     if (st.on_ssd) AddSsd(key.sequence.tenant, -static_cast<int64_t>(st.size));
     --tenants[key.sequence.tenant].blocks;
     ++generation;
+  }
+  // Waits until `key` is not being filled, promoted or evicted; its state, or null when absent.
+  BlockState* AwaitSettled(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto settled = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      auto it = blocks.find(key);
+      return it == blocks.end() || !it->second.busy;
+    };
+    mu.Await(absl::Condition(&settled));
+    auto it = blocks.find(key);
+    return it == blocks.end() ? nullptr : &it->second;
   }
   bool AboveHigh() const ABSL_SHARED_LOCKS_REQUIRED(mu) {
     return stats.host.bytes > options.high_watermark * options.host_capacity_bytes;
@@ -417,19 +432,13 @@ absl::StatusOr<uint64_t> TieredStore::ReadBlock(const BlockKey& key, absl::Span<
   {
     absl::MutexLock lock(&s.mu);
     if (s.closed) return absl::FailedPreconditionError("store is closed");
-    auto settled = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      auto it = s.blocks.find(key);
-      return it == s.blocks.end() || !it->second.busy;
-    };
-    s.mu.Await(absl::Condition(&settled));
-    auto it = s.blocks.find(key);
-    if (it == s.blocks.end()) {
+    BlockState* found = s.AwaitSettled(key);
+    if (found == nullptr) {
       ++s.stats.host.misses;
       ++s.stats.ssd.misses;
-      return absl::NotFoundError(absl::StrCat("no block ", ToString(key.cluster), " in sequence ",
-                                              key.sequence.sequence));
+      return NoBlockError(key);
     }
-    BlockState& st = it->second;
+    BlockState& st = *found;
     size = st.size;
     if (dst.size() < size) {
       return absl::InvalidArgumentError(
@@ -495,17 +504,9 @@ absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
     {
       absl::MutexLock lock(&s.mu);
       if (s.closed) return absl::FailedPreconditionError("store is closed");
-      auto settled = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        auto it = s.blocks.find(key);
-        return it == s.blocks.end() || !it->second.busy;
-      };
-      s.mu.Await(absl::Condition(&settled));
-      auto it = s.blocks.find(key);
-      if (it == s.blocks.end()) {
-        return absl::NotFoundError(absl::StrCat("no block ", ToString(key.cluster),
-                                                " in sequence ", key.sequence.sequence));
-      }
-      BlockState& st = it->second;
+      BlockState* found = s.AwaitSettled(key);
+      if (found == nullptr) return NoBlockError(key);
+      BlockState& st = *found;
       if (st.host) {
         ++st.pins;
         ++s.stats.host.hits;
