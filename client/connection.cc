@@ -22,6 +22,11 @@ absl::Status ConnectionOptions::Validate() const {
       return absl::InvalidArgumentError("tenant contains a control character");
     }
   }
+  for (char c : bearer_token) {  // a header value: printable ASCII only
+    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+      return absl::InvalidArgumentError("bearer_token must be printable ASCII without spaces");
+    }
+  }
   if (call_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("call_timeout must be positive");
   }
@@ -66,6 +71,9 @@ Connection::Connection(std::shared_ptr<grpc::Channel> channel,
 
 void Connection::Prepare(grpc::ClientContext* context) const {
   context->AddMetadata(rpc::kTenantMetadataKey, options_.tenant);
+  if (!options_.bearer_token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + options_.bearer_token);
+  }
   context->set_deadline(absl::ToChronoTime(options_.clock->Now() + options_.call_timeout));
 }
 

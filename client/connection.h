@@ -39,8 +39,13 @@ namespace clusterkv::client {
 struct ConnectionOptions {
   // gRPC target: "unix:/path/to.sock" (the sidecar default) or "host:port".
   std::string target;
-  // Tenant sent with every call (until token authentication lands).
+  // Tenant sent with every call as `clusterkv-tenant` metadata. Only a daemon run with
+  // --auth=none honours it; otherwise the daemon derives the tenant from the credentials (the
+  // bearer token, or the Unix socket peer's uid).
   std::string tenant;
+  // Bearer token sent as `authorization: Bearer <token>` metadata with every call; empty: none.
+  // Required by daemons with --auth=token and over TCP; send it only over TLS or a Unix socket.
+  std::string bearer_token;
   // Deadline of each attempt of each call.
   absl::Duration call_timeout = absl::Seconds(30);
   RetryPolicy retry;
@@ -96,7 +101,7 @@ class Connection final : public KvTransport {
   Connection(std::shared_ptr<grpc::Channel> channel,
              std::unique_ptr<v1::KvCache::StubInterface> stub, ConnectionOptions options);
 
-  // Tenant metadata and deadline of one attempt.
+  // Tenant and authorization metadata and deadline of one attempt.
   void Prepare(grpc::ClientContext* context) const;
   // One attempt of a client stream; ALREADY_EXISTS is passed through.
   absl::StatusOr<v1::PutClustersResponse> PutOnce(

@@ -17,6 +17,8 @@ PACKAGES=(
   libabsl-dev
   # K-means baseline: FAISS needs a fast BLAS (reference BLAS is ~30x slower)
   libfaiss-dev libopenblas-dev libopenblas0-pthread libomp-dev
+  # authentication: SHA-256 of bearer tokens, constant-time digest comparison (OpenSSL)
+  libssl-dev
   # metrics / dashboard endpoint
   libcpp-httplib-dev
   # tests and benchmarks

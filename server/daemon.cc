@@ -1,7 +1,9 @@
 #include "server/daemon.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <system_error>
 
@@ -12,6 +14,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "grpcpp/server_posix.h"
 #include "server/kv_service.h"
 #include "server/lock_file.h"
 #if defined(CLUSTERKV_WITH_UCX)
@@ -42,6 +45,29 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const Da
   return grpc::SslServerCredentials(ssl);
 }
 
+// The authenticator of `o` (issue 8): reads and parses its credential files.
+absl::StatusOr<std::unique_ptr<auth::Authenticator>> MakeAuthenticator(const DaemonOptions& o) {
+  if (o.tokens_file.empty() && o.auth == auth::AuthMode::kToken) {
+    return absl::InvalidArgumentError("--auth=token needs --tokens_file");
+  }
+  if (o.tokens_file.empty() && o.auth != auth::AuthMode::kNone && !o.tcp_address.empty()) {
+    return absl::InvalidArgumentError(
+        "TCP callers authenticate with bearer tokens: --tcp_address needs --tokens_file "
+        "(or --auth=none for tests)");
+  }
+  auth::TokenTable tokens;
+  if (!o.tokens_file.empty()) {
+    ASSIGN_OR_RETURN(std::string text, ReadFile(o.tokens_file));
+    ASSIGN_OR_RETURN(tokens, auth::TokenTable::Parse(text));
+  }
+  auth::PeerTenantMap peers;
+  if (!o.peer_tenants_file.empty()) {
+    ASSIGN_OR_RETURN(std::string text, ReadFile(o.peer_tenants_file));
+    ASSIGN_OR_RETURN(peers, auth::PeerTenantMap::Parse(text));
+  }
+  return std::make_unique<auth::Authenticator>(o.auth, std::move(tokens), std::move(peers));
+}
+
 }  // namespace
 
 Daemon::Daemon(const DaemonOptions& options) : options_(options) {}
@@ -58,6 +84,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
   if (!options.tcp_address.empty()) {
     ASSIGN_OR_RETURN(tcp_credentials, TcpCredentials(options));
+  }
+  ASSIGN_OR_RETURN(d->authenticator_, MakeAuthenticator(options));  // issue 8
+  if (options.sequence_ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("the sequence TTL is negative");
   }
 
   const std::filesystem::path socket(options.socket_path);
@@ -85,6 +115,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
 #endif
   ASSIGN_OR_RETURN(d->store_, storage::TieredStore::Open(store_options));
+  if (options.quotas.limits_bytes()) {  // issue 8: per-tenant byte quotas
+    d->store_->SetQuotaHook(auth::MakeQuotaHook(options.quotas));
+  }
+  d->options_.handler.quotas = options.quotas;
   d->handler_ = std::make_unique<RequestHandler>(d->store_.get(), d->options_.handler);
   DataPlaneConnector connector;
 #if defined(CLUSTERKV_WITH_UCX)
@@ -104,14 +138,20 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     };
   }
 #endif
-  d->service_ = std::make_unique<KvCacheService>(d->handler_.get(), MetadataTenantResolver(),
-                                                 std::move(connector),
-                                                 d->observability_->instrumentation());
+  d->service_ = std::make_unique<KvCacheService>(
+      d->handler_.get(), AuthenticatedTenantResolver(d->authenticator_.get()),
+      std::move(connector), d->observability_->instrumentation());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(d->unix_target(), grpc::InsecureServerCredentials());
+  const bool peer_credentials = options.auth == auth::AuthMode::kPeerCred;
+  if (peer_credentials) {
+    // Issue 8: the daemon accepts Unix-socket connections itself to read SO_PEERCRED.
+    ASSIGN_OR_RETURN(d->listener_, auth::UnixListener::Bind(options.socket_path));
+  } else {
+    builder.AddListeningPort(d->unix_target(), grpc::InsecureServerCredentials());
+  }
   if (tcp_credentials) {
     builder.AddListeningPort(options.tcp_address, tcp_credentials, &d->tcp_port_);
   }
@@ -127,6 +167,19 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (!options.tcp_address.empty() && d->tcp_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot bind TCP ", options.tcp_address));
   }
+  // ---- tenants and security (issue 8) ----
+  if (peer_credentials) {
+    d->listener_->Start([server = d->server_.get(), authenticator = d->authenticator_.get()](
+                            auth::UniqueFd connection, const auth::PeerCredentials& peer) {
+      // A uid that maps to no tenant is refused: the connection closes here.
+      if (!authenticator->AdmitPeer(connection.get(), peer.uid)) return;
+      grpc::AddInsecureChannelFromFd(server, connection.release());
+    });
+  }
+  if (options.sequence_ttl > absl::ZeroDuration()) {
+    d->sweeper_ = std::thread(&Daemon::SweepLoop, d.get());
+  }
+  // ---- end tenants and security ----
   d->observability_->MarkServing(d->store_.get(), options.store.path);  // issue 7: ready
   return d;
 }
@@ -135,6 +188,13 @@ absl::Status Daemon::Shutdown() {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
   if (observability_ != nullptr) observability_->MarkStopping();  // issue 7: /readyz 503
+  // Issue 8: no new connections, no more sweeps.
+  if (listener_ != nullptr) listener_->Stop();
+  {
+    absl::MutexLock lock(&sweep_mu_);
+    stopping_ = true;
+  }
+  if (sweeper_.joinable()) sweeper_.join();
   if (server_ != nullptr) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       absl::ToChronoMilliseconds(options_.shutdown_grace));
@@ -150,6 +210,29 @@ absl::Status Daemon::Shutdown() {
   std::error_code ec;
   if (lock_ != nullptr) std::filesystem::remove(options_.socket_path, ec);  // ours only
   return closed;
+}
+
+// Issue 8: drops idle sequences every quarter TTL (at least 1 s, at most 60 s apart).
+void Daemon::SweepLoop() {
+  const absl::Duration period =
+      std::clamp(options_.sequence_ttl / 4, absl::Seconds(1), absl::Seconds(60));
+  while (true) {
+    {
+      absl::MutexLock lock(&sweep_mu_);
+      if (sweep_mu_.AwaitWithTimeout(absl::Condition(&stopping_), period)) return;
+    }
+    absl::StatusOr<int64_t> dropped = handler_->ExpireIdle(options_.sequence_ttl);
+    if (!dropped.ok()) {
+      std::cerr << "clusterkvd: TTL sweep: " << dropped.status() << std::endl;
+    } else if (*dropped > 0) {
+      std::cerr << "clusterkvd: dropped " << *dropped << " sequence(s) idle for "
+                << options_.sequence_ttl << std::endl;
+    }
+  }
+}
+
+uint64_t Daemon::expired_sequences() const {
+  return handler_ != nullptr ? handler_->expired_sequences() : 0;
 }
 
 Daemon::~Daemon() {

@@ -14,10 +14,16 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/auth/authenticator.h"  // tenants and security (issue 8)
+#include "server/auth/tenant_quota.h"   // tenants and security (issue 8)
+#include "server/auth/unix_listener.h"  // tenants and security (issue 8)
 #include "server/http/observability.h"  // observability (issue 7)
 #include "server/data_plane_options.h"
 #include "server/request_handler.h"
@@ -54,13 +60,27 @@ struct DaemonOptions {
   // Observability (issue 7): metrics/health/dashboard HTTP address ("" = off), trace
   // exporters and sampling.
   http::ObservabilityOptions observability;
+  // ---- tenants and security (issue 8; server/auth/authenticator.h) ----
+  // How calls are authenticated. kPeerCred: the Unix socket maps the peer's uid to a tenant
+  // (peer_tenants_file, or "uid-<uid>"); TCP needs a bearer token. kToken: every call needs a
+  // token. kNone: the clusterkv-tenant metadata is trusted (tests only).
+  auth::AuthMode auth = auth::AuthMode::kPeerCred;
+  // `tenant:<hex sha256 of the token>` lines. Required for kToken and for TCP (unless kNone).
+  std::string tokens_file;
+  // `uid:tenant` lines; empty: every uid is admitted as tenant "uid-<uid>".
+  std::string peer_tenants_file;
+  auth::TenantQuotas quotas;
+  // Sequences not accessed for this long are dropped (zero: never).
+  absl::Duration sequence_ttl = absl::ZeroDuration();
+  // ---- end tenants and security ----
 };
 
 class Daemon {
  public:
   // FailedPrecondition when another daemon holds the socket; InvalidArgument for bad options
-  // (TCP without TLS files, unreadable certificates); errors of the store; Unavailable when
-  // gRPC cannot bind.
+  // (TCP without TLS files, unreadable certificates, token auth or authenticated TCP without a
+  // tokens file, unreadable or malformed credential files); errors of the store; Unavailable
+  // when the sockets cannot be bound.
   static absl::StatusOr<std::unique_ptr<Daemon>> Start(const DaemonOptions& options);
   ~Daemon();
 
@@ -76,6 +96,8 @@ class Daemon {
   storage::TieredStore& store() { return *store_; }
   // The UCX data plane, or null when the daemon serves none.
   UcxDataPlane* data_plane() { return data_plane_; }
+  // Sequences the TTL sweeper has dropped (issue 8).
+  uint64_t expired_sequences() const;
 
  private:
   explicit Daemon(const DaemonOptions& options);
@@ -92,6 +114,14 @@ class Daemon {
   std::unique_ptr<RequestHandler> handler_;
   std::unique_ptr<KvCacheService> service_;
   std::unique_ptr<grpc::Server> server_;
+  // ---- tenants and security (issue 8) ----
+  void SweepLoop();
+  std::unique_ptr<auth::Authenticator> authenticator_;
+  std::unique_ptr<auth::UnixListener> listener_;  // kPeerCred only; before server_ is shut down
+  std::thread sweeper_;
+  absl::Mutex sweep_mu_;
+  bool stopping_ ABSL_GUARDED_BY(sweep_mu_) = false;
+  // ---- end tenants and security ----
   int tcp_port_ = 0;
   bool shut_down_ = false;
 };

@@ -1,5 +1,7 @@
 #include "server/kv_service.h"
 
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -17,7 +19,9 @@ absl::StatusOr<CallContext> Resolve(const TenantResolver& resolver,
   if (!tenant.ok()) return tenant.status();
   CallContext call;
   call.tenant = *std::move(tenant);
-  call.local_peer = absl::StartsWith(context.peer(), "unix:");
+  // "fd:<n>": a Unix-socket connection the daemon's own listener accepted (--auth=peercred).
+  const std::string peer = context.peer();
+  call.local_peer = absl::StartsWith(peer, "unix:") || absl::StartsWith(peer, "fd:");
   return call;
 }
 
@@ -181,6 +185,24 @@ TenantResolver MetadataTenantResolver() {
       return absl::InvalidArgumentError("the clusterkv-tenant metadata is empty");
     }
     return std::string(it->second.data(), it->second.size());
+  };
+}
+
+TenantResolver AuthenticatedTenantResolver(const auth::Authenticator* authenticator) {
+  return [authenticator](
+             const grpc::CallbackServerContext& context) -> absl::StatusOr<std::string> {
+    const auto& metadata = context.client_metadata();
+    auto value = [&](const char* key) -> std::optional<absl::string_view> {
+      auto it = metadata.find(key);
+      if (it == metadata.end()) return std::nullopt;
+      return absl::string_view(it->second.data(), it->second.size());
+    };
+    const std::string peer = context.peer();
+    auth::CallCredentials call;
+    call.peer = peer;
+    call.authorization = value("authorization");
+    call.tenant_metadata = value(rpc::kTenantMetadataKey);
+    return authenticator->Resolve(call);
   };
 }
 

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "clusterkv/v1/kvcache.grpc.pb.h"
+#include "server/auth/authenticator.h"      // tenants and security (issue 8)
 #include "server/metrics/instrumentation.h"  // observability (issue 7)
 #include "server/request_handler.h"
 
@@ -20,9 +21,13 @@ namespace clusterkv::server {
 using TenantResolver =
     std::function<absl::StatusOr<std::string>(const grpc::CallbackServerContext& context)>;
 
-// Until authentication lands: the tenant named in the `clusterkv-tenant` metadata, or "default".
-// It authenticates nothing (any caller can name any tenant); see README "Security".
+// The tenant named in the `clusterkv-tenant` metadata, or "default" (--auth=none). It
+// authenticates nothing (any caller can name any tenant); see README "Security".
 TenantResolver MetadataTenantResolver();
+
+// The tenant `authenticator` (not owned; must outlive the resolver) derives from the call's peer
+// and its `authorization` / `clusterkv-tenant` metadata (server/auth/authenticator.h).
+TenantResolver AuthenticatedTenantResolver(const auth::Authenticator* authenticator);
 
 // Serves ConnectDataPlane (the UCX data plane's session setup, server/ucx_endpoint.h). Null:
 // the daemon has no data plane, and the call answers UNIMPLEMENTED.

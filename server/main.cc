@@ -55,6 +55,25 @@ ABSL_FLAG(std::string, trace_file, "", "Append trace spans as JSON lines (OTLP s
 ABSL_FLAG(double, trace_sample_ratio, 0.01,
           "Fraction of new traces sampled (requests whose traceparent says sampled always are).");
 // ---- end observability ----
+// ---- tenants and security (issue 8) ----
+ABSL_FLAG(std::string, auth, "peercred",
+          "How callers are authenticated: peercred = the Unix socket peer's uid names the tenant "
+          "(--peer_tenants_file, or \"uid-<uid>\"), TCP callers need a bearer token; token = "
+          "every call needs `authorization: Bearer <token>`; none = trust the clusterkv-tenant "
+          "metadata (INSECURE, tests only).");
+ABSL_FLAG(std::string, tokens_file, "",
+          "Bearer tokens, hashed: one `tenant:<hex sha256 of the token>` per line. Needed by "
+          "--auth=token and by TCP.");
+ABSL_FLAG(std::string, peer_tenants_file, "",
+          "`uid:tenant` lines mapping Unix-socket peers to tenants; uids not listed are refused. "
+          "Empty: every uid is tenant \"uid-<uid>\".");
+ABSL_FLAG(int64_t, quota_host_mib, 0, "Per-tenant host-tier quota, MiB (0 = unlimited).");
+ABSL_FLAG(int64_t, quota_ssd_mib, 0,
+          "Per-tenant SSD quota, MiB: bounds host + SSD bytes of the tenant (0 = unlimited).");
+ABSL_FLAG(int64_t, quota_sequences, 0, "Per-tenant number of sequences (0 = unlimited).");
+ABSL_FLAG(double, sequence_ttl_s, 0,
+          "Drop sequences not accessed for this many seconds (0 = never).");
+// ---- end tenants and security ----
 
 namespace {
 
@@ -77,6 +96,8 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
                    "write_through", "huge_pages"}},
       {"Compute", {"backend", "threads"}},
       {"Observability", {"metrics_address", "otlp_endpoint", "trace_file", "trace_sample_ratio"}},
+      {"Tenants and security", {"auth", "tokens_file", "peer_tenants_file", "quota_host_mib",
+                                "quota_ssd_mib", "quota_sequences", "sequence_ttl_s"}},
       {"Config file", {"flagfile"}},
   };
   return *groups;
@@ -134,6 +155,29 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError("--trace_sample_ratio must be in [0, 1]");
   }
   // ---- end observability ----
+  // ---- tenants and security (issue 8) ----
+  auto auth = clusterkv::server::auth::ParseAuthMode(absl::GetFlag(FLAGS_auth));
+  if (!auth.ok()) return auth.status();
+  o.auth = *auth;
+  o.tokens_file = absl::GetFlag(FLAGS_tokens_file);
+  o.peer_tenants_file = absl::GetFlag(FLAGS_peer_tenants_file);
+  const int64_t quota_host = absl::GetFlag(FLAGS_quota_host_mib);
+  const int64_t quota_ssd = absl::GetFlag(FLAGS_quota_ssd_mib);
+  const int64_t quota_sequences = absl::GetFlag(FLAGS_quota_sequences);
+  constexpr int64_t kMaxMib = int64_t{1} << 30;
+  if (quota_host < 0 || quota_host > kMaxMib || quota_ssd < 0 || quota_ssd > kMaxMib ||
+      quota_sequences < 0) {
+    return absl::InvalidArgumentError("quotas must be >= 0 (and MiB below 2^30)");
+  }
+  o.quotas.host_bytes = static_cast<uint64_t>(quota_host) << 20;
+  o.quotas.ssd_bytes = static_cast<uint64_t>(quota_ssd) << 20;
+  o.quotas.sequences = static_cast<uint64_t>(quota_sequences);
+  const double ttl = absl::GetFlag(FLAGS_sequence_ttl_s);
+  if (!(ttl >= 0 && ttl <= 10 * 365 * 86400.0)) {
+    return absl::InvalidArgumentError("--sequence_ttl_s must be in [0, 10 years]");
+  }
+  o.sequence_ttl = absl::Seconds(ttl);
+  // ---- end tenants and security ----
   return o;
 }
 
@@ -154,6 +198,11 @@ int main(int argc, char** argv) {
   if (!options.ok()) {
     std::cerr << "clusterkvd: " << options.status().message() << "\n";
     return 2;
+  }
+  if (options->auth == clusterkv::server::auth::AuthMode::kNone) {  // issue 8
+    std::cerr << "clusterkvd: warning: --auth=none is INSECURE: any process that can reach the "
+                 "socket can act as any tenant (clusterkv-tenant metadata is trusted)"
+              << std::endl;
   }
   // Block the shutdown signals in every thread; the main thread waits for them below.
   sigset_t signals;
@@ -185,7 +234,8 @@ int main(int argc, char** argv) {
   std::cout << " (data " << options->store.path << ", host tier "
             << (options->store.host_capacity_bytes >> 20) << " MiB, "
             << (*daemon)->store().arena().page_kind() << " pages"
-            << ((*daemon)->data_plane() != nullptr ? ", UCX data plane" : "") << ")" << std::endl;
+            << ((*daemon)->data_plane() != nullptr ? ", UCX data plane" : "") << ", auth "
+            << clusterkv::server::auth::AuthModeName(options->auth) << ")" << std::endl;
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -36,7 +36,9 @@ void ToProto(const HeadId& head, const storage::HeadIndexRecord& record, v1::Hea
 }  // namespace
 
 RequestHandler::RequestHandler(storage::TieredStore* store, const HandlerOptions& options)
-    : store_(store), options_(options) {}
+    : store_(store),
+      options_(options),
+      clock_(options.clock != nullptr ? options.clock : std::make_shared<SystemClock>()) {}
 
 absl::StatusOr<SequenceKey> RequestHandler::Key(const CallContext& call,
                                                 const std::string& sequence_id) const {
@@ -50,7 +52,10 @@ absl::StatusOr<std::shared_ptr<RequestHandler::Session>> RequestHandler::FindSes
   {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(key);
-    if (it != sessions_.end()) return it->second;
+    if (it != sessions_.end()) {
+      last_access_[key] = clock_->Now();
+      return it->second;
+    }
   }
   absl::StatusOr<storage::SequenceMeta> meta = store_->GetSequence(key);
   if (absl::IsNotFound(meta.status())) {
@@ -61,6 +66,7 @@ absl::StatusOr<std::shared_ptr<RequestHandler::Session>> RequestHandler::FindSes
   session->layout = meta->layout;
   session->num_tokens = meta->num_tokens;
   absl::MutexLock lock(&mu_);
+  last_access_[key] = clock_->Now();
   auto [it, inserted] = sessions_.emplace(key, session);
   return it->second;  // a concurrent loader may have won; both loaded the same record
 }
@@ -108,12 +114,24 @@ absl::StatusOr<v1::OpenSequenceResponse> RequestHandler::OpenSequence(
     return absl::InvalidArgumentError("creating a sequence needs its layout");
   }
   ASSIGN_OR_RETURN(KvLayout layout, rpc::FromProto(request.layout()));
-  RETURN_IF_ERROR(store_->PutSequence(key, storage::SequenceMeta{layout, 0}));
+  // Sequence quota (issue 8): creations in flight count, so concurrent opens cannot overshoot.
+  {
+    const uint64_t existing_count = store_->Usage(key.tenant).sequences;
+    absl::MutexLock lock(&mu_);
+    uint64_t& creating = creating_[key.tenant];
+    RETURN_IF_ERROR(
+        auth::CheckSequenceQuota(options_.quotas, key.tenant, existing_count + creating));
+    ++creating;
+  }
+  const absl::Status stored = store_->PutSequence(key, storage::SequenceMeta{layout, 0});
   auto session = std::make_shared<Session>();
   session->layout = layout;
   {
     absl::MutexLock lock(&mu_);
+    if (--creating_[key.tenant] == 0) creating_.erase(key.tenant);
+    RETURN_IF_ERROR(stored);
     sessions_[key] = session;
+    last_access_[key] = clock_->Now();
   }
   *response.mutable_layout() = request.layout();
   response.set_created(true);
@@ -127,7 +145,39 @@ absl::StatusOr<v1::CloseSequenceResponse> RequestHandler::CloseSequence(
   if (request.drop()) RETURN_IF_ERROR(store_->DropSequence(key));
   absl::MutexLock lock(&mu_);
   sessions_.erase(key);
+  if (request.drop()) last_access_.erase(key);
   return v1::CloseSequenceResponse();
+}
+
+absl::StatusOr<int64_t> RequestHandler::ExpireIdle(absl::Duration ttl) {
+  ASSIGN_OR_RETURN(std::vector<SequenceKey> keys, store_->ListSequences(""));
+  const absl::Time now = clock_->Now();
+  std::vector<SequenceKey> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    for (SequenceKey& key : keys) {
+      auto [it, inserted] = last_access_.try_emplace(key, now);
+      if (inserted || now - it->second < ttl) continue;
+      // Forget it before dropping, so a call racing the drop reloads (and misses) the sequence.
+      last_access_.erase(it);
+      sessions_.erase(key);
+      expired.push_back(std::move(key));
+    }
+  }
+  int64_t dropped = 0;
+  for (const SequenceKey& key : expired) {
+    const absl::Status s = store_->DropSequence(key);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+    ++dropped;
+    absl::MutexLock lock(&mu_);
+    ++expired_;
+  }
+  return dropped;
+}
+
+uint64_t RequestHandler::expired_sequences() const {
+  absl::MutexLock lock(&mu_);
+  return expired_;
 }
 
 absl::StatusOr<v1::ListSequencesResponse> RequestHandler::ListSequences(const CallContext& call) {

@@ -26,6 +26,8 @@
 #include "core/config.h"
 #include "core/ids.h"
 #include "gpu/backend.h"
+#include "server/auth/tenant_quota.h"  // tenants and security (issue 8)
+#include "server/clock.h"
 #include "server/metrics/instrumentation.h"  // observability (issue 7)
 #include "server/tracing/trace_context.h"    // observability (issue 7)
 #include "storage/tiered_store.h"
@@ -56,6 +58,10 @@ struct HandlerOptions {
   uint64_t fetch_message_bytes = uint64_t{4} << 20;
   // Metrics and tracing (observability, issue 7); null members: off.
   Instrumentation instrumentation;
+  // Per-tenant sequence quota (OpenSequence); the byte quotas are the store's hook (issue 8).
+  auth::TenantQuotas quotas;
+  // Time source of the sequence TTL (last access); null: the system clock.
+  std::shared_ptr<const Clock> clock;
 };
 
 class RequestHandler {
@@ -105,6 +111,14 @@ class RequestHandler {
 
   const HandlerOptions& options() const { return options_; }
 
+  // Sequence TTL (issue 8): drops every sequence (of every tenant) not accessed for `ttl` and
+  // returns how many it dropped. A sequence counts as accessed when it is opened or created or
+  // any call finds it; one the handler has not seen since it started (e.g. after a restart) is
+  // considered accessed now. Errors of the store (the sweep stops at the first).
+  absl::StatusOr<int64_t> ExpireIdle(absl::Duration ttl);
+  // Sequences dropped by ExpireIdle since the handler was created.
+  uint64_t expired_sequences() const;
+
  private:
   // What the daemon keeps in memory per open sequence: the layout and, per head, the index
   // (loaded lazily from the store; needed for Select and to validate appends).
@@ -126,8 +140,16 @@ class RequestHandler {
 
   storage::TieredStore* store_;  // not owned
   HandlerOptions options_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   absl::flat_hash_map<SequenceKey, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  // ---- tenants and security (issue 8) ----
+  std::shared_ptr<const Clock> clock_;
+  // Last access of every sequence seen since start (TTL).
+  absl::flat_hash_map<SequenceKey, absl::Time> last_access_ ABSL_GUARDED_BY(mu_);
+  // Sequences being created per tenant, counted against the sequence quota until stored.
+  absl::flat_hash_map<std::string, uint64_t> creating_ ABSL_GUARDED_BY(mu_);
+  uint64_t expired_ ABSL_GUARDED_BY(mu_) = 0;
+  // ---- end tenants and security ----
 };
 
 }  // namespace clusterkv::server

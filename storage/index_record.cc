@@ -30,6 +30,7 @@ class Reader {
   }
   bool GetBytes(void* dst, size_t n) {
     if (in_.size() < n) return false;
+    if (n == 0) return true;  // dst may be null (an empty vector's data())
     std::memcpy(dst, in_.data(), n);
     in_.remove_prefix(n);
     return true;

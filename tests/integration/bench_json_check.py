@@ -72,6 +72,8 @@ def check_report(path, bench):
         check_fetch(results)
     if bench == "e2e":
         check_e2e(results)
+    if bench == "soak":
+        check_soak(results)
     print("ok: %s, %d rows" % (bench, len(results)))
 
 
@@ -150,6 +152,28 @@ def check_e2e(results):
             fail("e2e results[%d].cache_hit_rate %r is not a fraction" % (i, row["cache_hit_rate"]))
 
 
+SOAK_VARIANTS = ("open", "put", "fetch", "fetch_missing", "close", "all")
+
+
+def check_soak(results):
+    """One requests/s row per operation type and one for all, each against 1 client, with the
+    N-client latencies and the baseline's."""
+    seen = [row["variant"] for row in results]
+    if sorted(seen) != sorted(SOAK_VARIANTS):
+        fail("soak variants are %r, expected %r" % (seen, SOAK_VARIANTS))
+    for i, row in enumerate(results):
+        if row["unit"] != "req/s" or row["baseline"] != "1_client":
+            fail("soak results[%d] is not a req/s row against 1_client" % i)
+        if not row["ratio_meaning"].startswith("value / baseline_value"):
+            fail("soak results[%d] is not a higher-is-better row" % i)
+        for key in ("clients", "iterations_per_client", "blocks_per_sequence", "block_bytes"):
+            if not is_number(row["params"].get(key)):
+                fail("soak results[%d].params lacks %s" % (i, key))
+        for key in ("p50_us", "p99_us", "baseline_p50_us", "baseline_p99_us", "requests"):
+            if not is_number(row.get(key)):
+                fail("soak results[%d].%s is not a number" % (i, key))
+
+
 def run(bench_bin, sub, json_path):
     if os.path.exists(json_path):
         os.remove(json_path)
@@ -169,7 +193,7 @@ def cli(bench_bin):
     proc = call("--help")
     if proc.returncode != 0 or "kmeans" not in proc.stdout:
         fail("--help exited %d or lacks the subcommands" % proc.returncode)
-    for sub in ("kmeans", "select", "decode", "storage", "fetch", "e2e"):
+    for sub in ("kmeans", "select", "decode", "storage", "fetch", "e2e", "soak"):
         proc = call(sub, "--help")
         if proc.returncode != 0 or sub not in proc.stdout:
             fail("%s --help exited %d" % (sub, proc.returncode))

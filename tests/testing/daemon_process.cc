@@ -169,7 +169,10 @@ absl::Status DaemonProcess::Start() {
                                    "--shutdown_grace_s=5",
                                    // No fixed HTTP port: tests run side by side.
                                    "--metrics_address=",
-                                   "--undefok=metrics_address"};
+                                   "--undefok=metrics_address",
+                                   // Tests name tenants in metadata; security tests override
+                                   // this with --auth=token / peercred (issue 8).
+                                   "--auth=none"};
   args.insert(args.end(), options_.flags.begin(), options_.flags.end());
   absl::StatusOr<Child> child = Spawn(args);
   if (!child.ok()) return child.status();

@@ -64,7 +64,7 @@ struct DaemonProcessOptions {
   std::string data_dir;
   // Extra flags, e.g. "--write_through". The defaults keep the daemon small and deterministic:
   // 64 MiB host tier without huge pages, CPU backend with one thread, 5 s shutdown grace, no
-  // metrics HTTP endpoint.
+  // metrics HTTP endpoint, --auth=none (tenants from metadata; a later --auth flag wins).
   std::vector<std::string> flags;
   // Bound on the time to the "serving on" line, and on a SIGTERM shutdown.
   absl::Duration start_timeout = absl::Seconds(60);

@@ -47,6 +47,7 @@ class Session {
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto context = std::make_unique<grpc::ClientContext>();
     context->AddMetadata(rpc::kTenantMetadataKey, options_.tenant);
+    if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
     context->set_deadline(std::chrono::system_clock::now() +
                           absl::ToChronoMilliseconds(options_.timeout));
     return context;

@@ -27,7 +27,8 @@ extern const char kCommandsUsage[];
 
 struct AdminOptions {
   std::string target = "unix:/run/clusterkv/clusterkvd.sock";
-  std::string tenant = "default";
+  std::string tenant = "default";  // honoured only by a daemon run with --auth=none
+  std::string token;  // bearer token ("" = none): `authorization: Bearer <token>` metadata
   absl::Duration timeout = absl::Seconds(10);  // per call
 };
 

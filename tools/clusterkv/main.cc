@@ -1,5 +1,6 @@
 // clusterkv: the admin CLI of clusterkvd, a thin main over admin.h. `--help` prints the usage
 // and the flags, exit 0.
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -15,7 +16,12 @@
 // Connection.
 ABSL_FLAG(std::string, target, "unix:/run/clusterkv/clusterkvd.sock",
           "The daemon: unix:<socket path> or host:port.");
-ABSL_FLAG(std::string, tenant, "default", "Tenant whose sequences the commands see.");
+ABSL_FLAG(std::string, tenant, "default",
+          "Tenant whose sequences the commands see (daemons with --auth=none only; otherwise "
+          "the credentials decide).");
+ABSL_FLAG(std::string, token, "",
+          "Bearer token sent as `authorization: Bearer <token>` (daemons with --auth=token, TCP). "
+          "Also read from $CLUSTERKV_TOKEN when the flag is empty.");
 ABSL_FLAG(double, timeout_s, 10.0, "Deadline of each call, seconds.");
 
 namespace {
@@ -35,7 +41,8 @@ const std::string& Usage() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(Usage());
   if (clusterkv::WantsHelp(argc, argv)) {
-    clusterkv::PrintHelp(Usage(), {{"Connection", {"target", "tenant", "timeout_s"}}}, std::cout);
+    clusterkv::PrintHelp(Usage(), {{"Connection", {"target", "tenant", "token", "timeout_s"}}},
+                         std::cout);
     return clusterkv::admin::kExitOk;
   }
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
@@ -47,6 +54,11 @@ int main(int argc, char** argv) {
   clusterkv::admin::AdminOptions options;
   options.target = absl::GetFlag(FLAGS_target);
   options.tenant = absl::GetFlag(FLAGS_tenant);
+  options.token = absl::GetFlag(FLAGS_token);
+  if (options.token.empty()) {
+    // A flag shows in `ps`; the environment does not.
+    if (const char* env = std::getenv("CLUSTERKV_TOKEN"); env != nullptr) options.token = env;
+  }
   options.timeout = absl::Seconds(timeout_s);
   const std::vector<std::string> args(rest.begin() + 1, rest.end());
   return clusterkv::admin::RunCommand(options, args, std::cout, std::cerr);

@@ -10,6 +10,8 @@
 //           attention at long contexts.
 //   storage host tier put/get vs cold memcpy, SSD tier put/get (unsynced and write-through) vs
 //           raw RocksDB with the same BlobDB options, and eviction throughput vs raw puts.
+//   soak    N concurrent clients looping open / put / fetch / close against a real clusterkvd:
+//           requests/s and p50/p99 per operation vs the same loop from 1 client.
 //
 // Example:
 //   BenchOptions opt;
@@ -108,6 +110,18 @@ struct E2eBenchConfig {
   int64_t host_capacity_mib = 2048;  // raised to hold every block twice over
 };
 
+struct SoakBenchConfig {
+  int32_t clients = 8;
+  int32_t iterations = 200;        // timed loops per client
+  int32_t warmup_iterations = 10;  // untimed loops per client first
+  // Each sequence: 1 layer x 4 kv heads x clusters_per_head blocks of tokens_per_block tokens
+  // (head_dim 128, fp16: 516 bytes a token).
+  int32_t clusters_per_head = 2;
+  int32_t tokens_per_block = 64;
+  int64_t host_capacity_mib = 256;
+  double call_timeout_s = 60;  // deadline of each gRPC call
+};
+
 // Options shared by every subcommand plus each subcommand's own settings.
 struct BenchOptions {
   std::string json_path;  // empty: table only
@@ -125,6 +139,7 @@ struct BenchOptions {
   DaemonConfig daemon;
   FetchBenchConfig fetch;
   E2eBenchConfig e2e;
+  SoakBenchConfig soak;
 };
 
 // Shrinks every size in `options` to a smoke-test scale (seconds in total).
@@ -139,6 +154,8 @@ absl::Status RunStorageBench(const BenchOptions& options);
 // fetch and e2e also return Unavailable when clusterkvd does not start.
 absl::Status RunFetchBench(const BenchOptions& options);
 absl::Status RunE2eBench(const BenchOptions& options);
+// Also Internal when a call fails with anything but the expected NOT_FOUND.
+absl::Status RunSoakBench(const BenchOptions& options);
 
 // The whole command-line tool (flags, subcommand dispatch, --help); returns the exit code:
 // 0 success, 1 a benchmark failed, 2 usage error (no or unknown subcommand).

@@ -22,8 +22,12 @@ absl::StatusOr<std::unique_ptr<BenchDaemon>> BenchDaemon::Start(const DaemonConf
   ASSIGN_OR_RETURN(std::unique_ptr<demo::DaemonLauncher> launcher,
                    demo::DaemonLauncher::Start(
                        config.binary,
+                       // --auth=none: the benchmarks name tenants through metadata (the soak
+                       // bench splits its clients over two) and measure the data path, not
+                       // authentication; the daemon is private to this process's temp dir.
                        {"--socket=" + socket, "--data_dir=" + dir->Sub("data"),
-                        absl::StrCat("--host_capacity_mib=", host_capacity_mib)},
+                        absl::StrCat("--host_capacity_mib=", host_capacity_mib), "--auth=none",
+                        "--metrics_address="},
                        absl::Seconds(config.ready_timeout_s)));
   return std::unique_ptr<BenchDaemon>(
       new BenchDaemon(std::move(dir), std::move(launcher), "unix:" + socket));

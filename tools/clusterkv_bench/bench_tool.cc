@@ -123,6 +123,16 @@ ABSL_FLAG(std::string, e2e_text_file, "",
 ABSL_FLAG(int64_t, e2e_host_mib, 2048,
           "Host tier of the daemon, MiB (raised to hold every block twice over).");
 
+// ---- soak --------------------------------------------------------------------------------
+ABSL_FLAG(int32_t, soak_clients, 8, "Concurrent clients (threads, one gRPC channel each).");
+ABSL_FLAG(int32_t, soak_iterations, 200,
+          "Timed open/put/fetch/fetch-missing/close loops per client.");
+ABSL_FLAG(int32_t, soak_warmup_iterations, 10, "Untimed loops per client before the timed ones.");
+ABSL_FLAG(int32_t, soak_clusters_per_head, 2,
+          "Blocks per kv head of each sequence (1 layer x 4 kv heads, head_dim 128, fp16).");
+ABSL_FLAG(int32_t, soak_tokens, 64, "Tokens per block.");
+ABSL_FLAG(int64_t, soak_host_mib, 256, "Host tier of the daemon, MiB.");
+
 namespace clusterkv::bench {
 namespace {
 
@@ -192,6 +202,14 @@ const std::vector<Subcommand>& Subcommands() {
        {"daemon", "daemon_dir", "e2e_layers", "e2e_context", "e2e_steps", "e2e_budget",
         "e2e_centroids", "e2e_kmeans_iterations", "e2e_text_file", "e2e_host_mib"},
        &RunE2eBench},
+      {"soak",
+       "Concurrent clients (8) looping open / put / fetch / fetch of a missing sequence "
+       "(NOT_FOUND, the expected error) / close(drop) against a real clusterkvd: requests/s "
+       "and per-call p50/p99 per operation and for all of them, vs the same loop issued by 1 "
+       "client (ratio = N-client req/s / 1-client req/s, > 1: concurrency helps).",
+       {"daemon", "daemon_dir", "soak_clients", "soak_iterations", "soak_warmup_iterations",
+        "soak_clusters_per_head", "soak_tokens", "soak_host_mib"},
+       &RunSoakBench},
   };
   return *subs;
 }
@@ -330,6 +348,13 @@ absl::StatusOr<BenchOptions> OptionsFromFlags() {
   o.e2e.text_file = absl::GetFlag(FLAGS_e2e_text_file);
   o.e2e.host_capacity_mib = absl::GetFlag(FLAGS_e2e_host_mib);
 
+  o.soak.clients = absl::GetFlag(FLAGS_soak_clients);
+  o.soak.iterations = absl::GetFlag(FLAGS_soak_iterations);
+  o.soak.warmup_iterations = absl::GetFlag(FLAGS_soak_warmup_iterations);
+  o.soak.clusters_per_head = absl::GetFlag(FLAGS_soak_clusters_per_head);
+  o.soak.tokens_per_block = absl::GetFlag(FLAGS_soak_tokens);
+  o.soak.host_capacity_mib = absl::GetFlag(FLAGS_soak_host_mib);
+
   if (o.quick) ApplyQuick(o);
   return o;
 }
@@ -368,6 +393,9 @@ void ApplyQuick(BenchOptions& options) {
   options.e2e.centroids = 32;
   options.e2e.kmeans_iterations = 5;
   options.e2e.host_capacity_mib = 256;
+  options.soak.clients = std::min(options.soak.clients, 4);
+  options.soak.iterations = std::min(options.soak.iterations, 10);
+  options.soak.warmup_iterations = std::min(options.soak.warmup_iterations, 2);
 }
 
 int BenchToolMain(int argc, char** argv) {
@@ -394,7 +422,7 @@ int BenchToolMain(int argc, char** argv) {
     }
   }
   absl::SetProgramUsageMessage(
-      "ClusterKV benchmarks. Usage: clusterkv_bench <kmeans|select|decode|storage|fetch|e2e> "
+      "ClusterKV benchmarks. Usage: clusterkv_bench <kmeans|select|decode|storage|fetch|e2e|soak> "
       "[flags]; "
       "clusterkv_bench --help");
   std::vector<char*> positional =

@@ -1,0 +1,81 @@
+// libFuzzer target: the UCX data-plane message decoders (proto/ucx_wire.h). The daemon decodes
+// fetch requests from any connected client and the client decodes completions, so both must
+// reject every malformed input without reading out of bounds. What decodes must re-encode to a
+// message that decodes to the same value, and, when the header's unused fields (reserved; a
+// request's status) are zero, to the very input bytes.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "proto/ucx_wire.h"
+
+namespace clusterkv::wire {
+namespace {
+
+void Require(bool condition) {
+  if (!condition) std::abort();
+}
+
+// The daemon's limit on entries per request (HandlerOptions::max_fetch_clusters), and a small
+// one so that the count check is exercised too.
+constexpr size_t kLimits[] = {size_t{1} << 16, 4};
+
+bool UnusedHeaderFieldsZero(absl::string_view bytes, bool check_status) {
+  if (bytes.size() < kHeaderBytes) return false;
+  auto zero = [&](size_t offset) {
+    return bytes.substr(offset, 4) == absl::string_view("\0\0\0\0", 4);
+  };
+  return zero(36) && (!check_status || zero(28));
+}
+
+bool Same(const FetchEntry& a, const FetchEntry& b) {
+  return a.layer == b.layer && a.kv_head == b.kv_head && a.cluster == b.cluster &&
+         a.expected_tokens == b.expected_tokens && a.slot_offset == b.slot_offset;
+}
+
+bool Same(const BlockResult& a, const BlockResult& b) {
+  return a.code == b.code && a.num_tokens == b.num_tokens && a.bytes == b.bytes;
+}
+
+template <typename T>
+bool SameAll(const T& a, const T& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!Same(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+void FuzzOne(absl::string_view bytes) {
+  for (size_t limit : kLimits) {
+    if (absl::StatusOr<FetchRequest> request = DecodeFetchRequest(bytes, limit); request.ok()) {
+      Require(request->entries.size() <= limit);
+      const std::string encoded = Encode(*request);
+      const absl::StatusOr<FetchRequest> again = DecodeFetchRequest(encoded, limit);
+      Require(again.ok() && again->request_id == request->request_id &&
+              again->session_id == request->session_id &&
+              again->sequence_id == request->sequence_id &&
+              SameAll(again->entries, request->entries));
+      if (UnusedHeaderFieldsZero(bytes, /*check_status=*/true)) Require(encoded == bytes);
+    }
+    if (absl::StatusOr<FetchCompletion> done = DecodeFetchCompletion(bytes, limit); done.ok()) {
+      Require(done->blocks.size() <= limit && done->message.size() <= kMaxTextBytes);
+      const std::string encoded = Encode(*done);
+      const absl::StatusOr<FetchCompletion> again = DecodeFetchCompletion(encoded, limit);
+      Require(again.ok() && again->request_id == done->request_id &&
+              again->session_id == done->session_id && again->code == done->code &&
+              again->message == done->message && SameAll(again->blocks, done->blocks));
+      if (UnusedHeaderFieldsZero(bytes, /*check_status=*/false)) Require(encoded == bytes);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace clusterkv::wire
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  clusterkv::wire::FuzzOne(absl::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpora (tests/fuzz/corpus/<target>/): a few small valid and
+invalid inputs each. Standard library only: the protobuf wire format is written by hand.
+Usage: tests/fuzz/make_corpus.py   (rewrites the seeds; regression inputs are kept)"""
+import os
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def varint(v):
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def field_varint(num, v):
+    return varint(num << 3) + varint(v)
+
+
+def field_bytes(num, b):
+    return varint((num << 3) | 2) + varint(len(b)) + b
+
+
+def packed_floats(num, values):
+    return field_bytes(num, b"".join(struct.pack("<f", x) for x in values))
+
+
+def packed_ints(num, values):
+    return field_bytes(num, b"".join(varint(x) for x in values))
+
+
+def layout(layers=4, q=8, kv=4, d=128, dtype=1):
+    return (field_varint(1, layers) + field_varint(2, q) + field_varint(3, kv) +
+            field_varint(4, d) + field_varint(5, dtype))
+
+
+def ref(layer, head, cluster):
+    return field_varint(1, layer) + field_varint(2, head) + field_varint(3, cluster)
+
+
+def block(tokens, data_bytes, layer=0, head=0, cluster=0):
+    return (field_bytes(1, ref(layer, head, cluster)) + field_varint(2, tokens) +
+            field_bytes(3, bytes(data_bytes)))
+
+
+def head_index(clusters, d=128, value=0.0884):
+    return (field_varint(1, 0) + field_varint(2, 0) + packed_floats(3, [value] * (clusters * d)) +
+            packed_ints(4, [7] * clusters))
+
+
+SEQ = field_bytes(1, b"seq-1")
+FP16_BLOCK_1 = 4 + 2 * 128 * 2  # one token: position + key + value
+
+REQUESTS = {
+    "open_valid": SEQ + field_bytes(2, layout()),
+    "open_odd_head_dim": SEQ + field_bytes(2, layout(d=127)),
+    "open_bad_gqa": SEQ + field_bytes(2, layout(q=6, kv=4)),
+    "open_control_char_id": field_bytes(1, b"se\x01q") + field_bytes(2, layout()),
+    "close_drop": SEQ + field_varint(2, 1),
+    "put_valid_block": SEQ + field_bytes(2, block(1, FP16_BLOCK_1)),
+    "put_short_block": SEQ + field_bytes(2, block(1, FP16_BLOCK_1 - 2)),
+    "put_negative_ref": SEQ + field_bytes(2, block(1, FP16_BLOCK_1, layer=-1)),
+    "put_index": SEQ + field_bytes(3, head_index(1)) + field_varint(4, 7),
+    "put_index_nan": SEQ + field_bytes(3, head_index(1, value=float("nan"))),
+    "fetch_refs": SEQ + field_bytes(2, ref(0, 0, 0)) + field_bytes(2, ref(3, 3, 99)) +
+                  field_bytes(2, ref(4, 0, 0)),
+    "select_valid": SEQ + field_varint(2, 1) + packed_floats(3, [0.5] * (8 * 128)) +
+                    field_varint(4, 4),
+    "select_wrong_count": SEQ + field_varint(2, 1) + packed_floats(3, [0.5] * 5) +
+                          field_varint(4, 0),
+    "empty": b"",
+    "truncated_varint": b"\x08\xff\xff",
+}
+
+
+def wire(kind, request_id, session_id, count, status, text, entries, reserved=0):
+    header = struct.pack("<IHHQQIiII", 0x55564B43, 1, kind, request_id, session_id, count,
+                         status, len(text), reserved)
+    return header + text + entries
+
+
+REQ_ENTRY = struct.pack("<iiiiQ", 1, 2, 3, 16, 4096)
+DONE_ENTRY = struct.pack("<iiQ", 0, 16, 8256)
+UCX = {
+    "request_valid": wire(1, 7, 42, 2, 0, b"seq-1", REQ_ENTRY * 2),
+    "request_empty": wire(1, 1, 1, 0, 0, b"", b""),
+    "request_count_mismatch": wire(1, 7, 42, 3, 0, b"seq-1", REQ_ENTRY * 2),
+    "request_bad_version": wire(1, 7, 42, 0, 0, b"", b"").replace(b"\x01\x00\x01\x00", b"\x02\x00\x01\x00", 1),
+    "completion_valid": wire(2, 7, 42, 1, 0, b"", DONE_ENTRY),
+    "completion_error": wire(2, 7, 42, 0, 5, b"no sequence 'seq-1'", b""),
+    "completion_reserved_set": wire(2, 7, 42, 0, 0, b"", b"", reserved=9),
+    "short_header": wire(1, 7, 42, 0, 0, b"", b"")[:20],
+}
+
+
+def seq_prefix(tenant, seq):
+    return tenant + b"\0" + seq + b"\0"
+
+
+RECORDS = {
+    "meta_valid": struct.pack("<BiiiiBq", 1, 4, 8, 4, 128, 0, 1234),
+    "meta_bad_dtype": struct.pack("<BiiiiBq", 1, 4, 8, 4, 128, 7, 1234),
+    "meta_bad_layout": struct.pack("<BiiiiBq", 1, 4, 8, 3, 128, 0, 1234),
+    "index_valid": struct.pack("<Bii", 1, 2, 2) + struct.pack("<ii", 5, 6) +
+                   struct.pack("<4f", 1, 0, 0, 1),
+    "index_negative_size": struct.pack("<Bii", 1, 2, 1) + struct.pack("<i", -1) +
+                           struct.pack("<2f", 1, 0),
+    "index_huge_count": struct.pack("<Bii", 1, 0x7FFFFFFF, 0x7FFFFFFF),
+    "block_key": seq_prefix(b"tenant-a", b"seq-1") + b"B" + struct.pack(">iii", 1, 2, 3),
+    "directory_key": seq_prefix(b"tenant-a", b"seq-1") + b"D" + struct.pack(">iii", 1, 2, -3),
+    "index_key": seq_prefix(b"t", b"s") + b"I" + struct.pack(">ii", 0, 0),
+    "metadata_key": seq_prefix(b"t", b"s") + b"M",
+    "key_no_terminator": b"tenant-only",
+    "key_0xff": seq_prefix(b"\xff\xff", b"\xff") + b"B" + b"\xff" * 12,
+}
+
+
+def npy(descr, shape, data, fortran=False, major=1):
+    shape_text = ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "")
+    header = ("{'descr': '%s', 'fortran_order': %s, 'shape': (%s), }"
+              % (descr, "True" if fortran else "False", shape_text)).encode()
+    length_bytes = 2 if major == 1 else 4
+    total = (6 + 2 + length_bytes + len(header) + 1 + 63) // 64 * 64
+    header += b" " * (total - 6 - 2 - length_bytes - len(header) - 1) + b"\n"
+    length = struct.pack("<H" if major == 1 else "<I", len(header))
+    return b"\x93NUMPY" + bytes([major, 0]) + length + header + data
+
+
+NPY = {
+    "f4_2x3": npy("<f4", [2, 3], struct.pack("<6f", *range(6))),
+    "f2_1x1x4": npy("<f2", [1, 1, 4], b"\x00\x3c" * 4),
+    "u2_bf16_4": npy("<u2", [4], b"\x80\x3f" * 4),
+    "v2_version2": npy("|V2", [2], b"\x80\x3f" * 2, major=2),
+    "scalar_f4": npy("<f4", [], struct.pack("<f", 1.5)),
+    "fortran": npy("<f4", [1], struct.pack("<f", 1.0), fortran=True),
+    "big_endian": npy(">f4", [1], struct.pack(">f", 1.0)),
+    "truncated_data": npy("<f4", [4], struct.pack("<f", 1.0)),
+    "huge_shape": npy("<f4", [1 << 40, 1 << 40], b""),
+    "bad_magic": b"\x93NUMPZ\x01\x00",
+}
+
+
+def write(target, seeds):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
+if __name__ == "__main__":
+    write("fuzz_request_validation", REQUESTS)
+    write("fuzz_ucx_wire", UCX)
+    write("fuzz_records", RECORDS)
+    write("fuzz_npy", NPY)
