@@ -368,6 +368,24 @@ absl::StatusOr<RequestHandler::FetchPlan> RequestHandler::PrepareFetch(
 
 absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref,
                                       const BlockSink& sink) {
+  return FetchOneRetained(
+      plan, ref,
+      [&](const v1::ClusterRef& r, int32_t tokens, absl::Span<const uint8_t> block,
+          std::shared_ptr<const void>) { return sink(r, tokens, block); });
+}
+
+namespace {
+
+// What keeps a fetched block's bytes alive: its pin in the host tier, or a copy.
+struct HeldBlock {
+  storage::PinnedBlock pin;
+  std::vector<uint8_t> copy;
+};
+
+}  // namespace
+
+absl::Status RequestHandler::FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
+                                              const RetainingBlockSink& sink) {
   const uint64_t token_bytes =
       storage::ClusterBlockBytes(1, plan.layout.head_dim, plan.layout.dtype);
   const storage::BlockKey block_key{plan.key, rpc::FromProto(ref)};
@@ -386,10 +404,12 @@ absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRe
   lookup.SetAttribute("clusterkv.pinned", pinned.ok());
   if (!pinned.ok() && !absl::IsResourceExhausted(pinned.status())) lookup.SetStatus(pinned.status());
   lookup.End();
-  std::vector<uint8_t> copy;
+  auto held = std::make_shared<HeldBlock>();
+  std::vector<uint8_t>& copy = held->copy;
   absl::Span<const uint8_t> bytes;
   if (pinned.ok()) {
-    bytes = absl::MakeConstSpan(pinned->data(), pinned->size());
+    held->pin = *std::move(pinned);
+    bytes = absl::MakeConstSpan(held->pin.data(), held->pin.size());
   } else if (absl::IsResourceExhausted(pinned.status())) {
     // No host room to promote into: serve a copy straight from the SSD.
     tracing::Span ssd_read;  // observability (issue 7)
@@ -416,7 +436,8 @@ absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRe
     transfer.SetAttribute("clusterkv.transport", std::string(metrics::TransportName(plan.transport)));
     transfer.SetAttribute("clusterkv.bytes", static_cast<int64_t>(bytes.size()));
   }
-  absl::Status sent = sink(ref, static_cast<int32_t>(bytes.size() / token_bytes), bytes);
+  absl::Status sent =
+      sink(ref, static_cast<int32_t>(bytes.size() / token_bytes), bytes, std::move(held));
   transfer.SetStatus(sent);
   transfer.End();
   if (metrics != nullptr && sent.ok()) {

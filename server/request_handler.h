@@ -104,6 +104,14 @@ class RequestHandler {
   absl::StatusOr<FetchPlan> PrepareFetch(const CallContext& call,
                                          const v1::FetchClustersRequest& request);
   absl::Status FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref, const BlockSink& sink);
+  // Like FetchOne, but the sink also receives `holder`, which keeps `block`'s bytes valid (the
+  // pin, or the temporary copy) for as long as the sink keeps a reference: a transport that
+  // writes asynchronously (UCX puts) releases it only when the write has completed.
+  using RetainingBlockSink = std::function<absl::Status(
+      const v1::ClusterRef& ref, int32_t num_tokens, absl::Span<const uint8_t> block,
+      std::shared_ptr<const void> holder)>;
+  absl::Status FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
+                                const RetainingBlockSink& sink);
 
   absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
                                             const v1::SelectRequest& request);

@@ -259,13 +259,22 @@ class UcxDataPlane::Impl {
     ASSIGN_OR_RETURN(RequestHandler::FetchPlan plan, handler_->PrepareFetch(session.call, fetch));
     const uint64_t row_bytes =
         static_cast<uint64_t>(plan.layout.head_dim) * DTypeSize(plan.layout.dtype);
+    // Every put of the request is issued before any is waited for; the blocks' pins (or copies)
+    // stay held until the flush below has completed them all.
+    struct PendingPut {
+      ucs_status_ptr_t request;
+      std::shared_ptr<const void> holder;
+    };
+    std::vector<PendingPut> pending;
+    pending.reserve(request.entries.size());
     absl::Status put_error;
     for (size_t i = 0; i < request.entries.size(); ++i) {
       const wire::FetchEntry& entry = request.entries[i];
       wire::BlockResult& result = completion.blocks[i];
-      absl::Status block_status = handler_->FetchOne(
+      absl::Status block_status = handler_->FetchOneRetained(
           plan, fetch.clusters(static_cast<int>(i)),
-          [&](const v1::ClusterRef&, int32_t tokens, absl::Span<const uint8_t> block) {
+          [&](const v1::ClusterRef&, int32_t tokens, absl::Span<const uint8_t> block,
+              std::shared_ptr<const void> holder) {
             result.num_tokens = tokens;
             if (entry.expected_tokens > 0 && entry.expected_tokens != tokens) {
               return absl::FailedPreconditionError(
@@ -283,23 +292,42 @@ class UcxDataPlane::Impl {
                   absl::StrCat("slot [", entry.slot_offset, ", +", payload,
                                ") leaves the registered ", session.region_bytes, "-byte region"));
             }
-            put_error = Put(session, block.data() + positions, payload,
-                            session.region_base + entry.slot_offset);
-            if (!put_error.ok()) return put_error;
+            absl::StatusOr<ucs_status_ptr_t> issued = IssuePut(
+                session, block.data() + positions, payload, session.region_base + entry.slot_offset);
+            if (!issued.ok()) {
+              put_error = issued.status();
+              return put_error;
+            }
+            if (*issued != nullptr) pending.push_back(PendingPut{*issued, std::move(holder)});
             result.bytes = payload;
             return absl::OkStatus();
           });
       result.code = static_cast<int32_t>(block_status.code());
-      if (session.endpoint->failed()) {
-        return absl::UnavailableError("client endpoint failed during the fetch");
-      }
-      if (!put_error.ok()) return put_error;  // the client stopped taking data: give up
+      if (session.endpoint->failed() || !put_error.ok()) break;
     }
-    return session.endpoint->Flush(absl::Now() + kTransferTimeout);
+    // The flush completes every put issued above (or fails with the endpoint); then each
+    // request is reaped and its block released.
+    absl::Status flushed = session.endpoint->Flush(absl::Now() + kTransferTimeout);
+    absl::Status reaped;
+    for (PendingPut& p : pending) {
+      absl::Status s =
+          ucx::WaitRequest(worker_->get(), p.request, "ucp_put_nbx", absl::Now() + kTransferTimeout);
+      if (reaped.ok()) reaped = s;
+    }
+    pending.clear();
+    if (session.endpoint->failed()) {
+      return absl::UnavailableError("client endpoint failed during the fetch");
+    }
+    if (!put_error.ok()) return put_error;  // the client stopped taking data: give up
+    if (!reaped.ok()) return reaped;
+    return flushed;
   }
 
-  absl::Status Put(Session& session, const uint8_t* source, uint64_t bytes, uint64_t remote) {
-    if (bytes == 0) return absl::OkStatus();
+  // Starts a put; null when it completed at once. Its source must stay valid until the request
+  // completes.
+  absl::StatusOr<ucs_status_ptr_t> IssuePut(Session& session, const uint8_t* source,
+                                            uint64_t bytes, uint64_t remote) {
+    if (bytes == 0) return nullptr;
     ucp_request_param_t param;
     std::memset(&param, 0, sizeof(param));
     if (arena_ != nullptr && source >= arena_->address() &&
@@ -307,10 +335,10 @@ class UcxDataPlane::Impl {
       param.op_attr_mask = UCP_OP_ATTR_FIELD_MEMH;
       param.memh = arena_->get();
     }
-    return ucx::WaitRequest(
-        worker_->get(),
-        ucp_put_nbx(session.endpoint->get(), source, bytes, remote, session.rkey->get(), &param),
-        "ucp_put_nbx", absl::Now() + kTransferTimeout);
+    ucs_status_ptr_t request =
+        ucp_put_nbx(session.endpoint->get(), source, bytes, remote, session.rkey->get(), &param);
+    if (UCS_PTR_IS_ERR(request)) return ucx::FromUcsStatus(UCS_PTR_STATUS(request), "ucp_put_nbx");
+    return request;
   }
 
   void Reply(Session& session, const wire::FetchCompletion& completion) {
