@@ -1,5 +1,7 @@
 #include "client/connection.h"
 
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +29,9 @@ absl::Status ConnectionOptions::Validate() const {
       return absl::InvalidArgumentError("bearer_token must be printable ASCII without spaces");
     }
   }
+  if (!tls_target_name_override.empty() && tls_root_cert_file.empty()) {
+    return absl::InvalidArgumentError("tls_target_name_override needs tls_root_cert_file");
+  }
   if (call_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("call_timeout must be positive");
   }
@@ -42,8 +47,24 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(ConnectionOptions
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(options.max_message_bytes);
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_root_cert_file.empty()) {
+    std::ifstream in(options.tls_root_cert_file, std::ios::binary);
+    std::ostringstream pem;
+    pem << in.rdbuf();
+    if (!in.good() || pem.str().empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot read tls_root_cert_file '", options.tls_root_cert_file, "'"));
+    }
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = pem.str();
+    credentials = grpc::SslCredentials(ssl);
+    if (!options.tls_target_name_override.empty()) {
+      args.SetSslTargetNameOverride(options.tls_target_name_override);
+    }
+  }
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
+      grpc::CreateCustomChannel(options.target, credentials, args);
   return CreateWithChannel(std::move(channel), std::move(options));
 }
 

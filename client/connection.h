@@ -46,6 +46,14 @@ struct ConnectionOptions {
   // Bearer token sent as `authorization: Bearer <token>` metadata with every call; empty: none.
   // Required by daemons with --auth=token and over TCP; send it only over TLS or a Unix socket.
   std::string bearer_token;
+  // TLS: a PEM file of root certificates the daemon's certificate must chain to. Set: the
+  // channel uses TLS (grpc::SslCredentials with these roots); empty: insecure credentials
+  // (a Unix socket, or a daemon run with --allow_insecure_tcp).
+  std::string tls_root_cert_file;
+  // The name the daemon's certificate is checked against instead of the target's host (e.g.
+  // "localhost" while connecting to 127.0.0.1); empty: the target's host. Needs
+  // tls_root_cert_file. For tests and odd deployments only.
+  std::string tls_target_name_override;
   // Deadline of each attempt of each call.
   absl::Duration call_timeout = absl::Seconds(30);
   RetryPolicy retry;
@@ -60,8 +68,9 @@ struct ConnectionOptions {
 
 class Connection final : public KvTransport {
  public:
-  // Builds the channel (insecure credentials; connecting is lazy, so an absent daemon shows up
-  // as UNAVAILABLE on the first call, not here). InvalidArgument for bad options.
+  // Builds the channel (TLS when tls_root_cert_file is set, else insecure credentials;
+  // connecting is lazy, so an absent daemon shows up as UNAVAILABLE on the first call, not
+  // here). InvalidArgument for bad options; NotFound when tls_root_cert_file cannot be read.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Connection>> Create(
       ConnectionOptions options);
   // Over an existing channel (e.g. an in-process server in tests) or stub (a fake stub).

@@ -40,7 +40,13 @@ class Session {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxMessageBytes);
     args.SetMaxSendMessageSize(kMaxMessageBytes);
-    channel_ = grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (!options.tls_root_cert_pem.empty()) {
+      grpc::SslCredentialsOptions ssl;
+      ssl.pem_root_certs = options.tls_root_cert_pem;
+      credentials = grpc::SslCredentials(ssl);
+    }
+    channel_ = grpc::CreateCustomChannel(options.target, credentials, args);
     stub_ = v1::KvCache::NewStub(channel_);
   }
 

@@ -30,6 +30,8 @@ struct AdminOptions {
   std::string tenant = "default";  // honoured only by a daemon run with --auth=none
   std::string token;  // bearer token ("" = none): `authorization: Bearer <token>` metadata
   absl::Duration timeout = absl::Seconds(10);  // per call
+  // PEM root certificates; set: TLS (for a TCP target), empty: insecure credentials.
+  std::string tls_root_cert_pem;
 };
 
 // Runs `args` = {command, operands...}: results go to `out`, errors (naming the target when

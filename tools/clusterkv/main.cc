@@ -1,7 +1,9 @@
 // clusterkv: the admin CLI of clusterkvd, a thin main over admin.h. `--help` prints the usage
 // and the flags, exit 0.
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,9 @@ ABSL_FLAG(std::string, tenant, "default",
 ABSL_FLAG(std::string, token, "",
           "Bearer token sent as `authorization: Bearer <token>` (daemons with --auth=token, TCP). "
           "Also read from $CLUSTERKV_TOKEN when the flag is empty.");
+ABSL_FLAG(std::string, tls_root_cert, "",
+          "PEM root certificates for a TLS TCP target (the daemon's --tls_cert or its CA); "
+          "empty: plaintext (Unix socket).");
 ABSL_FLAG(double, timeout_s, 10.0, "Deadline of each call, seconds.");
 
 namespace {
@@ -41,7 +46,7 @@ const std::string& Usage() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(Usage());
   if (clusterkv::WantsHelp(argc, argv)) {
-    clusterkv::PrintHelp(Usage(), {{"Connection", {"target", "tenant", "token", "timeout_s"}}},
+    clusterkv::PrintHelp(Usage(), {{"Connection", {"target", "tenant", "token", "tls_root_cert", "timeout_s"}}},
                          std::cout);
     return clusterkv::admin::kExitOk;
   }
@@ -60,6 +65,16 @@ int main(int argc, char** argv) {
     if (const char* env = std::getenv("CLUSTERKV_TOKEN"); env != nullptr) options.token = env;
   }
   options.timeout = absl::Seconds(timeout_s);
+  if (const std::string roots = absl::GetFlag(FLAGS_tls_root_cert); !roots.empty()) {
+    std::ifstream in(roots, std::ios::binary);
+    std::ostringstream pem;
+    pem << in.rdbuf();
+    if (!in.good() || pem.str().empty()) {
+      std::cerr << "clusterkv: cannot read --tls_root_cert '" << roots << "'\n";
+      return clusterkv::admin::kExitUsage;
+    }
+    options.tls_root_cert_pem = pem.str();
+  }
   const std::vector<std::string> args(rest.begin() + 1, rest.end());
   return clusterkv::admin::RunCommand(options, args, std::cout, std::cerr);
 }
