@@ -146,8 +146,14 @@ TEST_F(SoakTest, ConcurrentClientsNoErrorsNoRssGrowth) {
   ASSERT_GT(end_rss, 0);
   std::cout << "soak: " << requests_.load() << " requests; daemon VmRSS " << warm_rss
             << " KiB after warm-up, " << end_rss << " KiB at the end\n";
+#if defined(__SANITIZE_ADDRESS__)
+  // An ASan daemon keeps freed memory in its quarantine (up to 256 MiB), so its RSS says
+  // nothing about leaks; LeakSanitizer checks those at the daemon's exit instead.
+  std::cout << "soak: RSS bound not checked under AddressSanitizer\n";
+#else
   EXPECT_LE(end_rss - warm_rss, kRssGrowthBoundKib)
       << "daemon RSS grew from " << warm_rss << " KiB to " << end_rss << " KiB";
+#endif
 
   // Every sequence was dropped: none is left for either tenant.
   for (int tenant = 0; tenant < 2; ++tenant) {

@@ -79,7 +79,8 @@ absl::StatusOr<NpyDirSource> NpyDirSource::Open(const std::string& dir, bool bf1
   }
   std::vector<int32_t> layers;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    absl::string_view name = entry.path().filename().native();
+    const std::string filename = entry.path().filename().string();  // owns the bytes
+    absl::string_view name = filename;
     if (!absl::ConsumePrefix(&name, "layer_") || !absl::ConsumeSuffix(&name, "_k.npy")) continue;
     int32_t layer = 0;
     if (!absl::SimpleAtoi(name, &layer) || layer < 0) continue;
