@@ -6,12 +6,10 @@
 //     its RSS returns to within a bound of its warmed-up baseline;
 //   - slow clients: a 1 ms deadline on a large fetch is DEADLINE_EXCEEDED and the daemon goes on;
 //     a FetchClusters stream whose client stops reading does not hold up another client.
-#include <dirent.h>
 #include <sys/types.h>
 
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -28,34 +26,6 @@ namespace clusterkv::testing {
 namespace {
 
 using grpc::StatusCode;
-
-// The pid of the process whose command line holds `arg` exactly; -1 if none.
-pid_t FindProcessWithArg(const std::string& arg) {
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return -1;
-  pid_t found = -1;
-  while (dirent* entry = readdir(proc)) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-    if (pid <= 0) continue;
-    std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
-    std::string a;
-    while (std::getline(in, a, '\0')) {
-      if (a == arg) found = pid;
-    }
-  }
-  closedir(proc);
-  return found;
-}
-
-// VmRSS of `pid` in KiB; -1 when unreadable.
-int64_t RssKib(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
-  }
-  return -1;
-}
 
 // Block i of the storm: (layer, kv head) cycle over the test layout, the cluster id grows.
 v1::ClusterBlock StormBlock(int i) {
@@ -235,8 +205,7 @@ class DaemonStreamFaultTest : public DaemonTest {
 };
 
 TEST_F(DaemonStreamFaultTest, ClientsVanishingMidStreamLeakNothing) {
-  const pid_t pid = FindProcessWithArg("--socket=" + daemon_.socket_path());
-  ASSERT_GT(pid, 0) << "cannot find the daemon process";
+  ASSERT_GT(daemon_.pid(), 0) << "the daemon is not running";
   KvCacheClient client = Client();
   constexpr int kFetchesPerRound = 4;
   // Warm-up: the same rounds, so allocator pools and gRPC buffers reach their steady size.
@@ -245,7 +214,7 @@ TEST_F(DaemonStreamFaultTest, ClientsVanishingMidStreamLeakNothing) {
     if (HasFatalFailure()) return;
   }
   ExpectFetchMatches(client, "big", big_);
-  const int64_t baseline = RssKib(pid);
+  const int64_t baseline = daemon_.RssKib();
   ASSERT_GT(baseline, 0);
   for (int round = 0; round < 50; ++round) {
     AbandonRound(client, round, kFetchesPerRound);
@@ -255,7 +224,7 @@ TEST_F(DaemonStreamFaultTest, ClientsVanishingMidStreamLeakNothing) {
   ExpectFetchMatches(client, "big", big_);
   v1::StatsResponse stats;
   ASSERT_GRPC_OK(client.stub->Stats(client.Context().get(), v1::StatsRequest(), &stats));
-  const int64_t end = RssKib(pid);
+  const int64_t end = daemon_.RssKib();
   std::cout << "daemon VmRSS " << baseline << " KiB after warm-up, " << end
             << " KiB after 50 rounds of abandoned streams\n";
   EXPECT_LE(end, baseline + 64 * 1024) << "daemon RSS grew by " << (end - baseline) << " KiB";

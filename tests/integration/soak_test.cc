@@ -6,15 +6,11 @@
 // grow by more than a generous bound over the rest of the run (every sequence is dropped, so
 // a leak per request or per sequence would show). Its figures (requests/s, p99) are reported
 // by `clusterkv_bench soak`, not asserted here.
-#include <dirent.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstdint>
-#include <fstream>
 #include <iostream>
-#include <iterator>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,35 +29,6 @@ constexpr int kWarmupIterations = 20;  // per client, before the baseline RSS
 constexpr int kSoakIterations = 300;   // per client, after it
 constexpr int kClustersPerHead = 2;    // x 4 kv heads x 1 layer = 8 blocks a sequence
 constexpr int64_t kRssGrowthBoundKib = int64_t{64} << 10;
-
-// The pid of the process whose command line holds `arg` (the daemon's --socket=...); -1 if none.
-pid_t FindProcessWithArg(const std::string& arg) {
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return -1;
-  pid_t found = -1;
-  while (dirent* entry = readdir(proc)) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-    if (pid <= 0) continue;
-    std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
-    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::stringstream args(cmdline);
-    for (std::string a; std::getline(args, a, '\0');) {
-      if (a == arg) found = pid;
-    }
-    if (found > 0) break;
-  }
-  closedir(proc);
-  return found;
-}
-
-// VmRSS of `pid` in KiB; -1 when unreadable.
-int64_t RssKib(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
-  }
-  return -1;
-}
 
 class SoakTest : public DaemonTest {
  protected:
@@ -129,13 +96,12 @@ TEST_F(SoakTest, ConcurrentClientsNoErrorsNoRssGrowth) {
   }
   for (const v1::ClusterBlock& b : data_[0].blocks) refs_.push_back(b.id());
 
-  const pid_t pid = FindProcessWithArg("--socket=" + daemon_.socket_path());
-  ASSERT_GT(pid, 0) << "cannot find the daemon process";
+  ASSERT_GT(daemon_.pid(), 0) << "the daemon is not running";
 
   RunLoad(0, kWarmupIterations);
-  const int64_t warm_rss = RssKib(pid);
+  const int64_t warm_rss = daemon_.RssKib();
   RunLoad(kWarmupIterations, kSoakIterations);
-  const int64_t end_rss = RssKib(pid);
+  const int64_t end_rss = daemon_.RssKib();
 
   {
     absl::MutexLock lock(&mu_);

@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <string>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -285,6 +287,15 @@ KvCacheClient MakeKvCacheClient(const std::string& target, const std::string& te
   client.stub = v1::KvCache::NewStub(client.channel);
   client.tenant = tenant;
   return client;
+}
+
+int64_t DaemonProcess::RssKib() const {
+  if (pid_ <= 0) return -1;
+  std::ifstream in(absl::StrCat("/proc/", pid_, "/status"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
+  }
+  return -1;
 }
 
 }  // namespace clusterkv::testing

@@ -21,6 +21,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -94,6 +96,10 @@ class DaemonProcess {
   absl::Status Kill();
 
   bool running() const { return pid_ > 0; }
+  // The daemon's pid while it runs, -1 otherwise.
+  pid_t pid() const { return pid_; }
+  // The daemon's resident set (VmRSS) in KiB; -1 when not running or unreadable.
+  int64_t RssKib() const;
   // "unix:<socket_path>".
   std::string target() const { return "unix:" + socket_path_; }
   const std::string& socket_path() const { return socket_path_; }
