@@ -34,6 +34,10 @@ PACKAGES=(
   # observability tests: the /dashboard page in headless Chromium; a real Prometheus scraping
   # the daemon (and validating deploy/prometheus/*.yml)
   chromium prometheus
+  # engine integration: the Python module (pybind11) and its numpy tests
+  pybind11-dev python3-dev
+  # cluster mode: etcd holds membership and the sequence directory (tests start their own)
+  etcd-server etcd-client
 )
 
 missing=()
