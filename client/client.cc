@@ -68,6 +68,7 @@ absl::Status Client::OpenDataPlane(const ClientOptions& options) {
   ucx_options.transports = options.ucx_transports;
   ucx_options.region_bytes = options.ucx_region_bytes;
   ucx_options.fetch_timeout = options.ucx_fetch_timeout;
+  ucx_options.fetch_spin = options.ucx_fetch_spin;
   absl::StatusOr<std::unique_ptr<UcxTransport>> ucx =
       UcxTransport::Create(connection_, ucx_options);
   absl::Status status = ucx.status();

@@ -60,7 +60,7 @@ class UcxTransport::Impl {
     // No progress thread yet: the worker is still ours to call.
     RETURN_IF_ERROR(ucx::FromUcsStatus(ucp_worker_set_am_recv_handler(worker_->get(), &param),
                                        "ucp_worker_set_am_recv_handler"));
-    ASSIGN_OR_RETURN(progress_, ucx::ProgressThread::Start(worker_));
+    ASSIGN_OR_RETURN(progress_, ucx::ProgressThread::Start(worker_, options_.busy_poll));
     return absl::OkStatus();
   }
 
@@ -143,11 +143,22 @@ class UcxTransport::Impl {
     }
     auto* message = new std::string(wire::Encode(request));
     const uint64_t request_id = request.request_id;
-    absl::Status posted = progress_->Post(
-        [this, message, generation, request_id] { Send(generation, request_id, message); });
-    if (!posted.ok()) {
+    // Sent from this thread, which then progresses the worker itself for up to fetch_spin: a
+    // completion arriving in that window costs no thread hand-off at all. After it, the
+    // progress thread takes over (signalled, so it re-arms the worker's event fd).
+    absl::Status driven = progress_->Drive([&] {
+      Send(generation, request_id, message);
+      ucp_worker_h worker = worker_->get();
+      const absl::Time until = absl::Now() + options_.fetch_spin;
+      while (!pending.done.HasBeenNotified()) {
+        if (ucp_worker_progress(worker) == 0 && absl::Now() >= until) break;
+      }
+    });
+    if (!driven.ok()) {
       delete message;
-      Complete(request_id, posted);
+      Complete(request_id, driven);
+    } else if (!pending.done.HasBeenNotified()) {
+      ucp_worker_signal(worker_->get());
     }
     if (!pending.done.WaitForNotificationWithTimeout(options_.fetch_timeout)) {
       bool completed = false;
@@ -195,7 +206,7 @@ class UcxTransport::Impl {
     absl::StatusOr<wire::FetchCompletion> result;
   };
 
-  // Progress thread.
+  // Progress thread, or a Drive() caller.
   void Send(uint64_t generation, uint64_t request_id, std::string* message) {
     if (endpoint_ == nullptr || endpoint_generation_ != generation || endpoint_->failed()) {
       delete message;
@@ -219,7 +230,7 @@ class UcxTransport::Impl {
     }
   }
 
-  // AM callback, inside ucp_worker_progress on the progress thread.
+  // AM callback, inside ucp_worker_progress (the progress thread or a Drive() caller).
   static ucs_status_t OnCompletion(void* arg, const void* /*header*/, size_t /*header_length*/,
                                    void* data, size_t length, const ucp_am_recv_param_t* param) {
     if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) return UCS_OK;  // daemon: eager
@@ -299,7 +310,8 @@ absl::StatusOr<std::unique_ptr<UcxTransport>> UcxTransport::Create(
   context_options.transports = options.transports;
   context_options.name = "libclusterkv";
   ASSIGN_OR_RETURN(std::shared_ptr<ucx::Context> context, ucx::Context::Create(context_options));
-  ASSIGN_OR_RETURN(std::shared_ptr<ucx::Worker> worker, ucx::Worker::Create(context));
+  ASSIGN_OR_RETURN(std::shared_ptr<ucx::Worker> worker,
+                   ucx::Worker::Create(context, /*serialized=*/true));
   ASSIGN_OR_RETURN(std::string address, worker->Address());
   ASSIGN_OR_RETURN(std::shared_ptr<UcxRegion> region,
                    UcxRegion::Create(context, options.region_bytes));

@@ -45,6 +45,14 @@ struct UcxTransportOptions {
   size_t region_bytes = size_t{256} << 20;
   // Bound on one FetchInto (request, puts and completion).
   absl::Duration fetch_timeout = absl::Seconds(10);
+  // FetchInto sends from the calling thread and then progresses the worker itself, for up to
+  // this long, waiting for the completion (the engine thread waits for its data either way);
+  // past it, the progress thread takes over and the caller blocks. Spinning saves the two
+  // thread wakeups of a hand-off (tens of microseconds each on a VM). Zero: block at once.
+  absl::Duration fetch_spin = absl::Milliseconds(2);
+  // Busy-poll window of the background progress thread after its last event (see
+  // core/ucx/progress_thread.h); it serves nothing latency-critical on the client.
+  absl::Duration busy_poll = absl::ZeroDuration();
 };
 
 class UcxTransport final : public DataPlane {

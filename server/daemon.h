@@ -57,6 +57,7 @@ struct DaemonOptions {
   std::string ucx_transports;
   // See server/data_plane_options.h.
   UcxPeerErrors ucx_peer_errors = UcxPeerErrors::kRemoteOnly;
+  absl::Duration ucx_busy_poll = absl::Microseconds(50);  // UcxDataPlaneOptions::busy_poll
   // Observability (issue 7): metrics/health/dashboard HTTP address ("" = off), trace
   // exporters and sampling.
   http::ObservabilityOptions observability;

@@ -384,7 +384,7 @@ absl::StatusOr<std::unique_ptr<UcxDataPlane>> UcxDataPlane::Create(
   ASSIGN_OR_RETURN(std::shared_ptr<ucx::Worker> worker, ucx::Worker::Create(context));
   ASSIGN_OR_RETURN(std::string address, worker->Address());
   ASSIGN_OR_RETURN(std::unique_ptr<ucx::ProgressThread> progress,
-                   ucx::ProgressThread::Start(worker));
+                   ucx::ProgressThread::Start(worker, options.busy_poll));
   return std::unique_ptr<UcxDataPlane>(new UcxDataPlane(std::make_unique<Impl>(
       std::move(context), std::move(worker), std::move(progress), std::move(address), options)));
 }

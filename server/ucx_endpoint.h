@@ -37,6 +37,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "clusterkv/v1/kvcache.pb.h"
 #include "server/data_plane_options.h"
 #include "server/request_handler.h"
@@ -51,6 +52,10 @@ struct UcxDataPlaneOptions {
   size_t max_sessions = 4096;
   // See server/data_plane_options.h.
   UcxPeerErrors peer_errors = UcxPeerErrors::kRemoteOnly;
+  // How long the progress thread keeps polling after its last event before it sleeps on the
+  // event fd (core/ucx/progress_thread.h): a request arriving in the window is served without
+  // a wakeup. Zero: sleep at once (no CPU spent while idle).
+  absl::Duration busy_poll = absl::Microseconds(50);
 };
 
 class UcxDataPlane final : public storage::ArenaRegistrar {

@@ -98,6 +98,12 @@ class TieredStore::State {
   }
   // Waits until `key` is not being filled, promoted or evicted; its state, or null when absent.
   BlockState* AwaitSettled(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    // Fast path (every recall of a settled block): one lookup, no Await.
+    if (auto it = blocks.find(key); it == blocks.end()) {
+      return nullptr;
+    } else if (!it->second.busy) {
+      return &it->second;
+    }
     auto settled = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       auto it = blocks.find(key);
       return it == blocks.end() || !it->second.busy;

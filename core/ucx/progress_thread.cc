@@ -2,7 +2,9 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <utility>
 
 #include "core/ucx/ucx_status.h"
@@ -18,19 +20,22 @@ constexpr int kPollTimeoutMs = 100;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ProgressThread>> ProgressThread::Start(
-    std::shared_ptr<Worker> worker) {
+    std::shared_ptr<Worker> worker, absl::Duration busy_poll) {
   if (worker == nullptr) return absl::InvalidArgumentError("null UCX worker");
   int fd = -1;
   if (ucs_status_t s = ucp_worker_get_efd(worker->get(), &fd); s != UCS_OK) {
     return FromUcsStatus(s, "ucp_worker_get_efd");
   }
-  std::unique_ptr<ProgressThread> out(new ProgressThread(std::move(worker), fd));
+  std::unique_ptr<ProgressThread> out(new ProgressThread(std::move(worker), fd, busy_poll));
   out->thread_ = std::thread([p = out.get()] { p->Loop(); });
   return out;
 }
 
-ProgressThread::ProgressThread(std::shared_ptr<Worker> worker, int event_fd)
-    : worker_(std::move(worker)), event_fd_(event_fd) {}
+ProgressThread::ProgressThread(std::shared_ptr<Worker> worker, int event_fd,
+                               absl::Duration busy_poll)
+    : worker_(std::move(worker)),
+      event_fd_(event_fd),
+      busy_poll_ns_(std::max<int64_t>(0, absl::ToInt64Nanoseconds(busy_poll))) {}
 
 ProgressThread::~ProgressThread() { Stop(); }
 
@@ -39,6 +44,7 @@ absl::Status ProgressThread::Post(Task task) {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::FailedPreconditionError("UCX progress thread stopped");
     tasks_.push_back(std::move(task));
+    queued_.fetch_add(1, std::memory_order_release);
   }
   // Safe from any thread; wakes the loop from its event-fd wait (or makes the next arm busy).
   ucp_worker_signal(worker_->get());
@@ -54,22 +60,51 @@ absl::Status ProgressThread::RunStatus(const std::function<absl::Status()>& fn) 
   return r.status();
 }
 
+absl::Status ProgressThread::Drive(absl::FunctionRef<void()> fn) {
+  if (OnThread()) {
+    fn();
+    return absl::OkStatus();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::FailedPreconditionError("UCX progress thread stopped");
+  }
+  drivers_.fetch_add(1, std::memory_order_acq_rel);
+  absl::MutexLock worker_lock(&worker_mu_);
+  drivers_.fetch_sub(1, std::memory_order_acq_rel);
+  fn();
+  return absl::OkStatus();
+}
+
 bool ProgressThread::RunTasks() {
   std::deque<Task> tasks;
   {
     absl::MutexLock lock(&mu_);
     tasks.swap(tasks_);
+    queued_.fetch_sub(static_cast<int64_t>(tasks.size()), std::memory_order_relaxed);
   }
   for (Task& task : tasks) task();
   return !tasks.empty();
 }
 
 void ProgressThread::Loop() {
+  using Clock = std::chrono::steady_clock;
   ucp_worker_h worker = worker_->get();
+  worker_mu_.Lock();
   for (;;) {
     while (ucp_worker_progress(worker) != 0) {
     }
     if (RunTasks()) continue;  // a task may have produced work to progress
+    if (busy_poll_ns_ > 0) {
+      // Idle: keep polling for the busy-poll window before paying for an event-fd sleep,
+      // unless a Drive() caller wants the worker (then sleep, leaving it to the caller).
+      const Clock::time_point until = Clock::now() + std::chrono::nanoseconds(busy_poll_ns_);
+      bool active = false;
+      while (!active && drivers_.load(std::memory_order_acquire) == 0 && Clock::now() < until) {
+        active = ucp_worker_progress(worker) != 0 || queued_.load(std::memory_order_acquire) > 0;
+      }
+      if (active) continue;
+    }
     {
       absl::MutexLock lock(&mu_);
       if (stopping_ && tasks_.empty()) break;
@@ -82,10 +117,15 @@ void ProgressThread::Loop() {
       absl::MutexLock lock(&mu_);
       if (!tasks_.empty() || stopping_) continue;
     }
+    // Drive() callers may use the worker while this thread sleeps; events they leave behind
+    // signal the fd (or they call ucp_worker_signal), so this thread re-progresses and re-arms.
+    worker_mu_.Unlock();
     pollfd pfd{event_fd_, POLLIN, 0};
     const int n = poll(&pfd, 1, kPollTimeoutMs);
     (void)n;  // EINTR, timeout and readiness all lead back to progress
+    worker_mu_.Lock();
   }
+  worker_mu_.Unlock();
 }
 
 void ProgressThread::Stop() {

@@ -50,12 +50,13 @@ Context::~Context() { ucp_cleanup(context_); }
 
 // ---- Worker -------------------------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(std::shared_ptr<Context> context) {
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(std::shared_ptr<Context> context,
+                                                      bool serialized) {
   if (context == nullptr) return absl::InvalidArgumentError("null UCX context");
   ucp_worker_params_t params;
   std::memset(&params, 0, sizeof(params));
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  params.thread_mode = UCS_THREAD_MODE_SINGLE;
+  params.thread_mode = serialized ? UCS_THREAD_MODE_SERIALIZED : UCS_THREAD_MODE_SINGLE;
   ucp_worker_h worker = nullptr;
   if (ucs_status_t s = ucp_worker_create(context->get(), &params, &worker); s != UCS_OK) {
     return FromUcsStatus(s, "ucp_worker_create");

@@ -11,6 +11,8 @@
 // A Worker is created UCS_THREAD_MODE_SINGLE: it, its Endpoints and their RemoteKeys are used
 // -- created, called and DESTROYED -- only on the worker's progress thread (progress_thread.h),
 // or while no such thread runs. ucp_worker_signal is the exception UCX allows from any thread.
+// A Worker created `serialized` (UCS_THREAD_MODE_SERIALIZED) may also be used by other threads
+// one at a time, through ProgressThread::Drive, which serialises them with the progress thread.
 //
 // Example:
 //   ASSIGN_OR_RETURN(std::shared_ptr<Context> ctx, Context::Create({}));
@@ -60,11 +62,12 @@ class Context {
   ucp_context_h context_;
 };
 
-// ucp_worker_h (UCS_THREAD_MODE_SINGLE, see the file comment). Keeps its Context alive.
+// ucp_worker_h (UCS_THREAD_MODE_SINGLE or SERIALIZED, see the file comment). Keeps its Context
+// alive.
 class Worker {
  public:
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Worker>> Create(
-      std::shared_ptr<Context> context);
+      std::shared_ptr<Context> context, bool serialized = false);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
