@@ -386,8 +386,6 @@ struct HeldBlock {
 
 absl::Status RequestHandler::FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
                                               const RetainingBlockSink& sink) {
-  const uint64_t token_bytes =
-      storage::ClusterBlockBytes(1, plan.layout.head_dim, plan.layout.dtype);
   const storage::BlockKey block_key{plan.key, rpc::FromProto(ref)};
   // ---- observability (issue 7): data path latency, bytes per transport, spans ----
   metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
@@ -425,11 +423,24 @@ absl::Status RequestHandler::FetchOneRetained(const FetchPlan& plan, const v1::C
   } else {
     return pinned.status();
   }
+  return DeliverBlock(plan, ref, bytes, std::move(held), start, sink);
+}
+
+absl::Status RequestHandler::DeliverBlock(const FetchPlan& plan, const v1::ClusterRef& ref,
+                                          absl::Span<const uint8_t> bytes,
+                                          std::shared_ptr<const void> holder, absl::Time start,
+                                          const RetainingBlockSink& sink) {
+  const uint64_t token_bytes =
+      storage::ClusterBlockBytes(1, plan.layout.head_dim, plan.layout.dtype);
   if (bytes.size() % token_bytes != 0) {
-    return absl::DataLossError(absl::StrCat("stored block ", ToString(block_key.cluster), " has ",
-                                            bytes.size(), " bytes, not a whole number of tokens"));
+    return absl::DataLossError(absl::StrCat("stored block ", ToString(rpc::FromProto(ref)),
+                                            " has ", bytes.size(),
+                                            " bytes, not a whole number of tokens"));
   }
   // ---- observability (issue 7) ----
+  metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
+  tracing::Tracer* const tracer =
+      plan.trace.sampled() ? options_.instrumentation.tracer : nullptr;
   tracing::Span transfer;
   if (tracer != nullptr) {
     transfer = tracer->StartSpan("transfer", plan.trace);
@@ -437,7 +448,7 @@ absl::Status RequestHandler::FetchOneRetained(const FetchPlan& plan, const v1::C
     transfer.SetAttribute("clusterkv.bytes", static_cast<int64_t>(bytes.size()));
   }
   absl::Status sent =
-      sink(ref, static_cast<int32_t>(bytes.size() / token_bytes), bytes, std::move(held));
+      sink(ref, static_cast<int32_t>(bytes.size() / token_bytes), bytes, std::move(holder));
   transfer.SetStatus(sent);
   transfer.End();
   if (metrics != nullptr && sent.ok()) {
@@ -445,6 +456,48 @@ absl::Status RequestHandler::FetchOneRetained(const FetchPlan& plan, const v1::C
   }
   return sent;
   // ---- end observability ----
+}
+
+std::vector<absl::Status> RequestHandler::FetchManyRetained(
+    const FetchPlan& plan, const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs,
+    const IndexedBlockSink& indexed_sink, const std::function<bool()>& stop) {
+  int current = 0;
+  const RetainingBlockSink sink = [&](const v1::ClusterRef&, int32_t tokens,
+                                      absl::Span<const uint8_t> block,
+                                      std::shared_ptr<const void> holder) {
+    return indexed_sink(current, tokens, block, std::move(holder));
+  };
+  std::vector<absl::Status> statuses(static_cast<size_t>(refs.size()),
+                                     absl::CancelledError("fetch stopped before this block"));
+  if (plan.trace.sampled() && options_.instrumentation.tracer != nullptr) {
+    // A traced request keeps its per-block tier.lookup spans: serve it block by block.
+    for (int i = 0; i < refs.size(); ++i) {
+      current = i;
+      statuses[static_cast<size_t>(i)] = FetchOneRetained(plan, refs.Get(i), sink);
+      if (stop()) break;
+    }
+    return statuses;
+  }
+  metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
+  const absl::Time start = metrics != nullptr ? metrics->Now() : absl::Time();
+  std::vector<ClusterId> clusters;
+  clusters.reserve(statuses.size());
+  for (const v1::ClusterRef& ref : refs) clusters.push_back(rpc::FromProto(ref));
+  // One holder for the batch: each block's sink gets an aliasing reference to it.
+  auto batch = std::make_shared<storage::PinnedBlockSet>(store_->PinResident(plan.key, clusters));
+  for (int i = 0; i < refs.size(); ++i) {
+    const size_t k = static_cast<size_t>(i);
+    current = i;
+    if (batch->data(k) != nullptr) {
+      statuses[k] = DeliverBlock(
+          plan, refs.Get(i), absl::MakeConstSpan(batch->data(k), batch->bytes(k)),
+          std::shared_ptr<const void>(batch, batch->data(k)), start, sink);
+    } else {
+      statuses[k] = FetchOneRetained(plan, refs.Get(i), sink);  // SSD, absent or being moved
+    }
+    if (stop()) break;
+  }
+  return statuses;
 }
 
 absl::Status RequestHandler::FetchClusters(const CallContext& call,

@@ -112,12 +112,32 @@ class RequestHandler {
       std::shared_ptr<const void> holder)>;
   absl::Status FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
                                 const RetainingBlockSink& sink);
+  // FetchOneRetained for every ref of `refs`, in order, with the host-resident blocks pinned
+  // as one batch (storage::TieredStore::PinResident: one store lock to pin them all, one to
+  // release them when the last holder goes) and the rest served one by one. `sink` gets the
+  // ref's index in `refs`. Returns each block's status; once `stop()` turns true after a
+  // block, the rest are left CANCELLED without being looked at.
+  using IndexedBlockSink = std::function<absl::Status(
+      int index, int32_t num_tokens, absl::Span<const uint8_t> block,
+      std::shared_ptr<const void> holder)>;
+  std::vector<absl::Status> FetchManyRetained(
+      const FetchPlan& plan, const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs,
+      const IndexedBlockSink& sink, const std::function<bool()>& stop);
 
   absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
                                             const v1::SelectRequest& request);
   absl::StatusOr<v1::StatsResponse> Stats(const CallContext& call);
 
   const HandlerOptions& options() const { return options_; }
+
+ private:
+  // The part of FetchOneRetained after the block's bytes are held: size check, spans, sink,
+  // metrics. `start` is when the lookup began (metrics clock; unset without metrics).
+  absl::Status DeliverBlock(const FetchPlan& plan, const v1::ClusterRef& ref,
+                            absl::Span<const uint8_t> bytes, std::shared_ptr<const void> holder,
+                            absl::Time start, const RetainingBlockSink& sink);
+
+ public:
 
   // Sequence TTL (issue 8): drops every sequence (of every tenant) not accessed for `ttl` and
   // returns how many it dropped. A sequence counts as accessed when it is opened or created or

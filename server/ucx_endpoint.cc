@@ -268,42 +268,41 @@ class UcxDataPlane::Impl {
     std::vector<PendingPut> pending;
     pending.reserve(request.entries.size());
     absl::Status put_error;
-    for (size_t i = 0; i < request.entries.size(); ++i) {
-      const wire::FetchEntry& entry = request.entries[i];
-      wire::BlockResult& result = completion.blocks[i];
-      absl::Status block_status = handler_->FetchOneRetained(
-          plan, fetch.clusters(static_cast<int>(i)),
-          [&](const v1::ClusterRef&, int32_t tokens, absl::Span<const uint8_t> block,
-              std::shared_ptr<const void> holder) {
-            result.num_tokens = tokens;
-            if (entry.expected_tokens > 0 && entry.expected_tokens != tokens) {
-              return absl::FailedPreconditionError(
-                  absl::StrCat("block holds ", tokens, " tokens, the request expected ",
-                               entry.expected_tokens));
-            }
-            const uint64_t positions = static_cast<uint64_t>(tokens) * sizeof(int32_t);
-            const uint64_t payload = static_cast<uint64_t>(tokens) * 2 * row_bytes;
-            if (positions + payload != block.size()) {
-              return absl::DataLossError("stored block size disagrees with its token count");
-            }
-            if (entry.slot_offset > session.region_bytes ||
-                payload > session.region_bytes - entry.slot_offset) {
-              return absl::InvalidArgumentError(
-                  absl::StrCat("slot [", entry.slot_offset, ", +", payload,
-                               ") leaves the registered ", session.region_bytes, "-byte region"));
-            }
-            absl::StatusOr<ucs_status_ptr_t> issued = IssuePut(
-                session, block.data() + positions, payload, session.region_base + entry.slot_offset);
-            if (!issued.ok()) {
-              put_error = issued.status();
-              return put_error;
-            }
-            if (*issued != nullptr) pending.push_back(PendingPut{*issued, std::move(holder)});
-            result.bytes = payload;
-            return absl::OkStatus();
-          });
-      result.code = static_cast<int32_t>(block_status.code());
-      if (session.endpoint->failed() || !put_error.ok()) break;
+    const std::vector<absl::Status> statuses = handler_->FetchManyRetained(
+        plan, fetch.clusters(),
+        [&](int index, int32_t tokens, absl::Span<const uint8_t> block,
+            std::shared_ptr<const void> holder) {
+          const wire::FetchEntry& entry = request.entries[static_cast<size_t>(index)];
+          wire::BlockResult& result = completion.blocks[static_cast<size_t>(index)];
+          result.num_tokens = tokens;
+          if (entry.expected_tokens > 0 && entry.expected_tokens != tokens) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "block holds ", tokens, " tokens, the request expected ", entry.expected_tokens));
+          }
+          const uint64_t positions = static_cast<uint64_t>(tokens) * sizeof(int32_t);
+          const uint64_t payload = static_cast<uint64_t>(tokens) * 2 * row_bytes;
+          if (positions + payload != block.size()) {
+            return absl::DataLossError("stored block size disagrees with its token count");
+          }
+          if (entry.slot_offset > session.region_bytes ||
+              payload > session.region_bytes - entry.slot_offset) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("slot [", entry.slot_offset, ", +", payload,
+                             ") leaves the registered ", session.region_bytes, "-byte region"));
+          }
+          absl::StatusOr<ucs_status_ptr_t> issued = IssuePut(
+              session, block.data() + positions, payload, session.region_base + entry.slot_offset);
+          if (!issued.ok()) {
+            put_error = issued.status();
+            return put_error;
+          }
+          if (*issued != nullptr) pending.push_back(PendingPut{*issued, std::move(holder)});
+          result.bytes = payload;
+          return absl::OkStatus();
+        },
+        [&] { return session.endpoint->failed() || !put_error.ok(); });
+    for (size_t i = 0; i < statuses.size(); ++i) {
+      completion.blocks[i].code = static_cast<int32_t>(statuses[i].code());
     }
     // The flush completes every put issued above (or fails with the endpoint); then each
     // request is reaped and its block released.

@@ -158,6 +158,29 @@ void PinnedBlock::Release() {
   data_ = nullptr;
 }
 
+PinnedBlockSet::PinnedBlockSet(PinnedBlockSet&& other) noexcept { *this = std::move(other); }
+
+PinnedBlockSet& PinnedBlockSet::operator=(PinnedBlockSet&& other) noexcept {
+  if (this != &other) {
+    Release();
+    store_ = std::exchange(other.store_, nullptr);
+    sequence_ = std::move(other.sequence_);
+    clusters_ = std::move(other.clusters_);
+    entries_ = std::move(other.entries_);
+    num_pinned_ = std::exchange(other.num_pinned_, 0);
+  }
+  return *this;
+}
+
+PinnedBlockSet::~PinnedBlockSet() { Release(); }
+
+void PinnedBlockSet::Release() {
+  if (store_ != nullptr && num_pinned_ > 0) store_->UnpinAll(sequence_, clusters_, entries_);
+  store_ = nullptr;
+  num_pinned_ = 0;
+  for (Entry& e : entries_) e = Entry{};
+}
+
 // ---- Open / Close ----------------------------------------------------------------------------
 
 TieredStore::TieredStore(std::unique_ptr<HostArena> arena, std::unique_ptr<SsdTier> ssd,
@@ -535,6 +558,48 @@ absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
     if (it != s.blocks.end() && !it->second.host && !it->second.busy) {
       return absl::ResourceExhaustedError("host tier has no room to pin the block");
     }
+  }
+}
+
+PinnedBlockSet TieredStore::PinResident(const SequenceKey& sequence,
+                                       absl::Span<const ClusterId> clusters) {
+  PinnedBlockSet set;
+  set.sequence_ = sequence;
+  set.clusters_.assign(clusters.begin(), clusters.end());
+  set.entries_.resize(clusters.size());
+  State& s = *state_;
+  BlockKey key{sequence, ClusterId{}};  // one key, its cluster rewritten: no string copies
+  absl::MutexLock lock(&s.mu);
+  if (s.closed) return set;
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    key.cluster = clusters[i];
+    auto it = s.blocks.find(key);
+    if (it == s.blocks.end() || it->second.busy || !it->second.host) continue;
+    BlockState& st = it->second;
+    ++st.pins;
+    ++s.stats.host.hits;
+    st.last_recall = ++s.tick;
+    set.entries_[i] = PinnedBlockSet::Entry{arena_->base() + st.host->offset, st.size};
+    ++set.num_pinned_;
+  }
+  if (set.num_pinned_ > 0) set.store_ = this;
+  return set;
+}
+
+void TieredStore::UnpinAll(const SequenceKey& sequence, absl::Span<const ClusterId> clusters,
+                           absl::Span<const PinnedBlockSet::Entry> entries) {
+  State& s = *state_;
+  BlockKey key{sequence, ClusterId{}};
+  absl::MutexLock lock(&s.mu);
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    if (entries[i].data == nullptr) continue;
+    key.cluster = clusters[i];
+    auto it = s.blocks.find(key);
+    if (it == s.blocks.end()) continue;
+    BlockState& st = it->second;
+    --st.pins;
+    st.last_recall = ++s.tick;
+    s.LruTouch(key, st);
   }
 }
 

@@ -115,6 +115,35 @@ class PinnedBlock {
   uint64_t offset_ = 0;
 };
 
+// Pins on several host-resident blocks of one sequence, taken together by
+// TieredStore::PinResident and released together (one store lock) when destroyed. Entry i is
+// the i-th requested cluster; an entry that was not pinned has data() == nullptr. Move-only.
+class PinnedBlockSet {
+ public:
+  PinnedBlockSet() = default;
+  PinnedBlockSet(PinnedBlockSet&& other) noexcept;
+  PinnedBlockSet& operator=(PinnedBlockSet&& other) noexcept;
+  ~PinnedBlockSet();
+
+  size_t size() const { return entries_.size(); }
+  const uint8_t* data(size_t i) const { return entries_[i].data; }
+  uint64_t bytes(size_t i) const { return entries_[i].bytes; }
+  size_t num_pinned() const { return num_pinned_; }
+
+ private:
+  friend class TieredStore;
+  struct Entry {
+    const uint8_t* data = nullptr;
+    uint64_t bytes = 0;
+  };
+  void Release();
+  TieredStore* store_ = nullptr;
+  SequenceKey sequence_;
+  std::vector<ClusterId> clusters_;
+  std::vector<Entry> entries_;
+  size_t num_pinned_ = 0;
+};
+
 class TieredStore {
  public:
   // Opens (or creates) the SSD tier at options.path, maps the host arena and rebuilds the block
@@ -154,6 +183,10 @@ class TieredStore {
   // Holds the block in the host tier (promoting it first if needed). ResourceExhausted when the
   // host tier has no room for the promotion.
   absl::StatusOr<PinnedBlock> Pin(const BlockKey& key);
+  // Pins, under one lock, every block among `clusters` of `sequence` that is settled on the
+  // host tier; the others (absent, SSD-only, being moved) are left for Pin(), which promotes
+  // or waits. The recall path's batch form: one lock to take and one to release N pins.
+  PinnedBlockSet PinResident(const SequenceKey& sequence, absl::Span<const ClusterId> clusters);
 
   // One eviction pass down to the low watermark (the background thread runs the same).
   absl::Status EvictToLowWatermark();
@@ -175,6 +208,9 @@ class TieredStore {
   // eviction cannot make room.
   std::optional<SlabAllocation> AllocateHost(uint64_t bytes);
   friend class PinnedBlock;
+  friend class PinnedBlockSet;
+  void UnpinAll(const SequenceKey& sequence, absl::Span<const ClusterId> clusters,
+                absl::Span<const PinnedBlockSet::Entry> entries);
 
   std::unique_ptr<HostArena> arena_;
   std::unique_ptr<SsdTier> ssd_;

@@ -69,6 +69,44 @@ TEST(UcxDataPlaneTest, RecallIsBitExactOverTcp) {
   RecallBitExact(daemon);
 }
 
+TEST(UcxDataPlaneTest, RecallMixingHostAndSsdBlocksIsBitExact) {
+  // After a restart every block is on the SSD only. Recalling the even clusters promotes them;
+  // a recall of all 32 then takes the batch-pinned host path for the even ones and the
+  // promote-from-SSD path for the odd ones in one request.
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  ASSERT_TRUE(PutBlocks(daemon.target(), "tenant-a", "seq").ok());
+  ASSERT_TRUE(daemon.Stop().ok());
+  ASSERT_TRUE(daemon.Restart().ok()) << daemon.output();
+  auto ucx = MakeUcxClient(daemon.target(), "tenant-a");
+  ASSERT_TRUE(ucx.ok()) << ucx.status();
+  auto promotions = [&]() -> int64_t {
+    auto c = MakeKvCacheClient(daemon.target(), "tenant-a");
+    v1::StatsResponse stats;
+    auto ctx = c.Context();
+    EXPECT_TRUE(c.stub->Stats(ctx.get(), v1::StatsRequest(), &stats).ok());
+    return static_cast<int64_t>(stats.promotions());
+  };
+  ASSERT_EQ(promotions(), 0);
+  std::vector<client::DirectFetch> evens;
+  for (const client::DirectFetch& f : Requests(kClusters)) {
+    if (f.id.cluster % 2 == 0) evens.push_back(f);
+  }
+  auto first = ucx->transport->FetchInto("seq", evens);
+  ASSERT_TRUE(first.ok()) << first.status();
+  for (const client::DirectFetchResult& r : *first) EXPECT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(promotions(), kClusters / 2);
+  std::memset(ucx->transport->region_base(), 0, ucx->transport->region_bytes());
+  auto all = ucx->transport->FetchInto("seq", Requests(kClusters));
+  ASSERT_TRUE(all.ok()) << all.status();
+  for (const client::DirectFetchResult& r : *all) {
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.num_tokens, kTokens);
+  }
+  EXPECT_EQ(promotions(), kClusters);
+  EXPECT_TRUE(CheckSlots(*ucx->transport, "tenant-a", "seq", kClusters).ok());
+}
+
 TEST(UcxDataPlaneTest, OutOfRangeSlotIsInvalidArgumentAndNothingIsWritten) {
   DaemonProcess daemon;
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();

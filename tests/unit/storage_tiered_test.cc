@@ -143,6 +143,52 @@ TEST(TieredStoreTest, PinnedBlocksStayResident) {
   EXPECT_EQ((*store)->Stats().promotions, 1u);
 }
 
+TEST(TieredStoreTest, PinResidentPinsHostBlocksTogetherAndLeavesTheRest) {
+  TempDir dir("tiered_pin_set");
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok());
+  const BlockKey a = Key("t", "s", 0, 0, 1), b = Key("t", "s", 0, 0, 2), c = Key("t", "s", 0, 0, 3);
+  ASSERT_TRUE((*store)->PutBlock(a, BlockBytes(a, 3 * kMiB)).ok());
+  ASSERT_TRUE((*store)->PutBlock(b, BlockBytes(b, 3 * kMiB)).ok());
+  ASSERT_TRUE((*store)->EvictToLowWatermark().ok());  // a (least recent) goes to the SSD
+  ASSERT_EQ((*store)->Stats().evictions, 1u);
+  ASSERT_TRUE((*store)->PutBlock(c, BlockBytes(c, 1 * kMiB)).ok());
+  const SequenceKey seq = a.sequence;
+  const std::vector<ClusterId> wanted = {c.cluster, a.cluster, Key("t", "s", 0, 0, 9).cluster,
+                                         b.cluster};
+  {
+    PinnedBlockSet set = (*store)->PinResident(seq, wanted);
+    ASSERT_EQ(set.size(), 4u);
+    EXPECT_EQ(set.num_pinned(), 2u);
+    ASSERT_NE(set.data(0), nullptr);
+    EXPECT_EQ(std::vector<uint8_t>(set.data(0), set.data(0) + set.bytes(0)), BlockBytes(c, kMiB));
+    EXPECT_EQ(set.data(1), nullptr);  // SSD only: left for Pin(), which promotes
+    EXPECT_EQ(set.data(2), nullptr);  // absent
+    ASSERT_NE(set.data(3), nullptr);
+    EXPECT_EQ(std::vector<uint8_t>(set.data(3), set.data(3) + set.bytes(3)),
+              BlockBytes(b, 3 * kMiB));
+    // Another tenant's sequence of the same name pins nothing.
+    PinnedBlockSet other = (*store)->PinResident(Key("u", "s", 0, 0, 0).sequence, wanted);
+    EXPECT_EQ(other.num_pinned(), 0u);
+    // Pinned: eviction cannot take b or c (4 MiB on the host, the target is 4 MiB).
+    ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+    EXPECT_EQ((*store)->Stats().evictions, 1u);
+    EXPECT_EQ((*store)->Stats().host.bytes, 4 * kMiB);
+    // Moving the set keeps the pins; the moved-from set releases nothing.
+    PinnedBlockSet moved = std::move(set);
+    EXPECT_EQ(moved.num_pinned(), 2u);
+  }
+  // Released together: c then b (least recently recalled first) can now be evicted to make
+  // room; with a leaked pin only the new block d could go.
+  const BlockKey d = Key("t", "s", 0, 0, 4);
+  ASSERT_TRUE((*store)->PutBlock(d, BlockBytes(d, 3 * kMiB)).ok());
+  ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+  EXPECT_EQ((*store)->Stats().evictions, 3u);
+  EXPECT_EQ((*store)->Stats().host.bytes, 3 * kMiB);
+  ExpectBlock(**store, b, 3 * kMiB);
+  ExpectBlock(**store, c, kMiB);
+}
+
 TEST(TieredStoreTest, DropSequenceRemovesOnlyThatSequence) {
   TempDir dir("tiered_drop");
   auto store = TieredStore::Open(SmallStore(dir.path()));
