@@ -57,7 +57,7 @@ struct ClientOptions {
   std::string ucx_transports;  // UCX_TLS-like; empty: UCX's default (or $UCX_TLS)
   size_t ucx_region_bytes = size_t{256} << 20;
   absl::Duration ucx_fetch_timeout = absl::Seconds(10);
-  absl::Duration ucx_fetch_spin = absl::Milliseconds(2);  // UcxTransportOptions::fetch_spin
+  absl::Duration ucx_fetch_spin = absl::Microseconds(250);  // UcxTransportOptions::fetch_spin
 };
 
 class Client {

@@ -49,7 +49,7 @@ struct UcxTransportOptions {
   // this long, waiting for the completion (the engine thread waits for its data either way);
   // past it, the progress thread takes over and the caller blocks. Spinning saves the two
   // thread wakeups of a hand-off (tens of microseconds each on a VM). Zero: block at once.
-  absl::Duration fetch_spin = absl::Milliseconds(2);
+  absl::Duration fetch_spin = absl::Microseconds(250);
   // Busy-poll window of the background progress thread after its last event (see
   // core/ucx/progress_thread.h); it serves nothing latency-critical on the client.
   absl::Duration busy_poll = absl::ZeroDuration();
