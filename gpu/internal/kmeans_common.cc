@@ -4,21 +4,10 @@
 #include <numeric>
 #include <utility>
 
+#include "core/splitmix64.h"
 #include "gpu/internal/kernel_math.h"
 
 namespace clusterkv::gpu::internal {
-namespace {
-
-// splitmix64: tiny, portable and identical on every platform, unlike std:: distributions.
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 std::vector<int32_t> SampleDistinctRows(int64_t rows, int32_t count, uint64_t seed) {
   // Partial Fisher-Yates over an index permutation.
   std::vector<int32_t> perm(static_cast<size_t>(rows));

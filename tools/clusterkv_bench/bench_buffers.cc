@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/splitmix64.h"
 
 namespace clusterkv::bench {
 
@@ -49,10 +50,7 @@ Ring::Ring(int64_t bytes) : bytes_(bytes), data_(new uint8_t[static_cast<size_t>
 void Ring::FillRandom(uint64_t seed) {
   uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
   for (int64_t off = 0; off < bytes_; off += 8) {
-    uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    const uint64_t z = SplitMix64(x);
     std::memcpy(data_.get() + off, &z, static_cast<size_t>(std::min<int64_t>(8, bytes_ - off)));
   }
 }

@@ -9,20 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "core/half.h"
 #include "core/parallel.h"
+#include "core/splitmix64.h"
 
 namespace clusterkv::bench {
-namespace {
-
-// SplitMix64: a fast counter-based generator, so blocks can be filled in parallel.
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
-
 std::vector<float> ClusteredKeys(int64_t rows, int32_t dim, int32_t directions, double noise,
                                  uint64_t seed) {
   std::mt19937_64 rng(seed);

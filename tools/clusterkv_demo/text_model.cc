@@ -5,6 +5,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "core/parallel.h"
+#include "core/splitmix64.h"
 
 namespace clusterkv::demo {
 namespace {
@@ -15,14 +16,8 @@ constexpr float kWordWeight = 0.75f;
 constexpr float kContextWeight = 0.55f;
 constexpr float kQueryScale = 12.0f;  // query norm; attention logits span about +-12
 
-uint64_t SplitMix(uint64_t& s) {
-  uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
-double Uniform(uint64_t& s) { return (static_cast<double>(SplitMix(s) >> 11) + 0.5) / 9007199254740992.0; }
+double Uniform(uint64_t& s) { return (static_cast<double>(SplitMix64(s) >> 11) + 0.5) / 9007199254740992.0; }
 
 float Normal(uint64_t& s) {
   const double u1 = Uniform(s), u2 = Uniform(s);
@@ -81,9 +76,9 @@ TextKvModel::TextKvModel(const KvLayout& layout, const std::vector<std::string>&
     uint64_t s = seed * 31 + h;
     perm_[h].resize(d);
     std::iota(perm_[h].begin(), perm_[h].end(), 0);
-    for (int i = d - 1; i > 0; --i) std::swap(perm_[h][i], perm_[h][SplitMix(s) % (i + 1)]);
+    for (int i = d - 1; i > 0; --i) std::swap(perm_[h][i], perm_[h][SplitMix64(s) % (i + 1)]);
     sign_[h].resize(d);
-    for (int i = 0; i < d; ++i) sign_[h][i] = (SplitMix(s) & 1) ? 1.0f : -1.0f;
+    for (int i = 0; i < d; ++i) sign_[h][i] = (SplitMix64(s) & 1) ? 1.0f : -1.0f;
   }
 }
 

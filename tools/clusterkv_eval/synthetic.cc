@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/parallel.h"
+#include "core/splitmix64.h"
 #include "core/status_macros.h"
 
 namespace clusterkv::eval {
@@ -25,23 +26,17 @@ constexpr int kRecentTopics = 16;
 // Norm of the value topic component (the gaussian part has norm ~sqrt(head_dim)).
 constexpr double kValueTopicNorm = 8.0;
 
-uint64_t SplitMix64(uint64_t* state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 // Seed of the stream of (layer, kv head).
 uint64_t HeadSeed(uint64_t seed, int32_t layer, int32_t head) {
   uint64_t s = seed;
-  uint64_t mix = SplitMix64(&s);
+  uint64_t mix = SplitMix64(s);
   uint64_t key =
       (static_cast<uint64_t>(static_cast<uint32_t>(layer)) << 32) | static_cast<uint32_t>(head);
   mix ^= key * 0xd1342543de82ef95ULL;
-  return SplitMix64(&mix);
+  return SplitMix64(mix);
 }
 
 // Everything fixed for one (layer, kv head): frequency profile, topics, fillers, outliers.
@@ -363,7 +358,7 @@ absl::Status Range(const char* name, double v, double lo, double hi) {
 
 Rng::Rng(uint64_t seed) {
   uint64_t state = seed;
-  for (uint64_t& s : s_) s = SplitMix64(&state);
+  for (uint64_t& s : s_) s = SplitMix64(state);
 }
 
 uint64_t Rng::Next() {
