@@ -1,0 +1,189 @@
+// Sequence: prefill offload, the decode step (attend), decode appends, close and the counters.
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "bindings.h"
+
+namespace clusterkv::python {
+namespace {
+
+py::dict StatsDict(const client::StepStats& s) {
+  py::dict d;
+  d["score_us"] = s.score_us;
+  d["select_us"] = s.select_us;
+  d["fetch_us"] = s.fetch_us;
+  d["attend_us"] = s.attend_us;
+  d["bytes_fetched"] = s.bytes_fetched;
+  d["blocks_fetched"] = s.blocks_fetched;
+  d["hit_clusters"] = s.hit_clusters;
+  d["miss_clusters"] = s.miss_clusters;
+  d["hit_tokens"] = s.hit_tokens;
+  d["miss_tokens"] = s.miss_tokens;
+  d["attended_tokens"] = s.attended_tokens;
+  const int64_t requested = s.hit_tokens + s.miss_tokens;
+  d["hit_rate"] = requested == 0 ? 0.0 : static_cast<double>(s.hit_tokens) / requested;
+  return d;
+}
+
+py::dict CacheStatsDict(const gpu::CacheStats& s) {
+  py::dict d;
+  d["hit_clusters"] = s.hit_clusters;
+  d["miss_clusters"] = s.miss_clusters;
+  d["hit_tokens"] = s.hit_tokens;
+  d["miss_tokens"] = s.miss_tokens;
+  d["evictions"] = s.evictions;
+  d["hit_rate"] = s.HitRate();
+  return d;
+}
+
+// A read-only counter of the Sequence, taken under its mutex.
+template <typename T>
+auto Counter(T (client::Sequence::*getter)() const) {
+  return [getter](SequenceHandle& h) {
+    return h.Run([getter](client::Sequence& s) { return (s.*getter)(); });
+  };
+}
+
+}  // namespace
+
+void RegisterSequence(py::module_& m) {
+  py::class_<SequenceHandle, std::shared_ptr<SequenceHandle>> cls(m, "Sequence", R"doc(
+One sequence of one model (libclusterkv's Sequence). Created by Client.open_sequence() or
+Client.reopen_sequence(). Calls from several Python threads are serialised; the GIL is released
+while a call runs. Usable as a context manager (close(drop=False) on exit).)doc");
+  cls.def(
+         "offload_prefill",
+         [](SequenceHandle& h, int32_t layer, const py::array& keys, const py::array& values) {
+           const KvLayout& l = h.layout();
+           const Tensor3View k = AsTensor3(keys, "keys", l.num_kv_heads, -1, l.head_dim);
+           const Tensor3View v = AsTensor3(values, "values", l.num_kv_heads, -1, l.head_dim);
+           if (k.dims[1] != v.dims[1]) {
+             ThrowInvalid(absl::StrCat("keys hold ", k.dims[1], " tokens, values ", v.dims[1]));
+           }
+           ThrowIfError(h.Run([&](client::Sequence& s) { return s.OffloadPrefill(layer, k, v); }));
+         },
+         py::arg("layer"), py::arg("keys"), py::arg("values"), R"doc(
+Offloads the prompt of `layer`: keys and values are numpy arrays [num_kv_heads, tokens,
+head_dim] of float32 or float16 (outer axes may be strided, the last must be contiguous). The
+sinks stay local; the other keys are clustered per kv head and stored in the daemon. Once per
+layer, before any append_token of it. Raises InvalidArgumentError (bad layer, shape, NaN/Inf),
+TypeError (dtype), FailedPreconditionError (the layer already holds tokens) or the daemon's
+error.)doc")
+      .def(
+          "attend",
+          [](SequenceHandle& h, int32_t layer, const py::array& queries, py::object out,
+             bool return_stats) -> py::object {
+            const KvLayout& l = h.layout();
+            const ConstMatrixView q = AsMatrix(queries, "queries", l.num_q_heads, l.head_dim);
+            py::array result = out.is_none()
+                                   ? py::array(py::array_t<float>(
+                                         std::vector<py::ssize_t>{l.num_q_heads, l.head_dim}))
+                                   : out.cast<py::array>();
+            const MatrixView o = AsOutput(result, "out", l.num_q_heads, l.head_dim);
+            client::StepStats stats;
+            ThrowIfError(
+                h.Run([&](client::Sequence& s) { return s.Attend(layer, q, o, &stats); }));
+            if (return_stats) return py::make_tuple(result, StatsDict(stats));
+            return std::move(result);
+          },
+          py::arg("layer"), py::arg("queries"), py::kw_only(), py::arg("out") = py::none(),
+          py::arg("return_stats") = false, R"doc(
+One decode step of `layer`: queries [num_q_heads, head_dim] (float32 or float16). Selects
+clusters within the token budget, fetches the device-cache misses from the daemon, and attends
+over sinks + selected clusters + the recent window. Returns the output [num_q_heads, head_dim]
+float32 (written into `out` when given), or (output, stats) with return_stats=True; stats holds
+the StepStats counters (score_us, select_us, fetch_us, attend_us, bytes_fetched,
+blocks_fetched, hit/miss clusters and tokens, attended_tokens, hit_rate).
+A layer attended twice starts a new decode step (see begin_step).)doc")
+      .def(
+          "append_token",
+          [](SequenceHandle& h, int32_t layer, const py::array& key, const py::array& value) {
+            const KvLayout& l = h.layout();
+            const ConstMatrixView k = AsMatrix(key, "key", l.num_kv_heads, l.head_dim);
+            const ConstMatrixView v = AsMatrix(value, "value", l.num_kv_heads, l.head_dim);
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.AppendToken(layer, k, v); }));
+          },
+          py::arg("layer"), py::arg("key"), py::arg("value"), R"doc(
+Appends one decode token of `layer`: key and value [num_kv_heads, head_dim]. Every
+recluster_interval tokens the window is clustered and offloaded; if that offload fails the token
+is kept and the offload retried by the next append_token or flush.)doc")
+      .def(
+          "flush",
+          [](SequenceHandle& h, int32_t layer) {
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.Flush(layer); }));
+          },
+          py::arg("layer"), "Retries a pending window offload of `layer` (no-op when none).")
+      .def(
+          "begin_step",
+          [](SequenceHandle& h) {
+            h.Run([](client::Sequence& s) {
+              s.BeginStep();
+              return 0;
+            });
+          },
+          "Starts a new decode step explicitly (the device cache's residency counts steps).")
+      .def(
+          "reattach",
+          [](SequenceHandle& h) {
+            ThrowIfError(h.Run([](client::Sequence& s) { return s.Reattach(); }));
+          },
+          "After a daemon restart: re-opens the sequence and re-reads its indexes.")
+      .def(
+          "close",
+          [](SequenceHandle& h, bool drop) {
+            ThrowIfError(h.Run([drop](client::Sequence& s) { return s.Close(drop); }));
+          },
+          py::arg("drop") = false,
+          "Closes the sequence on the daemon; drop=True deletes it. Afterwards only the "
+          "properties remain usable (other calls raise FailedPreconditionError).")
+      .def(
+          "has_pending_offload",
+          [](SequenceHandle& h, int32_t layer) {
+            return h.Run([layer](client::Sequence& s) { return s.has_pending_offload(layer); });
+          },
+          py::arg("layer"))
+      .def(
+          "layer_tokens",
+          [](SequenceHandle& h, int32_t layer) {
+            return h.Run([layer](client::Sequence& s) { return s.num_tokens(layer); });
+          },
+          py::arg("layer"), "Tokens `layer` holds (prefill + appended).")
+      .def_property_readonly("id", &SequenceHandle::id)
+      .def_property_readonly("layout", &SequenceHandle::layout)
+      .def_property_readonly("config",
+                             [](SequenceHandle& h) {
+                               return h.Run([](client::Sequence& s) { return s.config(); });
+                             })
+      .def_property_readonly("num_tokens",
+                             Counter<int64_t>(&client::Sequence::num_tokens),
+                             "Tokens of the sequence (the most any layer holds).")
+      .def_property_readonly("step", Counter(&client::Sequence::step))
+      .def_property_readonly("cache_hit_rate", Counter(&client::Sequence::cache_hit_rate),
+                             "Fraction of requested cluster tokens already in the device cache.")
+      .def_property_readonly("cache_stats",
+                             [](SequenceHandle& h) {
+                               return CacheStatsDict(h.Run(
+                                   [](client::Sequence& s) { return s.cache_stats(); }));
+                             })
+      .def_property_readonly("bytes_fetched", Counter(&client::Sequence::bytes_fetched))
+      .def_property_readonly("bytes_offloaded", Counter(&client::Sequence::bytes_offloaded))
+      .def_property_readonly("blocks_fetched_direct",
+                             Counter(&client::Sequence::blocks_fetched_direct),
+                             "Blocks the daemon wrote over the UCX data plane.")
+      .def_property_readonly("blocks_fetched_grpc",
+                             Counter(&client::Sequence::blocks_fetched_grpc),
+                             "Blocks received over gRPC streaming.")
+      .def("__enter__", [](const std::shared_ptr<SequenceHandle>& self) { return self; })
+      .def("__exit__",
+           [](SequenceHandle& h, py::args) {
+             ThrowIfError(h.Run([](client::Sequence& s) { return s.Close(false); }));
+             return false;
+           })
+      .def("__repr__", [](SequenceHandle& h) {
+        return absl::StrCat("Sequence(id='", h.id(), "', ", h.layout().DebugString(), ")");
+      });
+  RegisterSelect(cls);
+}
+
+}  // namespace clusterkv::python
