@@ -1,0 +1,366 @@
+#!/usr/bin/python3
+"""The clusterkv Python module against a real clusterkvd (CTest label integration).
+
+    PYTHONPATH=<build>/python python3 python_module_test.py --daemon=<clusterkvd> \
+        --example=<client/python/examples/select_and_fetch.py> [unittest args]
+
+Checks: prefill + attend at a budget covering every token equals numpy's full attention (fp32
+tightly, fp16 within fp16 rounding of the inputs), also after decode appends that re-cluster;
+select() returns every clustered token exactly once at full budget and a best-first subset at a
+small one; numpy dtype / shape / stride errors raise TypeError or InvalidArgumentError; another
+tenant's sequence is NOT_FOUND (clusterkv.NotFoundError, a LookupError); a closed sequence and
+an absent daemon give FailedPreconditionError and UnavailableError; concurrent Python threads
+work with the GIL released; the example script runs and exits 0.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import unittest
+
+import numpy as np
+
+import clusterkv
+from python_daemon import Daemon
+
+ARGS = None  # set in __main__: --daemon, --example
+
+SINKS = 4
+
+
+def full_attention(q, keys, values):
+    """softmax(q K^T / sqrt(d)) V per query head, GQA; float64 reference."""
+    q_heads, d = q.shape
+    group = q_heads // keys.shape[0]
+    out = np.empty((q_heads, d))
+    for h in range(q_heads):
+        k = keys[h // group].astype(np.float64)
+        v = values[h // group].astype(np.float64)
+        s = k @ q[h].astype(np.float64) / np.sqrt(d)
+        p = np.exp(s - s.max())
+        out[h] = (p / p.sum()) @ v
+    return out
+
+
+def structured_kv(rng, kv_heads, tokens, d, dtype=np.float32, topics=12):
+    centers = rng.standard_normal((kv_heads, topics, d))
+    centers /= np.linalg.norm(centers, axis=-1, keepdims=True)
+    topic_of = rng.integers(topics, size=tokens)
+    keys = 3.0 * centers[:, topic_of, :] + 0.5 * rng.standard_normal((kv_heads, tokens, d))
+    values = rng.standard_normal((kv_heads, tokens, d))
+    # Fancy indexing left the token axis outermost in memory: make both row-major.
+    return np.ascontiguousarray(keys, dtype=dtype), np.ascontiguousarray(values, dtype=dtype)
+
+
+class ModuleTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(ARGS.daemon).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        status = cls.daemon.stop()
+        if status != 0:
+            raise AssertionError("clusterkvd exited with %s:\n%s" % (status, cls.daemon.output()))
+
+    def connect(self, tenant="tenant-a", **options):
+        defaults = dict(num_sink_tokens=SINKS, num_prefill_clusters=16, token_budget=4096,
+                        dense_layers=[0], recluster_interval=32, clusters_per_recluster=4,
+                        threads=1, ucx_region_bytes=32 << 20)
+        defaults.update(options)
+        return clusterkv.Client.connect(self.daemon.target, tenant, **defaults)
+
+    def layout(self, dtype="fp32"):
+        return clusterkv.KvLayout(num_layers=3, num_q_heads=8, num_kv_heads=2, head_dim=64,
+                                  dtype=dtype)
+
+    def open_with_prefill(self, client, name, tokens=600, dtype="fp32", seed=1):
+        rng = np.random.default_rng(seed)
+        np_dtype = np.float16 if dtype == "fp16" else np.float32
+        seq = client.open_sequence(name, self.layout(dtype))
+        kv = []
+        for layer in range(3):
+            keys, values = structured_kv(rng, 2, tokens, 64, np_dtype)
+            seq.offload_prefill(layer, keys, values)
+            kv.append((keys, values))
+        return seq, kv, rng
+
+    # ---- numerics ---------------------------------------------------------------------------
+    def test_attend_at_full_budget_matches_full_attention_fp32(self):
+        client = self.connect()
+        seq, kv, rng = self.open_with_prefill(client, "full-fp32")
+        self.assertEqual(seq.num_tokens, 600)
+        self.assertGreater(seq.bytes_offloaded, 0)
+        for step in range(2):
+            for layer in range(3):  # layer 0 dense (local), 1-2 clustered (fetched)
+                q = rng.standard_normal((8, 64)).astype(np.float32)
+                out, stats = seq.attend(layer, q, return_stats=True)
+                self.assertEqual(out.dtype, np.float32)
+                self.assertEqual(out.shape, (8, 64))
+                np.testing.assert_allclose(out, full_attention(q, *kv[layer]), rtol=1e-4,
+                                           atol=1e-5, err_msg="layer %d step %d" % (layer, step))
+                self.assertEqual(stats["attended_tokens"], 2 * 600)
+                if layer > 0 and step == 0:
+                    self.assertGreater(stats["blocks_fetched"], 0)
+                    self.assertEqual(stats["hit_clusters"], 0)
+                if layer > 0 and step == 1:  # the same whole selection: all resident (R = 1)
+                    self.assertEqual(stats["miss_clusters"], 0)
+                    self.assertGreater(stats["hit_clusters"], 0)
+        self.assertAlmostEqual(seq.cache_hit_rate, 0.5)
+        self.assertGreater(seq.bytes_fetched, 0)
+        self.assertEqual(seq.cache_stats["hit_rate"], seq.cache_hit_rate)
+        seq.close(drop=True)
+
+    def test_attend_fp16_inputs(self):
+        client = self.connect()
+        seq, kv, rng = self.open_with_prefill(client, "full-fp16", dtype="fp16")
+        q = rng.standard_normal((8, 64)).astype(np.float16)
+        out = seq.attend(2, q)
+        # Blocks hold exactly the fp16 inputs; compute accumulates in fp32.
+        np.testing.assert_allclose(out, full_attention(q, *kv[2]), rtol=1e-3, atol=1e-4)
+        seq.close(drop=True)
+
+    def test_out_argument_and_strided_inputs(self):
+        client = self.connect()
+        rng = np.random.default_rng(5)
+        seq = client.open_sequence("strided", self.layout())
+        big_k, big_v = structured_kv(rng, 2, 400, 64)
+        keys, values = big_k[:, :300], big_v[:, :300]  # strided token axis
+        self.assertFalse(keys.flags["C_CONTIGUOUS"])
+        seq.offload_prefill(1, keys, values)
+        q_rows = rng.standard_normal((16, 64)).astype(np.float32)[::2]  # strided rows
+        out = np.full((8, 64), np.nan, dtype=np.float32)
+        result = seq.attend(1, q_rows, out=out)
+        self.assertIs(result, out)
+        np.testing.assert_allclose(out, full_attention(q_rows, keys, values), rtol=1e-4,
+                                   atol=1e-5)
+        seq.close(drop=True)
+
+    def test_append_tokens_recluster_and_still_match(self):
+        client = self.connect()
+        seq, kv, rng = self.open_with_prefill(client, "append")
+        keys, values = kv[1]
+        for _ in range(70):  # two windows of 32 re-clustered and appended, 6 in the window
+            k, v = structured_kv(rng, 2, 1, 64)
+            seq.append_token(1, k[:, 0], v[:, 0])
+            keys = np.concatenate([keys, k], axis=1)
+            values = np.concatenate([values, v], axis=1)
+        self.assertEqual(seq.layer_tokens(1), 670)
+        self.assertFalse(seq.has_pending_offload(1))
+        self.assertEqual(len(seq.index(1, 0)["sizes"]), 16 + 2 * 4)
+        q = rng.standard_normal((8, 64)).astype(np.float32)
+        np.testing.assert_allclose(seq.attend(1, q), full_attention(q, keys, values), rtol=1e-4,
+                                   atol=1e-5)
+        seq.close(drop=True)
+
+    # ---- selection --------------------------------------------------------------------------
+    def test_select_full_budget_covers_every_clustered_token(self):
+        client = self.connect()
+        seq, _, rng = self.open_with_prefill(client, "select-full")
+        q = rng.standard_normal((8, 64)).astype(np.float32)
+        selection = seq.select(1, q, positions=True)
+        self.assertEqual(len(selection), 2)
+        for kv_head, sel in enumerate(selection):
+            index = seq.index(1, kv_head)
+            self.assertEqual(sel["total_tokens"], 600 - SINKS)
+            self.assertEqual(int(sel["tokens"].sum()), 600 - SINKS)
+            self.assertEqual(sorted(sel["positions"].tolist()), list(range(SINKS, 600)))
+            self.assertTrue(np.all(np.diff(sel["scores"]) <= 0), "best score first")
+            np.testing.assert_array_equal(np.sort(sel["clusters"]),
+                                          np.flatnonzero(index["sizes"] > 0))
+            self.assertEqual(int((sel["ranges"][:, 1] - sel["ranges"][:, 0]).sum()), 600 - SINKS)
+            self.assertEqual(index["centroids"].shape, (16, 64))
+            np.testing.assert_allclose(np.linalg.norm(index["centroids"], axis=1), 1.0,
+                                       rtol=1e-4)
+        self.assertEqual(seq.step, 0, "select does not advance the decode step")
+        self.assertEqual(seq.bytes_fetched, 0, "select does not touch the device cache")
+        seq.close(drop=True)
+
+    def test_select_small_budget_is_a_best_first_subset(self):
+        client = self.connect(token_budget=100)
+        seq, kv, rng = self.open_with_prefill(client, "select-small")
+        keys = kv[2][0]
+        # A query aimed at the keys of token 300's topic.
+        q = np.repeat(keys[:, 300:301, :] * 4.0, 4, axis=0).reshape(8, 64).astype(np.float32)
+        selection = seq.select(2, q, positions=True)
+        for kv_head, sel in enumerate(selection):
+            self.assertEqual(sel["total_tokens"], 100)
+            self.assertEqual(len(sel["positions"]), 100)
+            self.assertEqual(len(set(sel["positions"].tolist())), 100)
+            self.assertTrue(np.all(sel["positions"] >= SINKS))
+            self.assertTrue(np.all(sel["tokens"][:-1] == seq.index(2, kv_head)["sizes"][
+                sel["clusters"][:-1]]), "only the last cluster may be truncated")
+        self.assertIn(300, selection[0]["positions"].tolist())
+        out, stats = seq.attend(2, q, return_stats=True)
+        self.assertEqual(stats["attended_tokens"], 2 * (SINKS + 100))
+        with self.assertRaises(clusterkv.FailedPreconditionError):
+            seq.select(0, q)  # dense layer
+        seq.close(drop=True)
+
+    # ---- argument validation ----------------------------------------------------------------
+    def test_bad_dtype_shape_and_strides(self):
+        client = self.connect()
+        seq = client.open_sequence("bad-args", self.layout())
+        good = np.zeros((2, 50, 64), dtype=np.float32)
+        with self.assertRaisesRegex(TypeError, "float32 or float16, got float64"):
+            seq.offload_prefill(1, good.astype(np.float64), good)
+        with self.assertRaisesRegex(TypeError, "int32"):
+            seq.offload_prefill(1, good, good.astype(np.int32))
+        with self.assertRaises(clusterkv.InvalidArgumentError) as e:
+            seq.offload_prefill(1, np.zeros((3, 50, 64), np.float32), good)
+        self.assertIsInstance(e.exception, ValueError)
+        self.assertEqual(e.exception.code_name, "INVALID_ARGUMENT")
+        self.assertEqual(e.exception.code, 3)
+        self.assertIn("[2, n, 64]", str(e.exception))
+        with self.assertRaisesRegex(clusterkv.InvalidArgumentError, "3 dimensions"):
+            seq.offload_prefill(1, good[0], good)
+        with self.assertRaisesRegex(clusterkv.InvalidArgumentError, "last axis"):
+            seq.offload_prefill(1, np.zeros((2, 50, 128), np.float32)[:, :, ::2], good)
+        with self.assertRaisesRegex(clusterkv.InvalidArgumentError, "50 tokens"):
+            seq.offload_prefill(1, good, np.zeros((2, 49, 64), np.float32))
+        with self.assertRaisesRegex(clusterkv.InvalidArgumentError, "layer"):
+            seq.offload_prefill(7, good, good)
+        nan = good.copy()
+        nan[1, 10, 3] = np.nan
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            seq.offload_prefill(1, nan, good)
+        rng = np.random.default_rng(3)
+        keys, values = structured_kv(rng, 2, 100, 64)
+        seq.offload_prefill(1, keys, values)
+        with self.assertRaises(clusterkv.FailedPreconditionError):
+            seq.offload_prefill(1, keys, values)  # a layer's prefill happens once
+        q = np.zeros((8, 64), np.float32)
+        with self.assertRaisesRegex(clusterkv.InvalidArgumentError, r"\[8, 64\]"):
+            seq.attend(1, np.zeros((4, 64), np.float32))
+        with self.assertRaisesRegex(clusterkv.InvalidArgumentError, "row-major"):
+            seq.offload_prefill(1, np.zeros((50, 2, 64), np.float32).transpose(1, 0, 2), good)
+        with self.assertRaises(TypeError):
+            seq.attend(1, [[0.0] * 64] * 8)  # numpy arrays only
+        with self.assertRaisesRegex(TypeError, "out must be float32"):
+            seq.attend(1, q, out=np.zeros((8, 64), np.float16))
+        with self.assertRaisesRegex(clusterkv.InvalidArgumentError, "read-only"):
+            ro = np.zeros((8, 64), np.float32)
+            ro.flags.writeable = False
+            seq.attend(1, q, out=ro)
+        q_nan = q.copy()
+        q_nan[0, 0] = np.inf
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            seq.attend(1, q_nan)
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            seq.append_token(1, np.zeros((2, 32), np.float32), np.zeros((2, 64), np.float32))
+        with self.assertRaisesRegex(TypeError, "unknown option 'budget'"):
+            clusterkv.Client.connect(self.daemon.target, "t", budget=3)
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            clusterkv.Client.connect(self.daemon.target, "t", token_budget=0)
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            clusterkv.KvLayout(1, 8, 3, 64)
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            clusterkv.KvLayout(1, 8, 2, 64, dtype="int8")
+        seq.close(drop=True)
+
+    # ---- tenants, lifecycle, errors ---------------------------------------------------------
+    def test_other_tenant_cannot_reopen(self):
+        owner = self.connect("tenant-a")
+        seq, _, _ = self.open_with_prefill(owner, "private-seq", tokens=200)
+        other = self.connect("tenant-b")
+        with self.assertRaises(clusterkv.NotFoundError) as e:
+            other.reopen_sequence("private-seq")
+        self.assertIsInstance(e.exception, LookupError)
+        self.assertIsInstance(e.exception, clusterkv.Error)
+        self.assertEqual(e.exception.code, 5)
+        self.assertEqual(e.exception.code_name, "NOT_FOUND")
+        self.assertTrue(str(e.exception).startswith("NOT_FOUND: "))
+        # The owner can: same layout, centroid indexes restored from the daemon.
+        again = self.connect("tenant-a").reopen_sequence("private-seq")
+        self.assertEqual(again.layout, seq.layout)
+        np.testing.assert_array_equal(again.index(1, 1)["sizes"], seq.index(1, 1)["sizes"])
+        np.testing.assert_allclose(again.index(1, 1)["centroids"], seq.index(1, 1)["centroids"])
+        seq.close(drop=True)
+        with self.assertRaises(clusterkv.NotFoundError):
+            owner.reopen_sequence("private-seq")
+
+    def test_closed_sequence_and_context_manager(self):
+        client = self.connect()
+        with client.open_sequence("ctx", self.layout()) as seq:
+            self.assertEqual(seq.id, "ctx")
+        with self.assertRaises(clusterkv.FailedPreconditionError):
+            seq.offload_prefill(1, *structured_kv(np.random.default_rng(0), 2, 50, 64))
+        self.assertEqual(seq.num_tokens, 0)  # accessors stay usable
+        client.reopen_sequence("ctx").close(drop=True)  # close() kept it; drop deletes it
+        with self.assertRaises(clusterkv.NotFoundError):
+            client.reopen_sequence("ctx")
+        with self.assertRaises(clusterkv.FailedPreconditionError):
+            client.open_sequence("ctx", self.layout()).attend(1, np.zeros((8, 64), np.float32))
+
+    def test_absent_daemon_is_unavailable(self):
+        client = clusterkv.Client.connect("unix:/tmp/clusterkv-no-such-daemon.sock", "t",
+                                          retry_attempts=1, call_timeout=5.0, data_plane="grpc")
+        self.assertEqual(client.data_plane, "grpc")
+        with self.assertRaises(clusterkv.UnavailableError) as e:
+            client.open_sequence("x", self.layout())
+        self.assertIsInstance(e.exception, ConnectionError)
+        self.assertEqual(e.exception.code, 14)
+
+    def test_threads_share_a_client_and_a_sequence(self):
+        client = self.connect()
+        seq, kv, _ = self.open_with_prefill(client, "threads")
+        errors = []
+
+        def work(seed):
+            try:
+                rng = np.random.default_rng(seed)
+                for _ in range(5):
+                    layer = int(rng.integers(3))
+                    q = rng.standard_normal((8, 64)).astype(np.float32)
+                    np.testing.assert_allclose(seq.attend(layer, q),
+                                               full_attention(q, *kv[layer]), rtol=1e-4,
+                                               atol=1e-5)
+            except Exception as e:  # reported by the main thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        seq.close(drop=True)
+
+    def test_module_metadata(self):
+        self.assertEqual(clusterkv.__version__, clusterkv.HEADER_VERSION)
+        self.assertTrue(issubclass(clusterkv.UnavailableError, ConnectionError))
+        self.assertTrue(issubclass(clusterkv.DeadlineExceededError, TimeoutError))
+        self.assertTrue(issubclass(clusterkv.PermissionDeniedError, PermissionError))
+        self.assertEqual(clusterkv.KvLayout.llama3_8b().head_dim, 128)
+        config = clusterkv.Config()
+        config.token_budget = 77
+        client = clusterkv.Client.connect(self.daemon.target, "t", config=config,
+                                          num_sink_tokens=8)
+        self.assertEqual(client.config.token_budget, 77)
+        self.assertEqual(client.config.num_sink_tokens, 8)
+        self.assertIn(client.data_plane, ("ucx", "grpc"))
+
+    # ---- the example ------------------------------------------------------------------------
+    def test_example_runs(self):
+        env = dict(os.environ)
+        help_run = subprocess.run([sys.executable, ARGS.example, "--help"], env=env,
+                                  capture_output=True, text=True, timeout=60)
+        self.assertEqual(help_run.returncode, 0, help_run.stderr)
+        self.assertIn("--target", help_run.stdout)
+        run = subprocess.run(
+            [sys.executable, ARGS.example, "--target=" + self.daemon.target, "--tenant=example",
+             "--tokens=2048", "--steps=2"],
+            env=env, capture_output=True, text=True, timeout=300)
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertIn("cache hit rate", run.stdout)
+        self.assertIn("of full-attention mass attended", run.stdout)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--daemon", required=True)
+    parser.add_argument("--example", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
