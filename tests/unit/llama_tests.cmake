@@ -1,0 +1,8 @@
+# Unit tests of tools/clusterkv_llama's library: the dense ops and attention against naive
+# references, both checkpoint formats (round trips, metadata, malformed files) and the forward
+# pass (GGUF and safetensors copies agree, prefill and decode agree). No daemon.
+if(TARGET clusterkv_llama_lib)
+  clusterkv_test(llama_ops_test unit llama_ops_test.cc LIBS clusterkv_llama_lib)
+  clusterkv_test(llama_format_test unit llama_format_test.cc LIBS clusterkv_llama_lib)
+  clusterkv_test(llama_model_test unit llama_model_test.cc LIBS clusterkv_llama_lib)
+endif()

@@ -1,0 +1,18 @@
+#include "tools/clusterkv_llama/attention_backend.h"
+
+namespace clusterkv::llama {
+
+void AttentionStepStats::Add(const AttentionStepStats& o) {
+  total_us += o.total_us;
+  append_us += o.append_us;
+  score_us += o.score_us;
+  select_us += o.select_us;
+  fetch_us += o.fetch_us;
+  attend_us += o.attend_us;
+  bytes_fetched += o.bytes_fetched;
+  hit_tokens += o.hit_tokens;
+  miss_tokens += o.miss_tokens;
+  attended_tokens += o.attended_tokens;
+}
+
+}  // namespace clusterkv::llama

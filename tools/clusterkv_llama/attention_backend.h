@@ -1,0 +1,54 @@
+// AttentionBackend: where the decode step's attention happens, so that one forward pass
+// (forward.h) can run over full attention (full_attention.h, the reference) or over
+// libclusterkv (clusterkv_attention.h) in the same process. The prefill is always dense; a
+// backend receives its K/V once per layer, then one AppendAndAttend per (step, layer).
+#ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_ATTENTION_BACKEND_H_
+#define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_ATTENTION_BACKEND_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "core/tensor_view.h"
+
+namespace clusterkv::llama {
+
+// What one AppendAndAttend did. Times in microseconds. The ClusterKV fields mirror
+// client::StepStats (zero for full attention).
+struct AttentionStepStats {
+  int64_t total_us = 0;   // the whole call
+  int64_t append_us = 0;  // taking the new token's K/V (ClusterKV: AppendToken)
+  int64_t score_us = 0;
+  int64_t select_us = 0;
+  int64_t fetch_us = 0;
+  int64_t attend_us = 0;
+  int64_t bytes_fetched = 0;
+  int64_t hit_tokens = 0;
+  int64_t miss_tokens = 0;
+  int64_t attended_tokens = 0;  // summed over kv heads
+
+  void Add(const AttentionStepStats& o);
+};
+
+class AttentionBackend {
+ public:
+  virtual ~AttentionBackend() = default;
+  virtual std::string Name() const = 0;
+
+  // The prompt's keys (after RoPE) and values of `layer`: [n_kv_heads, tokens, head_dim] fp32
+  // views. Called once per layer before any decode step. Errors are the backend's.
+  [[nodiscard]] virtual absl::Status LoadPrefill(int32_t layer, const Tensor3View& keys,
+                                                 const Tensor3View& values) = 0;
+  // A new decode step begins (every layer is then called once).
+  virtual void BeginStep() {}
+  // Appends the new token's k and v ([n_kv_heads, head_dim] fp32) to `layer`, then attends
+  // q ([n_heads, head_dim] fp32) over every token of the layer including the new one, writing
+  // out [n_heads, head_dim]. `stats` may be null.
+  [[nodiscard]] virtual absl::Status AppendAndAttend(int32_t layer, const float* q,
+                                                     const float* k, const float* v, float* out,
+                                                     AttentionStepStats* stats) = 0;
+};
+
+}  // namespace clusterkv::llama
+
+#endif  // CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_ATTENTION_BACKEND_H_

@@ -1,0 +1,63 @@
+// clusterkv_llama as a library: main.cc turns flags into ToolOptions and calls RunLlamaTool, so
+// tests can run the whole tool in-process.
+//
+// The tool loads a Llama checkpoint (GGUF or safetensors) or makes a seeded random one, builds
+// a prompt of token ids, starts clusterkvd (unless --target names a running one) and runs the
+// comparison of comparison.h: dense prefill, full-attention greedy decode, ClusterKV decode at
+// each budget through libclusterkv, then prints the latency breakdown and agreement table and
+// writes the JSON report. --write_random_model only writes a model file and exits.
+#ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_LLAMA_TOOL_H_
+#define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_LLAMA_TOOL_H_
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "tools/clusterkv_llama/comparison.h"
+#include "tools/clusterkv_llama/model_writer.h"
+#include "tools/clusterkv_llama/prompt.h"
+
+namespace clusterkv::llama {
+
+// The --help text.
+absl::string_view UsageText();
+
+// The default random model: Llama-shaped, small enough for a 2-core CPU (8 layers, dim 512,
+// 8 query heads sharing 2 kv heads of 64 dims, SwiGLU 1408, vocabulary 8192, RoPE theta 5e5).
+LlamaConfig DefaultRandomConfig();
+
+struct ToolOptions {
+  // Model: a file to load, else the random model.
+  std::string model;
+  std::string config_json;  // safetensors: config.json path ("" = next to the model)
+  RandomModelOptions random;
+  // Only write the random model here (format from the extension) and exit.
+  std::string write_random_model;
+  StoredDType write_dtype = StoredDType::kF32;
+  // Prompt: token ids "1,2,3", else the synthetic prompt.
+  std::string prompt_tokens;
+  SyntheticPromptOptions synthetic;
+  // Comparison (budgets, steps, ClusterKV config, target, tenant, threads, ...).
+  ComparisonOptions comparison;
+  // The daemon started when comparison.target is empty.
+  std::string daemon_binary;
+  std::string work_dir;  // "" = a temporary directory, removed afterwards
+  int64_t host_capacity_mib = 1024;
+  std::string json_path;
+  bool quiet = false;  // no progress lines
+};
+
+// "256,512" -> {256, 512}; InvalidArgument naming `what` on an empty list or a bad entry.
+absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view text, absl::string_view what);
+
+// Runs the tool: progress on `err`, the table on `out`, the JSON file when asked. Errors pass
+// through from the loader, the writer, the daemon launcher and the comparison.
+absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace clusterkv::llama
+
+#endif  // CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_LLAMA_TOOL_H_

@@ -1,0 +1,171 @@
+// clusterkv_llama: a Llama decode engine over libclusterkv (see llama_tool.h). Flags grouped
+// by subsystem; --help.
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "core/cli_help.h"
+#include "tools/clusterkv_llama/llama_tool.h"
+
+ABSL_FLAG(std::string, model, "", "Model file to load: .gguf or .safetensors (with config.json "
+          "next to it). Empty: the seeded random model described by the Random model flags.");
+ABSL_FLAG(std::string, config_json, "", "safetensors: the config.json to use (default: next to "
+          "the model file).");
+ABSL_FLAG(std::string, write_random_model, "", "Write the random model to this .gguf or "
+          ".safetensors file (and config.json beside it) and exit.");
+ABSL_FLAG(std::string, weight_dtype, "f32", "Tensor type of --write_random_model: f32, f16, "
+          "bf16.");
+ABSL_FLAG(int32_t, dim, 512, "Random model: hidden size.");
+ABSL_FLAG(int32_t, layers, 8, "Random model: layers.");
+ABSL_FLAG(int32_t, heads, 8, "Random model: query heads.");
+ABSL_FLAG(int32_t, kv_heads, 2, "Random model: kv heads (GQA).");
+ABSL_FLAG(int32_t, head_dim, 64, "Random model: head dimension.");
+ABSL_FLAG(int32_t, ffn_dim, 1408, "Random model: SwiGLU hidden size.");
+ABSL_FLAG(int32_t, vocab, 8192, "Random model: vocabulary size.");
+ABSL_FLAG(double, rope_theta, 500000.0, "Random model: RoPE base.");
+ABSL_FLAG(int64_t, max_context, 32768, "Random model: maximum context.");
+ABSL_FLAG(uint64_t, seed, 1, "Random model: weight seed.");
+ABSL_FLAG(double, qk_gain, 1.2, "Random model: scale of Wq and Wk (attention peakedness; see "
+          "model_writer.h).");
+ABSL_FLAG(double, qk_shared, 0.9, "Random model: share of a query head's projection drawn "
+          "from its kv head's key projection (0 = i.i.d. weights, near-uniform attention).");
+ABSL_FLAG(bool, tie_embeddings, false, "Random model: no separate output head.");
+ABSL_FLAG(std::string, prompt_tokens, "", "Prompt as token ids \"1,2,3\" (default: synthetic).");
+ABSL_FLAG(int64_t, prompt_len, 4096, "Synthetic prompt length in tokens.");
+ABSL_FLAG(uint64_t, prompt_seed, 7, "Synthetic prompt seed.");
+ABSL_FLAG(int32_t, steps, 32, "Decode steps.");
+ABSL_FLAG(std::string, budgets, "256,512,1024,2048", "ClusterKV budgets B to compare (tokens "
+          "recalled per layer and kv head, on top of sinks and the recent window).");
+ABSL_FLAG(std::string, kv_dtype, "fp16", "KV cache dtype of both backends: fp16, bf16, fp32.");
+ABSL_FLAG(int32_t, clusters, 400, "C0: prefill clusters per kv head.");
+ABSL_FLAG(int32_t, kmeans_iters, 20, "K-means iterations.");
+ABSL_FLAG(int32_t, sinks, 16, "Sink tokens.");
+ABSL_FLAG(std::string, dense_layers, "0,1", "Layers that keep full attention (\"\" = none).");
+ABSL_FLAG(int32_t, recluster_interval, 320, "m: decode tokens per recent window.");
+ABSL_FLAG(int32_t, residency, 1, "R: device-cache residency in steps.");
+ABSL_FLAG(std::string, target, "", "A running clusterkvd (unix:/path.sock or host:port); "
+          "default: start one.");
+ABSL_FLAG(std::string, tenant, "llama", "Tenant of the sequences.");
+ABSL_FLAG(std::string, daemon, "", "clusterkvd binary to start (default: next to this binary, "
+          "else the one this build produced).");
+ABSL_FLAG(std::string, work_dir, "", "Socket and data directory of the started daemon "
+          "(default: a temporary directory, removed afterwards).");
+ABSL_FLAG(int64_t, host_capacity_mib, 1024, "Host tier of the started daemon, MiB.");
+ABSL_FLAG(std::string, data_plane, "auto", "Fetch path: auto, ucx, grpc.");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads (0 = all cores).");
+ABSL_FLAG(bool, oracle, true, "Measure full attention's top-B attention mass.");
+ABSL_FLAG(std::string, json, "", "Write the report (DESIGN.md section 9 shape) to this file.");
+ABSL_FLAG(bool, quiet, false, "No progress lines.");
+
+namespace {
+
+std::string DefaultDaemon() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto sibling = self.parent_path() / "clusterkvd";  // an installed layout
+    if (std::filesystem::exists(sibling)) return sibling.string();
+  }
+  return CLUSTERKV_DAEMON_BIN;
+}
+
+int Usage(const std::string& message) {
+  std::cerr << "clusterkv_llama: " << message << " (see --help)\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  namespace ckl = clusterkv::llama;
+  absl::SetProgramUsageMessage(std::string(ckl::UsageText()));
+  if (clusterkv::WantsHelp(argc, argv)) {
+    clusterkv::PrintHelp(
+        ckl::UsageText(),
+        {{"Model", {"model", "config_json", "write_random_model", "weight_dtype"}},
+         {"Random model", {"dim", "layers", "heads", "kv_heads", "head_dim", "ffn_dim", "vocab",
+                           "rope_theta", "max_context", "seed", "qk_gain", "qk_shared",
+                           "tie_embeddings"}},
+         {"Prompt and decode", {"prompt_tokens", "prompt_len", "prompt_seed", "steps"}},
+         {"ClusterKV", {"budgets", "kv_dtype", "clusters", "kmeans_iters", "sinks",
+                        "dense_layers", "recluster_interval", "residency"}},
+         {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib",
+                     "data_plane"}},
+         {"Compute and output", {"threads", "oracle", "json", "quiet"}}},
+        std::cout);
+    return 0;
+  }
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) return Usage(absl::StrCat("unexpected argument '", rest[1], "'"));
+
+  ckl::ToolOptions o;
+  o.model = absl::GetFlag(FLAGS_model);
+  o.config_json = absl::GetFlag(FLAGS_config_json);
+  o.write_random_model = absl::GetFlag(FLAGS_write_random_model);
+  absl::StatusOr<ckl::StoredDType> wdtype = ckl::ParseStoredDType(absl::GetFlag(FLAGS_weight_dtype));
+  if (!wdtype.ok()) return Usage(std::string(wdtype.status().message()));
+  o.write_dtype = *wdtype;
+  ckl::LlamaConfig& c = o.random.config;
+  c = ckl::DefaultRandomConfig();
+  c.dim = absl::GetFlag(FLAGS_dim);
+  c.n_layers = absl::GetFlag(FLAGS_layers);
+  c.n_heads = absl::GetFlag(FLAGS_heads);
+  c.n_kv_heads = absl::GetFlag(FLAGS_kv_heads);
+  c.head_dim = absl::GetFlag(FLAGS_head_dim);
+  c.ffn_dim = absl::GetFlag(FLAGS_ffn_dim);
+  c.vocab = absl::GetFlag(FLAGS_vocab);
+  c.rope_theta = static_cast<float>(absl::GetFlag(FLAGS_rope_theta));
+  c.max_context = absl::GetFlag(FLAGS_max_context);
+  o.random.seed = absl::GetFlag(FLAGS_seed);
+  o.random.qk_gain = static_cast<float>(absl::GetFlag(FLAGS_qk_gain));
+  o.random.qk_shared = static_cast<float>(absl::GetFlag(FLAGS_qk_shared));
+  o.random.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
+  o.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
+  o.synthetic.length = absl::GetFlag(FLAGS_prompt_len);
+  o.synthetic.seed = absl::GetFlag(FLAGS_prompt_seed);
+
+  ckl::ComparisonOptions& co = o.comparison;
+  co.steps = absl::GetFlag(FLAGS_steps);
+  absl::StatusOr<std::vector<int64_t>> budgets =
+      ckl::ParseIntList(absl::GetFlag(FLAGS_budgets), "--budgets");
+  if (!budgets.ok()) return Usage(std::string(budgets.status().message()));
+  co.budgets = *budgets;
+  absl::StatusOr<clusterkv::DType> kv_dtype = clusterkv::ParseDType(absl::GetFlag(FLAGS_kv_dtype));
+  if (!kv_dtype.ok()) return Usage(std::string(kv_dtype.status().message()));
+  co.kv_dtype = *kv_dtype;
+  co.config.num_prefill_clusters = absl::GetFlag(FLAGS_clusters);
+  co.config.kmeans_iterations = absl::GetFlag(FLAGS_kmeans_iters);
+  co.config.num_sink_tokens = absl::GetFlag(FLAGS_sinks);
+  co.config.recluster_interval = absl::GetFlag(FLAGS_recluster_interval);
+  co.config.cache_residency_steps = absl::GetFlag(FLAGS_residency);
+  co.config.dense_layers.clear();
+  if (!absl::GetFlag(FLAGS_dense_layers).empty()) {
+    absl::StatusOr<std::vector<int64_t>> dense =
+        ckl::ParseIntList(absl::GetFlag(FLAGS_dense_layers), "--dense_layers");
+    if (!dense.ok()) return Usage(std::string(dense.status().message()));
+    for (int64_t l : *dense) co.config.dense_layers.push_back(static_cast<int32_t>(l));
+  }
+  co.target = absl::GetFlag(FLAGS_target);
+  co.tenant = absl::GetFlag(FLAGS_tenant);
+  co.data_plane = absl::GetFlag(FLAGS_data_plane);
+  co.threads = absl::GetFlag(FLAGS_threads);
+  co.oracle = absl::GetFlag(FLAGS_oracle);
+  o.daemon_binary =
+      absl::GetFlag(FLAGS_daemon).empty() ? DefaultDaemon() : absl::GetFlag(FLAGS_daemon);
+  o.work_dir = absl::GetFlag(FLAGS_work_dir);
+  o.host_capacity_mib = absl::GetFlag(FLAGS_host_capacity_mib);
+  o.json_path = absl::GetFlag(FLAGS_json);
+  o.quiet = absl::GetFlag(FLAGS_quiet);
+
+  const absl::Status status = ckl::RunLlamaTool(o, std::cout, std::cerr);
+  if (!status.ok()) {
+    std::cerr << "clusterkv_llama: FAILED: " << status << "\n";
+    return absl::IsInvalidArgument(status) ? 2 : 1;
+  }
+  return 0;
+}
