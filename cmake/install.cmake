@@ -3,8 +3,8 @@
 # from the top-level CMakeLists.txt, after every target exists.
 #
 # Components: server (clusterkvd), tools (clusterkv, clusterkv_bench, clusterkv_eval,
-# clusterkv_demo), client (the shared library), dev (headers, namelink, CMake package,
-# pkg-config), python (client/python/CMakeLists.txt).
+# clusterkv_demo, clusterkv_llama), client (the shared library), dev (headers, namelink, CMake
+# package, pkg-config), python (client/python/CMakeLists.txt).
 #
 # Installed headers: the C ABI at <clusterkv/clusterkv.h>, the version at <clusterkv/version.h>,
 # and the C++ API with the closure of headers it includes, at <clusterkv/client/client.h>,
@@ -21,7 +21,7 @@ set(CLUSTERKV_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/clusterkv" CACHE S
 if(TARGET clusterkvd)
   install(TARGETS clusterkvd RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT server)
 endif()
-foreach(_tool clusterkv clusterkv_bench clusterkv_eval clusterkv_demo)
+foreach(_tool clusterkv clusterkv_bench clusterkv_eval clusterkv_demo clusterkv_llama)
   if(TARGET ${_tool})
     install(TARGETS ${_tool} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
   endif()
