@@ -109,6 +109,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     ucx_options.transports = options.ucx_transports;
     ucx_options.peer_errors = options.ucx_peer_errors;
     ucx_options.busy_poll = options.ucx_busy_poll;
+    ucx_options.direct_shm = options.ucx_direct_shm;
     ASSIGN_OR_RETURN(std::unique_ptr<UcxDataPlane> plane, UcxDataPlane::Create(ucx_options));
     d->data_plane_ = plane.get();
     d->data_plane_owner_ = std::move(plane);

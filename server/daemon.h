@@ -58,6 +58,7 @@ struct DaemonOptions {
   // See server/data_plane_options.h.
   UcxPeerErrors ucx_peer_errors = UcxPeerErrors::kRemoteOnly;
   absl::Duration ucx_busy_poll = absl::Microseconds(50);  // UcxDataPlaneOptions::busy_poll
+  bool ucx_direct_shm = true;                             // UcxDataPlaneOptions::direct_shm
   // Observability (issue 7): metrics/health/dashboard HTTP address ("" = off), trace
   // exporters and sampling.
   http::ObservabilityOptions observability;

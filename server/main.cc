@@ -49,6 +49,9 @@ ABSL_FLAG(int32_t, ucx_busy_poll_us, 50,
           "Microseconds the data plane's progress thread keeps polling after its last event "
           "before sleeping on the event fd: requests arriving in that window skip a wakeup "
           "(tens of microseconds on a VM). 0: sleep at once, no CPU spent while idle.");
+ABSL_FLAG(bool, ucx_direct_shm, true,
+          "Same-host clients on shared memory: map their cache region into the daemon and write "
+          "recalled blocks with memcpy (false: one ucp_put_nbx per block).");
 ABSL_FLAG(double, shutdown_grace_s, 10.0, "On SIGTERM, seconds to let calls in flight finish.");
 // ---- observability (issue 7) ----
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
@@ -96,7 +99,7 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
   static const auto* groups = new std::vector<clusterkv::FlagGroup>{
       {"Serving", {"socket", "tcp_address", "tls_cert", "tls_key", "allow_insecure_tcp",
                    "max_message_mib", "shutdown_grace_s"}},
-      {"Data plane", {"ucx", "ucx_transports", "ucx_peer_errors", "ucx_busy_poll_us"}},
+      {"Data plane", {"ucx", "ucx_transports", "ucx_peer_errors", "ucx_busy_poll_us", "ucx_direct_shm"}},
       {"Storage", {"data_dir", "host_capacity_mib", "high_watermark", "low_watermark",
                    "write_through", "huge_pages"}},
       {"Compute", {"backend", "threads"}},
@@ -156,6 +159,7 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError("--ucx_busy_poll_us must be in [0, 100000]");
   }
   o.ucx_busy_poll = absl::Microseconds(busy_poll_us);
+  o.ucx_direct_shm = absl::GetFlag(FLAGS_ucx_direct_shm);
   // ---- observability (issue 7) ----
   o.observability.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   o.observability.otlp_endpoint = absl::GetFlag(FLAGS_otlp_endpoint);

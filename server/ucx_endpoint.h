@@ -56,6 +56,9 @@ struct UcxDataPlaneOptions {
   // event fd (core/ucx/progress_thread.h): a request arriving in the window is served without
   // a wakeup. Zero: sleep at once (no CPU spent while idle).
   absl::Duration busy_poll = absl::Microseconds(50);
+  // Same-host clients over shared memory: map their region into the daemon (ucp_rkey_ptr) and
+  // write blocks with memcpy instead of one ucp_put_nbx each. Off: always ucp_put_nbx.
+  bool direct_shm = true;
 };
 
 class UcxDataPlane final : public storage::ArenaRegistrar {

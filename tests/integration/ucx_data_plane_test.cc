@@ -61,6 +61,14 @@ TEST(UcxDataPlaneTest, RecallIsBitExactOverSharedMemoryWithoutPeerErrors) {
   RecallBitExact(daemon);
 }
 
+TEST(UcxDataPlaneTest, RecallIsBitExactOverSharedMemoryWithPutsInsteadOfDirectCopies) {
+  DaemonProcessOptions options;
+  options.flags = {"--ucx_peer_errors=false", "--ucx_direct_shm=false"};  // one put per block
+  DaemonProcess daemon(options);
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  RecallBitExact(daemon);
+}
+
 TEST(UcxDataPlaneTest, RecallIsBitExactOverTcp) {
   ScopedEnv tls("UCX_TLS", "tcp,self");
   ScopedEnv devices("UCX_NET_DEVICES", "lo");
