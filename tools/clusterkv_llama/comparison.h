@@ -29,7 +29,7 @@
 namespace clusterkv::llama {
 
 struct ComparisonOptions {
-  int32_t steps = 32;
+  int32_t steps = 384;
   std::vector<int64_t> budgets = {256, 512, 1024, 2048};
   DType kv_dtype = DType::kFloat16;  // both backends store K/V in this dtype
   ClusterKvConfig config;            // token_budget is set per run

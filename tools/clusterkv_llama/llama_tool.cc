@@ -93,7 +93,7 @@ absl::string_view UsageText() {
          "append/score/select/fetch/attend) and agreement with full attention (greedy-token\n"
          "match rate, logit max-abs and relative L2 error); --json writes the report.\n\n"
          "Usage:\n"
-         "  clusterkv_llama [--model=m.gguf|m.safetensors] [--prompt_len=4096] [--steps=32]\n"
+         "  clusterkv_llama [--model=m.gguf|m.safetensors] [--prompt_len=4096] [--steps=384]\n"
          "                  [--budgets=256,512,1024,2048] [--target=unix:/path.sock] [--json=f]\n"
          "  clusterkv_llama --write_random_model=out.gguf|out.safetensors [--dim=...]\n";
 }
@@ -141,6 +141,7 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
         << "\n";
     return absl::OkStatus();
   }
+  RETURN_IF_ERROR(o.comparison.config.Validate());  // before any model or daemon work
   ASSIGN_OR_RETURN(LlamaWeights weights, ObtainModel(o, err));
   const LlamaConfig& c = weights.config;
   err << "model: " << c.DebugString() << ", RoPE " << RopeStyleName(weights.rope_style)

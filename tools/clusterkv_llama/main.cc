@@ -38,7 +38,8 @@ ABSL_FLAG(bool, tie_embeddings, false, "Random model: no separate output head.")
 ABSL_FLAG(std::string, prompt_tokens, "", "Prompt as token ids \"1,2,3\" (default: synthetic).");
 ABSL_FLAG(int64_t, prompt_len, 4096, "Synthetic prompt length in tokens.");
 ABSL_FLAG(uint64_t, prompt_seed, 7, "Synthetic prompt seed.");
-ABSL_FLAG(int32_t, steps, 32, "Decode steps.");
+ABSL_FLAG(int32_t, steps, 384, "Decode steps (the default passes m = 320, so one decode window "
+          "is re-clustered and offloaded during the run).");
 ABSL_FLAG(std::string, budgets, "256,512,1024,2048", "ClusterKV budgets B to compare (tokens "
           "recalled per layer and kv head, on top of sinks and the recent window).");
 ABSL_FLAG(std::string, kv_dtype, "fp16", "KV cache dtype of both backends: fp16, bf16, fp32.");
@@ -47,6 +48,8 @@ ABSL_FLAG(int32_t, kmeans_iters, 20, "K-means iterations.");
 ABSL_FLAG(int32_t, sinks, 16, "Sink tokens.");
 ABSL_FLAG(std::string, dense_layers, "0,1", "Layers that keep full attention (\"\" = none).");
 ABSL_FLAG(int32_t, recluster_interval, 320, "m: decode tokens per recent window.");
+ABSL_FLAG(int32_t, clusters_per_recluster, 8, "C+: clusters made from each window of m decode "
+          "tokens.");
 ABSL_FLAG(int32_t, residency, 1, "R: device-cache residency in steps.");
 ABSL_FLAG(std::string, target, "", "A running clusterkvd (unix:/path.sock or host:port); "
           "default: start one.");
@@ -93,7 +96,8 @@ int main(int argc, char** argv) {
                            "tie_embeddings"}},
          {"Prompt and decode", {"prompt_tokens", "prompt_len", "prompt_seed", "steps"}},
          {"ClusterKV", {"budgets", "kv_dtype", "clusters", "kmeans_iters", "sinks",
-                        "dense_layers", "recluster_interval", "residency"}},
+                        "dense_layers", "recluster_interval", "clusters_per_recluster",
+                        "residency"}},
          {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib",
                      "data_plane"}},
          {"Compute and output", {"threads", "oracle", "json", "quiet"}}},
@@ -142,6 +146,7 @@ int main(int argc, char** argv) {
   co.config.kmeans_iterations = absl::GetFlag(FLAGS_kmeans_iters);
   co.config.num_sink_tokens = absl::GetFlag(FLAGS_sinks);
   co.config.recluster_interval = absl::GetFlag(FLAGS_recluster_interval);
+  co.config.clusters_per_recluster = absl::GetFlag(FLAGS_clusters_per_recluster);
   co.config.cache_residency_steps = absl::GetFlag(FLAGS_residency);
   co.config.dense_layers.clear();
   if (!absl::GetFlag(FLAGS_dense_layers).empty()) {

@@ -126,7 +126,8 @@ void PrintTable(const ComparisonResult& result, const ReportContext& ctx, std::o
   }
   out << "agree = fraction of steps whose argmax equals full attention's; logit_max = max |l - "
          "l_full|; logit_rel = mean ||l - l_full|| / ||l_full||; tok/head = tokens attended per "
-         "layer and kv head (ClusterKV: budget + sinks + recent window; dense layers: all)\n";
+         "layer and kv head, averaged over all layers (ClusterKV: budget + sinks + recent window "
+         "on sparse layers, every token on dense layers); hit = device-cache hit rate (tokens)\n";
 }
 
 Json ReportJson(const ComparisonResult& result, const ReportContext& ctx) {

@@ -1,0 +1,266 @@
+// clusterkv_llama against a real clusterkvd: the Llama decode loop with its attention through
+// libclusterkv (OffloadPrefill, AppendToken, Attend over the daemon's FetchClusters / UCX path)
+// compared with full attention in the same process, and the tool binary end to end.
+//
+// What is asserted, and why it is safe to assert:
+//  - a budget covering every token (and decode windows re-clustered and offloaded on the way)
+//    attends exactly the tokens full attention does, in another order: the greedy tokens must
+//    match on every step and the logits agree to float rounding;
+//  - with every layer dense, no token ever leaves the client: same result, nothing fetched;
+//  - a small budget must complete, attend fewer tokens, change the logits (finite, nonzero
+//    error) and report an agreement within [0, 1]. No quality threshold is asserted for it:
+//    how much a small budget loses depends on the model.
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "clusterkv/v1/kvcache.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/daemon_process.h"
+#include "tests/testing/temp_dir.h"
+#include "tools/clusterkv_llama/comparison.h"
+#include "tools/clusterkv_llama/model_writer.h"
+#include "tools/clusterkv_llama/prompt.h"
+
+namespace clusterkv::llama {
+namespace {
+
+using clusterkv::testing::DaemonProcess;
+using clusterkv::testing::ProcessResult;
+using clusterkv::testing::RunProcess;
+using clusterkv::testing::TempDir;
+
+constexpr char kTenant[] = "llama-test";
+
+LlamaConfig SmallConfig() {
+  LlamaConfig c;
+  c.dim = 64;
+  c.n_layers = 3;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.head_dim = 16;
+  c.ffn_dim = 96;
+  c.vocab = 97;
+  c.rope_theta = 10000.0f;
+  c.max_context = 1024;
+  return c;
+}
+
+LlamaWeights SmallModel() {
+  RandomModelOptions o;
+  o.config = SmallConfig();
+  o.seed = 5;
+  o.qk_gain = 1.3f;
+  o.qk_shared = 0.8f;
+  absl::StatusOr<LlamaWeights> w = MakeRandomWeights(o);
+  EXPECT_TRUE(w.ok()) << w.status();
+  return *std::move(w);
+}
+
+std::vector<int32_t> SmallPrompt() {
+  SyntheticPromptOptions o;
+  o.length = 200;
+  o.topics = 5;
+  o.topic_tokens = 12;
+  o.segment_mean = 20;
+  absl::StatusOr<std::vector<int32_t>> p = SyntheticPrompt(o, SmallConfig().vocab);
+  EXPECT_TRUE(p.ok());
+  return *p;
+}
+
+ComparisonOptions SmallOptions(const std::string& target) {
+  ComparisonOptions o;
+  o.target = target;
+  o.tenant = kTenant;
+  o.steps = 8;
+  o.threads = 2;
+  o.config.num_sink_tokens = 4;
+  o.config.num_prefill_clusters = 12;
+  o.config.kmeans_iterations = 5;
+  o.config.dense_layers = {0};
+  // Every 4 decode tokens the window is clustered and appended: 8 steps exercise it twice.
+  o.config.recluster_interval = 4;
+  o.config.clusters_per_recluster = 2;
+  return o;
+}
+
+int SequencesOnDaemon(const DaemonProcess& daemon) {
+  clusterkv::testing::KvCacheClient client = clusterkv::testing::MakeKvCacheClient(daemon.target(), kTenant);
+  v1::ListSequencesResponse response;
+  auto context = client.Context();
+  const grpc::Status s = client.stub->ListSequences(context.get(), v1::ListSequencesRequest(), &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return response.sequences_size();
+}
+
+TEST(LlamaEngineTest, BudgetCoveringEveryTokenReproducesFullAttention) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  const LlamaWeights w = SmallModel();
+  ComparisonOptions o = SmallOptions(daemon.target());
+  o.kv_dtype = DType::kFloat32;  // both backends hold the same K/V bits
+  o.budgets = {1024};            // > prompt + steps
+  absl::StatusOr<ComparisonResult> r = RunComparison(w, SmallPrompt(), o);
+  ASSERT_TRUE(r.ok()) << r.status() << "\n" << daemon.output();
+  ASSERT_EQ(r->clusterkv.size(), 1u);
+  const VariantResult& ckv = r->clusterkv[0];
+  ASSERT_EQ(ckv.argmax.size(), 8u);
+  for (size_t s = 0; s < ckv.argmax.size(); ++s) {
+    EXPECT_EQ(ckv.argmax[s], r->greedy_tokens[s + 1]) << "step " << s;
+  }
+  EXPECT_EQ(ckv.token_agreement, 1.0);
+  EXPECT_LT(ckv.logit_rel_l2_max, 1e-5);
+  EXPECT_LT(ckv.logit_max_abs, 1e-4);
+  // The same tokens were attended (sinks + every cluster + window = everything) and they came
+  // through the daemon.
+  EXPECT_EQ(ckv.totals.attended_tokens, r->full.totals.attended_tokens);
+  EXPECT_GT(ckv.totals.bytes_fetched, 0);
+  EXPECT_NE(ckv.data_plane, "none");
+  EXPECT_EQ(SequencesOnDaemon(daemon), 0);  // dropped after the run
+  ASSERT_TRUE(daemon.Stop().ok());
+}
+
+TEST(LlamaEngineTest, AllLayersDenseNeverFetches) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  const LlamaWeights w = SmallModel();
+  ComparisonOptions o = SmallOptions(daemon.target());
+  o.kv_dtype = DType::kFloat32;
+  o.config.dense_layers = {0, 1, 2};
+  o.budgets = {8};
+  absl::StatusOr<ComparisonResult> r = RunComparison(w, SmallPrompt(), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const VariantResult& ckv = r->clusterkv[0];
+  EXPECT_EQ(ckv.token_agreement, 1.0);
+  EXPECT_LT(ckv.logit_rel_l2_max, 1e-5);
+  EXPECT_EQ(ckv.totals.bytes_fetched, 0);
+  EXPECT_EQ(ckv.totals.attended_tokens, r->full.totals.attended_tokens);
+}
+
+TEST(LlamaEngineTest, SmallBudgetCompletesAndReportsBoundedAgreement) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  const LlamaWeights w = SmallModel();
+  ComparisonOptions o = SmallOptions(daemon.target());  // fp16 K/V, as an engine keeps them
+  o.budgets = {16, 1024};
+  absl::StatusOr<ComparisonResult> r = RunComparison(w, SmallPrompt(), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->clusterkv.size(), 2u);
+  const VariantResult& small = r->clusterkv[0];
+  const VariantResult& all = r->clusterkv[1];
+  EXPECT_GE(small.token_agreement, 0.0);
+  EXPECT_LE(small.token_agreement, 1.0);
+  EXPECT_TRUE(std::isfinite(small.logit_max_abs));
+  EXPECT_TRUE(std::isfinite(small.logit_rel_l2_mean));
+  // The budget took effect: fewer tokens attended, logits changed.
+  EXPECT_LT(small.totals.attended_tokens, r->full.totals.attended_tokens);
+  EXPECT_GT(small.logit_rel_l2_mean, 0.0);
+  EXPECT_GT(small.totals.fetch_us + small.totals.score_us, 0);
+  // With fp16 K/V the full-coverage run differs from full attention only by the recent
+  // window, which Sequence keeps in fp32: far below the small budget's error.
+  EXPECT_LT(all.logit_rel_l2_mean, 1e-2);
+  EXPECT_LT(all.logit_rel_l2_mean, small.logit_rel_l2_mean);
+  EXPECT_EQ(small.step_us.size(), 8u);
+  EXPECT_EQ(small.paired_full_step_us.size(), 8u);
+  // The oracle concentration is a fraction that grows with the budget.
+  ASSERT_EQ(r->oracle_top_mass.size(), 2u);
+  EXPECT_GT(r->oracle_top_mass[0], 0.0);
+  EXPECT_LE(r->oracle_top_mass[0], r->oracle_top_mass[1] + 1e-9);
+  EXPECT_NEAR(r->oracle_top_mass[1], 1.0, 1e-4);
+  EXPECT_EQ(SequencesOnDaemon(daemon), 0);
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return nlohmann::json::parse(text.str(), nullptr, false);
+}
+
+std::vector<std::string> ModelFlags() {
+  return {"--dim=64", "--layers=3", "--heads=4", "--kv_heads=2", "--head_dim=16",
+          "--ffn_dim=96", "--vocab=97", "--max_context=1024", "--qk_gain=1.3"};
+}
+
+std::vector<std::string> RunFlags() {
+  return {"--prompt_len=150", "--steps=4", "--budgets=8,1000", "--clusters=10",
+          "--kmeans_iters=3", "--sinks=4", "--dense_layers=0", "--kv_dtype=fp32", "--quiet",
+          "--threads=2"};
+}
+
+TEST(LlamaToolTest, WritesModelsAndComparesThemOnARunningDaemon) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  TempDir dir("llama_tool");
+  for (const char* name : {"m.gguf", "m.safetensors"}) {
+    std::vector<std::string> write = {CLUSTERKV_LLAMA_BIN,
+                                      absl::StrCat("--write_random_model=", dir.Sub(name)),
+                                      "--weight_dtype=f16"};
+    for (const std::string& f : ModelFlags()) write.push_back(f);
+    absl::StatusOr<ProcessResult> written = RunProcess(write);
+    ASSERT_TRUE(written.ok()) << written.status();
+    ASSERT_EQ(written->exit_status, 0) << written->output;
+
+    const std::string json = dir.Sub(absl::StrCat(name, ".json"));
+    std::vector<std::string> run = {CLUSTERKV_LLAMA_BIN, absl::StrCat("--model=", dir.Sub(name)),
+                                    "--target=" + daemon.target(), "--tenant=llama-test",
+                                    "--json=" + json};
+    for (const std::string& f : RunFlags()) run.push_back(f);
+    absl::StatusOr<ProcessResult> ran = RunProcess(run);
+    ASSERT_TRUE(ran.ok()) << ran.status();
+    ASSERT_EQ(ran->exit_status, 0) << ran->output;
+    EXPECT_NE(ran->output.find("clusterkv_b1000"), std::string::npos) << ran->output;
+
+    const nlohmann::json report = ReadJson(json);
+    ASSERT_FALSE(report.is_discarded());
+    EXPECT_EQ(report["bench"], "llama");
+    ASSERT_TRUE(report["machine"].is_object());
+    ASSERT_EQ(report["results"].size(), 4u);  // (time, agreement) x 2 budgets
+    for (const auto& row : report["results"]) {
+      for (const char* field : {"variant", "params", "value", "unit", "baseline",
+                                "baseline_value", "ratio", "ratio_meaning"}) {
+        EXPECT_TRUE(row.contains(field)) << field << " in " << row.dump();
+      }
+      EXPECT_EQ(row["baseline"], "full_attention");
+    }
+    const auto& agree_all = report["results"][3];
+    EXPECT_EQ(agree_all["variant"], "clusterkv_b1000");
+    EXPECT_EQ(agree_all["params"]["metric"], "token_agreement");
+    EXPECT_EQ(agree_all["value"], 1.0);  // every token within the budget: exact
+    EXPECT_LT(agree_all["logit_rel_l2_error_max"].get<double>(), 1e-5);
+  }
+}
+
+TEST(LlamaToolTest, StartsItsOwnDaemonAndExplainsItself) {
+  absl::StatusOr<ProcessResult> help = RunProcess({CLUSTERKV_LLAMA_BIN, "--help"});
+  ASSERT_TRUE(help.ok());
+  EXPECT_EQ(help->exit_status, 0);
+  EXPECT_NE(help->output.find("--budgets"), std::string::npos);
+  EXPECT_NE(help->output.find("GGUF"), std::string::npos);
+
+  // No --target: the tool starts the build's clusterkvd itself (random model in memory).
+  std::vector<std::string> run = {CLUSTERKV_LLAMA_BIN, std::string("--daemon=") + CLUSTERKV_DAEMON_BIN};
+  for (const std::string& f : ModelFlags()) run.push_back(f);
+  for (const std::string& f : RunFlags()) run.push_back(f);
+  absl::StatusOr<ProcessResult> ran = RunProcess(run);
+  ASSERT_TRUE(ran.ok()) << ran.status();
+  EXPECT_EQ(ran->exit_status, 0) << ran->output;
+  EXPECT_NE(ran->output.find("serving on"), std::string::npos) << ran->output;
+
+  // Bad input: a clear error and a usage exit status, no crash.
+  absl::StatusOr<ProcessResult> bad =
+      RunProcess({CLUSTERKV_LLAMA_BIN, "--model=/nonexistent/m.gguf"});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(bad->exit_status, 1) << bad->output;
+  EXPECT_NE(bad->output.find("/nonexistent/m.gguf"), std::string::npos) << bad->output;
+  absl::StatusOr<ProcessResult> usage = RunProcess({CLUSTERKV_LLAMA_BIN, "--budgets=x"});
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->exit_status, 2) << usage->output;
+}
+
+}  // namespace
+}  // namespace clusterkv::llama
