@@ -15,6 +15,8 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/server_posix.h"
+#include "server/cluster/cluster_handler.h"  // cluster mode (issue 10)
+#include "proto/rpc_support.h"
 #include "server/kv_service.h"
 #include "server/lock_file.h"
 #if defined(CLUSTERKV_WITH_UCX)
@@ -68,6 +70,46 @@ absl::StatusOr<std::unique_ptr<auth::Authenticator>> MakeAuthenticator(const Dae
   return std::make_unique<auth::Authenticator>(o.auth, std::move(tokens), std::move(peers));
 }
 
+// ---- cluster mode (issue 10) ----
+absl::Status ValidateClusterOptions(const DaemonOptions& o) {
+  if (!o.cluster.enabled()) return absl::OkStatus();
+  if (o.tcp_address.empty()) {
+    return absl::InvalidArgumentError(
+        "cluster mode needs --tcp_address: the other daemons call this one over TCP");
+  }
+  if (o.sequence_ttl > absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--sequence_ttl_s is not supported in cluster mode yet");
+  }
+  return absl::OkStatus();
+}
+
+// The address other daemons call: --advertise_grpc, or the TCP listener's host and bound port.
+absl::StatusOr<std::string> AdvertisedAddress(const DaemonOptions& o, int tcp_port) {
+  if (!o.cluster.advertise_grpc.empty()) return o.cluster.advertise_grpc;
+  const std::string host = o.tcp_address.substr(0, o.tcp_address.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tcp_address=", o.tcp_address, " names no host other daemons can call: set "
+        "--advertise_grpc=host:port"));
+  }
+  return absl::StrCat(host, ":", tcp_port);
+}
+
+// Calls carrying the cluster peer token: another daemon acting for the tenant it names.
+PeerResolver ClusterPeerResolver(const cluster::ClusterNode* node) {
+  return [node](const grpc::CallbackServerContext& context)
+             -> std::optional<absl::StatusOr<std::string>> {
+    const auto& metadata = context.client_metadata();
+    auto value = [&](const char* key) -> std::optional<absl::string_view> {
+      auto it = metadata.find(key);
+      if (it == metadata.end()) return std::nullopt;
+      return absl::string_view(it->second.data(), it->second.size());
+    };
+    return node->token().Resolve(value("authorization"), value(rpc::kTenantMetadataKey));
+  };
+}
+// ---- end cluster mode ----
+
 }  // namespace
 
 Daemon::Daemon(const DaemonOptions& options) : options_(options) {}
@@ -89,6 +131,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (options.sequence_ttl < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the sequence TTL is negative");
   }
+  RETURN_IF_ERROR(ValidateClusterOptions(options));  // issue 10
 
   const std::filesystem::path socket(options.socket_path);
   std::error_code ec;
@@ -121,7 +164,19 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     d->store_->SetQuotaHook(auth::MakeQuotaHook(options.quotas));
   }
   d->options_.handler.quotas = options.quotas;
-  d->handler_ = std::make_unique<RequestHandler>(d->store_.get(), d->options_.handler);
+  if (options.cluster.enabled()) {  // cluster mode (issue 10): requests are routed
+    cluster::ClusterNode::Deps deps;
+    deps.store = d->store_.get();
+    deps.metrics = &d->observability_->metrics();
+    deps.plaintext_peers = options.tls_cert_file.empty();  // --allow_insecure_tcp
+    deps.default_tls_root_file = options.tls_cert_file;
+    deps.max_message_bytes = static_cast<int>(options.max_message_bytes);
+    ASSIGN_OR_RETURN(d->cluster_, cluster::ClusterNode::Create(options.cluster, std::move(deps)));
+    d->handler_ = std::make_unique<cluster::ClusterRequestHandler>(
+        d->store_.get(), d->options_.handler, d->cluster_.get());
+  } else {
+    d->handler_ = std::make_unique<RequestHandler>(d->store_.get(), d->options_.handler);
+  }
   DataPlaneConnector connector;
 #if defined(CLUSTERKV_WITH_UCX)
   if (d->data_plane_ != nullptr) {
@@ -142,7 +197,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
 #endif
   d->service_ = std::make_unique<KvCacheService>(
       d->handler_.get(), AuthenticatedTenantResolver(d->authenticator_.get()),
-      std::move(connector), d->observability_->instrumentation());
+      std::move(connector), d->observability_->instrumentation(),
+      d->cluster_ != nullptr ? ClusterPeerResolver(d->cluster_.get()) : nullptr);  // issue 10
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -169,6 +225,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (!options.tcp_address.empty() && d->tcp_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot bind TCP ", options.tcp_address));
   }
+  if (d->cluster_ != nullptr) {  // cluster mode (issue 10): register once reachable
+    ASSIGN_OR_RETURN(std::string advertise, AdvertisedAddress(options, d->tcp_port_));
+    RETURN_IF_ERROR(d->cluster_->Join(advertise, d->data_plane_ != nullptr,
+                                      options.store.high_watermark));
+  }
   // ---- tenants and security (issue 8) ----
   if (peer_credentials) {
     d->listener_->Start([server = d->server_.get(), authenticator = d->authenticator_.get()](
@@ -190,6 +251,10 @@ absl::Status Daemon::Shutdown() {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
   if (observability_ != nullptr) observability_->MarkStopping();  // issue 7: /readyz 503
+  if (cluster_ != nullptr) {  // issue 10: leave the cluster at once (revokes the lease)
+    const absl::Status left = cluster_->Leave();
+    if (!left.ok()) std::cerr << "clusterkvd: leaving the cluster: " << left << std::endl;
+  }
   // Issue 8: no new connections, no more sweeps.
   if (listener_ != nullptr) listener_->Stop();
   {

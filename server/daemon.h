@@ -24,6 +24,7 @@
 #include "server/auth/authenticator.h"  // tenants and security (issue 8)
 #include "server/auth/tenant_quota.h"   // tenants and security (issue 8)
 #include "server/auth/unix_listener.h"  // tenants and security (issue 8)
+#include "server/cluster/cluster_node.h"  // cluster mode (issue 10)
 #include "server/http/observability.h"  // observability (issue 7)
 #include "server/data_plane_options.h"
 #include "server/request_handler.h"
@@ -75,6 +76,9 @@ struct DaemonOptions {
   // Sequences not accessed for this long are dropped (zero: never).
   absl::Duration sequence_ttl = absl::ZeroDuration();
   // ---- end tenants and security ----
+  // Cluster mode (issue 10; server/cluster/): off unless cluster.etcd_endpoint is set; needs
+  // tcp_address (other daemons call this one there).
+  cluster::ClusterOptions cluster;
 };
 
 class Daemon {
@@ -100,6 +104,8 @@ class Daemon {
   UcxDataPlane* data_plane() { return data_plane_; }
   // Sequences the TTL sweeper has dropped (issue 8).
   uint64_t expired_sequences() const;
+  // This daemon's cluster node, or null in single-node mode (issue 10).
+  cluster::ClusterNode* cluster() { return cluster_.get(); }
 
  private:
   explicit Daemon(const DaemonOptions& options);
@@ -113,6 +119,8 @@ class Daemon {
   std::unique_ptr<storage::ArenaRegistrar> data_plane_owner_;
   UcxDataPlane* data_plane_ = nullptr;
   std::unique_ptr<storage::TieredStore> store_;
+  // Cluster mode (issue 10): uses the store; used by the handler (a ClusterRequestHandler).
+  std::unique_ptr<cluster::ClusterNode> cluster_;
   std::unique_ptr<RequestHandler> handler_;
   std::unique_ptr<KvCacheService> service_;
   std::unique_ptr<grpc::Server> server_;

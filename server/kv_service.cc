@@ -14,7 +14,18 @@ namespace clusterkv::server {
 namespace {
 
 absl::StatusOr<CallContext> Resolve(const TenantResolver& resolver,
+                                    const PeerResolver& peer_resolver,
                                     const grpc::CallbackServerContext& context) {
+  if (peer_resolver) {  // cluster mode (issue 10): another daemon acting for a tenant
+    std::optional<absl::StatusOr<std::string>> peer = peer_resolver(context);
+    if (peer.has_value()) {
+      if (!peer->ok()) return peer->status();
+      CallContext call;
+      call.tenant = **std::move(peer);
+      call.cluster_peer = true;
+      return call;
+    }
+  }
   absl::StatusOr<std::string> tenant = resolver(context);
   if (!tenant.ok()) return tenant.status();
   CallContext call;
@@ -207,11 +218,13 @@ TenantResolver AuthenticatedTenantResolver(const auth::Authenticator* authentica
 }
 
 KvCacheService::KvCacheService(RequestHandler* handler, TenantResolver resolver,
-                               DataPlaneConnector data_plane, Instrumentation instrumentation)
+                               DataPlaneConnector data_plane, Instrumentation instrumentation,
+                               PeerResolver peer_resolver)
     : handler_(handler),
       resolver_(std::move(resolver)),
       data_plane_(std::move(data_plane)),
-      instrumentation_(instrumentation) {}
+      instrumentation_(instrumentation),
+      peer_resolver_(std::move(peer_resolver)) {}
 
 template <typename Response>
 grpc::ServerUnaryReactor* KvCacheService::Unary(
@@ -219,7 +232,7 @@ grpc::ServerUnaryReactor* KvCacheService::Unary(
     const std::function<absl::StatusOr<Response>(const CallContext&)>& body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   RpcScope scope(instrumentation_, RpcOf<Response>(), Traceparent(*context));  // issue 7
-  absl::StatusOr<CallContext> call = Resolve(resolver_, *context);
+  absl::StatusOr<CallContext> call = Resolve(resolver_, peer_resolver_, *context);
   if (!call.ok()) {
     scope.End(call.status());
     reactor->Finish(rpc::ToGrpcStatus(call.status()));
@@ -257,7 +270,7 @@ grpc::ServerUnaryReactor* KvCacheService::ListSequences(grpc::CallbackServerCont
 grpc::ServerReadReactor<v1::PutClustersRequest>* KvCacheService::PutClusters(
     grpc::CallbackServerContext* context, v1::PutClustersResponse* response) {
   return new PutClustersReactor(
-      handler_, Resolve(resolver_, *context), response,
+      handler_, Resolve(resolver_, peer_resolver_, *context), response,
       RpcScope(instrumentation_, metrics::Rpc::kPutClusters, Traceparent(*context)));
 }
 
@@ -278,7 +291,7 @@ grpc::ServerUnaryReactor* KvCacheService::GetIndex(grpc::CallbackServerContext* 
 grpc::ServerWriteReactor<v1::FetchClustersResponse>* KvCacheService::FetchClusters(
     grpc::CallbackServerContext* context, const v1::FetchClustersRequest* request) {
   return new FetchClustersReactor(
-      handler_, Resolve(resolver_, *context), request,
+      handler_, Resolve(resolver_, peer_resolver_, *context), request,
       RpcScope(instrumentation_, metrics::Rpc::kFetchClusters, Traceparent(*context)));
 }
 

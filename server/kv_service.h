@@ -7,6 +7,7 @@
 #define CLUSTERKV_SERVER_KV_SERVICE_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -29,6 +30,13 @@ TenantResolver MetadataTenantResolver();
 // and its `authorization` / `clusterkv-tenant` metadata (server/auth/authenticator.h).
 TenantResolver AuthenticatedTenantResolver(const auth::Authenticator* authenticator);
 
+// Cluster mode (issue 10): recognises calls of other daemons of the cluster (the cluster peer
+// token, server/cluster/peer_auth.h). nullopt: not a peer call (the TenantResolver decides);
+// otherwise the end tenant the peer acts for (or why the peer call is refused). Such calls get
+// CallContext::cluster_peer.
+using PeerResolver = std::function<std::optional<absl::StatusOr<std::string>>(
+    const grpc::CallbackServerContext& context)>;
+
 // Serves ConnectDataPlane (the UCX data plane's session setup, server/ucx_endpoint.h). Null:
 // the daemon has no data plane, and the call answers UNIMPLEMENTED.
 using DataPlaneConnector = std::function<absl::StatusOr<v1::ConnectDataPlaneResponse>(
@@ -40,7 +48,8 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   // (observability, issue 7: per-RPC latency and codes, spans continuing the caller's
   // traceparent; null members are off).
   KvCacheService(RequestHandler* handler, TenantResolver resolver,
-                 DataPlaneConnector data_plane = nullptr, Instrumentation instrumentation = {});
+                 DataPlaneConnector data_plane = nullptr, Instrumentation instrumentation = {},
+                 PeerResolver peer_resolver = nullptr);
 
   grpc::ServerUnaryReactor* OpenSequence(grpc::CallbackServerContext* context,
                                          const v1::OpenSequenceRequest* request,
@@ -86,6 +95,7 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   TenantResolver resolver_;
   DataPlaneConnector data_plane_;
   Instrumentation instrumentation_;  // observability (issue 7)
+  PeerResolver peer_resolver_;       // cluster mode (issue 10)
 };
 
 }  // namespace clusterkv::server

@@ -1,6 +1,7 @@
 // clusterkvd: the per-node KV-cache daemon. Flags are grouped by subsystem; --flagfile=FILE
 // reads them from a config file (one --flag=value per line); --help lists them.
 #include <signal.h>
+#include <unistd.h>  // gethostname (cluster mode's default node id)
 
 #include <cstdio>
 #include <cstdlib>
@@ -82,6 +83,32 @@ ABSL_FLAG(int64_t, quota_sequences, 0, "Per-tenant number of sequences (0 = unli
 ABSL_FLAG(double, sequence_ttl_s, 0,
           "Drop sequences not accessed for this many seconds (0 = never).");
 // ---- end tenants and security ----
+// ---- cluster mode (issue 10) ----
+ABSL_FLAG(std::string, cluster_etcd, "",
+          "etcd client URL (http://host:port) of the cluster's shared state; empty: single-node "
+          "mode. Needs --tcp_address, --cluster_token_file and TLS (or --allow_insecure_tcp).");
+ABSL_FLAG(std::string, cluster_name, "clusterkv",
+          "Name of the cluster: its keys live under /clusterkv/<name>/ in etcd.");
+ABSL_FLAG(std::string, node_id, "",
+          "This daemon's id in the cluster ([A-Za-z0-9._-], unique); empty: the host name.");
+ABSL_FLAG(std::string, advertise_grpc, "",
+          "host:port other daemons call this one on; empty: --tcp_address's host and bound port.");
+ABSL_FLAG(double, lease_ttl_s, 10,
+          "Membership lease TTL, seconds: a node that stops renewing it is gone this long after "
+          "(and its replicas take its sequences over).");
+ABSL_FLAG(int32_t, replication, 1,
+          "Copies of each new sequence: 1, or 2 (owner + a replica on another node, written "
+          "before every put is acknowledged; the replica takes over if the owner dies).");
+ABSL_FLAG(std::string, cluster_token_file, "",
+          "File whose first line is the cluster's shared peer token (16+ printable characters): "
+          "daemons present it to each other to act for a tenant. Keep it mode 0600.");
+ABSL_FLAG(std::string, cluster_tls_root_cert, "",
+          "PEM roots the other daemons' certificates must chain to; empty: --tls_cert (a cluster "
+          "sharing one self-signed certificate).");
+ABSL_FLAG(std::string, cluster_tls_target_name, "",
+          "Name checked in the other daemons' certificates instead of their address's host.");
+ABSL_FLAG(double, cluster_peer_timeout_s, 30, "Deadline of each daemon-to-daemon call, seconds.");
+// ---- end cluster mode ----
 
 namespace {
 
@@ -106,6 +133,10 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
       {"Observability", {"metrics_address", "otlp_endpoint", "trace_file", "trace_sample_ratio"}},
       {"Tenants and security", {"auth", "tokens_file", "peer_tenants_file", "quota_host_mib",
                                 "quota_ssd_mib", "quota_sequences", "sequence_ttl_s"}},
+      {"Cluster (issue 10)", {"cluster_etcd", "cluster_name", "node_id", "advertise_grpc",
+                              "lease_ttl_s", "replication", "cluster_token_file",
+                              "cluster_tls_root_cert", "cluster_tls_target_name",
+                              "cluster_peer_timeout_s"}},
       {"Config file", {"flagfile"}},
   };
   return *groups;
@@ -192,6 +223,28 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
   }
   o.sequence_ttl = absl::Seconds(ttl);
   // ---- end tenants and security ----
+  // ---- cluster mode (issue 10) ----
+  o.cluster.etcd_endpoint = absl::GetFlag(FLAGS_cluster_etcd);
+  o.cluster.cluster_name = absl::GetFlag(FLAGS_cluster_name);
+  o.cluster.node_id = absl::GetFlag(FLAGS_node_id);
+  if (o.cluster.enabled() && o.cluster.node_id.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0) o.cluster.node_id = host;
+  }
+  o.cluster.advertise_grpc = absl::GetFlag(FLAGS_advertise_grpc);
+  const double lease_ttl = absl::GetFlag(FLAGS_lease_ttl_s);
+  const double peer_timeout = absl::GetFlag(FLAGS_cluster_peer_timeout_s);
+  if (!(lease_ttl >= 2 && lease_ttl <= 3600) || !(peer_timeout > 0 && peer_timeout <= 3600)) {
+    return absl::InvalidArgumentError(
+        "--lease_ttl_s must be in [2, 3600] and --cluster_peer_timeout_s in (0, 3600]");
+  }
+  o.cluster.lease_ttl = absl::Seconds(lease_ttl);
+  o.cluster.peer_timeout = absl::Seconds(peer_timeout);
+  o.cluster.replication = absl::GetFlag(FLAGS_replication);
+  o.cluster.token_file = absl::GetFlag(FLAGS_cluster_token_file);
+  o.cluster.tls_root_cert_file = absl::GetFlag(FLAGS_cluster_tls_root_cert);
+  o.cluster.tls_target_name = absl::GetFlag(FLAGS_cluster_tls_target_name);
+  // ---- end cluster mode ----
   return o;
 }
 
@@ -253,7 +306,12 @@ int main(int argc, char** argv) {
             << (options->store.host_capacity_bytes >> 20) << " MiB, "
             << (*daemon)->store().arena().page_kind() << " pages"
             << ((*daemon)->data_plane() != nullptr ? ", UCX data plane" : "") << ", auth "
-            << clusterkv::server::auth::AuthModeName(options->auth) << ")" << std::endl;
+            << clusterkv::server::auth::AuthModeName(options->auth);
+  if ((*daemon)->cluster() != nullptr) {  // issue 10
+    std::cout << ", cluster " << options->cluster.cluster_name << " as node "
+              << (*daemon)->cluster()->node_id();
+  }
+  std::cout << ")" << std::endl;
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -45,6 +45,9 @@ struct CallContext {
   // The transport a fetch's blocks leave over (the UCX data plane sets kUcx on its sessions).
   metrics::Transport transport = metrics::Transport::kGrpc;
   // ---- end observability ----
+  // Cluster mode (issue 10): the caller is another clusterkvd (it presented the cluster peer
+  // token) acting for `tenant`; it is served from this node's store, never routed further.
+  bool cluster_peer = false;
 };
 
 struct HandlerOptions {
@@ -64,23 +67,27 @@ struct HandlerOptions {
   std::shared_ptr<const Clock> clock;
 };
 
+// Cluster mode (issue 10): the per-sequence calls are virtual so that
+// cluster::ClusterRequestHandler (server/cluster/cluster_handler.h) can route them to the
+// owning node; in single-node mode this class is used as it is.
 class RequestHandler {
  public:
   RequestHandler(storage::TieredStore* store, const HandlerOptions& options);
+  virtual ~RequestHandler() = default;
 
-  absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(const CallContext& call,
-                                                        const v1::OpenSequenceRequest& request);
-  absl::StatusOr<v1::CloseSequenceResponse> CloseSequence(
+  virtual absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(
+      const CallContext& call, const v1::OpenSequenceRequest& request);
+  virtual absl::StatusOr<v1::CloseSequenceResponse> CloseSequence(
       const CallContext& call, const v1::CloseSequenceRequest& request);
-  absl::StatusOr<v1::ListSequencesResponse> ListSequences(const CallContext& call);
+  virtual absl::StatusOr<v1::ListSequencesResponse> ListSequences(const CallContext& call);
 
   // One message of a PutClusters stream; accumulates into `response`.
-  absl::Status PutClusters(const CallContext& call, const v1::PutClustersRequest& request,
-                           v1::PutClustersResponse* response);
-  absl::StatusOr<v1::AppendClustersResponse> AppendClusters(
+  virtual absl::Status PutClusters(const CallContext& call, const v1::PutClustersRequest& request,
+                                   v1::PutClustersResponse* response);
+  virtual absl::StatusOr<v1::AppendClustersResponse> AppendClusters(
       const CallContext& call, const v1::AppendClustersRequest& request);
-  absl::StatusOr<v1::GetIndexResponse> GetIndex(const CallContext& call,
-                                                const v1::GetIndexRequest& request);
+  virtual absl::StatusOr<v1::GetIndexResponse> GetIndex(const CallContext& call,
+                                                        const v1::GetIndexRequest& request);
 
   // Validates the request and resolves every cluster (promoting SSD blocks) in request order,
   // calling `sink` with each block's bytes, which stay valid (pinned in the host tier, or in a
@@ -101,8 +108,8 @@ class RequestHandler {
     tracing::SpanContext trace;
     metrics::Transport transport = metrics::Transport::kGrpc;
   };
-  absl::StatusOr<FetchPlan> PrepareFetch(const CallContext& call,
-                                         const v1::FetchClustersRequest& request);
+  virtual absl::StatusOr<FetchPlan> PrepareFetch(const CallContext& call,
+                                                 const v1::FetchClustersRequest& request);
   absl::Status FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref, const BlockSink& sink);
   // Like FetchOne, but the sink also receives `holder`, which keeps `block`'s bytes valid (the
   // pin, or the temporary copy) for as long as the sink keeps a reference: a transport that
@@ -124,8 +131,8 @@ class RequestHandler {
       const FetchPlan& plan, const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs,
       const IndexedBlockSink& sink, const std::function<bool()>& stop);
 
-  absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
-                                            const v1::SelectRequest& request);
+  virtual absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
+                                                    const v1::SelectRequest& request);
   absl::StatusOr<v1::StatsResponse> Stats(const CallContext& call);
 
   const HandlerOptions& options() const { return options_; }

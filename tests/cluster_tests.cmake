@@ -17,3 +17,13 @@ clusterkv_test(cluster_placement_test unit ${CMAKE_CURRENT_LIST_DIR}/unit/cluste
 clusterkv_test(cluster_membership_test unit
   ${CMAKE_CURRENT_LIST_DIR}/unit/cluster_membership_test.cc
   LIBS clusterkv_test_etcd clusterkv_cluster)
+
+# integration and fault: real etcd + three real clusterkvd processes (TLS, peer token).
+if(TARGET clusterkv_test_daemon AND TARGET clusterkv_client)
+  clusterkv_test(cluster_test integration ${CMAKE_CURRENT_LIST_DIR}/integration/cluster_test.cc
+    LIBS clusterkv_test_daemon clusterkv_test_etcd clusterkv_cluster clusterkv_client
+         clusterkv_server_auth clusterkv_storage clusterkv_core PkgConfig::CLUSTERKV_HTTPLIB)
+  clusterkv_test(cluster_fault_test fault ${CMAKE_CURRENT_LIST_DIR}/fault/cluster_fault_test.cc
+    LIBS clusterkv_test_daemon clusterkv_test_etcd clusterkv_cluster clusterkv_storage
+         clusterkv_core)
+endif()

@@ -48,6 +48,13 @@ constexpr const char* kNames[] = {
     "clusterkv_client_device_cache_hit_tokens_total",
     "clusterkv_client_device_cache_miss_tokens_total",
     "clusterkv_client_device_cache_hit_ratio",
+    // cluster mode (push, issue 10)
+    "clusterkv_cluster_remote_hits_total",
+    "clusterkv_cluster_remote_misses_total",
+    "clusterkv_cluster_remote_bytes_total",
+    "clusterkv_cluster_forwarded_bytes_total",
+    "clusterkv_cluster_nodes",
+    "clusterkv_cluster_takeovers_total",
     // tracing (pull)
     "clusterkv_trace_spans_exported_total",
     "clusterkv_trace_spans_dropped_total",
@@ -223,6 +230,29 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
   client_hit_ratio_ = r.AddGauge("clusterkv_client_device_cache_hit_ratio",
                                  "Device-cache hit ratio of the tenant's latest client report.",
                                  {"tenant"});
+  // cluster mode (issue 10)
+  remote_hits_ = r.AddCounter("clusterkv_cluster_remote_hits_total",
+                              "Blocks of sequences owned by other nodes served from this node's "
+                              "read-only copy.")
+                     ->WithLabels({});
+  remote_misses_ = r.AddCounter("clusterkv_cluster_remote_misses_total",
+                                "Blocks of sequences owned by other nodes fetched from their "
+                                "owner (or a replica) for a recall through this node.")
+                       ->WithLabels({});
+  remote_bytes_ = r.AddCounter("clusterkv_cluster_remote_bytes_total",
+                               "Block bytes fetched from other nodes (remote recalls).")
+                      ->WithLabels({});
+  forwarded_bytes_ = r.AddCounter("clusterkv_cluster_forwarded_bytes_total",
+                                  "Block bytes sent to other nodes for clients of this node "
+                                  "(puts to remote owners and to replicas).")
+                         ->WithLabels({});
+  cluster_nodes_ = r.AddGauge("clusterkv_cluster_nodes",
+                              "Live nodes at the last membership round (0: single-node mode).")
+                       ->WithLabels({});
+  takeovers_ = r.AddCounter("clusterkv_cluster_takeovers_total",
+                            "Sequences this node took over as a replica after their owner's "
+                            "lease expired.")
+                   ->WithLabels({});
   // tracing
   spans_exported_ = r.AddCounter("clusterkv_trace_spans_exported_total",
                                  "Trace spans handed to the exporters.")
@@ -267,6 +297,20 @@ void DaemonMetrics::ReportClientStats(const std::string& tenant, uint64_t hit_to
                                                  static_cast<double>(hit_tokens + miss_tokens));
   }
 }
+
+void DaemonMetrics::ObserveRemoteRecall(uint64_t hits, uint64_t misses, uint64_t bytes) {
+  remote_hits_->Increment(hits);
+  remote_misses_->Increment(misses);
+  remote_bytes_->Increment(bytes);
+}
+
+void DaemonMetrics::AddForwardedBytes(uint64_t bytes) { forwarded_bytes_->Increment(bytes); }
+
+void DaemonMetrics::SetClusterNodes(int64_t live_nodes) {
+  cluster_nodes_->Set(static_cast<double>(live_nodes));
+}
+
+void DaemonMetrics::AddTakeovers(uint64_t sequences) { takeovers_->Increment(sequences); }
 
 void DaemonMetrics::AttachStore(storage::TieredStore* store, std::string ssd_path) {
   absl::MutexLock lock(&sources_mu_);

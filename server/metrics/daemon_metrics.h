@@ -85,6 +85,15 @@ class DaemonMetrics {
   void ObserveWriteThroughPut(absl::Duration latency);
   // A client's device-cache report (deltas since its previous report).
   void ReportClientStats(const std::string& tenant, uint64_t hit_tokens, uint64_t miss_tokens);
+  // ---- cluster mode (issue 10) ----
+  // A recall of a sequence owned by another node: `hits` blocks served from this node's
+  // read-only copy, `misses` blocks fetched from the owner (or a replica), `bytes` of them.
+  void ObserveRemoteRecall(uint64_t hits, uint64_t misses, uint64_t bytes);
+  // Block bytes sent to other nodes on behalf of clients (puts to remote owners and replicas).
+  void AddForwardedBytes(uint64_t bytes);
+  void SetClusterNodes(int64_t live_nodes);
+  void AddTakeovers(uint64_t sequences);
+  // ---- end cluster mode ----
 
   // ---- pull (scrape time) ----
   // `store` must stay valid until DetachSources(); `ssd_path` is the SSD tier's directory (its
@@ -117,6 +126,13 @@ class DaemonMetrics {
   Family<Counter>* client_hit_tokens_;
   Family<Counter>* client_miss_tokens_;
   Family<Gauge>* client_hit_ratio_;
+  // cluster mode (issue 10)
+  Counter* remote_hits_;
+  Counter* remote_misses_;
+  Counter* remote_bytes_;
+  Counter* forwarded_bytes_;
+  Gauge* cluster_nodes_;
+  Counter* takeovers_;
 
   // pull
   Family<Gauge>* tier_bytes_;

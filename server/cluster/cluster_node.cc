@@ -1,0 +1,282 @@
+#include "server/cluster/cluster_node.h"
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "server/metrics/daemon_metrics.h"
+#include "storage/tiered_store.h"
+
+namespace clusterkv::server::cluster {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (!in.good() && !in.eof()) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  if (buf.str().empty()) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  return buf.str();
+}
+
+}  // namespace
+
+ClusterNode::ClusterNode(const ClusterOptions& options, Deps deps)
+    : options_(options), deps_(std::move(deps)), keys_(options.cluster_name) {
+  if (deps_.clock == nullptr) deps_.clock = std::make_shared<SystemClock>();
+}
+
+ClusterNode::~ClusterNode() {
+  absl::Status s = Leave();
+  (void)s;  // best effort; the lease expires by itself
+}
+
+absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(const ClusterOptions& options,
+                                                                 Deps deps) {
+  if (!options.enabled()) return absl::InvalidArgumentError("cluster mode needs an etcd endpoint");
+  if (deps.store == nullptr) return absl::InvalidArgumentError("cluster mode needs the store");
+  RETURN_IF_ERROR(ValidateName("--node_id", options.node_id));
+  RETURN_IF_ERROR(ValidateName("--cluster_name", options.cluster_name));
+  if (options.replication < 1 || options.replication > 3) {
+    return absl::InvalidArgumentError("--replication must be 1, 2 or 3");
+  }
+  if (options.lease_ttl < absl::Seconds(2) || options.lease_ttl > absl::Hours(1)) {
+    return absl::InvalidArgumentError("--lease_ttl_s must be in [2, 3600]");
+  }
+  if (options.token_file.empty()) {
+    return absl::InvalidArgumentError("cluster mode needs --cluster_token_file (the peer token)");
+  }
+  std::unique_ptr<ClusterNode> node(new ClusterNode(options, std::move(deps)));
+  ASSIGN_OR_RETURN(PeerToken token, PeerToken::FromFile(options.token_file));
+  node->token_.emplace(std::move(token));
+  PeerOptions peer;
+  peer.authorization = node->token_->AuthorizationValue();
+  peer.timeout = options.peer_timeout;
+  peer.max_message_bytes = node->deps_.max_message_bytes;
+  peer.tls_target_name = options.tls_target_name;
+  if (!node->deps_.plaintext_peers) {
+    const std::string roots = !options.tls_root_cert_file.empty()
+                                  ? options.tls_root_cert_file
+                                  : node->deps_.default_tls_root_file;
+    if (roots.empty()) {
+      return absl::InvalidArgumentError(
+          "cluster mode over TLS needs --cluster_tls_root_cert or --tls_cert");
+    }
+    ASSIGN_OR_RETURN(peer.tls_root_pem, ReadFile(roots));
+  }
+  node->peers_ = std::make_unique<PeerPool>(std::move(peer));
+  std::unique_ptr<EtcdTransport> transport = std::move(node->deps_.etcd_transport);
+  if (transport == nullptr) {
+    ASSIGN_OR_RETURN(transport, MakeHttpEtcdTransport({options.etcd_endpoint,
+                                                       std::min(options.etcd_timeout,
+                                                                absl::Seconds(2)),
+                                                       options.etcd_timeout}));
+  }
+  node->etcd_ = std::make_unique<EtcdClient>(std::move(transport));
+  node->directory_ = std::make_unique<Directory>(node->etcd_.get(), &node->keys_);
+  return node;
+}
+
+absl::Status ClusterNode::Join(const std::string& advertise_grpc, bool ucx,
+                               double high_watermark) {
+  MembershipOptions m;
+  m.self.node_id = options_.node_id;
+  m.self.grpc_address = advertise_grpc;
+  m.self.ucx = ucx;
+  m.lease_ttl = options_.lease_ttl;
+  m.register_timeout = options_.register_timeout;
+  m.clock = deps_.clock;
+  storage::TieredStore* store = deps_.store;
+  m.load = [store, high_watermark] {
+    const storage::StoreStats s = store->Stats();
+    NodeLoad load;
+    load.host_capacity_bytes = s.host_capacity_bytes;
+    load.host_bytes = s.host.bytes;
+    load.ssd_bytes = s.ssd.bytes;
+    load.high_watermark = high_watermark;
+    return load;
+  };
+  m.on_refresh = [this](const std::vector<NodeInfo>& nodes) { OnRefresh(nodes); };
+  ASSIGN_OR_RETURN(membership_, Membership::Join(etcd_.get(), &keys_, std::move(m)));
+  {
+    absl::MutexLock lock(&mu_);
+    for (const NodeInfo& n : membership_->last_nodes()) live_[n.node_id] = n.grpc_address;
+    if (deps_.metrics != nullptr) deps_.metrics->SetClusterNodes(static_cast<int64_t>(live_.size()));
+  }
+  RETURN_IF_ERROR(Reconcile());
+  // Orphans whose owner died while this node was away.
+  absl::StatusOr<int> taken = TakeOverOrphans();
+  if (!taken.ok()) std::cerr << "clusterkvd: cluster take-over pass: " << taken.status() << "\n";
+  membership_->StartKeepAlive();
+  return absl::OkStatus();
+}
+
+absl::Status ClusterNode::Leave() {
+  if (membership_ == nullptr) return absl::OkStatus();
+  return membership_->Leave();
+}
+
+absl::Status ClusterNode::Reconcile() {
+  ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> joined, etcd_->Get(keys_.Joined(node_id())));
+  const bool first_join = !joined.has_value();
+  ASSIGN_OR_RETURN(auto listed, directory_->List(""));
+  absl::flat_hash_map<SequenceKey, DirectoryEntry> entries;
+  for (auto& [key, entry] : listed) entries.emplace(key, std::move(entry));
+  ASSIGN_OR_RETURN(std::vector<SequenceKey> local, deps_.store->ListSequences(""));
+  int adopted = 0, dropped = 0, kept = 0;
+  for (const SequenceKey& key : local) {
+    bool keep = false;
+    if (key.tenant != kCacheTenant) {
+      auto it = entries.find(key);
+      if (it != entries.end()) {
+        keep = it->second.Holds(node_id());
+        if (it->second.owner == node_id()) NoteOwned(key, it->second);
+      } else if (first_join) {
+        ASSIGN_OR_RETURN(storage::SequenceMeta meta, deps_.store->GetSequence(key));
+        DirectoryEntry entry;
+        entry.owner = node_id();
+        entry.layout = meta.layout;
+        ASSIGN_OR_RETURN(Directory::ClaimResult claim, directory_->Claim(key, entry));
+        keep = claim.entry.Holds(node_id());
+        if (claim.claimed) {
+          NoteOwned(key, claim.entry);
+          ++adopted;
+        }
+      }
+    }
+    if (keep) {
+      ++kept;
+      continue;
+    }
+    const absl::Status s = deps_.store->DropSequence(key);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+    ++dropped;
+  }
+  RETURN_IF_ERROR(directory_->MarkJoined(node_id()).status());
+  if (adopted + dropped > 0) {
+    std::cerr << "clusterkvd: joined cluster '" << options_.cluster_name << "' as "
+              << node_id() << ": kept " << kept << " local sequence(s), adopted " << adopted
+              << ", dropped " << dropped << " (read-only copies and sequences owned elsewhere)"
+              << std::endl;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<DirectoryEntry>> ClusterNode::Lookup(const SequenceKey& key) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = owned_.find(key);
+    if (it != owned_.end()) return std::optional<DirectoryEntry>(it->second);
+  }
+  ASSIGN_OR_RETURN(std::optional<DirectoryEntry> entry, directory_->Lookup(key));
+  if (entry.has_value() && entry->owner == node_id()) NoteOwned(key, *entry);
+  return entry;
+}
+
+void ClusterNode::NoteOwned(const SequenceKey& key, const DirectoryEntry& entry) {
+  absl::MutexLock lock(&mu_);
+  owned_[key] = entry;
+}
+
+void ClusterNode::ForgetOwned(const SequenceKey& key) {
+  absl::MutexLock lock(&mu_);
+  owned_.erase(key);
+}
+
+absl::StatusOr<Placement> ClusterNode::Place() {
+  if (membership_ == nullptr) return absl::FailedPreconditionError("not joined");
+  if (!membership_->lease_current()) {
+    return absl::UnavailableError(absl::StrCat(
+        "node ", node_id(), " could not renew its cluster membership for a lease TTL; it "
+        "places no new sequences until it can"));
+  }
+  ASSIGN_OR_RETURN(std::vector<NodeInfo> nodes, membership_->LiveNodes());
+  const storage::StoreStats s = deps_.store->Stats();
+  for (NodeInfo& n : nodes) {  // this node's own load is known better than its last record
+    if (n.node_id != node_id()) continue;
+    n.load.host_capacity_bytes = s.host_capacity_bytes;
+    n.load.host_bytes = s.host.bytes;
+    n.load.ssd_bytes = s.ssd.bytes;
+  }
+  return PlaceSequence(node_id(), nodes, options_.replication);
+}
+
+bool ClusterNode::IsLive(const std::string& node) const {
+  if (node == node_id()) return true;
+  absl::MutexLock lock(&mu_);
+  return live_.contains(node);
+}
+
+absl::StatusOr<PeerClient*> ClusterNode::Peer(const std::string& node, bool refresh) {
+  std::string address;
+  if (!refresh) {
+    absl::MutexLock lock(&mu_);
+    auto it = live_.find(node);
+    if (it != live_.end()) address = it->second;
+  }
+  if (address.empty() && membership_ != nullptr) {
+    // Not seen at the last round (it may have joined since), or asked to look again.
+    ASSIGN_OR_RETURN(std::vector<NodeInfo> nodes, membership_->LiveNodes());
+    absl::flat_hash_map<std::string, std::string> now;
+    for (const NodeInfo& n : nodes) {
+      now[n.node_id] = n.grpc_address;
+      if (n.node_id == node) address = n.grpc_address;
+    }
+    absl::MutexLock lock(&mu_);
+    live_ = std::move(now);
+  }
+  if (address.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("node ", node, " is not live (not registered: its lease expired)"));
+  }
+  return peers_->Get(node, address);
+}
+
+void ClusterNode::OnRefresh(const std::vector<NodeInfo>& nodes) {
+  bool departed = false;
+  bool scan = false;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::flat_hash_map<std::string, std::string> now;
+    for (const NodeInfo& n : nodes) now[n.node_id] = n.grpc_address;
+    for (const auto& [id, address] : live_) {
+      if (!now.contains(id)) departed = true;
+    }
+    live_ = std::move(now);
+    const uint64_t losses = membership_->lease_losses();
+    if (losses != lease_losses_seen_) {
+      // This node was considered gone for a while: a replica may have taken over any of its
+      // sequences, so what it remembers owning is re-read from etcd.
+      lease_losses_seen_ = losses;
+      owned_.clear();
+    }
+    scan = departed || ++rounds_ % 10 == 0;  // and now and then, for a missed departure
+  }
+  if (deps_.metrics != nullptr) deps_.metrics->SetClusterNodes(static_cast<int64_t>(nodes.size()));
+  if (!scan) return;
+  absl::StatusOr<int> taken = TakeOverOrphans();
+  if (!taken.ok()) std::cerr << "clusterkvd: cluster take-over pass: " << taken.status() << "\n";
+}
+
+absl::StatusOr<int> ClusterNode::TakeOverOrphans() {
+  ASSIGN_OR_RETURN(auto entries, directory_->List(""));
+  int taken = 0;
+  for (const auto& [key, entry] : entries) {
+    if (entry.owner == node_id() || !entry.Holds(node_id()) || IsLive(entry.owner)) continue;
+    ASSIGN_OR_RETURN(bool won, directory_->TakeOver(key, entry, node_id()));
+    if (!won) continue;  // another replica was faster, or the owner is back
+    ForgetOwned(key);    // re-read (with its new revision) on next use
+    ++taken;
+  }
+  if (taken > 0) {
+    if (deps_.metrics != nullptr) deps_.metrics->AddTakeovers(static_cast<uint64_t>(taken));
+    std::cerr << "clusterkvd: " << node_id() << " took over " << taken
+              << " sequence(s) whose owner's lease expired" << std::endl;
+  }
+  return taken;
+}
+
+}  // namespace clusterkv::server::cluster

@@ -1,0 +1,126 @@
+// Cluster mode (issue 10) under node failure: a real etcd and three clusterkvd processes with a
+// 2 s membership lease; node 1, the owner, is killed with SIGKILL.
+//   - replication 2: the sequence stays readable through the other nodes; once node 1's lease
+//     has expired its replica owns the sequence (an etcd transaction), takes new writes, and
+//     serves them bit-exact;
+//   - replication 1: a recall through node 3 answers UNAVAILABLE naming node-1; when node 1
+//     comes back (same data dir) its write-through sequence is served again.
+// All waits poll etcd or the daemons with a bounded deadline.
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+#include "tests/integration/cluster_fixture.h"
+
+namespace clusterkv::testing {
+namespace {
+
+constexpr absl::Duration kFailoverDeadline = absl::Seconds(30);
+
+class ClusterFaultTest : public ::testing::Test {
+ protected:
+  void StartCluster(int replication) {
+    ClusterBenchOptions options;
+    options.replication = replication;
+    const absl::Status s = bench_.Start(options);
+    if (absl::IsFailedPrecondition(s)) GTEST_SKIP() << s;
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  void TearDown() override {
+    for (int code : bench_.StopAll()) EXPECT_EQ(code, 0);
+  }
+  ClusterBench bench_;
+};
+
+TEST_F(ClusterFaultTest, WithReplicationTheSequenceOutlivesItsOwner) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(/*replication=*/2));
+  const KvCacheClient n1 = bench_.Client(0, "t");
+  const SequenceData data = MakeSequenceData(/*seed=*/60, /*clusters=*/3, /*layers=*/2);
+  ASSERT_GRPC_OK(OpenSequence(n1, "s"));
+  ASSERT_GRPC_OK(PutSequence(n1, "s", data, /*write_through=*/true));
+  std::optional<server::cluster::DirectoryEntry> entry = bench_.Entry("t", "s");
+  ASSERT_TRUE(entry.has_value());
+  ASSERT_EQ(entry->owner, "node-1");
+  ASSERT_EQ(entry->replicas.size(), 1u);
+  const std::string replica = entry->replicas[0];
+  const int replica_index = replica == "node-2" ? 1 : 2;
+  const int other_index = replica_index == 1 ? 2 : 1;  // neither owner nor replica
+  const KvCacheClient via_other = bench_.Client(other_index, "t");
+  const KvCacheClient via_replica = bench_.Client(replica_index, "t");
+
+  ASSERT_TRUE(bench_.node(0).Kill().ok());
+  // Right away (node 1 still registered): the replica answers instead of the dead owner.
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_other, "s", data.blocks));
+
+  // Once node 1's lease has expired, the replica takes the sequence over.
+  ASSERT_TRUE(PollUntil([&] { return !bench_.Registered(0); }, kFailoverDeadline))
+      << "node 1's lease did not expire";
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        std::optional<server::cluster::DirectoryEntry> e = bench_.Entry("t", "s");
+        return e.has_value() && e->owner == replica;
+      },
+      kFailoverDeadline))
+      << "the replica did not take the sequence over";
+  entry = bench_.Entry("t", "s");
+  EXPECT_TRUE(entry->replicas.empty());
+  EXPECT_EQ(entry->incarnation, bench_.Entry("t", "s")->incarnation);
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_other, "s", data.blocks));
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_replica, "s", data.blocks));
+
+  // The new owner takes writes (through the third node) and serves them.
+  v1::AppendClustersRequest append;
+  append.set_sequence_id("s");
+  v1::HeadIndex* head = append.add_appended();
+  head->set_layer(1);
+  head->set_kv_head(3);
+  for (int j = 0; j < TestLayout().head_dim(); ++j) head->add_centroids(j == 1 ? 1.0f : 0.0f);
+  head->add_sizes(24);
+  const v1::ClusterBlock appended = MakeBlock(Ref(1, 3, 3), 24, 4242);
+  *append.add_blocks() = appended;
+  append.set_write_through(true);
+  v1::AppendClustersResponse response;
+  ASSERT_GRPC_OK(via_other.stub->AppendClusters(via_other.Context().get(), append, &response));
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_replica, "s", {appended}));
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_other, "s", {appended}));
+
+  // Node 1 comes back: it is no longer the owner, drops its stale copy, and serves the
+  // sequence from the new owner like any other node.
+  ASSERT_TRUE(bench_.StartNode(0).ok()) << bench_.node(0).output();
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n1, "s", {appended}));
+  EXPECT_EQ(bench_.Entry("t", "s")->owner, replica);
+}
+
+TEST_F(ClusterFaultTest, WithoutReplicationADeadOwnerIsAClearUnavailable) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(/*replication=*/1));
+  const KvCacheClient n1 = bench_.Client(0, "t");
+  const KvCacheClient n3 = bench_.Client(2, "t");
+  const SequenceData data = MakeSequenceData(/*seed=*/70, /*clusters=*/2, /*layers=*/2);
+  ASSERT_GRPC_OK(OpenSequence(n1, "s"));
+  ASSERT_GRPC_OK(PutSequence(n1, "s", data, /*write_through=*/true));
+  ASSERT_EQ(bench_.Entry("t", "s")->owner, "node-1");
+
+  ASSERT_TRUE(bench_.node(0).Kill().ok());
+  ASSERT_TRUE(PollUntil([&] { return !bench_.Registered(0); }, kFailoverDeadline));
+  FetchResult fetched = Fetch(n3, "s", {data.blocks[0].id()});
+  EXPECT_EQ(fetched.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(absl::StrContains(fetched.status.error_message(), "node-1"))
+      << fetched.status.error_message();
+  v1::OpenSequenceRequest open;
+  open.set_sequence_id("s");
+  open.set_must_exist(true);
+  v1::OpenSequenceResponse opened;
+  const grpc::Status o = n3.stub->OpenSequence(n3.Context().get(), open, &opened);
+  EXPECT_EQ(o.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(absl::StrContains(o.error_message(), "node-1")) << o.error_message();
+  // The directory still names node 1: nothing was lost, only unreachable.
+  EXPECT_EQ(bench_.Entry("t", "s")->owner, "node-1");
+
+  // Node 1 restarts on its data dir: its write-through blocks are served again.
+  ASSERT_TRUE(bench_.StartNode(0).ok()) << bench_.node(0).output();
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n3, "s", data.blocks));
+}
+
+}  // namespace
+}  // namespace clusterkv::testing
