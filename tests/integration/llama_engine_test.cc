@@ -89,10 +89,12 @@ ComparisonOptions SmallOptions(const std::string& target) {
 }
 
 int SequencesOnDaemon(const DaemonProcess& daemon) {
-  clusterkv::testing::KvCacheClient client = clusterkv::testing::MakeKvCacheClient(daemon.target(), kTenant);
+  clusterkv::testing::KvCacheClient client =
+      clusterkv::testing::MakeKvCacheClient(daemon.target(), kTenant);
   v1::ListSequencesResponse response;
   auto context = client.Context();
-  const grpc::Status s = client.stub->ListSequences(context.get(), v1::ListSequencesRequest(), &response);
+  const grpc::Status s =
+      client.stub->ListSequences(context.get(), v1::ListSequencesRequest(), &response);
   EXPECT_TRUE(s.ok()) << s.error_message();
   return response.sequences_size();
 }
@@ -182,14 +184,14 @@ nlohmann::json ReadJson(const std::string& path) {
 }
 
 std::vector<std::string> ModelFlags() {
-  return {"--dim=64", "--layers=3", "--heads=4", "--kv_heads=2", "--head_dim=16",
+  return {"--dim=64",     "--layers=3", "--heads=4",          "--kv_heads=2", "--head_dim=16",
           "--ffn_dim=96", "--vocab=97", "--max_context=1024", "--qk_gain=1.3"};
 }
 
 std::vector<std::string> RunFlags() {
-  return {"--prompt_len=150", "--steps=4", "--budgets=8,1000", "--clusters=10",
-          "--kmeans_iters=3", "--sinks=4", "--dense_layers=0", "--kv_dtype=fp32", "--quiet",
-          "--threads=2"};
+  return {"--prompt_len=150", "--steps=4",  "--budgets=8,1000", "--clusters=10",
+          "--kmeans_iters=3", "--sinks=4",  "--dense_layers=0", "--kv_dtype=fp32",
+          "--quiet",          "--threads=2"};
 }
 
 TEST(LlamaToolTest, WritesModelsAndComparesThemOnARunningDaemon) {
@@ -221,8 +223,8 @@ TEST(LlamaToolTest, WritesModelsAndComparesThemOnARunningDaemon) {
     ASSERT_TRUE(report["machine"].is_object());
     ASSERT_EQ(report["results"].size(), 4u);  // (time, agreement) x 2 budgets
     for (const auto& row : report["results"]) {
-      for (const char* field : {"variant", "params", "value", "unit", "baseline",
-                                "baseline_value", "ratio", "ratio_meaning"}) {
+      for (const char* field : {"variant", "params", "value", "unit", "baseline", "baseline_value",
+                                "ratio", "ratio_meaning"}) {
         EXPECT_TRUE(row.contains(field)) << field << " in " << row.dump();
       }
       EXPECT_EQ(row["baseline"], "full_attention");
@@ -243,7 +245,8 @@ TEST(LlamaToolTest, StartsItsOwnDaemonAndExplainsItself) {
   EXPECT_NE(help->output.find("GGUF"), std::string::npos);
 
   // No --target: the tool starts the build's clusterkvd itself (random model in memory).
-  std::vector<std::string> run = {CLUSTERKV_LLAMA_BIN, std::string("--daemon=") + CLUSTERKV_DAEMON_BIN};
+  std::vector<std::string> run = {CLUSTERKV_LLAMA_BIN,
+                                  std::string("--daemon=") + CLUSTERKV_DAEMON_BIN};
   for (const std::string& f : ModelFlags()) run.push_back(f);
   for (const std::string& f : RunFlags()) run.push_back(f);
   absl::StatusOr<ProcessResult> ran = RunProcess(run);

@@ -108,7 +108,8 @@ TEST(LlamaSafetensorsTest, RoundTripsEveryTensorBitExact) {
       ExpectSameWeights(got, Expected(w, dtype, RopeStyle::kRotateHalf));
       EXPECT_EQ(got.lm_head.empty(), tied);
       // The header names the HF tensors with their dtype.
-      LLAMA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
+      LLAMA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<SafetensorsFile> file,
+                                 SafetensorsFile::Open(path));
       const StoredTensor* q = file->index().Find("model.layers.1.self_attn.q_proj.weight");
       ASSERT_NE(q, nullptr);
       EXPECT_EQ(q->dtype, dtype);
@@ -161,13 +162,43 @@ TEST(LlamaGgufTest, WritingTheLoadedGgufAsSafetensorsRestoresTheHfOrder) {
 // nested arrays, written before the model's keys: the reader must step over each exactly.
 GgufMetadata AwkwardMetadata() {
   GgufMetadata md;
-  md.emplace_back("test.u8", [] { GgufValue v; v.type = GgufType::kUint8; v.uint_value = 200; return v; }());
-  md.emplace_back("test.i8", [] { GgufValue v; v.type = GgufType::kInt8; v.int_value = -5; return v; }());
-  md.emplace_back("test.u16", [] { GgufValue v; v.type = GgufType::kUint16; v.uint_value = 60000; return v; }());
-  md.emplace_back("test.i16", [] { GgufValue v; v.type = GgufType::kInt16; v.int_value = -30000; return v; }());
-  md.emplace_back("test.i64", [] { GgufValue v; v.type = GgufType::kInt64; v.int_value = -(int64_t{1} << 40); return v; }());
+  md.emplace_back("test.u8", [] {
+    GgufValue v;
+    v.type = GgufType::kUint8;
+    v.uint_value = 200;
+    return v;
+  }());
+  md.emplace_back("test.i8", [] {
+    GgufValue v;
+    v.type = GgufType::kInt8;
+    v.int_value = -5;
+    return v;
+  }());
+  md.emplace_back("test.u16", [] {
+    GgufValue v;
+    v.type = GgufType::kUint16;
+    v.uint_value = 60000;
+    return v;
+  }());
+  md.emplace_back("test.i16", [] {
+    GgufValue v;
+    v.type = GgufType::kInt16;
+    v.int_value = -30000;
+    return v;
+  }());
+  md.emplace_back("test.i64", [] {
+    GgufValue v;
+    v.type = GgufType::kInt64;
+    v.int_value = -(int64_t{1} << 40);
+    return v;
+  }());
   md.emplace_back("test.u64", GgufValue::Uint64(uint64_t{1} << 50));
-  md.emplace_back("test.f64", [] { GgufValue v; v.type = GgufType::kFloat64; v.float_value = 2.5; return v; }());
+  md.emplace_back("test.f64", [] {
+    GgufValue v;
+    v.type = GgufType::kFloat64;
+    v.float_value = 2.5;
+    return v;
+  }());
   md.emplace_back("test.bool", GgufValue::Bool(true));
   md.emplace_back("test.empty_string", GgufValue::String(""));
   md.emplace_back("test.string", GgufValue::String(std::string(1000, 'x')));
@@ -179,11 +210,11 @@ GgufMetadata AwkwardMetadata() {
   }
   md.emplace_back("test.array.empty", GgufValue::NumberArray(GgufType::kUint32, {}));
   md.emplace_back("test.array.strings", GgufValue::StringArray({"a", "", "long string here"}));
-  md.emplace_back("test.array.nested",
-                  GgufValue::ArrayOfArrays({GgufValue::StringArray({"x", "yy"}),
-                                            GgufValue::NumberArray(GgufType::kInt16, {1, 2, 3}),
-                                            GgufValue::ArrayOfArrays({GgufValue::NumberArray(
-                                                GgufType::kFloat64, {0.5})})}));
+  md.emplace_back(
+      "test.array.nested",
+      GgufValue::ArrayOfArrays(
+          {GgufValue::StringArray({"x", "yy"}), GgufValue::NumberArray(GgufType::kInt16, {1, 2, 3}),
+           GgufValue::ArrayOfArrays({GgufValue::NumberArray(GgufType::kFloat64, {0.5})})}));
   return md;
 }
 
@@ -207,8 +238,7 @@ TEST(LlamaGgufTest, MetadataOfEveryTypeIsParsedAndSkipped) {
   EXPECT_DOUBLE_EQ(*index.GetFloat("test.f64"), 2.5);
   EXPECT_EQ(index.Find("test.bool")->bool_value, true);
   EXPECT_EQ(index.Find("test.string")->string_value.size(), 1000u);
-  EXPECT_EQ(index.Find("test.array.float64")->numbers,
-            (std::vector<double>{1, 0, 1, 1, 0, 1, 1}));
+  EXPECT_EQ(index.Find("test.array.float64")->numbers, (std::vector<double>{1, 0, 1, 1, 0, 1, 1}));
   EXPECT_EQ(index.Find("test.array.strings")->strings[2], "long string here");
   const GgufValue* nested = index.Find("test.array.nested");
   ASSERT_NE(nested, nullptr);
@@ -245,8 +275,8 @@ TEST(LlamaGgufTest, RopeFreqsTensorBecomesFrequencyFactors) {
   LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights got, LoadModel(dir.Sub("m.gguf")));
   EXPECT_EQ(got.config.rope_freq_factors, w.config.rope_freq_factors);
   // safetensors cannot carry arbitrary factors: refused, not silently dropped.
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      WriteModel(w, dir.Sub("m.safetensors"), ModelFormat::kSafetensors)));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(WriteModel(w, dir.Sub("m.safetensors"), ModelFormat::kSafetensors)));
 }
 
 TEST(LlamaGgufTest, QuantizedTensorIsRefusedNamingItsType) {
@@ -306,8 +336,7 @@ TEST(LlamaFormatTest, EveryTruncationIsAnErrorNotACrash) {
   ro.config = c;
   LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights w, MakeRandomWeights(ro));
   for (ModelFormat format : {ModelFormat::kGguf, ModelFormat::kSafetensors}) {
-    const std::string path =
-        dir.Sub(format == ModelFormat::kGguf ? "m.gguf" : "m.safetensors");
+    const std::string path = dir.Sub(format == ModelFormat::kGguf ? "m.gguf" : "m.safetensors");
     WriteOptions o;
     o.dtype = StoredDType::kF16;
     o.gguf_extra_metadata = AwkwardMetadata();
@@ -325,8 +354,8 @@ TEST(LlamaFormatTest, EveryTruncationIsAnErrorNotACrash) {
     }
     // And a few as files, through the loader.
     const std::string cut = dir.Sub(format == ModelFormat::kGguf ? "cut.gguf" : "cut.safetensors");
-    for (size_t n : {size_t{0}, size_t{3}, size_t{9}, size_t{200}, bytes.size() / 2,
-                     bytes.size() - 1}) {
+    for (size_t n :
+         {size_t{0}, size_t{3}, size_t{9}, size_t{200}, bytes.size() / 2, bytes.size() - 1}) {
       WriteFile(cut, bytes.substr(0, n));
       absl::StatusOr<LlamaWeights> got =
           format == ModelFormat::kGguf ? LoadGgufModel(cut) : LoadSafetensorsModel(cut);
@@ -344,7 +373,8 @@ TEST(LlamaFormatTest, MalformedHeadersGiveClearErrors) {
   auto u32 = [](uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); };
   auto u64 = [](uint64_t v) { return std::string(reinterpret_cast<const char*>(&v), 8); };
   // GGUF: bad magic, version 1, a big-endian version, an absurd count, an unknown value type.
-  EXPECT_TRUE(absl::IsInvalidArgument(ParseGguf(bytes("GGUX" + u32(3) + u64(0) + u64(0))).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(ParseGguf(bytes("GGUX" + u32(3) + u64(0) + u64(0))).status()));
   absl::Status v1 = ParseGguf(bytes("GGUF" + u32(1) + u64(0) + u64(0))).status();
   EXPECT_TRUE(absl::IsInvalidArgument(v1));
   EXPECT_TRUE(absl::StrContains(v1.message(), "version 1"));
@@ -356,11 +386,11 @@ TEST(LlamaFormatTest, MalformedHeadersGiveClearErrors) {
           .status()));
   // An array claiming more elements than the file holds.
   EXPECT_TRUE(absl::IsDataLoss(ParseGguf(bytes("GGUF" + u32(3) + u64(0) + u64(1) + u64(1) + "k" +
-                                                u32(9) + u32(4) + u64(uint64_t{1} << 40)))
+                                               u32(9) + u32(4) + u64(uint64_t{1} << 40)))
                                    .status()));
   // A tensor whose data lies past the end, one at a misaligned offset, an unknown GGML type.
-  const std::string one_tensor_head = "GGUF" + u32(3) + u64(1) + u64(0) + u64(1) + "t" + u32(1) +
-                                      u64(8);
+  const std::string one_tensor_head =
+      "GGUF" + u32(3) + u64(1) + u64(0) + u64(1) + "t" + u32(1) + u64(8);
   EXPECT_TRUE(absl::IsDataLoss(ParseGguf(bytes(one_tensor_head + u32(0) + u64(0))).status()));
   std::string padded = one_tensor_head + u32(0) + u64(4);
   padded.resize(64 + 64, '\0');
@@ -417,7 +447,8 @@ TEST(LlamaFormatTest, LoaderReportsMissingFilesTensorsAndBadConfigs) {
   std::filesystem::remove(dir.Sub("config.json"));
   EXPECT_TRUE(absl::IsNotFound(LoadModel(dir.Sub("m.safetensors")).status()));
   // A GGUF of another architecture.
-  LLAMA_ASSERT_OK(WriteGguf(dir.Sub("gpt2.gguf"), {{"general.architecture", GgufValue::String("gpt2")}}, {}));
+  LLAMA_ASSERT_OK(
+      WriteGguf(dir.Sub("gpt2.gguf"), {{"general.architecture", GgufValue::String("gpt2")}}, {}));
   absl::Status arch = LoadModel(dir.Sub("gpt2.gguf")).status();
   EXPECT_TRUE(absl::IsInvalidArgument(arch));
   EXPECT_TRUE(absl::StrContains(arch.message(), "gpt2"));
@@ -447,13 +478,16 @@ TEST(LlamaConfigTest, ParsesHfConfigsAndRejectsBadOnes) {
   EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson(R"({"hidden_size": 64})").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson(R"({"hidden_size": 64,
       "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 3,
-      "intermediate_size": 128, "vocab_size": 10})").status()));  // 4 % 3 != 0
+      "intermediate_size": 128, "vocab_size": 10})")
+                                          .status()));  // 4 % 3 != 0
   EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson(R"({"hidden_size": 64,
       "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
-      "vocab_size": 10, "rope_scaling": {"type": "yarn", "factor": 4}})").status()));
+      "vocab_size": 10, "rope_scaling": {"type": "yarn", "factor": 4}})")
+                                          .status()));
   EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson(R"({"model_type": "gpt2",
       "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-      "intermediate_size": 128, "vocab_size": 10})").status()));
+      "intermediate_size": 128, "vocab_size": 10})")
+                                          .status()));
 }
 
 }  // namespace

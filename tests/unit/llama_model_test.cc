@@ -45,7 +45,7 @@ double RelL2(const std::vector<float>& a, const std::vector<float>& b) {
 // Prefill `prompt`, then `steps` greedy decode steps with full attention in fp32; returns the
 // prefill logits followed by each step's.
 std::vector<std::vector<float>> RunGreedy(const LlamaWeights& w, const std::vector<int32_t>& prompt,
-                                    int steps) {
+                                          int steps) {
   LlamaModel model(&w, 2);
   absl::StatusOr<PrefillResult> prefill = model.Prefill(prompt);
   EXPECT_TRUE(prefill.ok()) << prefill.status();
@@ -53,13 +53,15 @@ std::vector<std::vector<float>> RunGreedy(const LlamaWeights& w, const std::vect
   absl::StatusOr<gpu::ExecContext> exec = gpu::MakeExecContext("cpu", 2);
   FullAttentionBackend full(w.config, DType::kFloat32, prompt.size() + steps, *exec);
   for (int32_t l = 0; l < w.config.n_layers; ++l) {
-    EXPECT_TRUE(full.LoadPrefill(l, prefill->KeyView(w.config, l), prefill->ValueView(w.config, l)).ok());
+    EXPECT_TRUE(
+        full.LoadPrefill(l, prefill->KeyView(w.config, l), prefill->ValueView(w.config, l)).ok());
   }
   for (int s = 0; s < steps; ++s) {
     const std::vector<float>& last = logits.back();
     const int32_t token = ArgMax(last.data(), last.size());
     std::vector<float> out(w.config.vocab);
-    const absl::Status st = model.DecodeStep(token, prompt.size() + s, full, out.data(), nullptr, nullptr);
+    const absl::Status st =
+        model.DecodeStep(token, prompt.size() + s, full, out.data(), nullptr, nullptr);
     EXPECT_TRUE(st.ok()) << st;
     logits.push_back(out);
   }
@@ -131,14 +133,16 @@ TEST(LlamaModelTest, PrefillAndDecodeAgree) {
   }
   std::vector<float> logits(w.config.vocab);
   DecodeTiming timing;
-  LLAMA_ASSERT_OK(model.DecodeStep(prompt.back(), head.size(), full, logits.data(), &timing, nullptr));
+  LLAMA_ASSERT_OK(
+      model.DecodeStep(prompt.back(), head.size(), full, logits.data(), &timing, nullptr));
   EXPECT_LT(RelL2(logits, whole.last_logits), 1e-5);
   EXPECT_GE(timing.total_us, timing.attention_us);
   // The K/V the prefill hands to backends are those of the decode path too.
   for (int32_t l = 0; l < w.config.n_layers; ++l) {
     for (int64_t t = 0; t < static_cast<int64_t>(head.size()); ++t) {
       for (int64_t i = 0; i < w.config.KvDim(); ++i) {
-        ASSERT_FLOAT_EQ(part.keys[l][t * w.config.KvDim() + i], whole.keys[l][t * w.config.KvDim() + i]);
+        ASSERT_FLOAT_EQ(part.keys[l][t * w.config.KvDim() + i],
+                        whole.keys[l][t * w.config.KvDim() + i]);
       }
     }
   }
@@ -184,7 +188,8 @@ TEST(LlamaModelTest, SharedQkMakesAttentionPeaked) {
     absl::StatusOr<gpu::ExecContext> exec = gpu::MakeExecContext("cpu", 2);
     FullAttentionBackend full(w.config, DType::kFloat32, 201, *exec);
     for (int32_t l = 0; l < w.config.n_layers; ++l) {
-      EXPECT_TRUE(full.LoadPrefill(l, prefill->KeyView(w.config, l), prefill->ValueView(w.config, l)).ok());
+      EXPECT_TRUE(
+          full.LoadPrefill(l, prefill->KeyView(w.config, l), prefill->ValueView(w.config, l)).ok());
     }
     std::vector<double> mass(1, 0.0);
     const std::vector<int64_t> budget = {20};

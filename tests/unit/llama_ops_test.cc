@@ -69,7 +69,8 @@ TEST(LlamaOpsTest, SwiGluMatchesDefinition) {
   std::vector<float> got(50);
   SwiGlu(g.data(), u.data(), 50, got.data());
   std::vector<float> want(50);
-  for (int i = 0; i < 50; ++i) want[i] = static_cast<float>(g[i] / (1.0 + std::exp(-double(g[i]))) * u[i]);
+  for (int i = 0; i < 50; ++i)
+    want[i] = static_cast<float>(g[i] / (1.0 + std::exp(-double(g[i]))) * u[i]);
   ExpectNear(got, want, 1e-6);
 }
 
@@ -241,11 +242,11 @@ TEST(LlamaAttentionTest, FullBackendMatchesNaiveDecodeAttention) {
     vv.strides = {c.head_dim, c.KvDim()};
     LLAMA_ASSERT_OK(full.LoadPrefill(l, kv, vv));
   }
-  EXPECT_FALSE(full.LoadPrefill(0, Tensor3View(k.data(), DType::kFloat32,
-                                               {c.n_kv_heads, prompt, c.head_dim}),
-                                Tensor3View(v.data(), DType::kFloat32,
-                                            {c.n_kv_heads, prompt, c.head_dim}))
-                   .ok());  // a layer is loaded once
+  EXPECT_FALSE(
+      full.LoadPrefill(0,
+                       Tensor3View(k.data(), DType::kFloat32, {c.n_kv_heads, prompt, c.head_dim}),
+                       Tensor3View(v.data(), DType::kFloat32, {c.n_kv_heads, prompt, c.head_dim}))
+          .ok());  // a layer is loaded once
   // The decode token: the naive causal attention of the last of prompt + 1 tokens.
   const std::vector<float> q1 = RandomVector(c.QDim(), 53, 1.5f);
   const std::vector<float> k1 = RandomVector(c.KvDim(), 54, 1.5f);

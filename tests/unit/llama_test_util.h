@@ -10,13 +10,13 @@
 #include "gtest/gtest.h"
 #include "tools/clusterkv_llama/model_config.h"
 
-#define LLAMA_ASSERT_OK(expr)                  \
-  do {                                         \
-    const ::absl::Status _st = (expr);         \
-    ASSERT_TRUE(_st.ok()) << _st.ToString();   \
+#define LLAMA_ASSERT_OK(expr)                \
+  do {                                       \
+    const ::absl::Status _st = (expr);       \
+    ASSERT_TRUE(_st.ok()) << _st.ToString(); \
   } while (0)
 
-#define LLAMA_ASSERT_OK_AND_ASSIGN(lhs, expr)          \
+#define LLAMA_ASSERT_OK_AND_ASSIGN(lhs, expr) \
   LLAMA_ASSERT_OK_AND_ASSIGN_IMPL_(LLAMA_CONCAT_(_sor, __LINE__), lhs, expr)
 #define LLAMA_CONCAT_INNER_(a, b) a##b
 #define LLAMA_CONCAT_(a, b) LLAMA_CONCAT_INNER_(a, b)

@@ -44,8 +44,8 @@ class AttentionBackend {
   // Appends the new token's k and v ([n_kv_heads, head_dim] fp32) to `layer`, then attends
   // q ([n_heads, head_dim] fp32) over every token of the layer including the new one, writing
   // out [n_heads, head_dim]. `stats` may be null.
-  [[nodiscard]] virtual absl::Status AppendAndAttend(int32_t layer, const float* q,
-                                                     const float* k, const float* v, float* out,
+  [[nodiscard]] virtual absl::Status AppendAndAttend(int32_t layer, const float* q, const float* k,
+                                                     const float* v, float* out,
                                                      AttentionStepStats* stats) = 0;
 };
 

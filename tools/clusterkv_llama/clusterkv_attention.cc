@@ -50,13 +50,12 @@ absl::Status ClusterKvBackend::AppendAndAttend(int32_t layer, const float* q, co
                                                AttentionStepStats* stats) {
   const KvLayout& layout = sequence_->layout();
   const auto t0 = std::chrono::steady_clock::now();
-  RETURN_IF_ERROR(
-      sequence_->AppendToken(layer, ConstMatrixView(k, layout.num_kv_heads, layout.head_dim),
-                             ConstMatrixView(v, layout.num_kv_heads, layout.head_dim)));
+  RETURN_IF_ERROR(sequence_->AppendToken(layer,
+                                         ConstMatrixView(k, layout.num_kv_heads, layout.head_dim),
+                                         ConstMatrixView(v, layout.num_kv_heads, layout.head_dim)));
   const int64_t append_us = MicrosSince(t0);
   client::StepStats s;
-  RETURN_IF_ERROR(sequence_->Attend(layer,
-                                    ConstMatrixView(q, layout.num_q_heads, layout.head_dim),
+  RETURN_IF_ERROR(sequence_->Attend(layer, ConstMatrixView(q, layout.num_q_heads, layout.head_dim),
                                     MatrixView(out, layout.num_q_heads, layout.head_dim), &s));
   if (stats != nullptr) {
     *stats = AttentionStepStats();

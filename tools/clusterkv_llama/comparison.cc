@@ -34,8 +34,8 @@ absl::Status LoadPrefill(const LlamaConfig& c, const PrefillResult& prefill,
     const auto tl = SteadyClock::now();
     RETURN_IF_ERROR(backend.LoadPrefill(l, prefill.KeyView(c, l), prefill.ValueView(c, l)));
     if (progress != nullptr) {
-      *progress << absl::StreamFormat("  %s: layer %d/%d loaded (%.2f s)\n", backend.Name(),
-                                      l + 1, c.n_layers, SecondsSince(tl));
+      *progress << absl::StreamFormat("  %s: layer %d/%d loaded (%.2f s)\n", backend.Name(), l + 1,
+                                      c.n_layers, SecondsSince(tl));
       progress->flush();
     }
   }
@@ -72,8 +72,8 @@ absl::Status Decode(const LlamaModel& model, AttentionBackend& backend, int64_t 
     if (logits != nullptr) logits->push_back(out);
     if (on_step) on_step(s, out);
     if (progress != nullptr && (s + 1 == steps || (s + 1) % 8 == 0)) {
-      *progress << absl::StreamFormat("  %s: step %d/%d (%.1f ms)\n", backend.Name(), s + 1,
-                                      steps, timing.total_us / 1000.0);
+      *progress << absl::StreamFormat("  %s: step %d/%d (%.1f ms)\n", backend.Name(), s + 1, steps,
+                                      timing.total_us / 1000.0);
       progress->flush();
     }
   }
@@ -111,13 +111,12 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
   result.prompt_tokens = n;
   const auto t_prefill = SteadyClock::now();
   if (progress != nullptr) *progress << "prefill: " << n << " tokens, dense\n";
-  ASSIGN_OR_RETURN(PrefillResult prefill,
-                   model.Prefill(prompt, [&](int64_t done, int64_t total) {
-                     if (progress == nullptr) return;
-                     *progress << absl::StreamFormat("  prefill %d/%d tokens (%.1f s)\n", done,
-                                                     total, SecondsSince(t_prefill));
-                     progress->flush();
-                   }));
+  ASSIGN_OR_RETURN(PrefillResult prefill, model.Prefill(prompt, [&](int64_t done, int64_t total) {
+    if (progress == nullptr) return;
+    *progress << absl::StreamFormat("  prefill %d/%d tokens (%.1f s)\n", done, total,
+                                    SecondsSince(t_prefill));
+    progress->flush();
+  }));
   result.prefill_s = SecondsSince(t_prefill);
 
   // 2. Full attention, greedy.
@@ -147,8 +146,8 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
                              nullptr, nullptr));
       inputs.push_back(r.argmax.back());
       if (progress != nullptr && ((s + 1) % 8 == 0 || s + 1 == o.steps)) {
-        *progress << absl::StreamFormat("  full_attention: step %d/%d (%.1f ms)\n", s + 1,
-                                        o.steps, r.step_us.back() / 1000.0);
+        *progress << absl::StreamFormat("  full_attention: step %d/%d (%.1f ms)\n", s + 1, o.steps,
+                                        r.step_us.back() / 1000.0);
         progress->flush();
       }
     }
@@ -175,8 +174,7 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
     ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, client::Client::Connect(co));
     const std::string name = absl::StrCat("clusterkv_b", budget);
     ASSIGN_OR_RETURN(std::unique_ptr<client::Sequence> seq,
-                     client->OpenSequence(absl::StrCat(o.sequence_prefix, "-", getpid(), "-",
-                                                       name),
+                     client->OpenSequence(absl::StrCat(o.sequence_prefix, "-", getpid(), "-", name),
                                           c.ToKvLayout(o.kv_dtype)));
     ClusterKvBackend backend(name, std::move(seq));
     VariantResult r;
@@ -219,8 +217,7 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
     r.token_agreement = static_cast<double>(matches) / o.steps;
     // Token-weighted over the sparse layers' Attend calls (the first step's fetch included).
     const int64_t looked_up = r.totals.hit_tokens + r.totals.miss_tokens;
-    r.cache_hit_rate =
-        looked_up > 0 ? static_cast<double>(r.totals.hit_tokens) / looked_up : 0.0;
+    r.cache_hit_rate = looked_up > 0 ? static_cast<double>(r.totals.hit_tokens) / looked_up : 0.0;
     const bool direct = sequence.blocks_fetched_direct() > 0;
     const bool grpc = sequence.blocks_fetched_grpc() > 0;
     r.data_plane = direct && grpc ? "ucx+grpc" : direct ? "ucx" : grpc ? "grpc" : "none";

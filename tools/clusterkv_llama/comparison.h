@@ -38,32 +38,32 @@ struct ComparisonOptions {
   std::string tenant = "llama";
   std::string data_plane = "auto";  // client::ClientOptions::data_plane
   absl::Duration call_timeout = absl::Seconds(120);
-  int threads = 0;       // 0 = all cores
-  bool oracle = true;    // measure full attention's top-B mass
+  int threads = 0;     // 0 = all cores
+  bool oracle = true;  // measure full attention's top-B mass
   std::string sequence_prefix = "llama";
   std::ostream* progress = nullptr;  // progress lines; null = silent
 };
 
 // Per-run figures. Times are microseconds per decode step (all layers) unless named otherwise.
 struct VariantResult {
-  std::string name;  // "full_attention" or "clusterkv_b<budget>"
-  int64_t budget = 0;  // 0 for full attention
-  std::vector<int32_t> argmax;          // per step
-  std::vector<double> step_us;          // per step: the whole forward
-  std::vector<double> dense_us;         // per step: everything but attention
-  std::vector<double> attention_us;     // per step: the backend's calls
+  std::string name;                  // "full_attention" or "clusterkv_b<budget>"
+  int64_t budget = 0;                // 0 for full attention
+  std::vector<int32_t> argmax;       // per step
+  std::vector<double> step_us;       // per step: the whole forward
+  std::vector<double> dense_us;      // per step: everything but attention
+  std::vector<double> attention_us;  // per step: the backend's calls
   // ClusterKV runs: full attention timed step by step in the same loop (same input token, run
   // just before each ClusterKV step), so both see the same machine load. The time baseline.
   std::vector<double> paired_full_step_us;
   std::vector<double> paired_full_attention_us;
-  AttentionStepStats totals;            // summed over steps and layers
-  double token_agreement = 1.0;         // vs full attention
-  double logit_max_abs = 0.0;           // max over steps
-  double logit_rel_l2_mean = 0.0;       // mean over steps
+  AttentionStepStats totals;       // summed over steps and layers
+  double token_agreement = 1.0;    // vs full attention
+  double logit_max_abs = 0.0;      // max over steps
+  double logit_rel_l2_mean = 0.0;  // mean over steps
   double logit_rel_l2_max = 0.0;
-  double load_s = 0.0;                  // LoadPrefill over every layer (offload + clustering)
-  double cache_hit_rate = 0.0;          // ClusterKV device cache, token-weighted
-  std::string data_plane;               // "ucx", "grpc" or "local"
+  double load_s = 0.0;          // LoadPrefill over every layer (offload + clustering)
+  double cache_hit_rate = 0.0;  // ClusterKV device cache, token-weighted
+  std::string data_plane;       // "ucx", "grpc" or "local"
 };
 
 struct ComparisonResult {

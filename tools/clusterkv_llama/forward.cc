@@ -50,9 +50,8 @@ absl::StatusOr<PrefillResult> LlamaModel::Prefill(absl::Span<const int32_t> toke
   const int64_t total = static_cast<int64_t>(tokens.size());
   if (total == 0) return absl::InvalidArgumentError("prefill: empty prompt");
   if (total > c.max_context) {
-    return absl::InvalidArgumentError(absl::StrCat("prefill: ", total,
-                                                   " tokens exceed the model's max context ",
-                                                   c.max_context));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prefill: ", total, " tokens exceed the model's max context ", c.max_context));
   }
   for (int32_t t : tokens) {
     if (t < 0 || t >= c.vocab) {
@@ -63,7 +62,8 @@ absl::StatusOr<PrefillResult> LlamaModel::Prefill(absl::Span<const int32_t> toke
   const int64_t dim = c.dim, q_dim = c.QDim(), kv_dim = c.KvDim(), ffn = c.ffn_dim;
   PrefillResult r;
   r.tokens = total;
-  r.keys.assign(static_cast<size_t>(c.n_layers), std::vector<float>(static_cast<size_t>(total * kv_dim)));
+  r.keys.assign(static_cast<size_t>(c.n_layers),
+                std::vector<float>(static_cast<size_t>(total * kv_dim)));
   r.values = r.keys;
   const int64_t chunk_max = std::min(kChunk, total);
   std::vector<float> x(static_cast<size_t>(chunk_max * dim)), h(x.size()), proj(x.size());
@@ -124,8 +124,8 @@ absl::Status LlamaModel::DecodeStep(int32_t token, int64_t pos, AttentionBackend
   const LlamaConfig& c = weights_->config;
   const LlamaWeights& w = *weights_;
   if (token < 0 || token >= c.vocab) {
-    return absl::InvalidArgumentError(absl::StrCat("decode: token ", token, " outside [0, ",
-                                                   c.vocab, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("decode: token ", token, " outside [0, ", c.vocab, ")"));
   }
   const int64_t dim = c.dim, q_dim = c.QDim(), kv_dim = c.KvDim(), ffn = c.ffn_dim;
   std::vector<float> x(w.embed.begin() + int64_t{token} * dim,

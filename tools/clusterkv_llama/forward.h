@@ -57,9 +57,8 @@ class LlamaModel {
 
   // InvalidArgument: empty prompt, a token outside [0, vocab), or more tokens than
   // max_context.
-  [[nodiscard]] absl::StatusOr<PrefillResult> Prefill(absl::Span<const int32_t> tokens,
-                                                      const ForwardProgress& progress = nullptr)
-      const;
+  [[nodiscard]] absl::StatusOr<PrefillResult> Prefill(
+      absl::Span<const int32_t> tokens, const ForwardProgress& progress = nullptr) const;
 
   // Runs `token` at position `pos` (the number of tokens before it) through the model with
   // attention in `backend`; writes logits [vocab]. InvalidArgument: bad token; otherwise the

@@ -32,8 +32,7 @@ FullAttentionBackend::FullAttentionBackend(const LlamaConfig& config, DType kv_d
 }
 
 uint8_t* FullAttentionBackend::Row(std::vector<uint8_t>& buf, int32_t head, int64_t token) {
-  return buf.data() + static_cast<size_t>((int64_t{head} * capacity_ + token) *
-                                          config_.head_dim) *
+  return buf.data() + static_cast<size_t>((int64_t{head} * capacity_ + token) * config_.head_dim) *
                           DTypeSize(kv_dtype_);
 }
 
@@ -118,11 +117,11 @@ absl::Status FullAttentionBackend::TopMass(int32_t layer, const float* q,
   for (int32_t h = 0; h < config_.n_kv_heads; ++h) {
     const size_t head_offset =
         static_cast<size_t>(int64_t{h} * capacity_ * hd) * DTypeSize(kv_dtype_);
-    RETURN_IF_ERROR(gpu::AttentionWeights(
-        ConstMatrixView(q + int64_t{h} * group * hd, group, hd),
-        ConstMatrixView(l.keys.data() + head_offset, kv_dtype_, l.tokens, hd),
-        1.0f / std::sqrt(static_cast<float>(hd)), MatrixView(probs.data(), group, l.tokens),
-        exec_.CpuThreads()));
+    RETURN_IF_ERROR(
+        gpu::AttentionWeights(ConstMatrixView(q + int64_t{h} * group * hd, group, hd),
+                              ConstMatrixView(l.keys.data() + head_offset, kv_dtype_, l.tokens, hd),
+                              1.0f / std::sqrt(static_cast<float>(hd)),
+                              MatrixView(probs.data(), group, l.tokens), exec_.CpuThreads()));
     for (int32_t j = 0; j < group; ++j) {
       std::copy_n(&probs[static_cast<size_t>(j * l.tokens)], l.tokens, sorted.begin());
       std::sort(sorted.begin(), sorted.end(), std::greater<float>());

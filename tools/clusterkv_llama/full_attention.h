@@ -45,7 +45,7 @@ class FullAttentionBackend : public AttentionBackend {
 
  private:
   struct Layer {
-    std::vector<uint8_t> keys;    // [n_kv][capacity][hd] in kv_dtype
+    std::vector<uint8_t> keys;  // [n_kv][capacity][hd] in kv_dtype
     std::vector<uint8_t> values;
     int64_t tokens = 0;
   };

@@ -27,17 +27,17 @@ struct GgmlTypeInfo {
 // ggml.h's types with their block geometry, so every tensor's byte range can be checked even
 // for the types the engine refuses to read.
 constexpr GgmlTypeInfo kGgmlTypes[] = {
-    {0, "F32", 1, 4},          {1, "F16", 1, 2},          {2, "Q4_0", 32, 18},
-    {3, "Q4_1", 32, 20},       {6, "Q5_0", 32, 22},       {7, "Q5_1", 32, 24},
-    {8, "Q8_0", 32, 34},       {9, "Q8_1", 32, 36},       {10, "Q2_K", 256, 84},
-    {11, "Q3_K", 256, 110},    {12, "Q4_K", 256, 144},    {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210},    {15, "Q8_K", 256, 292},    {16, "IQ2_XXS", 256, 66},
-    {17, "IQ2_XS", 256, 74},   {18, "IQ3_XXS", 256, 98},  {19, "IQ1_S", 256, 50},
-    {20, "IQ4_NL", 32, 18},    {21, "IQ3_S", 256, 110},   {22, "IQ2_S", 256, 82},
-    {23, "IQ4_XS", 256, 136},  {24, "I8", 1, 1},          {25, "I16", 1, 2},
-    {26, "I32", 1, 4},         {27, "I64", 1, 8},         {28, "F64", 1, 8},
-    {29, "IQ1_M", 256, 56},    {30, "BF16", 1, 2},        {34, "TQ1_0", 256, 54},
-    {35, "TQ2_0", 256, 66},    {39, "MXFP4", 32, 17},
+    {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},
+    {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},
+    {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},      {10, "Q2_K", 256, 84},
+    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},
+    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66},
+    {17, "IQ2_XS", 256, 74},  {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},
+    {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110},  {22, "IQ2_S", 256, 82},
+    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
+    {26, "I32", 1, 4},        {27, "I64", 1, 8},        {28, "F64", 1, 8},
+    {29, "IQ1_M", 256, 56},   {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},
+    {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
 };
 
 const GgmlTypeInfo* FindGgmlType(uint32_t id) {
@@ -85,13 +85,13 @@ absl::Status ReadString(internal::ByteReader& r, absl::string_view what, std::st
 // Reads one scalar of numeric/bool type `t` into `v` (by kind) and returns it as a double too.
 absl::Status ReadScalar(internal::ByteReader& r, GgufType t, GgufValue* v, double* as_double) {
   switch (t) {
-#define CLUSTERKV_GGUF_CASE(kind, ctype, field)          \
-  case GgufType::kind: {                                 \
-    ctype x{};                                           \
-    RETURN_IF_ERROR(r.Read(&x, "metadata value"));       \
-    v->field = x;                                        \
-    *as_double = static_cast<double>(x);                 \
-    return absl::OkStatus();                             \
+#define CLUSTERKV_GGUF_CASE(kind, ctype, field)    \
+  case GgufType::kind: {                           \
+    ctype x{};                                     \
+    RETURN_IF_ERROR(r.Read(&x, "metadata value")); \
+    v->field = x;                                  \
+    *as_double = static_cast<double>(x);           \
+    return absl::OkStatus();                       \
   }
     CLUSTERKV_GGUF_CASE(kUint8, uint8_t, uint_value)
     CLUSTERKV_GGUF_CASE(kInt8, int8_t, int_value)
@@ -144,10 +144,9 @@ absl::Status ReadValue(internal::ByteReader& r, GgufType type, int depth, GgufVa
                                                                  : ScalarSize(v->element_type);
   if (count > r.remaining() / min_bytes) {
     return absl::DataLossError(absl::StrCat("truncated file: array of ", count, " ",
-                                            GgufTypeName(v->element_type),
-                                            " elements at offset ", r.offset(), " needs at least ",
-                                            count * min_bytes, " bytes, only ", r.remaining(),
-                                            " remain"));
+                                            GgufTypeName(v->element_type), " elements at offset ",
+                                            r.offset(), " needs at least ", count * min_bytes,
+                                            " bytes, only ", r.remaining(), " remain"));
   }
   if (v->element_type == GgufType::kString) {
     v->strings.resize(static_cast<size_t>(count));
@@ -206,19 +205,42 @@ void PutString(std::string* out, const std::string& s) {
 
 void PutScalar(std::string* out, GgufType t, double x) {
   switch (t) {
-    case GgufType::kUint8: Put<uint8_t>(out, static_cast<uint8_t>(x)); break;
-    case GgufType::kInt8: Put<int8_t>(out, static_cast<int8_t>(x)); break;
-    case GgufType::kUint16: Put<uint16_t>(out, static_cast<uint16_t>(x)); break;
-    case GgufType::kInt16: Put<int16_t>(out, static_cast<int16_t>(x)); break;
-    case GgufType::kUint32: Put<uint32_t>(out, static_cast<uint32_t>(x)); break;
-    case GgufType::kInt32: Put<int32_t>(out, static_cast<int32_t>(x)); break;
-    case GgufType::kFloat32: Put<float>(out, static_cast<float>(x)); break;
-    case GgufType::kBool: Put<uint8_t>(out, x != 0 ? 1 : 0); break;
-    case GgufType::kUint64: Put<uint64_t>(out, static_cast<uint64_t>(x)); break;
-    case GgufType::kInt64: Put<int64_t>(out, static_cast<int64_t>(x)); break;
-    case GgufType::kFloat64: Put<double>(out, x); break;
+    case GgufType::kUint8:
+      Put<uint8_t>(out, static_cast<uint8_t>(x));
+      break;
+    case GgufType::kInt8:
+      Put<int8_t>(out, static_cast<int8_t>(x));
+      break;
+    case GgufType::kUint16:
+      Put<uint16_t>(out, static_cast<uint16_t>(x));
+      break;
+    case GgufType::kInt16:
+      Put<int16_t>(out, static_cast<int16_t>(x));
+      break;
+    case GgufType::kUint32:
+      Put<uint32_t>(out, static_cast<uint32_t>(x));
+      break;
+    case GgufType::kInt32:
+      Put<int32_t>(out, static_cast<int32_t>(x));
+      break;
+    case GgufType::kFloat32:
+      Put<float>(out, static_cast<float>(x));
+      break;
+    case GgufType::kBool:
+      Put<uint8_t>(out, x != 0 ? 1 : 0);
+      break;
+    case GgufType::kUint64:
+      Put<uint64_t>(out, static_cast<uint64_t>(x));
+      break;
+    case GgufType::kInt64:
+      Put<int64_t>(out, static_cast<int64_t>(x));
+      break;
+    case GgufType::kFloat64:
+      Put<double>(out, x);
+      break;
     case GgufType::kString:
-    case GgufType::kArray: break;
+    case GgufType::kArray:
+      break;
   }
 }
 
@@ -234,7 +256,9 @@ void PutValue(std::string* out, const GgufValue& v) {
       for (double x : v.numbers) PutScalar(out, v.element_type, x);
       for (const GgufValue& a : v.arrays) PutValue(out, a);
       return;
-    case GgufType::kUint8: case GgufType::kUint16: case GgufType::kUint32:
+    case GgufType::kUint8:
+    case GgufType::kUint16:
+    case GgufType::kUint32:
     case GgufType::kUint64:
       // Exact for 64-bit values too (no detour through double).
       if (v.type == GgufType::kUint64) {
@@ -243,14 +267,18 @@ void PutValue(std::string* out, const GgufValue& v) {
         PutScalar(out, v.type, static_cast<double>(v.uint_value));
       }
       return;
-    case GgufType::kInt8: case GgufType::kInt16: case GgufType::kInt32: case GgufType::kInt64:
+    case GgufType::kInt8:
+    case GgufType::kInt16:
+    case GgufType::kInt32:
+    case GgufType::kInt64:
       if (v.type == GgufType::kInt64) {
         Put<int64_t>(out, v.int_value);
       } else {
         PutScalar(out, v.type, static_cast<double>(v.int_value));
       }
       return;
-    case GgufType::kFloat32: case GgufType::kFloat64:
+    case GgufType::kFloat32:
+    case GgufType::kFloat64:
       PutScalar(out, v.type, v.float_value);
       return;
     case GgufType::kBool:
@@ -264,9 +292,9 @@ uint64_t AlignUp(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 }  // namespace
 
 absl::string_view GgufTypeName(GgufType type) {
-  static constexpr const char* kNames[] = {"uint8", "int8",    "uint16", "int16", "uint32",
-                                           "int32", "float32", "bool",   "string", "array",
-                                           "uint64", "int64",  "float64"};
+  static constexpr const char* kNames[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                           "int32",  "float32", "bool",   "string", "array",
+                                           "uint64", "int64",   "float64"};
   const uint32_t i = static_cast<uint32_t>(type);
   return i < 13 ? kNames[i] : "unknown";
 }
@@ -357,12 +385,17 @@ absl::StatusOr<int64_t> GgufIndex::GetInt(absl::string_view key) const {
   const GgufValue* v = Find(key);
   if (v == nullptr) return absl::NotFoundError(absl::StrCat("GGUF: no metadata key ", key));
   switch (v->type) {
-    case GgufType::kUint8: case GgufType::kUint16: case GgufType::kUint32:
+    case GgufType::kUint8:
+    case GgufType::kUint16:
+    case GgufType::kUint32:
       return static_cast<int64_t>(v->uint_value);
     case GgufType::kUint64:
       if (v->uint_value > static_cast<uint64_t>(INT64_MAX)) break;
       return static_cast<int64_t>(v->uint_value);
-    case GgufType::kInt8: case GgufType::kInt16: case GgufType::kInt32: case GgufType::kInt64:
+    case GgufType::kInt8:
+    case GgufType::kInt16:
+    case GgufType::kInt32:
+    case GgufType::kInt64:
       return v->int_value;
     default:
       break;
@@ -377,8 +410,8 @@ absl::StatusOr<double> GgufIndex::GetFloat(absl::string_view key) const {
   if (v->type == GgufType::kFloat32 || v->type == GgufType::kFloat64) return v->float_value;
   absl::StatusOr<int64_t> i = GetInt(key);
   if (i.ok()) return static_cast<double>(*i);
-  return absl::InvalidArgumentError(absl::StrCat("GGUF: metadata ", key, " is a ",
-                                                 GgufTypeName(v->type), ", expected a number"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("GGUF: metadata ", key, " is a ", GgufTypeName(v->type), ", expected a number"));
 }
 
 absl::StatusOr<std::string> GgufIndex::GetString(absl::string_view key) const {
@@ -445,8 +478,8 @@ absl::StatusOr<GgufIndex> ParseGguf(absl::Span<const uint8_t> bytes) {
   index.data_offset = AlignUp(r.offset(), index.alignment);
   if (index.data_offset > bytes.size()) {
     return absl::DataLossError(absl::StrCat("truncated file: the data section starts at ",
-                                            index.data_offset, " but the file holds ",
-                                            bytes.size(), " bytes"));
+                                            index.data_offset, " but the file holds ", bytes.size(),
+                                            " bytes"));
   }
   const absl::Span<const uint8_t> data = bytes.subspan(static_cast<size_t>(index.data_offset));
   for (size_t i = 0; i < types.size(); ++i) {
@@ -475,9 +508,9 @@ absl::StatusOr<GgufIndex> ParseGguf(absl::Span<const uint8_t> bytes) {
                                               index.alignment));
     }
     if (offsets[i] > data.size() || nbytes > data.size() - offsets[i]) {
-      return absl::DataLossError(absl::StrCat(
-          "truncated file: tensor ", t.name, " needs bytes [", offsets[i], ", ",
-          offsets[i] + nbytes, ") of a data section of ", data.size(), " bytes"));
+      return absl::DataLossError(absl::StrCat("truncated file: tensor ", t.name, " needs bytes [",
+                                              offsets[i], ", ", offsets[i] + nbytes,
+                                              ") of a data section of ", data.size(), " bytes"));
     }
     if (t.dtype != StoredDType::kUnsupported) {
       t.bytes = data.subspan(static_cast<size_t>(offsets[i]), static_cast<size_t>(nbytes));
@@ -490,8 +523,7 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
   ASSIGN_OR_RETURN(std::unique_ptr<internal::MappedFile> file, internal::MappedFile::Open(path));
   absl::StatusOr<GgufIndex> index = ParseGguf(file->bytes());
   if (!index.ok()) {
-    return absl::Status(index.status().code(),
-                        absl::StrCat(path, ": ", index.status().message()));
+    return absl::Status(index.status().code(), absl::StrCat(path, ": ", index.status().message()));
   }
   return std::unique_ptr<GgufFile>(new GgufFile(std::move(file), *std::move(index)));
 }

@@ -23,8 +23,7 @@ namespace {
 // A daemon of our own in a scratch directory; stops it and removes the directory.
 class OwnDaemon {
  public:
-  static absl::StatusOr<std::unique_ptr<OwnDaemon>> Start(const ToolOptions& o,
-                                                          std::ostream& err) {
+  static absl::StatusOr<std::unique_ptr<OwnDaemon>> Start(const ToolOptions& o, std::ostream& err) {
     std::string dir = o.work_dir;
     bool remove = false;
     if (dir.empty()) {
@@ -35,13 +34,12 @@ class OwnDaemon {
     }
     std::unique_ptr<OwnDaemon> d(new OwnDaemon(dir, remove));
     const std::string socket = dir + "/clusterkvd.sock";
-    ASSIGN_OR_RETURN(d->launcher_,
-                     demo::DaemonLauncher::Start(
-                         o.daemon_binary,
-                         {"--socket=" + socket, "--data_dir=" + dir + "/data",
-                          absl::StrCat("--host_capacity_mib=", o.host_capacity_mib),
-                          // No fixed metrics port: other daemons may hold it.
-                          "--metrics_address="}));
+    ASSIGN_OR_RETURN(d->launcher_, demo::DaemonLauncher::Start(
+                                       o.daemon_binary,
+                                       {"--socket=" + socket, "--data_dir=" + dir + "/data",
+                                        absl::StrCat("--host_capacity_mib=", o.host_capacity_mib),
+                                        // No fixed metrics port: other daemons may hold it.
+                                        "--metrics_address="}));
     err << d->launcher_->banner();
     d->target_ = "unix:" + socket;
     return d;

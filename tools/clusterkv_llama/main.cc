@@ -12,13 +12,17 @@
 #include "core/cli_help.h"
 #include "tools/clusterkv_llama/llama_tool.h"
 
-ABSL_FLAG(std::string, model, "", "Model file to load: .gguf or .safetensors (with config.json "
+ABSL_FLAG(std::string, model, "",
+          "Model file to load: .gguf or .safetensors (with config.json "
           "next to it). Empty: the seeded random model described by the Random model flags.");
-ABSL_FLAG(std::string, config_json, "", "safetensors: the config.json to use (default: next to "
+ABSL_FLAG(std::string, config_json, "",
+          "safetensors: the config.json to use (default: next to "
           "the model file).");
-ABSL_FLAG(std::string, write_random_model, "", "Write the random model to this .gguf or "
+ABSL_FLAG(std::string, write_random_model, "",
+          "Write the random model to this .gguf or "
           ".safetensors file (and config.json beside it) and exit.");
-ABSL_FLAG(std::string, weight_dtype, "f32", "Tensor type of --write_random_model: f32, f16, "
+ABSL_FLAG(std::string, weight_dtype, "f32",
+          "Tensor type of --write_random_model: f32, f16, "
           "bf16.");
 ABSL_FLAG(int32_t, dim, 512, "Random model: hidden size.");
 ABSL_FLAG(int32_t, layers, 8, "Random model: layers.");
@@ -30,17 +34,21 @@ ABSL_FLAG(int32_t, vocab, 8192, "Random model: vocabulary size.");
 ABSL_FLAG(double, rope_theta, 500000.0, "Random model: RoPE base.");
 ABSL_FLAG(int64_t, max_context, 32768, "Random model: maximum context.");
 ABSL_FLAG(uint64_t, seed, 1, "Random model: weight seed.");
-ABSL_FLAG(double, qk_gain, 1.2, "Random model: scale of Wq and Wk (attention peakedness; see "
+ABSL_FLAG(double, qk_gain, 1.2,
+          "Random model: scale of Wq and Wk (attention peakedness; see "
           "model_writer.h).");
-ABSL_FLAG(double, qk_shared, 0.9, "Random model: share of a query head's projection drawn "
+ABSL_FLAG(double, qk_shared, 0.9,
+          "Random model: share of a query head's projection drawn "
           "from its kv head's key projection (0 = i.i.d. weights, near-uniform attention).");
 ABSL_FLAG(bool, tie_embeddings, false, "Random model: no separate output head.");
 ABSL_FLAG(std::string, prompt_tokens, "", "Prompt as token ids \"1,2,3\" (default: synthetic).");
 ABSL_FLAG(int64_t, prompt_len, 4096, "Synthetic prompt length in tokens.");
 ABSL_FLAG(uint64_t, prompt_seed, 7, "Synthetic prompt seed.");
-ABSL_FLAG(int32_t, steps, 384, "Decode steps (the default passes m = 320, so one decode window "
+ABSL_FLAG(int32_t, steps, 384,
+          "Decode steps (the default passes m = 320, so one decode window "
           "is re-clustered and offloaded during the run).");
-ABSL_FLAG(std::string, budgets, "256,512,1024,2048", "ClusterKV budgets B to compare (tokens "
+ABSL_FLAG(std::string, budgets, "256,512,1024,2048",
+          "ClusterKV budgets B to compare (tokens "
           "recalled per layer and kv head, on top of sinks and the recent window).");
 ABSL_FLAG(std::string, kv_dtype, "fp16", "KV cache dtype of both backends: fp16, bf16, fp32.");
 ABSL_FLAG(int32_t, clusters, 400, "C0: prefill clusters per kv head.");
@@ -48,15 +56,19 @@ ABSL_FLAG(int32_t, kmeans_iters, 20, "K-means iterations.");
 ABSL_FLAG(int32_t, sinks, 16, "Sink tokens.");
 ABSL_FLAG(std::string, dense_layers, "0,1", "Layers that keep full attention (\"\" = none).");
 ABSL_FLAG(int32_t, recluster_interval, 320, "m: decode tokens per recent window.");
-ABSL_FLAG(int32_t, clusters_per_recluster, 8, "C+: clusters made from each window of m decode "
+ABSL_FLAG(int32_t, clusters_per_recluster, 8,
+          "C+: clusters made from each window of m decode "
           "tokens.");
 ABSL_FLAG(int32_t, residency, 1, "R: device-cache residency in steps.");
-ABSL_FLAG(std::string, target, "", "A running clusterkvd (unix:/path.sock or host:port); "
+ABSL_FLAG(std::string, target, "",
+          "A running clusterkvd (unix:/path.sock or host:port); "
           "default: start one.");
 ABSL_FLAG(std::string, tenant, "llama", "Tenant of the sequences.");
-ABSL_FLAG(std::string, daemon, "", "clusterkvd binary to start (default: next to this binary, "
+ABSL_FLAG(std::string, daemon, "",
+          "clusterkvd binary to start (default: next to this binary, "
           "else the one this build produced).");
-ABSL_FLAG(std::string, work_dir, "", "Socket and data directory of the started daemon "
+ABSL_FLAG(std::string, work_dir, "",
+          "Socket and data directory of the started daemon "
           "(default: a temporary directory, removed afterwards).");
 ABSL_FLAG(int64_t, host_capacity_mib, 1024, "Host tier of the started daemon, MiB.");
 ABSL_FLAG(std::string, data_plane, "auto", "Fetch path: auto, ucx, grpc.");
@@ -91,15 +103,14 @@ int main(int argc, char** argv) {
     clusterkv::PrintHelp(
         ckl::UsageText(),
         {{"Model", {"model", "config_json", "write_random_model", "weight_dtype"}},
-         {"Random model", {"dim", "layers", "heads", "kv_heads", "head_dim", "ffn_dim", "vocab",
-                           "rope_theta", "max_context", "seed", "qk_gain", "qk_shared",
-                           "tie_embeddings"}},
+         {"Random model",
+          {"dim", "layers", "heads", "kv_heads", "head_dim", "ffn_dim", "vocab", "rope_theta",
+           "max_context", "seed", "qk_gain", "qk_shared", "tie_embeddings"}},
          {"Prompt and decode", {"prompt_tokens", "prompt_len", "prompt_seed", "steps"}},
-         {"ClusterKV", {"budgets", "kv_dtype", "clusters", "kmeans_iters", "sinks",
-                        "dense_layers", "recluster_interval", "clusters_per_recluster",
-                        "residency"}},
-         {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib",
-                     "data_plane"}},
+         {"ClusterKV",
+          {"budgets", "kv_dtype", "clusters", "kmeans_iters", "sinks", "dense_layers",
+           "recluster_interval", "clusters_per_recluster", "residency"}},
+         {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib", "data_plane"}},
          {"Compute and output", {"threads", "oracle", "json", "quiet"}}},
         std::cout);
     return 0;
@@ -111,7 +122,8 @@ int main(int argc, char** argv) {
   o.model = absl::GetFlag(FLAGS_model);
   o.config_json = absl::GetFlag(FLAGS_config_json);
   o.write_random_model = absl::GetFlag(FLAGS_write_random_model);
-  absl::StatusOr<ckl::StoredDType> wdtype = ckl::ParseStoredDType(absl::GetFlag(FLAGS_weight_dtype));
+  absl::StatusOr<ckl::StoredDType> wdtype =
+      ckl::ParseStoredDType(absl::GetFlag(FLAGS_weight_dtype));
   if (!wdtype.ok()) return Usage(std::string(wdtype.status().message()));
   o.write_dtype = *wdtype;
   ckl::LlamaConfig& c = o.random.config;

@@ -81,9 +81,9 @@ absl::Status LlamaConfig::Validate() const {
   }
   if (!rope_freq_factors.empty()) {
     if (static_cast<int64_t>(rope_freq_factors.size()) != head_dim / 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("model config: rope_freq_factors holds ", rope_freq_factors.size(),
-                       " entries, head_dim/2 = ", head_dim / 2));
+      return absl::InvalidArgumentError(absl::StrCat("model config: rope_freq_factors holds ",
+                                                     rope_freq_factors.size(),
+                                                     " entries, head_dim/2 = ", head_dim / 2));
     }
     for (float f : rope_freq_factors) {
       if (!std::isfinite(f) || f <= 0.0f) {
@@ -96,9 +96,10 @@ absl::Status LlamaConfig::Validate() const {
 }
 
 std::string LlamaConfig::DebugString() const {
-  return absl::StrCat("dim=", dim, " layers=", n_layers, " heads=", n_heads, " kv_heads=",
-                      n_kv_heads, " head_dim=", head_dim, " ffn=", ffn_dim, " vocab=", vocab,
-                      " rope_theta=", rope_theta, " eps=", norm_eps, " max_context=", max_context,
+  return absl::StrCat("dim=", dim, " layers=", n_layers, " heads=", n_heads,
+                      " kv_heads=", n_kv_heads, " head_dim=", head_dim, " ffn=", ffn_dim,
+                      " vocab=", vocab, " rope_theta=", rope_theta, " eps=", norm_eps,
+                      " max_context=", max_context,
                       rope_freq_factors.empty() ? "" : " rope_freq_factors=yes");
 }
 
@@ -171,8 +172,8 @@ absl::StatusOr<LlamaConfig> ParseHfConfigJson(absl::string_view json_text) {
   c.max_context = max_pos;
   c.rope_theta = static_cast<float>(theta);
   c.norm_eps = static_cast<float>(eps);
-  if (auto it = j.find("model_type"); it != j.end() && it->is_string() && *it != "llama" &&
-                                      *it != "mistral") {
+  if (auto it = j.find("model_type");
+      it != j.end() && it->is_string() && *it != "llama" && *it != "mistral") {
     return absl::InvalidArgumentError(absl::StrCat(
         "config.json: model_type \"", it->get<std::string>(), "\" is not a Llama architecture"));
   }
@@ -180,8 +181,8 @@ absl::StatusOr<LlamaConfig> ParseHfConfigJson(absl::string_view json_text) {
     if (!it->is_object()) return absl::InvalidArgumentError("config.json: bad rope_scaling");
     std::string type = it->value("rope_type", it->value("type", std::string()));
     if (type != "llama3") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config.json: rope_scaling type \"", type, "\" is not supported (only \"llama3\")"));
+      return absl::InvalidArgumentError(absl::StrCat("config.json: rope_scaling type \"", type,
+                                                     "\" is not supported (only \"llama3\")"));
     }
     double factor = 0, low = 0, high = 0;
     int64_t original = 0;

@@ -29,13 +29,13 @@ enum class RopeStyle : uint8_t { kRotateHalf = 0, kInterleaved = 1 };
 absl::string_view RopeStyleName(RopeStyle style);
 
 struct LlamaConfig {
-  int32_t dim = 0;         // hidden_size / llama.embedding_length
-  int32_t n_layers = 0;    // num_hidden_layers / llama.block_count
-  int32_t n_heads = 0;     // num_attention_heads / llama.attention.head_count
-  int32_t n_kv_heads = 0;  // num_key_value_heads / llama.attention.head_count_kv (GQA)
-  int32_t head_dim = 0;    // head_dim / llama.attention.key_length (default dim / n_heads)
-  int32_t ffn_dim = 0;     // intermediate_size / llama.feed_forward_length
-  int32_t vocab = 0;       // vocab_size / tokenizer.ggml.tokens length
+  int32_t dim = 0;              // hidden_size / llama.embedding_length
+  int32_t n_layers = 0;         // num_hidden_layers / llama.block_count
+  int32_t n_heads = 0;          // num_attention_heads / llama.attention.head_count
+  int32_t n_kv_heads = 0;       // num_key_value_heads / llama.attention.head_count_kv (GQA)
+  int32_t head_dim = 0;         // head_dim / llama.attention.key_length (default dim / n_heads)
+  int32_t ffn_dim = 0;          // intermediate_size / llama.feed_forward_length
+  int32_t vocab = 0;            // vocab_size / tokenizer.ggml.tokens length
   float rope_theta = 10000.0f;  // rope_theta / llama.rope.freq_base
   float norm_eps = 1e-5f;       // rms_norm_eps / llama.attention.layer_norm_rms_epsilon
   int64_t max_context = 4096;   // max_position_embeddings / llama.context_length

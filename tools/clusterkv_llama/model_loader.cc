@@ -14,8 +14,7 @@ namespace {
 // Looks up every tensor `names` lists (lm_head/output optional) and converts it.
 template <typename FindFn>
 absl::Status FillTensors(std::vector<NamedTensor> named, const FindFn& find,
-                         const std::string& output_name, const std::string& path,
-                         LlamaWeights* w) {
+                         const std::string& output_name, const std::string& path, LlamaWeights* w) {
   for (NamedTensor& t : named) {
     const StoredTensor* stored = find(t.name);
     if (stored == nullptr) {
@@ -24,8 +23,7 @@ absl::Status FillTensors(std::vector<NamedTensor> named, const FindFn& find,
     ASSIGN_OR_RETURN(*t.data, ReadAsFloat(*stored, t.shape));
   }
   if (const StoredTensor* head = find(output_name); head != nullptr) {
-    ASSIGN_OR_RETURN(w->lm_head,
-                     ReadAsFloat(*head, {w->config.vocab, w->config.dim}));
+    ASSIGN_OR_RETURN(w->lm_head, ReadAsFloat(*head, {w->config.vocab, w->config.dim}));
   }
   return w->Validate();
 }
@@ -52,9 +50,8 @@ absl::string_view ModelFormatName(ModelFormat format) {
 absl::StatusOr<ModelFormat> FormatFromPath(absl::string_view path) {
   if (absl::EndsWith(path, ".gguf")) return ModelFormat::kGguf;
   if (absl::EndsWith(path, ".safetensors")) return ModelFormat::kSafetensors;
-  return absl::InvalidArgumentError(
-      absl::StrCat("cannot tell the model format of ", path,
-                   " (expected a .gguf or .safetensors file name)"));
+  return absl::InvalidArgumentError(absl::StrCat("cannot tell the model format of ", path,
+                                                 " (expected a .gguf or .safetensors file name)"));
 }
 
 std::string ConfigPathNextTo(absl::string_view model_path) {
@@ -95,8 +92,8 @@ absl::StatusOr<LlamaWeights> LoadSafetensorsModel(const std::string& path,
 absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufIndex& index) {
   ASSIGN_OR_RETURN(std::string arch, index.GetString("general.architecture"));
   if (arch != "llama") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "GGUF general.architecture is \"", arch, "\"; only \"llama\" is supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF general.architecture is \"", arch, "\"; only \"llama\" is supported"));
   }
   auto get_int = [&](const char* key) { return index.GetInt(absl::StrCat("llama.", key)); };
   auto get_float = [&](const char* key) { return index.GetFloat(absl::StrCat("llama.", key)); };
@@ -125,9 +122,9 @@ absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufIndex& index) {
                                       key_length.ok() ? *key_length : c.dim / c.n_heads));
   if (absl::StatusOr<int64_t> rope_dims = get_int("rope.dimension_count");
       rope_dims.ok() && *rope_dims != c.head_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "GGUF llama.rope.dimension_count = ", *rope_dims, " != head_dim ", c.head_dim,
-        " (partial rotary embeddings are not supported)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("GGUF llama.rope.dimension_count = ", *rope_dims, " != head_dim ", c.head_dim,
+                     " (partial rotary embeddings are not supported)"));
   }
   if (absl::StatusOr<double> theta = get_float("rope.freq_base"); theta.ok()) {
     c.rope_theta = static_cast<float>(*theta);
@@ -141,8 +138,8 @@ absl::StatusOr<LlamaConfig> ConfigFromGguf(const GgufIndex& index) {
     ASSIGN_OR_RETURN(c.vocab, narrow("vocab_size", *v));
   } else if (const GgufValue* tokens = index.Find("tokenizer.ggml.tokens");
              tokens != nullptr && tokens->type == GgufType::kArray) {
-    ASSIGN_OR_RETURN(c.vocab, narrow("tokenizer.ggml.tokens length",
-                                     static_cast<int64_t>(tokens->ArraySize())));
+    ASSIGN_OR_RETURN(
+        c.vocab, narrow("tokenizer.ggml.tokens length", static_cast<int64_t>(tokens->ArraySize())));
   } else {
     const StoredTensor* out = index.FindTensor("output.weight");
     if (out == nullptr) out = index.FindTensor("token_embd.weight");

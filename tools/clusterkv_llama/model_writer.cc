@@ -161,12 +161,10 @@ absl::Status WriteModel(const LlamaWeights& weights, const std::string& path, Mo
     md.emplace_back("general.alignment", GgufValue::Uint32(options.gguf_alignment));
   }
   md.emplace_back("general.file_type", GgufValue::Uint32(FileType(options.dtype)));
-  md.emplace_back("llama.context_length",
-                  GgufValue::Uint32(static_cast<uint32_t>(c.max_context)));
+  md.emplace_back("llama.context_length", GgufValue::Uint32(static_cast<uint32_t>(c.max_context)));
   md.emplace_back("llama.embedding_length", GgufValue::Uint32(static_cast<uint32_t>(c.dim)));
   md.emplace_back("llama.block_count", GgufValue::Uint32(static_cast<uint32_t>(c.n_layers)));
-  md.emplace_back("llama.feed_forward_length",
-                  GgufValue::Uint32(static_cast<uint32_t>(c.ffn_dim)));
+  md.emplace_back("llama.feed_forward_length", GgufValue::Uint32(static_cast<uint32_t>(c.ffn_dim)));
   md.emplace_back("llama.rope.dimension_count",
                   GgufValue::Uint32(static_cast<uint32_t>(c.head_dim)));
   md.emplace_back("llama.attention.head_count",

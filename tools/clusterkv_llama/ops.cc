@@ -26,8 +26,8 @@ float HorizontalSum(__m256 v) {
 
 // A tile of R rows of x against C rows of w: y[r, c] for r < R, c < C.
 template <int R, int C>
-void Tile(const float* x, int64_t x_stride, const float* w, int64_t w_stride, int64_t n,
-          float* y, int64_t y_stride) {
+void Tile(const float* x, int64_t x_stride, const float* w, int64_t w_stride, int64_t n, float* y,
+          int64_t y_stride) {
   int64_t i = 0;
   float acc[R][C] = {};
 #if CLUSTERKV_LLAMA_AVX2
@@ -59,9 +59,8 @@ void Tile(const float* x, int64_t x_stride, const float* w, int64_t w_stride, in
 
 }  // namespace
 
-void MatMulStrided(const float* x, int64_t x_stride, int64_t rows, const float* w,
-                   int64_t w_stride, int64_t out_features, int64_t n, float* y,
-                   int64_t y_stride) {
+void MatMulStrided(const float* x, int64_t x_stride, int64_t rows, const float* w, int64_t w_stride,
+                   int64_t out_features, int64_t n, float* y, int64_t y_stride) {
   constexpr int64_t kRowBlock = 64;  // weight rows per block: 64 x n floats stay in L2
   for (int64_t ob = 0; ob < out_features; ob += kRowBlock) {
     const int64_t oe = std::min(out_features, ob + kRowBlock);
@@ -71,14 +70,16 @@ void MatMulStrided(const float* x, int64_t x_stride, int64_t rows, const float* 
       const float* xr = x + r * x_stride;
       float* yr = y + r * y_stride;
       int64_t o = ob;
-      for (; o + 4 <= oe; o += 4) Tile<3, 4>(xr, x_stride, w + o * w_stride, w_stride, n, yr + o, y_stride);
+      for (; o + 4 <= oe; o += 4)
+        Tile<3, 4>(xr, x_stride, w + o * w_stride, w_stride, n, yr + o, y_stride);
       for (; o < oe; ++o) Tile<3, 1>(xr, x_stride, w + o * w_stride, w_stride, n, yr + o, y_stride);
     }
     for (; r < rows; ++r) {
       const float* xr = x + r * x_stride;
       float* yr = y + r * y_stride;
       int64_t o = ob;
-      for (; o + 4 <= oe; o += 4) Tile<1, 4>(xr, x_stride, w + o * w_stride, w_stride, n, yr + o, y_stride);
+      for (; o + 4 <= oe; o += 4)
+        Tile<1, 4>(xr, x_stride, w + o * w_stride, w_stride, n, yr + o, y_stride);
       for (; o < oe; ++o) Tile<1, 1>(xr, x_stride, w + o * w_stride, w_stride, n, yr + o, y_stride);
     }
   }
@@ -101,8 +102,8 @@ float Dot(const float* a, const float* b, int64_t n) {
   return out;
 }
 
-void MatMul(const float* x, int64_t rows, const float* w, int64_t out_features,
-            int64_t in_features, float* y, int threads) {
+void MatMul(const float* x, int64_t rows, const float* w, int64_t out_features, int64_t in_features,
+            float* y, int threads) {
   // Split the output features; small products run inline (thread start-up would dominate).
   const int64_t work = rows * out_features * in_features;
   const int use = work < (int64_t{1} << 16) ? 1 : threads;

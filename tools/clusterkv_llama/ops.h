@@ -17,16 +17,16 @@ float Dot(const float* a, const float* b, int64_t n);
 
 // Single-threaded strided form: y[r*y_stride + o] = sum_{i<n} x[r*x_stride + i] *
 // w[o*w_stride + i] for r < rows, o < out_features.
-void MatMulStrided(const float* x, int64_t x_stride, int64_t rows, const float* w,
-                   int64_t w_stride, int64_t out_features, int64_t n, float* y, int64_t y_stride);
+void MatMulStrided(const float* x, int64_t x_stride, int64_t rows, const float* w, int64_t w_stride,
+                   int64_t out_features, int64_t n, float* y, int64_t y_stride);
 
 // y[i] += a * x[i].
 void Axpy(float a, const float* x, float* y, int64_t n);
 
 // y[r, o] = sum_i x[r, i] * w[o, i] for r < rows, o < out_features: x is [rows, in] row-major,
 // w is [out, in] (PyTorch's Linear weight), y is [rows, out]. rows == 1 is the decode matvec.
-void MatMul(const float* x, int64_t rows, const float* w, int64_t out_features,
-            int64_t in_features, float* y, int threads);
+void MatMul(const float* x, int64_t rows, const float* w, int64_t out_features, int64_t in_features,
+            float* y, int threads);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]; out may alias x.
 void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);

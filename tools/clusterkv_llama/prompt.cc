@@ -49,8 +49,7 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenList(absl::string_view text, int3
 
 absl::StatusOr<std::vector<int32_t>> SyntheticPrompt(const SyntheticPromptOptions& o,
                                                      int32_t vocab) {
-  if (o.length < 1 || o.topics < 1 || o.topic_tokens < 1 || !(o.segment_mean >= 1.0) ||
-      vocab < 1) {
+  if (o.length < 1 || o.topics < 1 || o.topic_tokens < 1 || !(o.segment_mean >= 1.0) || vocab < 1) {
     return absl::InvalidArgumentError("synthetic prompt: sizes must be positive");
   }
   Rng rng(o.seed);
@@ -62,7 +61,8 @@ absl::StatusOr<std::vector<int32_t>> SyntheticPrompt(const SyntheticPromptOption
   // Zipf(1) cumulative weights over a topic's ranks.
   std::vector<double> cumulative(static_cast<size_t>(per_topic));
   double sum = 0;
-  for (int32_t r = 0; r < per_topic; ++r) cumulative[static_cast<size_t>(r)] = (sum += 1.0 / (r + 1));
+  for (int32_t r = 0; r < per_topic; ++r)
+    cumulative[static_cast<size_t>(r)] = (sum += 1.0 / (r + 1));
   std::vector<int32_t> out;
   out.reserve(static_cast<size_t>(o.length));
   const double p_end = 1.0 / o.segment_mean;  // geometric segment lengths

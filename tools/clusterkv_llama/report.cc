@@ -32,7 +32,8 @@ double Mean(const std::vector<double>& v) {
 
 // Per-step means of the breakdown, in ms (StepStats are summed over layers and steps).
 struct Breakdown {
-  double step_p50, step_p99, paired_p50, paired_p99, paired_attention, dense, attention, append, score, select, fetch, attend;
+  double step_p50, step_p99, paired_p50, paired_p99, paired_attention, dense, attention, append,
+      score, select, fetch, attend;
   double fetched_kib, attended_per_head;
 };
 
@@ -95,20 +96,19 @@ void PrintTable(const ComparisonResult& result, const ReportContext& ctx, std::o
   out << "per decode step (all layers), ms: step = dense + attention; attention = append + score"
          " + select + fetch + attend (+ overhead); full_p50 = full attention timed in the same "
          "loop\n";
-  out << absl::StreamFormat("%-16s %8s %8s %8s %8s %8s %7s %7s %7s %7s %7s %9s %6s %9s %7s %9s %9s\n",
-                            "variant", "step_p50", "step_p99", "full_p50", "dense", "attn",
-                            "append", "score",
-                            "select", "fetch", "attend", "tok/head", "hit", "fetch_KiB",
-                            "agree", "logit_max", "logit_rel");
+  out << absl::StreamFormat(
+      "%-16s %8s %8s %8s %8s %8s %7s %7s %7s %7s %7s %9s %6s %9s %7s %9s %9s\n", "variant",
+      "step_p50", "step_p99", "full_p50", "dense", "attn", "append", "score", "select", "fetch",
+      "attend", "tok/head", "hit", "fetch_KiB", "agree", "logit_max", "logit_rel");
   auto row = [&](const VariantResult& r) {
     const Breakdown b = Summarize(r, ctx);
     const bool full = r.budget == 0;
     out << absl::StreamFormat(
         "%-16s %8.2f %8.2f %8s %8.2f %8.2f %7.2f %7s %7s %7s %7.2f %9.0f %6s %9s %7.3f %9.4f "
         "%9.5f\n",
-        r.name, b.step_p50, b.step_p99, full ? "-" : absl::StrFormat("%.2f", b.paired_p50),
-        b.dense, b.attention, b.append,
-        full ? "-" : absl::StrFormat("%.2f", b.score), full ? "-" : absl::StrFormat("%.2f", b.select),
+        r.name, b.step_p50, b.step_p99, full ? "-" : absl::StrFormat("%.2f", b.paired_p50), b.dense,
+        b.attention, b.append, full ? "-" : absl::StrFormat("%.2f", b.score),
+        full ? "-" : absl::StrFormat("%.2f", b.select),
         full ? "-" : absl::StrFormat("%.2f", b.fetch), b.attend, b.attended_per_head,
         full ? "-" : absl::StrFormat("%.2f", r.cache_hit_rate),
         full ? "-" : absl::StrFormat("%.0f", b.fetched_kib), r.token_agreement, r.logit_max_abs,

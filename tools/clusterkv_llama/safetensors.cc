@@ -70,8 +70,8 @@ absl::StatusOr<StoredTensor> ParseEntry(const std::string& name, const Json& e,
   const uint64_t begin = (*offsets_it)[0].get<uint64_t>();
   const uint64_t end = (*offsets_it)[1].get<uint64_t>();
   if (begin > end || end > buffer.size()) {
-    return Bad(name, absl::StrCat("data_offsets [", begin, ", ", end,
-                                  ") leave the data buffer of ", buffer.size(), " bytes"));
+    return Bad(name, absl::StrCat("data_offsets [", begin, ", ", end, ") leave the data buffer of ",
+                                  buffer.size(), " bytes"));
   }
   const int64_t esize = t.dtype != StoredDType::kUnsupported
                             ? static_cast<int64_t>(StoredDTypeSize(t.dtype))
@@ -134,8 +134,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   ASSIGN_OR_RETURN(std::unique_ptr<internal::MappedFile> file, internal::MappedFile::Open(path));
   absl::StatusOr<SafetensorsIndex> index = ParseSafetensors(file->bytes());
   if (!index.ok()) {
-    return absl::Status(index.status().code(),
-                        absl::StrCat(path, ": ", index.status().message()));
+    return absl::Status(index.status().code(), absl::StrCat(path, ": ", index.status().message()));
   }
   return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(std::move(file), *std::move(index)));
 }

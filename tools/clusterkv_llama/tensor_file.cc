@@ -73,8 +73,8 @@ absl::StatusOr<std::vector<float>> ReadAsFloat(const StoredTensor& t,
   const int64_t n = t.NumElements();
   // The readers already checked bytes.size() == n * element size; re-check what we rely on.
   if (static_cast<int64_t>(t.bytes.size()) != n * static_cast<int64_t>(StoredDTypeSize(t.dtype))) {
-    return absl::DataLossError(absl::StrCat("tensor ", t.name, " holds ", t.bytes.size(),
-                                            " bytes for ", n, " elements"));
+    return absl::DataLossError(
+        absl::StrCat("tensor ", t.name, " holds ", t.bytes.size(), " bytes for ", n, " elements"));
   }
   std::vector<float> out(static_cast<size_t>(n));
   const DType core_dtype = t.dtype == StoredDType::kF32   ? DType::kFloat32

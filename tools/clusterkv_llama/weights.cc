@@ -79,16 +79,16 @@ std::vector<float> PermuteQkToRotateHalf(const std::vector<float>& w, int32_t n_
 absl::Status LlamaWeights::Validate() const {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   if (static_cast<int32_t>(layers.size()) != config.n_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("weights hold ", layers.size(),
-                                                   " layers, config says ", config.n_layers));
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights hold ", layers.size(), " layers, config says ", config.n_layers));
   }
   const LlamaConfig& c = config;
   auto check = [](const std::vector<float>& v, int64_t want, absl::string_view what,
                   int64_t layer) -> absl::Status {
     if (static_cast<int64_t>(v.size()) == want) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(
-        "tensor ", what, layer >= 0 ? absl::StrCat(" of layer ", layer) : std::string(),
-        " holds ", v.size(), " values, expected ", want));
+        "tensor ", what, layer >= 0 ? absl::StrCat(" of layer ", layer) : std::string(), " holds ",
+        v.size(), " values, expected ", want));
   };
   absl::Status s;
   if (!(s = check(embed, int64_t{c.vocab} * c.dim, "embed", -1)).ok()) return s;

@@ -47,7 +47,7 @@ struct LayerWeights {
 struct LlamaWeights {
   LlamaConfig config;
   RopeStyle rope_style = RopeStyle::kRotateHalf;
-  std::vector<float> embed;       // [vocab, dim]
+  std::vector<float> embed;  // [vocab, dim]
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [dim]
   std::vector<float> lm_head;     // [vocab, dim]; empty = tied to embed

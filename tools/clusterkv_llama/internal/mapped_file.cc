@@ -40,12 +40,9 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
   if (map == MAP_FAILED) {
     return absl::UnavailableError(absl::StrCat("cannot map ", path, ": ", std::strerror(err)));
   }
-  return std::unique_ptr<MappedFile>(
-      new MappedFile(path, static_cast<const uint8_t*>(map), size));
+  return std::unique_ptr<MappedFile>(new MappedFile(path, static_cast<const uint8_t*>(map), size));
 }
 
-MappedFile::~MappedFile() {
-  munmap(const_cast<uint8_t*>(data_), size_);
-}
+MappedFile::~MappedFile() { munmap(const_cast<uint8_t*>(data_), size_); }
 
 }  // namespace clusterkv::llama::internal
