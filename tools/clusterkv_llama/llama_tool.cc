@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -191,6 +192,18 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
     ctx.params["seed"] = o.random.seed;
   }
   PrintTable(*result, ctx, out);
+  // The start of full attention's greedy continuation, as strings when the file has them.
+  out << "greedy continuation (full attention):";
+  const size_t shown = std::min<size_t>(result->greedy_tokens.size(), 16);
+  for (size_t i = 0; i < shown; ++i) {
+    const int32_t t = result->greedy_tokens[i];
+    if (weights.token_strings.empty()) {
+      out << " " << t;
+    } else {
+      out << " " << t << ":\"" << weights.token_strings[static_cast<size_t>(t)] << "\"";
+    }
+  }
+  out << (shown < result->greedy_tokens.size() ? " ...\n" : "\n");
   if (!o.json_path.empty()) {
     RETURN_IF_ERROR(WriteReportJson(*result, ctx, o.json_path));
     out << "wrote " << o.json_path << "\n";
