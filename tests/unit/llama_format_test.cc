@@ -475,6 +475,15 @@ TEST(LlamaConfigTest, ParsesHfConfigsAndRejectsBadOnes) {
   EXPECT_EQ(mha.n_kv_heads, 4);
   EXPECT_EQ(mha.head_dim, 16);
   EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson("not json").status()));
+  // Wrongly typed fields are errors, not exceptions.
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson(R"({"hidden_size": "64",
+      "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+      "vocab_size": 10})")
+                                          .status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson(R"({"hidden_size": 64,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+      "vocab_size": 10, "rope_scaling": {"rope_type": 5, "factor": "x"}})")
+                                          .status()));
   EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson(R"({"hidden_size": 64})").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(ParseHfConfigJson(R"({"hidden_size": 64,
       "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 3,

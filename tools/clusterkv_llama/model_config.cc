@@ -179,7 +179,11 @@ absl::StatusOr<LlamaConfig> ParseHfConfigJson(absl::string_view json_text) {
   }
   if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return absl::InvalidArgumentError("config.json: bad rope_scaling");
-    std::string type = it->value("rope_type", it->value("type", std::string()));
+    std::string type;
+    for (const char* key : {"type", "rope_type"}) {  // transformers writes either name
+      auto t = it->find(key);
+      if (t != it->end() && t->is_string()) type = t->get<std::string>();
+    }
     if (type != "llama3") {
       return absl::InvalidArgumentError(absl::StrCat("config.json: rope_scaling type \"", type,
                                                      "\" is not supported (only \"llama3\")"));

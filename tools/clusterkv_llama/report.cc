@@ -203,7 +203,8 @@ absl::Status WriteReportJson(const ComparisonResult& result, const ReportContext
                              const std::string& path) {
   std::ofstream f(path, std::ios::trunc);
   if (!f) return absl::UnavailableError(absl::StrCat("cannot create ", path));
-  f << ReportJson(result, ctx).dump(2) << "\n";
+  // Replace invalid UTF-8 (e.g. in a model path) rather than throwing.
+  f << ReportJson(result, ctx).dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
   f.close();
   if (!f) return absl::UnavailableError(absl::StrCat("cannot write ", path));
   return absl::OkStatus();

@@ -161,7 +161,7 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
                       {"data_offsets", {offset, offset + t.bytes.size()}}};
     offset += t.bytes.size();
   }
-  std::string text = header.dump();
+  std::string text = header.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   while (text.size() % 8 != 0) text.push_back(' ');
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return absl::UnavailableError(absl::StrCat("cannot create ", path));
