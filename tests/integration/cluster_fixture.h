@@ -24,7 +24,7 @@
 #include "server/cluster/directory.h"
 #include "server/cluster/etcd_client.h"
 #include "tests/integration/daemon_fixture.h"
-#include "tests/testing/etcd_process.h"
+#include "server/cluster/testing/etcd_process.h"
 
 namespace clusterkv::testing {
 
@@ -174,7 +174,7 @@ class ClusterBench {
  private:
   ScratchDir files_;
   ClusterBenchOptions options_;
-  EtcdProcess etcd_;
+  server::cluster::EtcdProcess etcd_;
   std::string cluster_name_;
   std::unique_ptr<server::cluster::ClusterKeys> keys_;
   std::unique_ptr<server::cluster::EtcdClient> etcd_client_;

@@ -12,12 +12,12 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "server/cluster/etcd_client.h"
-#include "tests/testing/etcd_process.h"
+#include "server/cluster/testing/etcd_process.h"
 
 namespace clusterkv::server::cluster {
 namespace {
 
-using ::clusterkv::testing::EtcdProcess;
+
 
 class EtcdClientTest : public ::testing::Test {
  protected:
@@ -221,7 +221,7 @@ TEST_F(EtcdClientTest, ALeaseNotKeptAliveExpiresWithItsKeys) {
 }
 
 TEST(EtcdClientErrorsTest, UnreachableEtcdIsUnavailable) {
-  const int port = ::clusterkv::testing::PickFreePort();  // nothing listens there
+  const int port = PickFreePort();  // nothing listens there
   absl::StatusOr<std::unique_ptr<EtcdTransport>> t = MakeHttpEtcdTransport(
       {absl::StrCat("http://127.0.0.1:", port), absl::Milliseconds(500), absl::Seconds(1)});
   ASSERT_TRUE(t.ok());

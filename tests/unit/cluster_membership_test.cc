@@ -16,12 +16,12 @@
 #include "gtest/gtest.h"
 #include "server/cluster/directory.h"
 #include "server/cluster/membership.h"
-#include "tests/testing/etcd_process.h"
+#include "server/cluster/testing/etcd_process.h"
 
 namespace clusterkv::server::cluster {
 namespace {
 
-using ::clusterkv::testing::EtcdProcess;
+
 
 class FakeClock final : public Clock {
  public:

@@ -12,6 +12,9 @@
 //           raw RocksDB with the same BlobDB options, and eviction throughput vs raw puts.
 //   soak    N concurrent clients looping open / put / fetch / close against a real clusterkvd:
 //           requests/s and p50/p99 per operation vs the same loop from 1 client.
+//   remote  cluster mode (issue 10): recall through a node that does not own the sequence
+//           (cold: pulled from the owner; warm: from its read-only copy) vs recall from the
+//           owner, with a real etcd and two clusterkvd (remote_bench.cc).
 //
 // Example:
 //   BenchOptions opt;
@@ -122,6 +125,18 @@ struct SoakBenchConfig {
   double call_timeout_s = 60;  // deadline of each gRPC call
 };
 
+// Cluster mode (issue 10): etcd + two clusterkvd in one cluster.
+struct RemoteBenchConfig {
+  std::vector<int64_t> block_bytes = {int64_t{64} << 10, int64_t{256} << 10, int64_t{1} << 20};
+  int32_t clusters_per_request = 32;
+  // Bytes of the fresh sequence stored, then recalled (local, remote cold, remote warm), per
+  // block size and pass.
+  int64_t pass_bytes = int64_t{32} << 20;
+  int64_t host_capacity_mib = 1024;  // per daemon; raised to hold everything twice
+  bool peer_tls = true;              // TLS between the daemons (needs /usr/bin/openssl)
+  double call_timeout_s = 60;
+};
+
 // Options shared by every subcommand plus each subcommand's own settings.
 struct BenchOptions {
   std::string json_path;  // empty: table only
@@ -140,6 +155,7 @@ struct BenchOptions {
   FetchBenchConfig fetch;
   E2eBenchConfig e2e;
   SoakBenchConfig soak;
+  RemoteBenchConfig remote;  // issue 10
 };
 
 // Shrinks every size in `options` to a smoke-test scale (seconds in total).
@@ -156,6 +172,8 @@ absl::Status RunFetchBench(const BenchOptions& options);
 absl::Status RunE2eBench(const BenchOptions& options);
 // Also Internal when a call fails with anything but the expected NOT_FOUND.
 absl::Status RunSoakBench(const BenchOptions& options);
+// Also Unavailable when etcd or a clusterkvd does not start; DataLoss for a wrong block.
+absl::Status RunRemoteBench(const BenchOptions& options);
 
 // The whole command-line tool (flags, subcommand dispatch, --help); returns the exit code:
 // 0 success, 1 a benchmark failed, 2 usage error (no or unknown subcommand).

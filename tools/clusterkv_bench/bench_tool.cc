@@ -133,6 +133,18 @@ ABSL_FLAG(int32_t, soak_clusters_per_head, 2,
 ABSL_FLAG(int32_t, soak_tokens, 64, "Tokens per block.");
 ABSL_FLAG(int64_t, soak_host_mib, 256, "Host tier of the daemon, MiB.");
 
+// ---- remote (cluster mode, issue 10) -------------------------------------------------------
+ABSL_FLAG(std::string, remote_block_bytes, "65536,262144,1048576",
+          "Comma-separated target block sizes (whole tokens, head_dim 128, fp16).");
+ABSL_FLAG(int32_t, remote_clusters_per_request, 32, "Clusters per FetchClusters request.");
+ABSL_FLAG(int64_t, remote_pass_bytes, int64_t{32} << 20,
+          "Bytes of the fresh sequence stored and recalled (local, cold, warm) per size and pass.");
+ABSL_FLAG(int64_t, remote_host_mib, 1024,
+          "Host tier of each daemon, MiB (raised to hold every pass twice over).");
+ABSL_FLAG(bool, remote_peer_tls, true,
+          "TLS between the daemons (a self-signed certificate from /usr/bin/openssl); false or "
+          "no openssl: plaintext loopback TCP.");
+
 namespace clusterkv::bench {
 namespace {
 
@@ -210,6 +222,15 @@ const std::vector<Subcommand>& Subcommands() {
        {"daemon", "daemon_dir", "soak_clients", "soak_iterations", "soak_warmup_iterations",
         "soak_clusters_per_head", "soak_tokens", "soak_host_mib"},
        &RunSoakBench},
+      {"remote",
+       "Cluster mode: a real etcd and two clusterkvd in one cluster; a fresh sequence per pass "
+       "stored through node 1 (its owner), then every block recalled once through node 1 "
+       "(local, the baseline) and twice through node 2 (remote_cold: pulled from node 1 over "
+       "gRPC/TLS into node 2's read-only copy; remote_warm: from that copy). Bandwidth ratio "
+       "remote / local and per-request latency ratio local / remote, p50/p99 per request.",
+       {"daemon", "daemon_dir", "remote_block_bytes", "remote_clusters_per_request",
+        "remote_pass_bytes", "remote_host_mib", "remote_peer_tls"},
+       &RunRemoteBench},
   };
   return *subs;
 }
@@ -355,6 +376,13 @@ absl::StatusOr<BenchOptions> OptionsFromFlags() {
   o.soak.tokens_per_block = absl::GetFlag(FLAGS_soak_tokens);
   o.soak.host_capacity_mib = absl::GetFlag(FLAGS_soak_host_mib);
 
+  ASSIGN_OR_RETURN(o.remote.block_bytes,
+                   ParseList<int64_t>("remote_block_bytes", absl::GetFlag(FLAGS_remote_block_bytes)));
+  o.remote.clusters_per_request = absl::GetFlag(FLAGS_remote_clusters_per_request);
+  o.remote.pass_bytes = absl::GetFlag(FLAGS_remote_pass_bytes);
+  o.remote.host_capacity_mib = absl::GetFlag(FLAGS_remote_host_mib);
+  o.remote.peer_tls = absl::GetFlag(FLAGS_remote_peer_tls);
+
   if (o.quick) ApplyQuick(o);
   return o;
 }
@@ -396,6 +424,9 @@ void ApplyQuick(BenchOptions& options) {
   options.soak.clients = std::min(options.soak.clients, 4);
   options.soak.iterations = std::min(options.soak.iterations, 10);
   options.soak.warmup_iterations = std::min(options.soak.warmup_iterations, 2);
+  options.remote.pass_bytes = int64_t{2} << 20;
+  options.remote.clusters_per_request = 8;
+  options.remote.host_capacity_mib = 128;
 }
 
 int BenchToolMain(int argc, char** argv) {
@@ -422,7 +453,8 @@ int BenchToolMain(int argc, char** argv) {
     }
   }
   absl::SetProgramUsageMessage(
-      "ClusterKV benchmarks. Usage: clusterkv_bench <kmeans|select|decode|storage|fetch|e2e|soak> "
+      "ClusterKV benchmarks. Usage: clusterkv_bench "
+      "<kmeans|select|decode|storage|fetch|e2e|soak|remote> "
       "[flags]; "
       "clusterkv_bench --help");
   std::vector<char*> positional =

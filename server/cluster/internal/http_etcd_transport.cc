@@ -89,6 +89,7 @@ class HttpEtcdTransport final : public EtcdTransport {
     c->set_write_timeout(micros(options_.request_timeout) / 1000000,
                          micros(options_.request_timeout) % 1000000);
     c->set_keep_alive(true);
+    c->set_tcp_nodelay(true);  // headers and body go in separate writes: no Nagle delay
     return c;
   }
 

@@ -1,4 +1,4 @@
-#include "tests/testing/etcd_process.h"
+#include "server/cluster/testing/etcd_process.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 #include "absl/time/clock.h"
 #include "server/cluster/etcd_client.h"
 
-namespace clusterkv::testing {
+namespace clusterkv::server::cluster {
 namespace {
 
 pid_t SpawnEtcd(const std::vector<std::string>& args, const std::string& log_path) {
@@ -120,11 +120,11 @@ absl::Status EtcdProcess::StartOnce(absl::Duration timeout) {
                    dir_ + "/etcd.log");
   if (pid_ < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
   // Ready when a request through the gateway succeeds; bounded by the deadline.
-  absl::StatusOr<std::unique_ptr<server::cluster::EtcdTransport>> transport =
-      server::cluster::MakeHttpEtcdTransport(
+  absl::StatusOr<std::unique_ptr<EtcdTransport>> transport =
+      MakeHttpEtcdTransport(
           {endpoint_, absl::Milliseconds(200), absl::Seconds(2)});
   if (!transport.ok()) return transport.status();
-  server::cluster::EtcdClient client(*std::move(transport));
+  EtcdClient client(*std::move(transport));
   const absl::Time deadline = absl::Now() + timeout;
   absl::Status probe;
   while (absl::Now() < deadline) {
@@ -142,4 +142,4 @@ absl::Status EtcdProcess::StartOnce(absl::Duration timeout) {
       absl::StrCat("etcd did not serve within ", absl::FormatDuration(timeout), ": ", probe.message()));
 }
 
-}  // namespace clusterkv::testing
+}  // namespace clusterkv::server::cluster

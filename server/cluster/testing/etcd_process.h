@@ -1,15 +1,16 @@
-// EtcdProcess: a real etcd (Debian's /usr/bin/etcd) for cluster-mode tests, a single member on
+// EtcdProcess: a real etcd (Debian's /usr/bin/etcd) for cluster-mode tests and benchmarks
+// (clusterkv_bench remote), a single member on
 // free loopback ports with its data in a fresh temporary directory (removed afterwards).
 // Start() returns once etcd answers a request through its JSON gateway (bounded by a
-// deadline); the destructor kills it (SIGKILL) and removes the directory. Like DaemonProcess,
-// start it from a long-lived thread: the child dies with that thread (PR_SET_PDEATHSIG).
+// deadline); the destructor kills it (SIGKILL) and removes the directory. Start it from a
+// long-lived thread: the child dies with that thread (PR_SET_PDEATHSIG).
 //
 // Example:
 //   EtcdProcess etcd;
 //   ASSERT_OK(etcd.Start());
 //   ... --cluster_etcd=etcd.endpoint() ...
-#ifndef CLUSTERKV_TESTS_TESTING_ETCD_PROCESS_H_
-#define CLUSTERKV_TESTS_TESTING_ETCD_PROCESS_H_
+#ifndef CLUSTERKV_SERVER_CLUSTER_TESTING_ETCD_PROCESS_H_
+#define CLUSTERKV_SERVER_CLUSTER_TESTING_ETCD_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -18,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
-namespace clusterkv::testing {
+namespace clusterkv::server::cluster {
 
 inline constexpr char kEtcdBinary[] = "/usr/bin/etcd";
 
@@ -51,6 +52,6 @@ class EtcdProcess {
   std::string endpoint_;
 };
 
-}  // namespace clusterkv::testing
+}  // namespace clusterkv::server::cluster
 
-#endif  // CLUSTERKV_TESTS_TESTING_ETCD_PROCESS_H_
+#endif  // CLUSTERKV_SERVER_CLUSTER_TESTING_ETCD_PROCESS_H_
