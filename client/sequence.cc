@@ -39,9 +39,13 @@ void AppendRows(const ConstMatrixView& m, int64_t begin, int64_t end, DType dtyp
   }
 }
 
+// Head-major ([heads][tokens][d]) and token-major ([tokens][heads][d], an engine's KV cache
+// layout) views are both accepted; what matters is that no two rows overlap.
 absl::Status CheckKv(const Tensor3View& t, const KvLayout& layout, absl::string_view what) {
+  const bool head_major = t.strides[1] >= t.dims[2] && t.strides[0] >= t.dims[1] * t.strides[1];
+  const bool token_major = t.strides[0] >= t.dims[2] && t.strides[1] >= t.dims[0] * t.strides[0];
   if (t.data == nullptr || t.dims[0] != layout.num_kv_heads || t.dims[2] != layout.head_dim ||
-      t.dims[1] < 1 || t.strides[1] < t.dims[2] || t.strides[0] < t.dims[1] * t.strides[1]) {
+      t.dims[1] < 1 || !(head_major || token_major)) {
     return absl::InvalidArgumentError(absl::StrCat(
         what, " must be [", layout.num_kv_heads, ", tokens >= 1, ", layout.head_dim,
         "] with non-overlapping strides, got [", t.dims[0], ", ", t.dims[1], ", ", t.dims[2], "]"));

@@ -125,7 +125,8 @@ class Sequence {
   ~Sequence();
 
   // Offloads the prompt of `layer`: keys and values [num_kv_heads, tokens, head_dim], any
-  // dtype (blocks are stored in the sequence dtype). Call once per layer, before any
+  // dtype (blocks are stored in the sequence dtype), head-major or token-major strides (an
+  // engine's [tokens, kv_heads, head_dim] cache is viewed without a copy). Call once per layer, before any
   // AppendToken of that layer. InvalidArgument: bad layer or shapes, NaN/Inf keys;
   // FailedPrecondition: the layer already holds tokens (also after a reopen); otherwise the
   // transport's status, in which case nothing of the layer is kept locally.

@@ -297,6 +297,47 @@ TEST_P(SequenceTest, AttendMatchesReferenceAndHitsTheCacheNextStep) {
   EXPECT_EQ(stats.hit_tokens, 0);
 }
 
+TEST_P(SequenceTest, TokenMajorPrefillViewsGiveTheSameResult) {
+  Prefill();
+  // The same K/V stored [tokens][kv_heads][d], as an engine's cache holds them, viewed
+  // without a copy.
+  std::vector<float> tk(keys_.size()), tv(values_.size());
+  for (int h = 0; h < kKvHeads; ++h) {
+    for (int t = 0; t < kTokens; ++t) {
+      for (int d = 0; d < kDim; ++d) {
+        tk[(static_cast<size_t>(t) * kKvHeads + h) * kDim + d] = keys_[(h * kTokens + t) * kDim + d];
+        tv[(static_cast<size_t>(t) * kKvHeads + h) * kDim + d] =
+            values_[(h * kTokens + t) * kDim + d];
+      }
+    }
+  }
+  auto view = [](const std::vector<float>& v) {
+    Tensor3View t(v.data(), DType::kFloat32, {kKvHeads, kTokens, kDim});
+    t.strides = {kDim, kKvHeads * kDim};
+    return t;
+  };
+  auto other = Sequence::Open(&fake_, "seq-2", layout_, TestOptions());
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE((*other)->OffloadPrefill(0, view(tk), view(tv)).ok());
+  ASSERT_TRUE((*other)->OffloadPrefill(1, view(tk), view(tv)).ok());
+  const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);
+  std::vector<float> want(q.size()), got(q.size());
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(want.data(), kQHeads, kDim))
+                  .ok());
+  ASSERT_TRUE((*other)->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                               MatrixView(got.data(), kQHeads, kDim))
+                  .ok());
+  EXPECT_EQ(got, want);
+  // Rows that overlap are refused.
+  Tensor3View overlapping = view(tk);
+  overlapping.strides = {kDim, kDim};
+  auto third = Sequence::Open(&fake_, "seq-3", layout_, TestOptions());
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ((*third)->OffloadPrefill(1, overlapping, overlapping).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(SequenceTest, DenseLayerIsFullAttention) {
   Prefill();
   const std::vector<float> q = Random(kQHeads * kDim, 4, DType::kFloat32);

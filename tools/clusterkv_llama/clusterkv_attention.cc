@@ -15,18 +15,6 @@ int64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
       .count();
 }
 
-// A contiguous fp32 [d0, d1, d2] copy of `t` in `buf`.
-Tensor3View HeadMajor(const Tensor3View& t, std::vector<float>* buf) {
-  buf->resize(static_cast<size_t>(t.dims[0] * t.dims[1] * t.dims[2]));
-  for (int64_t h = 0; h < t.dims[0]; ++h) {
-    const ConstMatrixView m = t.Slice(h);
-    for (int64_t r = 0; r < t.dims[1]; ++r) {
-      m.LoadRow(r, &(*buf)[static_cast<size_t>((h * t.dims[1] + r) * t.dims[2])]);
-    }
-  }
-  return Tensor3View(buf->data(), DType::kFloat32, t.dims);
-}
-
 }  // namespace
 
 ClusterKvBackend::ClusterKvBackend(std::string name, std::unique_ptr<client::Sequence> sequence)
@@ -34,15 +22,8 @@ ClusterKvBackend::ClusterKvBackend(std::string name, std::unique_ptr<client::Seq
 
 absl::Status ClusterKvBackend::LoadPrefill(int32_t layer, const Tensor3View& keys,
                                            const Tensor3View& values) {
-  // Sequence takes head-major tensors ([kv head][token][dim], heads apart by whole token
-  // ranges); the forward pass keeps token-major rows, so regroup them first when needed.
-  if (keys.strides[0] >= keys.dims[1] * keys.strides[1] &&
-      values.strides[0] >= values.dims[1] * values.strides[1]) {
-    return sequence_->OffloadPrefill(layer, keys, values);
-  }
-  std::vector<float> k, v;
-  const Tensor3View hk = HeadMajor(keys, &k), hv = HeadMajor(values, &v);
-  return sequence_->OffloadPrefill(layer, hk, hv);
+  // The forward pass keeps token-major rows; Sequence reads them in place.
+  return sequence_->OffloadPrefill(layer, keys, values);
 }
 
 absl::Status ClusterKvBackend::AppendAndAttend(int32_t layer, const float* q, const float* k,
