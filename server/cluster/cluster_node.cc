@@ -238,6 +238,7 @@ absl::StatusOr<PeerClient*> ClusterNode::Peer(const std::string& node, bool refr
 void ClusterNode::OnRefresh(const std::vector<NodeInfo>& nodes) {
   bool departed = false;
   bool scan = false;
+  bool sweep = false;
   {
     absl::MutexLock lock(&mu_);
     absl::flat_hash_map<std::string, std::string> now;
@@ -253,12 +254,38 @@ void ClusterNode::OnRefresh(const std::vector<NodeInfo>& nodes) {
       lease_losses_seen_ = losses;
       owned_.clear();
     }
-    scan = departed || ++rounds_ % 10 == 0;  // and now and then, for a missed departure
+    ++rounds_;
+    scan = departed || rounds_ % 10 == 0;  // and now and then, for a missed departure
+    sweep = rounds_ % 5 == 0;
   }
   if (deps_.metrics != nullptr) deps_.metrics->SetClusterNodes(static_cast<int64_t>(nodes.size()));
-  if (!scan) return;
-  absl::StatusOr<int> taken = TakeOverOrphans();
-  if (!taken.ok()) std::cerr << "clusterkvd: cluster take-over pass: " << taken.status() << "\n";
+  if (scan) {
+    absl::StatusOr<int> taken = TakeOverOrphans();
+    if (!taken.ok()) std::cerr << "clusterkvd: cluster take-over pass: " << taken.status() << "\n";
+  }
+  if (sweep) {
+    absl::StatusOr<int> swept = SweepCopies();
+    if (!swept.ok()) std::cerr << "clusterkvd: sweeping read-only copies: " << swept.status() << "\n";
+  }
+}
+
+absl::StatusOr<int> ClusterNode::SweepCopies() {
+  const std::vector<RemoteCache::Held> held = remote_cache_.List();
+  if (held.empty()) return 0;
+  ASSIGN_OR_RETURN(auto entries, directory_->List(""));
+  absl::flat_hash_map<SequenceKey, int64_t> incarnations;
+  for (const auto& [key, entry] : entries) incarnations[key] = entry.incarnation;
+  int dropped = 0;
+  for (const RemoteCache::Held& copy : held) {
+    auto it = incarnations.find(copy.key);
+    if (it != incarnations.end() && it->second == copy.incarnation) continue;
+    std::optional<SequenceKey> local = remote_cache_.ForgetIf(copy.key, copy.incarnation);
+    if (!local.has_value()) continue;  // replaced meanwhile by a newer incarnation's copy
+    const absl::Status s = deps_.store->DropSequence(*local);
+    if (!s.ok() && !absl::IsNotFound(s)) return s;
+    ++dropped;
+  }
+  return dropped;
 }
 
 absl::StatusOr<int> ClusterNode::TakeOverOrphans() {

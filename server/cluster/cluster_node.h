@@ -13,6 +13,8 @@
 //
 // Fail-over: after every keep-alive round that shows a node gone (its lease expired), each
 // replica of that node's sequences tries to take them over (Directory::TakeOver: one wins).
+// Every fifth round also drops read-only copies whose sequence the directory no longer lists
+// at the same incarnation.
 //
 // Thread-safe.
 #ifndef CLUSTERKV_SERVER_CLUSTER_CLUSTER_NODE_H_
@@ -126,6 +128,9 @@ class ClusterNode {
   // One fail-over pass (normally run after each keep-alive round): takes over the sequences
   // this node replicates whose owner is not live. Returns how many it took over.
   absl::StatusOr<int> TakeOverOrphans();
+  // Drops the read-only copies of sequences that were dropped, or dropped and created again,
+  // through other nodes (run every few keep-alive rounds). Returns how many it dropped.
+  absl::StatusOr<int> SweepCopies();
 
  private:
   ClusterNode(const ClusterOptions& options, Deps deps);

@@ -73,6 +73,23 @@ std::optional<SequenceKey> RemoteCache::Forget(const SequenceKey& key) {
   return cache_key;
 }
 
+std::optional<SequenceKey> RemoteCache::ForgetIf(const SequenceKey& key, int64_t incarnation) {
+  absl::MutexLock lock(&mu_);
+  auto it = copies_.find(key);
+  if (it == copies_.end() || it->second.incarnation != incarnation) return std::nullopt;
+  SequenceKey cache_key = it->second.cache_key;
+  copies_.erase(it);
+  return cache_key;
+}
+
+std::vector<RemoteCache::Held> RemoteCache::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Held> out;
+  out.reserve(copies_.size());
+  for (const auto& [key, copy] : copies_) out.push_back(Held{key, copy.incarnation});
+  return out;
+}
+
 size_t RemoteCache::size() const {
   absl::MutexLock lock(&mu_);
   return copies_.size();

@@ -49,6 +49,14 @@ class RemoteCache {
   void MarkCached(const SequenceKey& key, int64_t incarnation, const ClusterId& cluster);
   // Forgets the copy of `key`; returns its local key (to drop) when there was one.
   std::optional<SequenceKey> Forget(const SequenceKey& key);
+  // Forgets the copy of `key` only if it is of `incarnation`; returns its local key then.
+  std::optional<SequenceKey> ForgetIf(const SequenceKey& key, int64_t incarnation);
+  struct Held {
+    SequenceKey key;
+    int64_t incarnation = 0;
+  };
+  // Every copy held now.
+  std::vector<Held> List() const;
   size_t size() const;
 
  private:

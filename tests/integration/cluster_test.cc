@@ -156,6 +156,7 @@ TEST_F(ClusterTest, DropRemovesEveryCopyAndANewIncarnationIsNeverServedStale) {
   ASSERT_GRPC_OK(OpenSequence(n1, "s"));
   ASSERT_GRPC_OK(PutSequence(n1, "s", old_data, false));
   ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n3, "s", old_data.blocks));  // node 3 caches it
+  EXPECT_NE(Scrape(bench_.metrics_port(2)).find("tenant=\":cluster-cache\""), std::string::npos);
 
   v1::CloseSequenceRequest drop;
   drop.set_sequence_id("s");
@@ -167,6 +168,15 @@ TEST_F(ClusterTest, DropRemovesEveryCopyAndANewIncarnationIsNeverServedStale) {
     FetchResult gone = Fetch(*c, "s", RefsOf(old_data.blocks));
     EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::NOT_FOUND);
   }
+  // Node 3 held a read-only copy; the sweep of its keep-alive rounds drops it (its tenant
+  // disappears from node 3's store).
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        const std::string m = Scrape(bench_.metrics_port(2));
+        return !m.empty() && m.find("tenant=\":cluster-cache\"") == std::string::npos;
+      },
+      absl::Seconds(30)))
+      << "node 3 still holds a copy of the dropped sequence";
   // The same id again, other data, owned by node 2 now: node 3 must not serve its old copy.
   const SequenceData new_data = MakeSequenceData(/*seed=*/31, /*clusters=*/2, /*layers=*/1);
   ASSERT_GRPC_OK(OpenSequence(n2, "s"));
