@@ -18,6 +18,10 @@ if(TARGET clusterkv_test_daemon AND TARGET clusterkv_client)
   clusterkv_test(cluster_test integration ${CMAKE_CURRENT_LIST_DIR}/integration/cluster_test.cc
     LIBS clusterkv_test_daemon clusterkv_cluster_testing clusterkv_cluster clusterkv_client
          clusterkv_server_auth clusterkv_storage clusterkv_core PkgConfig::CLUSTERKV_HTTPLIB)
+  if(CLUSTERKV_UCX)  # the UCX data-plane client of a non-owning node
+    target_link_libraries(cluster_test PRIVATE clusterkv_ucx clusterkv_gpu clusterkv_proto)
+    target_compile_definitions(cluster_test PRIVATE CLUSTERKV_WITH_UCX=1)
+  endif()
   clusterkv_test(cluster_fault_test fault ${CMAKE_CURRENT_LIST_DIR}/fault/cluster_fault_test.cc
     LIBS clusterkv_test_daemon clusterkv_cluster_testing clusterkv_cluster clusterkv_storage
          clusterkv_core)

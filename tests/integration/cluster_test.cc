@@ -8,7 +8,8 @@
 //     id is never served from an old copy;
 //   - a node above its high watermark places new sequences on the least-loaded node;
 //   - tenants stay apart across nodes, with bearer tokens over TLS: tenant B through node 3
-//     cannot see tenant A's sequence owned by node 1.
+//     cannot see tenant A's sequence owned by node 1;
+//   - a UCX data-plane client of node 3 recalls node 1's sequence bit-exact (UCX builds).
 #include <httplib.h>
 
 #include <fstream>
@@ -21,6 +22,9 @@
 #include "gtest/gtest.h"
 #include "server/auth/credentials.h"
 #include "tests/integration/cluster_fixture.h"
+#if defined(CLUSTERKV_WITH_UCX)
+#include "tests/integration/ucx_test_util.h"
+#endif
 
 namespace clusterkv::testing {
 namespace {
@@ -293,6 +297,31 @@ TEST_F(ClusterTest, TenantBThroughNode3CannotReadTenantAsSequenceOnNode1) {
   ASSERT_NE(fake, nullptr);
   EXPECT_TRUE(absl::IsUnauthenticated(fake->Stats().status()));
 }
+
+#if defined(CLUSTERKV_WITH_UCX)
+TEST_F(ClusterTest, UcxClientOfNode3RecallsNode1sSequenceBitExact) {
+  ClusterBenchOptions options;
+  options.node_flags = {{}, {}, {"--ucx=true"}};  // node 3 serves the UCX data plane
+  ASSERT_NO_FATAL_FAILURE(StartCluster(options));
+  using namespace ucx_test;  // NOLINT: the UCX tests' vocabulary
+  ASSERT_TRUE(PutBlocks(bench_.node(0).target(), "tenant-a", "seq").ok());
+  ASSERT_EQ(bench_.Entry("tenant-a", "seq")->owner, "node-1");
+  absl::StatusOr<UcxClient> ucx = MakeUcxClient(bench_.node(2).target(), "tenant-a");
+  ASSERT_TRUE(ucx.ok()) << ucx.status();
+  ASSERT_TRUE(ucx->transport->Connect().ok());
+  for (int round = 0; round < 2; ++round) {  // cold (pulled from node 1), then from the copy
+    std::memset(ucx->transport->region_base(), 0, ucx->transport->region_bytes());
+    absl::StatusOr<std::vector<client::DirectFetchResult>> results =
+        ucx->transport->FetchInto("seq", Requests(kClusters));
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (const client::DirectFetchResult& r : *results) EXPECT_TRUE(r.status.ok()) << r.status;
+    EXPECT_TRUE(CheckSlots(*ucx->transport, "tenant-a", "seq", kClusters).ok()) << round;
+  }
+  const std::string m = Scrape(bench_.metrics_port(2));
+  EXPECT_EQ(MetricValue(m, "clusterkv_cluster_remote_misses_total"), kClusters);
+  EXPECT_EQ(MetricValue(m, "clusterkv_cluster_remote_hits_total"), kClusters);
+}
+#endif
 
 }  // namespace
 }  // namespace clusterkv::testing
