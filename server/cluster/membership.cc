@@ -1,6 +1,7 @@
 #include "server/cluster/membership.h"
 
 #include <algorithm>
+#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -123,6 +124,7 @@ void Membership::StartKeepAlive() {
 
 void Membership::KeepAliveLoop() {
   const absl::Duration interval = options_.lease_ttl / 3;
+  bool last_round_ok = true;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -130,7 +132,18 @@ void Membership::KeepAliveLoop() {
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval)) return;
     }
     const absl::Status s = Tick();
-    (void)s;  // the next round retries; lease_current() tells how stale the registration is
+    // The next round retries; lease_current() tells how stale the registration is. Logged on
+    // a change only, so an etcd outage is one line, not one per round.
+    if (s.ok() != last_round_ok) {
+      if (s.ok()) {
+        std::cerr << "clusterkvd: cluster membership of " << node_id() << " renewed again"
+                  << std::endl;
+      } else {
+        std::cerr << "clusterkvd: cluster membership of " << node_id()
+                  << " could not be renewed: " << s << std::endl;
+      }
+      last_round_ok = s.ok();
+    }
   }
 }
 

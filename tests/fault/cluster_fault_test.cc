@@ -4,7 +4,10 @@
 //     has expired its replica owns the sequence (an etcd transaction), takes new writes, and
 //     serves them bit-exact;
 //   - replication 1: a recall through node 3 answers UNAVAILABLE naming node-1; when node 1
-//     comes back (same data dir) its write-through sequence is served again.
+//     comes back (same data dir) its write-through sequence is served again;
+//   - etcd killed: the owner keeps serving its own sequences; other nodes' calls and new
+//     sequences are UNAVAILABLE (the directory cannot be read), and every daemon still stops
+//     cleanly.
 // All waits poll etcd or the daemons with a bounded deadline.
 #include <string>
 #include <vector>
@@ -120,6 +123,29 @@ TEST_F(ClusterFaultTest, WithoutReplicationADeadOwnerIsAClearUnavailable) {
   // Node 1 restarts on its data dir: its write-through blocks are served again.
   ASSERT_TRUE(bench_.StartNode(0).ok()) << bench_.node(0).output();
   ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n3, "s", data.blocks));
+}
+
+TEST_F(ClusterFaultTest, WithoutEtcdOwnersServeTheirOwnAndTheRestIsUnavailable) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(/*replication=*/1));
+  const KvCacheClient n1 = bench_.Client(0, "t");
+  const KvCacheClient n3 = bench_.Client(2, "t");
+  const SequenceData data = MakeSequenceData(/*seed=*/80, /*clusters=*/2, /*layers=*/1);
+  ASSERT_GRPC_OK(OpenSequence(n1, "s"));
+  ASSERT_GRPC_OK(PutSequence(n1, "s", data, /*write_through=*/false));
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n3, "s", data.blocks));
+
+  bench_.KillEtcd();
+  // Node 1 knows it owns "s" without asking etcd.
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n1, "s", data.blocks));
+  // Node 3 must check the directory before serving its copy: it cannot.
+  FetchResult remote = Fetch(n3, "s", {data.blocks[0].id()});
+  EXPECT_EQ(remote.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << remote.status.error_message();
+  EXPECT_TRUE(absl::StrContains(remote.status.error_message(), "etcd"))
+      << remote.status.error_message();
+  // No new sequence can be claimed.
+  const grpc::Status created = OpenSequence(n1, "new");
+  EXPECT_EQ(created.error_code(), grpc::StatusCode::UNAVAILABLE) << created.error_message();
 }
 
 }  // namespace

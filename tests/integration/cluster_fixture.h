@@ -160,6 +160,9 @@ class ClusterBench {
     return kv.ok() && kv->has_value();
   }
 
+  // Kills etcd (SIGKILL): the cluster's shared state becomes unreachable.
+  void KillEtcd() { etcd_.Kill(); }
+
   // Stops every running node cleanly; the exit statuses, for the caller to check.
   std::vector<int> StopAll() {
     std::vector<int> codes;
