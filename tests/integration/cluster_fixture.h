@@ -9,6 +9,9 @@
 #ifndef CLUSTERKV_TESTS_INTEGRATION_CLUSTER_FIXTURE_H_
 #define CLUSTERKV_TESTS_INTEGRATION_CLUSTER_FIXTURE_H_
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <memory>
