@@ -96,6 +96,21 @@ class TieredStore::State {
     --tenants[key.sequence.tenant].blocks;
     ++generation;
   }
+  // A pin of a settled host block (Pin, PinResident) and its release (Unpin, UnpinAll): pins
+  // keep it from eviction; every recall stamps it and the release moves it to the LRU front.
+  void TakePin(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    ++st.pins;
+    ++stats.host.hits;
+    st.last_recall = ++tick;
+  }
+  void ReleasePin(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    auto it = blocks.find(key);
+    if (it == blocks.end()) return;  // dropped while pinned
+    BlockState& st = it->second;
+    --st.pins;
+    st.last_recall = ++tick;
+    LruTouch(key, st);
+  }
   // Waits until `key` is not being filled, promoted or evicted; its state, or null when absent.
   BlockState* AwaitSettled(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     // Fast path (every recall of a settled block): one lookup, no Await.
@@ -133,53 +148,6 @@ class TieredStore::State {
   bool stopping ABSL_GUARDED_BY(mu) = false;
   std::thread evictor;
 };
-
-// ---- PinnedBlock -----------------------------------------------------------------------------
-
-PinnedBlock::PinnedBlock(PinnedBlock&& other) noexcept { *this = std::move(other); }
-
-PinnedBlock& PinnedBlock::operator=(PinnedBlock&& other) noexcept {
-  if (this != &other) {
-    Release();
-    store_ = std::exchange(other.store_, nullptr);
-    key_ = std::move(other.key_);
-    data_ = std::exchange(other.data_, nullptr);
-    size_ = std::exchange(other.size_, 0);
-    offset_ = std::exchange(other.offset_, 0);
-  }
-  return *this;
-}
-
-PinnedBlock::~PinnedBlock() { Release(); }
-
-void PinnedBlock::Release() {
-  if (store_ != nullptr) store_->Unpin(key_);
-  store_ = nullptr;
-  data_ = nullptr;
-}
-
-PinnedBlockSet::PinnedBlockSet(PinnedBlockSet&& other) noexcept { *this = std::move(other); }
-
-PinnedBlockSet& PinnedBlockSet::operator=(PinnedBlockSet&& other) noexcept {
-  if (this != &other) {
-    Release();
-    store_ = std::exchange(other.store_, nullptr);
-    sequence_ = std::move(other.sequence_);
-    clusters_ = std::move(other.clusters_);
-    entries_ = std::move(other.entries_);
-    num_pinned_ = std::exchange(other.num_pinned_, 0);
-  }
-  return *this;
-}
-
-PinnedBlockSet::~PinnedBlockSet() { Release(); }
-
-void PinnedBlockSet::Release() {
-  if (store_ != nullptr && num_pinned_ > 0) store_->UnpinAll(sequence_, clusters_, entries_);
-  store_ = nullptr;
-  num_pinned_ = 0;
-  for (Entry& e : entries_) e = Entry{};
-}
 
 // ---- Open / Close ----------------------------------------------------------------------------
 
@@ -537,9 +505,7 @@ absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
       if (found == nullptr) return NoBlockError(key);
       BlockState& st = *found;
       if (st.host) {
-        ++st.pins;
-        ++s.stats.host.hits;
-        st.last_recall = ++s.tick;
+        s.TakePin(st);
         PinnedBlock pin;
         pin.store_ = this;
         pin.key_ = key;
@@ -562,23 +528,22 @@ absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
 }
 
 PinnedBlockSet TieredStore::PinResident(const SequenceKey& sequence,
-                                       absl::Span<const ClusterId> clusters) {
+                                       std::vector<ClusterId> clusters) {
   PinnedBlockSet set;
   set.sequence_ = sequence;
-  set.clusters_.assign(clusters.begin(), clusters.end());
-  set.entries_.resize(clusters.size());
+  set.clusters_ = std::move(clusters);
+  const std::vector<ClusterId>& wanted = set.clusters_;
+  set.entries_.resize(wanted.size());
   State& s = *state_;
   BlockKey key{sequence, ClusterId{}};  // one key, its cluster rewritten: no string copies
   absl::MutexLock lock(&s.mu);
   if (s.closed) return set;
-  for (size_t i = 0; i < clusters.size(); ++i) {
-    key.cluster = clusters[i];
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    key.cluster = wanted[i];
     auto it = s.blocks.find(key);
     if (it == s.blocks.end() || it->second.busy || !it->second.host) continue;
     BlockState& st = it->second;
-    ++st.pins;
-    ++s.stats.host.hits;
-    st.last_recall = ++s.tick;
+    s.TakePin(st);
     set.entries_[i] = PinnedBlockSet::Entry{arena_->base() + st.host->offset, st.size};
     ++set.num_pinned_;
   }
@@ -594,24 +559,14 @@ void TieredStore::UnpinAll(const SequenceKey& sequence, absl::Span<const Cluster
   for (size_t i = 0; i < clusters.size(); ++i) {
     if (entries[i].data == nullptr) continue;
     key.cluster = clusters[i];
-    auto it = s.blocks.find(key);
-    if (it == s.blocks.end()) continue;
-    BlockState& st = it->second;
-    --st.pins;
-    st.last_recall = ++s.tick;
-    s.LruTouch(key, st);
+    s.ReleasePin(key);
   }
 }
 
 void TieredStore::Unpin(const BlockKey& key) {
   State& s = *state_;
   absl::MutexLock lock(&s.mu);
-  auto it = s.blocks.find(key);
-  if (it == s.blocks.end()) return;
-  BlockState& st = it->second;
-  --st.pins;
-  st.last_recall = ++s.tick;
-  s.LruTouch(key, st);
+  s.ReleasePin(key);
 }
 
 // ---- Eviction --------------------------------------------------------------------------------

@@ -38,6 +38,7 @@
 #include "storage/host_arena.h"
 #include "storage/index_record.h"
 #include "storage/key_codec.h"
+#include "storage/pinned_block.h"
 #include "storage/slab_allocator.h"
 #include "storage/ssd_tier.h"
 
@@ -92,58 +93,6 @@ using QuotaHook = std::function<absl::Status(const std::string& tenant, const Te
 
 class TieredStore;
 
-// A block held in the host tier for in-place reads (e.g. a UCX put from the arena); it cannot be
-// evicted or freed until the handle is destroyed. Move-only.
-class PinnedBlock {
- public:
-  PinnedBlock() = default;
-  PinnedBlock(PinnedBlock&& other) noexcept;
-  PinnedBlock& operator=(PinnedBlock&& other) noexcept;
-  ~PinnedBlock();
-
-  const uint8_t* data() const { return data_; }
-  uint64_t size() const { return size_; }
-  uint64_t arena_offset() const { return offset_; }
-
- private:
-  friend class TieredStore;
-  void Release();
-  TieredStore* store_ = nullptr;
-  BlockKey key_;
-  const uint8_t* data_ = nullptr;
-  uint64_t size_ = 0;
-  uint64_t offset_ = 0;
-};
-
-// Pins on several host-resident blocks of one sequence, taken together by
-// TieredStore::PinResident and released together (one store lock) when destroyed. Entry i is
-// the i-th requested cluster; an entry that was not pinned has data() == nullptr. Move-only.
-class PinnedBlockSet {
- public:
-  PinnedBlockSet() = default;
-  PinnedBlockSet(PinnedBlockSet&& other) noexcept;
-  PinnedBlockSet& operator=(PinnedBlockSet&& other) noexcept;
-  ~PinnedBlockSet();
-
-  size_t size() const { return entries_.size(); }
-  const uint8_t* data(size_t i) const { return entries_[i].data; }
-  uint64_t bytes(size_t i) const { return entries_[i].bytes; }
-  size_t num_pinned() const { return num_pinned_; }
-
- private:
-  friend class TieredStore;
-  struct Entry {
-    const uint8_t* data = nullptr;
-    uint64_t bytes = 0;
-  };
-  void Release();
-  TieredStore* store_ = nullptr;
-  SequenceKey sequence_;
-  std::vector<ClusterId> clusters_;
-  std::vector<Entry> entries_;
-  size_t num_pinned_ = 0;
-};
-
 class TieredStore {
  public:
   // Opens (or creates) the SSD tier at options.path, maps the host arena and rebuilds the block
@@ -186,7 +135,7 @@ class TieredStore {
   // Pins, under one lock, every block among `clusters` of `sequence` that is settled on the
   // host tier; the others (absent, SSD-only, being moved) are left for Pin(), which promotes
   // or waits. The recall path's batch form: one lock to take and one to release N pins.
-  PinnedBlockSet PinResident(const SequenceKey& sequence, absl::Span<const ClusterId> clusters);
+  PinnedBlockSet PinResident(const SequenceKey& sequence, std::vector<ClusterId> clusters);
 
   // One eviction pass down to the low watermark (the background thread runs the same).
   absl::Status EvictToLowWatermark();
