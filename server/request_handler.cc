@@ -484,7 +484,8 @@ std::vector<absl::Status> RequestHandler::FetchManyRetained(
   clusters.reserve(statuses.size());
   for (const v1::ClusterRef& ref : refs) clusters.push_back(rpc::FromProto(ref));
   // One holder for the batch: each block's sink gets an aliasing reference to it.
-  auto batch = std::make_shared<storage::PinnedBlockSet>(store_->PinResident(plan.key, clusters));
+  auto batch = std::make_shared<storage::PinnedBlockSet>(
+      store_->PinResident(plan.key, std::move(clusters)));
   for (int i = 0; i < refs.size(); ++i) {
     const size_t k = static_cast<size_t>(i);
     current = i;

@@ -111,19 +111,13 @@ class RequestHandler {
   virtual absl::StatusOr<FetchPlan> PrepareFetch(const CallContext& call,
                                                  const v1::FetchClustersRequest& request);
   absl::Status FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref, const BlockSink& sink);
-  // Like FetchOne, but the sink also receives `holder`, which keeps `block`'s bytes valid (the
-  // pin, or the temporary copy) for as long as the sink keeps a reference: a transport that
-  // writes asynchronously (UCX puts) releases it only when the write has completed.
-  using RetainingBlockSink = std::function<absl::Status(
-      const v1::ClusterRef& ref, int32_t num_tokens, absl::Span<const uint8_t> block,
-      std::shared_ptr<const void> holder)>;
-  absl::Status FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
-                                const RetainingBlockSink& sink);
-  // FetchOneRetained for every ref of `refs`, in order, with the host-resident blocks pinned
-  // as one batch (storage::TieredStore::PinResident: one store lock to pin them all, one to
-  // release them when the last holder goes) and the rest served one by one. `sink` gets the
-  // ref's index in `refs`. Returns each block's status; once `stop()` turns true after a
-  // block, the rest are left CANCELLED without being looked at.
+  // FetchOne for every ref of `refs`, in order, for transports that write asynchronously (UCX):
+  // the sink gets the ref's index in `refs` and `holder`, which keeps `block`'s bytes valid
+  // (the pin, or a temporary copy) for as long as the sink keeps a reference. Host-resident
+  // blocks are pinned as one batch (storage::TieredStore::PinResident: one store lock to pin
+  // them all, one to release them when the last holder goes), the rest one by one. Returns
+  // each block's status; once `stop()` turns true after a block, the rest are left CANCELLED
+  // without being looked at.
   using IndexedBlockSink = std::function<absl::Status(
       int index, int32_t num_tokens, absl::Span<const uint8_t> block,
       std::shared_ptr<const void> holder)>;
@@ -137,15 +131,6 @@ class RequestHandler {
 
   const HandlerOptions& options() const { return options_; }
 
- private:
-  // The part of FetchOneRetained after the block's bytes are held: size check, spans, sink,
-  // metrics. `start` is when the lookup began (metrics clock; unset without metrics).
-  absl::Status DeliverBlock(const FetchPlan& plan, const v1::ClusterRef& ref,
-                            absl::Span<const uint8_t> bytes, std::shared_ptr<const void> holder,
-                            absl::Time start, const RetainingBlockSink& sink);
-
- public:
-
   // Sequence TTL (issue 8): drops every sequence (of every tenant) not accessed for `ttl` and
   // returns how many it dropped. A sequence counts as accessed when it is opened or created or
   // any call finds it; one the handler has not seen since it started (e.g. after a restart) is
@@ -155,6 +140,19 @@ class RequestHandler {
   uint64_t expired_sequences() const;
 
  private:
+  // One block for FetchOne / FetchManyRetained; the sink also receives the holder of the
+  // block's bytes (see FetchManyRetained).
+  using RetainingBlockSink = std::function<absl::Status(
+      const v1::ClusterRef& ref, int32_t num_tokens, absl::Span<const uint8_t> block,
+      std::shared_ptr<const void> holder)>;
+  absl::Status FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
+                                const RetainingBlockSink& sink);
+  // The part of FetchOneRetained after the block's bytes are held: size check, spans, sink,
+  // metrics. `start` is when the lookup began (metrics clock; unset without metrics).
+  absl::Status DeliverBlock(const FetchPlan& plan, const v1::ClusterRef& ref,
+                            absl::Span<const uint8_t> bytes, std::shared_ptr<const void> holder,
+                            absl::Time start, const RetainingBlockSink& sink);
+
   // What the daemon keeps in memory per open sequence: the layout and, per head, the index
   // (loaded lazily from the store; needed for Select and to validate appends).
   struct Session {

@@ -12,12 +12,13 @@
 //
 // Threading: every UCX call runs on the progress thread. A fetch request is served on the
 // progress thread as well, after ucp_worker_progress returns: for host-resident blocks the work
-// is a pin plus a put at memcpy speed, cheaper than handing each block across threads. A block
-// that lives only on the SSD makes FetchOneRetained read RocksDB on this thread, which delays the other
-// sessions' requests by that read; a worker pool that posts its puts back to the progress
-// thread is the upgrade path if SSD recalls become common. All puts of a request are issued
-// before one flush; each block's pin (or temporary copy) is held (FetchOneRetained) until the
-// flush has completed its put.
+// is a batch pin plus, per block, a put at memcpy speed (or, for a same-host client whose
+// region is mapped here, a memcpy), cheaper than handing each block across threads. A block
+// that lives only on the SSD makes RequestHandler::FetchManyRetained read RocksDB on this
+// thread, which delays the other sessions' requests by that read; a worker pool that posts its
+// puts back to the progress thread is the upgrade path if SSD recalls become common. All puts
+// of a request are issued before one flush; each block's pin (or temporary copy) is held until
+// the flush has completed its put.
 //
 // Sessions: a session id is a random 64-bit capability handed to the client over its
 // authenticated control-plane call; a request names it, and the session's tenant is the one
