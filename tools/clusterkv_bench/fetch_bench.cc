@@ -193,6 +193,7 @@ struct Context {
   client::DataPlane* ucx = nullptr;  // the UCX data plane (null: no ucx row)
   uint8_t* ucx_base = nullptr;       // its registered region (the ucx row's destination ring)
   int64_t ucx_bytes = 0;
+  absl::Duration ucx_fetch_spin = absl::ZeroDuration();  // the client's completion spin (UcxTransportOptions)
 };
 
 // The `ucx` row: the same seeded requests as FetchInto into the registered region.
@@ -240,9 +241,10 @@ absl::Status MeasureUcx(Context& ctx, const BlockShape& shape, const Series& cop
   row.extra["transport"] =
       "UCX active-message request + daemon ucp_put into the client's UCP_MEM_MAP_ALLOCATE ring";
   row.extra["bytes_counted"] = "keys+values written per block (int32 positions skipped)";
-  row.extra["waiting"] =
-      "defaults: the client thread progresses its worker while it waits (fetch_spin 2 ms); "
-      "the daemon's progress thread polls 50 us after each event (--ucx_busy_poll_us)";
+  row.extra["waiting"] = absl::StrCat(
+      "defaults: the client thread progresses its worker while it waits (fetch_spin ",
+      absl::FormatDuration(ctx.ucx_fetch_spin),
+      "); the daemon's progress thread polls after each event (--ucx_busy_poll_us)");
   ctx.report.Add(std::move(row));
   return absl::OkStatus();
 }
@@ -402,6 +404,7 @@ absl::Status RunFetchBench(const BenchOptions& options) {
       ctx.ucx = ucx.get();
       ctx.ucx_base = ucx->region_base();
       ctx.ucx_bytes = static_cast<int64_t>(ucx->region_bytes());
+      ctx.ucx_fetch_spin = uo.fetch_spin;
     } else {
       std::cerr << "fetch: no ucx row: " << s.message() << "\n";
     }
