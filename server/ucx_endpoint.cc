@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "core/status_macros.h"
+#include "core/stream_copy.h"
 #include "core/ucx/progress_thread.h"
 #include "core/ucx/ucx_handles.h"
 #include "core/ucx/ucx_status.h"
@@ -350,10 +351,11 @@ class UcxDataPlane::Impl {
                                             uint64_t bytes, uint64_t remote) {
     if (bytes == 0) return nullptr;
     if (session.direct_base != nullptr) {
-      // Same host: the region is mapped here, so the block is one memcpy (the caller checked
-      // [remote, remote + bytes) against the region). Made visible before the completion
-      // message by the fence in Serve.
-      std::memcpy(session.direct_base + (remote - session.region_base), source, bytes);
+      // Same host: the region is mapped here, so the block is one copy (the caller checked
+      // [remote, remote + bytes) against the region). Streaming stores: this process never
+      // reads the client's cache memory back (D51). Visible before the completion message
+      // (StreamCopy fences; Serve's release fence orders the rest).
+      StreamCopy(session.direct_base + (remote - session.region_base), source, bytes);
       return nullptr;
     }
     ucp_request_param_t param;

@@ -1,9 +1,10 @@
 // Tests of core/: layout and config validation, ids, fp16/bf16 conversion, tensor views,
-// token ranges, ParallelFor and the status macros.
+// token ranges, ParallelFor, the status macros and StreamCopy.
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "core/config.h"
@@ -11,7 +12,9 @@
 #include "core/ids.h"
 #include "core/kv_layout.h"
 #include "core/parallel.h"
+#include "core/splitmix64.h"
 #include "core/status_macros.h"
+#include "core/stream_copy.h"
 #include "core/tensor_view.h"
 #include "core/token_range.h"
 #include "gtest/gtest.h"
@@ -202,6 +205,36 @@ TEST(StatusMacrosTest, PropagateErrorsAndValues) {
   EXPECT_TRUE(Quarter(8, &out).ok());
   EXPECT_EQ(out, 2);
   EXPECT_EQ(Quarter(6, &out).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Every size around the streaming threshold and chunk boundaries, at every destination and
+// source misalignment within a vector: the copy is bit-exact and writes nothing outside it.
+TEST(StreamCopyTest, BitExactAtEveryAlignmentAndSize) {
+  const std::vector<size_t> sizes = {0,    1,    31,   64,   127,  4095,  4096,  4097,
+                                     4159, 8192, 8193, 65536, 65537, 65532, 262131};
+  uint64_t state = 7;
+  std::vector<uint8_t> src(262144 + 64);
+  for (uint8_t& b : src) b = static_cast<uint8_t>(SplitMix64(state));
+  std::vector<uint8_t> dst(262144 + 128);
+  for (size_t n : sizes) {
+    for (size_t dst_off : {size_t{0}, size_t{1}, size_t{17}, size_t{31}, size_t{32}}) {
+      for (size_t src_off : {size_t{0}, size_t{3}, size_t{32}}) {
+        std::memset(dst.data(), 0xA5, dst.size());
+        StreamCopy(dst.data() + dst_off, src.data() + src_off, n);
+        ASSERT_EQ(std::memcmp(dst.data() + dst_off, src.data() + src_off, n), 0)
+            << "size " << n << " dst+" << dst_off << " src+" << src_off;
+        for (size_t i = 0; i < dst_off; ++i) ASSERT_EQ(dst[i], 0xA5) << "wrote before dst";
+        for (size_t i = dst_off + n; i < dst.size(); ++i) {
+          ASSERT_EQ(dst[i], 0xA5) << "wrote past the end, size " << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(StreamCopyTest, ReportsItsImplementation) {
+  const std::string kind = StreamCopyKind();
+  EXPECT_TRUE(kind == "avx2" || kind == "sse2" || kind == "memcpy") << kind;
 }
 
 }  // namespace

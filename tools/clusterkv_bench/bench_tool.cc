@@ -198,10 +198,12 @@ const std::vector<Subcommand>& Subcommands() {
         "storage_evict_block_bytes", "storage_cold_bytes"},
        &RunStorageBench},
       {"fetch",
-       "Recall of host-tier cluster blocks (16 KiB..1 MiB) from a real clusterkvd over gRPC "
-       "(FetchClusters of 32 random clusters a request, each block copied into a destination "
-       "ring) vs cold memcpy of the same bytes in GB/s, per-request p50/p99; plus "
-       "ucx_perftest ucp_put_bw on loopback as the peer figure for the coming UCX path.",
+       "Recall of host-tier cluster blocks (16 KiB..1 MiB) from a real clusterkvd, 32 random "
+       "clusters a request, over the UCX data plane (straight into the client's registered "
+       "ring) and over gRPC FetchClusters (each block copied into a destination ring), vs cold "
+       "memcpy of the same bytes in GB/s, per-request p50/p99; plus the same copies with "
+       "streaming stores (the daemon's copy) and ucx_perftest ucp_put_bw on loopback as the "
+       "peer figure.",
        {"daemon", "daemon_dir", "fetch_block_bytes", "fetch_clusters_per_request", "fetch_bytes",
         "fetch_cold_bytes", "fetch_host_mib", "fetch_ucx_perftest", "fetch_ucx_tls",
         "fetch_ucx_timeout_s"},

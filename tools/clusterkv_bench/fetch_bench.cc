@@ -5,10 +5,15 @@
 //                     copied into a destination ring as the client's device cache does.
 //   memcpy_cold       the baseline: the same requests as plain memcpy of the same bytes from a
 //                     source spread over --fetch_cold_bytes into the same destination ring.
+//   memcpy_stream     the same copies with StreamCopy (core/stream_copy.h: non-temporal
+//                     stores), the copy the daemon makes into a same-host client's region;
+//                     shows how much of the ucx row's figure is the copy itself.
 //   ucx               clusterkv's UCX data plane (client/ucx_transport.h): FetchInto of the
-//                     same requests; the daemon ucp_puts each block's keys+values straight
+//                     same requests; the daemon writes each block's keys+values straight
 //                     into a UCP_MEM_MAP_ALLOCATE'd destination ring of the client (no client
-//                     copy). GB/s counts the keys+values bytes moved (positions are skipped).
+//                     copy): a StreamCopy into the ring mapped with ucp_rkey_ptr on the same
+//                     host, ucp_put_nbx otherwise. GB/s counts the keys+values bytes moved
+//                     (positions are skipped).
 //   ucx_perftest_put  UCX's own ucp_put_bw between two processes on loopback (shared memory),
 //                     the peer figure for the UCX data path.
 // Rows are bandwidths (ratio = value / memcpy_cold, > 1 better); p50/p99 are per request.
@@ -36,6 +41,7 @@
 #include "clusterkv/v1/kvcache.pb.h"
 #include "core/kv_layout.h"
 #include "core/status_macros.h"
+#include "core/stream_copy.h"
 #include "storage/cluster_block.h"
 #include "tools/clusterkv_bench/bench.h"
 #include "tools/clusterkv_bench/bench_buffers.h"
@@ -256,7 +262,7 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
   const int64_t requests = std::max<int64_t>(kMinRequests, cfg.fetch_bytes / request_bytes);
   std::cerr << "fetch: " << SizeText(shape.bytes) << " blocks (" << shape.tokens << " tokens), "
             << shape.stored << " stored, " << requests << " requests of " << per << "\n";
-  Series grpc, copy;
+  Series grpc, copy, stream;
   int64_t slot = 0;  // next destination slot, advancing through the ring
   for (int pass = 0; pass < ctx.options.warmup + ctx.options.repeats; ++pass) {
     const bool timed = pass >= ctx.options.warmup;
@@ -306,6 +312,16 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
           return absl::OkStatus();
         },
         timed ? &copy : nullptr));
+    RETURN_IF_ERROR(TimedPass(
+        requests, request_bytes,
+        [&](int64_t r) {
+          for (int32_t id : ids[r]) {
+            StreamCopy(ctx.ring.Slot(slot++, shape.bytes), ctx.pool.Slot(id, shape.bytes),
+                       static_cast<size_t>(shape.bytes));
+          }
+          return absl::OkStatus();
+        },
+        timed ? &stream : nullptr));
   }
   Json params = {{"block_bytes", shape.bytes},
                  {"block_bytes_target", shape.target},
@@ -316,6 +332,10 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
                  {"requests_per_pass", requests},
                  {"stored_blocks", shape.stored},
                  {"cold_bytes", ctx.ring.bytes()}};
+  ResultRow streamed = BandwidthRow("memcpy_stream", params, stream, copy);
+  streamed.extra["copy"] = absl::StrCat("StreamCopy (", StreamCopyKind(),
+                                        " non-temporal stores), the daemon's same-host copy");
+  ctx.report.Add(std::move(streamed));
   ResultRow row = BandwidthRow("grpc_fetch", params, grpc, copy);
   row.extra["transport"] = "gRPC FetchClusters over the daemon's Unix socket, host tier";
   ctx.report.Add(std::move(row));
