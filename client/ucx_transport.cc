@@ -145,7 +145,7 @@ class UcxTransport::Impl {
     const uint64_t request_id = request.request_id;
     // Sent from this thread, which then progresses the worker itself for up to fetch_spin: a
     // completion arriving in that window costs no thread hand-off at all. After it, the
-    // progress thread takes over (signalled, so it re-arms the worker's event fd).
+    // progress thread takes over (EventWatch: it sleeps on the worker's event fd meanwhile).
     absl::Status driven = progress_->Drive([&] {
       Send(generation, request_id, message);
       ucp_worker_h worker = worker_->get();
@@ -157,9 +157,10 @@ class UcxTransport::Impl {
     if (!driven.ok()) {
       delete message;
       Complete(request_id, driven);
-    } else if (!pending.done.HasBeenNotified()) {
-      ucp_worker_signal(worker_->get());
     }
+    // Not in yet: the progress thread takes the completion from the worker's event fd.
+    ucx::ProgressThread::EventWatch watch;
+    if (driven.ok() && !pending.done.HasBeenNotified()) watch = progress_->WatchEvents();
     if (!pending.done.WaitForNotificationWithTimeout(options_.fetch_timeout)) {
       bool completed = false;
       {

@@ -69,11 +69,36 @@ absl::Status ProgressThread::Drive(absl::FunctionRef<void()> fn) {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::FailedPreconditionError("UCX progress thread stopped");
   }
+  driven_.store(true, std::memory_order_release);
   drivers_.fetch_add(1, std::memory_order_acq_rel);
   absl::MutexLock worker_lock(&worker_mu_);
   drivers_.fetch_sub(1, std::memory_order_acq_rel);
   fn();
   return absl::OkStatus();
+}
+
+ProgressThread::EventWatch ProgressThread::WatchEvents() {
+  {
+    absl::MutexLock lock(&mu_);
+    ++watches_;
+  }
+  // Wakes the loop from either sleep: the unarmed wait (through mu_) or the event fd.
+  ucp_worker_signal(worker_->get());
+  return EventWatch(this);
+}
+
+ProgressThread::EventWatch& ProgressThread::EventWatch::operator=(EventWatch&& other) noexcept {
+  if (this != &other) {
+    EventWatch dropped(std::move(*this));
+    owner_ = std::exchange(other.owner_, nullptr);
+  }
+  return *this;
+}
+
+ProgressThread::EventWatch::~EventWatch() {
+  if (owner_ == nullptr) return;
+  absl::MutexLock lock(&owner_->mu_);
+  --owner_->watches_;
 }
 
 bool ProgressThread::RunTasks() {
@@ -105,9 +130,30 @@ void ProgressThread::Loop() {
       }
       if (active) continue;
     }
+    bool watch_fd = true;
     {
       absl::MutexLock lock(&mu_);
       if (stopping_ && tasks_.empty()) break;
+      // Callers have driven the worker since the last sleep (Drive) and none waits for this
+      // thread (EventWatch): they progress it themselves, so an armed event fd would only
+      // wake this thread for events they have already consumed, and on a busy host that
+      // wakeup competes with them and their peers for a core.
+      const bool driven = driven_.exchange(false, std::memory_order_acq_rel);
+      watch_fd = watches_ > 0 || !driven;
+    }
+    if (!watch_fd) {
+      // Sleep without arming until a task, an EventWatch, Stop(), or the poll bound; then
+      // progress once and, with no Drive() in between, go back to the event fd.
+      worker_mu_.Unlock();
+      {
+        absl::MutexLock lock(&mu_);
+        auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !tasks_.empty() || stopping_ || watches_ > 0;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Milliseconds(kPollTimeoutMs));
+      }
+      worker_mu_.Lock();
+      continue;
     }
     const ucs_status_t armed = ucp_worker_arm(worker);
     if (armed == UCS_ERR_BUSY) continue;  // events arrived since the last progress

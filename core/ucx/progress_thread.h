@@ -9,6 +9,10 @@
 // before it arms and sleeps, so a request/reply exchange arriving within that window costs no
 // event-fd wakeup (tens of microseconds each on a VM). Zero sleeps at once.
 //
+// Caller-driven use: Drive() lends the worker to the calling thread. After a Drive() the
+// thread sleeps unarmed (the callers take their own events) unless someone holds an
+// EventWatch (see below).
+//
 // Stop() (also run by the destructor) runs the tasks already posted, refuses new ones, and
 // joins. Owns the thread; holds a reference to the worker. Post/Run/Stop are thread-safe.
 //
@@ -26,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
@@ -67,6 +72,25 @@ class ProgressThread {
   // thread. FailedPrecondition after Stop().
   [[nodiscard]] absl::Status Drive(absl::FunctionRef<void()> fn);
 
+  // While Drive() callers use the worker, the thread sleeps without arming the worker's event
+  // fd (their own progress consumes the events; an armed fd would wake this thread for each
+  // one only to find it gone), waking for tasks, Stop, or at most every 100 ms. A caller that
+  // leaves Drive() with a reply still outstanding holds an EventWatch until the reply is in:
+  // while any is held, the thread sleeps on the event fd and takes every event at once.
+  class EventWatch {
+   public:
+    EventWatch() = default;
+    EventWatch(EventWatch&& other) noexcept : owner_(std::exchange(other.owner_, nullptr)) {}
+    EventWatch& operator=(EventWatch&& other) noexcept;
+    ~EventWatch();
+
+   private:
+    friend class ProgressThread;
+    explicit EventWatch(ProgressThread* owner) : owner_(owner) {}
+    ProgressThread* owner_ = nullptr;
+  };
+  [[nodiscard]] EventWatch WatchEvents();
+
   // Runs pending tasks, stops and joins (idempotent). Call from any thread but this one.
   void Stop();
 
@@ -91,6 +115,9 @@ class ProgressThread {
   absl::Mutex worker_mu_;
   absl::Mutex mu_;
   std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  // Set by Drive() callers; the loop consumes it when it goes to sleep (then unarmed).
+  std::atomic<bool> driven_{false};
+  int64_t watches_ ABSL_GUARDED_BY(mu_) = 0;  // EventWatch handles alive
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool joined_ = false;  // touched only by Stop's caller
   absl::Mutex stop_mu_;

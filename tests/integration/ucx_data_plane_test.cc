@@ -2,6 +2,7 @@
 // region over shared memory and over TCP, per-block errors, tenant isolation, refused
 // ConnectDataPlane calls, and a Sequence recalling over UCX exactly what it recalls over gRPC.
 #include <cmath>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -27,9 +28,10 @@ void ExpectServing(const std::string& target) {
   EXPECT_TRUE(c.stub->Stats(ctx.get(), v1::StatsRequest(), &stats).ok());
 }
 
-void RecallBitExact(DaemonProcess& daemon) {
+void RecallBitExact(DaemonProcess& daemon,
+                    std::optional<absl::Duration> fetch_spin = std::nullopt) {
   ASSERT_TRUE(PutBlocks(daemon.target(), "tenant-a", "seq").ok());
-  auto ucx = MakeUcxClient(daemon.target(), "tenant-a");
+  auto ucx = MakeUcxClient(daemon.target(), "tenant-a", absl::Seconds(10), fetch_spin);
   ASSERT_TRUE(ucx.ok()) << ucx.status();
   ASSERT_TRUE(ucx->transport->Connect().ok());
   EXPECT_NE(ucx->transport->session_id(), 0u);
@@ -67,6 +69,14 @@ TEST(UcxDataPlaneTest, RecallIsBitExactOverSharedMemoryWithPutsInsteadOfDirectCo
   DaemonProcess daemon(options);
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
   RecallBitExact(daemon);
+}
+
+TEST(UcxDataPlaneTest, RecallIsBitExactWhenEveryCompletionIsHandedToTheProgressThread) {
+  // fetch_spin 0: FetchInto sends and hands its wait over at once, so every completion is
+  // taken by the client's progress thread from the event fd (ProgressThread::Handoff).
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  RecallBitExact(daemon, absl::ZeroDuration());
 }
 
 TEST(UcxDataPlaneTest, RecallIsBitExactOverTcp) {

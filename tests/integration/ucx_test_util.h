@@ -85,8 +85,12 @@ struct UcxClient {
   std::unique_ptr<client::UcxTransport> transport;
 };
 
-inline absl::StatusOr<UcxClient> MakeUcxClient(const std::string& target, const std::string& tenant,
-                                               absl::Duration fetch_timeout = absl::Seconds(10)) {
+// `fetch_spin`: how long FetchInto progresses the worker itself before it hands the wait to
+// the progress thread (nullopt: the transport's default).
+inline absl::StatusOr<UcxClient> MakeUcxClient(
+    const std::string& target, const std::string& tenant,
+    absl::Duration fetch_timeout = absl::Seconds(10),
+    std::optional<absl::Duration> fetch_spin = std::nullopt) {
   UcxClient out;
   client::ConnectionOptions conn;
   conn.target = target;
@@ -97,6 +101,7 @@ inline absl::StatusOr<UcxClient> MakeUcxClient(const std::string& target, const 
   client::UcxTransportOptions options;
   options.region_bytes = size_t{8} << 20;
   options.fetch_timeout = fetch_timeout;
+  if (fetch_spin) options.fetch_spin = *fetch_spin;
   auto transport = client::UcxTransport::Create(out.connection.get(), options);
   if (!transport.ok()) return transport.status();
   out.transport = *std::move(transport);
