@@ -41,7 +41,7 @@ struct DirectFetch {
 struct DirectFetchResult {
   absl::Status status;     // the daemon's verdict on this block
   int32_t num_tokens = 0;  // tokens of the stored block
-  uint64_t bytes = 0;      // keys+values bytes written into the slot
+  uint64_t bytes = 0;      // bytes written into the slot (keys+values; FetchBlocksInto: the block)
 };
 
 // Thread-safe: Sequences on different threads share one plane.

@@ -117,8 +117,10 @@ class UcxTransport::Impl {
 
   std::unique_ptr<DirectMemory> NewMemory() { return std::make_unique<UcxHostMemory>(region_); }
 
+  // slot_bytes 0: keys+values (FetchInto); > 0: whole blocks (FetchBlocksInto).
   absl::StatusOr<std::vector<DirectFetchResult>> FetchInto(absl::string_view sequence_id,
-                                                           absl::Span<const DirectFetch> blocks) {
+                                                           absl::Span<const DirectFetch> blocks,
+                                                           uint32_t slot_bytes) {
     if (blocks.empty()) return std::vector<DirectFetchResult>();
     if (sequence_id.size() > wire::kMaxTextBytes) {
       return absl::InvalidArgumentError("sequence id too long");
@@ -126,6 +128,7 @@ class UcxTransport::Impl {
     RETURN_IF_ERROR(Connect());
     wire::FetchRequest request;
     request.sequence_id = std::string(sequence_id);
+    request.block_slot_bytes = slot_bytes;
     request.entries.reserve(blocks.size());
     for (const DirectFetch& b : blocks) {
       request.entries.push_back(wire::FetchEntry{b.id.head.layer, b.id.head.kv_head, b.id.cluster,
@@ -330,7 +333,12 @@ absl::Status UcxTransport::Connect() { return impl_->Connect(); }
 std::unique_ptr<DirectMemory> UcxTransport::NewMemory() { return impl_->NewMemory(); }
 absl::StatusOr<std::vector<DirectFetchResult>> UcxTransport::FetchInto(
     absl::string_view sequence_id, absl::Span<const DirectFetch> blocks) {
-  return impl_->FetchInto(sequence_id, blocks);
+  return impl_->FetchInto(sequence_id, blocks, /*slot_bytes=*/0);
+}
+absl::StatusOr<std::vector<DirectFetchResult>> UcxTransport::FetchBlocksInto(
+    absl::string_view sequence_id, absl::Span<const DirectFetch> blocks, uint32_t slot_bytes) {
+  if (slot_bytes == 0) return absl::InvalidArgumentError("whole-block slots of 0 bytes");
+  return impl_->FetchInto(sequence_id, blocks, slot_bytes);
 }
 uint8_t* UcxTransport::region_base() const { return impl_->region_base(); }
 size_t UcxTransport::region_bytes() const { return impl_->region_bytes(); }

@@ -76,6 +76,13 @@ class UcxTransport final : public DataPlane {
   absl::StatusOr<std::vector<DirectFetchResult>> FetchInto(
       absl::string_view sequence_id, absl::Span<const DirectFetch> blocks) override;
 
+  // Whole stored blocks (int32 positions, then keys, then values, as the daemon stores them)
+  // into slots of `slot_bytes` at each region_offset: how a daemon pulls a peer's blocks into
+  // its own store (cluster mode). A block larger than its slot is that block's OUT_OF_RANGE,
+  // with `bytes` set to its size and nothing written. Otherwise as FetchInto.
+  absl::StatusOr<std::vector<DirectFetchResult>> FetchBlocksInto(
+      absl::string_view sequence_id, absl::Span<const DirectFetch> blocks, uint32_t slot_bytes);
+
   // The registered region (tests write and read it directly).
   uint8_t* region_base() const;
   size_t region_bytes() const;

@@ -65,6 +65,7 @@ struct Header {
   uint32_t count = 0;
   int32_t status = 0;
   uint32_t text_bytes = 0;
+  uint32_t block_slot_bytes = 0;
 };
 
 void WriteHeader(const Header& h, Writer& w) {
@@ -76,17 +77,17 @@ void WriteHeader(const Header& h, Writer& w) {
   w.U32(h.count);
   w.I32(h.status);
   w.U32(h.text_bytes);
-  w.U32(0);
+  w.U32(h.block_slot_bytes);
 }
 
 // Reads and checks the header and that the rest holds exactly text + count entries.
 absl::StatusOr<Header> ReadHeader(Reader& r, Kind want, size_t entry_bytes, size_t max_entries) {
-  uint32_t magic = 0, count = 0, text_bytes = 0, reserved = 0;
+  uint32_t magic = 0, count = 0, text_bytes = 0, block_slot_bytes = 0;
   uint16_t version = 0, kind = 0;
   Header h;
   if (!r.U32(&magic) || !r.U16(&version) || !r.U16(&kind) || !r.U64(&h.request_id) ||
       !r.U64(&h.session_id) || !r.U32(&count) || !r.I32(&h.status) || !r.U32(&text_bytes) ||
-      !r.U32(&reserved)) {
+      !r.U32(&block_slot_bytes)) {
     return absl::InvalidArgumentError("data-plane message shorter than its header");
   }
   if (magic != kMagic) return absl::InvalidArgumentError("data-plane message: bad magic");
@@ -97,6 +98,9 @@ absl::StatusOr<Header> ReadHeader(Reader& r, Kind want, size_t entry_bytes, size
   if (kind != static_cast<uint16_t>(want)) {
     return absl::InvalidArgumentError(absl::StrCat("data-plane message of kind ", kind,
                                                    ", expected ", static_cast<int>(want)));
+  }
+  if (want != Kind::kFetchRequest && block_slot_bytes != 0) {
+    return absl::InvalidArgumentError("data-plane reply with a nonzero block_slot_bytes");
   }
   if (text_bytes > kMaxTextBytes) {
     return absl::InvalidArgumentError("data-plane message text too long");
@@ -113,6 +117,7 @@ absl::StatusOr<Header> ReadHeader(Reader& r, Kind want, size_t entry_bytes, size
   h.kind = want;
   h.count = count;
   h.text_bytes = text_bytes;
+  h.block_slot_bytes = block_slot_bytes;
   return h;
 }
 
@@ -123,7 +128,8 @@ std::string Encode(const FetchRequest& request) {
            request.entries.size() * kRequestEntryBytes);
   WriteHeader(Header{Kind::kFetchRequest, request.request_id, request.session_id,
                      static_cast<uint32_t>(request.entries.size()), 0,
-                     static_cast<uint32_t>(request.sequence_id.size())},
+                     static_cast<uint32_t>(request.sequence_id.size()),
+                     request.block_slot_bytes},
               w);
   w.Text(request.sequence_id);
   for (const FetchEntry& e : request.entries) {
@@ -160,6 +166,7 @@ absl::StatusOr<FetchRequest> DecodeFetchRequest(absl::string_view bytes, size_t 
   FetchRequest out;
   out.request_id = h->request_id;
   out.session_id = h->session_id;
+  out.block_slot_bytes = h->block_slot_bytes;
   r.Text(h->text_bytes, &out.sequence_id);  // lengths were checked by ReadHeader
   out.entries.resize(h->count);
   for (FetchEntry& e : out.entries) {

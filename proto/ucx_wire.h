@@ -7,11 +7,16 @@
 // entries:
 //
 //   header   u32 magic "CKVU" | u16 version | u16 kind | u64 request_id | u64 session_id |
-//            u32 count | i32 status | u32 text_bytes | u32 reserved (0)
+//            u32 count | i32 status | u32 text_bytes | u32 block_slot_bytes
 //   request  text = sequence id; entry (24 B) = i32 layer | i32 kv_head | i32 cluster |
-//            i32 expected_tokens | u64 slot_offset (bytes from the client region's base)
+//            i32 expected_tokens | u64 slot_offset (bytes from the client region's base);
+//            block_slot_bytes 0: each block's keys+values go to its slot (an engine's
+//            recall); > 0: each whole stored block (int32 positions, keys, values) goes to
+//            its slot of that many bytes (a daemon pulling a peer's blocks, issue 10)
 //   reply    status/text = the whole request's absl code and message (0 = per-block results
-//            are valid); entry (16 B) = i32 code | i32 num_tokens | u64 bytes_written
+//            are valid); entry (16 B) = i32 code | i32 num_tokens | u64 bytes_written (for
+//            a whole block too large for its slot: OUT_OF_RANGE and the block's size);
+//            block_slot_bytes 0
 //
 // The session id is the capability that binds a request to its session (and so its tenant).
 // Decoding checks everything (magic, version, kind, lengths, counts against a caller's limit)
@@ -57,12 +62,14 @@ struct FetchRequest {
   uint64_t session_id = 0;
   std::string sequence_id;
   std::vector<FetchEntry> entries;
+  // 0: keys+values into each slot; > 0: whole stored blocks into slots of this size.
+  uint32_t block_slot_bytes = 0;
 };
 
 struct BlockResult {
   int32_t code = 0;  // absl::StatusCode
   int32_t num_tokens = 0;
-  uint64_t bytes = 0;  // bytes written into the slot (keys + values)
+  uint64_t bytes = 0;  // bytes written into the slot (keys + values, or the whole block)
 };
 
 struct FetchCompletion {

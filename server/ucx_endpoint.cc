@@ -302,10 +302,21 @@ class UcxDataPlane::Impl {
             return absl::FailedPreconditionError(absl::StrCat(
                 "block holds ", tokens, " tokens, the request expected ", entry.expected_tokens));
           }
-          const uint64_t positions = static_cast<uint64_t>(tokens) * sizeof(int32_t);
-          const uint64_t payload = static_cast<uint64_t>(tokens) * 2 * row_bytes;
+          uint64_t positions = static_cast<uint64_t>(tokens) * sizeof(int32_t);
+          uint64_t payload = static_cast<uint64_t>(tokens) * 2 * row_bytes;
           if (positions + payload != block.size()) {
             return absl::DataLossError("stored block size disagrees with its token count");
+          }
+          if (request.block_slot_bytes > 0) {
+            // A whole block (a peer daemon pulling it into its own store): positions too.
+            positions = 0;
+            payload = block.size();
+            if (payload > request.block_slot_bytes) {
+              result.bytes = payload;  // tells the puller how large a slot it needs
+              return absl::OutOfRangeError(absl::StrCat("block of ", payload,
+                                                        " bytes exceeds the request's ",
+                                                        request.block_slot_bytes, "-byte slots"));
+            }
           }
           if (entry.slot_offset > session.region_bytes ||
               payload > session.region_bytes - entry.slot_offset) {

@@ -79,6 +79,45 @@ TEST(UcxDataPlaneTest, RecallIsBitExactWhenEveryCompletionIsHandedToTheProgressT
   RecallBitExact(daemon, absl::ZeroDuration());
 }
 
+TEST(UcxDataPlaneTest, WholeBlocksArriveAsStoredAndOversizedOnesAreOutOfRange) {
+  // How a daemon pulls a peer's blocks (cluster mode): positions, keys and values, as stored.
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  ASSERT_TRUE(PutBlocks(daemon.target(), "tenant-a", "seq").ok());
+  auto ucx = MakeUcxClient(daemon.target(), "tenant-a");
+  ASSERT_TRUE(ucx.ok()) << ucx.status();
+  const auto slot = static_cast<uint32_t>(BlockSize() + 100);  // room to spare, not to fill
+  std::vector<client::DirectFetch> blocks;
+  for (int i = 0; i < kClusters; ++i) {
+    blocks.push_back(client::DirectFetch{ClusterId{HeadId{0, 0}, i}, uint64_t{slot} * i, 0});
+  }
+  std::memset(ucx->transport->region_base(), 0xEE, ucx->transport->region_bytes());
+  auto results = ucx->transport->FetchBlocksInto("seq", blocks, slot);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), size_t{kClusters});
+  for (int i = 0; i < kClusters; ++i) {
+    const client::DirectFetchResult& r = (*results)[i];
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.num_tokens, kTokens);
+    EXPECT_EQ(r.bytes, BlockSize());
+    const uint8_t* got = ucx->transport->region_base() + uint64_t{slot} * i;
+    const std::vector<uint8_t> want =
+        testing::BlockBytes(testing::Key("tenant-a", "seq", 0, 0, i), BlockSize());
+    EXPECT_EQ(std::memcmp(got, want.data(), want.size()), 0) << "block " << i;
+    EXPECT_EQ(got[BlockSize()], 0xEE) << "wrote past block " << i;
+  }
+  // Slots one byte too small: every block is OUT_OF_RANGE with its size, nothing written.
+  std::memset(ucx->transport->region_base(), 0xEE, ucx->transport->region_bytes());
+  results = ucx->transport->FetchBlocksInto("seq", blocks, static_cast<uint32_t>(BlockSize() - 1));
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (const client::DirectFetchResult& r : *results) {
+    EXPECT_TRUE(absl::IsOutOfRange(r.status)) << r.status;
+    EXPECT_EQ(r.bytes, BlockSize());
+  }
+  EXPECT_EQ(ucx->transport->region_base()[0], 0xEE);
+  EXPECT_TRUE(absl::IsInvalidArgument(ucx->transport->FetchBlocksInto("seq", blocks, 0).status()));
+}
+
 TEST(UcxDataPlaneTest, RecallIsBitExactOverTcp) {
   ScopedEnv tls("UCX_TLS", "tcp,self");
   ScopedEnv devices("UCX_NET_DEVICES", "lo");

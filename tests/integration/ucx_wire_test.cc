@@ -35,6 +35,21 @@ TEST(UcxWireTest, RequestRoundTripsLittleEndian) {
   EXPECT_EQ(decoded->entries[1].layer, -1);
 }
 
+TEST(UcxWireTest, WholeBlockSlotSizeRoundTripsAndRepliesMustNotCarryOne) {
+  wire::FetchRequest request = SampleRequest();
+  EXPECT_EQ(wire::DecodeFetchRequest(wire::Encode(request), 16)->block_slot_bytes, 0u);
+  request.block_slot_bytes = 3u << 20;
+  auto decoded = wire::DecodeFetchRequest(wire::Encode(request), 16);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->block_slot_bytes, 3u << 20);
+  // The same header field in a reply is refused.
+  wire::FetchCompletion c;
+  c.blocks.push_back(wire::BlockResult{0, 1, 516});
+  std::string reply = wire::Encode(c);
+  reply[36] = 1;  // block_slot_bytes, the header's last field
+  EXPECT_TRUE(absl::IsInvalidArgument(wire::DecodeFetchCompletion(reply, 16).status()));
+}
+
 TEST(UcxWireTest, CompletionRoundTrips) {
   wire::FetchCompletion c;
   c.request_id = 9;
