@@ -108,6 +108,15 @@ ABSL_FLAG(std::string, cluster_tls_root_cert, "",
 ABSL_FLAG(std::string, cluster_tls_target_name, "",
           "Name checked in the other daemons' certificates instead of their address's host.");
 ABSL_FLAG(double, cluster_peer_timeout_s, 30, "Deadline of each daemon-to-daemon call, seconds.");
+ABSL_FLAG(bool, cluster_peer_ucx, true,
+          "Pull other nodes' blocks over their UCX data plane (whole blocks into a registered "
+          "region; gRPC streaming for what UCX does not deliver). false: gRPC streaming only.");
+ABSL_FLAG(std::string, cluster_peer_ucx_transports, "",
+          "UCX transports for pulls from other nodes (UCX_TLS syntax, e.g. \"tcp\"); empty: "
+          "UCX's default (tcp between hosts).");
+ABSL_FLAG(int64_t, cluster_peer_ucx_region_mib, 64,
+          "Registered receive region per (peer node, tenant) for UCX pulls, MiB; blocks over "
+          "1 MiB are pulled over gRPC.");
 // ---- end cluster mode ----
 
 namespace {
@@ -136,7 +145,8 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
       {"Cluster (issue 10)", {"cluster_etcd", "cluster_name", "node_id", "advertise_grpc",
                               "lease_ttl_s", "replication", "cluster_token_file",
                               "cluster_tls_root_cert", "cluster_tls_target_name",
-                              "cluster_peer_timeout_s"}},
+                              "cluster_peer_timeout_s", "cluster_peer_ucx",
+                              "cluster_peer_ucx_transports", "cluster_peer_ucx_region_mib"}},
       {"Config file", {"flagfile"}},
   };
   return *groups;
@@ -244,6 +254,13 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
   o.cluster.token_file = absl::GetFlag(FLAGS_cluster_token_file);
   o.cluster.tls_root_cert_file = absl::GetFlag(FLAGS_cluster_tls_root_cert);
   o.cluster.tls_target_name = absl::GetFlag(FLAGS_cluster_tls_target_name);
+  o.cluster.peer_ucx = absl::GetFlag(FLAGS_cluster_peer_ucx) && o.ucx;  // --ucx=false: no UCX at all
+  o.cluster.peer_ucx_transports = absl::GetFlag(FLAGS_cluster_peer_ucx_transports);
+  const int64_t region_mib = absl::GetFlag(FLAGS_cluster_peer_ucx_region_mib);
+  if (region_mib < 1 || region_mib > 16384) {
+    return absl::InvalidArgumentError("--cluster_peer_ucx_region_mib must be in [1, 16384]");
+  }
+  o.cluster.peer_ucx_region_bytes = static_cast<size_t>(region_mib) << 20;
   // ---- end cluster mode ----
   return o;
 }

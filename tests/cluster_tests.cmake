@@ -24,7 +24,10 @@ if(TARGET clusterkv_test_daemon AND TARGET clusterkv_client)
   endif()
   clusterkv_test(cluster_fault_test fault ${CMAKE_CURRENT_LIST_DIR}/fault/cluster_fault_test.cc
     LIBS clusterkv_test_daemon clusterkv_cluster_testing clusterkv_cluster clusterkv_storage
-         clusterkv_core)
+         clusterkv_core PkgConfig::CLUSTERKV_HTTPLIB)
+  if(CLUSTERKV_UCX)  # daemons pulling over UCX when an owner dies
+    target_compile_definitions(cluster_fault_test PRIVATE CLUSTERKV_WITH_UCX=1)
+  endif()
 endif()
 
 # `clusterkv_bench remote --quick --json`: structure of the report (never timings).

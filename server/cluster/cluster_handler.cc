@@ -11,6 +11,7 @@
 #include "proto/rpc_support.h"
 #include "server/metrics/daemon_metrics.h"
 #include "server/request_validation.h"
+#include "storage/cluster_block.h"
 #include "storage/tiered_store.h"
 
 namespace clusterkv::server::cluster {
@@ -383,28 +384,55 @@ absl::StatusOr<SequenceKey> ClusterRequestHandler::FillCopy(
   }
   const std::vector<ClusterId> missing = cache.Missing(key, entry.incarnation, wanted);
   uint64_t bytes = 0;
+  uint64_t ucx_bytes = 0;
+  // Stores one pulled block in the copy. A cache: never synced, whatever --write_through says.
+  auto keep = [&](const ClusterId& id, absl::Span<const uint8_t> block) -> absl::Status {
+    const storage::BlockKey block_key{copy.cache_key, id};
+    const absl::Status put = store_->PutBlock(block_key, block, /*write_through=*/false);
+    if (!put.ok() && !absl::IsAlreadyExists(put)) return put;
+    cache.MarkCached(key, entry.incarnation, id);
+    bytes += block.size();
+    return absl::OkStatus();
+  };
   if (!missing.empty()) {
-    v1::FetchClustersRequest pull;
-    pull.set_sequence_id(key.sequence);
-    for (const ClusterId& id : missing) *pull.add_clusters() = rpc::ToProto(id);
-    RETURN_IF_ERROR(ReadFromHolder(key, entry, [&](PeerClient& peer) {
+    RETURN_IF_ERROR(ReadFromHolder(key, entry, [&](PeerClient& peer) -> absl::Status {
+      std::vector<ClusterId> rest = missing;
+      if (PeerDataPlane* ucx = node_->peer_data_plane(); ucx != nullptr) {
+        // The bulk over the holder's UCX data plane; whatever it did not deliver (or all of
+        // it, when UCX fails) over gRPC below, which also gives the holder's errors.
+        absl::Status stored;
+        absl::StatusOr<std::vector<ClusterId>> left = ucx->Pull(
+            peer.node_id(), peer.address(), key.tenant, key.sequence, missing,
+            [&](const ClusterId& id, int32_t tokens, absl::Span<const uint8_t> block) {
+              if (tokens <= 0 || block.size() > options().max_block_bytes ||
+                  block.size() != storage::ClusterBlockBytes(tokens, entry.layout.head_dim,
+                                                             entry.layout.dtype)) {
+                stored = absl::DataLossError(absl::StrCat(
+                    "node ", peer.node_id(), " sent ", block.size(), " bytes for ",
+                    ToString(id), " of ", tokens, " tokens"));
+                return stored;
+              }
+              stored = keep(id, block);
+              if (stored.ok()) ucx_bytes += block.size();
+              return stored;
+            });
+        if (!stored.ok()) return stored;
+        if (left.ok()) rest = *std::move(left);
+      }
+      if (rest.empty()) return absl::OkStatus();
+      v1::FetchClustersRequest pull;
+      pull.set_sequence_id(key.sequence);
+      for (const ClusterId& id : rest) *pull.add_clusters() = rpc::ToProto(id);
       return peer.FetchClusters(key.tenant, pull, [&](v1::ClusterBlock& block) -> absl::Status {
         RETURN_IF_ERROR(ValidateBlock(entry.layout, block, options().max_block_bytes));
-        const storage::BlockKey block_key{copy.cache_key, rpc::FromProto(block.id())};
         const auto* data = reinterpret_cast<const uint8_t*>(block.data().data());
-        // A cache: never synced, whatever --write_through says.
-        const absl::Status put = store_->PutBlock(
-            block_key, absl::MakeConstSpan(data, block.data().size()), /*write_through=*/false);
-        if (!put.ok() && !absl::IsAlreadyExists(put)) return put;
-        cache.MarkCached(key, entry.incarnation, block_key.cluster);
-        bytes += block.data().size();
-        return absl::OkStatus();
+        return keep(rpc::FromProto(block.id()), absl::MakeConstSpan(data, block.data().size()));
       });
     }));
   }
   if (node_->metrics() != nullptr) {
     node_->metrics()->ObserveRemoteRecall(wanted.size() - std::min(wanted.size(), missing.size()),
-                                          missing.size(), bytes);
+                                          missing.size(), bytes, ucx_bytes);
   }
   return copy.cache_key;
 }

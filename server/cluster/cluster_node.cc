@@ -57,10 +57,10 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(const ClusterOp
   peer.timeout = options.peer_timeout;
   peer.max_message_bytes = node->deps_.max_message_bytes;
   peer.tls_target_name = options.tls_target_name;
+  std::string roots;
   if (!node->deps_.plaintext_peers) {
-    const std::string roots = !options.tls_root_cert_file.empty()
-                                  ? options.tls_root_cert_file
-                                  : node->deps_.default_tls_root_file;
+    roots = !options.tls_root_cert_file.empty() ? options.tls_root_cert_file
+                                                : node->deps_.default_tls_root_file;
     if (roots.empty()) {
       return absl::InvalidArgumentError(
           "cluster mode over TLS needs --cluster_tls_root_cert or --tls_cert");
@@ -68,6 +68,21 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(const ClusterOp
     ASSIGN_OR_RETURN(peer.tls_root_pem, ReadFile(roots));
   }
   node->peers_ = std::make_unique<PeerPool>(std::move(peer));
+  if (options.peer_ucx) {
+    PeerDataPlaneOptions data;
+    data.bearer_token = node->token_->raw();
+    data.tls_root_cert_file = roots;
+    data.tls_target_name = options.tls_target_name;
+    data.transports = options.peer_ucx_transports;
+    data.region_bytes = options.peer_ucx_region_bytes;
+    data.timeout = options.peer_timeout;
+    absl::StatusOr<std::unique_ptr<PeerDataPlane>> plane = PeerDataPlane::Create(data);
+    if (plane.ok()) {
+      node->peer_data_ = *std::move(plane);
+    } else if (!absl::IsUnimplemented(plane.status())) {
+      return plane.status();
+    }  // a build without UCX pulls over gRPC
+  }
   std::unique_ptr<EtcdTransport> transport = std::move(node->deps_.etcd_transport);
   if (transport == nullptr) {
     ASSIGN_OR_RETURN(transport, MakeHttpEtcdTransport({options.etcd_endpoint,

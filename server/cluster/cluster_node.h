@@ -41,6 +41,7 @@
 #include "server/cluster/membership.h"
 #include "server/cluster/peer_auth.h"
 #include "server/cluster/peer_client.h"
+#include "server/cluster/peer_data_plane.h"
 #include "server/cluster/placement.h"
 #include "server/cluster/remote_cache.h"
 
@@ -71,6 +72,11 @@ struct ClusterOptions {
   std::string tls_root_cert_file;
   std::string tls_target_name;  // checked instead of the peer address's host ("" = the host)
   absl::Duration peer_timeout = absl::Seconds(30);
+  // Pull remote blocks over the owner's UCX data plane (peer_data_plane.h); gRPC streaming
+  // for what UCX does not deliver, and for everything when this is off or UCX is missing.
+  bool peer_ucx = true;
+  std::string peer_ucx_transports;  // UCX_TLS syntax; empty: UCX's default (or $UCX_TLS)
+  size_t peer_ucx_region_bytes = size_t{64} << 20;
   absl::Duration etcd_timeout = absl::Seconds(5);
   // How long Join waits for a previous instance's registration to expire.
   absl::Duration register_timeout = absl::Seconds(30);
@@ -108,6 +114,8 @@ class ClusterNode {
   const PeerToken& token() const { return *token_; }
   Directory& directory() { return *directory_; }
   RemoteCache& remote_cache() { return remote_cache_; }
+  // Null when pulls go over gRPC only (--cluster_peer_ucx=false, or no UCX in this build).
+  PeerDataPlane* peer_data_plane() { return peer_data_.get(); }
   metrics::DaemonMetrics* metrics() { return deps_.metrics; }
 
   // The entry of `key`: from memory for sequences this node owns, else from etcd. nullopt:
@@ -144,6 +152,7 @@ class ClusterNode {
   std::unique_ptr<Directory> directory_;
   std::optional<PeerToken> token_;
   std::unique_ptr<PeerPool> peers_;
+  std::unique_ptr<PeerDataPlane> peer_data_;
   std::unique_ptr<Membership> membership_;
   RemoteCache remote_cache_;
 

@@ -27,6 +27,8 @@ class PeerToken {
 
   // What a peer call sends as `authorization` metadata.
   std::string AuthorizationValue() const { return "Bearer " + token_; }
+  // The token itself (a client::Connection's bearer_token, for UCX pulls).
+  const std::string& raw() const { return token_; }
 
   // The tenant of a call whose `authorization` metadata presents this token, or nullopt when it
   // does not (then the call is an ordinary client's). A peer call without a valid

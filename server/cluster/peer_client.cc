@@ -10,9 +10,10 @@
 
 namespace clusterkv::server::cluster {
 
-PeerClient::PeerClient(std::string node_id, std::shared_ptr<grpc::Channel> channel,
-                       const PeerOptions* options)
+PeerClient::PeerClient(std::string node_id, std::string address,
+                       std::shared_ptr<grpc::Channel> channel, const PeerOptions* options)
     : node_id_(std::move(node_id)),
+      address_(std::move(address)),
       channel_(std::move(channel)),
       stub_(v1::KvCache::NewStub(channel_)),
       options_(options) {}
@@ -142,7 +143,7 @@ PeerClient* PeerPool::Get(const std::string& node_id, const std::string& address
   }
   entry.address = address;
   entry.client = std::make_unique<PeerClient>(
-      node_id, grpc::CreateCustomChannel(address, credentials, args), &options_);
+      node_id, address, grpc::CreateCustomChannel(address, credentials, args), &options_);
   return entry.client.get();
 }
 

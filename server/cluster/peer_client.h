@@ -1,7 +1,8 @@
 // Daemon-to-daemon calls (issue 10): the KvCache service of another clusterkvd, called with the
 // cluster peer token and the end tenant's name (peer_auth.h) over the peer's TCP listener (TLS
-// unless the cluster runs plaintext on loopback). A remote recall is FetchClusters streaming:
-// decision C1 (gRPC instead of UCX between daemons for the first version).
+// unless the cluster runs plaintext on loopback). A remote recall pulls blocks over the peer's
+// UCX data plane when both daemons have one (peer_data_plane.h, decision D53) and streams the
+// rest (or everything, without UCX) with FetchClusters.
 //
 // Errors are the peer's status, its message prefixed with the node it came from; a peer that
 // cannot be reached is UNAVAILABLE.
@@ -42,10 +43,11 @@ struct PeerOptions {
 
 class PeerClient {
  public:
-  PeerClient(std::string node_id, std::shared_ptr<grpc::Channel> channel,
+  PeerClient(std::string node_id, std::string address, std::shared_ptr<grpc::Channel> channel,
              const PeerOptions* options);
 
   const std::string& node_id() const { return node_id_; }
+  const std::string& address() const { return address_; }  // host:port of its gRPC listener
 
   absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(const std::string& tenant,
                                                         const v1::OpenSequenceRequest& request);
@@ -70,6 +72,7 @@ class PeerClient {
   absl::Status Convert(const grpc::Status& status) const;
 
   const std::string node_id_;
+  const std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::KvCache::Stub> stub_;
   const PeerOptions* options_;  // the pool's

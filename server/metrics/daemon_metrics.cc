@@ -52,6 +52,7 @@ constexpr const char* kNames[] = {
     "clusterkv_cluster_remote_hits_total",
     "clusterkv_cluster_remote_misses_total",
     "clusterkv_cluster_remote_bytes_total",
+    "clusterkv_cluster_remote_ucx_bytes_total",
     "clusterkv_cluster_forwarded_bytes_total",
     "clusterkv_cluster_nodes",
     "clusterkv_cluster_takeovers_total",
@@ -242,6 +243,10 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
   remote_bytes_ = r.AddCounter("clusterkv_cluster_remote_bytes_total",
                                "Block bytes fetched from other nodes (remote recalls).")
                       ->WithLabels({});
+  remote_ucx_bytes_ = r.AddCounter("clusterkv_cluster_remote_ucx_bytes_total",
+                                   "Of clusterkv_cluster_remote_bytes_total, the bytes pulled over "
+                                   "the owner's UCX data plane (the rest came over gRPC).")
+                          ->WithLabels({});
   forwarded_bytes_ = r.AddCounter("clusterkv_cluster_forwarded_bytes_total",
                                   "Block bytes sent to other nodes for clients of this node "
                                   "(puts to remote owners and to replicas).")
@@ -298,7 +303,9 @@ void DaemonMetrics::ReportClientStats(const std::string& tenant, uint64_t hit_to
   }
 }
 
-void DaemonMetrics::ObserveRemoteRecall(uint64_t hits, uint64_t misses, uint64_t bytes) {
+void DaemonMetrics::ObserveRemoteRecall(uint64_t hits, uint64_t misses, uint64_t bytes,
+                                        uint64_t ucx_bytes) {
+  remote_ucx_bytes_->Increment(ucx_bytes);
   remote_hits_->Increment(hits);
   remote_misses_->Increment(misses);
   remote_bytes_->Increment(bytes);

@@ -87,8 +87,9 @@ class DaemonMetrics {
   void ReportClientStats(const std::string& tenant, uint64_t hit_tokens, uint64_t miss_tokens);
   // ---- cluster mode (issue 10) ----
   // A recall of a sequence owned by another node: `hits` blocks served from this node's
-  // read-only copy, `misses` blocks fetched from the owner (or a replica), `bytes` of them.
-  void ObserveRemoteRecall(uint64_t hits, uint64_t misses, uint64_t bytes);
+  // read-only copy, `misses` blocks fetched from the owner (or a replica), `bytes` of them,
+  // `ucx_bytes` of those over UCX (the rest over gRPC).
+  void ObserveRemoteRecall(uint64_t hits, uint64_t misses, uint64_t bytes, uint64_t ucx_bytes);
   // Block bytes sent to other nodes on behalf of clients (puts to remote owners and replicas).
   void AddForwardedBytes(uint64_t bytes);
   void SetClusterNodes(int64_t live_nodes);
@@ -130,6 +131,7 @@ class DaemonMetrics {
   Counter* remote_hits_;
   Counter* remote_misses_;
   Counter* remote_bytes_;
+  Counter* remote_ucx_bytes_;
   Counter* forwarded_bytes_;
   Gauge* cluster_nodes_;
   Counter* takeovers_;

@@ -8,8 +8,12 @@
 //   - etcd killed: the owner keeps serving its own sequences; other nodes' calls and new
 //     sequences are UNAVAILABLE (the directory cannot be read), and every daemon still stops
 //     cleanly.
+//   - with UCX pulls between daemons, a node whose pull session points at the dead owner gets
+//     the recall from the replica (over UCX).
 // All waits poll etcd or the daemons with a bounded deadline.
+#include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -23,9 +27,13 @@ constexpr absl::Duration kFailoverDeadline = absl::Seconds(30);
 
 class ClusterFaultTest : public ::testing::Test {
  protected:
-  void StartCluster(int replication) {
+  // `ucx_pulls`: every node serves UCX and pulls other nodes' blocks over it (tcp, loopback).
+  void StartCluster(int replication, bool ucx_pulls = false) {
     ClusterBenchOptions options;
     options.replication = replication;
+    if (ucx_pulls) {
+      options.node_flags.assign(3, {"--ucx=true", "--cluster_peer_ucx_transports=tcp"});
+    }
     const absl::Status s = bench_.Start(options);
     if (absl::IsFailedPrecondition(s)) GTEST_SKIP() << s;
     ASSERT_TRUE(s.ok()) << s;
@@ -94,6 +102,37 @@ TEST_F(ClusterFaultTest, WithReplicationTheSequenceOutlivesItsOwner) {
   ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n1, "s", {appended}));
   EXPECT_EQ(bench_.Entry("t", "s")->owner, replica);
 }
+
+#if defined(CLUSTERKV_WITH_UCX)
+TEST_F(ClusterFaultTest, WithUcxPullsADeadOwnersReplicaServesTheRecall) {
+  // Node 3 (or 2) holds a UCX pull session to node 1 when node 1 is killed; the next pull
+  // from it fails (over UCX, then gRPC) and the replica serves the recall, over UCX again.
+  ::setenv("UCX_NET_DEVICES", "lo", 1);  // the daemons inherit it: tcp over loopback
+  ASSERT_NO_FATAL_FAILURE(StartCluster(/*replication=*/2, /*ucx_pulls=*/true));
+  const KvCacheClient n1 = bench_.Client(0, "t");
+  const SequenceData first = MakeSequenceData(/*seed=*/70, /*clusters=*/2, /*layers=*/2);
+  const SequenceData second = MakeSequenceData(/*seed=*/71, /*clusters=*/2, /*layers=*/2);
+  for (const auto& [id, data] : {std::pair{"s1", &first}, std::pair{"s2", &second}}) {
+    ASSERT_GRPC_OK(OpenSequence(n1, id));
+    ASSERT_GRPC_OK(PutSequence(n1, id, *data, /*write_through=*/true));
+    ASSERT_EQ(bench_.Entry("t", id)->owner, "node-1");
+  }
+  const std::string replica = bench_.Entry("t", "s2")->replicas.at(0);
+  const int other_index = replica == "node-2" ? 2 : 1;  // neither owner nor replica of s2
+  const KvCacheClient via_other = bench_.Client(other_index, "t");
+  // s1 through the other node: opens its UCX session with node 1 (unless it replicates s1).
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_other, "s1", first.blocks));
+  const double before = MetricValue(Scrape(bench_.metrics_port(other_index)),
+                                    "clusterkv_cluster_remote_ucx_bytes_total");
+
+  ASSERT_TRUE(bench_.node(0).Kill().ok());
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_other, "s2", second.blocks));
+  const std::string m = Scrape(bench_.metrics_port(other_index));
+  EXPECT_GT(MetricValue(m, "clusterkv_cluster_remote_ucx_bytes_total"), before)
+      << "the replica's blocks did not come over UCX";
+  ::unsetenv("UCX_NET_DEVICES");
+}
+#endif
 
 TEST_F(ClusterFaultTest, WithoutReplicationADeadOwnerIsAClearUnavailable) {
   ASSERT_NO_FATAL_FAILURE(StartCluster(/*replication=*/1));

@@ -9,6 +9,7 @@
 #ifndef CLUSTERKV_TESTS_INTEGRATION_CLUSTER_FIXTURE_H_
 #define CLUSTERKV_TESTS_INTEGRATION_CLUSTER_FIXTURE_H_
 
+#include <httplib.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -188,6 +189,13 @@ class ClusterBench {
   std::vector<std::unique_ptr<DaemonProcess>> nodes_;
   std::vector<int> ports_;
 };
+
+// The /metrics page of a daemon's metrics port ("" when it cannot be read).
+inline std::string Scrape(int port) {
+  httplib::Client http("127.0.0.1", port);
+  httplib::Result r = http.Get("/metrics");
+  return r && r->status == 200 ? r->body : std::string();
+}
 
 // The value of an unlabelled counter or gauge in a Prometheus exposition, or -1.
 inline double MetricValue(const std::string& exposition, const std::string& name) {

@@ -9,9 +9,9 @@
 //   - a node above its high watermark places new sequences on the least-loaded node;
 //   - tenants stay apart across nodes, with bearer tokens over TLS: tenant B through node 3
 //     cannot see tenant A's sequence owned by node 1;
-//   - a UCX data-plane client of node 3 recalls node 1's sequence bit-exact (UCX builds).
-#include <httplib.h>
-
+//   - a UCX data-plane client of node 3 recalls node 1's sequence bit-exact (UCX builds);
+//   - daemons that serve UCX pull each other's blocks over it (tcp, and shared memory), the
+//     remote bytes all counted as UCX bytes; without UCX on the owner the pull is gRPC.
 #include <fstream>
 #include <string>
 #include <vector>
@@ -28,12 +28,6 @@
 
 namespace clusterkv::testing {
 namespace {
-
-std::string Scrape(int port) {
-  httplib::Client http("127.0.0.1", port);
-  httplib::Result r = http.Get("/metrics");
-  return r && r->status == 200 ? r->body : std::string();
-}
 
 std::vector<v1::ClusterRef> RefsOf(const std::vector<v1::ClusterBlock>& blocks) {
   std::vector<v1::ClusterRef> refs;
@@ -320,6 +314,50 @@ TEST_F(ClusterTest, UcxClientOfNode3RecallsNode1sSequenceBitExact) {
   const std::string m = Scrape(bench_.metrics_port(2));
   EXPECT_EQ(MetricValue(m, "clusterkv_cluster_remote_misses_total"), kClusters);
   EXPECT_EQ(MetricValue(m, "clusterkv_cluster_remote_hits_total"), kClusters);
+  // Node 1 serves no UCX data plane (--ucx=false): node 3 pulled over gRPC.
+  EXPECT_GT(MetricValue(m, "clusterkv_cluster_remote_bytes_total"), 0);
+  EXPECT_EQ(MetricValue(m, "clusterkv_cluster_remote_ucx_bytes_total"), 0);
+}
+
+TEST_F(ClusterTest, DaemonsPullEachOthersBlocksOverUcxTcpBitExact) {
+  // Every node serves UCX; node 3 pulls over tcp only (loopback), node 2 over UCX's default
+  // transports (shared memory on one host). Blocks larger than the pull slot (1 MiB) would go
+  // over gRPC; these are all smaller, so every remote byte comes over UCX.
+  using namespace ucx_test;  // NOLINT: the UCX tests' vocabulary
+  ScopedEnv devices("UCX_NET_DEVICES", "lo");
+  ClusterBenchOptions options;
+  options.node_flags = {{"--ucx=true"},
+                        {"--ucx=true"},
+                        {"--ucx=true", "--cluster_peer_ucx_transports=tcp"}};
+  ASSERT_NO_FATAL_FAILURE(StartCluster(options));
+  const KvCacheClient n1 = bench_.Client(0, "tenant-a");
+  const SequenceData data = MakeSequenceData(/*seed=*/31, /*clusters=*/4, /*layers=*/2);
+  ASSERT_GRPC_OK(OpenSequence(n1, "s"));
+  ASSERT_GRPC_OK(PutSequence(n1, "s", data, /*write_through=*/false));
+  ASSERT_EQ(bench_.Entry("tenant-a", "s")->owner, "node-1");
+  for (int node : {2, 1}) {
+    const KvCacheClient via = bench_.Client(node, "tenant-a");
+    ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via, "s", data.blocks)) << "node " << node + 1;
+    ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via, "s", data.blocks)) << "from the copy";
+    const std::string m = Scrape(bench_.metrics_port(node));
+    EXPECT_EQ(MetricValue(m, "clusterkv_cluster_remote_misses_total"), data.blocks.size());
+    EXPECT_EQ(MetricValue(m, "clusterkv_cluster_remote_hits_total"), data.blocks.size());
+    const double bytes = MetricValue(m, "clusterkv_cluster_remote_bytes_total");
+    EXPECT_GT(bytes, 0);
+    EXPECT_EQ(MetricValue(m, "clusterkv_cluster_remote_ucx_bytes_total"), bytes)
+        << "node " << node + 1 << " pulled over gRPC";
+  }
+  // Tenants stay apart over UCX too: tenant B's pull of tenant A's sequence finds nothing.
+  const KvCacheClient other = bench_.Client(2, "tenant-b");
+  v1::FetchClustersRequest fetch;
+  fetch.set_sequence_id("s");
+  *fetch.add_clusters() = data.blocks[0].id();
+  auto context = other.Context();
+  auto reader = other.stub->FetchClusters(context.get(), fetch);
+  v1::FetchClustersResponse response;
+  while (reader->Read(&response)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
 }
 #endif
 
