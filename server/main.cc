@@ -1,5 +1,6 @@
 // clusterkvd: the per-node KV-cache daemon. Flags are grouped by subsystem; --flagfile=FILE
 // reads them from a config file (one --flag=value per line); --help lists them.
+#include <malloc.h>  // mallopt
 #include <signal.h>
 #include <unistd.h>  // gethostname (cluster mode's default node id)
 
@@ -32,6 +33,10 @@ ABSL_FLAG(double, high_watermark, 0.90, "Host usage fraction that starts evictio
 ABSL_FLAG(double, low_watermark, 0.75, "Host usage fraction eviction stops at.");
 ABSL_FLAG(bool, write_through, false, "Make every put durable before acknowledging it.");
 ABSL_FLAG(bool, huge_pages, true, "Back the host arena with huge pages where possible.");
+ABSL_FLAG(bool, prefault_host_tier, false,
+          "Fault in the whole host tier at start (its memory is resident from then on): puts "
+          "into fresh memory, e.g. a read-only copy of another node's sequence, then take no "
+          "page fault per page. Costs startup time.");
 ABSL_FLAG(std::string, backend, "auto", "Compute backend for server-side Select: cpu, cuda, auto.");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads for server-side compute (0 = all cores).");
 #if defined(CLUSTERKV_WITH_UCX)
@@ -137,7 +142,7 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
                    "max_message_mib", "shutdown_grace_s"}},
       {"Data plane", {"ucx", "ucx_transports", "ucx_peer_errors", "ucx_busy_poll_us", "ucx_direct_shm"}},
       {"Storage", {"data_dir", "host_capacity_mib", "high_watermark", "low_watermark",
-                   "write_through", "huge_pages"}},
+                   "write_through", "huge_pages", "prefault_host_tier"}},
       {"Compute", {"backend", "threads"}},
       {"Observability", {"metrics_address", "otlp_endpoint", "trace_file", "trace_sample_ratio"}},
       {"Tenants and security", {"auth", "tokens_file", "peer_tenants_file", "quota_host_mib",
@@ -174,6 +179,7 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
   o.store.low_watermark = absl::GetFlag(FLAGS_low_watermark);
   o.store.write_through = absl::GetFlag(FLAGS_write_through);
   o.store.huge_pages = absl::GetFlag(FLAGS_huge_pages);
+  o.store.prefault = absl::GetFlag(FLAGS_prefault_host_tier);
   auto exec = clusterkv::gpu::MakeExecContext(absl::GetFlag(FLAGS_backend),
                                               absl::GetFlag(FLAGS_threads));
   if (!exec.ok()) return exec.status();
@@ -278,6 +284,13 @@ int main(int argc, char** argv) {
   // acquisition in a global graph: measurable on the per-block recall path (decision D22).
   // The daemon's locking is tested under ASan/UBSan in CI; detection stays on in tests.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // Recall and put messages are megabytes each. glibc mmaps every allocation at or above its
+  // dynamic threshold, so a daemon that has not yet freed a larger buffer maps (and page
+  // faults) each 2 MiB reply afresh: ~500 faults, most of a warm recall's cost (decision D55).
+  // A fixed 32 MiB threshold (glibc's maximum) keeps them in the malloc arenas, and a high trim
+  // threshold keeps freed arena memory for the next message.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
   if (rest.size() > 1) {
     std::cerr << "clusterkvd: unexpected argument '" << rest[1] << "' (see --help)\n";
     return 2;

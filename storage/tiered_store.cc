@@ -165,6 +165,7 @@ absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::Open(const TieredStore
   HostArenaOptions arena_options;
   arena_options.capacity_bytes = options.host_capacity_bytes;
   arena_options.huge_pages = options.huge_pages;
+  arena_options.prefault = options.prefault;
   arena_options.registrar = options.registrar;
   ASSIGN_OR_RETURN(std::unique_ptr<HostArena> arena, HostArena::Create(arena_options));
   std::unique_ptr<TieredStore> store(new TieredStore(std::move(arena), std::move(ssd), options));

@@ -51,6 +51,9 @@ struct TieredStoreOptions {
   double low_watermark = 0.75;   // the evictor stops below this
   bool write_through = false;
   bool huge_pages = true;
+  // Fault in the whole host arena at open (HostArenaOptions::prefault): startup pays for it,
+  // and later puts (a read-only copy filling, a promotion) do not take a page fault per page.
+  bool prefault = false;
   bool background_eviction = true;  // false: eviction only through EvictToLowWatermark()
   ArenaRegistrar* registrar = nullptr;  // not owned
   std::shared_ptr<rocksdb::FileSystem> file_system;  // null: the real filesystem

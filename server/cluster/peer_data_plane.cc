@@ -125,6 +125,7 @@ class UcxPeerDataPlane final : public PeerDataPlane {
     uo.transports = options_.transports;
     uo.region_bytes = options_.region_bytes;
     uo.fetch_timeout = options_.timeout;
+    uo.fetch_spin = options_.spin;
     ASSIGN_OR_RETURN(std::unique_ptr<client::UcxTransport> transport,
                      client::UcxTransport::Create(connection.get(), uo));
     RETURN_IF_ERROR(transport->Connect());

@@ -1,7 +1,10 @@
 // TieredStore on a real arena and a real RocksDB: write-back and write-through puts, eviction
 // in LRU order, promotion, spilling when the host tier is full, pins, drop, quotas, restart and
-// concurrent use.
+// concurrent use; a prefaulted host tier.
 #include "storage/tiered_store.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -52,6 +55,25 @@ TEST(TieredStoreTest, WriteBackPutLivesInHostUntilEvicted) {
   EXPECT_EQ((*store)->PutBlock(key, BlockBytes(key, 10)).code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ((*store)->GetBlock(Key("t", "s", 2, 1, 8)).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// prefault: every page of the host arena is resident right after Open (mincore), before any
+// put touched it; puts and reads work as usual.
+TEST(TieredStoreTest, PrefaultedHostTierIsResidentFromOpen) {
+  TempDir dir("tiered_prefault");
+  TieredStoreOptions options = SmallStore(dir.path());
+  options.prefault = true;
+  auto store = TieredStore::Open(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const HostArena& arena = (*store)->arena();
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t pages = (arena.capacity() + page - 1) / page;
+  std::vector<unsigned char> resident(pages);
+  ASSERT_EQ(mincore(arena.base(), pages * page, resident.data()), 0);
+  for (size_t i = 0; i < pages; ++i) ASSERT_TRUE(resident[i] & 1) << "page " << i;
+  const BlockKey key = Key("t", "s", 0, 0, 1);
+  ASSERT_TRUE((*store)->PutBlock(key, BlockBytes(key, 5000)).ok());
+  ExpectBlock(**store, key, 5000);
 }
 
 TEST(TieredStoreTest, WriteThroughPutIsOnBothTiers) {

@@ -134,6 +134,8 @@ struct RemoteBenchConfig {
   int64_t pass_bytes = int64_t{32} << 20;
   int64_t host_capacity_mib = 1024;  // per daemon; raised to hold everything twice
   bool peer_tls = true;              // TLS between the daemons (needs /usr/bin/openssl)
+  // UCX transports node 2 pulls over (--cluster_peer_ucx_transports); tcp: as between hosts.
+  std::string peer_ucx_tls = "tcp";
   double call_timeout_s = 60;
 };
 

@@ -144,6 +144,9 @@ ABSL_FLAG(int64_t, remote_host_mib, 1024,
 ABSL_FLAG(bool, remote_peer_tls, true,
           "TLS between the daemons (a self-signed certificate from /usr/bin/openssl); false or "
           "no openssl: plaintext loopback TCP.");
+ABSL_FLAG(std::string, remote_peer_ucx_tls, "tcp",
+          "UCX transports node 2 pulls node 1's blocks over (UCX_TLS syntax; tcp runs over "
+          "loopback as it would between hosts; empty: UCX's default, shared memory here).");
 
 namespace clusterkv::bench {
 namespace {
@@ -225,13 +228,15 @@ const std::vector<Subcommand>& Subcommands() {
         "soak_clusters_per_head", "soak_tokens", "soak_host_mib"},
        &RunSoakBench},
       {"remote",
-       "Cluster mode: a real etcd and two clusterkvd in one cluster; a fresh sequence per pass "
-       "stored through node 1 (its owner), then every block recalled once through node 1 "
-       "(local, the baseline) and twice through node 2 (remote_cold: pulled from node 1 over "
-       "gRPC/TLS into node 2's read-only copy; remote_warm: from that copy). Bandwidth ratio "
-       "remote / local and per-request latency ratio local / remote, p50/p99 per request.",
+       "Cluster mode: a real etcd and three clusterkvd in one cluster; a fresh sequence per "
+       "pass stored through node 1 (its owner), then every block recalled once through node 1 "
+       "(local, the baseline), twice through node 2 (remote_cold: pulled from node 1 over UCX "
+       "into node 2's read-only copy; remote_warm: from that copy) and once through node 3 "
+       "(remote_cold_grpc_pull: pulled over gRPC/TLS streaming). Bandwidth ratio remote / "
+       "local, per-request latency ratio local / remote, p50/p99 per request, and the UCX pull "
+       "vs the gRPC pull.",
        {"daemon", "daemon_dir", "remote_block_bytes", "remote_clusters_per_request",
-        "remote_pass_bytes", "remote_host_mib", "remote_peer_tls"},
+        "remote_pass_bytes", "remote_host_mib", "remote_peer_tls", "remote_peer_ucx_tls"},
        &RunRemoteBench},
   };
   return *subs;
@@ -384,6 +389,7 @@ absl::StatusOr<BenchOptions> OptionsFromFlags() {
   o.remote.pass_bytes = absl::GetFlag(FLAGS_remote_pass_bytes);
   o.remote.host_capacity_mib = absl::GetFlag(FLAGS_remote_host_mib);
   o.remote.peer_tls = absl::GetFlag(FLAGS_remote_peer_tls);
+  o.remote.peer_ucx_tls = absl::GetFlag(FLAGS_remote_peer_ucx_tls);
 
   if (o.quick) ApplyQuick(o);
   return o;

@@ -1,15 +1,20 @@
 // `clusterkv_bench remote`: recall through a node that does not own the sequence (cluster mode,
-// issue 10) against recall from the owner, in one run. It starts a real etcd and two
+// issue 10) against recall from the owner, in one run. It starts a real etcd and three
 // clusterkvd in one cluster (TLS between them with a self-signed certificate made by the
 // openssl CLI, unless --remote_peer_tls=false or openssl is missing: then plaintext loopback),
 // stores a fresh sequence per pass through node 1 (its owner), and recalls every block once,
 // `clusters_per_request` random clusters a FetchClusters request, over each node's Unix socket:
-//   local        from node 1, which holds the sequence (the baseline);
-//   remote_cold  from node 2: it looks the sequence up in etcd and pulls the blocks from node 1
-//                (gRPC streaming over TCP) into its read-only copy before serving them;
-//   remote_warm  from node 2 again: served from its copy (plus the etcd lookup per request).
-// Rows: bandwidth (ratio = remote / local, > 1 better) with per-request p50/p99, and per-request
-// latency (ratio = local / remote, > 1 faster). Every recalled block is checked bit-exact.
+//   local                  from node 1, which holds the sequence (the baseline);
+//   remote_cold            from node 2: it looks the sequence up in etcd and pulls the blocks
+//                          from node 1 over node 1's UCX data plane (--remote_peer_ucx_tls,
+//                          tcp by default) into its read-only copy before serving them;
+//   remote_warm            from node 2 again: served from its copy (plus the etcd lookup);
+//   remote_cold_grpc_pull  from node 3, which pulls over gRPC streaming instead
+//                          (--cluster_peer_ucx=false): the previous path, side by side.
+// Rows: bandwidth (ratio = remote / local, > 1 better) with per-request p50/p99, per-request
+// latency (ratio = local / remote, > 1 faster), and remote_cold against remote_cold_grpc_pull.
+// Every recalled block is checked bit-exact. Every node runs with --prefault_host_tier, so a
+// cold recall measures the transfer rather than first touches of the copy's fresh memory.
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -141,15 +146,21 @@ absl::StatusOr<std::unique_ptr<Cluster>> StartCluster(const BenchOptions& option
     token << "clusterkv-bench-peer-token-" << options.seed << "\n";
     if (!token) return absl::UnavailableError("remote: cannot write the peer token");
   }
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 3; ++i) {
     const std::string name = absl::StrCat("node-", i + 1);
     const std::string socket = c->dir->Sub(name + ".sock");
     std::vector<std::string> flags = {
         "--socket=" + socket, "--data_dir=" + c->dir->Sub(name + "-data"),
         absl::StrCat("--host_capacity_mib=", capacity_mib), "--auth=none", "--metrics_address=",
-        "--ucx=false", "--tcp_address=127.0.0.1:0", "--cluster_etcd=" + c->etcd.endpoint(),
+        "--tcp_address=127.0.0.1:0", "--cluster_etcd=" + c->etcd.endpoint(),
         "--cluster_name=bench", "--node_id=" + name, "--lease_ttl_s=10",
-        "--cluster_token_file=" + c->dir->Sub("peer-token")};
+        "--cluster_token_file=" + c->dir->Sub("peer-token"), "--prefault_host_tier"};
+    if (i < 2) {  // node 1 serves UCX, node 2 pulls over it
+      flags.push_back("--ucx=true");
+      flags.push_back("--cluster_peer_ucx_transports=" + cfg.peer_ucx_tls);
+    } else {  // node 3 pulls over gRPC streaming
+      flags.push_back("--ucx=false");
+    }
     if (c->tls) {
       flags.push_back("--tls_cert=" + cert);
       flags.push_back("--tls_key=" + key);
@@ -303,6 +314,8 @@ absl::Status RunRemoteBench(const BenchOptions& options) {
                      Connect(cluster->targets[0], cfg.call_timeout_s));
     ASSIGN_OR_RETURN(std::unique_ptr<client::Connection> other,
                      Connect(cluster->targets[1], cfg.call_timeout_s));
+    ASSIGN_OR_RETURN(std::unique_ptr<client::Connection> grpc_puller,
+                     Connect(cluster->targets[2], cfg.call_timeout_s));
     for (int64_t target : cfg.block_bytes) {
       const int32_t tokens = static_cast<int32_t>(std::max<int64_t>(1, target / per_token));
       const int64_t block_bytes =
@@ -311,7 +324,7 @@ absl::Status RunRemoteBench(const BenchOptions& options) {
                                                cfg.pass_bytes / block_bytes);
       std::cerr << "remote: " << SizeText(block_bytes) << " blocks, " << blocks
                 << " per pass, " << passes << " passes\n";
-      Series local, cold, warm;
+      Series local, cold, warm, cold_grpc;
       for (int pass = 0; pass < passes; ++pass) {
         const bool timed = pass >= options.warmup;
         const std::string sequence = absl::StrCat("remote-", block_bytes, "-", pass);
@@ -323,6 +336,9 @@ absl::Status RunRemoteBench(const BenchOptions& options) {
                                    block_bytes, seed + 1, pool, ring, timed ? &cold : nullptr));
         RETURN_IF_ERROR(RecallPass(*other, sequence, blocks, cfg.clusters_per_request,
                                    block_bytes, seed + 2, pool, ring, timed ? &warm : nullptr));
+        RETURN_IF_ERROR(RecallPass(*grpc_puller, sequence, blocks, cfg.clusters_per_request,
+                                   block_bytes, seed + 1, pool, ring,
+                                   timed ? &cold_grpc : nullptr));
       }
       const Json params = {{"block_bytes", block_bytes},
                            {"block_bytes_target", target},
@@ -331,14 +347,28 @@ absl::Status RunRemoteBench(const BenchOptions& options) {
                            {"kv_dtype", "fp16"},
                            {"clusters_per_request", cfg.clusters_per_request},
                            {"blocks_per_pass", blocks},
-                           {"peer_tls", cluster->tls}};
+                           {"peer_tls", cluster->tls},
+                           {"peer_ucx_tls", cfg.peer_ucx_tls.empty() ? "default" : cfg.peer_ucx_tls},
+                           {"prefault_host_tier", true}};
       const std::string peer =
           cluster->tls ? "gRPC over TLS on loopback TCP" : "gRPC over plaintext loopback TCP";
       ResultRow c = BandwidthRow("remote_cold", params, cold, local);
       c.extra["path"] = absl::StrCat(
-          "client -> node 2 (Unix socket); node 2: etcd lookup, FetchClusters from node 1 (",
-          peer, ") into its read-only copy, then serves it");
+          "client -> node 2 (Unix socket); node 2: etcd lookup, whole blocks pulled from node "
+          "1's UCX data plane (UCX_TLS ",
+          cfg.peer_ucx_tls.empty() ? "default" : cfg.peer_ucx_tls,
+          ") into its read-only copy, then serves it");
       report.Add(std::move(c));
+      ResultRow g = BandwidthRow("remote_cold_grpc_pull", params, cold_grpc, local);
+      g.extra["path"] = absl::StrCat(
+          "client -> node 3 (Unix socket); node 3: etcd lookup, FetchClusters from node 1 (",
+          peer, ") into its read-only copy, then serves it");
+      report.Add(std::move(g));
+      ResultRow vs = HigherBetterRow("remote_cold_ucx_vs_grpc_pull", params,
+                                     Percentile(cold.pass_gbps, 0.5), "GB/s",
+                                     "remote_cold_grpc_pull", Percentile(cold_grpc.pass_gbps, 0.5));
+      vs.extra["note"] = "the same cold remote recall with node 2's UCX pull vs node 3's gRPC pull";
+      report.Add(std::move(vs));
       ResultRow w = BandwidthRow("remote_warm", params, warm, local);
       w.extra["path"] = "client -> node 2 (Unix socket): etcd lookup, served from its copy";
       report.Add(std::move(w));
