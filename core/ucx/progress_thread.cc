@@ -164,7 +164,7 @@ void ProgressThread::Loop() {
       if (!tasks_.empty() || stopping_) continue;
     }
     // Drive() callers may use the worker while this thread sleeps; events they leave behind
-    // signal the fd (or they call ucp_worker_signal), so this thread re-progresses and re-arms.
+    // signal the fd (an EventWatch signals it too), so this thread re-progresses and re-arms.
     worker_mu_.Unlock();
     pollfd pfd{event_fd_, POLLIN, 0};
     const int n = poll(&pfd, 1, kPollTimeoutMs);

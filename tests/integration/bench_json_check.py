@@ -74,7 +74,26 @@ def check_report(path, bench):
         check_e2e(results)
     if bench == "soak":
         check_soak(results)
+    if bench == "remote":
+        check_remote(results)
     print("ok: %s, %d rows" % (bench, len(results)))
+
+
+REMOTE_VARIANTS = ("remote_cold", "remote_cold_grpc_pull", "remote_cold_ucx_vs_grpc_pull",
+                   "remote_warm", "remote_cold_request", "remote_warm_request")
+
+
+def check_remote(results):
+    """Per block size: cold (UCX pull), cold (gRPC pull), their ratio, warm, and the two
+    latency rows; every row names its block size."""
+    sizes = set(row["params"].get("block_bytes") for row in results)
+    for size in sizes:
+        seen = [row["variant"] for row in results if row["params"].get("block_bytes") == size]
+        if sorted(seen) != sorted(REMOTE_VARIANTS):
+            fail("remote rows for %r blocks are %r, expected %r" % (size, seen, REMOTE_VARIANTS))
+    for i, row in enumerate(results):
+        if not is_number(row["params"].get("block_bytes")):
+            fail("remote results[%d].params lacks block_bytes" % i)
 
 
 STORAGE_VARIANTS = ("host_put", "host_get", "ssd_put", "ssd_get", "tiered_put_write_through",
@@ -100,8 +119,9 @@ def check_storage(results):
 
 
 def check_fetch(results):
-    """gRPC recall rows per block size against cold memcpy; our UCX recall rows when the build
-    has the UCX data plane; ucx_perftest rows when that tool exists."""
+    """gRPC recall rows per block size against cold memcpy, with a memcpy_stream row (the
+    daemon's streaming copy) for each; our UCX recall rows when the build has the UCX data
+    plane; ucx_perftest rows when that tool exists."""
     grpc = [row for row in results if row["variant"] == "grpc_fetch"]
     if not grpc:
         fail("fetch report lacks grpc_fetch rows")
@@ -109,8 +129,12 @@ def check_fetch(results):
     if os.access("/usr/bin/ucx_perftest", os.X_OK) and len(ucx) != len(grpc):
         fail("fetch report has %d ucx_perftest_put rows for %d block sizes"
              % (len(ucx), len(grpc)))
+    stream = [row for row in results if row["variant"] == "memcpy_stream"]
+    if len(stream) != len(grpc):
+        fail("fetch report has %d memcpy_stream rows for %d block sizes"
+             % (len(stream), len(grpc)))
     for i, row in enumerate(results):
-        if row["variant"] not in ("grpc_fetch", "ucx", "ucx_perftest_put"):
+        if row["variant"] not in ("grpc_fetch", "ucx", "ucx_perftest_put", "memcpy_stream"):
             fail("fetch results[%d] has unknown variant %r" % (i, row["variant"]))
         if row["unit"] != "GB/s" or row["baseline"] != "memcpy_cold":
             fail("fetch results[%d] is not a GB/s row against memcpy_cold" % i)
@@ -119,7 +143,7 @@ def check_fetch(results):
         for key in ("block_bytes", "block_bytes_target", "tokens_per_block"):
             if not is_number(row["params"].get(key)):
                 fail("fetch results[%d].params lacks %s" % (i, key))
-    ours = [row for row in results if row["variant"] in ("grpc_fetch", "ucx")]
+    ours = [row for row in results if row["variant"] in ("grpc_fetch", "ucx", "memcpy_stream")]
     for i, row in enumerate(ours):
         if not is_number(row["params"].get("clusters_per_request")):
             fail("%s row %d lacks params.clusters_per_request" % (row["variant"], i))
