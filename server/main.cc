@@ -119,6 +119,9 @@ ABSL_FLAG(bool, cluster_peer_ucx, true,
 ABSL_FLAG(std::string, cluster_peer_ucx_transports, "",
           "UCX transports for pulls from other nodes (UCX_TLS syntax, e.g. \"tcp\"); empty: "
           "UCX's default (tcp between hosts).");
+ABSL_FLAG(int32_t, cluster_peer_ucx_sessions, 8,
+          "UCX pull sessions kept open, one per (peer node, tenant); each holds a UCX context, "
+          "a thread and its region. Opening one more closes the least recently used.");
 ABSL_FLAG(int64_t, cluster_peer_ucx_region_mib, 64,
           "Registered receive region per (peer node, tenant) for UCX pulls, MiB; blocks over "
           "1 MiB are pulled over gRPC.");
@@ -151,7 +154,8 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
                               "lease_ttl_s", "replication", "cluster_token_file",
                               "cluster_tls_root_cert", "cluster_tls_target_name",
                               "cluster_peer_timeout_s", "cluster_peer_ucx",
-                              "cluster_peer_ucx_transports", "cluster_peer_ucx_region_mib"}},
+                              "cluster_peer_ucx_transports", "cluster_peer_ucx_region_mib",
+                              "cluster_peer_ucx_sessions"}},
       {"Config file", {"flagfile"}},
   };
   return *groups;
@@ -267,6 +271,11 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError("--cluster_peer_ucx_region_mib must be in [1, 16384]");
   }
   o.cluster.peer_ucx_region_bytes = static_cast<size_t>(region_mib) << 20;
+  const int32_t sessions = absl::GetFlag(FLAGS_cluster_peer_ucx_sessions);
+  if (sessions < 1 || sessions > 4096) {
+    return absl::InvalidArgumentError("--cluster_peer_ucx_sessions must be in [1, 4096]");
+  }
+  o.cluster.peer_ucx_sessions = static_cast<size_t>(sessions);
   // ---- end cluster mode ----
   return o;
 }

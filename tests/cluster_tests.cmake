@@ -22,6 +22,12 @@ if(TARGET clusterkv_test_daemon AND TARGET clusterkv_client)
     target_link_libraries(cluster_test PRIVATE clusterkv_ucx clusterkv_gpu clusterkv_proto)
     target_compile_definitions(cluster_test PRIVATE CLUSTERKV_WITH_UCX=1)
   endif()
+  if(CLUSTERKV_UCX)  # the pulling side of daemon-to-daemon UCX, against one real daemon
+    clusterkv_test(peer_data_plane_test integration
+      ${CMAKE_CURRENT_LIST_DIR}/integration/peer_data_plane_test.cc
+      LIBS clusterkv_test_daemon clusterkv_cluster clusterkv_client clusterkv_ucx clusterkv_storage
+           clusterkv_gpu clusterkv_proto clusterkv_core)
+  endif()
   clusterkv_test(cluster_fault_test fault ${CMAKE_CURRENT_LIST_DIR}/fault/cluster_fault_test.cc
     LIBS clusterkv_test_daemon clusterkv_cluster_testing clusterkv_cluster clusterkv_storage
          clusterkv_core PkgConfig::CLUSTERKV_HTTPLIB)

@@ -75,6 +75,7 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(const ClusterOp
     data.tls_target_name = options.tls_target_name;
     data.transports = options.peer_ucx_transports;
     data.region_bytes = options.peer_ucx_region_bytes;
+    data.max_sessions = options.peer_ucx_sessions;
     data.timeout = options.peer_timeout;
     absl::StatusOr<std::unique_ptr<PeerDataPlane>> plane = PeerDataPlane::Create(data);
     if (plane.ok()) {

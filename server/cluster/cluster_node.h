@@ -77,6 +77,7 @@ struct ClusterOptions {
   bool peer_ucx = true;
   std::string peer_ucx_transports;  // UCX_TLS syntax; empty: UCX's default (or $UCX_TLS)
   size_t peer_ucx_region_bytes = size_t{64} << 20;
+  size_t peer_ucx_sessions = 8;  // (peer node, tenant) UCX sessions kept open
   absl::Duration etcd_timeout = absl::Seconds(5);
   // How long Join waits for a previous instance's registration to expire.
   absl::Duration register_timeout = absl::Seconds(30);

@@ -3,6 +3,7 @@
 #if defined(CLUSTERKV_WITH_UCX)
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -28,7 +29,7 @@ class UcxPeerDataPlane final : public PeerDataPlane {
                                               const std::string& sequence,
                                               absl::Span<const ClusterId> clusters,
                                               const BlockSink& sink) override {
-    ASSIGN_OR_RETURN(Session * session, SessionFor(node, address, tenant));
+    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(node, address, tenant));
     absl::MutexLock turn(&session->mu);
     if (session->transport == nullptr) {
       return absl::UnavailableError(absl::StrCat("no UCX session with node ", node));
@@ -64,6 +65,11 @@ class UcxPeerDataPlane final : public PeerDataPlane {
     return left;
   }
 
+  size_t num_sessions() const override {
+    absl::MutexLock lock(&mu_);
+    return sessions_.size();
+  }
+
  private:
   struct Session {
     absl::Mutex mu;  // one pull at a time: the region is reused
@@ -71,29 +77,34 @@ class UcxPeerDataPlane final : public PeerDataPlane {
     std::unique_ptr<client::Connection> connection ABSL_GUARDED_BY(mu);
     std::unique_ptr<client::UcxTransport> transport ABSL_GUARDED_BY(mu);
   };
+  struct Slot {
+    std::shared_ptr<Session> session;  // a pull in progress holds another reference
+    uint64_t last_used = 0;
+  };
 
   // The live session with (node, tenant), opened on first use; Unavailable while a failed
   // attempt is recent.
-  absl::StatusOr<Session*> SessionFor(const std::string& node, const std::string& address,
-                                      const std::string& tenant) {
-    Session* session = nullptr;
+  absl::StatusOr<std::shared_ptr<Session>> SessionFor(const std::string& node,
+                                                      const std::string& address,
+                                                      const std::string& tenant) {
+    const std::string key = absl::StrCat(node, "\n", tenant);
+    std::shared_ptr<Session> session;
     {
       absl::MutexLock lock(&mu_);
-      const std::string key = absl::StrCat(node, "\n", tenant);
       if (auto failed = failed_until_.find(key);
           failed != failed_until_.end() && absl::Now() < failed->second) {
         return absl::UnavailableError(
             absl::StrCat("node ", node, " recently refused a UCX session"));
       }
-      std::unique_ptr<Session>& slot = sessions_[key];
-      if (slot != nullptr && slot->address != address) {
-        retired_.push_back(std::move(slot));  // the node restarted elsewhere
+      Slot& slot = sessions_[key];
+      if (slot.session == nullptr || slot.session->address != address) {
+        // New, or the node restarted elsewhere (a pull still using the old one keeps it).
+        slot.session = std::make_shared<Session>();
+        slot.session->address = address;
       }
-      if (slot == nullptr) {
-        slot = std::make_unique<Session>();
-        slot->address = address;
-      }
-      session = slot.get();
+      slot.last_used = ++tick_;
+      session = slot.session;
+      EvictBeyondLimit();
     }
     absl::Status opened;
     {
@@ -102,11 +113,26 @@ class UcxPeerDataPlane final : public PeerDataPlane {
     }
     if (!opened.ok()) {
       absl::MutexLock lock(&mu_);
-      failed_until_[absl::StrCat(node, "\n", tenant)] = absl::Now() + options_.retry_after;
+      failed_until_[key] = absl::Now() + options_.retry_after;
+      if (auto it = sessions_.find(key); it != sessions_.end() && it->second.session == session) {
+        sessions_.erase(it);
+      }
       return absl::Status(opened.code(), absl::StrCat("UCX session with node ", node, ": ",
                                                       opened.message()));
     }
     return session;
+  }
+
+  // Drops the least recently used sessions while more than max_sessions are open. A dropped
+  // session closes when the last pull holding it returns.
+  void EvictBeyondLimit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (sessions_.size() > std::max<size_t>(1, options_.max_sessions)) {
+      auto oldest = sessions_.begin();
+      for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+        if (it->second.last_used < oldest->second.last_used) oldest = it;
+      }
+      sessions_.erase(oldest);
+    }
   }
 
   absl::Status Open(Session& session, const std::string& tenant)
@@ -135,11 +161,10 @@ class UcxPeerDataPlane final : public PeerDataPlane {
   }
 
   const PeerDataPlaneOptions options_;
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::unique_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Slot> sessions_ ABSL_GUARDED_BY(mu_);  // key: node \n tenant
   absl::flat_hash_map<std::string, absl::Time> failed_until_ ABSL_GUARDED_BY(mu_);
-  // Sessions of a node's previous address: a pull may still be using one.
-  std::vector<std::unique_ptr<Session>> retired_ ABSL_GUARDED_BY(mu_);
+  uint64_t tick_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

@@ -7,8 +7,10 @@
 // values as stored), which the caller then stores. Over TCP the peer puts into the region with
 // ucp_put_nbx; on one host UCX may pick shared memory.
 //
-// Pulls through one (node, tenant) transport take turns (its region is reused). A peer that
-// cannot open a session (no UCX there, no common transport) is left to gRPC for
+// Pulls through one (node, tenant) transport take turns (its region is reused). At most
+// `max_sessions` sessions stay open (each holds a UCX context, a progress thread and its
+// region): opening one more closes the least recently used, once no pull is using it. A peer
+// that cannot open a session (no UCX there, no common transport) is left to gRPC for
 // `retry_after` before it is tried again. Thread-safe.
 //
 // Example:
@@ -48,6 +50,7 @@ struct PeerDataPlaneOptions {
   // sleeping waiter then pays a wakeup per burst: spinning for the transfer is ~4x faster.
   absl::Duration spin = absl::Milliseconds(20);
   absl::Duration retry_after = absl::Seconds(30);  // after a peer could not open a session
+  size_t max_sessions = 8;                         // (node, tenant) sessions kept open
 };
 
 class PeerDataPlane {
@@ -72,6 +75,9 @@ class PeerDataPlane {
                                                       const std::string& sequence,
                                                       absl::Span<const ClusterId> clusters,
                                                       const BlockSink& sink) = 0;
+
+  // Sessions open now (<= max_sessions, plus any a pull still holds after it was replaced).
+  virtual size_t num_sessions() const = 0;
 };
 
 }  // namespace clusterkv::server::cluster
