@@ -227,8 +227,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
   if (d->cluster_ != nullptr) {  // cluster mode (issue 10): register once reachable
     ASSIGN_OR_RETURN(std::string advertise, AdvertisedAddress(options, d->tcp_port_));
-    RETURN_IF_ERROR(d->cluster_->Join(advertise, d->data_plane_ != nullptr,
-                                      options.store.high_watermark));
+    RETURN_IF_ERROR(d->cluster_->Join(
+        advertise, d->data_plane_ != nullptr ? d->data_plane_->worker_address() : std::string(),
+        options.store.high_watermark));
   }
   // ---- tenants and security (issue 8) ----
   if (peer_credentials) {

@@ -205,6 +205,7 @@ class UcxDataPlane::Impl {
   }
 
   size_t num_sessions() const { return num_sessions_.load(std::memory_order_relaxed); }
+  const std::string& worker_address() const { return address_; }
   uint64_t requests_served() const { return requests_served_.load(std::memory_order_relaxed); }
 
  private:
@@ -453,6 +454,7 @@ absl::StatusOr<v1::ConnectDataPlaneResponse> UcxDataPlane::Connect(
 void UcxDataPlane::Stop() { impl_->Stop(); }
 
 size_t UcxDataPlane::num_sessions() const { return impl_->num_sessions(); }
+const std::string& UcxDataPlane::worker_address() const { return impl_->worker_address(); }
 uint64_t UcxDataPlane::requests_served() const { return impl_->requests_served(); }
 
 }  // namespace clusterkv::server

@@ -89,6 +89,8 @@ class UcxDataPlane final : public storage::ArenaRegistrar {
   void Stop();
 
   size_t num_sessions() const;
+  // This daemon's UCX worker address (registered in cluster mode).
+  const std::string& worker_address() const;
   uint64_t requests_served() const;
 
  private:

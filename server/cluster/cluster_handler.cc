@@ -397,7 +397,8 @@ absl::StatusOr<SequenceKey> ClusterRequestHandler::FillCopy(
   if (!missing.empty()) {
     RETURN_IF_ERROR(ReadFromHolder(key, entry, [&](PeerClient& peer) -> absl::Status {
       std::vector<ClusterId> rest = missing;
-      if (PeerDataPlane* ucx = node_->peer_data_plane(); ucx != nullptr) {
+      if (PeerDataPlane* ucx = node_->peer_data_plane();
+          ucx != nullptr && node_->MayServeUcx(peer.node_id())) {
         // The bulk over the holder's UCX data plane; whatever it did not deliver (or all of
         // it, when UCX fails) over gRPC below, which also gives the holder's errors.
         absl::Status stored;

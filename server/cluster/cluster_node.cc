@@ -96,12 +96,13 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(const ClusterOp
   return node;
 }
 
-absl::Status ClusterNode::Join(const std::string& advertise_grpc, bool ucx,
+absl::Status ClusterNode::Join(const std::string& advertise_grpc, const std::string& ucx_address,
                                double high_watermark) {
   MembershipOptions m;
   m.self.node_id = options_.node_id;
   m.self.grpc_address = advertise_grpc;
-  m.self.ucx = ucx;
+  m.self.ucx = !ucx_address.empty();
+  m.self.ucx_address = ucx_address;
   m.lease_ttl = options_.lease_ttl;
   m.register_timeout = options_.register_timeout;
   m.clock = deps_.clock;
@@ -119,7 +120,7 @@ absl::Status ClusterNode::Join(const std::string& advertise_grpc, bool ucx,
   ASSIGN_OR_RETURN(membership_, Membership::Join(etcd_.get(), &keys_, std::move(m)));
   {
     absl::MutexLock lock(&mu_);
-    for (const NodeInfo& n : membership_->last_nodes()) live_[n.node_id] = n.grpc_address;
+    NoteNodes(membership_->last_nodes());
     if (deps_.metrics != nullptr) deps_.metrics->SetClusterNodes(static_cast<int64_t>(live_.size()));
   }
   RETURN_IF_ERROR(Reconcile());
@@ -220,6 +221,20 @@ absl::StatusOr<Placement> ClusterNode::Place() {
   return PlaceSequence(node_id(), nodes, options_.replication);
 }
 
+void ClusterNode::NoteNodes(const std::vector<NodeInfo>& nodes) {
+  live_.clear();
+  without_ucx_.clear();
+  for (const NodeInfo& n : nodes) {
+    live_[n.node_id] = n.grpc_address;
+    if (!n.ucx) without_ucx_.insert(n.node_id);
+  }
+}
+
+bool ClusterNode::MayServeUcx(const std::string& node) const {
+  absl::MutexLock lock(&mu_);
+  return !without_ucx_.contains(node);
+}
+
 bool ClusterNode::IsLive(const std::string& node) const {
   if (node == node_id()) return true;
   absl::MutexLock lock(&mu_);
@@ -236,13 +251,11 @@ absl::StatusOr<PeerClient*> ClusterNode::Peer(const std::string& node, bool refr
   if (address.empty() && membership_ != nullptr) {
     // Not seen at the last round (it may have joined since), or asked to look again.
     ASSIGN_OR_RETURN(std::vector<NodeInfo> nodes, membership_->LiveNodes());
-    absl::flat_hash_map<std::string, std::string> now;
     for (const NodeInfo& n : nodes) {
-      now[n.node_id] = n.grpc_address;
       if (n.node_id == node) address = n.grpc_address;
     }
     absl::MutexLock lock(&mu_);
-    live_ = std::move(now);
+    NoteNodes(nodes);
   }
   if (address.empty()) {
     return absl::UnavailableError(
@@ -257,12 +270,12 @@ void ClusterNode::OnRefresh(const std::vector<NodeInfo>& nodes) {
   bool sweep = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::flat_hash_map<std::string, std::string> now;
-    for (const NodeInfo& n : nodes) now[n.node_id] = n.grpc_address;
+    absl::flat_hash_set<std::string> now;
+    for (const NodeInfo& n : nodes) now.insert(n.node_id);
     for (const auto& [id, address] : live_) {
       if (!now.contains(id)) departed = true;
     }
-    live_ = std::move(now);
+    NoteNodes(nodes);
     const uint64_t losses = membership_->lease_losses();
     if (losses != lease_losses_seen_) {
       // This node was considered gone for a while: a replica may have taken over any of its

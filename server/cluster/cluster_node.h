@@ -104,9 +104,11 @@ class ClusterNode {
                                                              Deps deps);
   ~ClusterNode();
 
-  // Registers as `advertise_grpc` (host:port), reconciles the local store, starts the
-  // keep-alive. Errors of etcd; AlreadyExists when another live daemon has this node id.
-  absl::Status Join(const std::string& advertise_grpc, bool ucx, double high_watermark);
+  // Registers as `advertise_grpc` (host:port) with its UCX worker address (empty: no UCX data
+  // plane), reconciles the local store, starts the keep-alive. Errors of etcd; AlreadyExists
+  // when another live daemon has this node id.
+  absl::Status Join(const std::string& advertise_grpc, const std::string& ucx_address,
+                    double high_watermark);
   // Leaves the cluster (revokes the lease). Idempotent.
   absl::Status Leave();
 
@@ -129,6 +131,9 @@ class ClusterNode {
   absl::StatusOr<Placement> Place();
   // Whether `node` was registered at the last keep-alive round (or is this node).
   bool IsLive(const std::string& node) const;
+  // False when `node` registered without a UCX data plane at the last round (pulls from it go
+  // straight to gRPC); true otherwise, including for a node not seen yet.
+  bool MayServeUcx(const std::string& node) const;
   // The client of live node `node`. Unavailable naming it when it is not registered.
   // `refresh`: read the node's address from etcd first, even if the last keep-alive round
   // listed it (after a call failed: it may have restarted on another port).
@@ -145,6 +150,8 @@ class ClusterNode {
   ClusterNode(const ClusterOptions& options, Deps deps);
   absl::Status Reconcile();
   void OnRefresh(const std::vector<NodeInfo>& nodes);
+  // Replaces the live-node tables with a membership round's nodes.
+  void NoteNodes(const std::vector<NodeInfo>& nodes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ClusterOptions options_;
   Deps deps_;
@@ -161,6 +168,8 @@ class ClusterNode {
   absl::flat_hash_map<SequenceKey, DirectoryEntry> owned_ ABSL_GUARDED_BY(mu_);
   // Live nodes (id -> gRPC address) of the last round.
   absl::flat_hash_map<std::string, std::string> live_ ABSL_GUARDED_BY(mu_);
+  // Live nodes of the last round that registered without UCX.
+  absl::flat_hash_set<std::string> without_ucx_ ABSL_GUARDED_BY(mu_);
   uint64_t lease_losses_seen_ ABSL_GUARDED_BY(mu_) = 0;
   int rounds_ ABSL_GUARDED_BY(mu_) = 0;
 };

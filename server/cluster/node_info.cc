@@ -1,5 +1,6 @@
 #include "server/cluster/node_info.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -18,6 +19,7 @@ std::string EncodeNodeInfo(const NodeInfo& info) {
   return json{{"node_id", info.node_id},
               {"grpc_address", info.grpc_address},
               {"ucx", info.ucx},
+              {"ucx_address", absl::Base64Escape(info.ucx_address)},
               {"load",
                {{"host_capacity_bytes", info.load.host_capacity_bytes},
                 {"host_bytes", info.load.host_bytes},
@@ -44,6 +46,12 @@ absl::StatusOr<NodeInfo> DecodeNodeInfo(absl::string_view text) {
   info.node_id = id->get<std::string>();
   info.grpc_address = address->get<std::string>();
   info.ucx = ucx->get<bool>();
+  if (auto ucx_address = j.find("ucx_address"); ucx_address != j.end()) {  // absent: older nodes
+    if (!ucx_address->is_string() ||
+        !absl::Base64Unescape(ucx_address->get<std::string>(), &info.ucx_address)) {
+      return bad();
+    }
+  }
   RETURN_IF_ERROR(ValidateName("node id", info.node_id));
   const auto u64 = [&](const char* name, uint64_t* out) {
     auto it = load->find(name);

@@ -31,7 +31,11 @@ struct NodeLoad {
 struct NodeInfo {
   std::string node_id;
   std::string grpc_address;  // host:port of the node's TCP (TLS) listener
-  bool ucx = false;          // serves the UCX data plane to its local clients
+  bool ucx = false;          // serves the UCX data plane (to clients and to peer pulls)
+  // Its UCX worker address (ucp_worker_get_address), as registered; empty without UCX. Peers
+  // still open sessions through ConnectDataPlane (which authenticates and exchanges rkeys);
+  // the registered address tells them up front that UCX is there and what it listens on.
+  std::string ucx_address;
   NodeLoad load;
 };
 

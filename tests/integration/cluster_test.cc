@@ -21,6 +21,7 @@
 #include "client/connection.h"
 #include "gtest/gtest.h"
 #include "server/auth/credentials.h"
+#include "server/cluster/node_info.h"
 #include "tests/integration/cluster_fixture.h"
 #if defined(CLUSTERKV_WITH_UCX)
 #include "tests/integration/ucx_test_util.h"
@@ -330,6 +331,16 @@ TEST_F(ClusterTest, DaemonsPullEachOthersBlocksOverUcxTcpBitExact) {
                         {"--ucx=true"},
                         {"--ucx=true", "--cluster_peer_ucx_transports=tcp"}};
   ASSERT_NO_FATAL_FAILURE(StartCluster(options));
+  for (int i = 0; i < 3; ++i) {  // every node registered its UCX worker address
+    absl::StatusOr<std::optional<server::cluster::EtcdKeyValue>> record =
+        bench_.etcd().Get(bench_.keys().Node(ClusterBench::NodeId(i)));
+    ASSERT_TRUE(record.ok() && record->has_value()) << i;
+    absl::StatusOr<server::cluster::NodeInfo> info =
+        server::cluster::DecodeNodeInfo((*record)->value);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_TRUE(info->ucx);
+    EXPECT_FALSE(info->ucx_address.empty()) << ClusterBench::NodeId(i);
+  }
   const KvCacheClient n1 = bench_.Client(0, "tenant-a");
   const SequenceData data = MakeSequenceData(/*seed=*/31, /*clusters=*/4, /*layers=*/2);
   ASSERT_GRPC_OK(OpenSequence(n1, "s"));

@@ -129,11 +129,18 @@ TEST(ClusterKeysTest, NamesAreRestricted) {
 TEST(RecordsTest, NodeInfoRoundTripsAndRejectsGarbage) {
   NodeInfo n = Node("n-2", 42);
   n.ucx = true;
+  n.ucx_address = std::string("\x00\x01ucx\xff worker", 13);  // binary, as UCX packs it
   absl::StatusOr<NodeInfo> back = DecodeNodeInfo(EncodeNodeInfo(n));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->node_id, "n-2");
   EXPECT_EQ(back->grpc_address, "n-2:1");
   EXPECT_TRUE(back->ucx);
+  EXPECT_EQ(back->ucx_address, n.ucx_address);
+  // A record from a node that predates ucx_address still decodes (no address).
+  absl::StatusOr<NodeInfo> older = DecodeNodeInfo(
+      R"({"node_id":"a","grpc_address":"x","ucx":true,"load":{"host_capacity_bytes":1,"host_bytes":0,"ssd_bytes":0,"high_watermark":0.9}})");
+  ASSERT_TRUE(older.ok()) << older.status();
+  EXPECT_TRUE(older->ucx_address.empty());
   EXPECT_EQ(back->load.host_bytes, n.load.host_bytes);
   EXPECT_EQ(back->load.ssd_bytes, n.load.ssd_bytes);
   EXPECT_EQ(back->load.host_capacity_bytes, n.load.host_capacity_bytes);
@@ -141,7 +148,8 @@ TEST(RecordsTest, NodeInfoRoundTripsAndRejectsGarbage) {
   for (const char* bad :
        {"", "{}", "[]", R"({"node_id": 5})",
         R"({"node_id":"a/b","grpc_address":"x","ucx":false,"load":{"host_capacity_bytes":1,"host_bytes":0,"ssd_bytes":0,"high_watermark":0.9}})",
-        R"({"node_id":"a","grpc_address":"x","ucx":false,"load":{"host_capacity_bytes":-1,"host_bytes":0,"ssd_bytes":0,"high_watermark":0.9}})"}) {
+        R"({"node_id":"a","grpc_address":"x","ucx":false,"load":{"host_capacity_bytes":-1,"host_bytes":0,"ssd_bytes":0,"high_watermark":0.9}})",
+        R"({"node_id":"a","grpc_address":"x","ucx":true,"ucx_address":"not base64!","load":{"host_capacity_bytes":1,"host_bytes":0,"ssd_bytes":0,"high_watermark":0.9}})"}) {
     EXPECT_TRUE(absl::IsInvalidArgument(DecodeNodeInfo(bad).status())) << bad;
   }
 }
