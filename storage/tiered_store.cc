@@ -1,6 +1,8 @@
 #include "storage/tiered_store.h"
 
+#include <algorithm>
 #include <cstring>
+#include <tuple>
 #include <list>
 #include <thread>
 #include <utility>
@@ -314,6 +316,21 @@ absl::StatusOr<HeadIndexRecord> TieredStore::GetIndex(const SequenceKey& sequenc
   CLUSTERKV_RETURN_IF_CLOSED(*state_);
   ASSIGN_OR_RETURN(std::string bytes, ssd_->GetIndexRecord(sequence, head));
   return DecodeHeadIndex(bytes);
+}
+
+std::vector<ClusterId> TieredStore::ListBlocks(const SequenceKey& sequence) const {
+  std::vector<ClusterId> out;
+  {
+    absl::MutexLock lock(&state_->mu);
+    auto it = state_->by_sequence.find(sequence);
+    if (it == state_->by_sequence.end()) return out;
+    out.assign(it->second.begin(), it->second.end());
+  }
+  std::sort(out.begin(), out.end(), [](const ClusterId& a, const ClusterId& b) {
+    return std::tie(a.head.layer, a.head.kv_head, a.cluster) <
+           std::tie(b.head.layer, b.head.kv_head, b.cluster);
+  });
+  return out;
 }
 
 absl::Status TieredStore::DropSequence(const SequenceKey& sequence) {

@@ -118,6 +118,8 @@ class TieredStore {
   absl::Status PutIndex(const SequenceKey& sequence, const HeadId& head,
                         const HeadIndexRecord& index);
   absl::StatusOr<HeadIndexRecord> GetIndex(const SequenceKey& sequence, const HeadId& head);
+  // The clusters of `sequence` that have a block (either tier), sorted.
+  std::vector<ClusterId> ListBlocks(const SequenceKey& sequence) const;
   // Removes the sequence's metadata, indexes and blocks from both tiers.
   absl::Status DropSequence(const SequenceKey& sequence);
 

@@ -272,6 +272,7 @@ absl::Status ClusterRequestHandler::PutClusters(const CallContext& call,
                                                 v1::PutClustersResponse* response) {
   if (call.cluster_peer) return RequestHandler::PutClusters(call, request, response);
   ASSIGN_OR_RETURN(SequenceKey key, KeyOf(call, request.sequence_id()));
+  absl::ReaderMutexLock writes(&node_->writes_mu());  // a re-replication commits in between
   ASSIGN_OR_RETURN(DirectoryEntry entry, Route(key));
   uint64_t forwarded = 0;
   const absl::Status s = WriteToHolders(
@@ -297,6 +298,7 @@ absl::StatusOr<v1::AppendClustersResponse> ClusterRequestHandler::AppendClusters
     const CallContext& call, const v1::AppendClustersRequest& request) {
   if (call.cluster_peer) return RequestHandler::AppendClusters(call, request);
   ASSIGN_OR_RETURN(SequenceKey key, KeyOf(call, request.sequence_id()));
+  absl::ReaderMutexLock writes(&node_->writes_mu());  // a re-replication commits in between
   ASSIGN_OR_RETURN(DirectoryEntry entry, Route(key));
   v1::AppendClustersResponse response;
   uint64_t forwarded = 0;

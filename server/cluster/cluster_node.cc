@@ -6,6 +6,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/container/flat_hash_set.h"
+#include "proto/rpc_support.h"
+#include "storage/cluster_block.h"
 #include "core/status_macros.h"
 #include "server/metrics/daemon_metrics.h"
 #include "storage/tiered_store.h"
@@ -127,11 +130,17 @@ absl::Status ClusterNode::Join(const std::string& advertise_grpc, const std::str
   // Orphans whose owner died while this node was away.
   absl::StatusOr<int> taken = TakeOverOrphans();
   if (!taken.ok()) std::cerr << "clusterkvd: cluster take-over pass: " << taken.status() << "\n";
+  if (options_.replication > 1) replicator_ = std::thread([this] { ReplicatorLoop(); });
   membership_->StartKeepAlive();
   return absl::OkStatus();
 }
 
 absl::Status ClusterNode::Leave() {
+  {
+    absl::MutexLock lock(&replicate_mu_);
+    replicate_stop_ = true;
+  }
+  if (replicator_.joinable()) replicator_.join();
   if (membership_ == nullptr) return absl::OkStatus();
   return membership_->Leave();
 }
@@ -320,12 +329,18 @@ absl::StatusOr<int> ClusterNode::SweepCopies() {
 absl::StatusOr<int> ClusterNode::TakeOverOrphans() {
   ASSIGN_OR_RETURN(auto entries, directory_->List(""));
   int taken = 0;
+  const size_t wanted = static_cast<size_t>(options_.replication);
   for (const auto& [key, entry] : entries) {
-    if (entry.owner == node_id() || !entry.Holds(node_id()) || IsLive(entry.owner)) continue;
+    if (entry.owner == node_id()) {
+      if (entry.Holders().size() < wanted) QueueReplication(key);
+      continue;
+    }
+    if (!entry.Holds(node_id()) || IsLive(entry.owner)) continue;
     ASSIGN_OR_RETURN(bool won, directory_->TakeOver(key, entry, node_id()));
     if (!won) continue;  // another replica was faster, or the owner is back
     ForgetOwned(key);    // re-read (with its new revision) on next use
     ++taken;
+    if (entry.Holders().size() - 1 < wanted) QueueReplication(key);  // the old owner is gone
   }
   if (taken > 0) {
     if (deps_.metrics != nullptr) deps_.metrics->AddTakeovers(static_cast<uint64_t>(taken));
@@ -333,6 +348,136 @@ absl::StatusOr<int> ClusterNode::TakeOverOrphans() {
               << " sequence(s) whose owner's lease expired" << std::endl;
   }
   return taken;
+}
+
+// ---- Re-replication -------------------------------------------------------------------------
+
+void ClusterNode::QueueReplication(const SequenceKey& key) {
+  if (options_.replication <= 1) return;
+  absl::MutexLock lock(&replicate_mu_);
+  if (replicate_stop_ || !replicate_queued_.insert(key).second) return;
+  replicate_queue_.push_back(key);
+}
+
+void ClusterNode::ReplicatorLoop() {
+  for (;;) {
+    SequenceKey key;
+    {
+      absl::MutexLock lock(&replicate_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(replicate_mu_) {
+        return replicate_stop_ || !replicate_queue_.empty();
+      };
+      replicate_mu_.Await(absl::Condition(&ready));
+      if (replicate_stop_) return;
+      key = std::move(replicate_queue_.front());
+      replicate_queue_.pop_front();
+    }
+    const absl::Status s = Replicate(key);
+    // A failure is retried by a later take-over pass (every tenth keep-alive round at most).
+    if (!s.ok()) {
+      std::cerr << "clusterkvd: re-replicating " << key.tenant << "/" << key.sequence << ": " << s
+                << std::endl;
+    }
+    absl::MutexLock lock(&replicate_mu_);
+    replicate_queued_.erase(key);
+  }
+}
+
+absl::StatusOr<std::vector<ClusterId>> ClusterNode::PushSequence(
+    PeerClient& peer, const SequenceKey& key, const absl::flat_hash_set<ClusterId>& skip) {
+  storage::TieredStore& store = *deps_.store;
+  ASSIGN_OR_RETURN(storage::SequenceMeta meta, store.GetSequence(key));
+  const KvLayout& layout = meta.layout;
+  constexpr size_t kMessageBytes = size_t{4} << 20;
+  std::vector<v1::PutClustersRequest> messages(1);
+  messages.back().set_sequence_id(key.sequence);
+  for (int32_t layer = 0; layer < layout.num_layers; ++layer) {
+    for (int32_t head = 0; head < layout.num_kv_heads; ++head) {
+      absl::StatusOr<storage::HeadIndexRecord> index = store.GetIndex(key, HeadId{layer, head});
+      if (absl::IsNotFound(index.status())) continue;
+      RETURN_IF_ERROR(index.status());
+      v1::HeadIndex* out = messages.back().add_indexes();
+      out->set_layer(layer);
+      out->set_kv_head(head);
+      out->mutable_centroids()->Add(index->centroids.begin(), index->centroids.end());
+      out->mutable_sizes()->Add(index->sizes.begin(), index->sizes.end());
+    }
+  }
+  messages.back().set_num_tokens(meta.num_tokens);
+  const uint64_t token_bytes = storage::ClusterBlockBytes(1, layout.head_dim, layout.dtype);
+  std::vector<ClusterId> pushed;
+  size_t bytes = 0;
+  auto send = [&]() -> absl::Status {
+    v1::PutClustersRequest& m = messages.back();
+    m.set_write_through(true);  // the copy is durable before it counts as a replica
+    ASSIGN_OR_RETURN(v1::PutClustersResponse r, peer.PutClusters(key.tenant, m));
+    (void)r;
+    messages.back().Clear();
+    messages.back().set_sequence_id(key.sequence);
+    bytes = 0;
+    return absl::OkStatus();
+  };
+  for (const ClusterId& id : store.ListBlocks(key)) {
+    if (skip.contains(id)) continue;
+    absl::StatusOr<std::vector<uint8_t>> block = store.GetBlock(storage::BlockKey{key, id});
+    if (absl::IsNotFound(block.status())) continue;  // dropped meanwhile
+    RETURN_IF_ERROR(block.status());
+    if (bytes > 0 && bytes + block->size() > kMessageBytes) RETURN_IF_ERROR(send());
+    v1::ClusterBlock* b = messages.back().add_blocks();
+    *b->mutable_id() = rpc::ToProto(id);
+    b->set_num_tokens(static_cast<int32_t>(block->size() / token_bytes));
+    b->set_data(block->data(), block->size());
+    bytes += block->size();
+    pushed.push_back(id);
+  }
+  RETURN_IF_ERROR(send());  // the last blocks, or only the record and indexes
+  return pushed;
+}
+
+absl::Status ClusterNode::Replicate(const SequenceKey& key) {
+  ASSIGN_OR_RETURN(std::optional<DirectoryEntry> entry, directory_->Lookup(key));
+  if (!entry.has_value() || entry->owner != node_id() ||
+      entry->Holders().size() >= static_cast<size_t>(options_.replication)) {
+    return absl::OkStatus();  // dropped, taken over elsewhere, or already replicated
+  }
+  // The least-loaded live node that does not hold it (ties by node id).
+  ASSIGN_OR_RETURN(std::vector<NodeInfo> nodes, membership_->LiveNodes());
+  const NodeInfo* target = nullptr;
+  for (const NodeInfo& n : nodes) {
+    if (entry->Holds(n.node_id)) continue;
+    if (target == nullptr || n.load.Fraction() < target->load.Fraction() ||
+        (n.load.Fraction() == target->load.Fraction() && n.node_id < target->node_id)) {
+      target = &n;
+    }
+  }
+  if (target == nullptr) {
+    return absl::UnavailableError("no live node that does not hold it already can take a replica");
+  }
+  const std::string replica = target->node_id;
+  ASSIGN_OR_RETURN(PeerClient * peer, Peer(replica));
+  v1::OpenSequenceRequest open;
+  open.set_sequence_id(key.sequence);
+  *open.mutable_layout() = rpc::ToProto(entry->layout);
+  RETURN_IF_ERROR(peer->OpenSequence(key.tenant, open).status());
+  ASSIGN_OR_RETURN(std::vector<ClusterId> copied, PushSequence(*peer, key, {}));
+  // Commit: from here every write through this node reaches the replica (the directory and
+  // this node's cached entry name it), and the catch-up covers the writes before.
+  absl::WriterMutexLock writes(&writes_mu_);
+  ASSIGN_OR_RETURN(bool added, directory_->AddReplica(key, *entry, replica));
+  if (!added) {
+    v1::CloseSequenceRequest drop;
+    drop.set_sequence_id(key.sequence);
+    drop.set_drop(true);
+    (void)peer->CloseSequence(key.tenant, drop);
+    return absl::AbortedError("the directory entry changed during the copy");
+  }
+  ForgetOwned(key);  // re-read with the replica on next use
+  const absl::flat_hash_set<ClusterId> skip(copied.begin(), copied.end());
+  ASSIGN_OR_RETURN(std::vector<ClusterId> caught_up, PushSequence(*peer, key, skip));
+  std::cerr << "clusterkvd: " << node_id() << " re-replicated " << key.tenant << "/"
+            << key.sequence << " to " << replica << " (" << copied.size() + caught_up.size()
+            << " blocks)" << std::endl;
+  return absl::OkStatus();
 }
 
 }  // namespace clusterkv::server::cluster

@@ -13,6 +13,10 @@
 //
 // Fail-over: after every keep-alive round that shows a node gone (its lease expired), each
 // replica of that node's sequences tries to take them over (Directory::TakeOver: one wins).
+// With --replication above 1, an owner whose sequence has fewer holders than that (after a
+// take-over) copies it to the least-loaded live node that does not hold it, on a background
+// thread, and adds that node to the entry (Directory::AddReplica); writes through this node
+// pause for the final catch-up so none is missed (decision D56).
 // Every fifth round also drops read-only copies whose sequence the directory no longer lists
 // at the same incarnation.
 //
@@ -21,9 +25,11 @@
 #define CLUSTERKV_SERVER_CLUSTER_CLUSTER_NODE_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -140,8 +146,17 @@ class ClusterNode {
   absl::StatusOr<PeerClient*> Peer(const std::string& node, bool refresh = false);
 
   // One fail-over pass (normally run after each keep-alive round): takes over the sequences
-  // this node replicates whose owner is not live. Returns how many it took over.
+  // this node replicates whose owner is not live, and queues this node's sequences that have
+  // fewer holders than --replication for re-replication. Returns how many it took over.
   absl::StatusOr<int> TakeOverOrphans();
+  // Copies `key` (owned here) to a live node that does not hold it and adds that node as a
+  // replica. OK when nothing is to do; Unavailable when no node can take it; Aborted when the
+  // entry changed meanwhile (the copy there is dropped). Run by the background replicator.
+  absl::Status Replicate(const SequenceKey& key);
+  // Writers through this node (puts and appends of the cluster request handler) hold it
+  // shared from routing to the last holder's answer; Replicate holds it exclusively while it
+  // commits a new replica, so a write either reaches the new replica or is caught up by it.
+  absl::Mutex& writes_mu() { return writes_mu_; }
   // Drops the read-only copies of sequences that were dropped, or dropped and created again,
   // through other nodes (run every few keep-alive rounds). Returns how many it dropped.
   absl::StatusOr<int> SweepCopies();
@@ -150,6 +165,12 @@ class ClusterNode {
   ClusterNode(const ClusterOptions& options, Deps deps);
   absl::Status Reconcile();
   void OnRefresh(const std::vector<NodeInfo>& nodes);
+  void ReplicatorLoop();
+  void QueueReplication(const SequenceKey& key);
+  // Pushes `key`'s sequence record, indexes and the blocks not in `skip` to `peer`
+  // (write-through); returns the blocks it pushed.
+  absl::StatusOr<std::vector<ClusterId>> PushSequence(PeerClient& peer, const SequenceKey& key,
+                                                      const absl::flat_hash_set<ClusterId>& skip);
   // Replaces the live-node tables with a membership round's nodes.
   void NoteNodes(const std::vector<NodeInfo>& nodes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -171,6 +192,14 @@ class ClusterNode {
   // Live nodes of the last round that registered without UCX.
   absl::flat_hash_set<std::string> without_ucx_ ABSL_GUARDED_BY(mu_);
   uint64_t lease_losses_seen_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex writes_mu_;
+  // Re-replication queue (sequences owned here with too few holders) and its thread.
+  absl::Mutex replicate_mu_;
+  std::deque<SequenceKey> replicate_queue_ ABSL_GUARDED_BY(replicate_mu_);
+  absl::flat_hash_set<SequenceKey> replicate_queued_ ABSL_GUARDED_BY(replicate_mu_);
+  bool replicate_stop_ ABSL_GUARDED_BY(replicate_mu_) = false;
+  std::thread replicator_;
   int rounds_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -132,6 +132,21 @@ absl::StatusOr<bool> Directory::TakeOver(const SequenceKey& key, const Directory
   return result.succeeded;
 }
 
+absl::StatusOr<bool> Directory::AddReplica(const SequenceKey& key, const DirectoryEntry& seen,
+                                           const std::string& replica) {
+  if (seen.Holds(replica)) {
+    return absl::InvalidArgumentError(absl::StrCat(replica, " already holds this sequence"));
+  }
+  DirectoryEntry next = seen;
+  next.replicas.push_back(replica);
+  const std::string k = keys_->Sequence(key);
+  EtcdTxn txn;
+  txn.compares.push_back({k, EtcdCompare::Target::kModRevision, seen.mod_revision});
+  txn.success.push_back({EtcdOp::Kind::kPut, k, EncodeDirectoryEntry(next), 0});
+  ASSIGN_OR_RETURN(EtcdTxnResult result, etcd_->Txn(txn));
+  return result.succeeded;
+}
+
 absl::StatusOr<bool> Directory::Remove(const SequenceKey& key, const DirectoryEntry& seen) {
   const std::string k = keys_->Sequence(key);
   EtcdTxn txn;

@@ -64,6 +64,10 @@ class Directory {
   // entry changed since `seen` or the old owner is registered again.
   absl::StatusOr<bool> TakeOver(const SequenceKey& key, const DirectoryEntry& seen,
                                 const std::string& new_owner);
+  // Adds `replica` (not a holder in `seen`) to the entry's replicas; false when the entry
+  // changed since `seen`.
+  absl::StatusOr<bool> AddReplica(const SequenceKey& key, const DirectoryEntry& seen,
+                                  const std::string& replica);
   // Deletes the entry; false when it changed since `seen`.
   absl::StatusOr<bool> Remove(const SequenceKey& key, const DirectoryEntry& seen);
 

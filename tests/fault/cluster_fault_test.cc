@@ -8,6 +8,8 @@
 //   - etcd killed: the owner keeps serving its own sequences; other nodes' calls and new
 //     sequences are UNAVAILABLE (the directory cannot be read), and every daemon still stops
 //     cleanly.
+//   - replication 2, owners dying in turn: the first take-over re-replicates the sequence to the
+//     third node, which takes it over when the second owner dies and serves everything;
 //   - with UCX pulls between daemons, a node whose pull session points at the dead owner gets
 //     the recall from the replica (over UCX).
 // All waits poll etcd or the daemons with a bounded deadline.
@@ -74,9 +76,17 @@ TEST_F(ClusterFaultTest, WithReplicationTheSequenceOutlivesItsOwner) {
       },
       kFailoverDeadline))
       << "the replica did not take the sequence over";
+  // The new owner re-replicates to the only live node that does not hold it.
+  const std::string other = other_index == 1 ? "node-2" : "node-3";
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        std::optional<server::cluster::DirectoryEntry> e = bench_.Entry("t", "s");
+        return e.has_value() && e->replicas == std::vector<std::string>{other};
+      },
+      kFailoverDeadline))
+      << "the new owner did not re-replicate the sequence";
   entry = bench_.Entry("t", "s");
-  EXPECT_TRUE(entry->replicas.empty());
-  EXPECT_EQ(entry->incarnation, bench_.Entry("t", "s")->incarnation);
+  EXPECT_EQ(entry->owner, replica);
   ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_other, "s", data.blocks));
   ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_replica, "s", data.blocks));
 
@@ -133,6 +143,49 @@ TEST_F(ClusterFaultTest, WithUcxPullsADeadOwnersReplicaServesTheRecall) {
   ::unsetenv("UCX_NET_DEVICES");
 }
 #endif
+
+TEST_F(ClusterFaultTest, WithReplicationTwoOwnersDyingInTurnLoseNothing) {
+  // Node 1 (owner) dies: its replica takes over and copies the sequence to the third node.
+  // Then the new owner dies too: the third node takes over and serves every block.
+  ASSERT_NO_FATAL_FAILURE(StartCluster(/*replication=*/2));
+  const KvCacheClient n1 = bench_.Client(0, "t");
+  const SequenceData data = MakeSequenceData(/*seed=*/90, /*clusters=*/3, /*layers=*/2);
+  ASSERT_GRPC_OK(OpenSequence(n1, "s"));
+  ASSERT_GRPC_OK(PutSequence(n1, "s", data, /*write_through=*/true));
+  std::optional<server::cluster::DirectoryEntry> entry = bench_.Entry("t", "s");
+  ASSERT_TRUE(entry.has_value());
+  ASSERT_EQ(entry->owner, "node-1");
+  const std::string second = entry->replicas.at(0);
+  const int second_index = second == "node-2" ? 1 : 2;
+  const int third_index = second_index == 1 ? 2 : 1;
+  const std::string third = ClusterBench::NodeId(third_index);
+
+  ASSERT_TRUE(bench_.node(0).Kill().ok());
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        std::optional<server::cluster::DirectoryEntry> e = bench_.Entry("t", "s");
+        return e.has_value() && e->owner == second &&
+               e->replicas == std::vector<std::string>{third};
+      },
+      kFailoverDeadline))
+      << "no take-over and re-replication after node 1 died";
+  ASSERT_TRUE(bench_.node(second_index).Kill().ok());
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        std::optional<server::cluster::DirectoryEntry> e = bench_.Entry("t", "s");
+        return e.has_value() && e->owner == third;
+      },
+      kFailoverDeadline))
+      << "the re-replicated copy was not taken over after the second owner died";
+  const KvCacheClient via_third = bench_.Client(third_index, "t");
+  ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(via_third, "s", data.blocks));
+  v1::GetIndexRequest index;
+  index.set_sequence_id("s");
+  v1::GetIndexResponse got;
+  ASSERT_GRPC_OK(via_third.stub->GetIndex(via_third.Context().get(), index, &got));
+  EXPECT_EQ(got.num_tokens(), data.num_tokens);
+  EXPECT_EQ(static_cast<size_t>(got.indexes_size()), data.indexes.size());
+}
 
 TEST_F(ClusterFaultTest, WithoutReplicationADeadOwnerIsAClearUnavailable) {
   ASSERT_NO_FATAL_FAILURE(StartCluster(/*replication=*/1));
