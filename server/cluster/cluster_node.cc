@@ -362,15 +362,31 @@ void ClusterNode::QueueReplication(const SequenceKey& key) {
 void ClusterNode::ReplicatorLoop() {
   for (;;) {
     SequenceKey key;
+    std::optional<LateCatchUp> late;
     {
       absl::MutexLock lock(&replicate_mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(replicate_mu_) {
-        return replicate_stop_ || !replicate_queue_.empty();
+        return replicate_stop_ || !replicate_queue_.empty() ||
+               (!late_catch_ups_.empty() && late_catch_ups_.front().due <= absl::Now());
       };
-      replicate_mu_.Await(absl::Condition(&ready));
+      // Late catch-ups are due at known times: wake for the earliest (or a new item).
+      const absl::Time until =
+          late_catch_ups_.empty() ? absl::InfiniteFuture() : late_catch_ups_.front().due;
+      replicate_mu_.AwaitWithDeadline(absl::Condition(&ready), until);
       if (replicate_stop_) return;
-      key = std::move(replicate_queue_.front());
-      replicate_queue_.pop_front();
+      if (!late_catch_ups_.empty() && late_catch_ups_.front().due <= absl::Now()) {
+        late = std::move(late_catch_ups_.front());
+        late_catch_ups_.pop_front();
+      } else if (!replicate_queue_.empty()) {
+        key = std::move(replicate_queue_.front());
+        replicate_queue_.pop_front();
+      } else {
+        continue;
+      }
+    }
+    if (late.has_value()) {
+      LateCatchUpOnce(*late);
+      continue;
     }
     const absl::Status s = Replicate(key);
     // A failure is retried by a later take-over pass (every tenth keep-alive round at most).
@@ -434,6 +450,21 @@ absl::StatusOr<std::vector<ClusterId>> ClusterNode::PushSequence(
   return pushed;
 }
 
+void ClusterNode::LateCatchUpOnce(const LateCatchUp& late) {
+  absl::StatusOr<std::optional<DirectoryEntry>> entry = directory_->Lookup(late.key);
+  if (!entry.ok() || !entry->has_value() || (*entry)->owner != node_id() ||
+      !(*entry)->Holds(late.replica)) {
+    return;  // dropped, moved, or the replica left: nothing to complete
+  }
+  absl::StatusOr<PeerClient*> peer = Peer(late.replica);
+  absl::StatusOr<std::vector<ClusterId>> pushed =
+      peer.ok() ? PushSequence(**peer, late.key, late.had) : peer.status();
+  if (!pushed.ok()) {
+    std::cerr << "clusterkvd: late catch-up of " << late.key.tenant << "/" << late.key.sequence
+              << " on " << late.replica << ": " << pushed.status() << std::endl;
+  }
+}
+
 absl::Status ClusterNode::Replicate(const SequenceKey& key) {
   ASSIGN_OR_RETURN(std::optional<DirectoryEntry> entry, directory_->Lookup(key));
   if (!entry.has_value() || entry->owner != node_id() ||
@@ -472,8 +503,14 @@ absl::Status ClusterNode::Replicate(const SequenceKey& key) {
     return absl::AbortedError("the directory entry changed during the copy");
   }
   ForgetOwned(key);  // re-read with the replica on next use
-  const absl::flat_hash_set<ClusterId> skip(copied.begin(), copied.end());
-  ASSIGN_OR_RETURN(std::vector<ClusterId> caught_up, PushSequence(*peer, key, skip));
+  absl::flat_hash_set<ClusterId> had(copied.begin(), copied.end());
+  ASSIGN_OR_RETURN(std::vector<ClusterId> caught_up, PushSequence(*peer, key, had));
+  had.insert(caught_up.begin(), caught_up.end());
+  {
+    absl::MutexLock lock(&replicate_mu_);
+    late_catch_ups_.push_back(
+        LateCatchUp{absl::Now() + options_.peer_timeout, key, replica, std::move(had)});
+  }
   std::cerr << "clusterkvd: " << node_id() << " re-replicated " << key.tenant << "/"
             << key.sequence << " to " << replica << " (" << copied.size() + caught_up.size()
             << " blocks)" << std::endl;

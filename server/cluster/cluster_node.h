@@ -165,7 +165,16 @@ class ClusterNode {
   ClusterNode(const ClusterOptions& options, Deps deps);
   absl::Status Reconcile();
   void OnRefresh(const std::vector<NodeInfo>& nodes);
+  // A second catch-up one peer timeout after a commit: writes through other nodes that
+  // routed before it (to the old holders) have landed on this owner by then.
+  struct LateCatchUp {
+    absl::Time due;
+    SequenceKey key;
+    std::string replica;
+    absl::flat_hash_set<ClusterId> had;  // blocks the replica had at the commit
+  };
   void ReplicatorLoop();
+  void LateCatchUpOnce(const LateCatchUp& late);
   void QueueReplication(const SequenceKey& key);
   // Pushes `key`'s sequence record, indexes and the blocks not in `skip` to `peer`
   // (write-through); returns the blocks it pushed.
@@ -199,6 +208,7 @@ class ClusterNode {
   std::deque<SequenceKey> replicate_queue_ ABSL_GUARDED_BY(replicate_mu_);
   absl::flat_hash_set<SequenceKey> replicate_queued_ ABSL_GUARDED_BY(replicate_mu_);
   bool replicate_stop_ ABSL_GUARDED_BY(replicate_mu_) = false;
+  std::deque<LateCatchUp> late_catch_ups_ ABSL_GUARDED_BY(replicate_mu_);
   std::thread replicator_;
   int rounds_ ABSL_GUARDED_BY(mu_) = 0;
 };
