@@ -482,7 +482,9 @@ absl::Status ClusterNode::Replicate(const SequenceKey& key) {
     }
   }
   if (target == nullptr) {
-    return absl::UnavailableError("no live node that does not hold it already can take a replica");
+    // Every live node holds it already (e.g. a two-node cluster after a failure): the next
+    // take-over pass looks again, once another node has joined.
+    return absl::OkStatus();
   }
   const std::string replica = target->node_id;
   ASSIGN_OR_RETURN(PeerClient * peer, Peer(replica));

@@ -150,8 +150,8 @@ class ClusterNode {
   // fewer holders than --replication for re-replication. Returns how many it took over.
   absl::StatusOr<int> TakeOverOrphans();
   // Copies `key` (owned here) to a live node that does not hold it and adds that node as a
-  // replica. OK when nothing is to do; Unavailable when no node can take it; Aborted when the
-  // entry changed meanwhile (the copy there is dropped). Run by the background replicator.
+  // replica. OK when nothing is to do or no live node can take it yet; Aborted when the entry
+  // changed meanwhile (the copy there is dropped). Run by the background replicator.
   absl::Status Replicate(const SequenceKey& key);
   // Writers through this node (puts and appends of the cluster request handler) hold it
   // shared from routing to the last holder's answer; Replicate holds it exclusively while it
