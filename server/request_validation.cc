@@ -46,16 +46,19 @@ absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& re
 absl::Status ValidateBlock(const KvLayout& layout, const v1::ClusterBlock& block,
                            uint64_t max_block_bytes) {
   if (absl::Status s = ValidateClusterRef(layout, block.id()); !s.ok()) return s;
-  if (block.num_tokens() < 1) {
+  return ValidateBlockShape(layout, block.num_tokens(), block.data().size(), max_block_bytes);
+}
+
+absl::Status ValidateBlockShape(const KvLayout& layout, int32_t num_tokens, uint64_t bytes,
+                                uint64_t max_block_bytes) {
+  if (num_tokens < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("block num_tokens must be >= 1, got ", block.num_tokens()));
+        absl::StrCat("block num_tokens must be >= 1, got ", num_tokens));
   }
-  const uint64_t expected =
-      storage::ClusterBlockBytes(block.num_tokens(), layout.head_dim, layout.dtype);
-  if (block.data().size() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat("block of ", block.num_tokens(),
-                                                   " tokens must be ", expected, " bytes, got ",
-                                                   block.data().size()));
+  const uint64_t expected = storage::ClusterBlockBytes(num_tokens, layout.head_dim, layout.dtype);
+  if (bytes != expected) {
+    return absl::InvalidArgumentError(absl::StrCat("block of ", num_tokens, " tokens must be ",
+                                                   expected, " bytes, got ", bytes));
   }
   if (expected > max_block_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("block of ", expected,

@@ -15,8 +15,12 @@ namespace clusterkv::server {
 // layer in [0, num_layers), kv_head in [0, num_kv_heads), cluster >= 0.
 absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& ref);
 
-// The ref, num_tokens >= 1, data exactly ClusterBlockBytes(num_tokens, head_dim, dtype) and at
-// most max_block_bytes.
+// num_tokens >= 1, `bytes` exactly ClusterBlockBytes(num_tokens, head_dim, dtype) and at most
+// max_block_bytes: a block's shape, however it arrived (a protobuf, a UCX slot).
+absl::Status ValidateBlockShape(const KvLayout& layout, int32_t num_tokens, uint64_t bytes,
+                                uint64_t max_block_bytes);
+
+// The ref and the shape (ValidateBlockShape).
 absl::Status ValidateBlock(const KvLayout& layout, const v1::ClusterBlock& block,
                            uint64_t max_block_bytes);
 

@@ -11,7 +11,6 @@
 #include "proto/rpc_support.h"
 #include "server/metrics/daemon_metrics.h"
 #include "server/request_validation.h"
-#include "storage/cluster_block.h"
 #include "storage/tiered_store.h"
 
 namespace clusterkv::server::cluster {
@@ -407,12 +406,11 @@ absl::StatusOr<SequenceKey> ClusterRequestHandler::FillCopy(
         absl::StatusOr<std::vector<ClusterId>> left = ucx->Pull(
             peer.node_id(), peer.address(), key.tenant, key.sequence, missing,
             [&](const ClusterId& id, int32_t tokens, absl::Span<const uint8_t> block) {
-              if (tokens <= 0 || block.size() > options().max_block_bytes ||
-                  block.size() != storage::ClusterBlockBytes(tokens, entry.layout.head_dim,
-                                                             entry.layout.dtype)) {
-                stored = absl::DataLossError(absl::StrCat(
-                    "node ", peer.node_id(), " sent ", block.size(), " bytes for ",
-                    ToString(id), " of ", tokens, " tokens"));
+              if (absl::Status shape = ValidateBlockShape(entry.layout, tokens, block.size(),
+                                                          options().max_block_bytes);
+                  !shape.ok()) {
+                stored = absl::DataLossError(absl::StrCat("node ", peer.node_id(), " sent ",
+                                                          ToString(id), ": ", shape.message()));
                 return stored;
               }
               stored = keep(id, block);
