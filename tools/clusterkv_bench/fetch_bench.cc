@@ -302,26 +302,23 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
         return absl::DataLossError("fetch: a recalled block differs from the stored bytes");
       }
     }
-    RETURN_IF_ERROR(TimedPass(
-        requests, request_bytes,
-        [&](int64_t r) {
-          for (int32_t id : ids[r]) {
-            std::memcpy(ctx.ring.Slot(slot++, shape.bytes), ctx.pool.Slot(id, shape.bytes),
-                        static_cast<size_t>(shape.bytes));
-          }
-          return absl::OkStatus();
-        },
-        timed ? &copy : nullptr));
-    RETURN_IF_ERROR(TimedPass(
-        requests, request_bytes,
-        [&](int64_t r) {
-          for (int32_t id : ids[r]) {
-            StreamCopy(ctx.ring.Slot(slot++, shape.bytes), ctx.pool.Slot(id, shape.bytes),
-                       static_cast<size_t>(shape.bytes));
-          }
-          return absl::OkStatus();
-        },
-        timed ? &stream : nullptr));
+    // The same requests as local copies of the same bytes: the baseline (memcpy) and the
+    // daemon's streaming copy.
+    auto copy_pass = [&](void (*copy_fn)(void*, const void*, size_t), Series* into) {
+      return TimedPass(
+          requests, request_bytes,
+          [&](int64_t r) {
+            for (int32_t id : ids[r]) {
+              copy_fn(ctx.ring.Slot(slot++, shape.bytes), ctx.pool.Slot(id, shape.bytes),
+                      static_cast<size_t>(shape.bytes));
+            }
+            return absl::OkStatus();
+          },
+          timed ? into : nullptr);
+    };
+    RETURN_IF_ERROR(copy_pass(
+        [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }, &copy));
+    RETURN_IF_ERROR(copy_pass(&StreamCopy, &stream));
   }
   Json params = {{"block_bytes", shape.bytes},
                  {"block_bytes_target", shape.target},
