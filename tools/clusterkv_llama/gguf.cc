@@ -17,36 +17,6 @@ constexpr int kMaxArrayDepth = 8;
 constexpr uint32_t kMaxDims = 8;  // ggml uses 4; allow some slack, refuse nonsense
 constexpr int64_t kMaxElements = int64_t{1} << 40;
 
-struct GgmlTypeInfo {
-  uint32_t id;
-  const char* name;
-  int64_t block_elements;
-  int64_t block_bytes;
-};
-
-// ggml.h's types with their block geometry, so every tensor's byte range can be checked even
-// for the types the engine refuses to read.
-constexpr GgmlTypeInfo kGgmlTypes[] = {
-    {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},
-    {3, "Q4_1", 32, 20},      {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},
-    {8, "Q8_0", 32, 34},      {9, "Q8_1", 32, 36},      {10, "Q2_K", 256, 84},
-    {11, "Q3_K", 256, 110},   {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},
-    {14, "Q6_K", 256, 210},   {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66},
-    {17, "IQ2_XS", 256, 74},  {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},
-    {20, "IQ4_NL", 32, 18},   {21, "IQ3_S", 256, 110},  {22, "IQ2_S", 256, 82},
-    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},
-    {26, "I32", 1, 4},        {27, "I64", 1, 8},        {28, "F64", 1, 8},
-    {29, "IQ1_M", 256, 56},   {30, "BF16", 1, 2},       {34, "TQ1_0", 256, 54},
-    {35, "TQ2_0", 256, 66},   {39, "MXFP4", 32, 17},
-};
-
-const GgmlTypeInfo* FindGgmlType(uint32_t id) {
-  for (const GgmlTypeInfo& t : kGgmlTypes) {
-    if (t.id == id) return &t;
-  }
-  return nullptr;
-}
-
 size_t ScalarSize(GgufType t) {
   switch (t) {
     case GgufType::kUint8:
@@ -299,11 +269,6 @@ absl::string_view GgufTypeName(GgufType type) {
   return i < 13 ? kNames[i] : "unknown";
 }
 
-absl::string_view GgmlTypeName(uint32_t type) {
-  const GgmlTypeInfo* info = FindGgmlType(type);
-  return info == nullptr ? "" : info->name;
-}
-
 GgufValue GgufValue::Uint32(uint32_t v) {
   GgufValue x;
   x.type = GgufType::kUint32;
@@ -490,9 +455,11 @@ absl::StatusOr<GgufIndex> ParseGguf(absl::Span<const uint8_t> bytes) {
           absl::StrCat("GGUF: tensor ", t.name, " has unknown GGML type ", types[i]));
     }
     t.type_name = info->name;
+    t.ggml_type = types[i];
     t.dtype = types[i] == kGgmlTypeF32    ? StoredDType::kF32
               : types[i] == kGgmlTypeF16  ? StoredDType::kF16
               : types[i] == kGgmlTypeBF16 ? StoredDType::kBF16
+              : IsDequantizable(types[i]) ? StoredDType::kQuantized
                                           : StoredDType::kUnsupported;
     const int64_t inner = t.shape.back();
     if (inner % info->block_elements != 0) {

@@ -8,8 +8,10 @@
 // may nest). The reader parses every value type (keeping strings and numbers), checks every
 // length, count and offset against the bytes that remain (DataLoss when they do not fit;
 // InvalidArgument for a file that is not GGUF or a version it does not read) and turns tensor
-// dims into outermost-first shapes. Tensor types other than F32, F16 and BF16 are recorded by
-// their GGML name and refused when read (tensor_file.h).
+// dims into outermost-first shapes. Every tensor's byte range is checked with its type's block
+// geometry (ggml_quant.h). F32, F16, BF16 and the block-quantized types ggml_quant.h decodes keep
+// their bytes and are converted to fp32 when read; other types (I8..I64, F64, the IQ* codebook
+// types, ...) are recorded by their GGML name and refused when read (tensor_file.h).
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_GGUF_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_GGUF_H_
 
@@ -23,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "tools/clusterkv_llama/ggml_quant.h"
 #include "tools/clusterkv_llama/internal/mapped_file.h"
 #include "tools/clusterkv_llama/tensor_file.h"
 
@@ -46,12 +49,7 @@ enum class GgufType : uint32_t {
 
 absl::string_view GgufTypeName(GgufType type);
 
-// GGML tensor types the engine reads.
-inline constexpr uint32_t kGgmlTypeF32 = 0;
-inline constexpr uint32_t kGgmlTypeF16 = 1;
-inline constexpr uint32_t kGgmlTypeBF16 = 30;
-// The GGML name of a tensor type ("Q4_K"), or "" when unknown.
-absl::string_view GgmlTypeName(uint32_t type);
+// The GGML tensor type ids (kGgmlTypeF32, ...) and GgmlTypeName come from ggml_quant.h.
 
 // One metadata value. Scalars use the field of their kind; arrays keep their element type,
 // their size and their elements (numbers widened to double, strings, or nested arrays).

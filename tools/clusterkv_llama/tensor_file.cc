@@ -8,6 +8,7 @@
 #include "core/half.h"
 #include "core/kv_layout.h"
 #include "core/tensor_view.h"
+#include "tools/clusterkv_llama/ggml_quant.h"
 
 namespace clusterkv::llama {
 
@@ -19,6 +20,8 @@ absl::string_view StoredDTypeName(StoredDType dtype) {
       return "F16";
     case StoredDType::kBF16:
       return "BF16";
+    case StoredDType::kQuantized:
+      return "quantized";
     case StoredDType::kUnsupported:
       break;
   }
@@ -32,6 +35,7 @@ size_t StoredDTypeSize(StoredDType dtype) {
     case StoredDType::kF16:
     case StoredDType::kBF16:
       return 2;
+    case StoredDType::kQuantized:
     case StoredDType::kUnsupported:
       break;
   }
@@ -57,19 +61,53 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
+namespace {
+
+// A quantized tensor: its bytes checked against the block geometry of its GGML type, then
+// decoded.
+absl::StatusOr<std::vector<float>> DequantizeStored(const StoredTensor& t) {
+  const int64_t n = t.NumElements();
+  const GgmlTypeInfo* info = FindGgmlType(t.ggml_type);
+  if (info == nullptr || !IsDequantizable(t.ggml_type)) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", t.name, " of type ", t.type_name,
+                                                   " has GGML type id ", t.ggml_type,
+                                                   ", which is not a decodable block type"));
+  }
+  const int64_t inner = t.shape.empty() ? 1 : t.shape.back();
+  if (inner % info->block_elements != 0) {
+    return absl::DataLossError(absl::StrCat("tensor ", t.name, " of type ", info->name,
+                                            " has rows of ", inner, " elements, not a multiple of ",
+                                            info->block_elements));
+  }
+  const absl::StatusOr<int64_t> nbytes = GgmlBytes(t.ggml_type, n);
+  if (!nbytes.ok() || static_cast<uint64_t>(*nbytes) != t.bytes.size()) {
+    return absl::DataLossError(absl::StrCat("tensor ", t.name, " holds ", t.bytes.size(),
+                                            " bytes for ", n, " elements of ", info->name));
+  }
+  std::vector<float> out(static_cast<size_t>(n));
+  if (absl::Status s = DequantizeTensor(t.ggml_type, t.bytes, n, out.data()); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("tensor ", t.name, ": ", s.message()));
+  }
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<float>> ReadAsFloat(const StoredTensor& t,
                                                const std::vector<int64_t>& expected_shape) {
   if (t.dtype == StoredDType::kUnsupported) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor ", t.name, " has type ", t.type_name,
-        ", which this engine does not read (only F32, F16 and BF16; quantized models must be "
-        "converted to one of those first)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", t.name, " has type ", t.type_name,
+                     ", which this engine does not read (it reads F32, F16, BF16 and the GGML "
+                     "block types ",
+                     DequantizableTypeNames(), "; convert the model to one of those first)"));
   }
   if (t.shape != expected_shape) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", t.name, " has shape ",
                                                    ShapeString(t.shape), ", the config implies ",
                                                    ShapeString(expected_shape)));
   }
+  if (t.dtype == StoredDType::kQuantized) return DequantizeStored(t);
   const int64_t n = t.NumElements();
   // The readers already checked bytes.size() == n * element size; re-check what we rely on.
   if (static_cast<int64_t>(t.bytes.size()) != n * static_cast<int64_t>(StoredDTypeSize(t.dtype))) {
@@ -85,6 +123,7 @@ absl::StatusOr<std::vector<float>> ReadAsFloat(const StoredTensor& t,
 }
 
 std::string EncodeFloats(const std::vector<float>& values, StoredDType dtype) {
+  if (StoredDTypeSize(dtype) == 0) return std::string();  // no per-element encoding
   std::string out(values.size() * StoredDTypeSize(dtype), '\0');
   for (size_t i = 0; i < values.size(); ++i) {
     if (dtype == StoredDType::kF32) {

@@ -15,12 +15,22 @@
 
 namespace clusterkv::llama {
 
-// Element types the engine reads. Anything else in a file (quantized GGML types, integer or
-// fp8 safetensors dtypes) is recorded by name and refused when the tensor is read.
-enum class StoredDType : uint8_t { kF32 = 0, kF16 = 1, kBF16 = 2, kUnsupported = 255 };
+// Element types the engine reads: the plain float types, and (GGUF only) the GGML
+// block-quantized types that ggml_quant.h decodes, all as kQuantized with the exact type in
+// StoredTensor::ggml_type. Anything else in a file (IQ* codebook types, integer or fp8
+// safetensors dtypes) is kUnsupported: recorded by name and refused when the tensor is read.
+enum class StoredDType : uint8_t {
+  kF32 = 0,
+  kF16 = 1,
+  kBF16 = 2,
+  kQuantized = 3,
+  kUnsupported = 255,
+};
 
-absl::string_view StoredDTypeName(StoredDType dtype);  // "F32", "F16", "BF16"
-size_t StoredDTypeSize(StoredDType dtype);             // 4, 2, 2 (0 for kUnsupported)
+// "F32", "F16", "BF16", "quantized", "unsupported".
+absl::string_view StoredDTypeName(StoredDType dtype);
+// 4, 2, 2; 0 for kQuantized (sizes go by blocks, GgmlBytes) and kUnsupported.
+size_t StoredDTypeSize(StoredDType dtype);
 // "f32"/"F32"/"fp32"/"float32", likewise f16 and bf16; InvalidArgument otherwise.
 absl::StatusOr<StoredDType> ParseStoredDType(absl::string_view name);
 
@@ -29,20 +39,24 @@ absl::StatusOr<StoredDType> ParseStoredDType(absl::string_view name);
 struct StoredTensor {
   std::string name;
   StoredDType dtype = StoredDType::kUnsupported;
-  std::string type_name;  // the file's own name of the type (e.g. "Q4_K", "I64")
+  std::string type_name;   // the file's own name of the type (e.g. "Q4_K", "I64")
+  uint32_t ggml_type = 0;  // GGUF: the GGML type id (ggml_quant.h); 0 from other formats
   std::vector<int64_t> shape;
   absl::Span<const uint8_t> bytes;  // empty for unsupported types
 
   int64_t NumElements() const;
 };
 
-// The tensor's values in fp32. InvalidArgument when its type is not F32/F16/BF16 (the message
-// names the type and the tensor) or when its shape differs from `expected_shape` (outermost
-// first).
+// The tensor's values in fp32, row-major; quantized tensors are decoded (ggml_quant.h) on all
+// cores. InvalidArgument when its type is kUnsupported (the message names the type and the
+// tensor) or when its shape differs from `expected_shape` (outermost first); DataLoss when its
+// bytes do not match its shape (for a quantized type: the innermost dim is not a whole number
+// of blocks, or the byte count is not that of its blocks).
 absl::StatusOr<std::vector<float>> ReadAsFloat(const StoredTensor& tensor,
                                                const std::vector<int64_t>& expected_shape);
 
-// fp32 values encoded as `dtype` (round to nearest even for F16/BF16).
+// fp32 values encoded as `dtype` (round to nearest even for F16/BF16); empty for kQuantized and
+// kUnsupported, which have no per-element encoding.
 std::string EncodeFloats(const std::vector<float>& values, StoredDType dtype);
 // fp32 -> `dtype` -> fp32: the values a file of that dtype holds.
 std::vector<float> RoundTrip(const std::vector<float>& values, StoredDType dtype);
