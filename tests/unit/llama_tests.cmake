@@ -5,4 +5,7 @@ if(TARGET clusterkv_llama_lib)
   clusterkv_test(llama_ops_test unit llama_ops_test.cc LIBS clusterkv_llama_lib)
   clusterkv_test(llama_format_test unit llama_format_test.cc LIBS clusterkv_llama_lib)
   clusterkv_test(llama_model_test unit llama_model_test.cc LIBS clusterkv_llama_lib)
+  clusterkv_test(llama_quant_test unit llama_quant_test.cc LIBS clusterkv_llama_lib)
+  target_compile_definitions(llama_quant_test PRIVATE
+    CLUSTERKV_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")
 endif()
