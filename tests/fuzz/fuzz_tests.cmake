@@ -21,7 +21,7 @@ add_test(NAME fuzz_build
 set_tests_properties(fuzz_build PROPERTIES LABELS fuzz FIXTURES_SETUP clusterkv_fuzzers
   TIMEOUT 900)
 
-foreach(target fuzz_request_validation fuzz_ucx_wire fuzz_records fuzz_npy)
+foreach(target fuzz_request_validation fuzz_ucx_wire fuzz_records fuzz_npy fuzz_gguf)
   add_test(NAME ${target}
     COMMAND ${_fuzz_src}/run_fuzzer.sh ${_fuzz_bin}/${target} ${_fuzz_src}/corpus/${target}
       ${_fuzz_bin}/work/${target} ${CLUSTERKV_FUZZ_RUNS} ${CLUSTERKV_FUZZ_SECONDS})

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the fuzz targets' seed corpora (tests/fuzz/corpus/<target>/): a few small valid and
-invalid inputs each. Standard library only: the protobuf wire format is written by hand.
+invalid inputs each. Standard library only: the protobuf wire format and GGUF are written by
+hand.
 Usage: tests/fuzz/make_corpus.py   (rewrites the seeds; regression inputs are kept)"""
 import os
 import struct
@@ -146,6 +147,70 @@ NPY = {
 }
 
 
+def gguf_string(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+# GGML type ids and (block elements, block bytes).
+GGML = {"F32": (0, 1, 4), "F16": (1, 1, 2), "Q4_0": (2, 32, 18), "Q4_1": (3, 32, 20),
+        "Q5_0": (6, 32, 22), "Q5_1": (7, 32, 24), "Q8_0": (8, 32, 34), "Q2_K": (10, 256, 84),
+        "Q3_K": (11, 256, 110), "Q4_K": (12, 256, 144), "Q5_K": (13, 256, 176),
+        "Q6_K": (14, 256, 210), "Q8_K": (15, 256, 292), "IQ2_XXS": (16, 256, 66),
+        "I32": (26, 1, 4), "BF16": (30, 1, 2)}
+
+
+def pattern(n, salt):
+    """Deterministic bytes that look random enough to reach every nibble and bit plane."""
+    return bytes((i * 167 + salt * 61 + (i >> 3) * 13) & 0xFF for i in range(n))
+
+
+def gguf(tensors, metadata=(), version=3, alignment=32):
+    """tensors: (name, type name, shape outermost first); metadata: (key, u32 type, value
+    bytes). The data of each tensor is pattern() bytes of its size."""
+    head = b"GGUF" + struct.pack("<IQQ", version, len(tensors), len(metadata))
+    for key, vtype, value in metadata:
+        head += gguf_string(key) + struct.pack("<I", vtype) + value
+    data = b""
+    for salt, (name, tname, shape) in enumerate(tensors):
+        type_id, block_elements, block_bytes = GGML[tname]
+        elements = 1
+        for d in shape:
+            elements *= d
+        size = elements // block_elements * block_bytes
+        head += gguf_string(name) + struct.pack("<I", len(shape))
+        head += b"".join(struct.pack("<Q", d) for d in reversed(shape))
+        head += struct.pack("<IQ", type_id, len(data))
+        data += pattern(size, salt)
+        data += b"\0" * (-len(data) % alignment)
+    head += b"\0" * (-len(head) % alignment)
+    return head + data
+
+
+ARCH = [("general.architecture", 8, gguf_string("llama"))]
+K_QUANTS = gguf([("q2k", "Q2_K", [1, 256]), ("q3k", "Q3_K", [1, 256]), ("q4k", "Q4_K", [1, 256]),
+                 ("q5k", "Q5_K", [1, 256]), ("q6k", "Q6_K", [1, 256]), ("q8k", "Q8_K", [256])],
+                ARCH)
+GGUF = {
+    "q4_0_q8_0": gguf([("a", "Q4_0", [2, 32]), ("b", "Q8_0", [64])], ARCH),
+    "q4_1_q5": gguf([("a", "Q4_1", [1, 64]), ("b", "Q5_0", [2, 32]), ("c", "Q5_1", [32])], ARCH),
+    "k_quants": K_QUANTS,
+    "floats": gguf([("f", "F32", [2, 3]), ("h", "F16", [4]), ("b", "BF16", [1, 1, 2])]),
+    "unsupported_iq2_i32": gguf([("iq", "IQ2_XXS", [1, 256]), ("i", "I32", [3])], ARCH),
+    "metadata_arrays_align64": gguf(
+        [("w", "Q4_0", [1, 32])],
+        [("general.alignment", 4, struct.pack("<I", 64)),
+         ("tokens", 9, struct.pack("<IQ", 8, 2) + gguf_string("a") + gguf_string("bc")),
+         ("nested", 9, struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 6, 2) +
+          struct.pack("<2f", 1.0, -2.0))], alignment=64),
+    "version2": gguf([("w", "Q8_0", [32])], ARCH, version=2),
+    "truncated_data": K_QUANTS[:len(K_QUANTS) - 100],
+    "truncated_header": K_QUANTS[:150],
+    "bad_inner_dim": gguf([("w", "Q4_0", [2, 48])], ARCH)[:-1],
+    "bad_magic": b"GGUG" + struct.pack("<IQQ", 3, 0, 0),
+}
+
+
 def write(target, seeds):
     d = os.path.join(ROOT, target)
     os.makedirs(d, exist_ok=True)
@@ -159,3 +224,4 @@ if __name__ == "__main__":
     write("fuzz_ucx_wire", UCX)
     write("fuzz_records", RECORDS)
     write("fuzz_npy", NPY)
+    write("fuzz_gguf", GGUF)
