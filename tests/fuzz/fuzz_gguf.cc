@@ -55,9 +55,9 @@ void FuzzParse(absl::Span<const uint8_t> bytes) {
 }
 
 void FuzzBlocks(absl::Span<const uint8_t> bytes) {
-  for (uint32_t type : {kGgmlTypeQ4_0, kGgmlTypeQ4_1, kGgmlTypeQ5_0, kGgmlTypeQ5_1,
-                        kGgmlTypeQ8_0, kGgmlTypeQ2_K, kGgmlTypeQ3_K, kGgmlTypeQ4_K,
-                        kGgmlTypeQ5_K, kGgmlTypeQ6_K, kGgmlTypeQ8_K}) {
+  for (uint32_t type :
+       {kGgmlTypeQ4_0, kGgmlTypeQ4_1, kGgmlTypeQ5_0, kGgmlTypeQ5_1, kGgmlTypeQ8_0, kGgmlTypeQ2_K,
+        kGgmlTypeQ3_K, kGgmlTypeQ4_K, kGgmlTypeQ5_K, kGgmlTypeQ6_K, kGgmlTypeQ8_K}) {
     const GgmlTypeInfo* info = FindGgmlType(type);
     const int64_t blocks = static_cast<int64_t>(bytes.size()) / info->block_bytes;
     const int64_t n = blocks * info->block_elements;
