@@ -248,6 +248,12 @@ std::string LongText(size_t chars) {
   return text;
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr double kEncodeSecondsLimit = 30.0;  // sanitizers run about ten times slower
+#else
+constexpr double kEncodeSecondsLimit = 3.0;  // well under 0.5 s when the machine is idle
+#endif
+
 TEST(LlamaTokenizerTest, EncodesTwoHundredThousandCharactersQuickly) {
   const std::vector<std::pair<std::string, std::string>> inputs = {
       {"austen", LongText(200000)},
@@ -267,8 +273,8 @@ TEST(LlamaTokenizerTest, EncodesTwoHundredThousandCharactersQuickly) {
       ASSERT_TRUE(ids.ok()) << ids.status();
       std::cout << tok->model_name() << " " << name << ": " << text.size() << " bytes -> "
                 << ids->size() << " tokens in " << seconds * 1e3 << " ms\n";
-      // A quadratic merge loop takes minutes here; the bound leaves room for sanitizers.
-      EXPECT_LT(seconds, 5.0) << tok->model_name() << " " << name;
+      // A quadratic merge loop takes minutes here; the bound leaves room for a loaded machine.
+      EXPECT_LT(seconds, kEncodeSecondsLimit) << tok->model_name() << " " << name;
     }
   }
 }

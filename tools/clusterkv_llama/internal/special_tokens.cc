@@ -1,38 +1,45 @@
 #include "tools/clusterkv_llama/internal/special_tokens.h"
 
 #include <algorithm>
+#include <cstring>
+#include <map>
 #include <utility>
 
 namespace clusterkv::llama::internal {
 
 SpecialTokenSplitter::SpecialTokenSplitter(const Vocab& vocab) : vocab_(vocab) {
-  root_children_.fill(-1);
-  nodes_.emplace_back();
+  // Build with a map of edges, then lay the edges out by node for lookups.
+  std::map<std::pair<int32_t, uint8_t>, int32_t> edges;
+  rank_.push_back(-1);
   for (size_t rank = 0; rank < vocab.special.size(); ++rank) {
-    const std::string& text = vocab.texts[vocab.special[rank]];
     int32_t node = 0;
-    for (const char c : text) {
-      const uint8_t byte = static_cast<uint8_t>(c);
-      int32_t child = Child(node, byte);
-      if (child < 0) {
-        child = static_cast<int32_t>(nodes_.size());
-        nodes_.emplace_back();
-        if (node == 0) {
-          root_children_[byte] = child;
-        } else {
-          edges_.emplace((static_cast<uint64_t>(node) << 8) | byte, child);
-        }
-      }
-      node = child;
+    for (const char c : vocab.texts[vocab.special[rank]]) {
+      auto [it, inserted] =
+          edges.emplace(std::make_pair(node, static_cast<uint8_t>(c)), rank_.size());
+      if (inserted) rank_.push_back(-1);
+      node = it->second;
     }
-    nodes_[node].rank = static_cast<int32_t>(rank);  // texts are unique, so set once
+    rank_[node] = static_cast<int32_t>(rank);  // texts are unique, so set once
+  }
+  first_edge_.assign(rank_.size() + 1, 0);
+  for (const auto& [key, child] : edges) ++first_edge_[key.first + 1];
+  for (size_t n = 1; n < first_edge_.size(); ++n) first_edge_[n] += first_edge_[n - 1];
+  for (const auto& [key, child] : edges) {  // in (node, byte) order
+    edge_bytes_.push_back(key.second);
+    edge_children_.push_back(child);
+  }
+  root_children_.fill(-1);
+  for (uint32_t e = first_edge_[0]; e < first_edge_[1]; ++e) {
+    root_children_[edge_bytes_[e]] = edge_children_[e];
   }
 }
 
 int32_t SpecialTokenSplitter::Child(int32_t node, uint8_t byte) const {
   if (node == 0) return root_children_[byte];
-  auto it = edges_.find((static_cast<uint64_t>(node) << 8) | byte);
-  return it == edges_.end() ? -1 : it->second;
+  const auto begin = edge_bytes_.begin() + first_edge_[node];
+  const auto end = edge_bytes_.begin() + first_edge_[node + 1];
+  const auto it = std::lower_bound(begin, end, byte);
+  return it != end && *it == byte ? edge_children_[it - edge_bytes_.begin()] : -1;
 }
 
 std::vector<Fragment> SpecialTokenSplitter::Split(absl::string_view text,
@@ -46,7 +53,7 @@ std::vector<Fragment> SpecialTokenSplitter::Split(absl::string_view text,
     for (size_t i = start; i < text.size(); ++i) {
       node = Child(node, static_cast<uint8_t>(text[i]));
       if (node < 0) break;
-      const int32_t rank = nodes_[node].rank;
+      const int32_t rank = rank_[node];
       if (rank < 0) continue;
       const uint32_t attr = vocab_.attrs[vocab_.special[rank]];
       if (!parse_special && (attr & (kAttrControl | kAttrUnknown))) continue;
@@ -68,7 +75,7 @@ std::vector<Fragment> SpecialTokenSplitter::Split(absl::string_view text,
   }
   // Token by token in rank order, take each occurrence that starts after the previous one of
   // the same token ended and covers no byte an earlier token took.
-  std::vector<bool> taken(text.size(), false);
+  std::vector<char> taken(text.size(), 0);
   std::vector<int32_t> token_at(text.size(), -1);  // the token taken at each start
   for (size_t rank = 0; rank + 1 < first.size(); ++rank) {
     const int32_t id = vocab_.special[rank];
@@ -78,10 +85,8 @@ std::vector<Fragment> SpecialTokenSplitter::Split(absl::string_view text,
       const size_t start = starts[k];
       const size_t end = start + len;
       if (start < last_end) continue;
-      if (std::any_of(taken.begin() + start, taken.begin() + end, [](bool t) { return t; })) {
-        continue;
-      }
-      std::fill(taken.begin() + start, taken.begin() + end, true);
+      if (std::memchr(taken.data() + start, 1, len) != nullptr) continue;
+      std::memset(taken.data() + start, 1, len);
       token_at[start] = id;
       last_end = end;
     }

@@ -10,7 +10,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -34,15 +33,18 @@ class SpecialTokenSplitter {
   std::vector<Fragment> Split(absl::string_view text, bool parse_special) const;
 
  private:
-  struct Node {
-    int32_t rank = -1;  // position in vocab.special of the token ending here, or -1
-  };
+  // The trie's child of `node` by `byte`, or -1.
   int32_t Child(int32_t node, uint8_t byte) const;
 
   const Vocab& vocab_;
-  std::vector<Node> nodes_;                      // node 0 is the root
-  std::array<int32_t, 256> root_children_;       // -1: none
-  std::unordered_map<uint64_t, int32_t> edges_;  // (node << 8 | byte) -> child, below the root
+  // Trie nodes; node 0 is the root. rank_[n]: position in vocab.special of the token that ends
+  // at node n, or -1. The children of node n are edge_bytes_/edge_children_ in
+  // [first_edge_[n], first_edge_[n + 1]), by byte; the root's are also in root_children_.
+  std::vector<int32_t> rank_;
+  std::vector<uint32_t> first_edge_;
+  std::vector<uint8_t> edge_bytes_;
+  std::vector<int32_t> edge_children_;
+  std::array<int32_t, 256> root_children_;
 };
 
 }  // namespace clusterkv::llama::internal

@@ -279,14 +279,14 @@ absl::Status ReadTokens(const GgufIndex& index, Vocab* v) {
   v->texts = (*tokens)->strings;
   v->scores.assign(n, 0.0f);
   v->attrs.assign(n, kAttrNormal);
-  v->ids.reserve(n);
+  if (const int32_t repeated = v->index.Build(v->texts); repeated >= 0) {
+    const std::string& text = v->texts[repeated];
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token ", repeated, " repeats the text of token ", v->Find(text), ": \"", text, "\""));
+  }
   for (size_t i = 0; i < n; ++i) {
     const std::string& text = v->texts[i];
     if (text.empty()) return absl::InvalidArgumentError(absl::StrCat("token ", i, " is empty"));
-    if (!v->ids.emplace(std::string_view(text), static_cast<int32_t>(i)).second) {
-      return absl::InvalidArgumentError(absl::StrCat("token ", i, " repeats the text of token ",
-                                                     v->ids[text], ": \"", text, "\""));
-    }
     if (*scores != nullptr) v->scores[i] = static_cast<float>((*scores)->numbers[i]);
     if (*types != nullptr) v->attrs[i] = AttrOfType(static_cast<int64_t>((*types)->numbers[i]));
     if ((v->attrs[i] & kAttrByte) && ByteTokenValue(text) < 0) {

@@ -3,8 +3,8 @@
 // style) and pre-tokenizer; BOS/EOS/UNK ids with llama.cpp's defaults; the special tokens
 // matched as whole strings in the input; the end-of-generation set (EOS, EOT, EOM, the FIM
 // pad/repo/separator tokens and llama.cpp's list of well-known end-of-turn texts); and the
-// text each token decodes to. Immutable once loaded; thread-safe to share. Not copyable: the
-// text-to-id index points into the token texts.
+// text each token decodes to. Immutable once loaded; thread-safe to share. Not copyable (it is
+// large; LoadVocab hands out a unique_ptr).
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_INTERNAL_VOCAB_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_INTERNAL_VOCAB_H_
 
@@ -12,14 +12,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "tools/clusterkv_llama/gguf.h"
 #include "tools/clusterkv_llama/internal/pretokenize.h"
+#include "tools/clusterkv_llama/internal/text_index.h"
 
 namespace clusterkv::llama::internal {
 
@@ -41,10 +40,7 @@ struct Vocab {
   Vocab& operator=(const Vocab&) = delete;
 
   // The id of the token whose text is `text`, or -1.
-  int32_t Find(absl::string_view text) const {
-    auto it = ids.find(std::string_view(text.data(), text.size()));
-    return it == ids.end() ? -1 : it->second;
-  }
+  int32_t Find(absl::string_view text) const { return index.Find(texts, text); }
   int32_t size() const { return static_cast<int32_t>(texts.size()); }
   bool IsEog(int32_t id) const;
 
@@ -60,7 +56,7 @@ struct Vocab {
   std::vector<std::string> texts;
   std::vector<float> scores;
   std::vector<uint32_t> attrs;
-  std::unordered_map<std::string_view, int32_t> ids;  // views into `texts`
+  TextIndex index;  // over `texts`
 
   int32_t bos = -1;  // -1: none
   int32_t eos = -1;
