@@ -215,6 +215,34 @@ TEST(LlamaTokenizerTest, DecodeOfEncodeIsTheText) {
   }
 }
 
+TEST(LlamaTokenizerTest, ArbitraryBytesAndIdsNeverCrash) {
+  std::mt19937 rng(777);
+  for (const Tokenizer* tok : {SmolLm(), Gemma()}) {
+    if (tok == nullptr) continue;
+    for (int i = 0; i < 500; ++i) {
+      std::string bytes(rng() % 64, '\0');
+      for (char& c : bytes) c = static_cast<char>(rng() % 256);
+      EncodeOptions o;
+      o.parse_special = (i % 2) == 0;
+      absl::StatusOr<Ids> ids = tok->Encode(bytes, o);
+      if (!ids.ok()) {
+        EXPECT_EQ(ids.status().code(), absl::StatusCode::kInvalidArgument);
+        EXPECT_TRUE(absl::StrContains(ids.status().message(), "byte offset")) << ids.status();
+      }
+      Ids random_ids(rng() % 32);
+      for (int32_t& id : random_ids) {
+        id = static_cast<int32_t>(rng() % (tok->vocab_size() + 20)) - 10;
+      }
+      TokenStreamDecoder stream(*tok, (i % 3) == 0);
+      std::string streamed;
+      for (const int32_t id : random_ids) streamed += stream.Push(id);
+      streamed += stream.Flush();
+      EXPECT_TRUE(tok->Encode(streamed, {}).ok()) << "stream output is not valid UTF-8";
+      (void)tok->Decode(random_ids, (i % 2) == 0);
+    }
+  }
+}
+
 TEST(LlamaTokenizerTest, BosFollowsTheFileUnlessOverridden) {
   const Tokenizer* smol = SmolLm();
   const Tokenizer* gemma = Gemma();
