@@ -36,8 +36,8 @@ using clusterkv::testing::TempDir;
 
 constexpr char kTenant[] = "llama-test";
 
-LlamaConfig SmallConfig() {
-  LlamaConfig c;
+ModelConfig SmallConfig() {
+  ModelConfig c;
   c.dim = 64;
   c.n_layers = 3;
   c.n_heads = 4;
@@ -50,13 +50,13 @@ LlamaConfig SmallConfig() {
   return c;
 }
 
-LlamaWeights SmallModel() {
+ModelWeights SmallModel() {
   RandomModelOptions o;
   o.config = SmallConfig();
   o.seed = 5;
   o.qk_gain = 1.3f;
   o.qk_shared = 0.8f;
-  absl::StatusOr<LlamaWeights> w = MakeRandomWeights(o);
+  absl::StatusOr<ModelWeights> w = MakeRandomWeights(o);
   EXPECT_TRUE(w.ok()) << w.status();
   return *std::move(w);
 }
@@ -102,7 +102,7 @@ int SequencesOnDaemon(const DaemonProcess& daemon) {
 TEST(LlamaEngineTest, BudgetCoveringEveryTokenReproducesFullAttention) {
   DaemonProcess daemon;
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
-  const LlamaWeights w = SmallModel();
+  const ModelWeights w = SmallModel();
   ComparisonOptions o = SmallOptions(daemon.target());
   o.kv_dtype = DType::kFloat32;  // both backends hold the same K/V bits
   o.budgets = {1024};            // > prompt + steps
@@ -129,7 +129,7 @@ TEST(LlamaEngineTest, BudgetCoveringEveryTokenReproducesFullAttention) {
 TEST(LlamaEngineTest, AllLayersDenseNeverFetches) {
   DaemonProcess daemon;
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
-  const LlamaWeights w = SmallModel();
+  const ModelWeights w = SmallModel();
   ComparisonOptions o = SmallOptions(daemon.target());
   o.kv_dtype = DType::kFloat32;
   o.config.dense_layers = {0, 1, 2};
@@ -146,7 +146,7 @@ TEST(LlamaEngineTest, AllLayersDenseNeverFetches) {
 TEST(LlamaEngineTest, SmallBudgetCompletesAndReportsBoundedAgreement) {
   DaemonProcess daemon;
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
-  const LlamaWeights w = SmallModel();
+  const ModelWeights w = SmallModel();
   ComparisonOptions o = SmallOptions(daemon.target());  // fp16 K/V, as an engine keeps them
   o.budgets = {16, 1024};
   absl::StatusOr<ComparisonResult> r = RunComparison(w, SmallPrompt(), o);

@@ -23,14 +23,14 @@ namespace {
 using clusterkv::testing::TempDir;
 using testing::TinyConfig;
 
-LlamaWeights TinyModel(uint64_t seed = 3, bool tied = false) {
+ModelWeights TinyModel(uint64_t seed = 3, bool tied = false) {
   RandomModelOptions o;
   o.config = TinyConfig();
   o.seed = seed;
   o.qk_gain = 1.3f;
   o.qk_shared = 0.5f;
   o.tie_embeddings = tied;
-  absl::StatusOr<LlamaWeights> w = MakeRandomWeights(o);
+  absl::StatusOr<ModelWeights> w = MakeRandomWeights(o);
   EXPECT_TRUE(w.ok()) << w.status();
   return *std::move(w);
 }
@@ -45,9 +45,9 @@ void ExpectBitEqual(const std::vector<float>& got, const std::vector<float>& wan
 
 // What a file of `dtype` holds for each tensor of `w` (1-D tensors are always F32) in the
 // format's Q/K order.
-LlamaWeights Expected(const LlamaWeights& w, StoredDType dtype, RopeStyle style) {
-  LlamaWeights e = w;
-  const LlamaConfig& c = w.config;
+ModelWeights Expected(const ModelWeights& w, StoredDType dtype, RopeStyle style) {
+  ModelWeights e = w;
+  const ModelConfig& c = w.config;
   auto round = [&](std::vector<float>& v) { v = RoundTrip(v, dtype); };
   round(e.embed);
   if (!e.lm_head.empty()) round(e.lm_head);
@@ -64,7 +64,7 @@ LlamaWeights Expected(const LlamaWeights& w, StoredDType dtype, RopeStyle style)
   return e;
 }
 
-void ExpectSameWeights(const LlamaWeights& got, const LlamaWeights& want) {
+void ExpectSameWeights(const ModelWeights& got, const ModelWeights& want) {
   EXPECT_EQ(got.rope_style, want.rope_style);
   EXPECT_EQ(got.config.DebugString(), want.config.DebugString());
   ExpectBitEqual(got.embed, want.embed, "embed");
@@ -98,14 +98,14 @@ void WriteFile(const std::string& path, const std::string& bytes) {
 TEST(LlamaSafetensorsTest, RoundTripsEveryTensorBitExact) {
   TempDir dir("llama_st");
   for (bool tied : {false, true}) {
-    const LlamaWeights w = TinyModel(5, tied);
+    const ModelWeights w = TinyModel(5, tied);
     for (StoredDType dtype : {StoredDType::kF32, StoredDType::kF16, StoredDType::kBF16}) {
       const std::string path = dir.Sub("model.safetensors");
       WriteOptions o;
       o.dtype = dtype;
       LLAMA_ASSERT_OK(WriteModel(w, path, ModelFormat::kSafetensors, o));
       ASSERT_TRUE(std::filesystem::exists(dir.Sub("config.json")));
-      LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights got, LoadModel(path));
+      LLAMA_ASSERT_OK_AND_ASSIGN(ModelWeights got, LoadModel(path));
       ExpectSameWeights(got, Expected(w, dtype, RopeStyle::kRotateHalf));
       EXPECT_EQ(got.lm_head.empty(), tied);
       // The header names the HF tensors with their dtype.
@@ -122,7 +122,7 @@ TEST(LlamaSafetensorsTest, RoundTripsEveryTensorBitExact) {
 
 TEST(LlamaGgufTest, RoundTripsEveryTensorBitExactWithPermutedQk) {
   TempDir dir("llama_gguf");
-  const LlamaWeights w = TinyModel(6);
+  const ModelWeights w = TinyModel(6);
   for (StoredDType dtype : {StoredDType::kF32, StoredDType::kF16, StoredDType::kBF16}) {
     for (uint32_t alignment : {32u, 64u, 8u}) {
       for (uint32_t version : {2u, 3u}) {
@@ -132,7 +132,7 @@ TEST(LlamaGgufTest, RoundTripsEveryTensorBitExactWithPermutedQk) {
         o.gguf_alignment = alignment;
         o.gguf_version = version;
         LLAMA_ASSERT_OK(WriteModel(w, path, ModelFormat::kGguf, o));
-        LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights got, LoadModel(path));
+        LLAMA_ASSERT_OK_AND_ASSIGN(ModelWeights got, LoadModel(path));
         ExpectSameWeights(got, Expected(w, dtype, RopeStyle::kInterleaved));
         ASSERT_EQ(got.token_strings.size(), 50u);
         EXPECT_EQ(got.token_strings[7], "<t7>");
@@ -151,11 +151,11 @@ TEST(LlamaGgufTest, RoundTripsEveryTensorBitExactWithPermutedQk) {
 
 TEST(LlamaGgufTest, WritingTheLoadedGgufAsSafetensorsRestoresTheHfOrder) {
   TempDir dir("llama_conv");
-  const LlamaWeights w = TinyModel(8);
+  const ModelWeights w = TinyModel(8);
   LLAMA_ASSERT_OK(WriteModel(w, dir.Sub("m.gguf"), ModelFormat::kGguf));
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights from_gguf, LoadModel(dir.Sub("m.gguf")));
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelWeights from_gguf, LoadModel(dir.Sub("m.gguf")));
   LLAMA_ASSERT_OK(WriteModel(from_gguf, dir.Sub("m.safetensors"), ModelFormat::kSafetensors));
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights back, LoadModel(dir.Sub("m.safetensors")));
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelWeights back, LoadModel(dir.Sub("m.safetensors")));
   ExpectSameWeights(back, Expected(w, StoredDType::kF32, RopeStyle::kRotateHalf));
 }
 
@@ -221,12 +221,12 @@ GgufMetadata AwkwardMetadata() {
 
 TEST(LlamaGgufTest, MetadataOfEveryTypeIsParsedAndSkipped) {
   TempDir dir("llama_md");
-  const LlamaWeights w = TinyModel(9);
+  const ModelWeights w = TinyModel(9);
   WriteOptions o;
   o.gguf_extra_metadata = AwkwardMetadata();
   const std::string path = dir.Sub("m.gguf");
   LLAMA_ASSERT_OK(WriteModel(w, path, ModelFormat::kGguf, o));
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights got, LoadModel(path));
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelWeights got, LoadModel(path));
   ExpectSameWeights(got, Expected(w, StoredDType::kF32, RopeStyle::kInterleaved));
   LLAMA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<GgufFile> file, GgufFile::Open(path));
   const GgufIndex& index = file->index();
@@ -253,7 +253,7 @@ TEST(LlamaGgufTest, MetadataOfEveryTypeIsParsedAndSkipped) {
 
 TEST(LlamaGgufTest, ConfigComesFromLlamaMetadata) {
   TempDir dir("llama_cfg");
-  LlamaWeights w = TinyModel(10);
+  ModelWeights w = TinyModel(10);
   w.config.rope_theta = 123456.0f;
   w.config.norm_eps = 1e-6f;
   w.config.max_context = 2048;
@@ -262,47 +262,49 @@ TEST(LlamaGgufTest, ConfigComesFromLlamaMetadata) {
   o.gguf_tokenizer = false;
   LLAMA_ASSERT_OK(WriteModel(w, dir.Sub("m.gguf"), ModelFormat::kGguf, o));
   LLAMA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<GgufFile> file, GgufFile::Open(dir.Sub("m.gguf")));
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaConfig c, ConfigFromGguf(file->index()));
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelConfig c, ConfigFromGguf(file->index()));
   EXPECT_EQ(c.DebugString(), w.config.DebugString());
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights got, LoadModel(dir.Sub("m.gguf")));
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelWeights got, LoadModel(dir.Sub("m.gguf")));
   EXPECT_TRUE(got.token_strings.empty());
 }
 
 TEST(LlamaGgufTest, RopeFreqsTensorBecomesFrequencyFactors) {
   TempDir dir("llama_freqs");
-  LlamaWeights w = TinyModel(11);
+  ModelWeights w = TinyModel(11);
   w.config.rope_freq_factors = Llama3RopeFactors(8, w.config.rope_theta, 8, 1, 4, 64);
   LLAMA_ASSERT_OK(WriteModel(w, dir.Sub("m.gguf"), ModelFormat::kGguf));
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights got, LoadModel(dir.Sub("m.gguf")));
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelWeights got, LoadModel(dir.Sub("m.gguf")));
   EXPECT_EQ(got.config.rope_freq_factors, w.config.rope_freq_factors);
   // safetensors cannot carry arbitrary factors: refused, not silently dropped.
   EXPECT_TRUE(
       absl::IsInvalidArgument(WriteModel(w, dir.Sub("m.safetensors"), ModelFormat::kSafetensors)));
 }
 
-TEST(LlamaGgufTest, QuantizedTensorIsRefusedNamingItsType) {
+// Types the engine does not decode (the IQ* codebook types) are refused by name; the decodable
+// quantized types are llama_quant_test's.
+TEST(LlamaGgufTest, UndecodableTensorTypeIsRefusedNamingIt) {
   TempDir dir("llama_quant");
-  const LlamaWeights w = TinyModel(12);
-  // A real GGUF whose token embedding is Q4_K (256 elements per 144-byte block): the reader
+  const ModelWeights w = TinyModel(12);
+  // A real GGUF whose token embedding is IQ2_XXS (256 elements per 66-byte block): the reader
   // accepts the file (the byte range is valid) and the loader refuses the tensor. ne[0] must
-  // be a multiple of the Q4_K block.
+  // be a multiple of the block.
   GgufMetadata md = {{"general.architecture", GgufValue::String("llama")}};
   GgufTensorToWrite t;
   t.name = "token_embd.weight";
-  t.ggml_type = 12;
+  t.ggml_type = 16;
   t.shape = {2, 256};
-  t.bytes.assign(2 * 144, '\0');
+  t.bytes.assign(2 * 66, '\0');
   LLAMA_ASSERT_OK(WriteGguf(dir.Sub("q.gguf"), md, {t}));
   LLAMA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<GgufFile> file, GgufFile::Open(dir.Sub("q.gguf")));
   const StoredTensor* q = file->index().FindTensor("token_embd.weight");
   ASSERT_NE(q, nullptr);
-  EXPECT_EQ(q->type_name, "Q4_K");
+  EXPECT_EQ(q->type_name, "IQ2_XXS");
   absl::StatusOr<std::vector<float>> values = ReadAsFloat(*q, {2, 256});
   ASSERT_TRUE(absl::IsInvalidArgument(values.status()));
-  EXPECT_TRUE(absl::StrContains(values.status().message(), "Q4_K"));
+  EXPECT_TRUE(absl::StrContains(values.status().message(), "IQ2_XXS"));
   EXPECT_TRUE(absl::StrContains(values.status().message(), "token_embd.weight"));
 
-  // Through the whole loader: a model whose attn_q is Q8_0.
+  // Through the whole loader: a model whose attn_q is IQ4_NL.
   WriteOptions o;
   LLAMA_ASSERT_OK(WriteModel(w, dir.Sub("m.gguf"), ModelFormat::kGguf, o));
   LLAMA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<GgufFile> good, GgufFile::Open(dir.Sub("m.gguf")));
@@ -315,27 +317,27 @@ TEST(LlamaGgufTest, QuantizedTensorIsRefusedNamingItsType) {
     g.ggml_type = kGgmlTypeF32;
     g.bytes.assign(reinterpret_cast<const char*>(s.bytes.data()), s.bytes.size());
     if (s.name == "blk.1.attn_q.weight") {
-      g.ggml_type = 8;  // Q8_0: 32 elements in 34 bytes; 32 x 32 -> 32 blocks
-      g.bytes.assign(32 * 34, '\0');
+      g.ggml_type = 20;  // IQ4_NL: 32 elements in 18 bytes; 32 x 32 -> 32 blocks
+      g.bytes.assign(32 * 18, '\0');
     }
     tensors.push_back(std::move(g));
   }
   LLAMA_ASSERT_OK(WriteGguf(dir.Sub("q8.gguf"), all, tensors));
-  absl::StatusOr<LlamaWeights> loaded = LoadModel(dir.Sub("q8.gguf"));
+  absl::StatusOr<ModelWeights> loaded = LoadModel(dir.Sub("q8.gguf"));
   ASSERT_TRUE(absl::IsInvalidArgument(loaded.status())) << loaded.status();
-  EXPECT_TRUE(absl::StrContains(loaded.status().message(), "Q8_0"));
+  EXPECT_TRUE(absl::StrContains(loaded.status().message(), "IQ4_NL"));
   EXPECT_TRUE(absl::StrContains(loaded.status().message(), "blk.1.attn_q.weight"));
 }
 
 // Every prefix of a valid file is a truncated file: each must be answered with an error.
 TEST(LlamaFormatTest, EveryTruncationIsAnErrorNotACrash) {
   TempDir dir("llama_trunc");
-  LlamaConfig c = TinyConfig();
+  ModelConfig c = TinyConfig();
   c.n_layers = 1;
   c.vocab = 8;
   RandomModelOptions ro;
   ro.config = c;
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaWeights w, MakeRandomWeights(ro));
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelWeights w, MakeRandomWeights(ro));
   for (ModelFormat format : {ModelFormat::kGguf, ModelFormat::kSafetensors}) {
     const std::string path = dir.Sub(format == ModelFormat::kGguf ? "m.gguf" : "m.safetensors");
     WriteOptions o;
@@ -358,7 +360,7 @@ TEST(LlamaFormatTest, EveryTruncationIsAnErrorNotACrash) {
     for (size_t n :
          {size_t{0}, size_t{3}, size_t{9}, size_t{200}, bytes.size() / 2, bytes.size() - 1}) {
       WriteFile(cut, bytes.substr(0, n));
-      absl::StatusOr<LlamaWeights> got =
+      absl::StatusOr<ModelWeights> got =
           format == ModelFormat::kGguf ? LoadGgufModel(cut) : LoadSafetensorsModel(cut);
       ASSERT_FALSE(got.ok()) << "a " << n << "-byte prefix of " << bytes.size() << " loaded";
       EXPECT_TRUE(absl::IsDataLoss(got.status()) || absl::IsInvalidArgument(got.status()))
@@ -429,10 +431,10 @@ TEST(LlamaFormatTest, LoaderReportsMissingFilesTensorsAndBadConfigs) {
   EXPECT_TRUE(absl::IsNotFound(LoadModel(dir.Sub("nothing.gguf")).status()));
   WriteFile(dir.Sub("empty.gguf"), "");
   EXPECT_TRUE(absl::IsDataLoss(LoadModel(dir.Sub("empty.gguf")).status()));
-  const LlamaWeights w = TinyModel(13);
+  const ModelWeights w = TinyModel(13);
   LLAMA_ASSERT_OK(WriteModel(w, dir.Sub("m.safetensors"), ModelFormat::kSafetensors));
   // A config whose sizes disagree with the tensors.
-  LlamaConfig other = w.config;
+  ModelConfig other = w.config;
   other.ffn_dim = 64;
   WriteFile(dir.Sub("config.json"), ToHfConfigJson(other, false));
   absl::Status shape = LoadModel(dir.Sub("m.safetensors")).status();
@@ -456,7 +458,7 @@ TEST(LlamaFormatTest, LoaderReportsMissingFilesTensorsAndBadConfigs) {
 }
 
 TEST(LlamaConfigTest, ParsesHfConfigsAndRejectsBadOnes) {
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaConfig c, ParseHfConfigJson(R"({
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelConfig c, ParseHfConfigJson(R"({
       "model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
       "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
       "vocab_size": 128256, "rope_theta": 500000.0, "rms_norm_eps": 1e-05,
@@ -470,7 +472,7 @@ TEST(LlamaConfigTest, ParsesHfConfigsAndRejectsBadOnes) {
   EXPECT_FLOAT_EQ(c.rope_freq_factors.front(), 1.0f);
   EXPECT_FLOAT_EQ(c.rope_freq_factors.back(), 8.0f);
   // num_key_value_heads defaults to num_attention_heads (no GQA).
-  LLAMA_ASSERT_OK_AND_ASSIGN(LlamaConfig mha, ParseHfConfigJson(R"({"hidden_size": 64,
+  LLAMA_ASSERT_OK_AND_ASSIGN(ModelConfig mha, ParseHfConfigJson(R"({"hidden_size": 64,
       "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
       "vocab_size": 10})"));
   EXPECT_EQ(mha.n_kv_heads, 4);

@@ -101,7 +101,7 @@ std::vector<float> GgmlRope(const std::vector<float>& x, int d, int64_t pos, dou
 }
 
 TEST(LlamaOpsTest, RopeRotateHalfMatchesTransformers) {
-  LlamaConfig c = TinyConfig();
+  ModelConfig c = TinyConfig();
   c.head_dim = 16;
   RopeTable rope(c);
   for (int64_t pos : {0, 1, 17, 3000}) {
@@ -117,7 +117,7 @@ TEST(LlamaOpsTest, RopeRotateHalfMatchesTransformers) {
 }
 
 TEST(LlamaOpsTest, RopeInterleavedMatchesGgml) {
-  LlamaConfig c = TinyConfig();
+  ModelConfig c = TinyConfig();
   c.head_dim = 16;
   RopeTable rope(c);
   for (int64_t pos : {0, 5, 4095}) {
@@ -131,7 +131,7 @@ TEST(LlamaOpsTest, RopeInterleavedMatchesGgml) {
 // The GGUF converter's Q/K row permutation turns one convention into the other: rotating the
 // permuted vector pairwise equals permuting the rotate-half result, so q.k is unchanged.
 TEST(LlamaOpsTest, QkPermutationMapsRotateHalfToInterleaved) {
-  LlamaConfig c = TinyConfig();
+  ModelConfig c = TinyConfig();
   c.head_dim = 16;
   RopeTable rope(c);
   const std::vector<float> q = RandomVector(16, 21), k = RandomVector(16, 22);
@@ -157,7 +157,7 @@ TEST(LlamaOpsTest, QkPermutationMapsRotateHalfToInterleaved) {
 }
 
 TEST(LlamaOpsTest, RopeFrequencyFactorsDivideFrequencies) {
-  LlamaConfig c = TinyConfig();
+  ModelConfig c = TinyConfig();
   c.head_dim = 16;
   c.rope_theta = 500000.0f;
   c.rope_freq_factors = Llama3RopeFactors(16, c.rope_theta, 8.0f, 1.0f, 4.0f, 64);
@@ -177,28 +177,30 @@ TEST(LlamaOpsTest, RopeFrequencyFactorsDivideFrequencies) {
 }
 
 // Naive causal GQA attention over [T, heads * hd] rows.
-std::vector<float> NaiveCausal(const LlamaConfig& c, const std::vector<float>& q,
+// Causal attention from the definition; window > 0 keeps the keys at distance < window.
+std::vector<float> NaiveCausal(const ModelConfig& c, const std::vector<float>& q,
                                const std::vector<float>& k, const std::vector<float>& v,
-                               int64_t tokens) {
+                               int64_t tokens, int64_t window = 0) {
   const int hd = c.head_dim, group = c.GroupSize();
   const int64_t qd = c.QDim(), kvd = c.KvDim();
   std::vector<float> out(tokens * qd);
   for (int64_t t = 0; t < tokens; ++t) {
     for (int h = 0; h < c.n_heads; ++h) {
       const int g = h / group;
-      std::vector<double> s(t + 1);
+      const int64_t lo = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;
+      std::vector<double> s(t + 1, 0.0);
       double best = -1e300;
-      for (int64_t j = 0; j <= t; ++j) {
+      for (int64_t j = lo; j <= t; ++j) {
         double d = 0;
         for (int i = 0; i < hd; ++i) d += double(q[t * qd + h * hd + i]) * k[j * kvd + g * hd + i];
         s[j] = d / std::sqrt(double(hd));
         best = std::max(best, s[j]);
       }
       double sum = 0;
-      for (double& x : s) sum += (x = std::exp(x - best));
+      for (int64_t j = lo; j <= t; ++j) sum += (s[j] = std::exp(s[j] - best));
       for (int i = 0; i < hd; ++i) {
         double acc = 0;
-        for (int64_t j = 0; j <= t; ++j) acc += s[j] * v[j * kvd + g * hd + i];
+        for (int64_t j = lo; j <= t; ++j) acc += s[j] * v[j * kvd + g * hd + i];
         out[t * qd + h * hd + i] = static_cast<float>(acc / sum);
       }
     }
@@ -207,7 +209,7 @@ std::vector<float> NaiveCausal(const LlamaConfig& c, const std::vector<float>& q
 }
 
 TEST(LlamaAttentionTest, CausalGqaMatchesNaiveWholeAndChunked) {
-  const LlamaConfig c = TinyConfig();  // 4 query heads over 2 kv heads
+  const ModelConfig c = TinyConfig();  // 4 query heads over 2 kv heads
   const int64_t tokens = 41;
   const std::vector<float> q = RandomVector(tokens * c.QDim(), 41, 1.5f);
   const std::vector<float> k = RandomVector(tokens * c.KvDim(), 42, 1.5f);
@@ -226,8 +228,85 @@ TEST(LlamaAttentionTest, CausalGqaMatchesNaiveWholeAndChunked) {
   }
 }
 
+// Past the blocking: more query tokens than one query block and more keys than one key block,
+// chunk boundaries inside blocks, and sliding windows shorter and longer than a key block.
+TEST(LlamaAttentionTest, BlockedAttentionMatchesNaiveAcrossBlocksAndWindows) {
+  const ModelConfig c = TinyConfig();
+  const int64_t tokens = 300;
+  const std::vector<float> q = RandomVector(tokens * c.QDim(), 51, 1.5f);
+  const std::vector<float> k = RandomVector(tokens * c.KvDim(), 52, 1.5f);
+  const std::vector<float> v = RandomVector(tokens * c.KvDim(), 53);
+  for (int64_t window : {0, 1, 37, 200}) {
+    const std::vector<float> want = NaiveCausal(c, q, k, v, tokens, window);
+    CausalAttentionParams params;
+    params.window = window;
+    std::vector<float> got(tokens * c.QDim());
+    CausalAttention(c, q.data(), 0, 150, k.data(), v.data(), got.data(), 2, params);
+    CausalAttention(c, q.data() + 150 * c.QDim(), 150, tokens - 150, k.data(), v.data(),
+                    got.data() + 150 * c.QDim(), 1, params);
+    ExpectNear(got, want, 2e-5);
+  }
+  // An explicit scale equals pre-scaled queries.
+  std::vector<float> q2 = q;
+  for (float& x : q2) x *= 0.5f;
+  CausalAttentionParams half;
+  half.scale = 0.5f / std::sqrt(static_cast<float>(c.head_dim));
+  std::vector<float> a(tokens * c.QDim()), b(tokens * c.QDim());
+  CausalAttention(c, q.data(), 0, tokens, k.data(), v.data(), a.data(), 2, half);
+  CausalAttention(c, q2.data(), 0, tokens, k.data(), v.data(), b.data(), 2);
+  ExpectNear(a, b, 1e-5);
+}
+
+TEST(LlamaOpsTest, BlasAndOwnMatMulAgree) {
+  for (int64_t rows : {16, 33, 256}) {
+    const int64_t out = 70, in = 45;
+    const std::vector<float> x = RandomVector(rows * in, 7 + rows);
+    const std::vector<float> w = RandomVector(out * in, 8);
+    std::vector<float> own(rows * out), blas(rows * out), dispatched(rows * out);
+    MatMulOwn(x.data(), rows, w.data(), out, in, own.data(), 2);
+    MatMulBlas(x.data(), rows, w.data(), out, in, blas.data(), 2);
+    MatMul(x.data(), rows, w.data(), out, in, dispatched.data(), 2);
+    ExpectNear(blas, own, 1e-5);
+    ExpectNear(dispatched, own, 1e-5);
+  }
+}
+
+TEST(LlamaOpsTest, GeGluAndSoftCapMatchDefinitions) {
+  const std::vector<float> g = RandomVector(41, 9, 3.0f), u = RandomVector(41, 10);
+  std::vector<float> got(41);
+  GeGlu(g.data(), u.data(), 41, got.data());
+  std::vector<float> want(41);
+  for (int i = 0; i < 41; ++i) {
+    const double z = g[i];
+    want[i] = static_cast<float>(
+        0.5 * z * (1 + std::tanh(std::sqrt(2 / M_PI) * (z + 0.044715 * z * z * z))) * u[i]);
+  }
+  ExpectNear(got, want, 1e-6);
+  std::vector<float> via(41);
+  GatedActivation(Activation::kGeluTanh, g.data(), u.data(), 41, via.data());
+  EXPECT_EQ(via, got);
+  GatedActivation(Activation::kSilu, g.data(), u.data(), 41, via.data());
+  SwiGlu(g.data(), u.data(), 41, got.data());
+  EXPECT_EQ(via, got);
+  std::vector<float> x = {-100.0f, -1.0f, 0.0f, 2.0f, 30.0f, 1000.0f};
+  SoftCap(x.data(), static_cast<int64_t>(x.size()), 30.0f);
+  const std::vector<float> capped = {
+      -30.0f * std::tanh(100.0f / 30.0f), 30.0f * std::tanh(-1.0f / 30.0f), 0.0f,
+      30.0f * std::tanh(2.0f / 30.0f),    30.0f * std::tanh(1.0f),          30.0f};
+  ExpectNear(x, capped, 1e-6);
+}
+
+// Linear RoPE scaling divides positions: position p with scale s rotates like p / s.
+TEST(LlamaOpsTest, RopeLinearScaleDividesPositions) {
+  const RopeTable scaled(8, 10000.0f, {}, 4.0f), plain(8, 10000.0f, {}, 1.0f);
+  std::vector<float> a = RandomVector(8, 11), b = a;
+  scaled.Apply(a.data(), 1, 12, RopeStyle::kRotateHalf);
+  plain.Apply(b.data(), 1, 3, RopeStyle::kRotateHalf);
+  ExpectNear(a, b, 1e-6);
+}
+
 TEST(LlamaAttentionTest, FullBackendMatchesNaiveDecodeAttention) {
-  const LlamaConfig c = TinyConfig();
+  const ModelConfig c = TinyConfig();
   const int64_t prompt = 30;
   // The prompt's K/V as the forward pass hands them over: [tokens, kv_dim] rows.
   const std::vector<float> k = RandomVector(prompt * c.KvDim(), 51, 1.5f);

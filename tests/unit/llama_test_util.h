@@ -28,8 +28,8 @@
 namespace clusterkv::llama::testing {
 
 // A tiny Llama: 2 layers, dim 32, 4 query heads over 2 kv heads of 8 dims, vocab 50.
-inline LlamaConfig TinyConfig() {
-  LlamaConfig c;
+inline ModelConfig TinyConfig() {
+  ModelConfig c;
   c.dim = 32;
   c.n_layers = 2;
   c.n_heads = 4;

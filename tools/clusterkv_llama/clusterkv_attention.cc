@@ -1,10 +1,14 @@
 #include "tools/clusterkv_llama/clusterkv_attention.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
+#include "tools/clusterkv_llama/local_window.h"
 
 namespace clusterkv::llama {
 namespace {
@@ -16,6 +20,16 @@ int64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
 }
 
 }  // namespace
+
+ClusterKvConfig SequenceConfig(const ModelConfig& model, const ClusterKvConfig& config) {
+  ClusterKvConfig out = config;
+  out.dense_layers.clear();
+  const std::vector<int32_t> global = model.GlobalLayers();
+  for (size_t i = 0; i < global.size(); ++i) {
+    if (config.IsDenseLayer(global[i])) out.dense_layers.push_back(static_cast<int32_t>(i));
+  }
+  return out;
+}
 
 ClusterKvBackend::ClusterKvBackend(std::string name, std::unique_ptr<client::Sequence> sequence)
     : name_(std::move(name)), sequence_(std::move(sequence)) {}
@@ -52,6 +66,42 @@ absl::Status ClusterKvBackend::AppendAndAttend(int32_t layer, const float* q, co
     stats->attended_tokens = s.attended_tokens;
   }
   return absl::OkStatus();
+}
+
+std::string ClusterKvSession::DataPlaneUsed() const {
+  const bool direct = sparse->sequence().blocks_fetched_direct() > 0;
+  const bool grpc = sparse->sequence().blocks_fetched_grpc() > 0;
+  return direct && grpc ? "ucx+grpc" : direct ? "ucx" : grpc ? "grpc" : "none";
+}
+
+std::string ClusterKvSession::DataPlaneConfigured() const {
+  if (client->data_plane() != nullptr) return "ucx";
+  const absl::Status& why = client->data_plane_status();
+  return why.ok() ? "grpc" : absl::StrCat("grpc (UCX unavailable: ", why.message(), ")");
+}
+
+absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const ServiceOptions& o,
+                                               int64_t budget, const std::string& name,
+                                               int threads) {
+  client::ClientOptions co;
+  co.target = o.target;
+  co.tenant = o.tenant;
+  co.config = SequenceConfig(model, o.config);
+  co.config.token_budget = static_cast<int32_t>(budget);
+  co.backend = "cpu";
+  co.threads = threads;
+  co.call_timeout = o.call_timeout;
+  co.data_plane = o.data_plane;
+  ClusterKvSession session;
+  ASSIGN_OR_RETURN(session.client, client::Client::Connect(co));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<client::Sequence> seq,
+      session.client->OpenSequence(absl::StrCat(o.sequence_prefix, "-", getpid(), "-", name),
+                                   model.ToKvLayout(o.kv_dtype)));
+  auto sparse = std::make_unique<ClusterKvBackend>(name, std::move(seq));
+  session.sparse = sparse.get();
+  session.backend = ForModelLayers(model, std::move(sparse));
+  return session;
 }
 
 }  // namespace clusterkv::llama

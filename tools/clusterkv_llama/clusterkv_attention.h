@@ -1,20 +1,49 @@
-// ClusterKvBackend: decode attention through libclusterkv. The prefill's K/V of each layer go
+// ClusterKvBackend: decode attention of a model's global layers through libclusterkv (local
+// layers stay in the engine: local_window.h). The prefill's K/V of each layer go
 // to Sequence::OffloadPrefill (sinks and dense layers stay in the client, the rest is clustered
 // with K-means and streamed to clusterkvd); each decode step appends the new token
 // (Sequence::AppendToken, which re-clusters every m tokens) and then attends
 // (Sequence::Attend: score centroids, select whole clusters up to the budget, fetch the
 // device-cache misses from the daemon, attend over sinks + clusters + recent window).
 // Owns the Sequence; the Client that opened it must outlive this object. Not thread-safe.
+//
+// ServiceOptions and OpenClusterKv are how the tool's modes (comparison.h, generate.h) reach
+// clusterkvd: one Client and one Sequence per ClusterKV run.
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_CLUSTERKV_ATTENTION_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_CLUSTERKV_ATTENTION_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/client.h"
 #include "client/sequence.h"
+#include "core/config.h"
+#include "core/kv_layout.h"
 #include "tools/clusterkv_llama/attention_backend.h"
+#include "tools/clusterkv_llama/model_config.h"
 
 namespace clusterkv::llama {
+
+// The config a model's Sequence runs with: `config` with its dense layers, which name model
+// layers, renumbered to the sequence's layers (one per global layer, model_config.h); dense
+// layers that are local are dropped (local layers never reach the sequence).
+ClusterKvConfig SequenceConfig(const ModelConfig& model, const ClusterKvConfig& config);
+
+// How the engine reaches clusterkvd and runs ClusterKV.
+struct ServiceOptions {
+  DType kv_dtype = DType::kFloat16;  // every backend stores K/V in this dtype
+  ClusterKvConfig config;            // dense_layers name model layers; token_budget set per run
+  // The daemon: "unix:/path" or host:port, and the caller's tenant.
+  std::string target;
+  std::string tenant = "llama";
+  std::string data_plane = "auto";  // client::ClientOptions::data_plane
+  absl::Duration call_timeout = absl::Seconds(120);
+  int threads = 0;  // 0 = all cores
+  std::string sequence_prefix = "llama";
+};
 
 class ClusterKvBackend : public AttentionBackend {
  public:
@@ -35,6 +64,28 @@ class ClusterKvBackend : public AttentionBackend {
   std::string name_;
   std::unique_ptr<client::Sequence> sequence_;
 };
+
+// One ClusterKV run: a connected Client, the ClusterKvBackend of its Sequence, and the backend
+// the decoder calls (the ClusterKvBackend itself, or a LocalWindowBackend around it for a model
+// with local layers). Members are destroyed backend first, client last.
+struct ClusterKvSession {
+  std::unique_ptr<client::Client> client;
+  ClusterKvBackend* sparse = nullptr;  // owned by `backend`
+  std::unique_ptr<AttentionBackend> backend;
+
+  // "ucx", "grpc", "ucx+grpc" or "none" by the blocks the sequence fetched so far.
+  std::string DataPlaneUsed() const;
+  // What recalls will use: "ucx" when the client opened the UCX data plane, else "grpc" with
+  // the reason ("grpc (UCX unavailable: ...)").
+  std::string DataPlaneConfigured() const;
+};
+
+// Connects to options.target and opens the sequence "<prefix>-<pid>-<name>" with the model's
+// KV layout (one layer per global layer) and `budget`. Client::Connect's and OpenSequence's
+// errors.
+absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model,
+                                               const ServiceOptions& options, int64_t budget,
+                                               const std::string& name, int threads);
 
 }  // namespace clusterkv::llama
 

@@ -16,6 +16,7 @@
 #include "tools/clusterkv_llama/clusterkv_attention.h"
 #include "tools/clusterkv_llama/forward.h"
 #include "tools/clusterkv_llama/full_attention.h"
+#include "tools/clusterkv_llama/local_window.h"
 
 namespace clusterkv::llama {
 namespace {
@@ -27,18 +28,15 @@ double SecondsSince(SteadyClock::time_point t0) {
 }
 
 // Loads every layer's prompt K/V into `backend`, reporting per layer.
-absl::Status LoadPrefill(const LlamaConfig& c, const PrefillResult& prefill,
+absl::Status LoadPrefill(const ModelConfig& c, const PrefillResult& prefill,
                          AttentionBackend& backend, std::ostream* progress, double* seconds) {
   const auto t0 = SteadyClock::now();
-  for (int32_t l = 0; l < c.n_layers; ++l) {
-    const auto tl = SteadyClock::now();
-    RETURN_IF_ERROR(backend.LoadPrefill(l, prefill.KeyView(c, l), prefill.ValueView(c, l)));
-    if (progress != nullptr) {
-      *progress << absl::StreamFormat("  %s: layer %d/%d loaded (%.2f s)\n", backend.Name(), l + 1,
-                                      c.n_layers, SecondsSince(tl));
-      progress->flush();
-    }
-  }
+  RETURN_IF_ERROR(LoadPrefillInto(c, prefill, backend, [&](int32_t l, double layer_s) {
+    if (progress == nullptr) return;
+    *progress << absl::StreamFormat("  %s: layer %d/%d loaded (%.2f s)\n", backend.Name(), l + 1,
+                                    c.n_layers, layer_s);
+    progress->flush();
+  }));
   *seconds = SecondsSince(t0);
   return absl::OkStatus();
 }
@@ -46,7 +44,7 @@ absl::Status LoadPrefill(const LlamaConfig& c, const PrefillResult& prefill,
 // Runs `steps` decode steps feeding inputs[s] at position prompt + s, recording logits (when
 // `logits` is non-null) and timings into `r`. With `paired`, each step first runs the same
 // token through `paired` (full attention) and records its time as the paired baseline.
-absl::Status Decode(const LlamaModel& model, AttentionBackend& backend, int64_t prompt,
+absl::Status Decode(const DecoderModel& model, AttentionBackend& backend, int64_t prompt,
                     const std::vector<int32_t>& inputs, int32_t steps,
                     std::vector<std::vector<float>>* logits, VariantResult* r,
                     std::ostream* progress, AttentionBackend* paired,
@@ -82,12 +80,12 @@ absl::Status Decode(const LlamaModel& model, AttentionBackend& backend, int64_t 
 
 }  // namespace
 
-absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
+absl::StatusOr<ComparisonResult> RunComparison(const ModelWeights& weights,
                                                const std::vector<int32_t>& prompt,
                                                const ComparisonOptions& o) {
   RETURN_IF_ERROR(weights.Validate());
   RETURN_IF_ERROR(o.config.Validate());
-  const LlamaConfig& c = weights.config;
+  const ModelConfig& c = weights.config;
   if (o.steps < 1) return absl::InvalidArgumentError("steps must be >= 1");
   if (o.budgets.empty()) return absl::InvalidArgumentError("no ClusterKV budgets given");
   for (int64_t b : o.budgets) {
@@ -103,7 +101,7 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
   }
   const int threads = o.threads > 0 ? o.threads : DefaultThreads();
   ASSIGN_OR_RETURN(gpu::ExecContext exec, gpu::MakeExecContext("cpu", threads));
-  LlamaModel model(&weights, threads);
+  DecoderModel model(&weights, threads);
   std::ostream* progress = o.progress;
 
   // 1. Dense prefill, once: every backend starts from the same K/V and the same last logits.
@@ -123,8 +121,12 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
   std::vector<int32_t> inputs = {
       ArgMax(prefill.last_logits.data(), static_cast<int64_t>(prefill.last_logits.size()))};
   std::vector<std::vector<float>> full_logits;
+  const std::vector<int32_t> global_layers = c.GlobalLayers();
   {
-    FullAttentionBackend full(c, o.kv_dtype, n + o.steps, exec);
+    auto full_global = std::make_unique<FullAttentionBackend>(c, o.kv_dtype, n + o.steps, exec);
+    FullAttentionBackend* oracle = full_global.get();
+    std::unique_ptr<AttentionBackend> full_ptr = ForModelLayers(c, std::move(full_global));
+    AttentionBackend& full = *full_ptr;
     VariantResult& r = result.full;
     r.name = full.Name();
     r.data_plane = "local";
@@ -135,8 +137,11 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
     absl::Status hook_status;
     if (o.oracle) {
       model.set_query_hook([&](int32_t layer, const float* q) {
-        if (o.config.IsDenseLayer(layer) || !hook_status.ok()) return;
-        hook_status = full.TopMass(layer, q, o.budgets, absl::MakeSpan(mass));
+        // The sparse layers: global and not dense.
+        if (c.IsLocalLayer(layer) || o.config.IsDenseLayer(layer) || !hook_status.ok()) return;
+        const auto g = std::find(global_layers.begin(), global_layers.end(), layer);
+        hook_status = oracle->TopMass(static_cast<int32_t>(g - global_layers.begin()), q, o.budgets,
+                                      absl::MakeSpan(mass));
         ++mass_samples;
       });
     }
@@ -162,28 +167,19 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
 
   // 3. ClusterKV at each budget, teacher-forced on the full-attention tokens.
   for (int64_t budget : o.budgets) {
-    client::ClientOptions co;
-    co.target = o.target;
-    co.tenant = o.tenant;
-    co.config = o.config;
-    co.config.token_budget = static_cast<int32_t>(budget);
-    co.backend = "cpu";
-    co.threads = threads;
-    co.call_timeout = o.call_timeout;
-    co.data_plane = o.data_plane;
-    ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, client::Client::Connect(co));
     const std::string name = absl::StrCat("clusterkv_b", budget);
-    ASSIGN_OR_RETURN(std::unique_ptr<client::Sequence> seq,
-                     client->OpenSequence(absl::StrCat(o.sequence_prefix, "-", getpid(), "-", name),
-                                          c.ToKvLayout(o.kv_dtype)));
-    ClusterKvBackend backend(name, std::move(seq));
+    ASSIGN_OR_RETURN(ClusterKvSession session, OpenClusterKv(c, o, budget, name, threads));
+    AttentionBackend& backend = *session.backend;
     VariantResult r;
     r.name = name;
     r.budget = budget;
     if (progress != nullptr) {
-      *progress << name << ": offloading the prefill (" << co.config.DebugString() << ")\n";
+      *progress << name << ": offloading the prefill ("
+                << session.sparse->sequence().config().DebugString() << ")\n";
     }
-    FullAttentionBackend paired(c, o.kv_dtype, n + o.steps, exec);
+    std::unique_ptr<AttentionBackend> paired_ptr =
+        ForModelLayers(c, std::make_unique<FullAttentionBackend>(c, o.kv_dtype, n + o.steps, exec));
+    AttentionBackend& paired = *paired_ptr;
     double unused = 0;
     absl::Status run = LoadPrefill(c, prefill, paired, nullptr, &unused);
     if (run.ok()) run = LoadPrefill(c, prefill, backend, progress, &r.load_s);
@@ -205,7 +201,7 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
                    });
       r.logit_rel_l2_mean = rel_sum / o.steps;
     }
-    client::Sequence& sequence = backend.sequence();
+    client::Sequence& sequence = session.sparse->sequence();
     // Drop the sequence from the daemon whatever happened; the run's error comes first.
     const absl::Status closed = sequence.Close(/*drop=*/true);
     RETURN_IF_ERROR(run);
@@ -218,9 +214,7 @@ absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
     // Token-weighted over the sparse layers' Attend calls (the first step's fetch included).
     const int64_t looked_up = r.totals.hit_tokens + r.totals.miss_tokens;
     r.cache_hit_rate = looked_up > 0 ? static_cast<double>(r.totals.hit_tokens) / looked_up : 0.0;
-    const bool direct = sequence.blocks_fetched_direct() > 0;
-    const bool grpc = sequence.blocks_fetched_grpc() > 0;
-    r.data_plane = direct && grpc ? "ucx+grpc" : direct ? "ucx" : grpc ? "grpc" : "none";
+    r.data_plane = session.DataPlaneUsed();
     for (double v : {r.logit_max_abs, r.logit_rel_l2_mean, r.logit_rel_l2_max}) {
       if (!std::isfinite(v)) {
         return absl::InternalError(absl::StrCat(name, ": non-finite logit error"));

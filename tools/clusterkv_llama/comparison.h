@@ -24,23 +24,15 @@
 #include "core/config.h"
 #include "core/kv_layout.h"
 #include "tools/clusterkv_llama/attention_backend.h"
+#include "tools/clusterkv_llama/clusterkv_attention.h"
 #include "tools/clusterkv_llama/weights.h"
 
 namespace clusterkv::llama {
 
-struct ComparisonOptions {
+struct ComparisonOptions : ServiceOptions {
   int32_t steps = 384;
   std::vector<int64_t> budgets = {256, 512, 1024, 2048};
-  DType kv_dtype = DType::kFloat16;  // both backends store K/V in this dtype
-  ClusterKvConfig config;            // token_budget is set per run
-  // The daemon: "unix:/path" or host:port, and the caller's tenant.
-  std::string target;
-  std::string tenant = "llama";
-  std::string data_plane = "auto";  // client::ClientOptions::data_plane
-  absl::Duration call_timeout = absl::Seconds(120);
-  int threads = 0;     // 0 = all cores
-  bool oracle = true;  // measure full attention's top-B mass
-  std::string sequence_prefix = "llama";
+  bool oracle = true;                // measure full attention's top-B mass
   std::ostream* progress = nullptr;  // progress lines; null = silent
 };
 
@@ -80,7 +72,7 @@ struct ComparisonResult {
 // Runs the comparison for `prompt`. InvalidArgument: bad options or prompt (steps < 1, no
 // budgets, a prompt + steps longer than max_context); otherwise the first failing call's status
 // (forward pass, libclusterkv, the daemon).
-absl::StatusOr<ComparisonResult> RunComparison(const LlamaWeights& weights,
+absl::StatusOr<ComparisonResult> RunComparison(const ModelWeights& weights,
                                                const std::vector<int32_t>& prompt,
                                                const ComparisonOptions& options);
 

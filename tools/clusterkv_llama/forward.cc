@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -19,39 +20,107 @@ int64_t MicrosSince(SteadyClock::time_point t0) {
 
 // Prompt tokens per prefill chunk: bounds the activations to a few MiB whatever the prompt.
 constexpr int64_t kChunk = 256;
+// Positions per vocabulary projection when every position's logits are wanted.
+constexpr int64_t kLogitRows = 16;
 
 void AddInto(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-}  // namespace
+void Scale(float* x, int64_t n, float s) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
 
-Tensor3View PrefillResult::KeyView(const LlamaConfig& c, int32_t layer) const {
-  Tensor3View v(keys[static_cast<size_t>(layer)].data(), DType::kFloat32,
-                {c.n_kv_heads, tokens, c.head_dim});
+Tensor3View RowsView(const std::vector<float>& rows, const ModelConfig& c) {
+  const int64_t n = static_cast<int64_t>(rows.size()) / c.KvDim();
+  Tensor3View v(rows.data(), DType::kFloat32, {c.n_kv_heads, n, c.head_dim});
   v.strides = {c.head_dim, c.KvDim()};  // rows are tokens of [tokens, n_kv * hd]
   return v;
 }
 
-Tensor3View PrefillResult::ValueView(const LlamaConfig& c, int32_t layer) const {
-  Tensor3View v(values[static_cast<size_t>(layer)].data(), DType::kFloat32,
-                {c.n_kv_heads, tokens, c.head_dim});
-  v.strides = {c.head_dim, c.KvDim()};
-  return v;
+}  // namespace
+
+Tensor3View PrefillResult::KeyView(const ModelConfig& c, int32_t layer) const {
+  return RowsView(keys[static_cast<size_t>(layer)], c);
 }
 
-LlamaModel::LlamaModel(const LlamaWeights* weights, int threads)
-    : weights_(weights), threads_(std::max(1, threads)), rope_(weights->config) {}
+Tensor3View PrefillResult::ValueView(const ModelConfig& c, int32_t layer) const {
+  return RowsView(values[static_cast<size_t>(layer)], c);
+}
 
-absl::StatusOr<PrefillResult> LlamaModel::Prefill(absl::Span<const int32_t> tokens,
-                                                  const ForwardProgress& progress) const {
-  const LlamaConfig& c = weights_->config;
-  const LlamaWeights& w = *weights_;
+DecoderModel::DecoderModel(const ModelWeights* weights, int threads, MatMulImpl matmul)
+    : weights_(weights),
+      threads_(std::max(1, threads)),
+      matmul_(matmul),
+      rope_global_(weights->config),
+      rope_local_(weights->config.head_dim, weights->config.rope_theta_local, {}, 1.0f),
+      backend_q_scale_(weights->config.AttentionScale() *
+                       std::sqrt(static_cast<float>(weights->config.head_dim))) {}
+
+void DecoderModel::PrepareQk(const LayerWeights& lw, bool local, int64_t first, int64_t rows,
+                             float* q, float* k) const {
+  const ModelConfig& c = weights_->config;
+  const RopeTable& rope = local ? rope_local_ : rope_global_;
+  const int64_t q_dim = c.QDim(), kv_dim = c.KvDim();
+  for (int64_t i = 0; i < rows; ++i) {
+    float* qi = q + i * q_dim;
+    float* ki = k + i * kv_dim;
+    if (c.qk_norm) {
+      for (int32_t h = 0; h < c.n_heads; ++h) {
+        float* v = qi + int64_t{h} * c.head_dim;
+        RmsNorm(v, lw.q_norm.data(), c.head_dim, c.norm_eps, v);
+      }
+      for (int32_t h = 0; h < c.n_kv_heads; ++h) {
+        float* v = ki + int64_t{h} * c.head_dim;
+        RmsNorm(v, lw.k_norm.data(), c.head_dim, c.norm_eps, v);
+      }
+    }
+    rope.Apply(qi, c.n_heads, first + i, weights_->rope_style);
+    rope.Apply(ki, c.n_kv_heads, first + i, weights_->rope_style);
+    if (backend_q_scale_ != 1.0f) Scale(qi, q_dim, backend_q_scale_);
+  }
+}
+
+void DecoderModel::AddMlp(const LayerWeights& lw, int64_t rows, float* x, float* h, float* gate,
+                          float* up, float* proj) const {
+  const ModelConfig& c = weights_->config;
+  const int64_t dim = c.dim, ffn = c.ffn_dim;
+  for (int64_t i = 0; i < rows; ++i) {
+    RmsNorm(x + i * dim, lw.ffn_norm.data(), dim, c.norm_eps, h + i * dim);
+  }
+  MatMul(h, rows, lw.w_gate.data(), ffn, dim, gate, threads_, matmul_);
+  MatMul(h, rows, lw.w_up.data(), ffn, dim, up, threads_, matmul_);
+  GatedActivation(c.activation, gate, up, rows * ffn, gate);
+  MatMul(gate, rows, lw.w_down.data(), dim, ffn, proj, threads_, matmul_);
+  if (c.post_norms) {
+    for (int64_t i = 0; i < rows; ++i) {
+      RmsNorm(proj + i * dim, lw.post_ffn_norm.data(), dim, c.norm_eps, proj + i * dim);
+    }
+  }
+  AddInto(x, proj, rows * dim);
+}
+
+void DecoderModel::Logits(const float* x, int64_t rows, float* logits) const {
+  const ModelConfig& c = weights_->config;
+  std::vector<float> normed(static_cast<size_t>(rows * c.dim));
+  for (int64_t i = 0; i < rows; ++i) {
+    RmsNorm(x + i * c.dim, weights_->final_norm.data(), c.dim, c.norm_eps, &normed[i * c.dim]);
+  }
+  MatMul(normed.data(), rows, weights_->Output().data(), c.vocab, c.dim, logits, threads_, matmul_);
+  if (c.final_logit_softcap > 0.0f) SoftCap(logits, rows * c.vocab, c.final_logit_softcap);
+}
+
+absl::StatusOr<PrefillResult> DecoderModel::Prefill(absl::Span<const int32_t> tokens,
+                                                    const ForwardProgress& progress,
+                                                    const PositionLogits& all_logits) const {
+  const ModelConfig& c = weights_->config;
+  const ModelWeights& w = *weights_;
   const int64_t total = static_cast<int64_t>(tokens.size());
   if (total == 0) return absl::InvalidArgumentError("prefill: empty prompt");
   if (total > c.max_context) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prefill: ", total, " tokens exceed the model's max context ", c.max_context));
+    return absl::InvalidArgumentError(absl::StrCat("prefill: the prompt's ", total,
+                                                   " tokens exceed the model's context of ",
+                                                   c.max_context, " tokens"));
   }
   for (int32_t t : tokens) {
     if (t < 0 || t >= c.vocab) {
@@ -69,60 +138,77 @@ absl::StatusOr<PrefillResult> LlamaModel::Prefill(absl::Span<const int32_t> toke
   std::vector<float> x(static_cast<size_t>(chunk_max * dim)), h(x.size()), proj(x.size());
   std::vector<float> q(static_cast<size_t>(chunk_max * q_dim)), attn(q.size());
   std::vector<float> gate(static_cast<size_t>(chunk_max * ffn)), up(gate.size());
+  std::vector<float> logits;
+  if (all_logits) logits.resize(static_cast<size_t>(std::min(kLogitRows, total) * c.vocab));
   int64_t n = 0;
   for (int64_t t0 = 0; t0 < total; t0 += n) {
     n = std::min(kChunk, total - t0);
     for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(&x[static_cast<size_t>(i * dim)],
-                  &w.embed[static_cast<size_t>(int64_t{tokens[static_cast<size_t>(t0 + i)]} * dim)],
-                  sizeof(float) * static_cast<size_t>(dim));
+      const float* e =
+          &w.embed[static_cast<size_t>(int64_t{tokens[static_cast<size_t>(t0 + i)]} * dim)];
+      float* xi = &x[static_cast<size_t>(i * dim)];
+      for (int64_t d = 0; d < dim; ++d) xi[d] = e[d] * c.embed_scale;
     }
     for (int32_t l = 0; l < c.n_layers; ++l) {
       const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+      const bool local = c.IsLocalLayer(l);
       float* keys = &r.keys[static_cast<size_t>(l)][static_cast<size_t>(t0 * kv_dim)];
       float* values = &r.values[static_cast<size_t>(l)][static_cast<size_t>(t0 * kv_dim)];
       for (int64_t i = 0; i < n; ++i) {
         RmsNorm(&x[static_cast<size_t>(i * dim)], lw.attn_norm.data(), dim, c.norm_eps,
                 &h[static_cast<size_t>(i * dim)]);
       }
-      MatMul(h.data(), n, lw.wq.data(), q_dim, dim, q.data(), threads_);
-      MatMul(h.data(), n, lw.wk.data(), kv_dim, dim, keys, threads_);
-      MatMul(h.data(), n, lw.wv.data(), kv_dim, dim, values, threads_);
-      for (int64_t i = 0; i < n; ++i) {
-        rope_.Apply(&q[static_cast<size_t>(i * q_dim)], c.n_heads, t0 + i, w.rope_style);
-        rope_.Apply(keys + i * kv_dim, c.n_kv_heads, t0 + i, w.rope_style);
-      }
+      MatMul(h.data(), n, lw.wq.data(), q_dim, dim, q.data(), threads_, matmul_);
+      MatMul(h.data(), n, lw.wk.data(), kv_dim, dim, keys, threads_, matmul_);
+      MatMul(h.data(), n, lw.wv.data(), kv_dim, dim, values, threads_, matmul_);
+      PrepareQk(lw, local, t0, n, q.data(), keys);
+      CausalAttentionParams params;
+      params.window = local ? c.sliding_window : 0;
       CausalAttention(c, q.data(), t0, n, r.keys[static_cast<size_t>(l)].data(),
-                      r.values[static_cast<size_t>(l)].data(), attn.data(), threads_);
-      MatMul(attn.data(), n, lw.wo.data(), dim, q_dim, proj.data(), threads_);
-      AddInto(x.data(), proj.data(), n * dim);
-      for (int64_t i = 0; i < n; ++i) {
-        RmsNorm(&x[static_cast<size_t>(i * dim)], lw.ffn_norm.data(), dim, c.norm_eps,
-                &h[static_cast<size_t>(i * dim)]);
+                      r.values[static_cast<size_t>(l)].data(), attn.data(), threads_, params);
+      MatMul(attn.data(), n, lw.wo.data(), dim, q_dim, proj.data(), threads_, matmul_);
+      if (c.post_norms) {
+        for (int64_t i = 0; i < n; ++i) {
+          float* p = &proj[static_cast<size_t>(i * dim)];
+          RmsNorm(p, lw.post_attn_norm.data(), dim, c.norm_eps, p);
+        }
       }
-      MatMul(h.data(), n, lw.w_gate.data(), ffn, dim, gate.data(), threads_);
-      MatMul(h.data(), n, lw.w_up.data(), ffn, dim, up.data(), threads_);
-      SwiGlu(gate.data(), up.data(), n * ffn, gate.data());
-      MatMul(gate.data(), n, lw.w_down.data(), dim, ffn, proj.data(), threads_);
       AddInto(x.data(), proj.data(), n * dim);
+      AddMlp(lw, n, x.data(), h.data(), gate.data(), up.data(), proj.data());
+    }
+    if (all_logits) {
+      for (int64_t i0 = 0; i0 < n; i0 += kLogitRows) {
+        const int64_t rows = std::min(kLogitRows, n - i0);
+        Logits(&x[static_cast<size_t>(i0 * dim)], rows, logits.data());
+        for (int64_t i = 0; i < rows; ++i) {
+          all_logits(t0 + i0 + i, &logits[static_cast<size_t>(i * c.vocab)]);
+        }
+      }
     }
     if (progress) progress(t0 + n, total);
   }
   // x holds the last chunk; its last row is the last prompt token.
-  std::vector<float> last(static_cast<size_t>(dim));
-  RmsNorm(&x[static_cast<size_t>((n - 1) * dim)], w.final_norm.data(), dim, c.norm_eps,
-          last.data());
   r.last_logits.resize(static_cast<size_t>(c.vocab));
-  MatMul(last.data(), 1, w.Output().data(), c.vocab, dim, r.last_logits.data(), threads_);
+  Logits(&x[static_cast<size_t>((n - 1) * dim)], 1, r.last_logits.data());
+  // Local layers keep only the window their next query can see.
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    if (!c.IsLocalLayer(l)) continue;
+    const int64_t keep = std::min<int64_t>(total, c.sliding_window) * kv_dim;
+    for (std::vector<float>* v :
+         {&r.keys[static_cast<size_t>(l)], &r.values[static_cast<size_t>(l)]}) {
+      v->erase(v->begin(), v->end() - keep);
+      v->shrink_to_fit();
+    }
+  }
   return r;
 }
 
-absl::Status LlamaModel::DecodeStep(int32_t token, int64_t pos, AttentionBackend& backend,
-                                    float* logits, DecodeTiming* timing,
-                                    AttentionStepStats* attention_stats) const {
+absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBackend& backend,
+                                      float* logits, DecodeTiming* timing,
+                                      AttentionStepStats* attention_stats) const {
   const auto start = SteadyClock::now();
-  const LlamaConfig& c = weights_->config;
-  const LlamaWeights& w = *weights_;
+  const ModelConfig& c = weights_->config;
+  const ModelWeights& w = *weights_;
   if (token < 0 || token >= c.vocab) {
     return absl::InvalidArgumentError(
         absl::StrCat("decode: token ", token, " outside [0, ", c.vocab, ")"));
@@ -130,6 +216,7 @@ absl::Status LlamaModel::DecodeStep(int32_t token, int64_t pos, AttentionBackend
   const int64_t dim = c.dim, q_dim = c.QDim(), kv_dim = c.KvDim(), ffn = c.ffn_dim;
   std::vector<float> x(w.embed.begin() + int64_t{token} * dim,
                        w.embed.begin() + (int64_t{token} + 1) * dim);
+  if (c.embed_scale != 1.0f) Scale(x.data(), dim, c.embed_scale);
   std::vector<float> h(static_cast<size_t>(dim)), proj(h.size());
   std::vector<float> q(static_cast<size_t>(q_dim)), attn(q.size());
   std::vector<float> k(static_cast<size_t>(kv_dim)), v(k.size());
@@ -140,11 +227,10 @@ absl::Status LlamaModel::DecodeStep(int32_t token, int64_t pos, AttentionBackend
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
     RmsNorm(x.data(), lw.attn_norm.data(), dim, c.norm_eps, h.data());
-    MatMul(h.data(), 1, lw.wq.data(), q_dim, dim, q.data(), threads_);
-    MatMul(h.data(), 1, lw.wk.data(), kv_dim, dim, k.data(), threads_);
-    MatMul(h.data(), 1, lw.wv.data(), kv_dim, dim, v.data(), threads_);
-    rope_.Apply(q.data(), c.n_heads, pos, w.rope_style);
-    rope_.Apply(k.data(), c.n_kv_heads, pos, w.rope_style);
+    MatMul(h.data(), 1, lw.wq.data(), q_dim, dim, q.data(), threads_, matmul_);
+    MatMul(h.data(), 1, lw.wk.data(), kv_dim, dim, k.data(), threads_, matmul_);
+    MatMul(h.data(), 1, lw.wv.data(), kv_dim, dim, v.data(), threads_, matmul_);
+    PrepareQk(lw, c.IsLocalLayer(l), pos, 1, q.data(), k.data());
     const auto t_attn = SteadyClock::now();
     AttentionStepStats s;
     RETURN_IF_ERROR(backend.AppendAndAttend(l, q.data(), k.data(), v.data(), attn.data(), &s));
@@ -155,23 +241,32 @@ absl::Status LlamaModel::DecodeStep(int32_t token, int64_t pos, AttentionBackend
       query_hook_(l, q.data());
       hook_us += MicrosSince(t_hook);
     }
-    MatMul(attn.data(), 1, lw.wo.data(), dim, q_dim, proj.data(), threads_);
+    MatMul(attn.data(), 1, lw.wo.data(), dim, q_dim, proj.data(), threads_, matmul_);
+    if (c.post_norms) RmsNorm(proj.data(), lw.post_attn_norm.data(), dim, c.norm_eps, proj.data());
     AddInto(x.data(), proj.data(), dim);
-    RmsNorm(x.data(), lw.ffn_norm.data(), dim, c.norm_eps, h.data());
-    MatMul(h.data(), 1, lw.w_gate.data(), ffn, dim, gate.data(), threads_);
-    MatMul(h.data(), 1, lw.w_up.data(), ffn, dim, up.data(), threads_);
-    SwiGlu(gate.data(), up.data(), ffn, gate.data());
-    MatMul(gate.data(), 1, lw.w_down.data(), dim, ffn, proj.data(), threads_);
-    AddInto(x.data(), proj.data(), dim);
+    AddMlp(lw, 1, x.data(), h.data(), gate.data(), up.data(), proj.data());
   }
-  RmsNorm(x.data(), w.final_norm.data(), dim, c.norm_eps, h.data());
-  MatMul(h.data(), 1, w.Output().data(), c.vocab, dim, logits, threads_);
+  Logits(x.data(), 1, logits);
   if (timing != nullptr) {
     timing->total_us = MicrosSince(start) - hook_us;
     timing->attention_us = attention_us;
     timing->dense_us = timing->total_us - attention_us;
   }
   if (attention_stats != nullptr) *attention_stats = total_stats;
+  return absl::OkStatus();
+}
+
+absl::Status LoadPrefillInto(const ModelConfig& config, const PrefillResult& prefill,
+                             AttentionBackend& backend,
+                             const std::function<void(int32_t, double)>& per_layer) {
+  for (int32_t l = 0; l < config.n_layers; ++l) {
+    const auto t0 = SteadyClock::now();
+    RETURN_IF_ERROR(
+        backend.LoadPrefill(l, prefill.KeyView(config, l), prefill.ValueView(config, l)));
+    if (per_layer) {
+      per_layer(l, std::chrono::duration<double>(SteadyClock::now() - t0).count());
+    }
+  }
   return absl::OkStatus();
 }
 

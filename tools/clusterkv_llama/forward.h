@@ -1,16 +1,24 @@
-// LlamaModel: the Llama forward pass on the CPU in fp32 over LlamaWeights.
+// DecoderModel: the forward pass of a Llama or Gemma 3 decoder (model_config.h) on the CPU in
+// fp32 over ModelWeights.
 //
-//   x = embed[token]
-//   per layer:  h = RMSNorm(x) * attn_norm;  q, k, v = Wq h, Wk h, Wv h;  RoPE(q, k, pos)
-//               x += Wo Attention(q, K, V)                       (GQA, causal)
-//               h = RMSNorm(x) * ffn_norm;  x += Wdown (silu(Wgate h) * Wup h)
-//   logits = Output (RMSNorm(x) * final_norm)
+//   x = embed[token] * embed_scale
+//   per layer:  h = RMSNorm(x) * attn_norm;  q, k, v = Wq h, Wk h, Wv h
+//               [QK-norm: q, k = RMSNorm per head * q_norm / k_norm]
+//               RoPE(q, k, pos) with the layer's base (local layers: rope_theta_local)
+//               a = Attention(q, K, V)   (GQA, causal; local layers: the last `window` tokens)
+//               x += [RMSNorm(.) * post_attn_norm] (Wo a)
+//               h = RMSNorm(x) * ffn_norm;  x += [RMSNorm(.) * post_ffn_norm] (Wdown (act(Wgate h)
+//               * Wup h))
+//   logits = Output (RMSNorm(x) * final_norm)  [soft-capped]
 //
-// Prefill runs the whole prompt densely (chunks of tokens, causal attention over the keys so
-// far) and returns every layer's K (after RoPE) and V plus the last token's logits; each decode
-// step then runs one token with its attention delegated to an AttentionBackend. Matrix
-// products use `threads` (core/parallel.h). The model does not own the weights; they must
-// outlive it. Const methods are thread-safe.
+// Prefill runs the whole prompt densely (chunks of tokens, blocked causal attention over the
+// keys so far) and returns every global layer's K (after RoPE) and V, the last window of every
+// local layer, and the last token's logits (optionally every position's); each decode step then
+// runs one token with its attention delegated to an AttentionBackend. The query handed to a
+// backend is pre-multiplied by AttentionScale() * sqrt(head_dim), so a backend that scales q.k
+// by 1/sqrt(head_dim) (full_attention.h, libclusterkv) computes the model's own scores. Matrix
+// products use `threads` (ops.h). The model does not own the weights; they must outlive it.
+// Const methods are thread-safe.
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_FORWARD_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_FORWARD_H_
 
@@ -30,13 +38,15 @@ namespace clusterkv::llama {
 
 struct PrefillResult {
   int64_t tokens = 0;
-  std::vector<float> last_logits;          // [vocab]
-  std::vector<std::vector<float>> keys;    // per layer [tokens, n_kv_heads * head_dim]
-  std::vector<std::vector<float>> values;  // per layer, same
+  std::vector<float> last_logits;  // [vocab]
+  // Per model layer, [rows, n_kv_heads * head_dim]: every token's row for global layers; the
+  // last min(tokens, sliding_window) tokens' rows for local layers.
+  std::vector<std::vector<float>> keys;
+  std::vector<std::vector<float>> values;
 
-  // Layer `layer`'s keys/values as the [n_kv_heads, tokens, head_dim] view backends take.
-  Tensor3View KeyView(const LlamaConfig& config, int32_t layer) const;
-  Tensor3View ValueView(const LlamaConfig& config, int32_t layer) const;
+  // Layer `layer`'s keys/values as the [n_kv_heads, rows, head_dim] views backends take.
+  Tensor3View KeyView(const ModelConfig& config, int32_t layer) const;
+  Tensor3View ValueView(const ModelConfig& config, int32_t layer) const;
 };
 
 // Where a decode step's time went, in microseconds.
@@ -48,36 +58,63 @@ struct DecodeTiming {
 
 // Called after each prefill chunk: (tokens done, tokens total).
 using ForwardProgress = std::function<void(int64_t done, int64_t total)>;
+// Called with the logits [vocab] of prompt position `pos` (in order).
+using PositionLogits = std::function<void(int64_t pos, const float* logits)>;
 
-class LlamaModel {
+class DecoderModel {
  public:
-  LlamaModel(const LlamaWeights* weights, int threads);
+  // `matmul` forces one matrix-product implementation (ops.h); kAuto is the engine's choice.
+  DecoderModel(const ModelWeights* weights, int threads, MatMulImpl matmul = MatMulImpl::kAuto);
 
-  const LlamaConfig& config() const { return weights_->config; }
+  const ModelConfig& config() const { return weights_->config; }
 
   // InvalidArgument: empty prompt, a token outside [0, vocab), or more tokens than
-  // max_context.
+  // max_context. With `all_logits`, it is called for every prompt position (the vocabulary
+  // projection then runs for every token, not only the last).
   [[nodiscard]] absl::StatusOr<PrefillResult> Prefill(
-      absl::Span<const int32_t> tokens, const ForwardProgress& progress = nullptr) const;
+      absl::Span<const int32_t> tokens, const ForwardProgress& progress = nullptr,
+      const PositionLogits& all_logits = nullptr) const;
 
   // Runs `token` at position `pos` (the number of tokens before it) through the model with
-  // attention in `backend`; writes logits [vocab]. InvalidArgument: bad token; otherwise the
-  // backend's status. `timing` may be null.
+  // attention in `backend` (which must serve every model layer: see LocalWindowBackend in
+  // local_window.h for models with local layers); writes logits [vocab]. InvalidArgument: bad
+  // token; otherwise the backend's status. `timing` may be null.
   [[nodiscard]] absl::Status DecodeStep(int32_t token, int64_t pos, AttentionBackend& backend,
                                         float* logits, DecodeTiming* timing,
                                         AttentionStepStats* attention_stats) const;
 
-  // Optional hook for diagnostics: called per layer of a decode step with the rotated query
-  // [n_heads, head_dim] after the backend has attended.
+  // Optional hook for diagnostics: called per layer of a decode step with the query handed to
+  // the backend [n_heads, head_dim] after the backend has attended.
   using QueryHook = std::function<void(int32_t layer, const float* q)>;
   void set_query_hook(QueryHook hook) { query_hook_ = std::move(hook); }
 
  private:
-  const LlamaWeights* weights_;
+  // Per-head RMSNorm (QK-norm), RoPE of the layer's kind and the backend query scale, applied
+  // to `rows` tokens of q [rows, q_dim] and k [rows, kv_dim] at positions first..first+rows-1.
+  void PrepareQk(const LayerWeights& lw, bool local, int64_t first, int64_t rows, float* q,
+                 float* k) const;
+  // x [rows, dim] += the MLP block of layer `lw` (pre-norm, gate/up, activation, down,
+  // post-norm); scratch buffers sized for `rows`.
+  void AddMlp(const LayerWeights& lw, int64_t rows, float* x, float* h, float* gate, float* up,
+              float* proj) const;
+  // Final norm and vocabulary projection of `rows` hidden states into logits [rows, vocab].
+  void Logits(const float* x, int64_t rows, float* logits) const;
+
+  const ModelWeights* weights_;
   int threads_;
-  RopeTable rope_;
+  MatMulImpl matmul_;
+  RopeTable rope_global_;
+  RopeTable rope_local_;
+  float backend_q_scale_;  // AttentionScale() * sqrt(head_dim)
   QueryHook query_hook_;
 };
+
+// Loads every layer of `prefill` into `backend` (LoadPrefill per model layer, in order).
+// `per_layer`, when set, is called after each layer with (layer, seconds). The backend's
+// errors.
+absl::Status LoadPrefillInto(const ModelConfig& config, const PrefillResult& prefill,
+                             AttentionBackend& backend,
+                             const std::function<void(int32_t, double)>& per_layer = nullptr);
 
 }  // namespace clusterkv::llama
 

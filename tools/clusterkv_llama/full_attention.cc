@@ -20,10 +20,10 @@ int64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-FullAttentionBackend::FullAttentionBackend(const LlamaConfig& config, DType kv_dtype,
+FullAttentionBackend::FullAttentionBackend(const ModelConfig& config, DType kv_dtype,
                                            int64_t capacity, gpu::ExecContext exec)
     : config_(config), kv_dtype_(kv_dtype), capacity_(capacity), exec_(exec) {
-  layers_.resize(static_cast<size_t>(config.n_layers));
+  layers_.resize(config.GlobalLayers().size());
   const size_t bytes = static_cast<size_t>(config.KvDim() * capacity) * DTypeSize(kv_dtype);
   for (Layer& l : layers_) {
     l.keys.resize(bytes);
@@ -38,7 +38,7 @@ uint8_t* FullAttentionBackend::Row(std::vector<uint8_t>& buf, int32_t head, int6
 
 absl::Status FullAttentionBackend::LoadPrefill(int32_t layer, const Tensor3View& keys,
                                                const Tensor3View& values) {
-  if (layer < 0 || layer >= config_.n_layers) {
+  if (layer < 0 || layer >= static_cast<int32_t>(layers_.size())) {
     return absl::InvalidArgumentError(absl::StrCat("bad layer ", layer));
   }
   Layer& l = layers_[static_cast<size_t>(layer)];
@@ -66,7 +66,7 @@ absl::Status FullAttentionBackend::AppendAndAttend(int32_t layer, const float* q
                                                    const float* v, float* out,
                                                    AttentionStepStats* stats) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (layer < 0 || layer >= config_.n_layers) {
+  if (layer < 0 || layer >= static_cast<int32_t>(layers_.size())) {
     return absl::InvalidArgumentError(absl::StrCat("bad layer ", layer));
   }
   Layer& l = layers_[static_cast<size_t>(layer)];
@@ -106,7 +106,7 @@ absl::Status FullAttentionBackend::AppendAndAttend(int32_t layer, const float* q
 absl::Status FullAttentionBackend::TopMass(int32_t layer, const float* q,
                                            absl::Span<const int64_t> budgets,
                                            absl::Span<double> mass) const {
-  if (layer < 0 || layer >= config_.n_layers || budgets.size() != mass.size()) {
+  if (layer < 0 || layer >= static_cast<int32_t>(layers_.size()) || budgets.size() != mass.size()) {
     return absl::InvalidArgumentError("TopMass: bad layer or sizes");
   }
   const Layer& l = layers_[static_cast<size_t>(layer)];

@@ -1,5 +1,6 @@
-// FullAttentionBackend: the reference. Every token's K/V of every layer is kept locally in the
-// KV dtype (fp16 by default, like an engine's KV cache) and each decode step attends over all
+// FullAttentionBackend: the reference. Every token's K/V of every global layer (layer i is the
+// model's GlobalLayers()[i]; local layers are LocalWindowBackend's) is kept locally in the KV
+// dtype (fp16 by default, like an engine's KV cache) and each decode step attends over all
 // of them with gpu::AttentionBatch, the same attention kernel libclusterkv's sparse path uses,
 // so differences between the backends come from which tokens are attended, not from the
 // arithmetic. It also measures how concentrated full attention is (TopMass), which bounds what
@@ -22,8 +23,8 @@ namespace clusterkv::llama {
 
 class FullAttentionBackend : public AttentionBackend {
  public:
-  // Room for `capacity` tokens per layer (prompt + decode steps).
-  FullAttentionBackend(const LlamaConfig& config, DType kv_dtype, int64_t capacity,
+  // Room for `capacity` tokens per global layer (prompt + decode steps).
+  FullAttentionBackend(const ModelConfig& config, DType kv_dtype, int64_t capacity,
                        gpu::ExecContext exec);
 
   std::string Name() const override { return "full_attention"; }
@@ -51,7 +52,7 @@ class FullAttentionBackend : public AttentionBackend {
   };
   uint8_t* Row(std::vector<uint8_t>& buf, int32_t head, int64_t token);
 
-  LlamaConfig config_;
+  ModelConfig config_;
   DType kv_dtype_;
   int64_t capacity_;
   gpu::ExecContext exec_;

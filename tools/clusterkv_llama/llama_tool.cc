@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -15,8 +17,11 @@
 #include "core/parallel.h"
 #include "core/status_macros.h"
 #include "tools/clusterkv_demo/daemon_launcher.h"
+#include "tools/clusterkv_llama/generate.h"
 #include "tools/clusterkv_llama/model_loader.h"
 #include "tools/clusterkv_llama/report.h"
+#include "tools/clusterkv_llama/speed_bench.h"
+#include "tools/clusterkv_llama/tokenizer.h"
 
 namespace clusterkv::llama {
 namespace {
@@ -67,7 +72,7 @@ class OwnDaemon {
   std::unique_ptr<demo::DaemonLauncher> launcher_;
 };
 
-absl::StatusOr<LlamaWeights> ObtainModel(const ToolOptions& o, std::ostream& err) {
+absl::StatusOr<ModelWeights> ObtainModel(const ToolOptions& o, std::ostream& err) {
   if (!o.model.empty()) {
     err << "loading " << o.model << "\n";
     ASSIGN_OR_RETURN(ModelFormat format, FormatFromPath(o.model));
@@ -79,26 +84,139 @@ absl::StatusOr<LlamaWeights> ObtainModel(const ToolOptions& o, std::ostream& err
   return MakeRandomWeights(o.random);
 }
 
+// The generate mode: streams both continuations to `out`, then the summary.
+absl::Status RunGenerate(const ToolOptions& o, const ComparisonOptions& co,
+                         const ModelWeights& weights, const Tokenizer& tokenizer,
+                         const std::vector<int32_t>& prompt, std::ostream& out, std::ostream& err) {
+  GenerateOptions go;
+  static_cast<ServiceOptions&>(go) = co;
+  go.max_new_tokens = o.max_new_tokens;
+  go.budget = o.generate_budget;
+  go.full_attention = o.generate_full;
+  go.progress = co.progress;
+  std::string current;
+  go.on_text = [&](absl::string_view variant, absl::string_view text) {
+    if (variant != current) {
+      current = std::string(variant);
+      out << "\n== " << variant << " ==\n";
+    }
+    out << (text.empty() ? absl::string_view("\n") : text);  // "" ends the run
+    out.flush();
+  };
+  ASSIGN_OR_RETURN(GenerateResult r, Generate(weights, tokenizer, prompt, go));
+  out << "\n";
+  out << absl::StreamFormat("prompt %d tokens, prefill %.2f s (%.1f tokens/s)\n", r.prompt_tokens,
+                            r.prefill_s, r.prompt_tokens / std::max(1e-9, r.prefill_s));
+  out << absl::StreamFormat("%-18s %7s %9s %10s %9s %9s %9s %9s %8s %s\n", "variant", "tokens",
+                            "step_ms", "tokens/s", "score_ms", "select_ms", "fetch_ms", "attend_ms",
+                            "hit_rate", "data_plane");
+  for (const GeneratedRun& run : r.runs) {
+    const double steps = std::max<size_t>(1, run.step_us.size());
+    double total_us = 0;
+    for (double u : run.step_us) total_us += u;
+    const double step_ms = total_us / steps / 1000.0;
+    const AttentionStepStats& t = run.totals;
+    out << absl::StreamFormat("%-18s %7d %9.2f %10.2f %9.3f %9.3f %9.3f %9.3f %8.3f %s%s\n",
+                              run.variant, run.tokens.size(), step_ms,
+                              step_ms > 0 ? 1000.0 / step_ms : 0.0, t.score_us / steps / 1000.0,
+                              t.select_us / steps / 1000.0, t.fetch_us / steps / 1000.0,
+                              t.attend_us / steps / 1000.0, run.cache_hit_rate, run.data_plane,
+                              run.stopped_at_end ? " (stopped at end of generation)" : "");
+  }
+  for (const GeneratedRun& run : r.runs) {
+    if (!run.data_plane_configured.empty()) {
+      out << run.variant << ": recalls from clusterkvd over " << run.data_plane_configured
+          << "; blocks fetched over " << run.data_plane
+          << (run.data_plane == "none" ? " (the prompt fit in the sinks and recent window)" : "")
+          << "\n";
+    }
+  }
+  if (r.agreeing_prefix >= 0) {
+    out << "ClusterKV and full attention generated the same first " << r.agreeing_prefix
+        << " tokens\n";
+  }
+  (void)err;
+  return absl::OkStatus();
+}
+
+// The bench mode: speed_bench.h's table, and its report when --json is given.
+absl::Status RunBench(const ToolOptions& o, const ComparisonOptions& co,
+                      const ModelWeights& weights, const std::vector<int32_t>& prompt,
+                      std::ostream& out) {
+  SpeedBenchOptions so;
+  static_cast<ServiceOptions&>(so) = co;
+  so.budget = o.generate_budget;
+  so.decode_steps = o.bench_steps;
+  so.model_name = o.model.empty() ? "random" : std::filesystem::path(o.model).filename().string();
+  so.progress = co.progress;
+  ASSIGN_OR_RETURN(nlohmann::ordered_json rows, RunSpeedBench(weights, prompt, so, out));
+  if (!o.json_path.empty()) {
+    nlohmann::ordered_json report = nlohmann::ordered_json::object();
+    report["bench"] = "llama_speed";
+    report["machine"] = MachineInfo();
+    report["model"] = weights.config.DebugString();
+    report["results"] = std::move(rows);
+    RETURN_IF_ERROR(WriteJsonFile(report, o.json_path));
+    out << "wrote " << o.json_path << "\n";
+  }
+  return absl::OkStatus();
+}
+
+// Whether `text` encodes (special tokens parsed) to exactly one control token.
+bool IsOneControlToken(const Tokenizer& tokenizer, absl::string_view text) {
+  EncodeOptions eo;
+  eo.add_bos = false;
+  eo.parse_special = true;
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(text, eo);
+  return ids.ok() && ids->size() == 1 && tokenizer.IsControl((*ids)[0]);
+}
+
+// `user_text` as one user turn of the model's chat format, ending where the model's answer
+// starts: ChatML (<|im_start|>, SmolLM2 and others) or Gemma's <start_of_turn> turns.
+absl::StatusOr<std::string> ChatPrompt(const Tokenizer& tokenizer, absl::string_view user_text) {
+  if (IsOneControlToken(tokenizer, "<|im_start|>") && IsOneControlToken(tokenizer, "<|im_end|>")) {
+    return absl::StrCat("<|im_start|>user\n", user_text, "<|im_end|>\n<|im_start|>assistant\n");
+  }
+  if (IsOneControlToken(tokenizer, "<start_of_turn>") &&
+      IsOneControlToken(tokenizer, "<end_of_turn>")) {
+    return absl::StrCat("<start_of_turn>user\n", user_text,
+                        "<end_of_turn>\n<start_of_turn>model\n");
+  }
+  return absl::InvalidArgumentError(
+      "--chat: the model's vocabulary has neither ChatML (<|im_start|>) nor Gemma "
+      "(<start_of_turn>) turn tokens");
+}
 }  // namespace
 
 absl::string_view UsageText() {
-  return "clusterkv_llama: a Llama-architecture decode engine on the CPU that runs its decode\n"
-         "attention through libclusterkv, next to full attention, in one process.\n\n"
-         "It loads a GGUF (v2/v3, F32/F16/BF16 tensors) or safetensors (+ config.json) Llama\n"
-         "checkpoint, or makes a seeded random one; prefills a prompt of token ids densely;\n"
-         "decodes --steps tokens greedily with full attention, then replays the same tokens\n"
-         "(teacher forcing) through ClusterKV at each --budgets entry against clusterkvd (its\n"
-         "own, or --target). It prints the per-step latency breakdown (dense forward; ClusterKV\n"
-         "append/score/select/fetch/attend) and agreement with full attention (greedy-token\n"
-         "match rate, logit max-abs and relative L2 error); --json writes the report.\n\n"
+  return "clusterkv_llama: a decode engine on the CPU (Llama and Gemma 3 architectures) that\n"
+         "runs its decode attention through libclusterkv, next to full attention, in one\n"
+         "process, against clusterkvd (its own, or --target).\n\n"
+         "It loads a GGUF model (v2/v3; F32/F16/BF16 and the GGML quantized types Q4_0, Q4_1,\n"
+         "Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, Q8_K; architectures llama and gemma3) or a safetensors\n"
+         "Llama (+ config.json), or makes a seeded random Llama. Modes:\n"
+         "  generate  text in, text out: the prompt (--prompt/--prompt_file, tokenized with the\n"
+         "            GGUF's own vocabulary) is prefilled once; full attention and ClusterKV\n"
+         "            (--budget) each continue it greedily for --max_new_tokens; both texts,\n"
+         "            the per-step breakdown, the device-cache hit rate and the data plane\n"
+         "            used print.\n"
+         "  compare   --steps greedy full-attention steps, replayed (teacher forcing) through\n"
+         "            ClusterKV at each --budgets entry: per-step latency breakdown (dense\n"
+         "            forward; append/score/select/fetch/attend), greedy-token agreement, logit\n"
+         "            errors; --json writes the report.\n"
+         "  bench     speed on this machine: OpenBLAS sgemm ceiling, own kernel vs OpenBLAS on\n"
+         "            the model's products, prefill tokens/s, decode tokens/s of full attention\n"
+         "            vs ClusterKV (--budget, --bench_steps).\n\n"
          "Usage:\n"
-         "  clusterkv_llama [--model=m.gguf|m.safetensors] [--prompt_len=4096] [--steps=384]\n"
+         "  clusterkv_llama --model=m.gguf --prompt \"Once upon a time\" [--max_new_tokens=64]\n"
+         "  clusterkv_llama --model=m.gguf --prompt_file=book.txt [--budget=1024]\n"
+         "  clusterkv_llama [--model=m.gguf] --mode=compare [--prompt_len=4096] [--steps=384]\n"
          "                  [--budgets=256,512,1024,2048] [--target=unix:/path.sock] [--json=f]\n"
          "  clusterkv_llama --write_random_model=out.gguf|out.safetensors [--dim=...]\n";
 }
 
-LlamaConfig DefaultRandomConfig() {
-  LlamaConfig c;
+ModelConfig DefaultRandomConfig() {
+  ModelConfig c;
   c.dim = 512;
   c.n_layers = 8;
   c.n_heads = 8;
@@ -128,7 +246,7 @@ absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view text, absl::
 absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream& err) {
   if (!o.write_random_model.empty()) {
     ASSIGN_OR_RETURN(ModelFormat format, FormatFromPath(o.write_random_model));
-    ASSIGN_OR_RETURN(LlamaWeights w, MakeRandomWeights(o.random));
+    ASSIGN_OR_RETURN(ModelWeights w, MakeRandomWeights(o.random));
     WriteOptions wo;
     wo.dtype = o.write_dtype;
     RETURN_IF_ERROR(WriteModel(w, o.write_random_model, format, wo));
@@ -141,15 +259,73 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
     return absl::OkStatus();
   }
   RETURN_IF_ERROR(o.comparison.config.Validate());  // before any model or daemon work
-  ASSIGN_OR_RETURN(LlamaWeights weights, ObtainModel(o, err));
-  const LlamaConfig& c = weights.config;
+  ASSIGN_OR_RETURN(ModelWeights weights, ObtainModel(o, err));
+  const ModelConfig& c = weights.config;
   err << "model: " << c.DebugString() << ", RoPE " << RopeStyleName(weights.rope_style)
       << (weights.lm_head.empty() ? ", tied embeddings" : "") << "\n";
+  const bool text_prompt = !o.prompt_text.empty() || !o.prompt_file.empty();
+  if (!o.prompt_text.empty() + !o.prompt_file.empty() + !o.prompt_tokens.empty() > 1) {
+    return absl::InvalidArgumentError(
+        "give at most one of --prompt, --prompt_file and --prompt_tokens");
+  }
+  std::string mode = o.mode;
+  if (mode == "auto") mode = text_prompt ? "generate" : "compare";
+  if (mode != "generate" && mode != "compare" && mode != "bench") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mode must be auto, generate, compare or bench, got \"", o.mode, "\""));
+  }
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!o.model.empty() &&
+      FormatFromPath(o.model).value_or(ModelFormat::kSafetensors) == ModelFormat::kGguf) {
+    ASSIGN_OR_RETURN(std::unique_ptr<GgufFile> file, GgufFile::Open(o.model));
+    absl::StatusOr<std::unique_ptr<Tokenizer>> t = Tokenizer::FromGguf(file->index());
+    if (t.ok()) {
+      tokenizer = *std::move(t);
+    } else if (text_prompt || mode == "generate") {
+      return absl::Status(t.status().code(),
+                          absl::StrCat(o.model, ": tokenizer: ", t.status().message()));
+    }
+  }
+  if ((text_prompt || mode == "generate") && tokenizer == nullptr) {
+    return absl::InvalidArgumentError(
+        "text prompts and --mode=generate need a GGUF model with a tokenizer (--model=*.gguf)");
+  }
   std::vector<int32_t> prompt;
-  if (!o.prompt_tokens.empty()) {
+  if (text_prompt) {
+    std::string text = o.prompt_text;
+    if (!o.prompt_file.empty()) {
+      std::ifstream in(o.prompt_file, std::ios::binary);
+      if (!in)
+        return absl::NotFoundError(absl::StrCat("cannot read --prompt_file ", o.prompt_file));
+      std::ostringstream buf;
+      buf << in.rdbuf();
+      text = buf.str();
+    }
+    if (o.chat) {
+      ASSIGN_OR_RETURN(text, ChatPrompt(*tokenizer, text));
+    }
+    EncodeOptions eo;
+    eo.parse_special = o.parse_special || o.chat;
+    absl::StatusOr<std::vector<int32_t>> ids = tokenizer->Encode(text, eo);
+    if (!ids.ok()) {
+      return absl::Status(ids.status().code(),
+                          absl::StrCat("the prompt: ", ids.status().message()));
+    }
+    prompt = *std::move(ids);
+    err << "prompt: " << text.size() << " bytes of text, " << prompt.size() << " tokens\n";
+  } else if (!o.prompt_tokens.empty()) {
     ASSIGN_OR_RETURN(prompt, ParseTokenList(o.prompt_tokens, c.vocab));
   } else {
     ASSIGN_OR_RETURN(prompt, SyntheticPrompt(o.synthetic, c.vocab));
+  }
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt holds no tokens");
+  const int64_t new_tokens = mode == "generate" ? o.max_new_tokens
+                             : mode == "bench"  ? o.bench_steps
+                                                : o.comparison.steps;
+  if (static_cast<int64_t>(prompt.size()) + new_tokens > c.max_context) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt's ", prompt.size(), " tokens + ", new_tokens,
+                     " new tokens exceed the model's context of ", c.max_context, " tokens"));
   }
 
   std::unique_ptr<OwnDaemon> daemon;
@@ -158,6 +334,17 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
   if (co.target.empty()) {
     ASSIGN_OR_RETURN(daemon, OwnDaemon::Start(o, err));
     co.target = daemon->target();
+  }
+  if (mode == "generate" || mode == "bench") {
+    absl::Status status = mode == "generate"
+                              ? RunGenerate(o, co, weights, *tokenizer, prompt, out, err)
+                              : RunBench(o, co, weights, prompt, out);
+    if (daemon != nullptr) {
+      const absl::Status stopped = daemon->Stop();
+      RETURN_IF_ERROR(status);
+      RETURN_IF_ERROR(stopped);
+    }
+    return status;
   }
   absl::StatusOr<ComparisonResult> result = RunComparison(weights, prompt, co);
   if (daemon != nullptr) {
@@ -168,7 +355,7 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
   RETURN_IF_ERROR(result.status());
 
   ReportContext ctx;
-  ctx.n_layers = c.n_layers;
+  ctx.n_layers = static_cast<int32_t>(c.GlobalLayers().size());
   ctx.n_kv_heads = c.n_kv_heads;
   ctx.params = {{"model", o.model.empty() ? "random" : o.model},
                 {"dim", c.dim},
@@ -192,16 +379,16 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
     ctx.params["seed"] = o.random.seed;
   }
   PrintTable(*result, ctx, out);
-  // The start of full attention's greedy continuation, as strings when the file has them.
+  // The start of full attention's greedy continuation: text when the model has a tokenizer.
   out << "greedy continuation (full attention):";
-  const size_t shown = std::min<size_t>(result->greedy_tokens.size(), 16);
-  for (size_t i = 0; i < shown; ++i) {
-    const int32_t t = result->greedy_tokens[i];
-    if (weights.token_strings.empty()) {
-      out << " " << t;
-    } else {
-      out << " " << t << ":\"" << weights.token_strings[static_cast<size_t>(t)] << "\"";
-    }
+  const size_t shown = std::min<size_t>(result->greedy_tokens.size(), 32);
+  if (tokenizer != nullptr) {
+    out << " \""
+        << tokenizer->Decode(absl::MakeConstSpan(result->greedy_tokens.data(), shown),
+                             /*render_special=*/true)
+        << "\"";
+  } else {
+    for (size_t i = 0; i < shown; ++i) out << " " << result->greedy_tokens[i];
   }
   out << (shown < result->greedy_tokens.size() ? " ...\n" : "\n");
   if (!o.json_path.empty()) {

@@ -1,11 +1,16 @@
 // clusterkv_llama as a library: main.cc turns flags into ToolOptions and calls RunLlamaTool, so
 // tests can run the whole tool in-process.
 //
-// The tool loads a Llama checkpoint (GGUF or safetensors) or makes a seeded random one, builds
-// a prompt of token ids, starts clusterkvd (unless --target names a running one) and runs the
-// comparison of comparison.h: dense prefill, full-attention greedy decode, ClusterKV decode at
-// each budget through libclusterkv, then prints the latency breakdown and agreement table and
-// writes the JSON report. --write_random_model only writes a model file and exits.
+// The tool loads a checkpoint (GGUF Llama or Gemma 3, or safetensors Llama) or makes a seeded
+// random Llama, builds a prompt (text through the GGUF's own tokenizer, token ids, or a
+// synthetic prompt), starts clusterkvd (unless --target names a running one) and runs one mode:
+//   generate  text in, text out (generate.h): full attention and ClusterKV each continue the
+//             prompt greedily; both texts, the per-step breakdown and the cache hit rate print.
+//   compare   the teacher-forced comparison of comparison.h at each budget, then the latency
+//             breakdown and agreement table and the JSON report.
+//   bench     the engine's speed (speed_bench.h): sgemm ceiling, own kernel vs OpenBLAS,
+//             prefill tokens/s, decode tokens/s full attention vs ClusterKV.
+// --write_random_model only writes a model file and exits.
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_LLAMA_TOOL_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_LLAMA_TOOL_H_
 
@@ -28,7 +33,7 @@ absl::string_view UsageText();
 
 // The default random model: Llama-shaped, small enough for a 2-core CPU (8 layers, dim 512,
 // 8 query heads sharing 2 kv heads of 64 dims, SwiGLU 1408, vocabulary 8192, RoPE theta 5e5).
-LlamaConfig DefaultRandomConfig();
+ModelConfig DefaultRandomConfig();
 
 struct ToolOptions {
   // Model: a file to load, else the random model.
@@ -38,9 +43,20 @@ struct ToolOptions {
   // Only write the random model here (format from the extension) and exit.
   std::string write_random_model;
   StoredDType write_dtype = StoredDType::kF32;
-  // Prompt: token ids "1,2,3", else the synthetic prompt.
+  // Prompt: text (or a text file), token ids "1,2,3", else the synthetic prompt.
+  std::string prompt_text;
+  std::string prompt_file;
+  bool parse_special = false;  // special-token strings in the text become those tokens
+  bool chat = false;           // wrap the text as one user turn of the model's chat format
   std::string prompt_tokens;
   SyntheticPromptOptions synthetic;
+  // "generate", "compare", "bench", or "auto" (generate for a text prompt, else compare).
+  std::string mode = "auto";
+  int32_t bench_steps = 32;  // bench: decode steps per variant
+  // generate: new tokens, budget, whether full attention runs beside ClusterKV.
+  int32_t max_new_tokens = 64;
+  int64_t generate_budget = 1024;
+  bool generate_full = true;
   // Comparison (budgets, steps, ClusterKV config, target, tenant, threads, ...).
   ComparisonOptions comparison;
   // The daemon started when comparison.target is empty.

@@ -1,5 +1,5 @@
-// clusterkv_llama: a Llama decode engine over libclusterkv (see llama_tool.h). Flags grouped
-// by subsystem; --help.
+// clusterkv_llama: a decode engine (Llama, Gemma 3) over libclusterkv (see llama_tool.h). Flags
+// grouped by subsystem; --help.
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -41,7 +41,25 @@ ABSL_FLAG(double, qk_shared, 0.9,
           "Random model: share of a query head's projection drawn "
           "from its kv head's key projection (0 = i.i.d. weights, near-uniform attention).");
 ABSL_FLAG(bool, tie_embeddings, false, "Random model: no separate output head.");
+ABSL_FLAG(std::string, prompt, "",
+          "Prompt text, tokenized with the GGUF model's own tokenizer (UTF-8).");
+ABSL_FLAG(std::string, prompt_file, "", "Read the prompt text from this file (UTF-8).");
+ABSL_FLAG(bool, parse_special, false,
+          "Special-token strings in the prompt text (e.g. <|im_start|>, <start_of_turn>) become "
+          "those tokens; otherwise they are plain text.");
+ABSL_FLAG(bool, chat, false,
+          "Wrap the prompt text as one user turn of the model's chat format (ChatML for "
+          "SmolLM2-Instruct, <start_of_turn> for Gemma), so instruction-tuned models answer it.");
 ABSL_FLAG(std::string, prompt_tokens, "", "Prompt as token ids \"1,2,3\" (default: synthetic).");
+ABSL_FLAG(std::string, mode, "auto",
+          "generate (text in, text out: full attention and ClusterKV continue the prompt), "
+          "compare (teacher-forced comparison at every --budgets entry), bench (prefill and "
+          "decode speed, OpenBLAS vs own kernels), or auto (generate for a text prompt, else "
+          "compare).");
+ABSL_FLAG(int32_t, max_new_tokens, 64, "generate: tokens to generate per variant.");
+ABSL_FLAG(int64_t, budget, 1024, "generate and bench: the ClusterKV budget B.");
+ABSL_FLAG(int32_t, bench_steps, 32, "bench: decode steps per variant.");
+ABSL_FLAG(bool, full_attention, true, "generate: also generate with full attention.");
 ABSL_FLAG(int64_t, prompt_len, 4096, "Synthetic prompt length in tokens.");
 ABSL_FLAG(uint64_t, prompt_seed, 7, "Synthetic prompt seed.");
 ABSL_FLAG(int32_t, steps, 384,
@@ -106,12 +124,16 @@ int main(int argc, char** argv) {
          {"Random model",
           {"dim", "layers", "heads", "kv_heads", "head_dim", "ffn_dim", "vocab", "rope_theta",
            "max_context", "seed", "qk_gain", "qk_shared", "tie_embeddings"}},
-         {"Prompt and decode", {"prompt_tokens", "prompt_len", "prompt_seed", "steps"}},
+         {"Prompt and mode",
+          {"prompt", "prompt_file", "parse_special", "chat", "prompt_tokens", "prompt_len",
+           "prompt_seed", "mode"}},
+         {"Generate and bench", {"max_new_tokens", "budget", "full_attention", "bench_steps"}},
+         {"Compare", {"steps", "budgets", "oracle"}},
          {"ClusterKV",
-          {"budgets", "kv_dtype", "clusters", "kmeans_iters", "sinks", "dense_layers",
-           "recluster_interval", "clusters_per_recluster", "residency"}},
+          {"kv_dtype", "clusters", "kmeans_iters", "sinks", "dense_layers", "recluster_interval",
+           "clusters_per_recluster", "residency"}},
          {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib", "data_plane"}},
-         {"Compute and output", {"threads", "oracle", "json", "quiet"}}},
+         {"Compute and output", {"threads", "json", "quiet"}}},
         std::cout);
     return 0;
   }
@@ -126,7 +148,7 @@ int main(int argc, char** argv) {
       ckl::ParseStoredDType(absl::GetFlag(FLAGS_weight_dtype));
   if (!wdtype.ok()) return Usage(std::string(wdtype.status().message()));
   o.write_dtype = *wdtype;
-  ckl::LlamaConfig& c = o.random.config;
+  ckl::ModelConfig& c = o.random.config;
   c = ckl::DefaultRandomConfig();
   c.dim = absl::GetFlag(FLAGS_dim);
   c.n_layers = absl::GetFlag(FLAGS_layers);
@@ -141,7 +163,16 @@ int main(int argc, char** argv) {
   o.random.qk_gain = static_cast<float>(absl::GetFlag(FLAGS_qk_gain));
   o.random.qk_shared = static_cast<float>(absl::GetFlag(FLAGS_qk_shared));
   o.random.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
+  o.prompt_text = absl::GetFlag(FLAGS_prompt);
+  o.prompt_file = absl::GetFlag(FLAGS_prompt_file);
+  o.parse_special = absl::GetFlag(FLAGS_parse_special);
+  o.chat = absl::GetFlag(FLAGS_chat);
   o.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
+  o.mode = absl::GetFlag(FLAGS_mode);
+  o.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  o.generate_budget = absl::GetFlag(FLAGS_budget);
+  o.generate_full = absl::GetFlag(FLAGS_full_attention);
+  o.bench_steps = absl::GetFlag(FLAGS_bench_steps);
   o.synthetic.length = absl::GetFlag(FLAGS_prompt_len);
   o.synthetic.seed = absl::GetFlag(FLAGS_prompt_seed);
 

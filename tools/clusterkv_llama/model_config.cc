@@ -52,7 +52,23 @@ absl::string_view RopeStyleName(RopeStyle style) {
   return style == RopeStyle::kRotateHalf ? "rotate-half (HF)" : "interleaved pairs (GGUF)";
 }
 
-absl::Status LlamaConfig::Validate() const {
+absl::string_view ArchitectureName(Architecture arch) {
+  return arch == Architecture::kGemma3 ? "gemma3" : "llama";
+}
+
+std::vector<int32_t> ModelConfig::GlobalLayers() const {
+  std::vector<int32_t> out;
+  for (int32_t l = 0; l < n_layers; ++l) {
+    if (!IsLocalLayer(l)) out.push_back(l);
+  }
+  return out;
+}
+
+float ModelConfig::AttentionScale() const {
+  return attention_scale > 0.0f ? attention_scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
+}
+
+absl::Status ModelConfig::Validate() const {
   constexpr int64_t kBig = int64_t{1} << 20;
   absl::Status s;
   if (!(s = Range("dim", dim, 1, kBig)).ok()) return s;
@@ -92,20 +108,54 @@ absl::Status LlamaConfig::Validate() const {
       }
     }
   }
+  if (!layer_is_local.empty()) {
+    if (static_cast<int64_t>(layer_is_local.size()) != n_layers) {
+      return absl::InvalidArgumentError(absl::StrCat("model config: layer_is_local holds ",
+                                                     layer_is_local.size(), " entries for ",
+                                                     n_layers, " layers"));
+    }
+    if (!(s = Range("sliding_window", sliding_window, 1, max_context)).ok()) return s;
+    if (GlobalLayers().empty()) {
+      return absl::InvalidArgumentError("model config: every layer is local (no global layer)");
+    }
+    if (!std::isfinite(rope_theta_local) || rope_theta_local <= 1.0f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model config: rope_theta_local must be finite and > 1, got ", rope_theta_local));
+    }
+  }
+  for (const auto& [name, v] : {std::pair<const char*, float>{"embed_scale", embed_scale},
+                                {"attention_scale", attention_scale},
+                                {"final_logit_softcap", final_logit_softcap},
+                                {"rope_linear_scale", rope_linear_scale}}) {
+    if (!std::isfinite(v) || v < 0.0f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model config: ", name, " must be finite and >= 0, got ", v));
+    }
+  }
+  if (embed_scale <= 0.0f || rope_linear_scale <= 0.0f) {
+    return absl::InvalidArgumentError(
+        "model config: embed_scale and rope_linear_scale must be > 0");
+  }
   return absl::OkStatus();
 }
 
-std::string LlamaConfig::DebugString() const {
-  return absl::StrCat("dim=", dim, " layers=", n_layers, " heads=", n_heads,
-                      " kv_heads=", n_kv_heads, " head_dim=", head_dim, " ffn=", ffn_dim,
-                      " vocab=", vocab, " rope_theta=", rope_theta, " eps=", norm_eps,
-                      " max_context=", max_context,
-                      rope_freq_factors.empty() ? "" : " rope_freq_factors=yes");
+std::string ModelConfig::DebugString() const {
+  std::string local;
+  if (!layer_is_local.empty()) {
+    local = absl::StrCat(" local_layers=", n_layers - static_cast<int64_t>(GlobalLayers().size()),
+                         " window=", sliding_window, " rope_theta_local=", rope_theta_local);
+  }
+  return absl::StrCat(
+      "arch=", ArchitectureName(arch), " dim=", dim, " layers=", n_layers, " heads=", n_heads,
+      " kv_heads=", n_kv_heads, " head_dim=", head_dim, " ffn=", ffn_dim, " vocab=", vocab,
+      " rope_theta=", rope_theta, " eps=", norm_eps, " max_context=", max_context,
+      rope_freq_factors.empty() ? "" : " rope_freq_factors=yes", local, qk_norm ? " qk_norm" : "",
+      post_norms ? " post_norms" : "", activation == Activation::kGeluTanh ? " geglu" : "");
 }
 
-KvLayout LlamaConfig::ToKvLayout(DType dtype) const {
+KvLayout ModelConfig::ToKvLayout(DType dtype) const {
   KvLayout layout;
-  layout.num_layers = n_layers;
+  layout.num_layers = static_cast<int32_t>(GlobalLayers().size());
   layout.num_q_heads = n_heads;
   layout.num_kv_heads = n_kv_heads;
   layout.head_dim = head_dim;
@@ -136,7 +186,7 @@ std::vector<float> Llama3RopeFactors(int32_t head_dim, float rope_theta, float f
   return factors;
 }
 
-absl::StatusOr<LlamaConfig> ParseHfConfigJson(absl::string_view json_text) {
+absl::StatusOr<ModelConfig> ParseHfConfigJson(absl::string_view json_text) {
   Json j = Json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError("config.json: not a JSON object");
@@ -161,7 +211,7 @@ absl::StatusOr<LlamaConfig> ParseHfConfigJson(absl::string_view json_text) {
     if (v > kLimit || v < -1) return absl::InvalidArgumentError("config.json: size out of range");
   }
   if (heads <= 0) return absl::InvalidArgumentError("config.json: num_attention_heads <= 0");
-  LlamaConfig c;
+  ModelConfig c;
   c.dim = Narrow(dim);
   c.n_layers = Narrow(layers);
   c.n_heads = Narrow(heads);
@@ -207,7 +257,7 @@ absl::StatusOr<LlamaConfig> ParseHfConfigJson(absl::string_view json_text) {
   return c;
 }
 
-std::string ToHfConfigJson(const LlamaConfig& c, bool tie_word_embeddings) {
+std::string ToHfConfigJson(const ModelConfig& c, bool tie_word_embeddings) {
   nlohmann::ordered_json j;
   j["architectures"] = {"LlamaForCausalLM"};
   j["model_type"] = "llama";

@@ -70,14 +70,14 @@ std::vector<TensorToWrite> Encode(std::vector<NamedTensor> named, StoredDType dt
 
 }  // namespace
 
-absl::StatusOr<LlamaWeights> MakeRandomWeights(const RandomModelOptions& o) {
+absl::StatusOr<ModelWeights> MakeRandomWeights(const RandomModelOptions& o) {
   RETURN_IF_ERROR(o.config.Validate());
   if (!(o.qk_shared >= 0.0f && o.qk_shared <= 1.0f) || !(o.qk_gain > 0.0f) ||
       !std::isfinite(o.qk_gain)) {
     return absl::InvalidArgumentError("random model: need qk_shared in [0, 1] and qk_gain > 0");
   }
-  const LlamaConfig& c = o.config;
-  LlamaWeights w;
+  const ModelConfig& c = o.config;
+  ModelWeights w;
   w.config = c;
   w.rope_style = RopeStyle::kRotateHalf;
   Normal rng(o.seed);
@@ -109,22 +109,36 @@ absl::StatusOr<LlamaWeights> MakeRandomWeights(const RandomModelOptions& o) {
     rng.Fill(l.w_gate, ffn * dim, in_std);
     rng.Fill(l.w_up, ffn * dim, in_std);
     rng.Fill(l.w_down, dim * ffn, 0.5 / std::sqrt(static_cast<double>(c.ffn_dim)));
+    if (c.qk_norm) {
+      rng.Fill(l.q_norm, hd, 0.1, 1.0);
+      rng.Fill(l.k_norm, hd, 0.1, 1.0);
+    }
+    if (c.post_norms) {
+      rng.Fill(l.post_attn_norm, dim, 0.1, 1.0);
+      rng.Fill(l.post_ffn_norm, dim, 0.1, 1.0);
+    }
   }
   rng.Fill(w.final_norm, dim, 0.1, 1.0);
   if (!o.tie_embeddings) rng.Fill(w.lm_head, static_cast<size_t>(c.vocab) * dim, 2.0 * in_std);
   return w;
 }
 
-absl::Status WriteModel(const LlamaWeights& weights, const std::string& path, ModelFormat format,
+absl::Status WriteModel(const ModelWeights& weights, const std::string& path, ModelFormat format,
                         const WriteOptions& options) {
   RETURN_IF_ERROR(weights.Validate());
   if (options.dtype == StoredDType::kUnsupported) {
     return absl::InvalidArgumentError("writer: dtype must be F32, F16 or BF16");
   }
-  const LlamaConfig& c = weights.config;
-  LlamaWeights w = weights;  // Q/K reordered for the target format below
-  const RopeStyle target =
-      format == ModelFormat::kGguf ? RopeStyle::kInterleaved : RopeStyle::kRotateHalf;
+  const ModelConfig& c = weights.config;
+  ModelWeights w = weights;  // Q/K reordered for the target format below
+  if (format == ModelFormat::kSafetensors && c.arch != Architecture::kLlama) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("writer: ", ArchitectureName(c.arch), " models are written as GGUF only"));
+  }
+  // llama.cpp's files hold Llama Q/K rows in the interleaved order, Gemma's in rotate-half.
+  const RopeStyle target = format == ModelFormat::kGguf && c.arch == Architecture::kLlama
+                               ? RopeStyle::kInterleaved
+                               : RopeStyle::kRotateHalf;
   if (w.rope_style != target) {
     for (LayerWeights& l : w.layers) {
       if (target == RopeStyle::kInterleaved) {
@@ -155,28 +169,40 @@ absl::Status WriteModel(const LlamaWeights& weights, const std::string& path, Mo
   }
 
   GgufMetadata md = options.gguf_extra_metadata;
-  md.emplace_back("general.architecture", GgufValue::String("llama"));
-  md.emplace_back("general.name", GgufValue::String("clusterkv random llama"));
+  const std::string arch(ArchitectureName(c.arch));
+  const std::string p = arch + ".";
+  auto u32 = [](int64_t v) { return GgufValue::Uint32(static_cast<uint32_t>(v)); };
+  md.emplace_back("general.architecture", GgufValue::String(arch));
+  md.emplace_back("general.name", GgufValue::String("clusterkv random " + arch));
   if (options.gguf_alignment != 32) {
     md.emplace_back("general.alignment", GgufValue::Uint32(options.gguf_alignment));
   }
   md.emplace_back("general.file_type", GgufValue::Uint32(FileType(options.dtype)));
-  md.emplace_back("llama.context_length", GgufValue::Uint32(static_cast<uint32_t>(c.max_context)));
-  md.emplace_back("llama.embedding_length", GgufValue::Uint32(static_cast<uint32_t>(c.dim)));
-  md.emplace_back("llama.block_count", GgufValue::Uint32(static_cast<uint32_t>(c.n_layers)));
-  md.emplace_back("llama.feed_forward_length", GgufValue::Uint32(static_cast<uint32_t>(c.ffn_dim)));
-  md.emplace_back("llama.rope.dimension_count",
-                  GgufValue::Uint32(static_cast<uint32_t>(c.head_dim)));
-  md.emplace_back("llama.attention.head_count",
-                  GgufValue::Uint32(static_cast<uint32_t>(c.n_heads)));
-  md.emplace_back("llama.attention.head_count_kv",
-                  GgufValue::Uint32(static_cast<uint32_t>(c.n_kv_heads)));
-  md.emplace_back("llama.attention.key_length",
-                  GgufValue::Uint32(static_cast<uint32_t>(c.head_dim)));
-  md.emplace_back("llama.attention.value_length",
-                  GgufValue::Uint32(static_cast<uint32_t>(c.head_dim)));
-  md.emplace_back("llama.attention.layer_norm_rms_epsilon", GgufValue::Float32(c.norm_eps));
-  md.emplace_back("llama.rope.freq_base", GgufValue::Float32(c.rope_theta));
+  md.emplace_back(p + "context_length", u32(c.max_context));
+  md.emplace_back(p + "embedding_length", u32(c.dim));
+  md.emplace_back(p + "block_count", u32(c.n_layers));
+  md.emplace_back(p + "feed_forward_length", u32(c.ffn_dim));
+  md.emplace_back(p + "rope.dimension_count", u32(c.head_dim));
+  md.emplace_back(p + "attention.head_count", u32(c.n_heads));
+  md.emplace_back(p + "attention.head_count_kv", u32(c.n_kv_heads));
+  md.emplace_back(p + "attention.key_length", u32(c.head_dim));
+  md.emplace_back(p + "attention.value_length", u32(c.head_dim));
+  md.emplace_back(p + "attention.layer_norm_rms_epsilon", GgufValue::Float32(c.norm_eps));
+  md.emplace_back(p + "rope.freq_base", GgufValue::Float32(c.rope_theta));
+  if (c.arch == Architecture::kGemma3) {
+    md.emplace_back(p + "attention.sliding_window", u32(c.sliding_window));
+    std::vector<double> pattern;
+    for (int32_t l = 0; l < c.n_layers; ++l) pattern.push_back(c.IsLocalLayer(l) ? 1.0 : 0.0);
+    md.emplace_back(p + "attention.sliding_window_pattern",
+                    GgufValue::NumberArray(GgufType::kBool, std::move(pattern)));
+    md.emplace_back(p + "rope.freq_base_swa", GgufValue::Float32(c.rope_theta_local));
+    if (c.attention_scale > 0.0f) {
+      md.emplace_back(p + "attention.scale", GgufValue::Float32(c.attention_scale));
+    }
+    if (c.final_logit_softcap > 0.0f) {
+      md.emplace_back(p + "final_logit_softcapping", GgufValue::Float32(c.final_logit_softcap));
+    }
+  }
   if (options.gguf_tokenizer) {
     std::vector<std::string> tokens = w.token_strings;
     if (static_cast<int32_t>(tokens.size()) != c.vocab) {

@@ -1,4 +1,4 @@
-// Writes LlamaWeights as a real checkpoint of either format (the loaders' test input and the
+// Writes ModelWeights as a real checkpoint of either format (the loaders' test input and the
 // tool's --write_random_model), and makes deterministic random-weight models.
 //
 // Random models: no pretrained weights are reachable from this project's machines (DESIGN.md
@@ -28,18 +28,20 @@
 namespace clusterkv::llama {
 
 struct RandomModelOptions {
-  LlamaConfig config;
+  ModelConfig config;
   uint64_t seed = 1;
   float qk_gain = 1.0f;
   float qk_shared = 0.0f;  // in [0, 1]
   bool tie_embeddings = false;
 };
 
-// Deterministic for given options (own RNG: splitmix64 + Box-Muller). Embeddings ~ N(0, 1);
+// Deterministic for given options (own RNG: splitmix64 + Box-Muller); the config's architecture
+// flags decide which tensors exist (QK-norm and post-norm weights ~ 1 + N(0, 0.01) when set).
+// Embeddings ~ N(0, 1);
 // Wv ~ N(0, 1/dim); Wo, Wdown ~ N(0, 0.25/fan_in) (smaller residual updates keep the token's
 // identity visible in deeper layers); Wgate, Wup ~ N(0, 1/dim); norms 1 + N(0, 0.01); the
 // output head ~ N(0, 4/dim). InvalidArgument for an invalid config or options.
-absl::StatusOr<LlamaWeights> MakeRandomWeights(const RandomModelOptions& options);
+absl::StatusOr<ModelWeights> MakeRandomWeights(const RandomModelOptions& options);
 
 struct WriteOptions {
   StoredDType dtype = StoredDType::kF32;
@@ -56,13 +58,16 @@ struct WriteOptions {
   std::string config_path;
 };
 
-// Writes `weights` to `path` in `format`. Q/K rows are converted to the format's RoPE order
-// (rotate-half for safetensors, interleaved for GGUF), whatever order `weights` holds. GGUF
-// metadata: general.architecture "llama", general.name, the llama.* keys ConfigFromGguf reads
-// and tokenizer.ggml.tokens ("<t0>", "<t1>", ...; or weights.token_strings), scores and token
-// types. InvalidArgument: invalid weights, or rope frequency factors for safetensors (HF
-// configs can only express them as rope_scaling); Unavailable: a file cannot be written.
-absl::Status WriteModel(const LlamaWeights& weights, const std::string& path, ModelFormat format,
+// Writes `weights` to `path` in `format`. Q/K rows are converted to the file's RoPE order
+// (rotate-half for safetensors and Gemma GGUF files, interleaved for Llama GGUF files),
+// whatever order `weights` holds. GGUF metadata: general.architecture ("llama" or "gemma3"),
+// general.name, the <arch>.* keys ConfigFromGguf reads (for Gemma 3 also the window, the
+// per-layer pattern as a bool array, the local RoPE base and the optional scales) and
+// tokenizer.ggml.tokens ("<t0>", "<t1>", ...; or weights.token_strings), scores and token
+// types. InvalidArgument: invalid weights, a Gemma model or rope frequency factors for
+// safetensors (HF configs can only express them as rope_scaling); Unavailable: a file cannot
+// be written.
+absl::Status WriteModel(const ModelWeights& weights, const std::string& path, ModelFormat format,
                         const WriteOptions& options = {});
 
 }  // namespace clusterkv::llama

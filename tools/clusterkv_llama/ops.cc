@@ -1,5 +1,7 @@
 #include "tools/clusterkv_llama/ops.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -102,8 +104,41 @@ float Dot(const float* a, const float* b, int64_t n) {
   return out;
 }
 
+absl::string_view MatMulImplName(MatMulImpl impl) {
+  switch (impl) {
+    case MatMulImpl::kOwn:
+      return "own";
+    case MatMulImpl::kBlas:
+      return "openblas";
+    case MatMulImpl::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 void MatMul(const float* x, int64_t rows, const float* w, int64_t out_features, int64_t in_features,
-            float* y, int threads) {
+            float* y, int threads, MatMulImpl impl) {
+  const bool blas =
+      impl == MatMulImpl::kBlas || (impl == MatMulImpl::kAuto && rows >= kBlasMinRows);
+  if (blas) {
+    MatMulBlas(x, rows, w, out_features, in_features, y, threads);
+  } else {
+    MatMulOwn(x, rows, w, out_features, in_features, y, threads);
+  }
+}
+
+void MatMulBlas(const float* x, int64_t rows, const float* w, int64_t out_features,
+                int64_t in_features, float* y, int threads) {
+  // OpenBLAS keeps one process-wide thread count; set it only when it differs.
+  if (openblas_get_num_threads() != threads) openblas_set_num_threads(std::max(1, threads));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
+              static_cast<blasint>(out_features), static_cast<blasint>(in_features), 1.0f, x,
+              static_cast<blasint>(in_features), w, static_cast<blasint>(in_features), 0.0f, y,
+              static_cast<blasint>(out_features));
+}
+
+void MatMulOwn(const float* x, int64_t rows, const float* w, int64_t out_features,
+               int64_t in_features, float* y, int threads) {
   // Split the output features; small products run inline (thread start-up would dominate).
   const int64_t work = rows * out_features * in_features;
   const int use = work < (int64_t{1} << 16) ? 1 : threads;
@@ -131,13 +166,42 @@ void SwiGlu(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
-RopeTable::RopeTable(const LlamaConfig& config) : head_dim_(config.head_dim) {
+void GeGlu(const float* gate, const float* up, int64_t n, float* out) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float inner = kSqrt2OverPi * (g + 0.044715f * g * g * g);
+    out[i] = 0.5f * g * (1.0f + std::tanh(inner)) * up[i];
+  }
+}
+
+void GatedActivation(Activation activation, const float* gate, const float* up, int64_t n,
+                     float* out) {
+  if (activation == Activation::kGeluTanh) {
+    GeGlu(gate, up, n, out);
+  } else {
+    SwiGlu(gate, up, n, out);
+  }
+}
+
+void SoftCap(float* x, int64_t n, float cap) {
+  const float inv = 1.0f / cap;
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);
+}
+
+RopeTable::RopeTable(const ModelConfig& config)
+    : RopeTable(config.head_dim, config.rope_theta, config.rope_freq_factors,
+                config.rope_linear_scale) {}
+
+RopeTable::RopeTable(int32_t head_dim, float theta, const std::vector<float>& freq_factors,
+                     float linear_scale)
+    : head_dim_(head_dim) {
   const int32_t half = head_dim_ / 2;
   inv_freq_.resize(static_cast<size_t>(half));
   for (int32_t i = 0; i < half; ++i) {
-    double f = std::pow(static_cast<double>(config.rope_theta), -2.0 * i / head_dim_);
-    if (!config.rope_freq_factors.empty()) f /= config.rope_freq_factors[static_cast<size_t>(i)];
-    inv_freq_[static_cast<size_t>(i)] = f;
+    double f = std::pow(static_cast<double>(theta), -2.0 * i / head_dim_);
+    if (!freq_factors.empty()) f /= freq_factors[static_cast<size_t>(i)];
+    inv_freq_[static_cast<size_t>(i)] = f / linear_scale;
   }
 }
 

@@ -73,7 +73,9 @@ std::string ProcField(const char* file, const char* field) {
   return "";
 }
 
-Json MachineInfo() {
+}  // namespace
+
+nlohmann::ordered_json MachineInfo() {
   Json m = Json::object();
   const std::string cpu = ProcField("/proc/cpuinfo", "model name");
   m["cpu"] = cpu.empty() ? Json(nullptr) : Json(cpu);
@@ -86,7 +88,15 @@ Json MachineInfo() {
   return m;
 }
 
-}  // namespace
+absl::Status WriteJsonFile(const nlohmann::ordered_json& json, const std::string& path) {
+  std::ofstream f(path, std::ios::trunc);
+  if (!f) return absl::UnavailableError(absl::StrCat("cannot create ", path));
+  // Replace invalid UTF-8 (e.g. in a model path or generated text) rather than throwing.
+  f << json.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  f.close();
+  if (!f) return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
 
 void PrintTable(const ComparisonResult& result, const ReportContext& ctx, std::ostream& out) {
   out << absl::StreamFormat(
@@ -201,13 +211,7 @@ Json ReportJson(const ComparisonResult& result, const ReportContext& ctx) {
 
 absl::Status WriteReportJson(const ComparisonResult& result, const ReportContext& ctx,
                              const std::string& path) {
-  std::ofstream f(path, std::ios::trunc);
-  if (!f) return absl::UnavailableError(absl::StrCat("cannot create ", path));
-  // Replace invalid UTF-8 (e.g. in a model path) rather than throwing.
-  f << ReportJson(result, ctx).dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
-  f.close();
-  if (!f) return absl::UnavailableError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
+  return WriteJsonFile(ReportJson(result, ctx), path);
 }
 
 }  // namespace clusterkv::llama

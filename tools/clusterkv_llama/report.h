@@ -25,6 +25,11 @@ struct ReportContext {
   int32_t n_kv_heads = 0;
 };
 
+// The report's "machine" object: cpu, cores, memory, os, compiler, backend.
+nlohmann::ordered_json MachineInfo();
+// Writes `json` (invalid UTF-8 replaced); Unavailable when the file cannot be written.
+absl::Status WriteJsonFile(const nlohmann::ordered_json& json, const std::string& path);
+
 void PrintTable(const ComparisonResult& result, const ReportContext& context, std::ostream& out);
 nlohmann::ordered_json ReportJson(const ComparisonResult& result, const ReportContext& context);
 // Unavailable when the file cannot be written.

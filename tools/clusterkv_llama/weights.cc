@@ -8,8 +8,8 @@
 namespace clusterkv::llama {
 namespace {
 
-std::vector<NamedTensor> Tensors(LlamaWeights& w, bool gguf) {
-  const LlamaConfig& c = w.config;
+std::vector<NamedTensor> Tensors(ModelWeights& w, bool gguf) {
+  const ModelConfig& c = w.config;
   const int64_t dim = c.dim, q = c.QDim(), kv = c.KvDim(), ffn = c.ffn_dim, vocab = c.vocab;
   std::vector<NamedTensor> t;
   t.push_back({gguf ? "token_embd.weight" : "model.embed_tokens.weight", {vocab, dim}, &w.embed});
@@ -29,6 +29,18 @@ std::vector<NamedTensor> Tensors(LlamaWeights& w, bool gguf) {
     t.push_back({name("mlp.gate_proj.weight", "ffn_gate.weight"), {ffn, dim}, &l.w_gate});
     t.push_back({name("mlp.up_proj.weight", "ffn_up.weight"), {ffn, dim}, &l.w_up});
     t.push_back({name("mlp.down_proj.weight", "ffn_down.weight"), {dim, ffn}, &l.w_down});
+    if (c.qk_norm) {
+      t.push_back({name("self_attn.q_norm.weight", "attn_q_norm.weight"), {c.head_dim}, &l.q_norm});
+      t.push_back({name("self_attn.k_norm.weight", "attn_k_norm.weight"), {c.head_dim}, &l.k_norm});
+    }
+    if (c.post_norms) {
+      t.push_back({name("post_attention_layernorm.weight", "post_attention_norm.weight"),
+                   {dim},
+                   &l.post_attn_norm});
+      t.push_back({name("post_feedforward_layernorm.weight", "post_ffw_norm.weight"),
+                   {dim},
+                   &l.post_ffn_norm});
+    }
   }
   t.push_back({gguf ? "output_norm.weight" : "model.norm.weight", {dim}, &w.final_norm});
   if (!w.lm_head.empty()) {
@@ -63,8 +75,8 @@ std::vector<float> Permute(const std::vector<float>& w, int32_t n_heads, int32_t
 
 }  // namespace
 
-std::vector<NamedTensor> HfTensors(LlamaWeights& w) { return Tensors(w, false); }
-std::vector<NamedTensor> GgufTensors(LlamaWeights& w) { return Tensors(w, true); }
+std::vector<NamedTensor> HfTensors(ModelWeights& w) { return Tensors(w, false); }
+std::vector<NamedTensor> GgufTensors(ModelWeights& w) { return Tensors(w, true); }
 
 std::vector<float> PermuteQkToInterleaved(const std::vector<float>& w, int32_t n_heads,
                                           int32_t head_dim, int64_t cols) {
@@ -76,13 +88,13 @@ std::vector<float> PermuteQkToRotateHalf(const std::vector<float>& w, int32_t n_
   return Permute(w, n_heads, head_dim, cols, false);
 }
 
-absl::Status LlamaWeights::Validate() const {
+absl::Status ModelWeights::Validate() const {
   if (absl::Status s = config.Validate(); !s.ok()) return s;
   if (static_cast<int32_t>(layers.size()) != config.n_layers) {
     return absl::InvalidArgumentError(
         absl::StrCat("weights hold ", layers.size(), " layers, config says ", config.n_layers));
   }
-  const LlamaConfig& c = config;
+  const ModelConfig& c = config;
   auto check = [](const std::vector<float>& v, int64_t want, absl::string_view what,
                   int64_t layer) -> absl::Status {
     if (static_cast<int64_t>(v.size()) == want) return absl::OkStatus();
@@ -107,6 +119,14 @@ absl::Status LlamaWeights::Validate() const {
         !(s = check(l.w_gate, int64_t{c.ffn_dim} * c.dim, "w_gate", i)).ok() ||
         !(s = check(l.w_up, int64_t{c.ffn_dim} * c.dim, "w_up", i)).ok() ||
         !(s = check(l.w_down, int64_t{c.ffn_dim} * c.dim, "w_down", i)).ok()) {
+      return s;
+    }
+    if (c.qk_norm && (!(s = check(l.q_norm, c.head_dim, "q_norm", i)).ok() ||
+                      !(s = check(l.k_norm, c.head_dim, "k_norm", i)).ok())) {
+      return s;
+    }
+    if (c.post_norms && (!(s = check(l.post_attn_norm, c.dim, "post_attn_norm", i)).ok() ||
+                         !(s = check(l.post_ffn_norm, c.dim, "post_ffn_norm", i)).ok())) {
       return s;
     }
   }

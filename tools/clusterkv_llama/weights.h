@@ -1,5 +1,6 @@
-// LlamaWeights: every parameter of a Llama decoder in fp32, row-major as PyTorch's nn.Linear
-// keeps them ([out_features, in_features]), plus the tensor names of the two file formats.
+// ModelWeights: every parameter of a decoder (Llama or Gemma 3, model_config.h) in fp32,
+// row-major as PyTorch's nn.Linear keeps them ([out_features, in_features]), plus the tensor
+// names of the two file formats.
 //
 // Tensor names (model_loader.h reads them, model_writer.h writes them):
 //   safetensors (Hugging Face)                  GGUF (llama.cpp)               shape [rows, cols]
@@ -16,9 +17,15 @@
 //   model.norm.weight                           output_norm.weight             [dim]
 //   lm_head.weight (optional: tied)             output.weight (optional: tied) [vocab, dim]
 //   -                                           rope_freqs.weight (optional)   [hd/2]
+// Gemma 3 (GGUF only) adds per layer:
+//   blk.{i}.attn_q_norm.weight [hd], blk.{i}.attn_k_norm.weight [hd] (QK-norm),
+//   blk.{i}.post_attention_norm.weight [dim], blk.{i}.post_ffw_norm.weight [dim] (post-norms).
+// llama.cpp's converter stores Gemma's RMSNorm weights with the 1 of its (1 + w) scaling already
+// added, so every norm here multiplies by its weight as stored.
 // GGUF lists dims innermost first (ne[0] = cols), so a [rows, cols] tensor appears as
 // [cols, rows] there; the bytes are the same row-major matrix. GGUF Q/K rows are in the
-// interleaved RoPE order (model_config.h, RopeStyle), recorded in `rope_style`.
+// interleaved RoPE order for Llama (model_config.h, RopeStyle), recorded in `rope_style`;
+// Gemma GGUF files keep the rotate-half order (llama.cpp's NEOX RoPE).
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_WEIGHTS_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_WEIGHTS_H_
 
@@ -42,10 +49,15 @@ struct LayerWeights {
   std::vector<float> w_gate;     // [ffn, dim]
   std::vector<float> w_up;       // [ffn, dim]
   std::vector<float> w_down;     // [dim, ffn]
+  // Gemma 3 only (empty otherwise).
+  std::vector<float> q_norm;          // [hd]
+  std::vector<float> k_norm;          // [hd]
+  std::vector<float> post_attn_norm;  // [dim]
+  std::vector<float> post_ffn_norm;   // [dim]
 };
 
-struct LlamaWeights {
-  LlamaConfig config;
+struct ModelWeights {
+  ModelConfig config;
   RopeStyle rope_style = RopeStyle::kRotateHalf;
   std::vector<float> embed;  // [vocab, dim]
   std::vector<LayerWeights> layers;
@@ -70,8 +82,8 @@ struct NamedTensor {
 // Every tensor of `w` with its safetensors (HF) or GGUF name, in a fixed order: embeddings,
 // then per layer, then the final norm and the output head (when untied) and, for GGUF,
 // rope_freqs when the config has frequency factors. Sizes follow w.config.
-std::vector<NamedTensor> HfTensors(LlamaWeights& w);
-std::vector<NamedTensor> GgufTensors(LlamaWeights& w);
+std::vector<NamedTensor> HfTensors(ModelWeights& w);
+std::vector<NamedTensor> GgufTensors(ModelWeights& w);
 
 // Reorders the rows of each head of a Q or K projection [n_heads*hd, cols]:
 //   ToInterleaved:  row 2i <- row i, row 2i+1 <- row i + hd/2 (what convert_hf_to_gguf.py does)

@@ -1,0 +1,292 @@
+#include "tools/clusterkv_llama/speed_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/parallel.h"
+#include "core/status_macros.h"
+#include "gpu/backend.h"
+#include "tools/clusterkv_llama/forward.h"
+#include "tools/clusterkv_llama/full_attention.h"
+#include "tools/clusterkv_llama/local_window.h"
+#include "tools/clusterkv_llama/ops.h"
+
+namespace clusterkv::llama {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using SteadyClock = std::chrono::steady_clock;
+
+double SecondsSince(SteadyClock::time_point t0) {
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+// The best of `repeats` timings of `fn`, in seconds (after one warm-up run).
+double BestOf(int repeats, const std::function<void()>& fn) {
+  fn();
+  double best = 1e30;
+  for (int i = 0; i < repeats; ++i) {
+    const auto t0 = SteadyClock::now();
+    fn();
+    best = std::min(best, SecondsSince(t0));
+  }
+  return best;
+}
+
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size() - 1)))];
+}
+
+Json Row(const std::string& variant, Json params, double value, const std::string& unit,
+         const std::string& baseline, double baseline_value, bool higher_is_better) {
+  Json r = Json::object();
+  r["variant"] = variant;
+  r["params"] = std::move(params);
+  r["value"] = value;
+  r["unit"] = unit;
+  r["baseline"] = baseline;
+  r["baseline_value"] = baseline_value;
+  r["ratio"] = higher_is_better ? value / std::max(1e-12, baseline_value)
+                                : baseline_value / std::max(1e-12, value);
+  r["ratio_meaning"] = higher_is_better ? "value / baseline_value (> 1: faster than baseline)"
+                                        : "baseline_value / value (> 1: faster than baseline)";
+  return r;
+}
+
+// FLOPs of the weight products per token (the vocabulary projection counted separately).
+double LayerFlopsPerToken(const ModelConfig& c) {
+  const double per_layer = static_cast<double>(c.dim) * (2.0 * c.QDim() + 2.0 * c.KvDim()) +
+                           3.0 * static_cast<double>(c.dim) * c.ffn_dim;
+  return 2.0 * per_layer * c.n_layers;
+}
+
+// FLOPs of the prefill's attention (QK^T and PV) over `n` tokens.
+double PrefillAttentionFlops(const ModelConfig& c, int64_t n) {
+  double flops = 0;
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    double pairs = static_cast<double>(n) * static_cast<double>(n + 1) / 2.0;
+    if (c.IsLocalLayer(l) && n > c.sliding_window) {
+      const double w = c.sliding_window;
+      pairs = w * (w + 1) / 2.0 + static_cast<double>(n - c.sliding_window) * w;
+    }
+    flops += 4.0 * c.n_heads * c.head_dim * pairs;
+  }
+  return flops;
+}
+
+struct DecodeRun {
+  std::vector<double> step_us;
+  AttentionStepStats totals;
+  std::string data_plane = "local";
+  double hit_rate = 0.0;
+};
+
+absl::Status Greedy(const DecoderModel& model, AttentionBackend& backend, int64_t n, int32_t first,
+                    int32_t steps, DecodeRun* run) {
+  std::vector<float> logits(static_cast<size_t>(model.config().vocab));
+  int32_t token = first;
+  for (int32_t s = 0; s < steps; ++s) {
+    DecodeTiming timing;
+    AttentionStepStats stats;
+    RETURN_IF_ERROR(model.DecodeStep(token, n + s, backend, logits.data(), &timing, &stats));
+    run->step_us.push_back(static_cast<double>(timing.total_us));
+    run->totals.Add(stats);
+    token = ArgMax(logits.data(), static_cast<int64_t>(logits.size()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vector<int32_t>& prompt,
+                                   const SpeedBenchOptions& o, std::ostream& out) {
+  RETURN_IF_ERROR(weights.Validate());
+  RETURN_IF_ERROR(o.config.Validate());
+  const ModelConfig& c = weights.config;
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  if (n < kBlasMinRows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the speed bench needs a prompt of at least ", kBlasMinRows, " tokens"));
+  }
+  if (o.decode_steps < 1 || n + o.decode_steps > c.max_context) {
+    return absl::InvalidArgumentError("decode_steps must be >= 1 and fit the model's context");
+  }
+  const int threads = o.threads > 0 ? o.threads : DefaultThreads();
+  auto say = [&](const std::string& line) {
+    if (o.progress != nullptr) *o.progress << line << "\n" << std::flush;
+  };
+  Json rows = Json::array();
+  Json common = {{"model", o.model_name}, {"threads", threads}};
+
+  // 1. The sgemm ceiling and the own kernel on the same 1024^3 product.
+  say("bench: sgemm ceiling (1024 x 1024 x 1024)");
+  constexpr int64_t kSide = 1024;
+  std::vector<float> a(static_cast<size_t>(kSide * kSide), 0.5f), b(a.size(), 0.25f), y(a.size());
+  const double square_flops = 2.0 * kSide * kSide * kSide;
+  const double blas_s = BestOf(3, [&] {
+    MatMul(a.data(), kSide, b.data(), kSide, kSide, y.data(), threads, MatMulImpl::kBlas);
+  });
+  const double own_s = BestOf(1, [&] {
+    MatMul(a.data(), kSide, b.data(), kSide, kSide, y.data(), threads, MatMulImpl::kOwn);
+  });
+  const double ceiling = square_flops / blas_s / 1e9;
+  Json p = common;
+  p["shape"] = "1024x1024x1024";
+  rows.push_back(Row("sgemm_openblas", p, ceiling, "GFLOP/s", "sgemm_openblas", ceiling, true));
+  rows.push_back(
+      Row("matmul_own", p, square_flops / own_s / 1e9, "GFLOP/s", "sgemm_openblas", ceiling, true));
+
+  // 2. The model's products at prefill (256 rows) and decode (1 row) shapes.
+  say("bench: the model's matrix products, own kernel vs OpenBLAS");
+  struct Product {
+    const float* w;
+    int64_t out, in;
+  };
+  const LayerWeights& l0 = weights.layers[0];
+  const std::vector<Product> products = {
+      {l0.wq.data(), c.QDim(), c.dim},      {l0.wk.data(), c.KvDim(), c.dim},
+      {l0.wv.data(), c.KvDim(), c.dim},     {l0.wo.data(), c.dim, c.QDim()},
+      {l0.w_gate.data(), c.ffn_dim, c.dim}, {l0.w_up.data(), c.ffn_dim, c.dim},
+      {l0.w_down.data(), c.dim, c.ffn_dim}, {weights.Output().data(), c.vocab, c.dim}};
+  double product_flops_row = 0;
+  int64_t widest = 0;
+  for (const Product& pr : products) {
+    product_flops_row += 2.0 * static_cast<double>(pr.out) * pr.in;
+    widest = std::max({widest, pr.out, pr.in});
+  }
+  for (int64_t r : {int64_t{256}, int64_t{1}}) {
+    std::vector<float> x(static_cast<size_t>(r * widest), 0.1f),
+        yy(static_cast<size_t>(r) * static_cast<size_t>(c.vocab));
+    double results[2];
+    for (MatMulImpl impl : {MatMulImpl::kOwn, MatMulImpl::kBlas}) {
+      const double s = BestOf(r == 1 ? 5 : 2, [&] {
+        for (const Product& pr : products) {
+          MatMul(x.data(), r, pr.w, pr.out, pr.in, yy.data(), threads, impl);
+        }
+      });
+      results[impl == MatMulImpl::kOwn ? 0 : 1] = product_flops_row * r / s / 1e9;
+    }
+    Json q = common;
+    q["rows"] = r;
+    q["products"] = "layer 0 q,k,v,o,gate,up,down + vocabulary projection";
+    rows.push_back(Row(r == 1 ? "decode_products_own" : "prefill_products_own", q, results[0],
+                       "GFLOP/s", r == 1 ? "decode_products_openblas" : "prefill_products_openblas",
+                       results[1], true));
+    rows.push_back(Row(r == 1 ? "decode_products_openblas" : "prefill_products_openblas", q,
+                       results[1], "GFLOP/s", "sgemm_openblas", ceiling, true));
+  }
+
+  // 3. Prefill tokens/s, the engine's choice and the own kernel only.
+  const double prefill_flops = LayerFlopsPerToken(c) * static_cast<double>(n) +
+                               PrefillAttentionFlops(c, n) + 2.0 * c.dim * c.vocab;
+  auto prefill_with = [&](MatMulImpl impl, PrefillResult* keep, double* seconds) -> absl::Status {
+    DecoderModel model(&weights, threads, impl);
+    say(absl::StrCat("bench: prefill of ", n, " tokens (", MatMulImplName(impl), ")"));
+    const auto t0 = SteadyClock::now();
+    ASSIGN_OR_RETURN(PrefillResult r, model.Prefill(prompt));
+    *seconds = SecondsSince(t0);
+    if (keep != nullptr) *keep = std::move(r);
+    return absl::OkStatus();
+  };
+  PrefillResult prefill;
+  double auto_s = 0, own_prefill_s = 0;
+  RETURN_IF_ERROR(prefill_with(MatMulImpl::kAuto, &prefill, &auto_s));
+  if (o.own_kernel_prefill)
+    RETURN_IF_ERROR(prefill_with(MatMulImpl::kOwn, nullptr, &own_prefill_s));
+  Json pp = common;
+  pp["prompt_tokens"] = n;
+  pp["gflop"] = prefill_flops / 1e9;
+  const double auto_tps = static_cast<double>(n) / auto_s;
+  rows.push_back(Row("prefill", pp, auto_tps, "tokens/s", "prefill_own_kernel",
+                     o.own_kernel_prefill ? static_cast<double>(n) / own_prefill_s : auto_tps,
+                     true));
+  rows.back()["gflops"] = prefill_flops / auto_s / 1e9;
+  rows.back()["sgemm_ceiling_gflops"] = ceiling;
+  rows.back()["seconds"] = auto_s;
+  if (o.own_kernel_prefill) {
+    rows.push_back(Row("prefill_own_kernel", pp, static_cast<double>(n) / own_prefill_s, "tokens/s",
+                       "prefill", auto_tps, true));
+    rows.back()["gflops"] = prefill_flops / own_prefill_s / 1e9;
+    rows.back()["seconds"] = own_prefill_s;
+  }
+
+  // 4. Decode: full attention vs ClusterKV after the same prefill.
+  ASSIGN_OR_RETURN(gpu::ExecContext exec, gpu::MakeExecContext("cpu", threads));
+  DecoderModel model(&weights, threads);
+  const int32_t first =
+      ArgMax(prefill.last_logits.data(), static_cast<int64_t>(prefill.last_logits.size()));
+  DecodeRun full;
+  {
+    say(absl::StrCat("bench: ", o.decode_steps, " decode steps, full attention"));
+    std::unique_ptr<AttentionBackend> backend = ForModelLayers(
+        c, std::make_unique<FullAttentionBackend>(c, o.kv_dtype, n + o.decode_steps, exec));
+    RETURN_IF_ERROR(LoadPrefillInto(c, prefill, *backend));
+    RETURN_IF_ERROR(Greedy(model, *backend, n, first, o.decode_steps, &full));
+  }
+  DecodeRun sparse;
+  {
+    const std::string name = absl::StrCat("clusterkv_b", o.budget);
+    say(absl::StrCat("bench: ", o.decode_steps, " decode steps, ", name, " through clusterkvd"));
+    ASSIGN_OR_RETURN(ClusterKvSession session, OpenClusterKv(c, o, o.budget, name, threads));
+    absl::Status status = LoadPrefillInto(c, prefill, *session.backend);
+    if (status.ok()) status = Greedy(model, *session.backend, n, first, o.decode_steps, &sparse);
+    const absl::Status closed = session.sparse->sequence().Close(/*drop=*/true);
+    RETURN_IF_ERROR(status);
+    RETURN_IF_ERROR(closed);
+    sparse.data_plane = session.DataPlaneUsed();
+    const int64_t looked = sparse.totals.hit_tokens + sparse.totals.miss_tokens;
+    sparse.hit_rate = looked > 0 ? static_cast<double>(sparse.totals.hit_tokens) / looked : 0.0;
+  }
+  const double full_p50 = Quantile(full.step_us, 0.5), sparse_p50 = Quantile(sparse.step_us, 0.5);
+  Json dp = common;
+  dp["prompt_tokens"] = n;
+  dp["steps"] = o.decode_steps;
+  dp["kv_dtype"] = std::string(DTypeName(o.kv_dtype));
+  rows.push_back(Row("decode_full_attention", dp, 1e6 / full_p50, "tokens/s",
+                     "decode_full_attention", 1e6 / full_p50, true));
+  rows.back()["p50_us"] = full_p50;
+  rows.back()["p99_us"] = Quantile(full.step_us, 0.99);
+  Json sp = dp;
+  sp["budget"] = o.budget;
+  sp["data_plane"] = sparse.data_plane;
+  rows.push_back(Row(absl::StrCat("decode_clusterkv_b", o.budget), sp, 1e6 / sparse_p50, "tokens/s",
+                     "decode_full_attention", 1e6 / full_p50, true));
+  const double steps = static_cast<double>(o.decode_steps);
+  Json& last = rows.back();
+  last["p50_us"] = sparse_p50;
+  last["p99_us"] = Quantile(sparse.step_us, 0.99);
+  last["score_ms"] = sparse.totals.score_us / steps / 1000.0;
+  last["select_ms"] = sparse.totals.select_us / steps / 1000.0;
+  last["fetch_ms"] = sparse.totals.fetch_us / steps / 1000.0;
+  last["attend_ms"] = sparse.totals.attend_us / steps / 1000.0;
+  last["cache_hit_rate"] = sparse.hit_rate;
+  last["bytes_fetched_per_step"] = static_cast<double>(sparse.totals.bytes_fetched) / steps;
+
+  out << absl::StreamFormat("\n== clusterkv_llama speed: %s, %d threads ==\n", o.model_name,
+                            threads);
+  out << absl::StreamFormat("%-28s %12s %-10s %12s %8s\n", "variant", "value", "unit", "baseline",
+                            "ratio");
+  for (const Json& r : rows) {
+    out << absl::StreamFormat("%-28s %12.2f %-10s %12.2f %8.3f  (vs %s)\n",
+                              r["variant"].get<std::string>(), r["value"].get<double>(),
+                              r["unit"].get<std::string>(), r["baseline_value"].get<double>(),
+                              r["ratio"].get<double>(), r["baseline"].get<std::string>());
+  }
+  out << absl::StreamFormat(
+      "prefill: %d tokens in %.2f s = %.1f GFLOP/s (sgemm ceiling %.1f); decode step p50: full "
+      "%.2f ms, ClusterKV B=%d %.2f ms (score %.3f, select %.3f, fetch %.3f, attend %.3f ms; "
+      "hit rate %.3f; %s)\n",
+      n, auto_s, prefill_flops / auto_s / 1e9, ceiling, full_p50 / 1000.0, o.budget,
+      sparse_p50 / 1000.0, last["score_ms"].get<double>(), last["select_ms"].get<double>(),
+      last["fetch_ms"].get<double>(), last["attend_ms"].get<double>(), sparse.hit_rate,
+      sparse.data_plane);
+  return rows;
+}
+
+}  // namespace clusterkv::llama

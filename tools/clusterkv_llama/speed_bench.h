@@ -1,0 +1,45 @@
+// The engine's speed on this machine, for one model, all measured in one run:
+//   - the matrix-product ceiling: OpenBLAS sgemm GFLOP/s on a 1024^3 product, beside the
+//     project's own kernel on the same product;
+//   - the model's own products (every weight matrix of one layer plus the vocabulary
+//     projection) at prefill shape (256 rows) and decode shape (1 row), own kernel vs OpenBLAS;
+//   - prefill tokens/s of a `prefill_tokens` prompt with the engine's choice of product
+//     (OpenBLAS for >= 16 rows) and with the own kernel only, and its GFLOP/s against the
+//     sgemm ceiling;
+//   - decode tokens/s after that prompt: full attention vs ClusterKV (clusterkvd over the data
+//     plane), `decode_steps` greedy steps each, with the ClusterKV step split into
+//     score/select/fetch/attend.
+// Rows of the DESIGN.md section 9 report shape go to the returned JSON; the table to `out`.
+#ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
+#define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "tools/clusterkv_llama/clusterkv_attention.h"
+#include "tools/clusterkv_llama/weights.h"
+
+namespace clusterkv::llama {
+
+struct SpeedBenchOptions : ServiceOptions {
+  int64_t budget = 1024;
+  int32_t decode_steps = 32;
+  bool own_kernel_prefill = true;  // also time the whole prefill with the own kernel only
+  std::string model_name;          // for the report
+  std::ostream* progress = nullptr;
+};
+
+// `prompt` is the prefill (at least 16 tokens). InvalidArgument on bad options; otherwise the
+// engine's or libclusterkv's errors. Returns the report's "results" rows.
+absl::StatusOr<nlohmann::ordered_json> RunSpeedBench(const ModelWeights& weights,
+                                                     const std::vector<int32_t>& prompt,
+                                                     const SpeedBenchOptions& options,
+                                                     std::ostream& out);
+
+}  // namespace clusterkv::llama
+
+#endif  // CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
