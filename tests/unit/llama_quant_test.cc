@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/half.h"
 #include "gtest/gtest.h"
+#include "tests/testing/model_files.h"
 #include "tests/testing/temp_dir.h"
 #include "tools/clusterkv_llama/ggml_quant.h"
 #include "tools/clusterkv_llama/gguf.h"
@@ -530,14 +531,6 @@ TEST(GgmlQuantGoldenTest, EveryTypeMatchesTheGgufPackageBitForBit) {
   for (uint32_t type : kDecodedTypes) EXPECT_EQ(seen[type], 1) << GgmlTypeName(type);
 }
 
-std::string ModelDir() {
-  if (const char* dir = std::getenv("CLUSTERKV_MODEL_DIR"); dir != nullptr && *dir != '\0') {
-    return dir;
-  }
-  const char* home = std::getenv("HOME");
-  return absl::StrCat(home == nullptr ? "" : home, "/.cache/clusterkv/models");
-}
-
 // The first rows of real tensors, decoded whole by ReadAsFloat, against the gguf package.
 TEST(GgmlQuantGoldenTest, RealModelTensorsMatchTheGgufPackage) {
   const Golden& golden = LoadGolden();
@@ -545,11 +538,9 @@ TEST(GgmlQuantGoldenTest, RealModelTensorsMatchTheGgufPackage) {
   std::map<std::string, std::unique_ptr<GgufFile>> files;
   std::map<std::string, int> types_seen;
   for (const Golden::Real& r : golden.real) {
-    const std::string path = absl::StrCat(ModelDir(), "/", r.model);
+    const std::string path = clusterkv::testing::ModelPath(r.model);
     if (files.count(r.model) == 0) {
-      ASSERT_TRUE(std::filesystem::exists(path))
-          << path << " is missing: run deploy/setup.sh to fetch the models (or set "
-          << "CLUSTERKV_MODEL_DIR to the directory that holds them)";
+      ASSERT_EQ(clusterkv::testing::MissingModelMessage(r.model), "");
       absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
       ASSERT_TRUE(file.ok()) << file.status();
       files[r.model] = *std::move(file);

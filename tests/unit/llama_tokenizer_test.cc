@@ -24,6 +24,7 @@
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/model_files.h"
 #include "tests/testing/temp_dir.h"
 #include "tools/clusterkv_llama/gguf.h"
 #include "tools/clusterkv_llama/tokenizer.h"
@@ -36,14 +37,6 @@ using Ids = std::vector<int32_t>;
 
 // ---------------------------------------------------------------------------------------------
 // Real models and the golden file.
-
-std::string ModelDir() {
-  if (const char* dir = std::getenv("CLUSTERKV_MODEL_DIR"); dir != nullptr && *dir != '\0') {
-    return dir;
-  }
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "") + "/.cache/clusterkv/models";
-}
 
 const nlohmann::json& Golden() {
   static const nlohmann::json* const golden = [] {
@@ -61,10 +54,9 @@ const Tokenizer* ModelTokenizer(const std::string& file, const std::string& pre_
   static auto* const cache = new std::map<std::string, std::unique_ptr<Tokenizer>>();
   const std::string key = file + "|" + pre_override;
   if (auto it = cache->find(key); it != cache->end()) return it->second.get();
-  const std::string path = ModelDir() + "/" + file;
-  if (!std::filesystem::exists(path)) {
-    ADD_FAILURE() << "missing model " << path << ": run deploy/setup.sh (it downloads the "
-                  << "models into $CLUSTERKV_MODEL_DIR, default ~/.cache/clusterkv/models)";
+  const std::string path = clusterkv::testing::ModelPath(file);
+  if (const std::string missing = clusterkv::testing::MissingModelMessage(file); !missing.empty()) {
+    ADD_FAILURE() << missing;
     return nullptr;
   }
   absl::StatusOr<std::unique_ptr<GgufFile>> gguf = GgufFile::Open(path);

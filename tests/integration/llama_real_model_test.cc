@@ -1,0 +1,183 @@
+// clusterkv_llama with the two real models (deploy/models.sh fetches them) through a real
+// clusterkvd: text in, text out over the UCX data plane, ClusterKV with a budget covering every
+// token reproducing full attention's greedy tokens exactly, and the binary's answers to bad
+// input. No quality threshold is asserted: how much a small budget loses is measured by the
+// evaluation tool, not tested.
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/testing/daemon_process.h"
+#include "tests/testing/model_files.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/unit/llama_test_util.h"
+#include "tools/clusterkv_llama/generate.h"
+#include "tools/clusterkv_llama/gguf.h"
+#include "tools/clusterkv_llama/model_loader.h"
+#include "tools/clusterkv_llama/tokenizer.h"
+
+namespace clusterkv::llama {
+namespace {
+
+using clusterkv::testing::DaemonProcess;
+using clusterkv::testing::DaemonProcessOptions;
+using clusterkv::testing::ModelPath;
+using clusterkv::testing::ProcessResult;
+using clusterkv::testing::RunProcess;
+using clusterkv::testing::TempDir;
+
+std::string ReadText(const std::string& name) {
+  std::ifstream in(std::string(CLUSTERKV_TEST_DATA_DIR) + "/llama/" + name);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_FALSE(text.empty()) << name;
+  return text;
+}
+
+struct Loaded {
+  ModelWeights weights;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+
+absl::StatusOr<Loaded> Load(const std::string& file) {
+  const std::string missing = clusterkv::testing::MissingModelMessage(file);
+  if (!missing.empty()) return absl::NotFoundError(missing);
+  Loaded l;
+  absl::StatusOr<ModelWeights> w = LoadModel(ModelPath(file));
+  if (!w.ok()) return w.status();
+  l.weights = *std::move(w);
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Open(ModelPath(file));
+  if (!f.ok()) return f.status();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> t = Tokenizer::FromGguf((*f)->index());
+  if (!t.ok()) return t.status();
+  l.tokenizer = *std::move(t);
+  return l;
+}
+
+DaemonProcessOptions BigEnoughDaemon() {
+  DaemonProcessOptions o;
+  o.flags = {"--host_capacity_mib=256"};
+  return o;
+}
+
+// The prompt's K/V go to clusterkvd, a small budget makes the step recall clusters, and the
+// recalls go over UCX (the daemon is on this host).
+TEST(LlamaRealModelTest, SmolLm2GeneratesTextThroughClusterkvdOverUcx) {
+  LLAMA_ASSERT_OK_AND_ASSIGN(Loaded m, Load(clusterkv::testing::kSmolLm2File));
+  DaemonProcess daemon(BigEnoughDaemon());
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  LLAMA_ASSERT_OK_AND_ASSIGN(std::vector<int32_t> prompt,
+                             m.tokenizer->Encode(ReadText("pride_and_prejudice_ch1.txt"), {}));
+  GenerateOptions o;
+  o.target = daemon.target();
+  o.tenant = "llama-real";
+  o.data_plane = "ucx";
+  o.budget = 64;
+  o.max_new_tokens = 12;
+  o.stop_at_end = false;
+  o.threads = 2;
+  std::string streamed;
+  o.on_text = [&](absl::string_view variant, absl::string_view text) {
+    if (absl::StartsWith(variant, "clusterkv")) streamed += std::string(text);
+  };
+  LLAMA_ASSERT_OK_AND_ASSIGN(GenerateResult r, Generate(m.weights, *m.tokenizer, prompt, o));
+  ASSERT_EQ(r.runs.size(), 2u);
+  const GeneratedRun& sparse = r.runs[1];
+  EXPECT_EQ(sparse.variant, "clusterkv_b64");
+  EXPECT_EQ(sparse.tokens.size(), 12u);
+  EXPECT_EQ(sparse.data_plane_configured, "ucx");
+  EXPECT_EQ(sparse.data_plane, "ucx");
+  EXPECT_GT(sparse.totals.bytes_fetched, 0);
+  EXPECT_FALSE(sparse.text.empty());
+  EXPECT_EQ(streamed, sparse.text);  // streamed as produced, nothing lost
+  EXPECT_EQ(sparse.text, m.tokenizer->Decode(sparse.tokens, /*render_special=*/false));
+  ASSERT_TRUE(daemon.Stop().ok());
+}
+
+// A budget covering every token attends exactly what full attention attends (fp32 K/V on both
+// sides), so the greedy continuations are the same token for token, on both architectures (for
+// Gemma 3 the prompt is longer than its 512-token window: local and global layers both count).
+TEST(LlamaRealModelTest, FullBudgetReproducesFullAttentionOnBothModels) {
+  for (const auto& [file, text] :
+       {std::pair<std::string, std::string>{clusterkv::testing::kSmolLm2File,
+                                            "pride_and_prejudice_ch1.txt"},
+        {clusterkv::testing::kGemma3File, "pride_and_prejudice_ch1_long.txt"}}) {
+    SCOPED_TRACE(file);
+    LLAMA_ASSERT_OK_AND_ASSIGN(Loaded m, Load(file));
+    DaemonProcess daemon(BigEnoughDaemon());
+    ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+    LLAMA_ASSERT_OK_AND_ASSIGN(std::vector<int32_t> prompt,
+                               m.tokenizer->Encode(ReadText(text), {}));
+    GenerateOptions o;
+    o.target = daemon.target();
+    o.tenant = "llama-real";
+    o.kv_dtype = DType::kFloat32;
+    o.budget = 8192;
+    o.max_new_tokens = 8;
+    o.stop_at_end = false;
+    o.threads = 2;
+    LLAMA_ASSERT_OK_AND_ASSIGN(GenerateResult r, Generate(m.weights, *m.tokenizer, prompt, o));
+    ASSERT_EQ(r.runs.size(), 2u);
+    EXPECT_EQ(r.runs[1].tokens, r.runs[0].tokens);
+    EXPECT_EQ(r.agreeing_prefix, 8);
+    EXPECT_GT(r.runs[1].totals.bytes_fetched, 0);  // the clusters really came from the daemon
+    ASSERT_TRUE(daemon.Stop().ok());
+  }
+}
+
+ProcessResult RunTool(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {CLUSTERKV_LLAMA_BIN,
+                                   std::string("--daemon=") + CLUSTERKV_DAEMON_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  absl::StatusOr<ProcessResult> r = RunProcess(argv, absl::Seconds(300));
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : ProcessResult{};
+}
+
+TEST(LlamaRealModelTest, TheBinaryAnswersAChatPromptAndRefusesBadInputClearly) {
+  const std::string smol = ModelPath(clusterkv::testing::kSmolLm2File);
+  ASSERT_EQ(clusterkv::testing::MissingModelMessage(clusterkv::testing::kSmolLm2File), "");
+  const ProcessResult chat = RunTool({"--model=" + smol, "--chat", "--prompt=Why is the sky blue?",
+                                      "--max_new_tokens=6", "--full_attention=false"});
+  EXPECT_EQ(chat.exit_status, 0) << chat.output;
+  EXPECT_NE(chat.output.find("== clusterkv_b1024 =="), std::string::npos) << chat.output;
+  EXPECT_NE(chat.output.find("recalls from clusterkvd over ucx"), std::string::npos) << chat.output;
+
+  TempDir dir("llama_bad");
+  const std::string latin1 = dir.Sub("latin1.txt");
+  std::ofstream(latin1) << "caf\xe9 au lait";
+  ProcessResult r = RunTool({"--model=" + smol, "--prompt_file=" + latin1});
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("UTF-8"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("offset 3"), std::string::npos) << r.output;
+
+  r = RunTool({"--model=" + smol, "--prompt=hello", "--max_new_tokens=9000"});
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("context of 8192 tokens"), std::string::npos) << r.output;
+
+  // A truncated copy of the real file: DATA_LOSS naming the file and what is missing.
+  const std::string cut = dir.Sub("cut.gguf");
+  {
+    std::ifstream in(smol, std::ios::binary);
+    std::string head(1 << 20, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    std::ofstream(cut, std::ios::binary) << head;
+  }
+  r = RunTool({"--model=" + cut, "--prompt=hello"});
+  EXPECT_EQ(r.exit_status, 1) << r.output;
+  EXPECT_NE(r.output.find("truncated"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("cut.gguf"), std::string::npos) << r.output;
+
+  r = RunTool({"--prompt=hello"});  // the random model has no tokenizer
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("tokenizer"), std::string::npos) << r.output;
+
+  r = RunTool({"--model=" + smol, "--mode=translate"});
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("--mode"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace clusterkv::llama
