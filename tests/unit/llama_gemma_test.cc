@@ -236,6 +236,47 @@ TEST(LlamaGemmaTest, PrefillCanReportEveryPositionsLogits) {
   EXPECT_LT(MaxAbsDiff(rows[6], shorter.last_logits), 1e-4);
 }
 
+// Teacher forcing in chunks gives the logits of one decode step per token (both kinds of layer,
+// the local windows wrapping inside the chunk).
+TEST(LlamaGemmaTest, DecodeChunkMatchesStepByStep) {
+  const ModelWeights w = RandomGemma(6);
+  const ModelConfig& c = w.config;
+  const std::vector<int32_t> tokens = Tokens(60, c.vocab, 7);
+  DecoderModel model(&w, 2);
+  const int64_t head = 40;
+  LLAMA_ASSERT_OK_AND_ASSIGN(PrefillResult prefill,
+                             model.Prefill(absl::MakeConstSpan(tokens.data(), head)));
+  LLAMA_ASSERT_OK_AND_ASSIGN(gpu::ExecContext exec, gpu::MakeExecContext("cpu", 2));
+  auto fresh = [&] {
+    std::unique_ptr<AttentionBackend> b =
+        ForModelLayers(c, std::make_unique<FullAttentionBackend>(c, DType::kFloat32, 60, exec));
+    EXPECT_TRUE(LoadPrefillInto(c, prefill, *b).ok());
+    return b;
+  };
+  std::unique_ptr<AttentionBackend> stepwise = fresh(), chunked = fresh();
+  std::vector<std::vector<float>> want;
+  std::vector<float> logits(c.vocab);
+  for (int64_t t = head; t < 60; ++t) {
+    LLAMA_ASSERT_OK(model.DecodeStep(tokens[t], t, *stepwise, logits.data(), nullptr, nullptr));
+    want.push_back(logits);
+  }
+  std::vector<std::vector<float>> got;
+  int64_t next = head;
+  for (int64_t t0 = head; t0 < 60; t0 += 7) {  // chunks of 7, the last one shorter
+    const int64_t n = std::min<int64_t>(7, 60 - t0);
+    LLAMA_ASSERT_OK(model.DecodeChunk(
+        absl::MakeConstSpan(tokens.data() + t0, n), t0, *chunked,
+        [&](int64_t pos, const float* l) {
+          EXPECT_EQ(pos, next++);
+          got.emplace_back(l, l + c.vocab);
+        },
+        nullptr));
+  }
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(MaxAbsDiff(got[i], want[i]), 1e-4) << i;
+  EXPECT_TRUE(absl::IsInvalidArgument(model.DecodeChunk({}, 60, *chunked, nullptr, nullptr)));
+}
+
 // ClusterKV sees the global layers only; dense layers name model layers.
 TEST(LlamaGemmaTest, SequenceConfigRenumbersDenseLayers) {
   ModelConfig c = TinyGemma();

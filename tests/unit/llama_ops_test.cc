@@ -232,19 +232,22 @@ TEST(LlamaAttentionTest, CausalGqaMatchesNaiveWholeAndChunked) {
 // chunk boundaries inside blocks, and sliding windows shorter and longer than a key block.
 TEST(LlamaAttentionTest, BlockedAttentionMatchesNaiveAcrossBlocksAndWindows) {
   const ModelConfig c = TinyConfig();
-  const int64_t tokens = 300;
+  const int64_t tokens = 600;
   const std::vector<float> q = RandomVector(tokens * c.QDim(), 51, 1.5f);
   const std::vector<float> k = RandomVector(tokens * c.KvDim(), 52, 1.5f);
   const std::vector<float> v = RandomVector(tokens * c.KvDim(), 53);
-  for (int64_t window : {0, 1, 37, 200}) {
+  for (int64_t window : {0, 1, 37, 300}) {
     const std::vector<float> want = NaiveCausal(c, q, k, v, tokens, window);
-    CausalAttentionParams params;
-    params.window = window;
-    std::vector<float> got(tokens * c.QDim());
-    CausalAttention(c, q.data(), 0, 150, k.data(), v.data(), got.data(), 2, params);
-    CausalAttention(c, q.data() + 150 * c.QDim(), 150, tokens - 150, k.data(), v.data(),
-                    got.data() + 150 * c.QDim(), 1, params);
-    ExpectNear(got, want, 2e-5);
+    for (MatMulImpl impl : {MatMulImpl::kAuto, MatMulImpl::kOwn}) {
+      CausalAttentionParams params;
+      params.window = window;
+      params.matmul = impl;
+      std::vector<float> got(tokens * c.QDim());
+      CausalAttention(c, q.data(), 0, 350, k.data(), v.data(), got.data(), 2, params);
+      CausalAttention(c, q.data() + 350 * c.QDim(), 350, tokens - 350, k.data(), v.data(),
+                      got.data() + 350 * c.QDim(), 1, params);
+      ExpectNear(got, want, 2e-5);
+    }
   }
   // An explicit scale equals pre-scaled queries.
   std::vector<float> q2 = q;

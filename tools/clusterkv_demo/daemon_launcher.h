@@ -1,7 +1,8 @@
 // DaemonLauncher: runs clusterkvd as a child process for the demo. Start() forks/execs the
 // binary with the given flags and reads its output until the "clusterkvd: serving on" line,
 // which is the readiness signal (no sleeps); Stop() sends SIGTERM and reaps it. The destructor
-// kills a daemon that is still running.
+// kills a daemon that is still running, and the kernel sends it SIGTERM when the thread that
+// called Start() exits (PR_SET_PDEATHSIG), so a killed tool leaves no daemon behind.
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_DEMO_DAEMON_LAUNCHER_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_DEMO_DAEMON_LAUNCHER_H_
 

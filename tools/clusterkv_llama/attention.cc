@@ -1,5 +1,7 @@
 #include "tools/clusterkv_llama/attention.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,17 +15,17 @@ namespace {
 
 // Query tokens per task: with G heads per kv head, G * kQueryBlock query rows share one pass
 // over the keys and values.
-constexpr int64_t kQueryBlock = 32;
-// Keys per inner block: the scores of one block (rows x kKeyBlock floats) and the transposed
-// value block (head_dim x kKeyBlock) stay in L2.
-constexpr int64_t kKeyBlock = 128;
+constexpr int64_t kQueryBlock = 64;
+// Keys per inner block: the scores of one block (rows x kKeyBlock floats) and the value block
+// stay in L2.
+constexpr int64_t kKeyBlock = 256;
 
 // Per-task scratch, reused across the tasks a thread runs.
 struct Scratch {
   std::vector<float> q;       // [rows, hd]
   std::vector<float> scores;  // [rows, kKeyBlock]
-  std::vector<float> vt;      // [hd, kKeyBlock]: the value block transposed
-  std::vector<float> pv;      // [rows, hd]
+  std::vector<float> vt;      // [hd, kKeyBlock]: the value block transposed (own kernel)
+  std::vector<float> pv;      // [rows, hd] (own kernel)
   std::vector<float> acc;     // [rows, hd]
   std::vector<float> max;     // [rows] running max of scaled scores
   std::vector<float> sum;     // [rows] running softmax denominators
@@ -41,6 +43,11 @@ void CausalAttention(const ModelConfig& c, const float* q, int64_t first, int64_
   const int64_t window = params.window;
   const int64_t blocks = (chunk + kQueryBlock - 1) / kQueryBlock;
   const int64_t tasks = int64_t{c.n_kv_heads} * blocks;
+  const bool blas = params.matmul != MatMulImpl::kOwn;
+  // The tasks call sgemm concurrently, each single-threaded; OpenBLAS's process-wide thread
+  // count is restored afterwards.
+  const int blas_threads = openblas_get_num_threads();
+  if (blas) openblas_set_num_threads(1);
   ParallelFor(tasks, threads, [&](int64_t begin, int64_t end, int) {
     Scratch s;
     for (int64_t task = begin; task < end; ++task) {
@@ -57,8 +64,10 @@ void CausalAttention(const ModelConfig& c, const float* q, int64_t first, int64_
         }
       }
       s.scores.resize(static_cast<size_t>(rows * kKeyBlock));
-      s.vt.resize(static_cast<size_t>(hd * kKeyBlock));
-      s.pv.resize(static_cast<size_t>(rows * hd));
+      if (!blas) {
+        s.vt.resize(static_cast<size_t>(hd * kKeyBlock));
+        s.pv.resize(static_cast<size_t>(rows * hd));
+      }
       s.acc.assign(static_cast<size_t>(rows * hd), 0.0f);
       s.max.assign(static_cast<size_t>(rows), -INFINITY);
       s.sum.assign(static_cast<size_t>(rows), 0.0f);
@@ -69,11 +78,13 @@ void CausalAttention(const ModelConfig& c, const float* q, int64_t first, int64_
         const int64_t kb = std::min(kKeyBlock, hi - k0);
         const float* kblock = keys + k0 * kv_dim + static_cast<int64_t>(g) * hd;
         const float* vblock = values + k0 * kv_dim + static_cast<int64_t>(g) * hd;
-        MatMulStrided(s.q.data(), hd, rows, kblock, kv_dim, kb, hd, s.scores.data(), kb);
-        for (int64_t t = 0; t < kb; ++t) {
-          for (int32_t d = 0; d < hd; ++d) {
-            s.vt[static_cast<size_t>(d * kb + t)] = vblock[t * kv_dim + d];
-          }
+        if (blas) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
+                      static_cast<blasint>(kb), hd, 1.0f, s.q.data(), hd, kblock,
+                      static_cast<blasint>(kv_dim), 0.0f, s.scores.data(),
+                      static_cast<blasint>(kb));
+        } else {
+          MatMulStrided(s.q.data(), hd, rows, kblock, kv_dim, kb, hd, s.scores.data(), kb);
         }
         bool any = false;
         for (int64_t m = 0; m < rows; ++m) {
@@ -104,8 +115,20 @@ void CausalAttention(const ModelConfig& c, const float* q, int64_t first, int64_
           }
         }
         if (!any) continue;
-        MatMulStrided(s.scores.data(), kb, rows, s.vt.data(), kb, hd, kb, s.pv.data(), hd);
-        for (size_t i = 0; i < s.acc.size(); ++i) s.acc[i] += s.pv[i];
+        if (blas) {
+          // acc += P V, V read in place (rows of stride kv_dim).
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows), hd,
+                      static_cast<blasint>(kb), 1.0f, s.scores.data(), static_cast<blasint>(kb),
+                      vblock, static_cast<blasint>(kv_dim), 1.0f, s.acc.data(), hd);
+        } else {
+          for (int64_t t = 0; t < kb; ++t) {
+            for (int32_t d = 0; d < hd; ++d) {
+              s.vt[static_cast<size_t>(d * kb + t)] = vblock[t * kv_dim + d];
+            }
+          }
+          MatMulStrided(s.scores.data(), kb, rows, s.vt.data(), kb, hd, kb, s.pv.data(), hd);
+          for (size_t i = 0; i < s.acc.size(); ++i) s.acc[i] += s.pv[i];
+        }
       }
       for (int64_t m = 0; m < rows; ++m) {
         const int64_t i = b0 + m / group;
@@ -117,6 +140,7 @@ void CausalAttention(const ModelConfig& c, const float* q, int64_t first, int64_
       }
     }
   });
+  if (blas) openblas_set_num_threads(blas_threads);
 }
 
 }  // namespace clusterkv::llama

@@ -12,12 +12,16 @@
 #include <cstdint>
 
 #include "tools/clusterkv_llama/model_config.h"
+#include "tools/clusterkv_llama/ops.h"
 
 namespace clusterkv::llama {
 
 struct CausalAttentionParams {
   float scale = 0.0f;  // of q.k; 0 means 1/sqrt(head_dim)
   int64_t window = 0;  // 0 = every earlier token
+  // The block products: OpenBLAS sgemm (kAuto, kBlas; run single-threaded inside each task)
+  // or the own kernel (kOwn).
+  MatMulImpl matmul = MatMulImpl::kAuto;
 };
 
 // Queries of the `chunk` tokens at positions [first, first + chunk): q is [chunk, n_heads *

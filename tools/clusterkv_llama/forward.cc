@@ -164,6 +164,7 @@ absl::StatusOr<PrefillResult> DecoderModel::Prefill(absl::Span<const int32_t> to
       PrepareQk(lw, local, t0, n, q.data(), keys);
       CausalAttentionParams params;
       params.window = local ? c.sliding_window : 0;
+      params.matmul = matmul_;
       CausalAttention(c, q.data(), t0, n, r.keys[static_cast<size_t>(l)].data(),
                       r.values[static_cast<size_t>(l)].data(), attn.data(), threads_, params);
       MatMul(attn.data(), n, lw.wo.data(), dim, q_dim, proj.data(), threads_, matmul_);
@@ -253,6 +254,69 @@ absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBacke
     timing->dense_us = timing->total_us - attention_us;
   }
   if (attention_stats != nullptr) *attention_stats = total_stats;
+  return absl::OkStatus();
+}
+
+absl::Status DecoderModel::DecodeChunk(absl::Span<const int32_t> tokens, int64_t pos,
+                                       AttentionBackend& backend, const PositionLogits& logits,
+                                       AttentionStepStats* stats) const {
+  const ModelConfig& c = weights_->config;
+  const ModelWeights& w = *weights_;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return absl::InvalidArgumentError("decode: empty chunk");
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= c.vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("decode: token ", t, " outside [0, ", c.vocab, ")"));
+    }
+  }
+  const int64_t dim = c.dim, q_dim = c.QDim(), kv_dim = c.KvDim(), ffn = c.ffn_dim;
+  std::vector<float> x(static_cast<size_t>(n * dim)), h(x.size()), proj(x.size());
+  std::vector<float> q(static_cast<size_t>(n * q_dim)), attn(q.size());
+  std::vector<float> k(static_cast<size_t>(n * kv_dim)), v(k.size());
+  std::vector<float> gate(static_cast<size_t>(n * ffn)), up(gate.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const float* e = &w.embed[static_cast<size_t>(int64_t{tokens[static_cast<size_t>(i)]} * dim)];
+    for (int64_t d = 0; d < dim; ++d) x[static_cast<size_t>(i * dim + d)] = e[d] * c.embed_scale;
+  }
+  AttentionStepStats total;
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    for (int64_t i = 0; i < n; ++i) {
+      RmsNorm(&x[static_cast<size_t>(i * dim)], lw.attn_norm.data(), dim, c.norm_eps,
+              &h[static_cast<size_t>(i * dim)]);
+    }
+    MatMul(h.data(), n, lw.wq.data(), q_dim, dim, q.data(), threads_, matmul_);
+    MatMul(h.data(), n, lw.wk.data(), kv_dim, dim, k.data(), threads_, matmul_);
+    MatMul(h.data(), n, lw.wv.data(), kv_dim, dim, v.data(), threads_, matmul_);
+    PrepareQk(lw, c.IsLocalLayer(l), pos, n, q.data(), k.data());
+    for (int64_t i = 0; i < n; ++i) {
+      AttentionStepStats s;
+      RETURN_IF_ERROR(backend.AppendAndAttend(
+          l, &q[static_cast<size_t>(i * q_dim)], &k[static_cast<size_t>(i * kv_dim)],
+          &v[static_cast<size_t>(i * kv_dim)], &attn[static_cast<size_t>(i * q_dim)], &s));
+      total.Add(s);
+      if (query_hook_) query_hook_(l, &q[static_cast<size_t>(i * q_dim)]);
+    }
+    MatMul(attn.data(), n, lw.wo.data(), dim, q_dim, proj.data(), threads_, matmul_);
+    if (c.post_norms) {
+      for (int64_t i = 0; i < n; ++i) {
+        float* p = &proj[static_cast<size_t>(i * dim)];
+        RmsNorm(p, lw.post_attn_norm.data(), dim, c.norm_eps, p);
+      }
+    }
+    AddInto(x.data(), proj.data(), n * dim);
+    AddMlp(lw, n, x.data(), h.data(), gate.data(), up.data(), proj.data());
+  }
+  std::vector<float> rows(static_cast<size_t>(std::min(kLogitRows, n) * c.vocab));
+  for (int64_t i0 = 0; i0 < n; i0 += kLogitRows) {
+    const int64_t r = std::min(kLogitRows, n - i0);
+    Logits(&x[static_cast<size_t>(i0 * dim)], r, rows.data());
+    if (logits) {
+      for (int64_t i = 0; i < r; ++i) logits(pos + i0 + i, &rows[static_cast<size_t>(i * c.vocab)]);
+    }
+  }
+  if (stats != nullptr) *stats = total;
   return absl::OkStatus();
 }
 

@@ -83,8 +83,21 @@ class DecoderModel {
                                         float* logits, DecodeTiming* timing,
                                         AttentionStepStats* attention_stats) const;
 
-  // Optional hook for diagnostics: called per layer of a decode step with the query handed to
-  // the backend [n_heads, head_dim] after the backend has attended.
+  // Runs `tokens` at positions pos, pos + 1, ... as consecutive decode steps through `backend`
+  // (each token appended, then attending over every token before it and itself) and calls
+  // `logits` for each position in order. The dense parts run for the whole chunk at once, layer
+  // by layer, and each layer's tokens go through the backend in order: every layer sees the
+  // same sequence of AppendAndAttend calls as with one DecodeStep per token, so the results are
+  // those of DecodeStep (a backend's step counter advances per call, per layer). For teacher
+  // forcing, where the inputs are known in advance. `stats` (may be null) sums the backend's.
+  // InvalidArgument: empty chunk or a bad token; otherwise the backend's status.
+  [[nodiscard]] absl::Status DecodeChunk(absl::Span<const int32_t> tokens, int64_t pos,
+                                         AttentionBackend& backend, const PositionLogits& logits,
+                                         AttentionStepStats* stats) const;
+
+  // Optional hook for diagnostics: called per layer of a decode step (DecodeStep, and each
+  // token of DecodeChunk) with the query handed to the backend [n_heads, head_dim] after the
+  // backend has attended.
   using QueryHook = std::function<void(int32_t layer, const float* q)>;
   void set_query_hook(QueryHook hook) { query_hook_ = std::move(hook); }
 

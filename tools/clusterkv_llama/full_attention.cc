@@ -62,10 +62,18 @@ absl::Status FullAttentionBackend::LoadPrefill(int32_t layer, const Tensor3View&
   return absl::OkStatus();
 }
 
-absl::Status FullAttentionBackend::AppendAndAttend(int32_t layer, const float* q, const float* k,
-                                                   const float* v, float* out,
-                                                   AttentionStepStats* stats) {
-  const auto t0 = std::chrono::steady_clock::now();
+const uint8_t* FullAttentionBackend::Row(const std::vector<uint8_t>& buf, int32_t head,
+                                         int64_t token) const {
+  return buf.data() + static_cast<size_t>((int64_t{head} * capacity_ + token) * config_.head_dim) *
+                          DTypeSize(kv_dtype_);
+}
+
+ConstMatrixView FullAttentionBackend::Keys(int32_t layer, int32_t head) const {
+  const Layer& l = layers_[static_cast<size_t>(layer)];
+  return ConstMatrixView(Row(l.keys, head, 0), kv_dtype_, l.tokens, config_.head_dim);
+}
+
+absl::Status FullAttentionBackend::Append(int32_t layer, const float* k, const float* v) {
   if (layer < 0 || layer >= static_cast<int32_t>(layers_.size())) {
     return absl::InvalidArgumentError(absl::StrCat("bad layer ", layer));
   }
@@ -74,31 +82,61 @@ absl::Status FullAttentionBackend::AppendAndAttend(int32_t layer, const float* q
     return absl::InvalidArgumentError(
         absl::StrCat("full attention cache of ", capacity_, " tokens is full"));
   }
-  const int32_t hd = config_.head_dim, group = config_.GroupSize();
+  const int32_t hd = config_.head_dim;
   for (int32_t h = 0; h < config_.n_kv_heads; ++h) {
     ConvertFromFloat(k + int64_t{h} * hd, hd, kv_dtype_, Row(l.keys, h, l.tokens));
     ConvertFromFloat(v + int64_t{h} * hd, hd, kv_dtype_, Row(l.values, h, l.tokens));
   }
   ++l.tokens;
-  const int64_t append_us = MicrosSince(t0);
-  const auto t1 = std::chrono::steady_clock::now();
+  return absl::OkStatus();
+}
+
+absl::Status FullAttentionBackend::AttendRanges(int32_t layer, const float* q,
+                                                const std::vector<std::vector<TokenRange>>& ranges,
+                                                float* out) const {
+  if (layer < 0 || layer >= static_cast<int32_t>(layers_.size()) ||
+      static_cast<int32_t>(ranges.size()) != config_.n_kv_heads) {
+    return absl::InvalidArgumentError("AttendRanges: bad layer or range lists");
+  }
+  const Layer& l = layers_[static_cast<size_t>(layer)];
+  const int32_t hd = config_.head_dim, group = config_.GroupSize();
   std::vector<gpu::AttentionTask> tasks(static_cast<size_t>(config_.n_kv_heads));
   for (int32_t h = 0; h < config_.n_kv_heads; ++h) {
     gpu::AttentionTask& task = tasks[static_cast<size_t>(h)];
     task.queries = ConstMatrixView(q + int64_t{h} * group * hd, group, hd);
-    task.spans.push_back(
-        gpu::KvSpan{ConstMatrixView(Row(l.keys, h, 0), kv_dtype_, l.tokens, hd),
-                    ConstMatrixView(Row(l.values, h, 0), kv_dtype_, l.tokens, hd)});
+    for (const TokenRange& r : ranges[static_cast<size_t>(h)]) {
+      if (r.begin < 0 || r.end > l.tokens || r.begin >= r.end) {
+        return absl::InvalidArgumentError(absl::StrCat("AttendRanges: range [", r.begin, ", ",
+                                                       r.end, ") outside the layer's ", l.tokens,
+                                                       " tokens"));
+      }
+      task.spans.push_back(
+          gpu::KvSpan{ConstMatrixView(Row(l.keys, h, r.begin), kv_dtype_, r.size(), hd),
+                      ConstMatrixView(Row(l.values, h, r.begin), kv_dtype_, r.size(), hd)});
+    }
     task.scale = 1.0f / std::sqrt(static_cast<float>(hd));
     task.out = MatrixView(out + int64_t{h} * group * hd, group, hd);
   }
-  RETURN_IF_ERROR(gpu::AttentionBatch(tasks, exec_));
+  return gpu::AttentionBatch(tasks, exec_);
+}
+
+absl::Status FullAttentionBackend::AppendAndAttend(int32_t layer, const float* q, const float* k,
+                                                   const float* v, float* out,
+                                                   AttentionStepStats* stats) {
+  const auto t0 = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(Append(layer, k, v));
+  const int64_t append_us = MicrosSince(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+  const int64_t tokens = layers_[static_cast<size_t>(layer)].tokens;
+  const std::vector<std::vector<TokenRange>> all(static_cast<size_t>(config_.n_kv_heads),
+                                                 {TokenRange{0, tokens}});
+  RETURN_IF_ERROR(AttendRanges(layer, q, all, out));
   if (stats != nullptr) {
     *stats = AttentionStepStats();
     stats->append_us = append_us;
     stats->attend_us = MicrosSince(t1);
     stats->total_us = MicrosSince(t0);
-    stats->attended_tokens = l.tokens * config_.n_kv_heads;
+    stats->attended_tokens = tokens * config_.n_kv_heads;
   }
   return absl::OkStatus();
 }

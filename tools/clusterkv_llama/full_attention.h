@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "core/kv_layout.h"
+#include "core/token_range.h"
 #include "gpu/backend.h"
 #include "tools/clusterkv_llama/attention_backend.h"
 #include "tools/clusterkv_llama/model_config.h"
@@ -44,6 +45,17 @@ class FullAttentionBackend : public AttentionBackend {
 
   int64_t num_tokens(int32_t layer) const { return layers_[static_cast<size_t>(layer)].tokens; }
 
+  // The two halves of AppendAndAttend, for backends that attend over a subset of the tokens
+  // (baseline_attention.h). Append: InvalidArgument for a bad layer or a full cache.
+  absl::Status Append(int32_t layer, const float* k, const float* v);
+  // Attends q [n_heads, head_dim] over `ranges[h]` (token ranges of kv head h, each within the
+  // layer's tokens) into out [n_heads, head_dim], with the kernel AppendAndAttend uses. `ranges`
+  // holds one list per kv head. InvalidArgument on a bad layer, list count or range.
+  absl::Status AttendRanges(int32_t layer, const float* q,
+                            const std::vector<std::vector<TokenRange>>& ranges, float* out) const;
+  // Keys of (layer, kv head) so far: [tokens, head_dim] in the KV dtype.
+  ConstMatrixView Keys(int32_t layer, int32_t head) const;
+
  private:
   struct Layer {
     std::vector<uint8_t> keys;  // [n_kv][capacity][hd] in kv_dtype
@@ -51,6 +63,7 @@ class FullAttentionBackend : public AttentionBackend {
     int64_t tokens = 0;
   };
   uint8_t* Row(std::vector<uint8_t>& buf, int32_t head, int64_t token);
+  const uint8_t* Row(const std::vector<uint8_t>& buf, int32_t head, int64_t token) const;
 
   ModelConfig config_;
   DType kv_dtype_;

@@ -186,6 +186,39 @@ absl::StatusOr<std::string> ChatPrompt(const Tokenizer& tokenizer, absl::string_
       "--chat: the model's vocabulary has neither ChatML (<|im_start|>) nor Gemma "
       "(<start_of_turn>) turn tokens");
 }
+
+// The eval mode: its own daemon unless --target, the tables, and the report with --json.
+absl::Status RunEval(const ToolOptions& o, const ModelWeights& weights, const Tokenizer& tokenizer,
+                     std::ostream& out, std::ostream& err) {
+  QualityEvalOptions eo = o.eval;
+  static_cast<ServiceOptions&>(eo) = o.comparison;
+  eo.budgets = o.comparison.budgets;
+  eo.model_name = o.model.empty() ? "random" : std::filesystem::path(o.model).filename().string();
+  if (!o.quiet) eo.progress = &err;
+  std::unique_ptr<OwnDaemon> daemon;
+  if (eo.target.empty()) {
+    ASSIGN_OR_RETURN(daemon, OwnDaemon::Start(o, err));
+    eo.target = daemon->target();
+  }
+  absl::StatusOr<nlohmann::ordered_json> rows = RunQualityEval(weights, tokenizer, eo, out);
+  if (daemon != nullptr) {
+    const absl::Status stopped = daemon->Stop();
+    RETURN_IF_ERROR(rows.status());
+    RETURN_IF_ERROR(stopped);
+  }
+  RETURN_IF_ERROR(rows.status());
+  if (!o.json_path.empty()) {
+    nlohmann::ordered_json report = nlohmann::ordered_json::object();
+    report["bench"] = "llama_eval";
+    report["machine"] = MachineInfo();
+    report["model"] = weights.config.DebugString();
+    report["clusterkv_config"] = SequenceConfig(weights.config, eo.config).DebugString();
+    report["results"] = *std::move(rows);
+    RETURN_IF_ERROR(WriteJsonFile(report, o.json_path));
+    out << "wrote " << o.json_path << "\n";
+  }
+  return absl::OkStatus();
+}
 }  // namespace
 
 absl::string_view UsageText() {
@@ -206,7 +239,15 @@ absl::string_view UsageText() {
          "            errors; --json writes the report.\n"
          "  bench     speed on this machine: OpenBLAS sgemm ceiling, own kernel vs OpenBLAS on\n"
          "            the model's products, prefill tokens/s, decode tokens/s of full attention\n"
-         "            vs ClusterKV (--budget, --bench_steps).\n\n"
+         "            vs ClusterKV (--budget, --bench_steps).\n"
+         "  eval      the ClusterKV paper's protocol on the model, every method in one run:\n"
+         "            perplexity of the next --ppl_tokens tokens of --text after each of\n"
+         "            --contexts, agreement with full attention's greedy continuation, passkey\n"
+         "            retrieval at --passkey_depths depths of --passkey_text, cost (cache hit\n"
+         "            rate, bytes recalled, score/select/fetch/attend); full attention,\n"
+         "            ClusterKV (through clusterkvd), Quest, StreamingLLM and the oracle top-B at\n"
+         "            each --budgets entry. --dump_npy writes the real Q/K/V for "
+         "clusterkv_eval.\n\n"
          "Usage:\n"
          "  clusterkv_llama --model=m.gguf --prompt \"Once upon a time\" [--max_new_tokens=64]\n"
          "  clusterkv_llama --model=m.gguf --prompt_file=book.txt [--budget=1024]\n"
@@ -270,9 +311,9 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
   }
   std::string mode = o.mode;
   if (mode == "auto") mode = text_prompt ? "generate" : "compare";
-  if (mode != "generate" && mode != "compare" && mode != "bench") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--mode must be auto, generate, compare or bench, got \"", o.mode, "\""));
+  if (mode != "generate" && mode != "compare" && mode != "bench" && mode != "eval") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--mode must be auto, generate, compare, bench or eval, got \"", o.mode, "\""));
   }
   std::unique_ptr<Tokenizer> tokenizer;
   if (!o.model.empty() &&
@@ -286,10 +327,12 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
                           absl::StrCat(o.model, ": tokenizer: ", t.status().message()));
     }
   }
-  if ((text_prompt || mode == "generate") && tokenizer == nullptr) {
+  if ((text_prompt || mode == "generate" || mode == "eval") && tokenizer == nullptr) {
     return absl::InvalidArgumentError(
-        "text prompts and --mode=generate need a GGUF model with a tokenizer (--model=*.gguf)");
+        "text prompts, --mode=generate and --mode=eval need a GGUF model with a tokenizer "
+        "(--model=*.gguf)");
   }
+  if (mode == "eval") return RunEval(o, weights, *tokenizer, out, err);
   std::vector<int32_t> prompt;
   if (text_prompt) {
     std::string text = o.prompt_text;

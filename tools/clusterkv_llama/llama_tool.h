@@ -25,6 +25,7 @@
 #include "tools/clusterkv_llama/comparison.h"
 #include "tools/clusterkv_llama/model_writer.h"
 #include "tools/clusterkv_llama/prompt.h"
+#include "tools/clusterkv_llama/quality_eval.h"
 
 namespace clusterkv::llama {
 
@@ -53,6 +54,8 @@ struct ToolOptions {
   // "generate", "compare", "bench", or "auto" (generate for a text prompt, else compare).
   std::string mode = "auto";
   int32_t bench_steps = 32;  // bench: decode steps per variant
+  // eval: everything but the service options, which come from `comparison`.
+  QualityEvalOptions eval;
   // generate: new tokens, budget, whether full attention runs beside ClusterKV.
   int32_t max_new_tokens = 64;
   int64_t generate_budget = 1024;

@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "core/cli_help.h"
 #include "tools/clusterkv_llama/llama_tool.h"
 
@@ -59,6 +60,21 @@ ABSL_FLAG(std::string, mode, "auto",
 ABSL_FLAG(int32_t, max_new_tokens, 64, "generate: tokens to generate per variant.");
 ABSL_FLAG(int64_t, budget, 1024, "generate and bench: the ClusterKV budget B.");
 ABSL_FLAG(int32_t, bench_steps, 32, "bench: decode steps per variant.");
+ABSL_FLAG(std::string, contexts, "2048,4096,8192", "eval: context lengths in tokens.");
+ABSL_FLAG(std::string, methods, "clusterkv,quest,streamingllm,oracle",
+          "eval: methods beside full attention (clusterkv, quest, streamingllm, oracle).");
+ABSL_FLAG(std::string, text, "austen",
+          "eval: the text for perplexity and agreement: austen (r-cran-janeaustenr), kjv "
+          "(bible-kjv) or a file path.");
+ABSL_FLAG(std::string, passkey_text, "kjv", "eval: the passkey haystack (same choices).");
+ABSL_FLAG(int32_t, ppl_tokens, 256, "eval: teacher-forced tokens per perplexity measurement.");
+ABSL_FLAG(int32_t, agreement_tokens, 256, "eval: full attention's greedy tokens to agree on.");
+ABSL_FLAG(int32_t, passkey_depths, 10, "eval: passkey depths (0 = no passkey task).");
+ABSL_FLAG(std::string, passkey_contexts, "",
+          "eval: contexts of the passkey task (default: every --contexts entry).");
+ABSL_FLAG(std::string, dump_npy, "",
+          "eval: write the first context's real Q/K/V per global layer here, in "
+          "clusterkv_eval's .npy layout (clusterkv_eval --npy_dir reads it).");
 ABSL_FLAG(bool, full_attention, true, "generate: also generate with full attention.");
 ABSL_FLAG(int64_t, prompt_len, 4096, "Synthetic prompt length in tokens.");
 ABSL_FLAG(uint64_t, prompt_seed, 7, "Synthetic prompt seed.");
@@ -128,6 +144,9 @@ int main(int argc, char** argv) {
           {"prompt", "prompt_file", "parse_special", "chat", "prompt_tokens", "prompt_len",
            "prompt_seed", "mode"}},
          {"Generate and bench", {"max_new_tokens", "budget", "full_attention", "bench_steps"}},
+         {"Eval",
+          {"contexts", "methods", "text", "passkey_text", "ppl_tokens", "agreement_tokens",
+           "passkey_depths", "passkey_contexts", "dump_npy"}},
          {"Compare", {"steps", "budgets", "oracle"}},
          {"ClusterKV",
           {"kv_dtype", "clusters", "kmeans_iters", "sinks", "dense_layers", "recluster_interval",
@@ -173,6 +192,25 @@ int main(int argc, char** argv) {
   o.generate_budget = absl::GetFlag(FLAGS_budget);
   o.generate_full = absl::GetFlag(FLAGS_full_attention);
   o.bench_steps = absl::GetFlag(FLAGS_bench_steps);
+  {
+    absl::StatusOr<std::vector<int64_t>> contexts =
+        ckl::ParseIntList(absl::GetFlag(FLAGS_contexts), "--contexts");
+    if (!contexts.ok()) return Usage(std::string(contexts.status().message()));
+    o.eval.contexts = *contexts;
+    o.eval.methods = absl::StrSplit(absl::GetFlag(FLAGS_methods), ',', absl::SkipEmpty());
+    o.eval.text = absl::GetFlag(FLAGS_text);
+    o.eval.passkey_text = absl::GetFlag(FLAGS_passkey_text);
+    o.eval.ppl_tokens = absl::GetFlag(FLAGS_ppl_tokens);
+    o.eval.agreement_tokens = absl::GetFlag(FLAGS_agreement_tokens);
+    o.eval.passkey_depths = absl::GetFlag(FLAGS_passkey_depths);
+    if (!absl::GetFlag(FLAGS_passkey_contexts).empty()) {
+      absl::StatusOr<std::vector<int64_t>> pc =
+          ckl::ParseIntList(absl::GetFlag(FLAGS_passkey_contexts), "--passkey_contexts");
+      if (!pc.ok()) return Usage(std::string(pc.status().message()));
+      o.eval.passkey_contexts = *pc;
+    }
+    o.eval.dump_npy_dir = absl::GetFlag(FLAGS_dump_npy);
+  }
   o.synthetic.length = absl::GetFlag(FLAGS_prompt_len);
   o.synthetic.seed = absl::GetFlag(FLAGS_prompt_seed);
 

@@ -3,9 +3,9 @@
 //     project's own kernel on the same product;
 //   - the model's own products (every weight matrix of one layer plus the vocabulary
 //     projection) at prefill shape (256 rows) and decode shape (1 row), own kernel vs OpenBLAS;
-//   - prefill tokens/s of a `prefill_tokens` prompt with the engine's choice of product
-//     (OpenBLAS for >= 16 rows) and with the own kernel only, and its GFLOP/s against the
-//     sgemm ceiling;
+//   - prefill tokens/s of the prompt with the engine's choice of products (OpenBLAS for >= 16
+//     rows and for the attention blocks) and its GFLOP/s against the sgemm ceiling; and of a
+//     prefix of at most 2048 tokens with OpenBLAS and with the own kernel only;
 //   - decode tokens/s after that prompt: full attention vs ClusterKV (clusterkvd over the data
 //     plane), `decode_steps` greedy steps each, with the ClusterKV step split into
 //     score/select/fetch/attend.
@@ -28,7 +28,7 @@ namespace clusterkv::llama {
 struct SpeedBenchOptions : ServiceOptions {
   int64_t budget = 1024;
   int32_t decode_steps = 32;
-  bool own_kernel_prefill = true;  // also time the whole prefill with the own kernel only
+  bool own_kernel_prefill = true;  // also time a prefix with OpenBLAS and with the own kernel
   std::string model_name;          // for the report
   std::ostream* progress = nullptr;
 };

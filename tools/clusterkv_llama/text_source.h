@@ -1,0 +1,27 @@
+// Long real text for the evaluation, from Debian packages (or a file):
+//   "austen"    r-cran-janeaustenr's six novels in the package's order (Emma, Mansfield Park,
+//               Northanger Abbey, Persuasion, Pride and Prejudice, Sense and Sensibility), read
+//               from its R database, lines joined with '\n' (about 4.2 MB);
+//   "kjv"       the King James Bible of bible-kjv, Genesis 1:1 to Revelation 22:21, as its
+//               `bible` program prints it (chapter headings, numbered verses; about 4.3 MB);
+//   any other   a path to a UTF-8 text file.
+#ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_TEXT_SOURCE_H_
+#define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_TEXT_SOURCE_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace clusterkv::llama {
+
+// A one-line description of `source` for reports ("Jane Austen's novels (r-cran-janeaustenr)").
+std::string DescribeTextSource(absl::string_view source);
+
+// The text. NotFound: the package or file is missing (the message names the package to
+// install); DataLoss: the package's data cannot be read.
+absl::StatusOr<std::string> LoadText(absl::string_view source);
+
+}  // namespace clusterkv::llama
+
+#endif  // CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_TEXT_SOURCE_H_
