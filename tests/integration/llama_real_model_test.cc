@@ -3,7 +3,9 @@
 // token reproducing full attention's greedy tokens exactly, and the binary's answers to bad
 // input. No quality threshold is asserted: how much a small budget loses is measured by the
 // evaluation tool, not tested.
+#include <cmath>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "tools/clusterkv_llama/generate.h"
 #include "tools/clusterkv_llama/gguf.h"
 #include "tools/clusterkv_llama/model_loader.h"
+#include "tools/clusterkv_llama/quality_eval.h"
 #include "tools/clusterkv_llama/tokenizer.h"
 
 namespace clusterkv::llama {
@@ -125,6 +128,55 @@ TEST(LlamaRealModelTest, FullBudgetReproducesFullAttentionOnBothModels) {
     EXPECT_GT(r.runs[1].totals.bytes_fetched, 0);  // the clusters really came from the daemon
     ASSERT_TRUE(daemon.Stop().ok());
   }
+}
+
+// The evaluation pipeline end to end on a real model, small: every method and task runs and
+// reports finite figures, and at a budget covering the whole context every method attends what
+// full attention attends (fp32 K/V), so its perplexity and greedy tokens are full attention's.
+TEST(LlamaRealModelTest, EvaluationPipelineRunsEveryMethodAndTask) {
+  LLAMA_ASSERT_OK_AND_ASSIGN(Loaded m, Load(clusterkv::testing::kSmolLm2File));
+  DaemonProcess daemon(BigEnoughDaemon());
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  QualityEvalOptions o;
+  o.target = daemon.target();
+  o.tenant = "llama-eval";
+  o.data_plane = "ucx";
+  o.kv_dtype = DType::kFloat32;
+  o.contexts = {512};
+  o.budgets = {64, 4096};
+  o.ppl_tokens = 16;
+  o.agreement_tokens = 8;
+  o.passkey_depths = 2;
+  o.threads = 2;
+  o.model_name = "smollm2";
+  std::ostringstream table;
+  LLAMA_ASSERT_OK_AND_ASSIGN(nlohmann::ordered_json rows,
+                             RunQualityEval(m.weights, *m.tokenizer, o, table));
+  // (1 full + 4 methods x 2 budgets) x (perplexity, agreement, passkey).
+  ASSERT_EQ(rows.size(), 27u) << table.str();
+  double full_ppl = 0;
+  for (const auto& r : rows) {
+    const double v = r["value"].get<double>();
+    ASSERT_TRUE(std::isfinite(v)) << r.dump();
+    const std::string task = r["params"]["task"];
+    if (task == "perplexity" && r["variant"] == "full_attention") full_ppl = v;
+    if (task != "perplexity") {
+      EXPECT_GE(v, 0.0);
+      EXPECT_LE(v, 1.0);
+    }
+    if (r["params"]["budget"] == 4096 && task == "perplexity") {
+      EXPECT_NEAR(v, full_ppl, 1e-3 * full_ppl) << r["variant"];
+    }
+    if (r["params"]["budget"] == 4096 && task == "agreement") {
+      EXPECT_EQ(v, 1.0) << r["variant"];
+    }
+    if (r["params"]["method"] == "clusterkv" && task == "perplexity") {
+      EXPECT_EQ(r["data_plane"], "ucx");
+    }
+  }
+  EXPECT_GT(full_ppl, 1.0);
+  EXPECT_NE(table.str().find("passkey retrieval at context 512"), std::string::npos);
+  ASSERT_TRUE(daemon.Stop().ok());
 }
 
 ProcessResult RunTool(const std::vector<std::string>& args) {

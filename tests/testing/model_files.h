@@ -5,24 +5,19 @@
 #ifndef CLUSTERKV_TESTS_TESTING_MODEL_FILES_H_
 #define CLUSTERKV_TESTS_TESTING_MODEL_FILES_H_
 
-#include <cstdlib>
 #include <filesystem>
 #include <string>
+
+#include "tools/clusterkv_llama/model_loader.h"
 
 namespace clusterkv::testing {
 
 inline constexpr char kSmolLm2File[] = "SmolLM2-135M-Instruct.Q4_1.gguf";
 inline constexpr char kGemma3File[] = "gemma-3-270m-q4_k_m.gguf";
 
-inline std::string ModelDir() {
-  if (const char* dir = std::getenv("CLUSTERKV_MODEL_DIR"); dir != nullptr && *dir != '\0') {
-    return dir;
-  }
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/root") + "/.cache/clusterkv/models";
+inline std::string ModelPath(const std::string& file) {
+  return llama::DefaultModelDir() + "/" + file;
 }
-
-inline std::string ModelPath(const std::string& file) { return ModelDir() + "/" + file; }
 
 // "" when the model is present, else the failure message.
 inline std::string MissingModelMessage(const std::string& file) {

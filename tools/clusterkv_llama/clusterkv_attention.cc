@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 #include <vector>
@@ -92,6 +93,17 @@ absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const S
   co.threads = threads;
   co.call_timeout = o.call_timeout;
   co.data_plane = o.data_plane;
+  // The UCX region holds every sparse layer's device cache (Sequence sizes one per layer at
+  // kv_heads x (2B + its largest cluster) tokens); a layer that does not fit falls back to gRPC
+  // fetches. Size it for the budget, with room for clusters of up to 2048 tokens.
+  const std::vector<int32_t> global = model.GlobalLayers();
+  const int64_t token_bytes =
+      2 * int64_t{model.head_dim} * static_cast<int64_t>(DTypeSize(o.kv_dtype)) + 4;
+  const int64_t layer_tokens = int64_t{model.n_kv_heads} *
+                               (2 * budget + std::max<int64_t>(2048, co.config.recluster_interval));
+  const int64_t want = static_cast<int64_t>(global.size()) * layer_tokens * token_bytes * 5 / 4;
+  co.ucx_region_bytes =
+      static_cast<size_t>(std::clamp<int64_t>(want, int64_t{256} << 20, int64_t{4} << 30));
   ClusterKvSession session;
   ASSIGN_OR_RETURN(session.client, client::Client::Connect(co));
   ASSIGN_OR_RETURN(

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/connection.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 #include "gpu/backend.h"
@@ -58,6 +60,45 @@ absl::Status Run(const DecoderModel& model, const Tokenizer& tokenizer, Attentio
   return absl::OkStatus();
 }
 
+// Teacher-forces `reference` from `prefill` through `backend`: the perplexity of reference[1..].
+absl::StatusOr<double> ReferencePerplexity(const DecoderModel& model, const PrefillResult& prefill,
+                                           AttentionBackend& backend,
+                                           const std::vector<int32_t>& reference, int32_t chunk) {
+  const int64_t vocab = model.config().vocab;
+  const int64_t n = static_cast<int64_t>(reference.size()) - 1;
+  double nll = 0.0;
+  for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+    const int64_t m = std::min<int64_t>(chunk, n - i0);
+    RETURN_IF_ERROR(model.DecodeChunk(
+        absl::MakeConstSpan(reference.data() + i0, static_cast<size_t>(m)), prefill.tokens + i0,
+        backend,
+        [&](int64_t pos, const float* logits) {
+          const int32_t target = reference[static_cast<size_t>(pos - prefill.tokens + 1)];
+          float best = logits[0];
+          for (int64_t t = 1; t < vocab; ++t) best = std::max(best, logits[t]);
+          double sum = 0.0;
+          for (int64_t t = 0; t < vocab; ++t) sum += std::exp(double(logits[t]) - best);
+          nll += best + std::log(sum) - logits[target];
+        },
+        nullptr));
+  }
+  return std::exp(nll / static_cast<double>(n));
+}
+
+std::string TierLine(client::Client& client) {
+  client::Connection* conn = client.connection();
+  if (conn == nullptr) return "";
+  absl::StatusOr<v1::StatsResponse> s = conn->Stats();
+  if (!s.ok()) return absl::StrCat("(tier statistics unavailable: ", s.status().message(), ")");
+  constexpr double kMiB = 1024.0 * 1024.0;
+  return absl::StrFormat(
+      "host tier %.1f MiB in %d blocks (capacity %.0f MiB), SSD tier %.1f MiB in %d blocks, "
+      "host hits %d / misses %d, evictions %d, promotions %d",
+      s->host().bytes() / kMiB, s->host().blocks(), s->host_capacity_bytes() / kMiB,
+      s->ssd().bytes() / kMiB, s->ssd().blocks(), s->host().hits(), s->host().misses(),
+      s->evictions(), s->promotions());
+}
+
 }  // namespace
 
 absl::StatusOr<GenerateResult> Generate(const ModelWeights& weights, const Tokenizer& tokenizer,
@@ -92,14 +133,28 @@ absl::StatusOr<GenerateResult> Generate(const ModelWeights& weights, const Token
   const int32_t first =
       ArgMax(prefill.last_logits.data(), static_cast<int64_t>(prefill.last_logits.size()));
 
+  const int64_t capacity =
+      n + std::max<int64_t>(o.max_new_tokens, static_cast<int64_t>(o.reference.size()));
+  if (!o.reference.empty() && o.reference.size() < 2) {
+    return absl::InvalidArgumentError("the reference continuation needs at least 2 tokens");
+  }
   if (o.full_attention) {
-    std::unique_ptr<AttentionBackend> full = ForModelLayers(
-        c, std::make_unique<FullAttentionBackend>(c, o.kv_dtype, n + o.max_new_tokens, exec));
+    auto fresh = [&] {
+      return ForModelLayers(c,
+                            std::make_unique<FullAttentionBackend>(c, o.kv_dtype, capacity, exec));
+    };
+    std::unique_ptr<AttentionBackend> full = fresh();
     GeneratedRun run;
     run.variant = full->Name();
     run.data_plane = "local";
     RETURN_IF_ERROR(LoadPrefillInto(c, prefill, *full));
     RETURN_IF_ERROR(Run(model, tokenizer, *full, n, first, o, &run));
+    if (!o.reference.empty()) {
+      std::unique_ptr<AttentionBackend> forced = fresh();
+      RETURN_IF_ERROR(LoadPrefillInto(c, prefill, *forced));
+      ASSIGN_OR_RETURN(run.perplexity,
+                       ReferencePerplexity(model, prefill, *forced, o.reference, o.chunk));
+    }
     result.runs.push_back(std::move(run));
   }
 
@@ -115,9 +170,22 @@ absl::StatusOr<GenerateResult> Generate(const ModelWeights& weights, const Token
   }
   absl::Status status = LoadPrefillInto(c, prefill, *session.backend);
   if (status.ok()) status = Run(model, tokenizer, *session.backend, n, first, o, &run);
+  if (status.ok()) run.daemon_tiers = TierLine(*session.client);
   const absl::Status closed = session.sparse->sequence().Close(/*drop=*/true);
   RETURN_IF_ERROR(status);
   RETURN_IF_ERROR(closed);
+  if (!o.reference.empty()) {
+    ASSIGN_OR_RETURN(ClusterKvSession forced,
+                     OpenClusterKv(c, o, o.budget, name + "-reference", threads));
+    absl::Status s = LoadPrefillInto(c, prefill, *forced.backend);
+    absl::StatusOr<double> ppl =
+        s.ok() ? ReferencePerplexity(model, prefill, *forced.backend, o.reference, o.chunk)
+               : absl::StatusOr<double>(s);
+    const absl::Status dropped = forced.sparse->sequence().Close(/*drop=*/true);
+    RETURN_IF_ERROR(ppl.status());
+    RETURN_IF_ERROR(dropped);
+    run.perplexity = *ppl;
+  }
   const int64_t looked_up = run.totals.hit_tokens + run.totals.miss_tokens;
   run.cache_hit_rate = looked_up > 0 ? static_cast<double>(run.totals.hit_tokens) / looked_up : 0.0;
   run.data_plane = session.DataPlaneUsed();

@@ -28,6 +28,12 @@ struct GenerateOptions : ServiceOptions {
   bool full_attention = true;  // also generate with full attention, for comparison
   bool stop_at_end = true;     // stop at the tokenizer's end-of-generation tokens
   std::ostream* progress = nullptr;
+  // When non-empty: the tokens that follow the prompt in its source text. Each variant also
+  // teacher-forces them from the same prefill (a fresh backend) and reports the perplexity of
+  // reference[1..] (GeneratedRun::perplexity): the quality gap on real text, beside the
+  // free-running generation.
+  std::vector<int32_t> reference;
+  int32_t chunk = 64;  // teacher-forcing chunk (DecoderModel::DecodeChunk)
   // Called with (variant, text) as each run produces text, then once with (variant, "") when
   // the run ends; may be null.
   std::function<void(absl::string_view variant, absl::string_view text)> on_text;
@@ -43,6 +49,9 @@ struct GeneratedRun {
   std::string data_plane;             // used: "local", "ucx", "grpc", "ucx+grpc", "none"
   std::string data_plane_configured;  // ClusterKV: what recalls go over (clusterkv_attention.h)
   bool stopped_at_end = false;
+  double perplexity = 0.0;  // of GenerateOptions::reference (0 when not measured)
+  // ClusterKV: the daemon's tier statistics while the run's sequence was stored (one line).
+  std::string daemon_tiers;
 };
 
 struct GenerateResult {

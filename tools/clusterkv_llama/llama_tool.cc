@@ -21,6 +21,7 @@
 #include "tools/clusterkv_llama/model_loader.h"
 #include "tools/clusterkv_llama/report.h"
 #include "tools/clusterkv_llama/speed_bench.h"
+#include "tools/clusterkv_llama/text_source.h"
 #include "tools/clusterkv_llama/tokenizer.h"
 
 namespace clusterkv::llama {
@@ -85,15 +86,19 @@ absl::StatusOr<ModelWeights> ObtainModel(const ToolOptions& o, std::ostream& err
 }
 
 // The generate mode: streams both continuations to `out`, then the summary.
+// The generate and demo modes: streams both continuations to `out`, then the summary; with a
+// reference continuation also the perplexity gap; --json writes the summary rows.
 absl::Status RunGenerate(const ToolOptions& o, const ComparisonOptions& co,
                          const ModelWeights& weights, const Tokenizer& tokenizer,
-                         const std::vector<int32_t>& prompt, std::ostream& out, std::ostream& err) {
+                         const std::vector<int32_t>& prompt, const std::vector<int32_t>& reference,
+                         std::ostream& out) {
   GenerateOptions go;
   static_cast<ServiceOptions&>(go) = co;
   go.max_new_tokens = o.max_new_tokens;
   go.budget = o.generate_budget;
   go.full_attention = o.generate_full;
   go.progress = co.progress;
+  go.reference = reference;
   std::string current;
   go.on_text = [&](absl::string_view variant, absl::string_view text) {
     if (variant != current) {
@@ -107,9 +112,13 @@ absl::Status RunGenerate(const ToolOptions& o, const ComparisonOptions& co,
   out << "\n";
   out << absl::StreamFormat("prompt %d tokens, prefill %.2f s (%.1f tokens/s)\n", r.prompt_tokens,
                             r.prefill_s, r.prompt_tokens / std::max(1e-9, r.prefill_s));
+  out << "per decode step over all layers, ms (score/select/fetch/attend: ClusterKV's attention "
+         "split; attend for full attention)\n";
   out << absl::StreamFormat("%-18s %7s %9s %10s %9s %9s %9s %9s %8s %s\n", "variant", "tokens",
                             "step_ms", "tokens/s", "score_ms", "select_ms", "fetch_ms", "attend_ms",
                             "hit_rate", "data_plane");
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  double full_step_ms = 0.0, full_ppl = 0.0;
   for (const GeneratedRun& run : r.runs) {
     const double steps = std::max<size_t>(1, run.step_us.size());
     double total_us = 0;
@@ -122,6 +131,26 @@ absl::Status RunGenerate(const ToolOptions& o, const ComparisonOptions& co,
                               t.select_us / steps / 1000.0, t.fetch_us / steps / 1000.0,
                               t.attend_us / steps / 1000.0, run.cache_hit_rate, run.data_plane,
                               run.stopped_at_end ? " (stopped at end of generation)" : "");
+    if (run.variant == "full_attention") {
+      full_step_ms = step_ms;
+      full_ppl = run.perplexity;
+    }
+    nlohmann::ordered_json row = nlohmann::ordered_json::object();
+    row["variant"] = run.variant;
+    row["params"] = {{"metric", "decode_step_ms"},
+                     {"prompt_tokens", r.prompt_tokens},
+                     {"new_tokens", run.tokens.size()}};
+    row["value"] = step_ms;
+    row["unit"] = "ms";
+    row["baseline"] = "full_attention";
+    row["baseline_value"] = full_step_ms;
+    row["ratio"] = step_ms > 0 ? full_step_ms / step_ms : 0.0;
+    row["ratio_meaning"] = "baseline_value / value (> 1: faster than full attention)";
+    row["cache_hit_rate"] = run.cache_hit_rate;
+    row["data_plane"] = run.data_plane;
+    row["text"] = run.text;
+    if (run.perplexity > 0) row["reference_perplexity"] = run.perplexity;
+    rows.push_back(row);
   }
   for (const GeneratedRun& run : r.runs) {
     if (!run.data_plane_configured.empty()) {
@@ -130,12 +159,37 @@ absl::Status RunGenerate(const ToolOptions& o, const ComparisonOptions& co,
           << (run.data_plane == "none" ? " (the prompt fit in the sinks and recent window)" : "")
           << "\n";
     }
+    if (!run.daemon_tiers.empty())
+      out << "clusterkvd while it held the sequence: " << run.daemon_tiers << "\n";
   }
   if (r.agreeing_prefix >= 0) {
     out << "ClusterKV and full attention generated the same first " << r.agreeing_prefix
         << " tokens\n";
   }
-  (void)err;
+  if (!reference.empty()) {
+    out << absl::StreamFormat("perplexity of the text's next %d tokens (teacher-forced):",
+                              reference.size() - 1);
+    for (const GeneratedRun& run : r.runs) {
+      out << absl::StreamFormat(" %s %.3f", run.variant, run.perplexity);
+      if (full_ppl > 0 && run.variant != "full_attention") {
+        out << absl::StreamFormat(" (%+.2f%% vs full attention)",
+                                  100.0 * (run.perplexity / full_ppl - 1.0));
+      }
+    }
+    out << "\n";
+  }
+  if (!o.json_path.empty()) {
+    nlohmann::ordered_json report = nlohmann::ordered_json::object();
+    report["bench"] = "llama_generate";
+    report["machine"] = MachineInfo();
+    report["model"] = weights.config.DebugString();
+    report["prompt_tokens"] = r.prompt_tokens;
+    report["prefill_s"] = r.prefill_s;
+    report["agreeing_prefix"] = r.agreeing_prefix;
+    report["results"] = rows;
+    RETURN_IF_ERROR(WriteJsonFile(report, o.json_path));
+    out << "wrote " << o.json_path << "\n";
+  }
   return absl::OkStatus();
 }
 
@@ -240,6 +294,12 @@ absl::string_view UsageText() {
          "  bench     speed on this machine: OpenBLAS sgemm ceiling, own kernel vs OpenBLAS on\n"
          "            the model's products, prefill tokens/s, decode tokens/s of full attention\n"
          "            vs ClusterKV (--budget, --bench_steps).\n"
+         "  demo      the main job: the first --demo_context tokens of --text (Jane Austen)\n"
+         "            prefilled, offloaded to clusterkvd over UCX; full attention and ClusterKV\n"
+         "            each continue it (texts printed), then the perplexity of the text's next\n"
+         "            --demo_reference_tokens tokens under both, the per-step breakdown, the\n"
+         "            cache hit rate and the daemon's tiers. Default model: SmolLM2 from the\n"
+         "            model cache.\n"
          "  eval      the ClusterKV paper's protocol on the model, every method in one run:\n"
          "            perplexity of the next --ppl_tokens tokens of --text after each of\n"
          "            --contexts, agreement with full attention's greedy continuation, passkey\n"
@@ -284,7 +344,12 @@ absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view text, absl::
   return out;
 }
 
-absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream& err) {
+absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::ostream& err) {
+  ToolOptions o = options;
+  if (o.mode == "demo" && o.model.empty()) {
+    // The main job runs the real model deploy/models.sh fetched.
+    o.model = DefaultModelDir() + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  }
   if (!o.write_random_model.empty()) {
     ASSIGN_OR_RETURN(ModelFormat format, FormatFromPath(o.write_random_model));
     ASSIGN_OR_RETURN(ModelWeights w, MakeRandomWeights(o.random));
@@ -311,9 +376,10 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
   }
   std::string mode = o.mode;
   if (mode == "auto") mode = text_prompt ? "generate" : "compare";
-  if (mode != "generate" && mode != "compare" && mode != "bench" && mode != "eval") {
+  if (mode != "generate" && mode != "compare" && mode != "bench" && mode != "eval" &&
+      mode != "demo") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--mode must be auto, generate, compare, bench or eval, got \"", o.mode, "\""));
+        "--mode must be auto, generate, compare, bench, eval or demo, got \"", o.mode, "\""));
   }
   std::unique_ptr<Tokenizer> tokenizer;
   if (!o.model.empty() &&
@@ -327,14 +393,31 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
                           absl::StrCat(o.model, ": tokenizer: ", t.status().message()));
     }
   }
-  if ((text_prompt || mode == "generate" || mode == "eval") && tokenizer == nullptr) {
+  const bool needs_tokenizer =
+      text_prompt || mode == "generate" || mode == "eval" || mode == "demo";
+  if (needs_tokenizer && tokenizer == nullptr) {
     return absl::InvalidArgumentError(
-        "text prompts, --mode=generate and --mode=eval need a GGUF model with a tokenizer "
+        "text prompts and --mode=generate, eval and demo need a GGUF model with a tokenizer "
         "(--model=*.gguf)");
   }
   if (mode == "eval") return RunEval(o, weights, *tokenizer, out, err);
-  std::vector<int32_t> prompt;
-  if (text_prompt) {
+  std::vector<int32_t> prompt, reference;
+  if (mode == "demo") {
+    // A long passage of real text, and the text that follows it for the perplexity gap.
+    ASSIGN_OR_RETURN(std::string text, LoadText(o.eval.text));
+    ASSIGN_OR_RETURN(std::vector<int32_t> tokens, tokenizer->Encode(text, EncodeOptions{}));
+    const int64_t need = o.demo_context + o.demo_reference_tokens + 1;
+    if (static_cast<int64_t>(tokens.size()) < need || o.demo_context < 1 ||
+        o.demo_reference_tokens < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--demo_context and --demo_reference_tokens must be >= 1 and fit the text's ",
+          tokens.size(), " tokens"));
+    }
+    prompt.assign(tokens.begin(), tokens.begin() + o.demo_context);
+    reference.assign(tokens.begin() + o.demo_context, tokens.begin() + need);
+    err << "prompt: the first " << prompt.size() << " tokens of " << DescribeTextSource(o.eval.text)
+        << "; perplexity over the next " << o.demo_reference_tokens << "\n";
+  } else if (text_prompt) {
     std::string text = o.prompt_text;
     if (!o.prompt_file.empty()) {
       std::ifstream in(o.prompt_file, std::ios::binary);
@@ -363,8 +446,10 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
   }
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt holds no tokens");
   const int64_t new_tokens = mode == "generate" ? o.max_new_tokens
-                             : mode == "bench"  ? o.bench_steps
-                                                : o.comparison.steps;
+                             : mode == "demo"
+                                 ? std::max<int64_t>(o.max_new_tokens, o.demo_reference_tokens + 1)
+                             : mode == "bench" ? o.bench_steps
+                                               : o.comparison.steps;
   if (static_cast<int64_t>(prompt.size()) + new_tokens > c.max_context) {
     return absl::InvalidArgumentError(
         absl::StrCat("the prompt's ", prompt.size(), " tokens + ", new_tokens,
@@ -378,9 +463,9 @@ absl::Status RunLlamaTool(const ToolOptions& o, std::ostream& out, std::ostream&
     ASSIGN_OR_RETURN(daemon, OwnDaemon::Start(o, err));
     co.target = daemon->target();
   }
-  if (mode == "generate" || mode == "bench") {
-    absl::Status status = mode == "generate"
-                              ? RunGenerate(o, co, weights, *tokenizer, prompt, out, err)
+  if (mode == "generate" || mode == "demo" || mode == "bench") {
+    absl::Status status = mode != "bench"
+                              ? RunGenerate(o, co, weights, *tokenizer, prompt, reference, out)
                               : RunBench(o, co, weights, prompt, out);
     if (daemon != nullptr) {
       const absl::Status stopped = daemon->Stop();

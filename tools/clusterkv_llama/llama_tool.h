@@ -54,6 +54,9 @@ struct ToolOptions {
   // "generate", "compare", "bench", or "auto" (generate for a text prompt, else compare).
   std::string mode = "auto";
   int32_t bench_steps = 32;  // bench: decode steps per variant
+  // demo: prompt length and reference continuation (text from eval.text).
+  int64_t demo_context = 4096;
+  int32_t demo_reference_tokens = 128;
   // eval: everything but the service options, which come from `comparison`.
   QualityEvalOptions eval;
   // generate: new tokens, budget, whether full attention runs beside ClusterKV.

@@ -54,12 +54,16 @@ ABSL_FLAG(bool, chat, false,
 ABSL_FLAG(std::string, prompt_tokens, "", "Prompt as token ids \"1,2,3\" (default: synthetic).");
 ABSL_FLAG(std::string, mode, "auto",
           "generate (text in, text out: full attention and ClusterKV continue the prompt), "
+          "demo (the main job: a long real passage, both continuations, the perplexity gap), "
           "compare (teacher-forced comparison at every --budgets entry), bench (prefill and "
           "decode speed, OpenBLAS vs own kernels), or auto (generate for a text prompt, else "
           "compare).");
 ABSL_FLAG(int32_t, max_new_tokens, 64, "generate: tokens to generate per variant.");
 ABSL_FLAG(int64_t, budget, 1024, "generate and bench: the ClusterKV budget B.");
 ABSL_FLAG(int32_t, bench_steps, 32, "bench: decode steps per variant.");
+ABSL_FLAG(int64_t, demo_context, 4096, "demo: prompt tokens of --text.");
+ABSL_FLAG(int32_t, demo_reference_tokens, 128,
+          "demo: tokens of the text after the prompt whose perplexity both variants report.");
 ABSL_FLAG(std::string, contexts, "2048,4096,8192", "eval: context lengths in tokens.");
 ABSL_FLAG(std::string, methods, "clusterkv,quest,streamingllm,oracle",
           "eval: methods beside full attention (clusterkv, quest, streamingllm, oracle).");
@@ -144,6 +148,7 @@ int main(int argc, char** argv) {
           {"prompt", "prompt_file", "parse_special", "chat", "prompt_tokens", "prompt_len",
            "prompt_seed", "mode"}},
          {"Generate and bench", {"max_new_tokens", "budget", "full_attention", "bench_steps"}},
+         {"Demo", {"demo_context", "demo_reference_tokens"}},
          {"Eval",
           {"contexts", "methods", "text", "passkey_text", "ppl_tokens", "agreement_tokens",
            "passkey_depths", "passkey_contexts", "dump_npy"}},
@@ -192,6 +197,8 @@ int main(int argc, char** argv) {
   o.generate_budget = absl::GetFlag(FLAGS_budget);
   o.generate_full = absl::GetFlag(FLAGS_full_attention);
   o.bench_steps = absl::GetFlag(FLAGS_bench_steps);
+  o.demo_context = absl::GetFlag(FLAGS_demo_context);
+  o.demo_reference_tokens = absl::GetFlag(FLAGS_demo_reference_tokens);
   {
     absl::StatusOr<std::vector<int64_t>> contexts =
         ckl::ParseIntList(absl::GetFlag(FLAGS_contexts), "--contexts");

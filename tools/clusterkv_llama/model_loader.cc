@@ -1,6 +1,7 @@
 #include "tools/clusterkv_llama/model_loader.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -43,6 +44,14 @@ absl::Status WithPath(const absl::Status& s, absl::string_view path) {
 }
 
 }  // namespace
+
+std::string DefaultModelDir() {
+  if (const char* dir = std::getenv("CLUSTERKV_MODEL_DIR"); dir != nullptr && *dir != '\0') {
+    return dir;
+  }
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home != nullptr ? home : "/root", "/.cache/clusterkv/models");
+}
 
 absl::string_view ModelFormatName(ModelFormat format) {
   return format == ModelFormat::kGguf ? "gguf" : "safetensors";

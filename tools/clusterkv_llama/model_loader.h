@@ -31,6 +31,10 @@ namespace clusterkv::llama {
 enum class ModelFormat { kSafetensors, kGguf };
 
 absl::string_view ModelFormatName(ModelFormat format);
+// Where deploy/models.sh puts the real models: $CLUSTERKV_MODEL_DIR, else
+// $HOME/.cache/clusterkv/models.
+std::string DefaultModelDir();
+
 // By extension: ".gguf" or ".safetensors"; InvalidArgument otherwise.
 absl::StatusOr<ModelFormat> FormatFromPath(absl::string_view path);
 // "config.json" in the directory of `model_path`.
