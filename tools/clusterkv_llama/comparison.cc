@@ -16,16 +16,15 @@
 #include "tools/clusterkv_llama/clusterkv_attention.h"
 #include "tools/clusterkv_llama/forward.h"
 #include "tools/clusterkv_llama/full_attention.h"
+#include "tools/clusterkv_llama/internal/stopwatch.h"
 #include "tools/clusterkv_llama/local_window.h"
 
 namespace clusterkv::llama {
 namespace {
 
-using SteadyClock = std::chrono::steady_clock;
-
-double SecondsSince(SteadyClock::time_point t0) {
-  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
-}
+using internal::MicrosSince;
+using internal::SecondsSince;
+using internal::SteadyClock;
 
 // Loads every layer's prompt K/V into `backend`, reporting per layer.
 absl::Status LoadPrefill(const ModelConfig& c, const PrefillResult& prefill,

@@ -8,15 +8,14 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "tools/clusterkv_llama/attention.h"
+#include "tools/clusterkv_llama/internal/stopwatch.h"
 
 namespace clusterkv::llama {
 namespace {
 
-using SteadyClock = std::chrono::steady_clock;
-
-int64_t MicrosSince(SteadyClock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
-}
+using internal::MicrosSince;
+using internal::SecondsSince;
+using internal::SteadyClock;
 
 // Prompt tokens per prefill chunk: bounds the activations to a few MiB whatever the prompt.
 constexpr int64_t kChunk = 256;
@@ -79,6 +78,32 @@ void DecoderModel::PrepareQk(const LayerWeights& lw, bool local, int64_t first, 
     rope.Apply(ki, c.n_kv_heads, first + i, weights_->rope_style);
     if (backend_q_scale_ != 1.0f) Scale(qi, q_dim, backend_q_scale_);
   }
+}
+
+void DecoderModel::ProjectQkv(const LayerWeights& lw, bool local, int64_t first, int64_t rows,
+                              const float* x, float* h, float* q, float* k, float* v) const {
+  const ModelConfig& c = weights_->config;
+  const int64_t dim = c.dim;
+  for (int64_t i = 0; i < rows; ++i) {
+    RmsNorm(x + i * dim, lw.attn_norm.data(), dim, c.norm_eps, h + i * dim);
+  }
+  MatMul(h, rows, lw.wq.data(), c.QDim(), dim, q, threads_, matmul_);
+  MatMul(h, rows, lw.wk.data(), c.KvDim(), dim, k, threads_, matmul_);
+  MatMul(h, rows, lw.wv.data(), c.KvDim(), dim, v, threads_, matmul_);
+  PrepareQk(lw, local, first, rows, q, k);
+}
+
+void DecoderModel::AddAttentionOutput(const LayerWeights& lw, int64_t rows, const float* attn,
+                                      float* x, float* proj) const {
+  const ModelConfig& c = weights_->config;
+  const int64_t dim = c.dim;
+  MatMul(attn, rows, lw.wo.data(), dim, c.QDim(), proj, threads_, matmul_);
+  if (c.post_norms) {
+    for (int64_t i = 0; i < rows; ++i) {
+      RmsNorm(proj + i * dim, lw.post_attn_norm.data(), dim, c.norm_eps, proj + i * dim);
+    }
+  }
+  AddInto(x, proj, rows * dim);
 }
 
 void DecoderModel::AddMlp(const LayerWeights& lw, int64_t rows, float* x, float* h, float* gate,
@@ -154,27 +179,13 @@ absl::StatusOr<PrefillResult> DecoderModel::Prefill(absl::Span<const int32_t> to
       const bool local = c.IsLocalLayer(l);
       float* keys = &r.keys[static_cast<size_t>(l)][static_cast<size_t>(t0 * kv_dim)];
       float* values = &r.values[static_cast<size_t>(l)][static_cast<size_t>(t0 * kv_dim)];
-      for (int64_t i = 0; i < n; ++i) {
-        RmsNorm(&x[static_cast<size_t>(i * dim)], lw.attn_norm.data(), dim, c.norm_eps,
-                &h[static_cast<size_t>(i * dim)]);
-      }
-      MatMul(h.data(), n, lw.wq.data(), q_dim, dim, q.data(), threads_, matmul_);
-      MatMul(h.data(), n, lw.wk.data(), kv_dim, dim, keys, threads_, matmul_);
-      MatMul(h.data(), n, lw.wv.data(), kv_dim, dim, values, threads_, matmul_);
-      PrepareQk(lw, local, t0, n, q.data(), keys);
+      ProjectQkv(lw, local, t0, n, x.data(), h.data(), q.data(), keys, values);
       CausalAttentionParams params;
       params.window = local ? c.sliding_window : 0;
       params.matmul = matmul_;
       CausalAttention(c, q.data(), t0, n, r.keys[static_cast<size_t>(l)].data(),
                       r.values[static_cast<size_t>(l)].data(), attn.data(), threads_, params);
-      MatMul(attn.data(), n, lw.wo.data(), dim, q_dim, proj.data(), threads_, matmul_);
-      if (c.post_norms) {
-        for (int64_t i = 0; i < n; ++i) {
-          float* p = &proj[static_cast<size_t>(i * dim)];
-          RmsNorm(p, lw.post_attn_norm.data(), dim, c.norm_eps, p);
-        }
-      }
-      AddInto(x.data(), proj.data(), n * dim);
+      AddAttentionOutput(lw, n, attn.data(), x.data(), proj.data());
       AddMlp(lw, n, x.data(), h.data(), gate.data(), up.data(), proj.data());
     }
     if (all_logits) {
@@ -227,11 +238,7 @@ absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBacke
   backend.BeginStep();
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    RmsNorm(x.data(), lw.attn_norm.data(), dim, c.norm_eps, h.data());
-    MatMul(h.data(), 1, lw.wq.data(), q_dim, dim, q.data(), threads_, matmul_);
-    MatMul(h.data(), 1, lw.wk.data(), kv_dim, dim, k.data(), threads_, matmul_);
-    MatMul(h.data(), 1, lw.wv.data(), kv_dim, dim, v.data(), threads_, matmul_);
-    PrepareQk(lw, c.IsLocalLayer(l), pos, 1, q.data(), k.data());
+    ProjectQkv(lw, c.IsLocalLayer(l), pos, 1, x.data(), h.data(), q.data(), k.data(), v.data());
     const auto t_attn = SteadyClock::now();
     AttentionStepStats s;
     RETURN_IF_ERROR(backend.AppendAndAttend(l, q.data(), k.data(), v.data(), attn.data(), &s));
@@ -242,9 +249,7 @@ absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBacke
       query_hook_(l, q.data());
       hook_us += MicrosSince(t_hook);
     }
-    MatMul(attn.data(), 1, lw.wo.data(), dim, q_dim, proj.data(), threads_, matmul_);
-    if (c.post_norms) RmsNorm(proj.data(), lw.post_attn_norm.data(), dim, c.norm_eps, proj.data());
-    AddInto(x.data(), proj.data(), dim);
+    AddAttentionOutput(lw, 1, attn.data(), x.data(), proj.data());
     AddMlp(lw, 1, x.data(), h.data(), gate.data(), up.data(), proj.data());
   }
   Logits(x.data(), 1, logits);
@@ -282,14 +287,7 @@ absl::Status DecoderModel::DecodeChunk(absl::Span<const int32_t> tokens, int64_t
   AttentionStepStats total;
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    for (int64_t i = 0; i < n; ++i) {
-      RmsNorm(&x[static_cast<size_t>(i * dim)], lw.attn_norm.data(), dim, c.norm_eps,
-              &h[static_cast<size_t>(i * dim)]);
-    }
-    MatMul(h.data(), n, lw.wq.data(), q_dim, dim, q.data(), threads_, matmul_);
-    MatMul(h.data(), n, lw.wk.data(), kv_dim, dim, k.data(), threads_, matmul_);
-    MatMul(h.data(), n, lw.wv.data(), kv_dim, dim, v.data(), threads_, matmul_);
-    PrepareQk(lw, c.IsLocalLayer(l), pos, n, q.data(), k.data());
+    ProjectQkv(lw, c.IsLocalLayer(l), pos, n, x.data(), h.data(), q.data(), k.data(), v.data());
     for (int64_t i = 0; i < n; ++i) {
       AttentionStepStats s;
       RETURN_IF_ERROR(backend.AppendAndAttend(
@@ -298,14 +296,7 @@ absl::Status DecoderModel::DecodeChunk(absl::Span<const int32_t> tokens, int64_t
       total.Add(s);
       if (query_hook_) query_hook_(l, &q[static_cast<size_t>(i * q_dim)]);
     }
-    MatMul(attn.data(), n, lw.wo.data(), dim, q_dim, proj.data(), threads_, matmul_);
-    if (c.post_norms) {
-      for (int64_t i = 0; i < n; ++i) {
-        float* p = &proj[static_cast<size_t>(i * dim)];
-        RmsNorm(p, lw.post_attn_norm.data(), dim, c.norm_eps, p);
-      }
-    }
-    AddInto(x.data(), proj.data(), n * dim);
+    AddAttentionOutput(lw, n, attn.data(), x.data(), proj.data());
     AddMlp(lw, n, x.data(), h.data(), gate.data(), up.data(), proj.data());
   }
   std::vector<float> rows(static_cast<size_t>(std::min(kLogitRows, n) * c.vocab));

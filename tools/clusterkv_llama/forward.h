@@ -102,10 +102,18 @@ class DecoderModel {
   void set_query_hook(QueryHook hook) { query_hook_ = std::move(hook); }
 
  private:
+  // The attention inputs of `rows` tokens at positions first.. of layer `lw`: h = the
+  // attention-normed x [rows, dim]; q [rows, q_dim], k, v [rows, kv_dim] projected, then
+  // QK-norm, RoPE of the layer's kind and the backend query scale (PrepareQk).
+  void ProjectQkv(const LayerWeights& lw, bool local, int64_t first, int64_t rows, const float* x,
+                  float* h, float* q, float* k, float* v) const;
   // Per-head RMSNorm (QK-norm), RoPE of the layer's kind and the backend query scale, applied
   // to `rows` tokens of q [rows, q_dim] and k [rows, kv_dim] at positions first..first+rows-1.
   void PrepareQk(const LayerWeights& lw, bool local, int64_t first, int64_t rows, float* q,
                  float* k) const;
+  // x [rows, dim] += the attention output block: Wo attn, post-norm when the model has one.
+  void AddAttentionOutput(const LayerWeights& lw, int64_t rows, const float* attn, float* x,
+                          float* proj) const;
   // x [rows, dim] += the MLP block of layer `lw` (pre-norm, gate/up, activation, down,
   // post-norm); scratch buffers sized for `rows`.
   void AddMlp(const LayerWeights& lw, int64_t rows, float* x, float* h, float* gate, float* up,

@@ -8,15 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "gpu/attention.h"
+#include "tools/clusterkv_llama/internal/stopwatch.h"
 
 namespace clusterkv::llama {
 namespace {
 
-int64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                               t0)
-      .count();
-}
+using internal::MicrosSince;
 
 }  // namespace
 

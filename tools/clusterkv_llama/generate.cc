@@ -13,16 +13,15 @@
 #include "gpu/backend.h"
 #include "tools/clusterkv_llama/forward.h"
 #include "tools/clusterkv_llama/full_attention.h"
+#include "tools/clusterkv_llama/internal/stopwatch.h"
 #include "tools/clusterkv_llama/local_window.h"
 
 namespace clusterkv::llama {
 namespace {
 
-using SteadyClock = std::chrono::steady_clock;
-
-double SecondsSince(SteadyClock::time_point t0) {
-  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
-}
+using internal::MicrosSince;
+using internal::SecondsSince;
+using internal::SteadyClock;
 
 // Greedy, free-running generation from `first` (the prefill's argmax) through `backend`.
 absl::Status Run(const DecoderModel& model, const Tokenizer& tokenizer, AttentionBackend& backend,

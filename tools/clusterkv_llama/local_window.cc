@@ -6,16 +6,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tools/clusterkv_llama/internal/stopwatch.h"
 #include "tools/clusterkv_llama/ops.h"
 
 namespace clusterkv::llama {
 namespace {
 
-int64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                               t0)
-      .count();
-}
+using internal::MicrosSince;
 
 }  // namespace
 

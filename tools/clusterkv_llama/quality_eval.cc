@@ -16,6 +16,7 @@
 #include "tools/clusterkv_llama/baseline_attention.h"
 #include "tools/clusterkv_llama/forward.h"
 #include "tools/clusterkv_llama/full_attention.h"
+#include "tools/clusterkv_llama/internal/stopwatch.h"
 #include "tools/clusterkv_llama/local_window.h"
 #include "tools/clusterkv_llama/passkey.h"
 #include "tools/clusterkv_llama/text_source.h"
@@ -24,11 +25,9 @@ namespace clusterkv::llama {
 namespace {
 
 using Json = nlohmann::ordered_json;
-using SteadyClock = std::chrono::steady_clock;
-
-double SecondsSince(SteadyClock::time_point t0) {
-  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
-}
+using internal::MicrosSince;
+using internal::SecondsSince;
+using internal::SteadyClock;
 
 // One attention variant: "full" (budget 0) or a method at a budget.
 struct Variant {
@@ -93,6 +92,7 @@ class Evaluator {
   DecoderModel model_;
   std::vector<Variant> variants_;
   int64_t sequence_serial_ = 0;
+  bool dumped_ = false;  // the .npy dump holds the first context only
 };
 
 absl::StatusOr<PassBackend> Evaluator::Make(const Variant& v, int64_t capacity,
@@ -218,7 +218,7 @@ absl::Status Evaluator::EvaluateContext(const std::vector<int32_t>& text, int64_
     const auto tv = SteadyClock::now();
     double nll = 0.0, max_abs = 0.0, sum_abs = 0.0;
     const std::vector<int32_t> global = c_.GlobalLayers();
-    const bool dump = v.method == "full" && !o_.dump_npy_dir.empty() && queries.empty();
+    const bool dump = v.method == "full" && !o_.dump_npy_dir.empty() && !dumped_;
     if (dump) {
       queries.assign(global.size(), {});
       model_.set_query_hook([&](int32_t layer, const float* q) {
@@ -250,6 +250,7 @@ absl::Status Evaluator::EvaluateContext(const std::vector<int32_t>& text, int64_
     if (dump) {
       model_.set_query_hook(nullptr);
       RETURN_IF_ERROR(DumpNpy(prefill, queries));
+      dumped_ = true;
     }
     const double ppl = std::exp(nll / static_cast<double>(n_ppl));
     if (v.method == "full") full_ppl = ppl;

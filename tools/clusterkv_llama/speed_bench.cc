@@ -12,6 +12,7 @@
 #include "gpu/backend.h"
 #include "tools/clusterkv_llama/forward.h"
 #include "tools/clusterkv_llama/full_attention.h"
+#include "tools/clusterkv_llama/internal/stopwatch.h"
 #include "tools/clusterkv_llama/local_window.h"
 #include "tools/clusterkv_llama/ops.h"
 
@@ -19,11 +20,9 @@ namespace clusterkv::llama {
 namespace {
 
 using Json = nlohmann::ordered_json;
-using SteadyClock = std::chrono::steady_clock;
-
-double SecondsSince(SteadyClock::time_point t0) {
-  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
-}
+using internal::MicrosSince;
+using internal::SecondsSince;
+using internal::SteadyClock;
 
 // The best of `repeats` timings of `fn`, in seconds (after one warm-up run).
 double BestOf(int repeats, const std::function<void()>& fn) {
