@@ -9,6 +9,7 @@ if(TARGET clusterkv_llama_lib)
   target_compile_definitions(llama_quant_test PRIVATE
     CLUSTERKV_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")
   clusterkv_test(llama_gemma_test unit llama_gemma_test.cc LIBS clusterkv_llama_lib)
+  clusterkv_test(llama_eval_test unit llama_eval_test.cc LIBS clusterkv_llama_lib)
   clusterkv_test(llama_tokenizer_test unit llama_tokenizer_test.cc LIBS clusterkv_llama_lib)
   target_compile_definitions(llama_tokenizer_test PRIVATE
     CLUSTERKV_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")

@@ -1,7 +1,7 @@
 // Long real text for the evaluation, from Debian packages (or a file):
 //   "austen"    r-cran-janeaustenr's six novels in the package's order (Emma, Mansfield Park,
 //               Northanger Abbey, Persuasion, Pride and Prejudice, Sense and Sensibility), read
-//               from its R database, lines joined with '\n' (about 4.2 MB);
+//               from its R database, lines joined with '\n' (about 4.0 MB);
 //   "kjv"       the King James Bible of bible-kjv, Genesis 1:1 to Revelation 22:21, as its
 //               `bible` program prints it (chapter headings, numbered verses; about 4.3 MB);
 //   any other   a path to a UTF-8 text file.
