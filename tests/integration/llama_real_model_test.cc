@@ -3,6 +3,7 @@
 // token reproducing full attention's greedy tokens exactly, and the binary's answers to bad
 // input. No quality threshold is asserted: how much a small budget loses is measured by the
 // evaluation tool, not tested.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -20,6 +21,7 @@
 #include "tools/clusterkv_llama/gguf.h"
 #include "tools/clusterkv_llama/model_loader.h"
 #include "tools/clusterkv_llama/quality_eval.h"
+#include "tools/clusterkv_llama/text_source.h"
 #include "tools/clusterkv_llama/tokenizer.h"
 
 namespace clusterkv::llama {
@@ -142,11 +144,14 @@ TEST(LlamaRealModelTest, EvaluationPipelineRunsEveryMethodAndTask) {
   o.tenant = "llama-eval";
   o.data_plane = "ucx";
   o.kv_dtype = DType::kFloat32;
+  // 400 clusters for 512 tokens would make most clusters a single token (one block each on
+  // the daemon); 32 keeps the paper's tokens-per-cluster scale and the test quick.
+  o.config.num_prefill_clusters = 32;
   o.contexts = {512};
   o.budgets = {64, 4096};
   o.ppl_tokens = 16;
   o.agreement_tokens = 8;
-  o.passkey_depths = 2;
+  o.passkey_depths = 1;
   o.threads = 2;
   o.model_name = "smollm2";
   std::ostringstream table;
@@ -177,6 +182,35 @@ TEST(LlamaRealModelTest, EvaluationPipelineRunsEveryMethodAndTask) {
   EXPECT_GT(full_ppl, 1.0);
   EXPECT_NE(table.str().find("passkey retrieval at context 512"), std::string::npos);
   ASSERT_TRUE(daemon.Stop().ok());
+}
+
+// The evaluation encodes only an opening of a book; its tokens must be the whole book's, on
+// both vocabularies and both texts, and on text whose lines hold few tokens per character.
+TEST(LlamaRealModelTest, EncodingAnOpeningGivesTheWholeTextsTokens) {
+  std::string sparse;
+  for (int i = 0; i < 3000; ++i) absl::StrAppend(&sparse, "line ", i, std::string(60, ' '), "\n");
+  for (const char* file : {clusterkv::testing::kSmolLm2File, clusterkv::testing::kGemma3File}) {
+    ASSERT_EQ(clusterkv::testing::MissingModelMessage(file), "");
+    LLAMA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<GgufFile> f, GgufFile::Open(ModelPath(file)));
+    LLAMA_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> tok, Tokenizer::FromGguf(f->index()));
+    EncodeOptions plain;
+    plain.add_bos = false;
+    for (const std::string& source : {std::string("austen"), std::string("kjv"), sparse}) {
+      std::string text = source;
+      if (source == "austen" || source == "kjv") {
+        LLAMA_ASSERT_OK_AND_ASSIGN(text, LoadText(source));
+        text.resize(text.rfind('\n', 400000));  // a tenth of the book keeps it quick
+      }
+      LLAMA_ASSERT_OK_AND_ASSIGN(std::vector<int32_t> whole, tok->Encode(text, plain));
+      for (int64_t n : {int64_t{1}, int64_t{3000}, int64_t{20000}}) {
+        LLAMA_ASSERT_OK_AND_ASSIGN(std::vector<int32_t> opening, EncodeOpening(*tok, text, n));
+        ASSERT_EQ(opening.size(), std::min<size_t>(whole.size(), static_cast<size_t>(n)))
+            << file << " " << source.substr(0, 6) << " " << n;
+        EXPECT_TRUE(std::equal(opening.begin(), opening.end(), whole.begin()))
+            << file << " " << source.substr(0, 6) << " " << n;
+      }
+    }
+  }
 }
 
 ProcessResult RunTool(const std::vector<std::string>& args) {

@@ -401,11 +401,12 @@ absl::Status Evaluator::DumpNpy(const PrefillResult& prefill,
 }
 
 absl::Status Evaluator::Run(Json* rows, std::ostream& out) {
-  EncodeOptions plain;
-  plain.add_bos = false;
+  int64_t longest = 0;
+  for (int64_t context : o_.contexts) longest = std::max(longest, context);
+  const int64_t continuation = std::max(o_.ppl_tokens, o_.agreement_tokens) + 1;
   Say(absl::StrCat("tokenizing ", DescribeTextSource(o_.text)));
   ASSIGN_OR_RETURN(std::string text, LoadText(o_.text));
-  ASSIGN_OR_RETURN(std::vector<int32_t> body, tok_.Encode(text, plain));
+  ASSIGN_OR_RETURN(std::vector<int32_t> body, EncodeOpening(tok_, text, longest + continuation));
   std::vector<int32_t> tokens;
   if (tok_.add_bos_default() && tok_.bos_id() >= 0) tokens.push_back(tok_.bos_id());
   tokens.insert(tokens.end(), body.begin(), body.end());
@@ -421,9 +422,12 @@ absl::Status Evaluator::Run(Json* rows, std::ostream& out) {
   if (o_.passkey_depths > 0) {
     Say(absl::StrCat("tokenizing ", DescribeTextSource(o_.passkey_text)));
     ASSIGN_OR_RETURN(std::string hay_text, LoadText(o_.passkey_text));
-    ASSIGN_OR_RETURN(std::vector<int32_t> haystack, tok_.Encode(hay_text, plain));
     const std::vector<int64_t>& contexts =
         o_.passkey_contexts.empty() ? o_.contexts : o_.passkey_contexts;
+    int64_t longest_passkey = 0;
+    for (int64_t context : contexts) longest_passkey = std::max(longest_passkey, context);
+    ASSIGN_OR_RETURN(std::vector<int32_t> haystack,
+                     EncodeOpening(tok_, hay_text, longest_passkey));
     for (int64_t context : contexts) {
       RETURN_IF_ERROR(EvaluatePasskey(haystack, context, rows, out));
     }

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -65,6 +67,32 @@ absl::StatusOr<std::string> LoadText(absl::string_view source) {
   std::ostringstream buf;
   buf << in.rdbuf();
   return buf.str();
+}
+
+absl::StatusOr<std::vector<int32_t>> EncodeOpening(const Tokenizer& tokenizer,
+                                                   absl::string_view text, int64_t min_tokens) {
+  EncodeOptions plain;
+  plain.add_bos = false;
+  // Tokens near the cut may differ from the whole text's (a merge across it is lost), so the
+  // opening must yield this many more than are kept.
+  constexpr int64_t kMargin = 64;
+  size_t chars = static_cast<size_t>(8 * (std::max<int64_t>(min_tokens, 0) + kMargin)) + 4096;
+  while (true) {
+    size_t cut = text.size();
+    if (chars < text.size()) {
+      const size_t nl = text.rfind('\n', chars);
+      cut = (nl == absl::string_view::npos || nl == 0) ? chars : nl;
+      // Never inside a UTF-8 sequence (only possible where no line break came before).
+      while (cut < text.size() && (static_cast<uint8_t>(text[cut]) & 0xC0) == 0x80) ++cut;
+    }
+    absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(text.substr(0, cut), plain);
+    if (!ids.ok() || cut == text.size()) return ids;
+    if (static_cast<int64_t>(ids->size()) >= min_tokens + kMargin) {
+      ids->resize(static_cast<size_t>(min_tokens));
+      return ids;
+    }
+    chars *= 2;
+  }
 }
 
 }  // namespace clusterkv::llama
