@@ -222,6 +222,37 @@ TEST(EvalNpyTest, ReportsMissingAndInconsistentFiles) {
 }
 
 // (c) The binary.
+// Mean-key scoring: each cluster is represented by the plain mean of its keys (norms and spread
+// kept), and an evaluation scored that way runs and stays within the oracle's bound.
+TEST(EvalSyntheticTest, MeanKeyScoringUsesEachClustersMeanKey) {
+  // Four keys in two clusters: {3e0, e0 + e1} and {-e1, -e1 + 2e2}; cluster 1 left empty.
+  const std::vector<float> keys = {3, 0, 0, 1, 1, 0, 0, -1, 0, 0, -1, 2};
+  gpu::Clustering c;
+  c.num_clusters = 3;
+  c.head_dim = 3;
+  c.labels = {0, 0, 2, 2};
+  c.sizes = {2, 0, 2};
+  const std::vector<float> means = MeanKeyCentroids(ConstMatrixView(keys.data(), 4, 3), c);
+  EXPECT_EQ(means, (std::vector<float>{2, 0.5f, 0, 0, 0, 0, 0, -1, 1}));
+
+  SyntheticOptions s;
+  s.context = 4096;
+  s.num_layers = 1;
+  s.num_kv_heads = 1;
+  s.num_q_heads = 4;
+  s.head_dim = 64;
+  s.num_queries = 4;
+  SyntheticSource source(s);
+  EvalOptions o;
+  o.config.dense_layers = {};
+  o.config.num_prefill_clusters = 64;
+  o.budgets = {256, 512};
+  o.centroid_scoring = EvalOptions::CentroidScoring::kMeanKey;
+  absl::StatusOr<EvalReport> r = Evaluate(source, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ExpectSaneReport(*r);
+}
+
 TEST(EvalCliTest, HelpExitsZeroAndDocumentsTheLayout) {
   const std::string out = ::testing::TempDir() + "/eval_help.txt";
   ASSERT_EQ(Shell(std::string(CLUSTERKV_EVAL_BIN) + " --help > '" + out + "' 2>&1"), 0);
@@ -237,6 +268,7 @@ TEST(EvalCliTest, BadFlagValuesExitNonZero) {
   EXPECT_NE(Shell(bin + " --no_such_flag=1 >/dev/null 2>&1"), 0);
   EXPECT_NE(Shell(bin + " --budgets=12x >/dev/null 2>&1"), 0);
   EXPECT_NE(Shell(bin + " --backend=tpu >/dev/null 2>&1"), 0);
+  EXPECT_NE(Shell(bin + " --centroid_scoring=median >/dev/null 2>&1"), 0);
   EXPECT_NE(Shell(bin + " --q_heads=3 --kv_heads=2 >/dev/null 2>&1"), 0);
   EXPECT_NE(Shell(bin + " --npy_dir=/nonexistent/dump >/dev/null 2>&1"), 0);
 }

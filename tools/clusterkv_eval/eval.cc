@@ -78,6 +78,9 @@ class HeadEvaluator {
         gpu::SphericalKMeans(keys_.Rows(sinks_, n_), kopt, o_.ctx);
     RETURN_IF_ERROR(Annotate(clustering.status(), layer_, head_, "SphericalKMeans"));
     clustering_ = *std::move(clustering);
+    if (o_.centroid_scoring == EvalOptions::CentroidScoring::kMeanKey) {
+      clustering_.centroids = MeanKeyCentroids(keys_.Rows(sinks_, n_), clustering_);
+    }
     absl::StatusOr<gpu::QuestIndex> quest = gpu::BuildQuestIndex(keys_, sinks_, o_.quest_page_size);
     RETURN_IF_ERROR(Annotate(quest.status(), layer_, head_, "BuildQuestIndex"));
     quest_ = *std::move(quest);
@@ -264,6 +267,21 @@ const MethodMetrics* EvalReport::Find(Method method, int64_t budget) const {
     if (m.method == method && m.budget == budget) return &m;
   }
   return nullptr;
+}
+
+std::vector<float> MeanKeyCentroids(const ConstMatrixView& keys, const gpu::Clustering& c) {
+  const int64_t d = keys.cols;
+  std::vector<float> means(static_cast<size_t>(c.num_clusters * d), 0.0f);
+  for (int64_t i = 0; i < keys.rows; ++i) {
+    float* dst = means.data() + int64_t{c.labels[static_cast<size_t>(i)]} * d;
+    for (int64_t j = 0; j < d; ++j) dst[j] += keys.At(i, j);
+  }
+  for (int32_t k = 0; k < c.num_clusters; ++k) {
+    const int32_t size = c.sizes[static_cast<size_t>(k)];
+    if (size == 0) continue;
+    for (int64_t j = 0; j < d; ++j) means[static_cast<size_t>(k * d + j)] /= size;
+  }
+  return means;
 }
 
 absl::StatusOr<EvalReport> Evaluate(LayerSource& source, const EvalOptions& options) {

@@ -31,7 +31,9 @@
 #include "absl/strings/string_view.h"
 #include "core/config.h"
 #include "core/token_range.h"
+#include "core/tensor_view.h"
 #include "gpu/backend.h"
+#include "gpu/kmeans.h"
 #include "tools/clusterkv_eval/layer_data.h"
 
 namespace clusterkv::eval {
@@ -58,6 +60,12 @@ struct EvalOptions {
   // note.
   std::vector<int64_t> budgets = {256, 512, 1024, 2048};
   int32_t quest_page_size = 16;
+  // How ClusterKV scores a cluster against a query: by its unit-norm centroid (the paper's
+  // cosine K-means centroid, what libclusterkv does) or by the plain mean of the cluster's keys
+  // (norms and spread included: q . mean is the cluster's mean attention logit, so a diffuse
+  // cluster whose keys point many ways scores lower than a tight one in the same direction).
+  enum class CentroidScoring { kUnit, kMeanKey };
+  CentroidScoring centroid_scoring = CentroidScoring::kUnit;
   gpu::ExecContext ctx;
   // Optional; called on the calling thread.
   std::function<void(const HeadProgress&)> on_head_done;
@@ -92,6 +100,10 @@ struct EvalReport {
   // The row of (method, budget), or nullptr.
   const MethodMetrics* Find(Method method, int64_t budget) const;
 };
+
+// The mean of each cluster's keys ([num_clusters, head_dim]; zero for an empty cluster), for
+// EvalOptions::CentroidScoring::kMeanKey. keys: the clustered rows, labelled by `c.labels`.
+std::vector<float> MeanKeyCentroids(const ConstMatrixView& keys, const gpu::Clustering& c);
 
 // Runs the evaluation over every layer of `source`.
 // InvalidArgument: invalid config, page size or budgets (< 1, or none fits the context), layers

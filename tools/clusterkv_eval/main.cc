@@ -45,6 +45,9 @@ ABSL_FLAG(int32_t, kmeans_iters, 20, "K-means iterations.");
 ABSL_FLAG(uint64_t, kmeans_seed, clusterkv::ClusterKvConfig().seed,
           "K-means seed (head i of layer L uses seed + L * 1000003 + i).");
 ABSL_FLAG(std::string, dense_layers, "0,1", "Layers with full attention: skipped.");
+ABSL_FLAG(std::string, centroid_scoring, "unit",
+          "How clusters are scored: 'unit' (the unit-norm cosine centroid, as libclusterkv) or "
+          "'mean_key' (the mean of the cluster's keys: its mean attention logit).");
 
 // Evaluation.
 ABSL_FLAG(std::string, budgets, "256,512,1024,2048",
@@ -68,7 +71,8 @@ const std::vector<clusterkv::FlagGroup>& FlagGroups() {
       {"Synthetic data",
        {"context", "layers", "kv_heads", "q_heads", "head_dim", "queries", "seed", "topics",
         "segment_tokens", "rope", "rope_theta", "peak_mass"}},
-      {"ClusterKV", {"sinks", "clusters", "kmeans_iters", "kmeans_seed", "dense_layers"}},
+      {"ClusterKV",
+       {"sinks", "clusters", "kmeans_iters", "kmeans_seed", "dense_layers", "centroid_scoring"}},
       {"Evaluation", {"budgets", "quest_page", "backend", "threads"}},
       {"Output", {"json", "dump_npy", "dump_dtype", "dump_only", "quiet"}},
   };
@@ -117,6 +121,15 @@ absl::Status BuildOptions(clusterkv::eval::ToolOptions* o) {
   if (!budgets.ok()) return budgets.status();
   o->eval.budgets = *std::move(budgets);
   o->eval.quest_page_size = absl::GetFlag(FLAGS_quest_page);
+  const std::string scoring = absl::GetFlag(FLAGS_centroid_scoring);
+  if (scoring == "unit") {
+    o->eval.centroid_scoring = clusterkv::eval::EvalOptions::CentroidScoring::kUnit;
+  } else if (scoring == "mean_key") {
+    o->eval.centroid_scoring = clusterkv::eval::EvalOptions::CentroidScoring::kMeanKey;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--centroid_scoring must be unit or mean_key, not \"", scoring, "\""));
+  }
   o->backend = absl::GetFlag(FLAGS_backend);
   o->threads = absl::GetFlag(FLAGS_threads);
   if (o->threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
