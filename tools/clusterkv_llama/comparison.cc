@@ -22,7 +22,6 @@
 namespace clusterkv::llama {
 namespace {
 
-using internal::MicrosSince;
 using internal::SecondsSince;
 using internal::SteadyClock;
 

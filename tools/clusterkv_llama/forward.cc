@@ -14,7 +14,6 @@ namespace clusterkv::llama {
 namespace {
 
 using internal::MicrosSince;
-using internal::SecondsSince;
 using internal::SteadyClock;
 
 // Prompt tokens per prefill chunk: bounds the activations to a few MiB whatever the prompt.

@@ -25,7 +25,6 @@ namespace clusterkv::llama {
 namespace {
 
 using Json = nlohmann::ordered_json;
-using internal::MicrosSince;
 using internal::SecondsSince;
 using internal::SteadyClock;
 
@@ -401,8 +400,8 @@ absl::Status Evaluator::DumpNpy(const PrefillResult& prefill,
 }
 
 absl::Status Evaluator::Run(Json* rows, std::ostream& out) {
-  int64_t longest = 0;
-  for (int64_t context : o_.contexts) longest = std::max(longest, context);
+  // RunQualityEval refuses an empty list of contexts.
+  const int64_t longest = *std::max_element(o_.contexts.begin(), o_.contexts.end());
   const int64_t continuation = std::max(o_.ppl_tokens, o_.agreement_tokens) + 1;
   Say(absl::StrCat("tokenizing ", DescribeTextSource(o_.text)));
   ASSIGN_OR_RETURN(std::string text, LoadText(o_.text));
@@ -411,7 +410,7 @@ absl::Status Evaluator::Run(Json* rows, std::ostream& out) {
   if (tok_.add_bos_default() && tok_.bos_id() >= 0) tokens.push_back(tok_.bos_id());
   tokens.insert(tokens.end(), body.begin(), body.end());
   for (int64_t context : o_.contexts) {
-    const int64_t need = context + std::max(o_.ppl_tokens, o_.agreement_tokens) + 1;
+    const int64_t need = context + continuation;
     if (static_cast<int64_t>(tokens.size()) < need) {
       return absl::InvalidArgumentError(absl::StrCat(DescribeTextSource(o_.text), " holds ",
                                                      tokens.size(), " tokens; context ", context,
@@ -424,10 +423,9 @@ absl::Status Evaluator::Run(Json* rows, std::ostream& out) {
     ASSIGN_OR_RETURN(std::string hay_text, LoadText(o_.passkey_text));
     const std::vector<int64_t>& contexts =
         o_.passkey_contexts.empty() ? o_.contexts : o_.passkey_contexts;
-    int64_t longest_passkey = 0;
-    for (int64_t context : contexts) longest_passkey = std::max(longest_passkey, context);
     ASSIGN_OR_RETURN(std::vector<int32_t> haystack,
-                     EncodeOpening(tok_, hay_text, longest_passkey));
+                     EncodeOpening(tok_, hay_text,
+                                   *std::max_element(contexts.begin(), contexts.end())));
     for (int64_t context : contexts) {
       RETURN_IF_ERROR(EvaluatePasskey(haystack, context, rows, out));
     }

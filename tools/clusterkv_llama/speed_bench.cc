@@ -20,7 +20,6 @@ namespace clusterkv::llama {
 namespace {
 
 using Json = nlohmann::ordered_json;
-using internal::MicrosSince;
 using internal::SecondsSince;
 using internal::SteadyClock;
 
