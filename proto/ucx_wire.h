@@ -12,7 +12,7 @@
 //            i32 expected_tokens | u64 slot_offset (bytes from the client region's base);
 //            block_slot_bytes 0: each block's keys+values go to its slot (an engine's
 //            recall); > 0: each whole stored block (int32 positions, keys, values) goes to
-//            its slot of that many bytes (a daemon pulling a peer's blocks, issue 10)
+//            its slot of that many bytes (a daemon pulling a peer's blocks, cluster mode)
 //   reply    status/text = the whole request's absl code and message (0 = per-block results
 //            are valid); entry (16 B) = i32 code | i32 num_tokens | u64 bytes_written (for
 //            a whole block too large for its slot: OUT_OF_RANGE and the block's size);

@@ -1,4 +1,4 @@
-# Cluster mode (issue 10): tests against a real etcd (Debian's /usr/bin/etcd, started by each
+# Cluster mode: tests against a real etcd (Debian's /usr/bin/etcd, started by each
 # test on free loopback ports by server/cluster/testing/etcd_process.h; tests skip with a
 # message when it is missing).
 

@@ -1,4 +1,4 @@
-// Authenticator: decides the tenant of each call from its credentials (issue 8, DESIGN.md
+// Authenticator: decides the tenant of each call from its credentials (DESIGN.md
 // section 8, decision D13).
 //
 // Modes (--auth):

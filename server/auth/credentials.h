@@ -1,4 +1,4 @@
-// Credential files of the daemon's authentication (issue 8):
+// Credential files of the daemon's authentication:
 //   - TokenTable: bearer tokens, hashed at rest. The tokens file holds one `tenant:<hex sha256 of
 //     the token>` per line ('#' starts a comment; blank lines are skipped). A presented token is
 //     hashed and compared with every entry in constant time, so neither the comparison nor the

@@ -1,4 +1,4 @@
-// Per-tenant quotas (issue 8): host-tier bytes, SSD-tier bytes and open sequences. Zero means
+// Per-tenant quotas: host-tier bytes, SSD-tier bytes and open sequences. Zero means
 // unlimited. Enforced by the store's quota hook (bytes, at every block put) and by
 // RequestHandler::OpenSequence (sequences). Exceeding a quota answers RESOURCE_EXHAUSTED naming
 // the quota; other tenants are unaffected.

@@ -1,4 +1,4 @@
-// The layout of cluster mode's keys in etcd (issue 10), in one place:
+// The layout of cluster mode's keys in etcd, in one place:
 //
 //   /clusterkv/<cluster>/nodes/<node_id>             NodeInfo JSON, under the node's lease
 //   /clusterkv/<cluster>/seq/<tenant>/<sequence_id>  DirectoryEntry JSON (no lease)

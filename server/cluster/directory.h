@@ -1,4 +1,4 @@
-// Directory: which node owns each sequence, and which nodes hold replicas (issue 10). One etcd
+// Directory: which node owns each sequence, and which nodes hold replicas. One etcd
 // key per sequence (cluster_keys.h) with a DirectoryEntry as JSON; entries carry no lease (a
 // sequence outlives its owner's registration: its replica takes it over, or it waits for the
 // owner to come back). Every write is a transaction, so two nodes never both own a sequence:

@@ -1,7 +1,7 @@
 // EtcdClient: a small typed client of etcd's v3 API through its HTTP/JSON gateway (etcd 3.4
 // serves it under /v3/: kv/range, kv/put, kv/txn, kv/deleterange, lease/grant,
 // lease/keepalive, lease/revoke; keys and values travel base64-encoded, int64s as strings).
-// Cluster mode (issue 10) keeps its shared state here: membership under leases, and the
+// Cluster mode keeps its shared state here: membership under leases, and the
 // sequence directory written with transactions.
 //
 // The HTTP round trip sits behind EtcdTransport so tests can wrap the real one with faults;

@@ -1,4 +1,4 @@
-// Membership: this node's registration in the cluster (issue 10). Join() grants a lease with
+// Membership: this node's registration in the cluster. Join() grants a lease with
 // the configured TTL and creates /clusterkv/<cluster>/nodes/<node_id> under it (a transaction:
 // only if no live node holds that id). A keep-alive thread then renews the lease every TTL/3
 // and rewrites the record with the node's current load; a node that dies stops renewing and

@@ -1,4 +1,4 @@
-// NodeInfo: what a clusterkvd publishes about itself under its membership key (issue 10): its
+// NodeInfo: what a clusterkvd publishes about itself under its membership key: its
 // id, the gRPC address other daemons call it on, whether it serves the UCX data plane, and its
 // load (tier capacity and usage), refreshed at every keep-alive. Stored as JSON.
 //

@@ -1,4 +1,4 @@
-// The cluster peer token (issue 10): one shared secret, read from --cluster_token_file, that
+// The cluster peer token: one shared secret, read from --cluster_token_file, that
 // every clusterkvd of a cluster presents to the others as `authorization: Bearer <token>`. A
 // call carrying it is a peer daemon acting for the end tenant it names in `clusterkv-tenant`
 // metadata: the daemon serves it from its local store only (no further routing). Presented

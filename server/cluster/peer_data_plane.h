@@ -1,5 +1,5 @@
 // PeerDataPlane: pulls whole cluster blocks from a peer daemon over that daemon's UCX data plane
-// (issue 10: "UCX over tcp where available, gRPC streaming otherwise"; decision D53). For the
+// (UCX over tcp where available, gRPC streaming otherwise; decision D53). For the
 // pull this daemon is a UCX client of its peer: per (peer node, tenant) one client::Connection
 // (the cluster peer token as bearer, the end tenant in metadata, TLS as for the gRPC peer
 // calls) opens a data-plane session bound to that tenant, and one client::UcxTransport's

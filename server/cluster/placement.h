@@ -1,4 +1,4 @@
-// Placement of a new sequence (issue 10): a pure function of the live nodes' published loads.
+// Placement of a new sequence in cluster mode: a pure function of the live nodes' published loads.
 //
 //   - Owner: the local node (the one the client asked) unless it is above its high watermark;
 //     then the least-loaded live node below its own watermark (if every node is above, the

@@ -1,5 +1,5 @@
 // RemoteCache: bookkeeping of this node's read-only copies of sequences owned elsewhere
-// (issue 10). A recall through this node of another node's sequence pulls the missing blocks
+// in cluster mode. A recall through this node of another node's sequence pulls the missing blocks
 // from the owner (or a replica) into the local tiered store, under a key of its own:
 //
 //   tenant ":cluster-cache", sequence "<32 hex of SHA-256(tenant NUL sequence)>-<incarnation>"

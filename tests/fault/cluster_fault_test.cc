@@ -1,4 +1,4 @@
-// Cluster mode (issue 10) under node failure: a real etcd and three clusterkvd processes with a
+// Cluster mode under node failure: a real etcd and three clusterkvd processes with a
 // 2 s membership lease; node 1, the owner, is killed with SIGKILL.
 //   - replication 2: the sequence stays readable through the other nodes; once node 1's lease
 //     has expired its replica owns the sequence (an etcd transaction), takes new writes, and

@@ -1,4 +1,4 @@
-// Cluster-mode test bench (issue 10): a real etcd on free loopback ports (EtcdProcess), a
+// Cluster-mode test bench: a real etcd on free loopback ports (EtcdProcess), a
 // self-signed certificate for 127.0.0.1 made with the openssl CLI, a peer token file, and N real
 // clusterkvd processes (separate sockets, data dirs and TCP ports; TLS between them), each
 // registered in its own cluster name. Clients talk to a node's Unix socket (--auth=none: the

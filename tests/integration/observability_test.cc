@@ -1,4 +1,4 @@
-// End-to-end observability tests (issue 7) against the real clusterkvd process:
+// End-to-end observability tests against the real clusterkvd process:
 //   - /metrics exports the expected series after real RPCs, /healthz and /readyz answer, and
 //     the span file (--trace_file) holds spans that continue the client's W3C traceparent;
 //   - /dashboard rendered by Debian's headless Chromium shows the numbers /metrics holds (and

@@ -1,4 +1,4 @@
-# Observability end to end (issue 7): /metrics, /healthz, /readyz and propagated trace spans of
+# Observability end to end: /metrics, /healthz, /readyz and propagated trace spans of
 # the real daemon; /dashboard in headless Chromium (screenshot: <build>/dashboard.png); a real
 # Prometheus scraping the daemon with deploy/prometheus/'s config.
 if(TARGET clusterkv_test_daemon AND TARGET clusterkv_http)

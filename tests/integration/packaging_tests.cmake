@@ -1,6 +1,6 @@
 # `cmake --install` into a temporary prefix, then an external project (external_consumer/)
 # built with find_package(clusterkv) and with pkg-config, run against the installed clusterkvd
-# (issue 9). Needs the installed components built: clusterkvd, libclusterkv.so and, when it is
+# Needs the installed components built: clusterkvd, libclusterkv.so and, when it is
 # enabled, the Python module.
 # Not in sanitizer builds: the consumers, built without the sanitizer, could not load the
 # instrumented library (the ASan runtime must come first).

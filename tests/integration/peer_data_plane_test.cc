@@ -1,5 +1,5 @@
 // server/cluster/peer_data_plane.h against a real clusterkvd: the pulling side of daemon-to-daemon
-// UCX transfers (issue 10), without etcd. Whole blocks arrive bit-exact; clusters the peer does
+// UCX transfers, without etcd. Whole blocks arrive bit-exact; clusters the peer does
 // not have, and blocks larger than a slot, are handed back for gRPC; the session pool stays
 // within max_sessions while tenants alternate; a peer without UCX is an error that is not
 // retried until retry_after.

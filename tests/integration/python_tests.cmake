@@ -1,4 +1,4 @@
-# The clusterkv Python module against a real clusterkvd (client/python; issue 9): unit-style
+# The clusterkv Python module against a real clusterkvd (client/python): unit-style
 # checks in python_module_test.py and the example script run as its own test. Registered only
 # when the module is built (CLUSTERKV_PYTHON).
 if(TARGET clusterkv_python AND TARGET clusterkvd)

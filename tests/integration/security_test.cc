@@ -1,4 +1,4 @@
-// Tenants and security (issue 8) against the real clusterkvd:
+// Tenants and security against the real clusterkvd:
 //   - the matrix: every RPC x (own tenant / other tenant / no credentials / bad token), with the
 //     expected status code asserted (token authentication: portable, needs no second uid);
 //   - peer credentials on the Unix socket: the test's own uid mapped to a tenant sees its

@@ -1,4 +1,4 @@
-# Tenants and security (issue 8) against the real clusterkvd: the RPC x credentials matrix,
+# Tenants and security against the real clusterkvd: the RPC x credentials matrix,
 # peer credentials on the Unix socket, TCP tokens, quotas.
 if(TARGET clusterkv_test_daemon)
   clusterkv_test(security_test integration security_test.cc

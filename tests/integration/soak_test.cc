@@ -1,4 +1,4 @@
-// Bounded soak of a real clusterkvd (issue 8, "Load"): 8 client threads, each looping
+// Bounded soak of a real clusterkvd (load from concurrent clients): 8 client threads, each looping
 // open / put / fetch (bit-exact) / fetch of a missing sequence / close(drop) over its own
 // sequences, for a fixed number of iterations (stops by itself; no timing assertions). Checks
 // that the only errors are the expected NOT_FOUND of the missing-sequence fetch, that the

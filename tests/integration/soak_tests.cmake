@@ -1,4 +1,4 @@
-# Bounded soak of a real clusterkvd under concurrent clients (issue 8): no errors beyond the
+# Bounded soak of a real clusterkvd under concurrent clients: no errors beyond the
 # expected ones and no daemon RSS growth after a warm-up. Figures: `clusterkv_bench soak`.
 if(TARGET clusterkv_test_daemon)
   clusterkv_test(soak_test integration ${CMAKE_CURRENT_LIST_DIR}/soak_test.cc

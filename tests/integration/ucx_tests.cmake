@@ -1,4 +1,4 @@
-# UCX data plane (issue 6): the wire format and the region allocator (unit), recalls through a
+# UCX data plane: the wire format and the region allocator (unit), recalls through a
 # real clusterkvd over shared memory and TCP (integration), and clients / daemons that vanish
 # mid-stream (fault). Needs the daemon harness of daemon_tests.cmake when it is there.
 if(CLUSTERKV_UCX AND TARGET clusterkvd)

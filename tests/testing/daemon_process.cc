@@ -173,7 +173,7 @@ absl::Status DaemonProcess::Start() {
                                    "--metrics_address=",
                                    "--undefok=metrics_address",
                                    // Tests name tenants in metadata; security tests override
-                                   // this with --auth=token / peercred (issue 8).
+                                   // this with --auth=token / peercred.
                                    "--auth=none"};
   args.insert(args.end(), options_.flags.begin(), options_.flags.end());
   absl::StatusOr<Child> child = Spawn(args);

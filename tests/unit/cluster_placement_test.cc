@@ -1,4 +1,4 @@
-// Pure parts of cluster mode (issue 10), no etcd: placement of new sequences over fake load
+// Pure parts of cluster mode, no etcd: placement of new sequences over fake load
 // data, the key layout and its escaping, and the JSON records (node info, directory entries).
 #include <string>
 #include <vector>

@@ -1,4 +1,4 @@
-// Unit tests of the observability pieces (issue 7): the Prometheus registry and its text
+// Unit tests of the observability pieces: the Prometheus registry and its text
 // exposition (golden strings), DaemonMetrics' definitions, W3C traceparent parsing and
 // formatting, the Tracer (sampling, parenting, bounded queue), the OTLP/HTTP JSON exporter
 // against a local receiver, the HTTP endpoint, and the consistency of deploy/ (every metric the

@@ -1,4 +1,4 @@
-# Observability (issue 7): registry + exposition golden strings, DaemonMetrics, traceparent,
+# Observability: registry + exposition golden strings, DaemonMetrics, traceparent,
 # Tracer, OTLP/HTTP exporter against a local receiver, the HTTP endpoint, and the consistency
 # of deploy/ (Grafana dashboard and alert rules reference only exported metrics).
 if(TARGET clusterkv_http)

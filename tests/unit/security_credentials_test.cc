@@ -1,4 +1,4 @@
-// Tenants and security (issue 8): the tokens file and uid map parsers, SHA-256 and the
+// Tenants and security: the tokens file and uid map parsers, SHA-256 and the
 // constant-time digest comparison, the authenticator's decision per mode, and the quota checks.
 #include <string>
 

@@ -1,4 +1,4 @@
-# Tenants and security (issue 8): credential file parsers, digests, the authenticator, quotas,
+# Tenants and security: credential file parsers, digests, the authenticator, quotas,
 # and the sequence TTL with a fake clock.
 if(TARGET clusterkv_server_auth)
   clusterkv_test(security_credentials_test unit security_credentials_test.cc

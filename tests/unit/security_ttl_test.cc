@@ -1,4 +1,4 @@
-// Tenants and security (issue 8): idle sequences expire after the TTL, driven by a fake clock
+// Tenants and security: idle sequences expire after the TTL, driven by a fake clock
 // (no sleeps), and the per-tenant sequence quota of OpenSequence. A real TieredStore in a
 // temporary directory under the real RequestHandler.
 #include <memory>

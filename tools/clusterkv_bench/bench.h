@@ -12,7 +12,7 @@
 //           raw RocksDB with the same BlobDB options, and eviction throughput vs raw puts.
 //   soak    N concurrent clients looping open / put / fetch / close against a real clusterkvd:
 //           requests/s and p50/p99 per operation vs the same loop from 1 client.
-//   remote  cluster mode (issue 10): recall through a node that does not own the sequence
+//   remote  cluster mode: recall through a node that does not own the sequence
 //           (cold: pulled from the owner; warm: from its read-only copy) vs recall from the
 //           owner, with a real etcd and two clusterkvd (remote_bench.cc).
 //
@@ -125,7 +125,7 @@ struct SoakBenchConfig {
   double call_timeout_s = 60;  // deadline of each gRPC call
 };
 
-// Cluster mode (issue 10): etcd + two clusterkvd in one cluster.
+// Cluster mode: etcd + two clusterkvd in one cluster.
 struct RemoteBenchConfig {
   std::vector<int64_t> block_bytes = {int64_t{64} << 10, int64_t{256} << 10, int64_t{1} << 20};
   int32_t clusters_per_request = 32;
@@ -157,7 +157,7 @@ struct BenchOptions {
   FetchBenchConfig fetch;
   E2eBenchConfig e2e;
   SoakBenchConfig soak;
-  RemoteBenchConfig remote;  // issue 10
+  RemoteBenchConfig remote;
 };
 
 // Shrinks every size in `options` to a smoke-test scale (seconds in total).

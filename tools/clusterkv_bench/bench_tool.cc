@@ -133,7 +133,7 @@ ABSL_FLAG(int32_t, soak_clusters_per_head, 2,
 ABSL_FLAG(int32_t, soak_tokens, 64, "Tokens per block.");
 ABSL_FLAG(int64_t, soak_host_mib, 256, "Host tier of the daemon, MiB.");
 
-// ---- remote (cluster mode, issue 10) -------------------------------------------------------
+// ---- remote (cluster mode) -----------------------------------------------------------------
 ABSL_FLAG(std::string, remote_block_bytes, "65536,262144,1048576",
           "Comma-separated target block sizes (whole tokens, head_dim 128, fp16).");
 ABSL_FLAG(int32_t, remote_clusters_per_request, 32, "Clusters per FetchClusters request.");

@@ -1,5 +1,5 @@
-// `clusterkv_bench remote`: recall through a node that does not own the sequence (cluster mode,
-// issue 10) against recall from the owner, in one run. It starts a real etcd and three
+// `clusterkv_bench remote`: recall through a node that does not own the sequence (cluster mode)
+// against recall from the owner, in one run. It starts a real etcd and three
 // clusterkvd in one cluster (TLS between them with a self-signed certificate made by the
 // openssl CLI, unless --remote_peer_tls=false or openssl is missing: then plaintext loopback),
 // stores a fresh sequence per pass through node 1 (its owner), and recalls every block once,
