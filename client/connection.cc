@@ -148,12 +148,22 @@ absl::StatusOr<v1::GetIndexResponse> Connection::GetIndex(const v1::GetIndexRequ
 }
 
 absl::StatusOr<v1::ListSequencesResponse> Connection::ListSequences() {
-  const v1::ListSequencesRequest request;
-  return RetryUnary<v1::ListSequencesResponse>(
-      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
-      [&](grpc::ClientContext* c, v1::ListSequencesResponse* r) {
-        return stub_->ListSequences(c, request, r);
-      });
+  // The daemon answers a page at a time (its --max_list_sequences); read them all.
+  v1::ListSequencesRequest request;
+  v1::ListSequencesResponse all;
+  while (true) {
+    absl::StatusOr<v1::ListSequencesResponse> page = RetryUnary<v1::ListSequencesResponse>(
+        options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+        [&](grpc::ClientContext* c, v1::ListSequencesResponse* r) {
+          return stub_->ListSequences(c, request, r);
+        });
+    if (!page.ok()) return page.status();
+    for (v1::SequenceInfo& info : *page->mutable_sequences()) {
+      *all.add_sequences() = std::move(info);
+    }
+    if (page->next_start_after().empty()) return all;
+    request.set_start_after(page->next_start_after());
+  }
 }
 
 absl::StatusOr<v1::SelectResponse> Connection::Select(const v1::SelectRequest& request) {
@@ -171,15 +181,14 @@ absl::StatusOr<v1::StatsResponse> Connection::Stats() {
 
 absl::StatusOr<v1::AppendClustersResponse> Connection::AppendClusters(
     const v1::AppendClustersRequest& request) {
+  // Retried as it is: the daemon answers a retry of an applied append with OK when the
+  // request names its first cluster ids (HeadIndex.first_cluster).
   v1::AppendClustersResponse response;
-  absl::Status status = RetryWithBackoff(options_.retry, clock(), [&](int32_t attempt) {
+  absl::Status status = RetryWithBackoff(options_.retry, clock(), [&](int32_t) {
     grpc::ClientContext context;
     Prepare(&context);
     response.Clear();
-    absl::Status s = rpc::FromGrpcStatus(stub_->AppendClusters(&context, request, &response));
-    // The lost attempt stored the blocks and extended the index.
-    if (attempt > 0 && absl::IsAlreadyExists(s)) return absl::OkStatus();
-    return s;
+    return rpc::FromGrpcStatus(stub_->AppendClusters(&context, request, &response));
   });
   if (!status.ok()) return status;
   return response;

@@ -4,9 +4,10 @@
 //   - sends the tenant as metadata (rpc::kTenantMetadataKey) and a per-call deadline,
 //   - converts the grpc::Status with rpc::FromGrpcStatus (the project's one conversion),
 //   - retries UNAVAILABLE with bounded exponential backoff (retry.h) for idempotent calls:
-//     OpenSequence, ListSequences, GetIndex, FetchClusters, Select, Stats, CloseSequence, and
-//     the PutClusters / AppendClusters streams, whose blocks are immutable: ALREADY_EXISTS
-//     from a retried attempt means the earlier attempt stored them, and counts as stored.
+//     OpenSequence, ListSequences, GetIndex, FetchClusters, Select, Stats, CloseSequence, the
+//     PutClusters stream, whose blocks are immutable: ALREADY_EXISTS from a retried attempt
+//     means the earlier attempt stored them, and counts as stored; and AppendClusters, which
+//     the daemon applies once when the request names each head's first cluster id.
 // gRPC's channel reconnects by itself; the backoff here bounds how long a call waits for a
 // daemon that is restarting before UNAVAILABLE reaches the caller.
 //

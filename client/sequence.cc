@@ -141,18 +141,25 @@ absl::StatusOr<std::unique_ptr<Sequence>> Sequence::Reopen(KvTransport* transpor
 }
 
 absl::Status Sequence::RestoreIndexes(bool strict) {
-  v1::GetIndexRequest request;
-  request.set_sequence_id(id_);
-  ASSIGN_OR_RETURN(v1::GetIndexResponse response, transport_->GetIndex(request));
+  // One layer per call: the daemon bounds each answer (a long sequence's whole index can be
+  // larger than one message).
   absl::flat_hash_map<HeadId, gpu::Clustering> restored;
-  for (const v1::HeadIndex& index : response.indexes()) {
-    if (index.layer() < 0 || index.layer() >= layout_.num_layers || index.kv_head() < 0 ||
-        index.kv_head() >= layout_.num_kv_heads) {
-      return absl::DataLossError(absl::StrCat("daemon returned an index for layer ", index.layer(),
-                                              " kv head ", index.kv_head()));
+  for (int32_t layer = 0; layer < layout_.num_layers; ++layer) {
+    v1::GetIndexRequest request;
+    request.set_sequence_id(id_);
+    request.add_layers(layer);
+    ASSIGN_OR_RETURN(v1::GetIndexResponse response, transport_->GetIndex(request));
+    for (const v1::HeadIndex& index : response.indexes()) {
+      if (index.layer() != layer || index.kv_head() < 0 ||
+          index.kv_head() >= layout_.num_kv_heads) {
+        return absl::DataLossError(absl::StrCat("daemon returned an index for layer ",
+                                                index.layer(), " kv head ", index.kv_head(),
+                                                " when asked for layer ", layer));
+      }
+      ASSIGN_OR_RETURN(gpu::Clustering c,
+                       internal::ClusteringOfHeadIndex(index, layout_.head_dim));
+      restored[HeadId{index.layer(), index.kv_head()}] = std::move(c);
     }
-    ASSIGN_OR_RETURN(gpu::Clustering c, internal::ClusteringOfHeadIndex(index, layout_.head_dim));
-    restored[HeadId{index.layer(), index.kv_head()}] = std::move(c);
   }
   std::string lost;
   for (int32_t l = 0; l < layout_.num_layers; ++l) {
@@ -308,7 +315,10 @@ absl::Status Sequence::AppendToken(int32_t layer, const ConstMatrixView& keys,
             ConstMatrixView(w.values.data(), rows, layout_.head_dim), HeadId{layer, h},
             state.heads[h].index.num_clusters(), layout_.dtype));
     for (v1::ClusterBlock& block : blocks) *pending.request.add_blocks() = std::move(block);
-    *pending.request.add_appended() = internal::MakeHeadIndex(HeadId{layer, h}, w.clustering);
+    v1::HeadIndex* appended = pending.request.add_appended();
+    *appended = internal::MakeHeadIndex(HeadId{layer, h}, w.clustering);
+    // Names where the clusters go, so a retry of an append that landed answers OK.
+    appended->set_first_cluster(state.heads[h].index.num_clusters());
   }
   pending.windows = std::move(done);
   state.pending = std::move(pending);
@@ -324,14 +334,9 @@ absl::Status Sequence::Flush(int32_t layer) {
 
 absl::Status Sequence::FlushPending(int32_t layer, LayerState& state) {
   PendingAppend& pending = *state.pending;
+  // The request names each head's first cluster id: a retried append whose first attempt
+  // landed answers OK; FAILED_PRECONDITION means the daemon's index really differs.
   absl::StatusOr<v1::AppendClustersResponse> response = transport_->AppendClusters(pending.request);
-  if (!response.ok() && !absl::IsUnavailable(response.status()) &&
-      !absl::IsDeadlineExceeded(response.status())) {
-    // A transparently retried append whose first attempt landed is refused (its ids no longer
-    // continue the numbering): the daemon's index tells whether it is already there.
-    absl::StatusOr<bool> landed = PendingLanded(layer, state);
-    if (landed.ok() && *landed) response = v1::AppendClustersResponse();
-  }
   if (!response.ok()) {
     return absl::Status(response.status().code(),
                         absl::StrCat("offload of a decode window of layer ", layer,
@@ -345,24 +350,6 @@ absl::Status Sequence::FlushPending(int32_t layer, LayerState& state) {
   }
   state.pending.reset();
   return absl::OkStatus();
-}
-
-absl::StatusOr<bool> Sequence::PendingLanded(int32_t layer, const LayerState& state) {
-  v1::GetIndexRequest request;
-  request.set_sequence_id(id_);
-  request.add_layers(layer);
-  ASSIGN_OR_RETURN(v1::GetIndexResponse response, transport_->GetIndex(request));
-  absl::flat_hash_map<int32_t, int64_t> clusters;  // kv head -> clusters on the daemon
-  for (const v1::HeadIndex& index : response.indexes()) {
-    if (index.layer() == layer) clusters[index.kv_head()] = index.sizes_size();
-  }
-  for (int32_t h = 0; h < layout_.num_kv_heads; ++h) {
-    const int64_t expected =
-        state.heads[h].index.num_clusters() + state.pending->windows[h].clustering.num_clusters;
-    auto it = clusters.find(h);
-    if (it == clusters.end() || it->second != expected) return false;
-  }
-  return true;
 }
 
 absl::Status Sequence::Reattach() {

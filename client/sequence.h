@@ -208,8 +208,6 @@ class Sequence {
                                  const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
                                  bool* fell_back);
   absl::Status FlushPending(int32_t layer, LayerState& state);
-  // Whether the daemon's index of `layer` already holds the pending window's clusters.
-  absl::StatusOr<bool> PendingLanded(int32_t layer, const LayerState& state);
   int64_t Micros(absl::Time since) const;
 
   KvTransport* transport_;

@@ -15,7 +15,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/server_posix.h"
-#include "server/cluster/cluster_handler.h"  // cluster mode (issue 10)
+#include "server/cluster/cluster_handler.h"  // cluster mode
 #include "proto/rpc_support.h"
 #include "server/kv_service.h"
 #include "server/lock_file.h"
@@ -47,7 +47,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const Da
   return grpc::SslServerCredentials(ssl);
 }
 
-// The authenticator of `o` (issue 8): reads and parses its credential files.
+// The authenticator of `o`: reads and parses its credential files.
 absl::StatusOr<std::unique_ptr<auth::Authenticator>> MakeAuthenticator(const DaemonOptions& o) {
   if (o.tokens_file.empty() && o.auth == auth::AuthMode::kToken) {
     return absl::InvalidArgumentError("--auth=token needs --tokens_file");
@@ -70,7 +70,7 @@ absl::StatusOr<std::unique_ptr<auth::Authenticator>> MakeAuthenticator(const Dae
   return std::make_unique<auth::Authenticator>(o.auth, std::move(tokens), std::move(peers));
 }
 
-// ---- cluster mode (issue 10) ----
+// ---- cluster mode ----
 absl::Status ValidateClusterOptions(const DaemonOptions& o) {
   if (!o.cluster.enabled()) return absl::OkStatus();
   if (o.tcp_address.empty()) {
@@ -120,18 +120,26 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
       options.max_message_bytes > (uint64_t{1} << 30)) {
     return absl::InvalidArgumentError("max message size must be in [1 MiB, 1 GiB]");
   }
+  if (options.worker_threads < 1 || options.worker_threads > 1024 || options.worker_queue < 1 ||
+      options.worker_queue > (size_t{1} << 20)) {
+    return absl::InvalidArgumentError(
+        "the worker pool needs 1 to 1024 threads and a queue of 1 to 2^20 tasks");
+  }
   std::unique_ptr<Daemon> d(new Daemon(options));
   d->options_.handler.max_block_bytes =
       std::min<uint64_t>(options.handler.max_block_bytes, options.max_message_bytes / 2);
+  // A unary answer must fit one message, with room for its framing.
+  d->options_.handler.max_response_bytes = std::min<uint64_t>(
+      options.handler.max_response_bytes, options.max_message_bytes - (uint64_t{1} << 19));
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
   if (!options.tcp_address.empty()) {
     ASSIGN_OR_RETURN(tcp_credentials, TcpCredentials(options));
   }
-  ASSIGN_OR_RETURN(d->authenticator_, MakeAuthenticator(options));  // issue 8
+  ASSIGN_OR_RETURN(d->authenticator_, MakeAuthenticator(options));
   if (options.sequence_ttl < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the sequence TTL is negative");
   }
-  RETURN_IF_ERROR(ValidateClusterOptions(options));  // issue 10
+  RETURN_IF_ERROR(ValidateClusterOptions(options));
 
   const std::filesystem::path socket(options.socket_path);
   std::error_code ec;
@@ -140,7 +148,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   // We hold the lock: a socket file left behind is stale (a crashed daemon's).
   std::filesystem::remove(socket, ec);
 
-  // ---- observability (issue 7): /healthz answers from here on; /readyz once serving ----
+  // ---- observability: /healthz answers from here on; /readyz once serving ----
   ASSIGN_OR_RETURN(d->observability_, http::Observability::Start(options.observability));
   d->options_.handler.instrumentation = d->observability_->instrumentation();
   // ---- end observability ----
@@ -160,11 +168,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
 #endif
   ASSIGN_OR_RETURN(d->store_, storage::TieredStore::Open(store_options));
-  if (options.quotas.limits_bytes()) {  // issue 8: per-tenant byte quotas
+  if (options.quotas.limits_bytes()) {  // per-tenant byte quotas
     d->store_->SetQuotaHook(auth::MakeQuotaHook(options.quotas));
   }
   d->options_.handler.quotas = options.quotas;
-  if (options.cluster.enabled()) {  // cluster mode (issue 10): requests are routed
+  if (options.cluster.enabled()) {  // cluster mode: requests are routed
     cluster::ClusterNode::Deps deps;
     deps.store = d->store_.get();
     deps.metrics = &d->observability_->metrics();
@@ -177,13 +185,21 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   } else {
     d->handler_ = std::make_unique<RequestHandler>(d->store_.get(), d->options_.handler);
   }
+  WorkerPoolOptions pool_options;
+  pool_options.name = "requests";
+  pool_options.threads = options.worker_threads;
+  pool_options.max_queued = options.worker_queue;
+  pool_options.on_rejected = [metrics = &d->observability_->metrics()](const std::string& pool) {
+    metrics->AddPoolRejection(pool);
+  };
+  d->pool_ = std::make_unique<WorkerPool>(std::move(pool_options));
   DataPlaneConnector connector;
 #if defined(CLUSTERKV_WITH_UCX)
   if (d->data_plane_ != nullptr) {
-    RETURN_IF_ERROR(d->data_plane_->Start(d->handler_.get()));
+    RETURN_IF_ERROR(d->data_plane_->Start(d->handler_.get(), d->pool_.get()));
     connector = [plane = d->data_plane_](const CallContext& call,
                                                 const v1::ConnectDataPlaneRequest& request) {
-      CallContext session_call = call;  // observability (issue 7): fetches move over UCX
+      CallContext session_call = call;  // observability: fetches move over UCX
       session_call.transport = metrics::Transport::kUcx;
       session_call.trace = {};
       return plane->Connect(session_call, request);
@@ -196,16 +212,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   }
 #endif
   d->service_ = std::make_unique<KvCacheService>(
-      d->handler_.get(), AuthenticatedTenantResolver(d->authenticator_.get()),
+      d->handler_.get(), d->pool_.get(), AuthenticatedTenantResolver(d->authenticator_.get()),
       std::move(connector), d->observability_->instrumentation(),
-      d->cluster_ != nullptr ? ClusterPeerResolver(d->cluster_.get()) : nullptr);  // issue 10
+      d->cluster_ != nullptr ? ClusterPeerResolver(d->cluster_.get()) : nullptr);  // cluster peers
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const bool peer_credentials = options.auth == auth::AuthMode::kPeerCred;
   if (peer_credentials) {
-    // Issue 8: the daemon accepts Unix-socket connections itself to read SO_PEERCRED.
+    // Peer credentials: the daemon accepts Unix-socket connections itself to read SO_PEERCRED.
     ASSIGN_OR_RETURN(d->listener_, auth::UnixListener::Bind(options.socket_path));
   } else {
     builder.AddListeningPort(d->unix_target(), grpc::InsecureServerCredentials());
@@ -225,13 +241,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (!options.tcp_address.empty() && d->tcp_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot bind TCP ", options.tcp_address));
   }
-  if (d->cluster_ != nullptr) {  // cluster mode (issue 10): register once reachable
+  if (d->cluster_ != nullptr) {  // cluster mode: register once reachable
     ASSIGN_OR_RETURN(std::string advertise, AdvertisedAddress(options, d->tcp_port_));
     RETURN_IF_ERROR(d->cluster_->Join(
         advertise, d->data_plane_ != nullptr ? d->data_plane_->worker_address() : std::string(),
         options.store.high_watermark));
   }
-  // ---- tenants and security (issue 8) ----
+  // ---- tenants and security ----
   if (peer_credentials) {
     d->listener_->Start([server = d->server_.get(), authenticator = d->authenticator_.get()](
                             auth::UniqueFd connection, const auth::PeerCredentials& peer) {
@@ -244,19 +260,19 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     d->sweeper_ = std::thread(&Daemon::SweepLoop, d.get());
   }
   // ---- end tenants and security ----
-  d->observability_->MarkServing(d->store_.get(), options.store.path);  // issue 7: ready
+  d->observability_->MarkServing(d->store_.get(), options.store.path);  // /readyz: ready
   return d;
 }
 
 absl::Status Daemon::Shutdown() {
   if (shut_down_) return absl::OkStatus();
   shut_down_ = true;
-  if (observability_ != nullptr) observability_->MarkStopping();  // issue 7: /readyz 503
-  if (cluster_ != nullptr) {  // issue 10: leave the cluster at once (revokes the lease)
+  if (observability_ != nullptr) observability_->MarkStopping();  // /readyz 503
+  if (cluster_ != nullptr) {  // leave the cluster at once (revokes the lease)
     const absl::Status left = cluster_->Leave();
     if (!left.ok()) std::cerr << "clusterkvd: leaving the cluster: " << left << std::endl;
   }
-  // Issue 8: no new connections, no more sweeps.
+  // Tenants and security: no new connections, no more sweeps.
   if (listener_ != nullptr) listener_->Stop();
   {
     absl::MutexLock lock(&sweep_mu_);
@@ -273,14 +289,17 @@ absl::Status Daemon::Shutdown() {
   // registration itself is released with the store.
   if (data_plane_ != nullptr) data_plane_->Stop();
 #endif
-  if (observability_ != nullptr) observability_->Shutdown();  // issue 7: HTTP off, spans out
+  // The last tasks of both front ends run (a UCX task whose reply can no longer be posted
+  // just releases its blocks); then nothing uses the handler or the store.
+  if (pool_ != nullptr) pool_->Stop();
+  if (observability_ != nullptr) observability_->Shutdown();  // HTTP off, spans out
   absl::Status closed = store_ != nullptr ? store_->Close() : absl::OkStatus();
   std::error_code ec;
   if (lock_ != nullptr) std::filesystem::remove(options_.socket_path, ec);  // ours only
   return closed;
 }
 
-// Issue 8: drops idle sequences every quarter TTL (at least 1 s, at most 60 s apart).
+// Sequence TTL: drops idle sequences every quarter TTL (at least 1 s, at most 60 s apart).
 void Daemon::SweepLoop() {
   const absl::Duration period =
       std::clamp(options_.sequence_ttl / 4, absl::Seconds(1), absl::Seconds(60));

@@ -21,13 +21,14 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/auth/authenticator.h"  // tenants and security (issue 8)
-#include "server/auth/tenant_quota.h"   // tenants and security (issue 8)
-#include "server/auth/unix_listener.h"  // tenants and security (issue 8)
-#include "server/cluster/cluster_node.h"  // cluster mode (issue 10)
-#include "server/http/observability.h"  // observability (issue 7)
+#include "server/auth/authenticator.h"  // tenants and security
+#include "server/auth/tenant_quota.h"   // tenants and security
+#include "server/auth/unix_listener.h"  // tenants and security
+#include "server/cluster/cluster_node.h"  // cluster mode
+#include "server/http/observability.h"  // observability
 #include "server/data_plane_options.h"
 #include "server/request_handler.h"
+#include "server/worker_pool.h"
 #include "storage/tiered_store.h"
 
 namespace grpc {
@@ -50,6 +51,10 @@ struct DaemonOptions {
   storage::TieredStoreOptions store;
   HandlerOptions handler;
   uint64_t max_message_bytes = uint64_t{64} << 20;
+  // The worker pool that runs every request's blocking work (server/worker_pool.h): threads,
+  // and tasks queued before new requests are refused with RESOURCE_EXHAUSTED.
+  int worker_threads = 8;
+  size_t worker_queue = 4096;
   absl::Duration shutdown_grace = absl::Seconds(10);
   // UCX data plane (server/ucx_endpoint.h): on by default in builds with UCX; ignored (and
   // ConnectDataPlane answers UNIMPLEMENTED) in builds without. Off: FAILED_PRECONDITION.
@@ -60,10 +65,10 @@ struct DaemonOptions {
   UcxPeerErrors ucx_peer_errors = UcxPeerErrors::kRemoteOnly;
   absl::Duration ucx_busy_poll = absl::Microseconds(50);  // UcxDataPlaneOptions::busy_poll
   bool ucx_direct_shm = true;                             // UcxDataPlaneOptions::direct_shm
-  // Observability (issue 7): metrics/health/dashboard HTTP address ("" = off), trace
-  // exporters and sampling.
+  // Observability: metrics/health/dashboard HTTP address ("" = off), trace exporters and
+  // sampling.
   http::ObservabilityOptions observability;
-  // ---- tenants and security (issue 8; server/auth/authenticator.h) ----
+  // ---- tenants and security (server/auth/authenticator.h) ----
   // How calls are authenticated. kPeerCred: the Unix socket maps the peer's uid to a tenant
   // (peer_tenants_file, or "uid-<uid>"); TCP needs a bearer token. kToken: every call needs a
   // token. kNone: the clusterkv-tenant metadata is trusted (tests only).
@@ -76,7 +81,7 @@ struct DaemonOptions {
   // Sequences not accessed for this long are dropped (zero: never).
   absl::Duration sequence_ttl = absl::ZeroDuration();
   // ---- end tenants and security ----
-  // Cluster mode (issue 10; server/cluster/): off unless cluster.etcd_endpoint is set; needs
+  // Cluster mode (server/cluster/): off unless cluster.etcd_endpoint is set; needs
   // tcp_address (other daemons call this one there).
   cluster::ClusterOptions cluster;
 };
@@ -96,15 +101,15 @@ class Daemon {
   // "unix:<path>"; and the bound TCP port (0 without TCP).
   std::string unix_target() const { return "unix:" + options_.socket_path; }
   int tcp_port() const { return tcp_port_; }
-  // The metrics/dashboard HTTP port (0 when off). Observability, issue 7.
+  // The metrics/dashboard HTTP port (0 when off).
   int metrics_port() const { return observability_ != nullptr ? observability_->metrics_port() : 0; }
   http::Observability& observability() { return *observability_; }
   storage::TieredStore& store() { return *store_; }
   // The UCX data plane, or null when the daemon serves none.
   UcxDataPlane* data_plane() { return data_plane_; }
-  // Sequences the TTL sweeper has dropped (issue 8).
+  // Sequences the TTL sweeper has dropped.
   uint64_t expired_sequences() const;
-  // This daemon's cluster node, or null in single-node mode (issue 10).
+  // This daemon's cluster node, or null in single-node mode.
   cluster::ClusterNode* cluster() { return cluster_.get(); }
 
  private:
@@ -112,19 +117,22 @@ class Daemon {
 
   DaemonOptions options_;
   std::unique_ptr<LockFile> lock_;
-  // Observability (issue 7): outlives the handler, service and store that report to it.
+  // Observability: outlives the handler, service and store that report to it.
   std::unique_ptr<http::Observability> observability_;
   // The UCX data plane registers the arena, so it is created before and destroyed after the
   // store. Owned through its ArenaRegistrar base (builds without UCX never define it).
   std::unique_ptr<storage::ArenaRegistrar> data_plane_owner_;
   UcxDataPlane* data_plane_ = nullptr;
   std::unique_ptr<storage::TieredStore> store_;
-  // Cluster mode (issue 10): uses the store; used by the handler (a ClusterRequestHandler).
+  // Cluster mode: uses the store; used by the handler (a ClusterRequestHandler).
   std::unique_ptr<cluster::ClusterNode> cluster_;
   std::unique_ptr<RequestHandler> handler_;
+  // Runs the requests' blocking work for the gRPC service and the UCX data plane; stopped
+  // after both (their last tasks still run) and before the handler and store go.
+  std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<KvCacheService> service_;
   std::unique_ptr<grpc::Server> server_;
-  // ---- tenants and security (issue 8) ----
+  // ---- tenants and security ----
   void SweepLoop();
   std::unique_ptr<auth::Authenticator> authenticator_;
   std::unique_ptr<auth::UnixListener> listener_;  // kPeerCred only; before server_ is shut down

@@ -7,8 +7,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "proto/rpc_support.h"
-#include "server/metrics/daemon_metrics.h"  // observability (issue 7)
-#include "server/metrics/rpc_scope.h"       // observability (issue 7)
+#include "server/metrics/daemon_metrics.h"
+#include "server/metrics/rpc_scope.h"
 
 namespace clusterkv::server {
 namespace {
@@ -16,7 +16,7 @@ namespace {
 absl::StatusOr<CallContext> Resolve(const TenantResolver& resolver,
                                     const PeerResolver& peer_resolver,
                                     const grpc::CallbackServerContext& context) {
-  if (peer_resolver) {  // cluster mode (issue 10): another daemon acting for a tenant
+  if (peer_resolver) {  // cluster mode: another daemon acting for a tenant
     std::optional<absl::StatusOr<std::string>> peer = peer_resolver(context);
     if (peer.has_value()) {
       if (!peer->ok()) return peer->status();
@@ -36,7 +36,7 @@ absl::StatusOr<CallContext> Resolve(const TenantResolver& resolver,
   return call;
 }
 
-// ---- observability (issue 7) ----
+// ---- observability ----
 // The W3C traceparent the client sent in the call's metadata ("" when none).
 std::string_view Traceparent(const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
@@ -63,66 +63,122 @@ template <> constexpr metrics::Rpc RpcOf<v1::ConnectDataPlaneResponse>() { retur
 template <> constexpr metrics::Rpc RpcOf<v1::ReportClientStatsResponse>() { return metrics::Rpc::kReportClientStats; }
 // ---- end observability ----
 
-// Reads a client stream one message at a time, handing each to the handler.
+// Runs `task` on `pool`, or at once on this thread when the service has no pool (tests that
+// drive the handler directly). RESOURCE_EXHAUSTED when the pool's queue is full.
+absl::Status RunOn(WorkerPool* pool, std::function<void()> task) {
+  if (pool == nullptr) {
+    task();
+    return absl::OkStatus();
+  }
+  return pool->Submit(std::move(task));
+}
+
+// Reads a client stream one message at a time; each message is stored by a task on the worker
+// pool (the store's writes may sync to the SSD), which then asks for the next message.
 class PutClustersReactor final : public grpc::ServerReadReactor<v1::PutClustersRequest> {
  public:
-  PutClustersReactor(RequestHandler* handler, absl::StatusOr<CallContext> call,
+  PutClustersReactor(RequestHandler* handler, WorkerPool* pool, absl::StatusOr<CallContext> call,
                      v1::PutClustersResponse* response, RpcScope scope)
-      : handler_(handler), call_(std::move(call)), response_(response), scope_(std::move(scope)) {
-    if (call_.ok()) call_->trace = scope_.context();  // observability (issue 7)
+      : handler_(handler),
+        pool_(pool),
+        call_(std::move(call)),
+        response_(response),
+        scope_(std::move(scope)) {
     if (!call_.ok()) {
       Finish(rpc::ToGrpcStatus(call_.status()));
       return;
     }
+    call_->trace = scope_.context();
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client half-closed: the stream is complete
-      Finish(rpc::ToGrpcStatus(status_));
+      Finish(grpc::Status::OK);
       return;
     }
-    if (status_.ok()) status_ = handler_->PutClusters(*call_, request_, response_);
-    if (!status_.ok()) {
-      Finish(rpc::ToGrpcStatus(status_));
-      return;
-    }
-    request_.Clear();
-    StartRead(&request_);
+    const absl::Status queued = RunOn(pool_, [this] { StoreMessage(); });
+    if (!queued.ok()) Finish(rpc::ToGrpcStatus(queued));
   }
 
   void OnCancel() override {}
   void OnDone() override { delete this; }
 
  private:
-  // Observability (issue 7): records the call's status, then finishes it. Hides the base's
-  // Finish so every path above is instrumented.
+  void StoreMessage() {
+    const absl::Status stored = handler_->PutClusters(*call_, request_, response_);
+    if (!stored.ok()) {
+      Finish(rpc::ToGrpcStatus(stored));
+      return;
+    }
+    request_.Clear();
+    StartRead(&request_);
+  }
+
+  // Records the call's status, then finishes it. Hides the base's Finish so every path above
+  // is instrumented.
   void Finish(grpc::Status status) {
     scope_.End(FromGrpc(status));
     grpc::ServerReadReactor<v1::PutClustersRequest>::Finish(std::move(status));
   }
 
   RequestHandler* handler_;
+  WorkerPool* pool_;
   absl::StatusOr<CallContext> call_;
   v1::PutClustersResponse* response_;
   v1::PutClustersRequest request_;
-  absl::Status status_;
-  RpcScope scope_;  // observability (issue 7)
+  RpcScope scope_;
 };
 
-// Writes blocks one message at a time; each message is produced when the previous write is
-// done, so memory per call stays at about one message.
+// Writes blocks one message at a time; each message is produced by a task on the worker pool
+// (a block may have to be read from the SSD) when the previous write is done, so memory per
+// call stays at about one message and no gRPC thread waits on the store.
 class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClustersResponse> {
  public:
-  FetchClustersReactor(RequestHandler* handler, absl::StatusOr<CallContext> call,
-                       const v1::FetchClustersRequest* request, RpcScope scope)
-      : handler_(handler), request_(request), scope_(std::move(scope)) {
-    if (call.ok()) call->trace = scope_.context();  // observability (issue 7)
+  FetchClustersReactor(RequestHandler* handler, WorkerPool* pool,
+                       absl::StatusOr<CallContext> call, const v1::FetchClustersRequest* request,
+                       RpcScope scope)
+      : handler_(handler), pool_(pool), request_(request), scope_(std::move(scope)) {
     if (!call.ok()) {
       Finish(rpc::ToGrpcStatus(call.status()));
       return;
     }
-    absl::StatusOr<RequestHandler::FetchPlan> plan = handler_->PrepareFetch(*call, *request_);
+    call->trace = scope_.context();
+    // Every block in the host tier: pinned now, without I/O, and streamed from the pins on the
+    // gRPC threads; the worker pool is not involved (so a pool busy with SSD reads holds up no
+    // host-tier fetch).
+    resident_ = handler_->TryResolveResident(*call, *request_);
+    if (resident_.has_value()) {
+      if (!resident_->status.ok()) {
+        Finish(rpc::ToGrpcStatus(resident_->status));
+        return;
+      }
+      WriteNext();
+      return;
+    }
+    const absl::Status queued = RunOn(pool_, [this, call = *std::move(call)] { Prepare(call); });
+    if (!queued.ok()) Finish(rpc::ToGrpcStatus(queued));
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading"));
+      return;
+    }
+    if (resident_.has_value()) {
+      WriteNext();
+      return;
+    }
+    const absl::Status queued = RunOn(pool_, [this] { WriteNext(); });
+    if (!queued.ok()) Finish(rpc::ToGrpcStatus(queued));
+  }
+
+  void OnCancel() override {}
+  void OnDone() override { delete this; }
+
+ private:
+  void Prepare(const CallContext& call) {
+    absl::StatusOr<RequestHandler::FetchPlan> plan = handler_->PrepareFetch(call, *request_);
     if (!plan.ok()) {
       Finish(rpc::ToGrpcStatus(plan.status()));
       return;
@@ -131,18 +187,6 @@ class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClus
     WriteNext();
   }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client stopped reading"));
-      return;
-    }
-    WriteNext();
-  }
-
-  void OnCancel() override {}
-  void OnDone() override { delete this; }
-
- private:
   void WriteNext() {
     if (next_ == request_->clusters_size()) {
       Finish(grpc::Status::OK);
@@ -151,17 +195,23 @@ class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClus
     message_.Clear();
     uint64_t bytes = 0;
     const uint64_t target = handler_->options().fetch_message_bytes;
+    auto add = [&](const v1::ClusterRef& ref, int32_t tokens, absl::Span<const uint8_t> data) {
+      v1::ClusterBlock* block = message_.add_blocks();
+      *block->mutable_id() = ref;
+      block->set_num_tokens(tokens);
+      block->set_data(reinterpret_cast<const char*>(data.data()), data.size());
+      bytes += data.size();
+      return absl::OkStatus();
+    };
     while (next_ < request_->clusters_size() && (bytes == 0 || bytes < target)) {
-      absl::Status s = handler_->FetchOne(
-          *plan_, request_->clusters(next_),
-          [&](const v1::ClusterRef& ref, int32_t tokens, absl::Span<const uint8_t> data) {
-            v1::ClusterBlock* block = message_.add_blocks();
-            *block->mutable_id() = ref;
-            block->set_num_tokens(tokens);
-            block->set_data(reinterpret_cast<const char*>(data.data()), data.size());
-            bytes += data.size();
-            return absl::OkStatus();
-          });
+      if (resident_.has_value()) {
+        RequestHandler::ResolvedBlock& b = resident_->blocks[static_cast<size_t>(next_)];
+        (void)add(request_->clusters(next_), b.num_tokens, b.bytes);
+        b.holder.reset();  // copied into the message: unpin
+        ++next_;
+        continue;
+      }
+      absl::Status s = handler_->FetchOne(*plan_, request_->clusters(next_), add);
       if (!s.ok()) {
         Finish(rpc::ToGrpcStatus(s));
         return;
@@ -171,18 +221,21 @@ class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClus
     StartWrite(&message_);
   }
 
-  // Observability (issue 7): records the call's status, then finishes it (hides the base's).
+  // Records the call's status, then finishes it (hides the base's).
   void Finish(grpc::Status status) {
     scope_.End(FromGrpc(status));
     grpc::ServerWriteReactor<v1::FetchClustersResponse>::Finish(std::move(status));
   }
 
   RequestHandler* handler_;
+  WorkerPool* pool_;
   const v1::FetchClustersRequest* request_;
   std::optional<RequestHandler::FetchPlan> plan_;
+  // Set when every block was host-resident at the call's start: the pinned blocks.
+  std::optional<RequestHandler::ResolvedFetch> resident_;
   int next_ = 0;
   v1::FetchClustersResponse message_;
-  RpcScope scope_;  // observability (issue 7)
+  RpcScope scope_;
 };
 
 }  // namespace
@@ -217,10 +270,11 @@ TenantResolver AuthenticatedTenantResolver(const auth::Authenticator* authentica
   };
 }
 
-KvCacheService::KvCacheService(RequestHandler* handler, TenantResolver resolver,
-                               DataPlaneConnector data_plane, Instrumentation instrumentation,
-                               PeerResolver peer_resolver)
+KvCacheService::KvCacheService(RequestHandler* handler, WorkerPool* pool,
+                               TenantResolver resolver, DataPlaneConnector data_plane,
+                               Instrumentation instrumentation, PeerResolver peer_resolver)
     : handler_(handler),
+      pool_(pool),
       resolver_(std::move(resolver)),
       data_plane_(std::move(data_plane)),
       instrumentation_(instrumentation),
@@ -229,20 +283,35 @@ KvCacheService::KvCacheService(RequestHandler* handler, TenantResolver resolver,
 template <typename Response>
 grpc::ServerUnaryReactor* KvCacheService::Unary(
     grpc::CallbackServerContext* context, Response* response,
-    const std::function<absl::StatusOr<Response>(const CallContext&)>& body) {
+    std::function<absl::StatusOr<Response>(const CallContext&)> body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  RpcScope scope(instrumentation_, RpcOf<Response>(), Traceparent(*context));  // issue 7
+  // What the task needs, shared so that a task the pool refuses can still be finished here.
+  struct Call {
+    RpcScope scope;
+    CallContext call;
+    std::function<absl::StatusOr<Response>(const CallContext&)> body;
+  };
+  auto state = std::make_shared<Call>();
+  state->scope = RpcScope(instrumentation_, RpcOf<Response>(), Traceparent(*context));
   absl::StatusOr<CallContext> call = Resolve(resolver_, peer_resolver_, *context);
   if (!call.ok()) {
-    scope.End(call.status());
+    state->scope.End(call.status());
     reactor->Finish(rpc::ToGrpcStatus(call.status()));
     return reactor;
   }
-  call->trace = scope.context();
-  absl::StatusOr<Response> result = body(*call);
-  if (result.ok()) *response = *std::move(result);
-  scope.End(result.status());
-  reactor->Finish(rpc::ToGrpcStatus(result.status()));
+  state->call = *std::move(call);
+  state->call.trace = state->scope.context();
+  state->body = std::move(body);
+  const absl::Status queued = RunOn(pool_, [state, reactor, response] {
+    absl::StatusOr<Response> result = state->body(state->call);
+    if (result.ok()) *response = *std::move(result);
+    state->scope.End(result.status());
+    reactor->Finish(rpc::ToGrpcStatus(result.status()));
+  });
+  if (!queued.ok()) {
+    state->scope.End(queued);
+    reactor->Finish(rpc::ToGrpcStatus(queued));
+  }
   return reactor;
 }
 
@@ -250,27 +319,28 @@ grpc::ServerUnaryReactor* KvCacheService::OpenSequence(grpc::CallbackServerConte
                                                        const v1::OpenSequenceRequest* request,
                                                        v1::OpenSequenceResponse* response) {
   return Unary<v1::OpenSequenceResponse>(
-      context, response, [&](const CallContext& call) { return handler_->OpenSequence(call, *request); });
+      context, response, [this, request](const CallContext& call) { return handler_->OpenSequence(call, *request); });
 }
 
 grpc::ServerUnaryReactor* KvCacheService::CloseSequence(grpc::CallbackServerContext* context,
                                                         const v1::CloseSequenceRequest* request,
                                                         v1::CloseSequenceResponse* response) {
   return Unary<v1::CloseSequenceResponse>(
-      context, response, [&](const CallContext& call) { return handler_->CloseSequence(call, *request); });
+      context, response, [this, request](const CallContext& call) { return handler_->CloseSequence(call, *request); });
 }
 
 grpc::ServerUnaryReactor* KvCacheService::ListSequences(grpc::CallbackServerContext* context,
-                                                        const v1::ListSequencesRequest*,
+                                                        const v1::ListSequencesRequest* request,
                                                         v1::ListSequencesResponse* response) {
-  return Unary<v1::ListSequencesResponse>(
-      context, response, [&](const CallContext& call) { return handler_->ListSequences(call); });
+  return Unary<v1::ListSequencesResponse>(context, response, [this, request](const CallContext& call) {
+    return handler_->ListSequences(call, *request);
+  });
 }
 
 grpc::ServerReadReactor<v1::PutClustersRequest>* KvCacheService::PutClusters(
     grpc::CallbackServerContext* context, v1::PutClustersResponse* response) {
   return new PutClustersReactor(
-      handler_, Resolve(resolver_, peer_resolver_, *context), response,
+      handler_, pool_, Resolve(resolver_, peer_resolver_, *context), response,
       RpcScope(instrumentation_, metrics::Rpc::kPutClusters, Traceparent(*context)));
 }
 
@@ -278,20 +348,20 @@ grpc::ServerUnaryReactor* KvCacheService::AppendClusters(grpc::CallbackServerCon
                                                          const v1::AppendClustersRequest* request,
                                                          v1::AppendClustersResponse* response) {
   return Unary<v1::AppendClustersResponse>(
-      context, response, [&](const CallContext& call) { return handler_->AppendClusters(call, *request); });
+      context, response, [this, request](const CallContext& call) { return handler_->AppendClusters(call, *request); });
 }
 
 grpc::ServerUnaryReactor* KvCacheService::GetIndex(grpc::CallbackServerContext* context,
                                                    const v1::GetIndexRequest* request,
                                                    v1::GetIndexResponse* response) {
   return Unary<v1::GetIndexResponse>(
-      context, response, [&](const CallContext& call) { return handler_->GetIndex(call, *request); });
+      context, response, [this, request](const CallContext& call) { return handler_->GetIndex(call, *request); });
 }
 
 grpc::ServerWriteReactor<v1::FetchClustersResponse>* KvCacheService::FetchClusters(
     grpc::CallbackServerContext* context, const v1::FetchClustersRequest* request) {
   return new FetchClustersReactor(
-      handler_, Resolve(resolver_, peer_resolver_, *context), request,
+      handler_, pool_, Resolve(resolver_, peer_resolver_, *context), request,
       RpcScope(instrumentation_, metrics::Rpc::kFetchClusters, Traceparent(*context)));
 }
 
@@ -299,14 +369,14 @@ grpc::ServerUnaryReactor* KvCacheService::Select(grpc::CallbackServerContext* co
                                                  const v1::SelectRequest* request,
                                                  v1::SelectResponse* response) {
   return Unary<v1::SelectResponse>(
-      context, response, [&](const CallContext& call) { return handler_->Select(call, *request); });
+      context, response, [this, request](const CallContext& call) { return handler_->Select(call, *request); });
 }
 
 grpc::ServerUnaryReactor* KvCacheService::Stats(grpc::CallbackServerContext* context,
                                                 const v1::StatsRequest*,
                                                 v1::StatsResponse* response) {
-  return Unary<v1::StatsResponse>(context, response,
-                                  [&](const CallContext& call) { return handler_->Stats(call); });
+  return Unary<v1::StatsResponse>(
+      context, response, [this](const CallContext& call) { return handler_->Stats(call); });
 }
 
 grpc::ServerUnaryReactor* KvCacheService::ConnectDataPlane(
@@ -314,7 +384,7 @@ grpc::ServerUnaryReactor* KvCacheService::ConnectDataPlane(
     v1::ConnectDataPlaneResponse* response) {
   return Unary<v1::ConnectDataPlaneResponse>(
       context, response,
-      [&](const CallContext& call) -> absl::StatusOr<v1::ConnectDataPlaneResponse> {
+      [this, request](const CallContext& call) -> absl::StatusOr<v1::ConnectDataPlaneResponse> {
         if (!data_plane_) {
           return absl::UnimplementedError("this daemon serves no UCX data plane");
         }
@@ -322,13 +392,13 @@ grpc::ServerUnaryReactor* KvCacheService::ConnectDataPlane(
       });
 }
 
-// ---- observability (issue 7) ----
+// ---- observability ----
 grpc::ServerUnaryReactor* KvCacheService::ReportClientStats(
     grpc::CallbackServerContext* context, const v1::ReportClientStatsRequest* request,
     v1::ReportClientStatsResponse* response) {
   return Unary<v1::ReportClientStatsResponse>(
       context, response,
-      [&](const CallContext& call) -> absl::StatusOr<v1::ReportClientStatsResponse> {
+      [this, request](const CallContext& call) -> absl::StatusOr<v1::ReportClientStatsResponse> {
         // Counts are deltas since the client's previous report; 2^48 tokens in one report
         // is not a real client, so it is refused rather than allowed to swamp the counters.
         constexpr uint64_t kMaxTokens = uint64_t{1} << 48;

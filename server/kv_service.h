@@ -1,6 +1,14 @@
 // KvCacheService: the gRPC callback-API front of RequestHandler (service clusterkv.v1.KvCache).
-// Unary calls answer from the handler on the callback thread; PutClusters reads its stream one
-// message at a time; FetchClusters writes one message at a time, producing each lazily so a
+//
+// Threading: a gRPC callback reaction never blocks. On the callback thread a call is only
+// authenticated (in memory) and handed to the worker pool; the handler's work (RocksDB reads
+// and synced writes, SSD promotions, peer pulls in cluster mode, the UCX session setup) runs
+// on a pool thread, which also finishes the call. A pool whose queue is full refuses the call
+// at once with RESOURCE_EXHAUSTED. PutClusters stores each message of its stream in one pool
+// task and asks for the next message from there. FetchClusters whose blocks are all in the
+// host tier pins them at once (no I/O) and streams them from the gRPC threads, so a pool busy
+// with SSD reads holds up no host-tier fetch; any other fetch produces each response message
+// in one pool task. Either way a message is produced when the previous write is done, so a
 // large fetch never sits in memory whole. Reactors own their per-call state and delete
 // themselves in OnDone.
 #ifndef CLUSTERKV_SERVER_KV_SERVICE_H_
@@ -12,9 +20,10 @@
 
 #include "absl/status/statusor.h"
 #include "clusterkv/v1/kvcache.grpc.pb.h"
-#include "server/auth/authenticator.h"      // tenants and security (issue 8)
-#include "server/metrics/instrumentation.h"  // observability (issue 7)
+#include "server/auth/authenticator.h"
+#include "server/metrics/instrumentation.h"
 #include "server/request_handler.h"
+#include "server/worker_pool.h"
 
 namespace clusterkv::server {
 
@@ -30,7 +39,7 @@ TenantResolver MetadataTenantResolver();
 // and its `authorization` / `clusterkv-tenant` metadata (server/auth/authenticator.h).
 TenantResolver AuthenticatedTenantResolver(const auth::Authenticator* authenticator);
 
-// Cluster mode (issue 10): recognises calls of other daemons of the cluster (the cluster peer
+// Cluster mode: recognises calls of other daemons of the cluster (the cluster peer
 // token, server/cluster/peer_auth.h). nullopt: not a peer call (the TenantResolver decides);
 // otherwise the end tenant the peer acts for (or why the peer call is refused). Such calls get
 // CallContext::cluster_peer.
@@ -44,10 +53,10 @@ using DataPlaneConnector = std::function<absl::StatusOr<v1::ConnectDataPlaneResp
 
 class KvCacheService final : public v1::KvCache::CallbackService {
  public:
-  // `handler` must outlive the service; so must the objects `instrumentation` points to
-  // (observability, issue 7: per-RPC latency and codes, spans continuing the caller's
-  // traceparent; null members are off).
-  KvCacheService(RequestHandler* handler, TenantResolver resolver,
+  // `handler` and `pool` must outlive the service; so must the objects `instrumentation`
+  // points to (per-RPC latency and codes, spans continuing the caller's traceparent; null
+  // members are off). A null `pool` runs the handler on the callback thread (unit tests only).
+  KvCacheService(RequestHandler* handler, WorkerPool* pool, TenantResolver resolver,
                  DataPlaneConnector data_plane = nullptr, Instrumentation instrumentation = {},
                  PeerResolver peer_resolver = nullptr);
 
@@ -79,23 +88,24 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   grpc::ServerUnaryReactor* ConnectDataPlane(grpc::CallbackServerContext* context,
                                              const v1::ConnectDataPlaneRequest* request,
                                              v1::ConnectDataPlaneResponse* response) override;
-  // Observability (issue 7): a client's device-cache hit/miss token counts, into the metrics.
+  // Observability: a client's device-cache hit/miss token counts, into the metrics.
   grpc::ServerUnaryReactor* ReportClientStats(grpc::CallbackServerContext* context,
                                               const v1::ReportClientStatsRequest* request,
                                               v1::ReportClientStatsResponse* response) override;
 
  private:
-  // Runs `body` with the caller's context and finishes the unary call with its status.
+  // Resolves the caller, runs `body` with its context on the worker pool and finishes the
+  // unary call with its status.
   template <typename Response>
-  grpc::ServerUnaryReactor* Unary(
-      grpc::CallbackServerContext* context, Response* response,
-      const std::function<absl::StatusOr<Response>(const CallContext&)>& body);
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, Response* response,
+                                  std::function<absl::StatusOr<Response>(const CallContext&)> body);
 
   RequestHandler* handler_;
+  WorkerPool* pool_;
   TenantResolver resolver_;
   DataPlaneConnector data_plane_;
-  Instrumentation instrumentation_;  // observability (issue 7)
-  PeerResolver peer_resolver_;       // cluster mode (issue 10)
+  Instrumentation instrumentation_;
+  PeerResolver peer_resolver_;  // cluster mode
 };
 
 }  // namespace clusterkv::server

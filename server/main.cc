@@ -27,6 +27,18 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key for TCP.");
 ABSL_FLAG(bool, allow_insecure_tcp, false, "Serve plaintext TCP (loopback tests only).");
 ABSL_FLAG(int64_t, max_message_mib, 64, "Largest gRPC message either way, MiB (gRPC's default 4 "
           "is too small for large blocks); blocks above half of it are refused.");
+ABSL_FLAG(int32_t, worker_threads, 8,
+          "Threads of the worker pool that runs every request's blocking work (RocksDB, SSD "
+          "promotions, peer pulls); gRPC and UCX network threads never block.");
+ABSL_FLAG(int32_t, worker_queue, 4096,
+          "Requests queued for the worker pool before new ones are refused with "
+          "RESOURCE_EXHAUSTED (clusterkv_worker_pool_rejections_total).");
+ABSL_FLAG(int32_t, max_fetch_clusters, 65536,
+          "Most clusters one FetchClusters (gRPC or UCX) or AppendClusters may name.");
+ABSL_FLAG(int64_t, max_response_mib, 32,
+          "Largest unary answer (GetIndex), MiB; a larger one is RESOURCE_EXHAUSTED before it is "
+          "built. Kept under --max_message_mib.");
+ABSL_FLAG(int32_t, max_list_sequences, 1024, "Most sequences one ListSequences page returns.");
 ABSL_FLAG(std::string, data_dir, "/var/lib/clusterkv", "Directory of the SSD tier (RocksDB).");
 ABSL_FLAG(int64_t, host_capacity_mib, 1024, "Host tier (arena) size, MiB.");
 ABSL_FLAG(double, high_watermark, 0.90, "Host usage fraction that starts eviction to the SSD.");
@@ -59,7 +71,7 @@ ABSL_FLAG(bool, ucx_direct_shm, true,
           "Same-host clients on shared memory: map their cache region into the daemon and write "
           "recalled blocks with memcpy (false: one ucp_put_nbx per block).");
 ABSL_FLAG(double, shutdown_grace_s, 10.0, "On SIGTERM, seconds to let calls in flight finish.");
-// ---- observability (issue 7) ----
+// ---- observability ----
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9464",
           "HTTP host:port of /metrics (Prometheus), /healthz, /readyz and /dashboard; \"\" "
           "disables it; port 0 picks a free one. A port already taken is reported and skipped.");
@@ -69,7 +81,7 @@ ABSL_FLAG(std::string, trace_file, "", "Append trace spans as JSON lines (OTLP s
 ABSL_FLAG(double, trace_sample_ratio, 0.01,
           "Fraction of new traces sampled (requests whose traceparent says sampled always are).");
 // ---- end observability ----
-// ---- tenants and security (issue 8) ----
+// ---- tenants and security ----
 ABSL_FLAG(std::string, auth, "peercred",
           "How callers are authenticated: peercred = the Unix socket peer's uid names the tenant "
           "(--peer_tenants_file, or \"uid-<uid>\"), TCP callers need a bearer token; token = "
@@ -88,7 +100,7 @@ ABSL_FLAG(int64_t, quota_sequences, 0, "Per-tenant number of sequences (0 = unli
 ABSL_FLAG(double, sequence_ttl_s, 0,
           "Drop sequences not accessed for this many seconds (0 = never).");
 // ---- end tenants and security ----
-// ---- cluster mode (issue 10) ----
+// ---- cluster mode ----
 ABSL_FLAG(std::string, cluster_etcd, "",
           "etcd client URL (http://host:port) of the cluster's shared state; empty: single-node "
           "mode. Needs --tcp_address, --cluster_token_file and TLS (or --allow_insecure_tcp).");
@@ -143,6 +155,8 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
   static const auto* groups = new std::vector<clusterkv::FlagGroup>{
       {"Serving", {"socket", "tcp_address", "tls_cert", "tls_key", "allow_insecure_tcp",
                    "max_message_mib", "shutdown_grace_s"}},
+      {"Request limits", {"worker_threads", "worker_queue", "max_fetch_clusters",
+                          "max_response_mib", "max_list_sequences"}},
       {"Data plane", {"ucx", "ucx_transports", "ucx_peer_errors", "ucx_busy_poll_us", "ucx_direct_shm"}},
       {"Storage", {"data_dir", "host_capacity_mib", "high_watermark", "low_watermark",
                    "write_through", "huge_pages", "prefault_host_tier"}},
@@ -150,7 +164,7 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
       {"Observability", {"metrics_address", "otlp_endpoint", "trace_file", "trace_sample_ratio"}},
       {"Tenants and security", {"auth", "tokens_file", "peer_tenants_file", "quota_host_mib",
                                 "quota_ssd_mib", "quota_sequences", "sequence_ttl_s"}},
-      {"Cluster (issue 10)", {"cluster_etcd", "cluster_name", "node_id", "advertise_grpc",
+      {"Cluster", {"cluster_etcd", "cluster_name", "node_id", "advertise_grpc",
                               "lease_ttl_s", "replication", "cluster_token_file",
                               "cluster_tls_root_cert", "cluster_tls_target_name",
                               "cluster_peer_timeout_s", "cluster_peer_ucx",
@@ -177,6 +191,23 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError("--host_capacity_mib must be in [2, 2^24]");
   }
   o.max_message_bytes = static_cast<uint64_t>(max_mib) << 20;
+  o.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  const int32_t worker_queue = absl::GetFlag(FLAGS_worker_queue);
+  if (worker_queue < 1) return absl::InvalidArgumentError("--worker_queue must be >= 1");
+  o.worker_queue = static_cast<size_t>(worker_queue);
+  o.handler.max_fetch_clusters = absl::GetFlag(FLAGS_max_fetch_clusters);
+  if (o.handler.max_fetch_clusters < 1 || o.handler.max_fetch_clusters > (1 << 20)) {
+    return absl::InvalidArgumentError("--max_fetch_clusters must be in [1, 2^20]");
+  }
+  const int64_t response_mib = absl::GetFlag(FLAGS_max_response_mib);
+  if (response_mib < 1 || response_mib > max_mib) {
+    return absl::InvalidArgumentError("--max_response_mib must be in [1, --max_message_mib]");
+  }
+  o.handler.max_response_bytes = static_cast<uint64_t>(response_mib) << 20;
+  o.handler.max_list_sequences = absl::GetFlag(FLAGS_max_list_sequences);
+  if (o.handler.max_list_sequences < 1 || o.handler.max_list_sequences > (1 << 20)) {
+    return absl::InvalidArgumentError("--max_list_sequences must be in [1, 2^20]");
+  }
   o.store.path = absl::GetFlag(FLAGS_data_dir);
   o.store.host_capacity_bytes = static_cast<uint64_t>(capacity_mib) << 20;
   o.store.high_watermark = absl::GetFlag(FLAGS_high_watermark);
@@ -211,7 +242,7 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
   }
   o.ucx_busy_poll = absl::Microseconds(busy_poll_us);
   o.ucx_direct_shm = absl::GetFlag(FLAGS_ucx_direct_shm);
-  // ---- observability (issue 7) ----
+  // ---- observability ----
   o.observability.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   o.observability.otlp_endpoint = absl::GetFlag(FLAGS_otlp_endpoint);
   o.observability.trace_file = absl::GetFlag(FLAGS_trace_file);
@@ -220,7 +251,7 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
     return absl::InvalidArgumentError("--trace_sample_ratio must be in [0, 1]");
   }
   // ---- end observability ----
-  // ---- tenants and security (issue 8) ----
+  // ---- tenants and security ----
   auto auth = clusterkv::server::auth::ParseAuthMode(absl::GetFlag(FLAGS_auth));
   if (!auth.ok()) return auth.status();
   o.auth = *auth;
@@ -243,7 +274,7 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
   }
   o.sequence_ttl = absl::Seconds(ttl);
   // ---- end tenants and security ----
-  // ---- cluster mode (issue 10) ----
+  // ---- cluster mode ----
   o.cluster.etcd_endpoint = absl::GetFlag(FLAGS_cluster_etcd);
   o.cluster.cluster_name = absl::GetFlag(FLAGS_cluster_name);
   o.cluster.node_id = absl::GetFlag(FLAGS_node_id);
@@ -309,7 +340,7 @@ int main(int argc, char** argv) {
     std::cerr << "clusterkvd: " << options.status().message() << "\n";
     return 2;
   }
-  if (options->auth == clusterkv::server::auth::AuthMode::kNone) {  // issue 8
+  if (options->auth == clusterkv::server::auth::AuthMode::kNone) {
     std::cerr << "clusterkvd: warning: --auth=none is INSECURE: any process that can reach the "
                  "socket can act as any tenant (clusterkv-tenant metadata is trusted)"
               << std::endl;
@@ -327,7 +358,7 @@ int main(int argc, char** argv) {
     std::cerr << "clusterkvd: " << daemon.status() << "\n";
     return 1;
   }
-  // ---- observability (issue 7): printed before the "serving on" line (the readiness signal
+  // ---- observability: printed before the "serving on" line (the readiness signal
   // launchers wait for), so the metrics port is known once that line is seen ----
   if ((*daemon)->metrics_port() != 0) {
     std::cout << "clusterkvd: metrics on http://" << options->observability.metrics_address.substr(
@@ -346,7 +377,7 @@ int main(int argc, char** argv) {
             << (*daemon)->store().arena().page_kind() << " pages"
             << ((*daemon)->data_plane() != nullptr ? ", UCX data plane" : "") << ", auth "
             << clusterkv::server::auth::AuthModeName(options->auth);
-  if ((*daemon)->cluster() != nullptr) {  // issue 10
+  if ((*daemon)->cluster() != nullptr) {
     std::cout << ", cluster " << options->cluster.cluster_name << " as node "
               << (*daemon)->cluster()->node_id();
   }

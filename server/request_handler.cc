@@ -10,9 +10,9 @@
 #include "core/status_macros.h"
 #include "gpu/selection.h"
 #include "proto/rpc_support.h"
-#include "server/metrics/daemon_metrics.h"  // observability (issue 7)
+#include "server/metrics/daemon_metrics.h"  // observability
 #include "server/request_validation.h"
-#include "server/tracing/tracer.h"  // observability (issue 7)
+#include "server/tracing/tracer.h"  // observability
 #include "storage/cluster_block.h"
 
 namespace clusterkv::server {
@@ -114,7 +114,7 @@ absl::StatusOr<v1::OpenSequenceResponse> RequestHandler::OpenSequence(
     return absl::InvalidArgumentError("creating a sequence needs its layout");
   }
   ASSIGN_OR_RETURN(KvLayout layout, rpc::FromProto(request.layout()));
-  // Sequence quota (issue 8): creations in flight count, so concurrent opens cannot overshoot.
+  // Sequence quota: creations in flight count, so concurrent opens cannot overshoot.
   {
     const uint64_t existing_count = store_->Usage(key.tenant).sequences;
     absl::MutexLock lock(&mu_);
@@ -180,16 +180,35 @@ uint64_t RequestHandler::expired_sequences() const {
   return expired_;
 }
 
-absl::StatusOr<v1::ListSequencesResponse> RequestHandler::ListSequences(const CallContext& call) {
+absl::StatusOr<v1::ListSequencesResponse> RequestHandler::ListSequences(
+    const CallContext& call, const v1::ListSequencesRequest& request) {
   if (call.tenant.empty()) return absl::InvalidArgumentError("tenant is empty");
+  if (request.max_sequences() < 0) return absl::InvalidArgumentError("max_sequences is negative");
+  if (request.start_after().size() > 128) {  // the longest sequence id (core/ids.h)
+    return absl::InvalidArgumentError("start_after is longer than any sequence id");
+  }
+  const int32_t cap = request.max_sequences() == 0
+                          ? options_.max_list_sequences
+                          : std::min(request.max_sequences(), options_.max_list_sequences);
   ASSIGN_OR_RETURN(std::vector<SequenceKey> keys, store_->ListSequences(call.tenant));
+  std::sort(keys.begin(), keys.end(), [](const SequenceKey& a, const SequenceKey& b) {
+    return a.sequence < b.sequence;
+  });
+  auto it = std::upper_bound(keys.begin(), keys.end(), request.start_after(),
+                             [](const std::string& after, const SequenceKey& key) {
+                               return after < key.sequence;
+                             });
   v1::ListSequencesResponse response;
-  for (const SequenceKey& key : keys) {
-    absl::StatusOr<storage::SequenceMeta> meta = store_->GetSequence(key);
+  for (; it != keys.end(); ++it) {
+    if (response.sequences_size() == cap) {
+      response.set_next_start_after(response.sequences(cap - 1).sequence_id());
+      break;
+    }
+    absl::StatusOr<storage::SequenceMeta> meta = store_->GetSequence(*it);
     if (absl::IsNotFound(meta.status())) continue;  // dropped meanwhile
     RETURN_IF_ERROR(meta.status());
     v1::SequenceInfo* info = response.add_sequences();
-    info->set_sequence_id(key.sequence);
+    info->set_sequence_id(it->sequence);
     *info->mutable_layout() = rpc::ToProto(meta->layout);
     info->set_num_tokens(meta->num_tokens);
   }
@@ -201,7 +220,7 @@ absl::Status RequestHandler::StoreBlock(const SequenceKey& key, const KvLayout& 
   RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
   const storage::BlockKey block_key{key, rpc::FromProto(block.id())};
   const auto* data = reinterpret_cast<const uint8_t*>(block.data().data());
-  // ---- observability (issue 7): write-through latency, bytes received ----
+  // ---- observability: write-through latency, bytes received ----
   metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
   const absl::Time start = metrics != nullptr ? metrics->Now() : absl::Time();
   // A request may ask for durability; it never turns off the daemon's --write_through.
@@ -220,12 +239,13 @@ absl::Status RequestHandler::StoreBlock(const SequenceKey& key, const KvLayout& 
 }
 
 absl::Status RequestHandler::UpdateTokens(const SequenceKey& key, Session& session,
-                                          int64_t num_tokens) {
+                                          int64_t num_tokens, bool grow_only) {
   if (num_tokens <= 0) return absl::OkStatus();
   KvLayout layout;
   {
     absl::MutexLock lock(&mu_);
     if (num_tokens == session.num_tokens) return absl::OkStatus();
+    if (grow_only && num_tokens < session.num_tokens) return absl::OkStatus();
     layout = session.layout;
   }
   RETURN_IF_ERROR(store_->PutSequence(key, storage::SequenceMeta{layout, num_tokens}));
@@ -245,6 +265,12 @@ absl::Status RequestHandler::PutClusters(const CallContext& call,
   for (const v1::ClusterBlock& block : request.blocks()) {
     RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
   }
+  if (request.indexes_size() > layout.num_layers * layout.num_kv_heads) {
+    return absl::InvalidArgumentError(absl::StrCat("message carries ", request.indexes_size(),
+                                                   " indexes; the layout has ",
+                                                   layout.num_layers * layout.num_kv_heads,
+                                                   " heads"));
+  }
   for (const v1::HeadIndex& index : request.indexes()) {
     RETURN_IF_ERROR(ValidateHeadIndex(layout, index));
   }
@@ -253,6 +279,8 @@ absl::Status RequestHandler::PutClusters(const CallContext& call,
     response->set_blocks_stored(response->blocks_stored() + 1);
     response->set_bytes_stored(response->bytes_stored() + block.data().size());
   }
+  // Index replacements are ordered with the sequence's appends.
+  absl::MutexLock write(&session->write_mu);
   for (const v1::HeadIndex& index : request.indexes()) {
     const HeadId head{index.layer(), index.kv_head()};
     auto record = std::make_shared<const storage::HeadIndexRecord>(FromProto(index, layout.head_dim));
@@ -260,7 +288,7 @@ absl::Status RequestHandler::PutClusters(const CallContext& call,
     absl::MutexLock lock(&mu_);
     session->indexes[head] = std::move(record);
   }
-  return UpdateTokens(key, *session, request.num_tokens());
+  return UpdateTokens(key, *session, request.num_tokens(), /*grow_only=*/false);
 }
 
 absl::StatusOr<v1::AppendClustersResponse> RequestHandler::AppendClusters(
@@ -269,53 +297,104 @@ absl::StatusOr<v1::AppendClustersResponse> RequestHandler::AppendClusters(
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   const KvLayout layout = session->layout;
   if (request.num_tokens() < 0) return absl::InvalidArgumentError("num_tokens is negative");
-  // Each appended index extends its head; blocks must carry the new ids.
-  absl::flat_hash_map<HeadId, std::pair<int32_t, int32_t>> new_ids;  // head -> [first, end)
-  std::vector<std::pair<HeadId, std::shared_ptr<const storage::HeadIndexRecord>>> updated;
+  if (request.appended_size() > layout.num_layers * layout.num_kv_heads) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "append names ", request.appended_size(), " heads; the layout has ",
+        layout.num_layers * layout.num_kv_heads));
+  }
+  if (request.blocks_size() > options_.max_fetch_clusters) {
+    return absl::InvalidArgumentError(absl::StrCat("append carries ", request.blocks_size(),
+                                                   " blocks; the limit is ",
+                                                   options_.max_fetch_clusters));
+  }
+  // Everything that needs no index is checked before the sequence's write lock is taken.
   for (const v1::HeadIndex& appended : request.appended()) {
     RETURN_IF_ERROR(ValidateHeadIndex(layout, appended));
+    if (appended.has_first_cluster() &&
+        (appended.first_cluster() < 0 || appended.first_cluster() > (1 << 30))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("first_cluster ", appended.first_cluster(), " is outside [0, 2^30]"));
+    }
+  }
+  for (const v1::ClusterBlock& block : request.blocks()) {
+    RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
+  }
+  // One append (or put, or token update) of a sequence at a time: the index each head ends
+  // with is the one read here plus exactly this request's clusters.
+  absl::MutexLock write(&session->write_mu);
+  struct HeadAppend {
+    int32_t first = 0;  // id of the first appended cluster
+    int32_t end = 0;
+    // The merged index to store; null when the head already holds these clusters (a retry).
+    std::shared_ptr<const storage::HeadIndexRecord> merged;
+  };
+  absl::flat_hash_map<HeadId, HeadAppend> heads;
+  for (const v1::HeadIndex& appended : request.appended()) {
     const HeadId head{appended.layer(), appended.kv_head()};
-    if (new_ids.contains(head)) {
+    if (heads.contains(head)) {
       return absl::InvalidArgumentError(absl::StrCat("layer ", head.layer, " kv_head ",
                                                      head.kv_head, " appended twice"));
     }
     absl::StatusOr<std::shared_ptr<const storage::HeadIndexRecord>> current =
         FindIndex(key, *session, head);
-    storage::HeadIndexRecord merged;
-    merged.head_dim = layout.head_dim;
-    if (current.ok()) {
-      merged = **current;
-    } else if (!absl::IsNotFound(current.status())) {
-      return current.status();
+    if (!current.ok() && !absl::IsNotFound(current.status())) return current.status();
+    const storage::HeadIndexRecord empty{layout.head_dim, {}, {}};
+    const storage::HeadIndexRecord& have = current.ok() ? **current : empty;
+    const int32_t count = have.num_clusters();
+    const int32_t added = appended.sizes_size();
+    const int32_t first = appended.has_first_cluster() ? appended.first_cluster() : count;
+    HeadAppend& entry = heads[head];
+    entry.first = first;
+    entry.end = first + added;
+    if (first == count) {
+      storage::HeadIndexRecord merged = have;
+      merged.head_dim = layout.head_dim;
+      merged.centroids.insert(merged.centroids.end(), appended.centroids().begin(),
+                              appended.centroids().end());
+      merged.sizes.insert(merged.sizes.end(), appended.sizes().begin(), appended.sizes().end());
+      entry.merged = std::make_shared<const storage::HeadIndexRecord>(std::move(merged));
+      continue;
     }
-    const int32_t first = merged.num_clusters();
-    merged.centroids.insert(merged.centroids.end(), appended.centroids().begin(),
-                            appended.centroids().end());
-    merged.sizes.insert(merged.sizes.end(), appended.sizes().begin(), appended.sizes().end());
-    new_ids[head] = {first, merged.num_clusters()};
-    updated.emplace_back(head, std::make_shared<const storage::HeadIndexRecord>(std::move(merged)));
+    const size_t d = static_cast<size_t>(layout.head_dim);
+    const bool applied =
+        first < count && added <= count - first &&
+        std::equal(appended.sizes().begin(), appended.sizes().end(),
+                   have.sizes.begin() + first) &&
+        std::equal(appended.centroids().begin(), appended.centroids().end(),
+                   have.centroids.begin() + static_cast<ptrdiff_t>(first * d));
+    if (!applied) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "layer ", head.layer, " kv_head ", head.kv_head, " holds ", count,
+          " clusters; the append starts at ", first,
+          first < count ? " with clusters that differ from the stored ones" : ""));
+    }
   }
   for (const v1::ClusterBlock& block : request.blocks()) {
-    RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
-    auto it = new_ids.find(HeadId{block.id().layer(), block.id().kv_head()});
-    if (it == new_ids.end() || block.id().cluster() < it->second.first ||
-        block.id().cluster() >= it->second.second) {
+    auto it = heads.find(HeadId{block.id().layer(), block.id().kv_head()});
+    if (it == heads.end() || block.id().cluster() < it->second.first ||
+        block.id().cluster() >= it->second.end) {
       return absl::InvalidArgumentError(absl::StrCat(
           "appended block ", ToString(rpc::FromProto(block.id())),
           " is not one of the clusters this request appends to its head"));
     }
   }
+  // Blocks first (a retry re-sends stored blocks, which is success), then the indexes: an
+  // index never names a block that is not stored.
   v1::AppendClustersResponse response;
   for (const v1::ClusterBlock& block : request.blocks()) {
     RETURN_IF_ERROR(StoreBlock(key, layout, block, request.write_through()));
     response.set_blocks_stored(response.blocks_stored() + 1);
   }
-  for (auto& [head, record] : updated) {
-    RETURN_IF_ERROR(store_->PutIndex(key, head, *record));
+  for (const v1::HeadIndex& appended : request.appended()) {
+    const HeadId head{appended.layer(), appended.kv_head()};
+    std::shared_ptr<const storage::HeadIndexRecord>& merged = heads[head].merged;
+    if (merged == nullptr) continue;
+    RETURN_IF_ERROR(store_->PutIndex(key, head, *merged));
     absl::MutexLock lock(&mu_);
-    session->indexes[head] = record;
+    session->indexes[head] = std::move(merged);
   }
-  RETURN_IF_ERROR(UpdateTokens(key, *session, request.num_tokens()));
+  // A retry of an older append never moves the token count back.
+  RETURN_IF_ERROR(UpdateTokens(key, *session, request.num_tokens(), /*grow_only=*/true));
   return response;
 }
 
@@ -324,9 +403,45 @@ absl::StatusOr<v1::GetIndexResponse> RequestHandler::GetIndex(const CallContext&
   ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   const KvLayout layout = session->layout;
-  std::vector<int32_t> layers(request.layers().begin(), request.layers().end());
+  // Each layer at most once: a repeated layer would repeat its indexes in the answer.
+  if (request.layers_size() > layout.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("GetIndex names ", request.layers_size(),
+                                                   " layers; the sequence has ",
+                                                   layout.num_layers));
+  }
+  std::vector<int32_t> layers;
+  std::vector<bool> named(static_cast<size_t>(layout.num_layers), false);
+  for (int32_t layer : request.layers()) {
+    if (layer < 0 || layer >= layout.num_layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer ", layer, " is outside [0, ", layout.num_layers, ")"));
+    }
+    if (named[static_cast<size_t>(layer)]) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " is named twice"));
+    }
+    named[static_cast<size_t>(layer)] = true;
+    layers.push_back(layer);
+  }
   if (layers.empty()) {
     for (int32_t l = 0; l < layout.num_layers; ++l) layers.push_back(l);
+  }
+  // Every index the answer holds, and its size, before any of it is built.
+  std::vector<std::pair<HeadId, std::shared_ptr<const storage::HeadIndexRecord>>> found;
+  uint64_t bytes = 0;
+  for (int32_t layer : layers) {
+    for (int32_t h = 0; h < layout.num_kv_heads; ++h) {
+      absl::StatusOr<std::shared_ptr<const storage::HeadIndexRecord>> index =
+          FindIndex(key, *session, HeadId{layer, h});
+      if (absl::IsNotFound(index.status())) continue;  // e.g. a dense layer: no index
+      RETURN_IF_ERROR(index.status());
+      bytes += ((*index)->centroids.size() + (*index)->sizes.size()) * sizeof(float) + 32;
+      if (bytes > options_.max_response_bytes) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "the indexes of ", layers.size(), " layer(s) exceed the daemon's ",
+            options_.max_response_bytes, "-byte response limit: ask for fewer layers per call"));
+      }
+      found.emplace_back(HeadId{layer, h}, *std::move(index));
+    }
   }
   v1::GetIndexResponse response;
   *response.mutable_layout() = rpc::ToProto(layout);
@@ -334,19 +449,7 @@ absl::StatusOr<v1::GetIndexResponse> RequestHandler::GetIndex(const CallContext&
     absl::MutexLock lock(&mu_);
     response.set_num_tokens(session->num_tokens);
   }
-  for (int32_t layer : layers) {
-    if (layer < 0 || layer >= layout.num_layers) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer ", layer, " is outside [0, ", layout.num_layers, ")"));
-    }
-    for (int32_t h = 0; h < layout.num_kv_heads; ++h) {
-      absl::StatusOr<std::shared_ptr<const storage::HeadIndexRecord>> index =
-          FindIndex(key, *session, HeadId{layer, h});
-      if (absl::IsNotFound(index.status())) continue;  // e.g. a dense layer: no index
-      RETURN_IF_ERROR(index.status());
-      ToProto(HeadId{layer, h}, **index, response.add_indexes());
-    }
-  }
+  for (const auto& [head, index] : found) ToProto(head, *index, response.add_indexes());
   return response;
 }
 
@@ -360,9 +463,7 @@ absl::StatusOr<RequestHandler::FetchPlan> RequestHandler::PrepareFetch(
                                                    " clusters; the limit is ",
                                                    options_.max_fetch_clusters));
   }
-  for (const v1::ClusterRef& ref : request.clusters()) {
-    RETURN_IF_ERROR(ValidateClusterRef(layout, ref));
-  }
+  RETURN_IF_ERROR(ValidateFetchRefs(layout, request.clusters()));
   return FetchPlan{std::move(key), layout, call.trace, call.transport};
 }
 
@@ -387,7 +488,7 @@ struct HeldBlock {
 absl::Status RequestHandler::FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
                                               const RetainingBlockSink& sink) {
   const storage::BlockKey block_key{plan.key, rpc::FromProto(ref)};
-  // ---- observability (issue 7): data path latency, bytes per transport, spans ----
+  // ---- observability: data path latency, bytes per transport, spans ----
   metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
   tracing::Tracer* const tracer =
       plan.trace.sampled() ? options_.instrumentation.tracer : nullptr;
@@ -410,7 +511,7 @@ absl::Status RequestHandler::FetchOneRetained(const FetchPlan& plan, const v1::C
     bytes = absl::MakeConstSpan(held->pin.data(), held->pin.size());
   } else if (absl::IsResourceExhausted(pinned.status())) {
     // No host room to promote into: serve a copy straight from the SSD.
-    tracing::Span ssd_read;  // observability (issue 7)
+    tracing::Span ssd_read;  // observability
     if (tracer != nullptr) ssd_read = tracer->StartSpan("ssd.read", plan.trace);
     absl::StatusOr<std::vector<uint8_t>> read = store_->GetBlock(block_key);
     ssd_read.SetStatus(read.status());
@@ -437,7 +538,7 @@ absl::Status RequestHandler::DeliverBlock(const FetchPlan& plan, const v1::Clust
                                             " has ", bytes.size(),
                                             " bytes, not a whole number of tokens"));
   }
-  // ---- observability (issue 7) ----
+  // ---- observability ----
   metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
   tracing::Tracer* const tracer =
       plan.trace.sampled() ? options_.instrumentation.tracer : nullptr;
@@ -499,6 +600,93 @@ std::vector<absl::Status> RequestHandler::FetchManyRetained(
     if (stop()) break;
   }
   return statuses;
+}
+
+RequestHandler::ResolvedFetch RequestHandler::ResolveFetch(
+    const CallContext& call, const v1::FetchClustersRequest& request) {
+  ResolvedFetch out;
+  absl::StatusOr<FetchPlan> plan = PrepareFetch(call, request);
+  if (!plan.ok()) {
+    out.status = plan.status();
+    return out;
+  }
+  out.plan = *std::move(plan);
+  out.blocks.resize(static_cast<size_t>(request.clusters_size()));
+  const std::vector<absl::Status> statuses = FetchManyRetained(
+      out.plan, request.clusters(),
+      [&](int index, int32_t tokens, absl::Span<const uint8_t> block,
+          std::shared_ptr<const void> holder) {
+        ResolvedBlock& b = out.blocks[static_cast<size_t>(index)];
+        b.num_tokens = tokens;
+        b.bytes = block;
+        b.holder = std::move(holder);
+        return absl::OkStatus();
+      },
+      [] { return false; });
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    out.blocks[i].status = statuses[i];
+    if (!statuses[i].ok()) {
+      out.blocks[i].holder.reset();
+      out.blocks[i].bytes = {};
+    }
+  }
+  return out;
+}
+
+std::optional<RequestHandler::ResolvedFetch> RequestHandler::TryResolveResident(
+    const CallContext& call, const v1::FetchClustersRequest& request) {
+  if (!ServesLocally(call)) return std::nullopt;
+  if (call.trace.sampled() && options_.instrumentation.tracer != nullptr) return std::nullopt;
+  ResolvedFetch out;
+  absl::StatusOr<SequenceKey> key = Key(call, request.sequence_id());
+  if (key.ok() && request.clusters_size() > options_.max_fetch_clusters) {
+    key = absl::InvalidArgumentError(absl::StrCat("fetch names ", request.clusters_size(),
+                                                  " clusters; the limit is ",
+                                                  options_.max_fetch_clusters));
+  }
+  if (!key.ok()) {
+    out.status = key.status();
+    return out;
+  }
+  std::shared_ptr<Session> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(*key);
+    if (it == sessions_.end()) return std::nullopt;  // loading it reads the store
+    session = it->second;
+    last_access_[*key] = clock_->Now();
+  }
+  const KvLayout layout = session->layout;
+  if (absl::Status s = ValidateFetchRefs(layout, request.clusters()); !s.ok()) {
+    out.status = s;
+    return out;
+  }
+  std::vector<ClusterId> clusters;
+  clusters.reserve(static_cast<size_t>(request.clusters_size()));
+  for (const v1::ClusterRef& ref : request.clusters()) clusters.push_back(rpc::FromProto(ref));
+  metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
+  const absl::Time start = metrics != nullptr ? metrics->Now() : absl::Time();
+  auto batch = std::make_shared<storage::PinnedBlockSet>(
+      store_->PinResident(*key, std::move(clusters)));
+  const uint64_t token_bytes = storage::ClusterBlockBytes(1, layout.head_dim, layout.dtype);
+  out.blocks.resize(static_cast<size_t>(request.clusters_size()));
+  for (size_t k = 0; k < out.blocks.size(); ++k) {
+    // One block on the SSD (or absent, or being moved): the whole fetch goes the slow way.
+    if (batch->data(k) == nullptr || batch->bytes(k) % token_bytes != 0) return std::nullopt;
+    ResolvedBlock& b = out.blocks[k];
+    b.status = absl::OkStatus();
+    b.num_tokens = static_cast<int32_t>(batch->bytes(k) / token_bytes);
+    b.bytes = absl::MakeConstSpan(batch->data(k), batch->bytes(k));
+    b.holder = std::shared_ptr<const void>(batch, batch->data(k));
+  }
+  if (metrics != nullptr) {
+    const absl::Duration latency = metrics->Now() - start;
+    for (const ResolvedBlock& b : out.blocks) {
+      metrics->ObserveFetchBlock(call.transport, b.bytes.size(), latency);
+    }
+  }
+  out.plan = FetchPlan{*std::move(key), layout, call.trace, call.transport};
+  return out;
 }
 
 absl::Status RequestHandler::FetchClusters(const CallContext& call,

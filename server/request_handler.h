@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -26,10 +28,10 @@
 #include "core/config.h"
 #include "core/ids.h"
 #include "gpu/backend.h"
-#include "server/auth/tenant_quota.h"  // tenants and security (issue 8)
+#include "server/auth/tenant_quota.h"  // tenants and security
 #include "server/clock.h"
-#include "server/metrics/instrumentation.h"  // observability (issue 7)
-#include "server/tracing/trace_context.h"    // observability (issue 7)
+#include "server/metrics/instrumentation.h"  // observability
+#include "server/tracing/trace_context.h"    // observability
 #include "storage/tiered_store.h"
 
 namespace clusterkv::server {
@@ -39,13 +41,13 @@ struct CallContext {
   std::string tenant;
   // The caller reached the daemon over its Unix socket, i.e. runs on this host.
   bool local_peer = false;
-  // ---- observability (issue 7) ----
+  // ---- observability ----
   // The call's span: the parent of the handler's spans (invalid: not traced).
   tracing::SpanContext trace;
   // The transport a fetch's blocks leave over (the UCX data plane sets kUcx on its sessions).
   metrics::Transport transport = metrics::Transport::kGrpc;
   // ---- end observability ----
-  // Cluster mode (issue 10): the caller is another clusterkvd (it presented the cluster peer
+  // Cluster mode: the caller is another clusterkvd (it presented the cluster peer
   // token) acting for `tenant`; it is served from this node's store, never routed further.
   bool cluster_peer = false;
 };
@@ -55,19 +57,24 @@ struct HandlerOptions {
   gpu::ExecContext exec;   // backend for server-side scoring
   // Largest accepted cluster block; bigger ones are InvalidArgument.
   uint64_t max_block_bytes = uint64_t{32} << 20;
-  // Largest number of clusters one fetch may name.
+  // Largest number of clusters one fetch (or one append) may name.
   int32_t max_fetch_clusters = 1 << 16;
+  // Largest unary response (GetIndex): a larger answer is RESOURCE_EXHAUSTED before it is
+  // built. The daemon keeps it under its gRPC message limit.
+  uint64_t max_response_bytes = uint64_t{32} << 20;
+  // Most sequences one ListSequences page returns.
+  int32_t max_list_sequences = 1024;
   // Target bytes of one FetchClusters response message.
   uint64_t fetch_message_bytes = uint64_t{4} << 20;
-  // Metrics and tracing (observability, issue 7); null members: off.
+  // Metrics and tracing (observability); null members: off.
   Instrumentation instrumentation;
-  // Per-tenant sequence quota (OpenSequence); the byte quotas are the store's hook (issue 8).
+  // Per-tenant sequence quota (OpenSequence); the byte quotas are the store's hook.
   auth::TenantQuotas quotas;
   // Time source of the sequence TTL (last access); null: the system clock.
   std::shared_ptr<const Clock> clock;
 };
 
-// Cluster mode (issue 10): the per-sequence calls are virtual so that
+// Cluster mode: the per-sequence calls are virtual so that
 // cluster::ClusterRequestHandler (server/cluster/cluster_handler.h) can route them to the
 // owning node; in single-node mode this class is used as it is.
 class RequestHandler {
@@ -79,7 +86,8 @@ class RequestHandler {
       const CallContext& call, const v1::OpenSequenceRequest& request);
   virtual absl::StatusOr<v1::CloseSequenceResponse> CloseSequence(
       const CallContext& call, const v1::CloseSequenceRequest& request);
-  virtual absl::StatusOr<v1::ListSequencesResponse> ListSequences(const CallContext& call);
+  virtual absl::StatusOr<v1::ListSequencesResponse> ListSequences(
+      const CallContext& call, const v1::ListSequencesRequest& request);
 
   // One message of a PutClusters stream; accumulates into `response`.
   virtual absl::Status PutClusters(const CallContext& call, const v1::PutClustersRequest& request,
@@ -104,7 +112,7 @@ class RequestHandler {
   struct FetchPlan {
     SequenceKey key;
     KvLayout layout;
-    // From the CallContext (observability, issue 7).
+    // From the CallContext (observability).
     tracing::SpanContext trace;
     metrics::Transport transport = metrics::Transport::kGrpc;
   };
@@ -125,13 +133,47 @@ class RequestHandler {
       const FetchPlan& plan, const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs,
       const IndexedBlockSink& sink, const std::function<bool()>& stop);
 
+  // A whole fetch resolved ahead of its transfer, for transports that send from another thread
+  // than the one that resolved (UCX: resolved on the worker pool, put on the progress thread).
+  // Each block's bytes stay valid while its holder lives.
+  struct ResolvedBlock {
+    absl::Status status = absl::CancelledError("fetch stopped before this block");
+    int32_t num_tokens = 0;
+    absl::Span<const uint8_t> bytes;
+    std::shared_ptr<const void> holder;
+  };
+  struct ResolvedFetch {
+    absl::Status status;  // a whole-request error (bad sequence, bad refs); blocks then empty
+    FetchPlan plan;
+    std::vector<ResolvedBlock> blocks;  // request order
+  };
+  // Blocking: may load the sequence, read the SSD or (cluster mode) pull from peers. Run it on
+  // a worker pool.
+  ResolvedFetch ResolveFetch(const CallContext& call, const v1::FetchClustersRequest& request);
+  // Never blocks on I/O: resolves the fetch only when the sequence is already loaded, it is
+  // served from this node's store, the call is not traced and every block is in the host tier
+  // (pinned as one batch). nullopt otherwise, holding nothing: use ResolveFetch. A request
+  // that is invalid on its face (bad sequence id, too many clusters) is resolved to its error.
+  std::optional<ResolvedFetch> TryResolveResident(const CallContext& call,
+                                                  const v1::FetchClustersRequest& request);
+
   virtual absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
                                                     const v1::SelectRequest& request);
   absl::StatusOr<v1::StatsResponse> Stats(const CallContext& call);
 
   const HandlerOptions& options() const { return options_; }
 
-  // Sequence TTL (issue 8): drops every sequence (of every tenant) not accessed for `ttl` and
+ protected:
+  // Whether `call`'s fetches are served from this node's store as they are (cluster mode
+  // routes the rest; see ClusterRequestHandler).
+  virtual bool ServesLocally(const CallContext& call) const {
+    (void)call;
+    return true;
+  }
+
+ public:
+
+  // Sequence TTL: drops every sequence (of every tenant) not accessed for `ttl` and
   // returns how many it dropped. A sequence counts as accessed when it is opened or created or
   // any call finds it; one the handler has not seen since it started (e.g. after a restart) is
   // considered accessed now. Errors of the store (the sweep stops at the first).
@@ -159,6 +201,10 @@ class RequestHandler {
     KvLayout layout;
     int64_t num_tokens = 0;
     absl::flat_hash_map<HeadId, std::shared_ptr<const storage::HeadIndexRecord>> indexes;
+    // Serialises the sequence's index mutations (appends, index puts, token count) so each
+    // read-merge-write of an index sees the previous one. Held across the store writes of one
+    // request; never taken under mu_ (mu_ may be taken under it).
+    absl::Mutex write_mu;
   };
 
   absl::StatusOr<SequenceKey> Key(const CallContext& call, const std::string& sequence_id) const;
@@ -169,13 +215,16 @@ class RequestHandler {
       const SequenceKey& key, Session& session, const HeadId& head);
   absl::Status StoreBlock(const SequenceKey& key, const KvLayout& layout,
                           const v1::ClusterBlock& block, bool write_through);
-  absl::Status UpdateTokens(const SequenceKey& key, Session& session, int64_t num_tokens);
+  // Stores the sequence's token count (num_tokens <= 0: unchanged). grow_only keeps a larger
+  // stored count (an append retried after a later one landed).
+  absl::Status UpdateTokens(const SequenceKey& key, Session& session, int64_t num_tokens,
+                            bool grow_only);
 
   storage::TieredStore* store_;  // not owned
   HandlerOptions options_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<SequenceKey, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
-  // ---- tenants and security (issue 8) ----
+  // ---- tenants and security ----
   std::shared_ptr<const Clock> clock_;
   // Last access of every sequence seen since start (TTL).
   absl::flat_hash_map<SequenceKey, absl::Time> last_access_ ABSL_GUARDED_BY(mu_);

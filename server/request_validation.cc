@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "core/ids.h"
 #include "storage/cluster_block.h"
 
 namespace clusterkv::server {
@@ -39,6 +41,20 @@ absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& re
   if (absl::Status s = CheckHead(layout, ref.layer(), ref.kv_head()); !s.ok()) return s;
   if (ref.cluster() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("cluster id ", ref.cluster(), " is negative"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateFetchRefs(const KvLayout& layout,
+                               const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs) {
+  absl::flat_hash_set<ClusterId> seen;
+  seen.reserve(static_cast<size_t>(refs.size()));
+  for (const v1::ClusterRef& ref : refs) {
+    if (absl::Status s = ValidateClusterRef(layout, ref); !s.ok()) return s;
+    if (!seen.insert(ClusterId{HeadId{ref.layer(), ref.kv_head()}, ref.cluster()}).second) {
+      return absl::InvalidArgumentError(absl::StrCat("cluster ", ref.layer(), "/", ref.kv_head(),
+                                                     "/", ref.cluster(), " is named twice"));
+    }
   }
   return absl::OkStatus();
 }

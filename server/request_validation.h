@@ -15,6 +15,11 @@ namespace clusterkv::server {
 // layer in [0, num_layers), kv_head in [0, num_kv_heads), cluster >= 0.
 absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& ref);
 
+// Every ref valid (ValidateClusterRef) and none named twice: a fetch can never send more bytes
+// than the distinct clusters it names hold.
+absl::Status ValidateFetchRefs(const KvLayout& layout,
+                               const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs);
+
 // num_tokens >= 1, `bytes` exactly ClusterBlockBytes(num_tokens, head_dim, dtype) and at most
 // max_block_bytes: a block's shape, however it arrived (a protobuf, a UCX slot).
 absl::Status ValidateBlockShape(const KvLayout& layout, int32_t num_tokens, uint64_t bytes,

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -108,10 +109,12 @@ class UcxDataPlane::Impl {
   }
   void Unregister() { arena_.reset(); }
 
-  absl::Status Start(RequestHandler* handler) {
+  absl::Status Start(RequestHandler* handler, WorkerPool* pool) {
     return progress_->RunStatus([&]() -> absl::Status {
       if (handler_ != nullptr) return absl::FailedPreconditionError("already started");
       handler_ = handler;
+      pool_ = pool;
+      progress_->SetTickOnThread([this] { Tick(); });
       ucp_am_handler_param_t param;
       std::memset(&param, 0, sizeof(param));
       param.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
@@ -197,7 +200,9 @@ class UcxDataPlane::Impl {
         (void)ucp_worker_set_am_recv_handler(worker_->get(), &param);
       }
       sessions_.clear();  // closes every endpoint, on this thread
+      in_flight_.clear();  // no put runs any more: release their blocks
       num_sessions_.store(0, std::memory_order_relaxed);
+      progress_->SetTickOnThread(nullptr);
       handler_ = nullptr;
       return absl::OkStatus();
     });
@@ -232,11 +237,27 @@ class UcxDataPlane::Impl {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return;
     it->second->endpoint->MarkFailed();
-    sessions_.erase(it);  // rkey, then endpoint (forced close)
+    sessions_.erase(it);  // rkey, then endpoint (forced close: no put of it runs after this)
     num_sessions_.store(sessions_.size(), std::memory_order_relaxed);
+    // Its requests in flight are over: release their blocks (a late flush callback finds none).
+    absl::erase_if(in_flight_, [id](const auto& entry) { return entry.second->session_id == id; });
   }
 
-  // One fetch request, on the progress thread.
+  // A fetch request between its arrival and its reply: resolved (on the progress thread when
+  // every block is in the host tier, else on the worker pool), then put on the progress
+  // thread. The deadline is set once, at arrival, and bounds the whole request.
+  struct FetchJob {
+    wire::FetchRequest request;
+    uint64_t session_id = 0;
+    CallContext call;
+    absl::Time deadline;
+    v1::FetchClustersRequest fetch;
+    RequestHandler::ResolvedFetch resolved;
+  };
+
+  // One fetch request, on the progress thread: never waits on the store. A request whose
+  // blocks are all host-resident is resolved here (one batch pin, no I/O) and put at once;
+  // any other goes to the worker pool, which posts the resolved blocks back to this thread.
   void Serve(const std::string& bytes) {
     if (handler_ == nullptr) return;
     const size_t limit = static_cast<size_t>(std::max(handler_->options().max_fetch_clusters, 0));
@@ -247,114 +268,225 @@ class UcxDataPlane::Impl {
     Session& session = *it->second;
     if (session.endpoint->failed()) return;
 
-    wire::FetchCompletion completion;
-    completion.request_id = request->request_id;
-    completion.session_id = session.id;
-    completion.blocks.resize(request->entries.size());
-    const absl::Status status = Fetch(session, *request, completion);
+    auto job = std::make_shared<FetchJob>();
+    job->request = *std::move(request);
+    job->session_id = session.id;
+    job->call = session.call;  // the session's tenant, never one from the message
+    job->deadline = absl::Now() + kTransferTimeout;
+    job->fetch.set_sequence_id(job->request.sequence_id);
+    for (const wire::FetchEntry& e : job->request.entries) {
+      v1::ClusterRef* ref = job->fetch.add_clusters();
+      ref->set_layer(e.layer);
+      ref->set_kv_head(e.kv_head);
+      ref->set_cluster(e.cluster);
+    }
+    std::optional<RequestHandler::ResolvedFetch> resident =
+        handler_->TryResolveResident(job->call, job->fetch);
+    if (resident.has_value()) {
+      job->resolved = *std::move(resident);
+      Complete(std::move(job));
+      return;
+    }
+    if (pool_ == nullptr) {  // no pool (tests of the data plane alone): resolve here
+      job->resolved = handler_->ResolveFetch(job->call, job->fetch);
+      Complete(std::move(job));
+      return;
+    }
+    const absl::Status queued = pool_->Submit([this, job] {
+      job->resolved = handler_->ResolveFetch(job->call, job->fetch);
+      // After Stop() the post fails and the job (with its pins) is released here.
+      (void)progress_->Post([this, job] { Complete(job); });
+    });
+    if (!queued.ok()) {
+      job->resolved.status = queued;  // RESOURCE_EXHAUSTED: the daemon is saturated
+      Complete(std::move(job));
+    }
+  }
+
+  // Puts a resolved fetch's blocks and starts the flush that completes them, on the progress
+  // thread. The reply goes out when the flush completes (OnFlushDone); nothing here waits.
+  void Complete(std::shared_ptr<FetchJob> job) {
+    if (handler_ == nullptr) return;  // stopped meanwhile
+    auto it = sessions_.find(job->session_id);
+    if (it == sessions_.end()) return;  // the client went away meanwhile
+    Session& session = *it->second;
     if (session.endpoint->failed()) return;
-    if (absl::IsDeadlineExceeded(status) || absl::IsUnavailable(status)) {
+
+    auto flight = std::make_unique<InFlight>();
+    flight->session_id = session.id;
+    flight->deadline = job->deadline;
+    flight->completion.request_id = job->request.request_id;
+    flight->completion.session_id = session.id;
+    flight->completion.blocks.resize(job->request.entries.size());
+    const absl::Status status = Put(session, *job, flight->completion);
+    if (session.endpoint->failed() || absl::IsUnavailable(status)) {
       // The client stopped taking data (without peer error handling this is how a vanished
       // client shows): release its session.
       DropSession(session.id);
       return;
     }
-    completion.code = static_cast<int32_t>(status.code());
-    completion.message = std::string(status.message());
+    flight->completion.code = static_cast<int32_t>(status.code());
+    flight->completion.message = std::string(status.message());
+    if (!status.ok()) {  // nothing was put: answer now
+      Reply(session, flight->completion);
+      requests_served_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    // The flush completes every put issued above; the blocks stay held (by `job`) until then.
+    flight->job = std::move(job);
+    const uint64_t id = next_flight_++;
+    ucp_request_param_t param;
+    std::memset(&param, 0, sizeof(param));
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.send = &Impl::OnFlushDone;
+    param.user_data = new FlushContext{this, id};
+    ucs_status_ptr_t flush = ucp_ep_flush_nbx(session.endpoint->get(), &param);
+    if (flush == nullptr || UCS_PTR_IS_ERR(flush)) {
+      delete static_cast<FlushContext*>(param.user_data);  // the callback will not run
+      if (UCS_PTR_IS_ERR(flush)) {
+        DropSession(session.id);
+        return;
+      }
+      Finish(*flight, UCS_OK);
+      return;
+    }
+    in_flight_.emplace(id, std::move(flight));
+  }
+
+  // What a flush's completion callback needs to find its request.
+  struct FlushContext {
+    Impl* self;
+    uint64_t flight;
+  };
+
+  // A fetch whose puts are being flushed: answered when the flush completes, or its session
+  // dropped when the request's deadline passes first (Tick).
+  struct InFlight {
+    uint64_t session_id = 0;
+    absl::Time deadline;
+    wire::FetchCompletion completion;
+    std::shared_ptr<FetchJob> job;  // holds the blocks' pins (or copies) until the flush
+  };
+
+  // Flush completion, inside ucp_worker_progress on the progress thread.
+  static void OnFlushDone(void* request, ucs_status_t status, void* user_data) {
+    auto* context = static_cast<FlushContext*>(user_data);
+    Impl* self = context->self;
+    const uint64_t id = context->flight;
+    delete context;
+    ucp_request_free(request);
+    // Answer outside progress (a reply is a send).
+    (void)self->progress_->Post([self, id, status] {
+      auto it = self->in_flight_.find(id);
+      if (it == self->in_flight_.end()) return;  // its session was dropped meanwhile
+      std::unique_ptr<InFlight> flight = std::move(it->second);
+      self->in_flight_.erase(it);
+      self->Finish(*flight, status);
+    });
+  }
+
+  // Replies to a flushed request (or drops its session when the flush failed).
+  void Finish(InFlight& flight, ucs_status_t flushed) {
+    flight.job.reset();  // every put is complete (or failed): release the blocks
+    auto it = sessions_.find(flight.session_id);
+    if (it == sessions_.end()) return;
+    Session& session = *it->second;
+    if (flushed != UCS_OK || session.endpoint->failed()) {
+      DropSession(session.id);
+      return;
+    }
     // Direct writes (memcpy into the mapped region) happen-before the completion is sent.
     std::atomic_thread_fence(std::memory_order_release);
-    Reply(session, completion);
+    Reply(session, flight.completion);
     requests_served_.fetch_add(1, std::memory_order_relaxed);
   }
 
-  // Resolves and puts every block; per-block codes go to `completion`, a whole-request error
-  // (bad sequence, bad refs, the endpoint failing) is returned.
-  absl::Status Fetch(Session& session, const wire::FetchRequest& request,
-                     wire::FetchCompletion& completion) {
-    v1::FetchClustersRequest fetch;
-    fetch.set_sequence_id(request.sequence_id);
-    for (const wire::FetchEntry& e : request.entries) {
-      v1::ClusterRef* ref = fetch.add_clusters();
-      ref->set_layer(e.layer);
-      ref->set_kv_head(e.kv_head);
-      ref->set_cluster(e.cluster);
+  // Runs on every turn of the progress loop: a request whose flush has not completed by its
+  // deadline belongs to a client that stopped taking data; its session is dropped (which
+  // force-closes the endpoint and releases the request's blocks).
+  void Tick() {
+    if (in_flight_.empty()) return;
+    const absl::Time now = absl::Now();
+    std::vector<uint64_t> expired;
+    for (const auto& [id, flight] : in_flight_) {
+      if (flight->deadline < now) expired.push_back(flight->session_id);
     }
-    // The session's tenant, never one from the message.
-    ASSIGN_OR_RETURN(RequestHandler::FetchPlan plan, handler_->PrepareFetch(session.call, fetch));
-    const uint64_t row_bytes =
-        static_cast<uint64_t>(plan.layout.head_dim) * DTypeSize(plan.layout.dtype);
-    // Every put of the request is issued before any is waited for; the blocks' pins (or copies)
-    // stay held until the flush below has completed them all.
-    struct PendingPut {
-      ucs_status_ptr_t request;
-      std::shared_ptr<const void> holder;
-    };
-    std::vector<PendingPut> pending;
+    for (uint64_t session : expired) DropSession(session);
+  }
+
+  // Puts every resolved block; per-block codes go to `completion`, a whole-request error (bad
+  // sequence, bad refs, a saturated pool, the endpoint failing) is returned.
+  absl::Status Put(Session& session, FetchJob& job, wire::FetchCompletion& completion) {
+    RETURN_IF_ERROR(job.resolved.status);
+    const wire::FetchRequest& request = job.request;
+    const KvLayout& layout = job.resolved.plan.layout;
+    const uint64_t row_bytes = static_cast<uint64_t>(layout.head_dim) * DTypeSize(layout.dtype);
+    // Every put of the request is issued here; the blocks' pins (or copies) stay held by `job`
+    // until the endpoint's flush has completed them all (Complete).
+    std::vector<ucs_status_ptr_t> pending;
     pending.reserve(request.entries.size());
     absl::Status put_error;
-    const std::vector<absl::Status> statuses = handler_->FetchManyRetained(
-        plan, fetch.clusters(),
-        [&](int index, int32_t tokens, absl::Span<const uint8_t> block,
-            std::shared_ptr<const void> holder) {
-          const wire::FetchEntry& entry = request.entries[static_cast<size_t>(index)];
-          wire::BlockResult& result = completion.blocks[static_cast<size_t>(index)];
-          result.num_tokens = tokens;
-          if (entry.expected_tokens > 0 && entry.expected_tokens != tokens) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "block holds ", tokens, " tokens, the request expected ", entry.expected_tokens));
-          }
-          uint64_t positions = static_cast<uint64_t>(tokens) * sizeof(int32_t);
-          uint64_t payload = static_cast<uint64_t>(tokens) * 2 * row_bytes;
-          if (positions + payload != block.size()) {
-            return absl::DataLossError("stored block size disagrees with its token count");
-          }
-          if (request.block_slot_bytes > 0) {
-            // A whole block (a peer daemon pulling it into its own store): positions too.
-            positions = 0;
-            payload = block.size();
-            if (payload > request.block_slot_bytes) {
-              result.bytes = payload;  // tells the puller how large a slot it needs
-              return absl::OutOfRangeError(absl::StrCat("block of ", payload,
-                                                        " bytes exceeds the request's ",
-                                                        request.block_slot_bytes, "-byte slots"));
-            }
-          }
-          if (entry.slot_offset > session.region_bytes ||
-              payload > session.region_bytes - entry.slot_offset) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("slot [", entry.slot_offset, ", +", payload,
-                             ") leaves the registered ", session.region_bytes, "-byte region"));
-          }
-          absl::StatusOr<ucs_status_ptr_t> issued = IssuePut(
-              session, block.data() + positions, payload, session.region_base + entry.slot_offset);
-          if (!issued.ok()) {
-            put_error = issued.status();
-            return put_error;
-          }
-          if (*issued != nullptr) pending.push_back(PendingPut{*issued, std::move(holder)});
-          result.bytes = payload;
-          return absl::OkStatus();
-        },
-        [&] { return session.endpoint->failed() || !put_error.ok(); });
-    for (size_t i = 0; i < statuses.size(); ++i) {
-      completion.blocks[i].code = static_cast<int32_t>(statuses[i].code());
+    auto put_one = [&](size_t index, const RequestHandler::ResolvedBlock& block) -> absl::Status {
+      const wire::FetchEntry& entry = request.entries[index];
+      wire::BlockResult& result = completion.blocks[index];
+      const int32_t tokens = block.num_tokens;
+      result.num_tokens = tokens;
+      if (entry.expected_tokens > 0 && entry.expected_tokens != tokens) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "block holds ", tokens, " tokens, the request expected ", entry.expected_tokens));
+      }
+      uint64_t positions = static_cast<uint64_t>(tokens) * sizeof(int32_t);
+      uint64_t payload = static_cast<uint64_t>(tokens) * 2 * row_bytes;
+      if (positions + payload != block.bytes.size()) {
+        return absl::DataLossError("stored block size disagrees with its token count");
+      }
+      if (request.block_slot_bytes > 0) {
+        // A whole block (a peer daemon pulling it into its own store): positions too.
+        positions = 0;
+        payload = block.bytes.size();
+        if (payload > request.block_slot_bytes) {
+          result.bytes = payload;  // tells the puller how large a slot it needs
+          return absl::OutOfRangeError(absl::StrCat("block of ", payload,
+                                                    " bytes exceeds the request's ",
+                                                    request.block_slot_bytes, "-byte slots"));
+        }
+      }
+      if (entry.slot_offset > session.region_bytes ||
+          payload > session.region_bytes - entry.slot_offset) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("slot [", entry.slot_offset, ", +", payload,
+                         ") leaves the registered ", session.region_bytes, "-byte region"));
+      }
+      absl::StatusOr<ucs_status_ptr_t> issued = IssuePut(
+          session, block.bytes.data() + positions, payload, session.region_base + entry.slot_offset);
+      if (!issued.ok()) {
+        put_error = issued.status();
+        return put_error;
+      }
+      if (*issued != nullptr) pending.push_back(*issued);
+      result.bytes = payload;
+      return absl::OkStatus();
+    };
+    for (size_t i = 0; i < job.resolved.blocks.size(); ++i) {
+      const RequestHandler::ResolvedBlock& block = job.resolved.blocks[i];
+      absl::Status s = block.status;
+      if (!put_error.ok() || session.endpoint->failed()) {
+        s = absl::CancelledError("fetch stopped before this block");
+      } else if (s.ok()) {
+        s = put_one(i, block);
+      }
+      completion.blocks[i].code = static_cast<int32_t>(s.code());
     }
-    // The flush completes every put issued above (or fails with the endpoint); then each
-    // request is reaped and its block released.
-    absl::Status flushed = session.endpoint->Flush(absl::Now() + kTransferTimeout);
-    absl::Status reaped;
-    for (PendingPut& p : pending) {
-      absl::Status s =
-          ucx::WaitRequest(worker_->get(), p.request, "ucp_put_nbx", absl::Now() + kTransferTimeout);
-      if (reaped.ok()) reaped = s;
-    }
-    pending.clear();
+    // A put in flight completes with the endpoint's flush (Complete); its request is released
+    // by UCX when it does.
+    for (ucs_status_ptr_t p : pending) ucp_request_free(p);
     if (session.endpoint->failed()) {
       return absl::UnavailableError("client endpoint failed during the fetch");
     }
-    if (!put_error.ok()) return put_error;  // the client stopped taking data: give up
-    if (!reaped.ok()) return reaped;
-    return flushed;
+    if (!put_error.ok()) {  // the client stopped taking data: give up on it
+      return absl::UnavailableError(put_error.message());
+    }
+    return absl::OkStatus();
   }
 
   // Starts a put; null when it completed at once. Its source must stay valid until the request
@@ -411,7 +543,10 @@ class UcxDataPlane::Impl {
 
   // Progress thread only.
   RequestHandler* handler_ = nullptr;
+  WorkerPool* pool_ = nullptr;  // fetches that need I/O; null: resolved on this thread
   absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<InFlight>> in_flight_;
+  uint64_t next_flight_ = 1;
 
   std::atomic<size_t> num_sessions_{0};
   std::atomic<uint64_t> requests_served_{0};
@@ -441,9 +576,9 @@ absl::Status UcxDataPlane::Register(void* base, size_t bytes) {
 
 void UcxDataPlane::Unregister(void* /*base*/, size_t /*bytes*/) { impl_->Unregister(); }
 
-absl::Status UcxDataPlane::Start(RequestHandler* handler) {
+absl::Status UcxDataPlane::Start(RequestHandler* handler, WorkerPool* pool) {
   if (handler == nullptr) return absl::InvalidArgumentError("null request handler");
-  return impl_->Start(handler);
+  return impl_->Start(handler, pool);
 }
 
 absl::StatusOr<v1::ConnectDataPlaneResponse> UcxDataPlane::Connect(

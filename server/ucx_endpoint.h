@@ -4,21 +4,22 @@
 //     so puts read blocks straight from the arena;
 //   - creates a session per ConnectDataPlane call: an endpoint to the client's worker (peer
 //     error handling) and the client's unpacked rkey, bound to the caller's tenant;
-//   - serves fetch requests (proto/ucx_wire.h active messages): for each cluster it calls
-//     RequestHandler::FetchOne -- the same handler, validation and tier resolution as the gRPC
-//     FetchClusters -- and ucp_puts the block's keys+values (the block minus its int32
+//   - serves fetch requests (proto/ucx_wire.h active messages): it resolves the clusters
+//     through RequestHandler -- the same handler, validation and tier resolution as the gRPC
+//     FetchClusters -- and ucp_puts each block's keys+values (the block minus its int32
 //     positions) from the pinned arena bytes to client base + slot offset, flushes the
 //     endpoint and replies with a completion message holding a status per block.
 //
-// Threading: every UCX call runs on the progress thread. A fetch request is served on the
-// progress thread as well, after ucp_worker_progress returns: for host-resident blocks the work
-// is a batch pin plus, per block, a put at memcpy speed (or, for a same-host client whose
-// region is mapped here, a memcpy), cheaper than handing each block across threads. A block
-// that lives only on the SSD makes RequestHandler::FetchManyRetained read RocksDB on this
-// thread, which delays the other sessions' requests by that read; a worker pool that posts its
-// puts back to the progress thread is the upgrade path if SSD recalls become common. All puts
-// of a request are issued before one flush; each block's pin (or temporary copy) is held until
-// the flush has completed its put.
+// Threading: every UCX call runs on the progress thread, and the progress thread never waits
+// on the store. A fetch whose sequence is loaded and whose blocks are all in the host tier is
+// resolved there (RequestHandler::TryResolveResident: one batch pin, no I/O) and put at once,
+// at memcpy speed. Any other fetch (a block on the SSD, a sequence not yet loaded, a traced
+// call, a cluster-mode fetch that may pull from a peer) is resolved by a task on the worker
+// pool (RequestHandler::ResolveFetch), which posts the resolved blocks back to the progress
+// thread for their puts; a full pool answers the request RESOURCE_EXHAUSTED. All puts of a
+// request are issued before one non-blocking flush whose completion sends the reply; each
+// block's pin (or temporary copy) is held until then. A flush still pending at the request's
+// deadline (set once, when it arrives) drops the session: the client stopped taking data.
 //
 // Sessions: a session id is a random 64-bit capability handed to the client over its
 // authenticated control-plane call; a request names it, and the session's tenant is the one
@@ -42,6 +43,7 @@
 #include "clusterkv/v1/kvcache.pb.h"
 #include "server/data_plane_options.h"
 #include "server/request_handler.h"
+#include "server/worker_pool.h"
 #include "storage/host_arena.h"
 
 namespace clusterkv::server {
@@ -76,8 +78,10 @@ class UcxDataPlane final : public storage::ArenaRegistrar {
   absl::Status Register(void* base, size_t bytes) override;
   void Unregister(void* base, size_t bytes) override;
 
-  // Installs the fetch-request handler; `handler` must stay alive until Stop().
-  [[nodiscard]] absl::Status Start(RequestHandler* handler);
+  // Installs the fetch-request handler; `handler` and `pool` (the worker pool that resolves
+  // fetches needing I/O; null: they are resolved on the progress thread) must stay alive
+  // until Stop().
+  [[nodiscard]] absl::Status Start(RequestHandler* handler, WorkerPool* pool);
 
   // ConnectDataPlane. InvalidArgument: empty or oversized address/rkey, empty region, an rkey
   // or address UCX cannot unpack; ResourceExhausted: too many sessions; FailedPrecondition:

@@ -589,6 +589,8 @@ void TieredStore::Unpin(const BlockKey& key) {
 
 // ---- Eviction --------------------------------------------------------------------------------
 
+absl::Status TieredStore::FlushSsd() { return ssd_->Flush(); }
+
 absl::Status TieredStore::EvictToLowWatermark() {
   return EvictDownTo(
       static_cast<uint64_t>(state_->options.low_watermark * state_->options.host_capacity_bytes));

@@ -144,6 +144,9 @@ class TieredStore {
 
   // One eviction pass down to the low watermark (the background thread runs the same).
   absl::Status EvictToLowWatermark();
+  // Flushes the SSD tier's memtables to its files, so that reads of evicted blocks go to the
+  // file system (tests of a slow or failing SSD; benchmarks of cold reads).
+  absl::Status FlushSsd();
 
   void SetQuotaHook(QuotaHook hook);
   StoreStats Stats() const;

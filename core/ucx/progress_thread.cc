@@ -119,6 +119,7 @@ void ProgressThread::Loop() {
   for (;;) {
     while (ucp_worker_progress(worker) != 0) {
     }
+    if (tick_) tick_();
     if (RunTasks()) continue;  // a task may have produced work to progress
     if (busy_poll_ns_ > 0) {
       // Idle: keep polling for the busy-poll window before paying for an event-fd sleep,
@@ -173,6 +174,8 @@ void ProgressThread::Loop() {
   }
   worker_mu_.Unlock();
 }
+
+void ProgressThread::SetTickOnThread(Task tick) { tick_ = std::move(tick); }
 
 void ProgressThread::Stop() {
   absl::MutexLock stop_lock(&stop_mu_);

@@ -91,6 +91,11 @@ class ProgressThread {
   };
   [[nodiscard]] EventWatch WatchEvents();
 
+  // Installs `tick`, which the thread runs on every turn of its loop: after each progress
+  // and task pass, and at least every 100 ms while idle. Keep it cheap (e.g. a deadline check).
+  // Only from the progress thread (inside a posted task); an empty `tick` removes it.
+  void SetTickOnThread(Task tick);
+
   // Runs pending tasks, stops and joins (idempotent). Call from any thread but this one.
   void Stop();
 
@@ -104,6 +109,7 @@ class ProgressThread {
   bool RunTasks();
 
   std::shared_ptr<Worker> worker_;
+  Task tick_;  // progress thread only
   int event_fd_;
   const int64_t busy_poll_ns_;
   // Tasks queued and not yet taken: lets the busy-poll loop look without taking mu_.

@@ -1,5 +1,6 @@
 #include "server/cluster/cluster_handler.h"
 
+#include <algorithm>
 #include <iostream>
 #include <utility>
 #include <vector>
@@ -234,13 +235,33 @@ absl::StatusOr<v1::CloseSequenceResponse> ClusterRequestHandler::CloseSequence(
 }
 
 absl::StatusOr<v1::ListSequencesResponse> ClusterRequestHandler::ListSequences(
-    const CallContext& call) {
-  if (call.cluster_peer) return RequestHandler::ListSequences(call);
+    const CallContext& call, const v1::ListSequencesRequest& request) {
+  if (call.cluster_peer) return RequestHandler::ListSequences(call, request);
   if (call.tenant.empty()) return absl::InvalidArgumentError("tenant is empty");
+  if (request.max_sequences() < 0) return absl::InvalidArgumentError("max_sequences is negative");
   ASSIGN_OR_RETURN(auto entries, node_->directory().List(call.tenant));
-  // Token counts of other nodes' sequences: one listing per owner.
-  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, int64_t>> remote_tokens;
+  // One page, in sequence-id order, as the single-node listing pages.
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return a.first.sequence < b.first.sequence;
+  });
+  const size_t cap = static_cast<size_t>(
+      request.max_sequences() == 0
+          ? options().max_list_sequences
+          : std::min(request.max_sequences(), options().max_list_sequences));
+  auto first = std::upper_bound(
+      entries.begin(), entries.end(), request.start_after(),
+      [](const std::string& after, const auto& e) { return after < e.first.sequence; });
+  entries.erase(entries.begin(), first);
   v1::ListSequencesResponse response;
+  if (entries.size() > cap) {
+    entries.resize(cap);
+    response.set_next_start_after(entries.back().first.sequence);
+  }
+  // Token counts of other nodes' sequences: one listing per owner, over the same page.
+  v1::ListSequencesRequest page;
+  page.set_start_after(request.start_after());
+  page.set_max_sequences(static_cast<int32_t>(cap));
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, int64_t>> remote_tokens;
   for (const auto& [key, entry] : entries) {
     v1::SequenceInfo* info = response.add_sequences();
     info->set_sequence_id(key.sequence);
@@ -253,7 +274,7 @@ absl::StatusOr<v1::ListSequencesResponse> ClusterRequestHandler::ListSequences(
     auto [it, fresh] = remote_tokens.try_emplace(entry.owner);
     if (fresh) {
       (void)ReadFromHolder(key, entry, [&](PeerClient& peer) -> absl::Status {
-        ASSIGN_OR_RETURN(v1::ListSequencesResponse listed, peer.ListSequences(call.tenant));
+        ASSIGN_OR_RETURN(v1::ListSequencesResponse listed, peer.ListSequences(call.tenant, page));
         for (const v1::SequenceInfo& s : listed.sequences()) {
           it->second[s.sequence_id()] = s.num_tokens();
         }
@@ -271,7 +292,8 @@ absl::Status ClusterRequestHandler::PutClusters(const CallContext& call,
                                                 v1::PutClustersResponse* response) {
   if (call.cluster_peer) return RequestHandler::PutClusters(call, request, response);
   ASSIGN_OR_RETURN(SequenceKey key, KeyOf(call, request.sequence_id()));
-  absl::ReaderMutexLock writes(&node_->writes_mu());  // a re-replication commits in between
+  // A re-replication of this sequence commits before or after this write, never during it.
+  const SequenceWriteLocks::Shared writes = node_->write_locks().LockShared(key);
   ASSIGN_OR_RETURN(DirectoryEntry entry, Route(key));
   uint64_t forwarded = 0;
   const absl::Status s = WriteToHolders(
@@ -297,7 +319,8 @@ absl::StatusOr<v1::AppendClustersResponse> ClusterRequestHandler::AppendClusters
     const CallContext& call, const v1::AppendClustersRequest& request) {
   if (call.cluster_peer) return RequestHandler::AppendClusters(call, request);
   ASSIGN_OR_RETURN(SequenceKey key, KeyOf(call, request.sequence_id()));
-  absl::ReaderMutexLock writes(&node_->writes_mu());  // a re-replication commits in between
+  // A re-replication of this sequence commits before or after this write, never during it.
+  const SequenceWriteLocks::Shared writes = node_->write_locks().LockShared(key);
   ASSIGN_OR_RETURN(DirectoryEntry entry, Route(key));
   v1::AppendClustersResponse response;
   uint64_t forwarded = 0;

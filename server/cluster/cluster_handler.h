@@ -1,4 +1,4 @@
-// ClusterRequestHandler: the request logic of a clusterkvd in cluster mode (issue 10). It is a
+// ClusterRequestHandler: the request logic of a clusterkvd in cluster mode. It is a
 // RequestHandler whose per-sequence calls first ask the directory (through ClusterNode) where
 // the sequence lives, and only then run the single-node logic on the node that holds it:
 //
@@ -47,7 +47,8 @@ class ClusterRequestHandler final : public RequestHandler {
       const CallContext& call, const v1::OpenSequenceRequest& request) override;
   absl::StatusOr<v1::CloseSequenceResponse> CloseSequence(
       const CallContext& call, const v1::CloseSequenceRequest& request) override;
-  absl::StatusOr<v1::ListSequencesResponse> ListSequences(const CallContext& call) override;
+  absl::StatusOr<v1::ListSequencesResponse> ListSequences(
+      const CallContext& call, const v1::ListSequencesRequest& request) override;
   absl::Status PutClusters(const CallContext& call, const v1::PutClustersRequest& request,
                            v1::PutClustersResponse* response) override;
   absl::StatusOr<v1::AppendClustersResponse> AppendClusters(
@@ -58,6 +59,11 @@ class ClusterRequestHandler final : public RequestHandler {
                                          const v1::FetchClustersRequest& request) override;
   absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
                                             const v1::SelectRequest& request) override;
+
+ protected:
+  // Only another node's pulls are served from the local store as they are; a client's fetch
+  // is routed (PrepareFetch), which may call peers.
+  bool ServesLocally(const CallContext& call) const override { return call.cluster_peer; }
 
  private:
   // The directory entry of the caller's sequence; NOT_FOUND (as a single node says it) when no

@@ -495,7 +495,7 @@ absl::Status ClusterNode::Replicate(const SequenceKey& key) {
   ASSIGN_OR_RETURN(std::vector<ClusterId> copied, PushSequence(*peer, key, {}));
   // Commit: from here every write through this node reaches the replica (the directory and
   // this node's cached entry name it), and the catch-up covers the writes before.
-  absl::WriterMutexLock writes(&writes_mu_);
+  const SequenceWriteLocks::Exclusive writes = write_locks_.LockExclusive(key);
   ASSIGN_OR_RETURN(bool added, directory_->AddReplica(key, *entry, replica));
   if (!added) {
     v1::CloseSequenceRequest drop;

@@ -1,4 +1,4 @@
-// ClusterNode: one clusterkvd's part in a cluster (issue 10), owned by the Daemon when
+// ClusterNode: one clusterkvd's part in a cluster, owned by the Daemon when
 // --cluster_etcd is set. It bundles the etcd client, this node's membership, the sequence
 // directory, the peer clients and the bookkeeping of read-only copies, and answers the routing
 // questions of the cluster request handler (cluster_handler.h): who owns a sequence, which
@@ -50,6 +50,7 @@
 #include "server/cluster/peer_data_plane.h"
 #include "server/cluster/placement.h"
 #include "server/cluster/remote_cache.h"
+#include "server/cluster/sequence_write_locks.h"
 
 namespace clusterkv::storage {
 class TieredStore;
@@ -153,10 +154,11 @@ class ClusterNode {
   // replica. OK when nothing is to do or no live node can take it yet; Aborted when the entry
   // changed meanwhile (the copy there is dropped). Run by the background replicator.
   absl::Status Replicate(const SequenceKey& key);
-  // Writers through this node (puts and appends of the cluster request handler) hold it
-  // shared from routing to the last holder's answer; Replicate holds it exclusively while it
-  // commits a new replica, so a write either reaches the new replica or is caught up by it.
-  absl::Mutex& writes_mu() { return writes_mu_; }
+  // Writers through this node (puts and appends of the cluster request handler) hold their
+  // sequence's lock shared from routing to the last holder's answer; Replicate holds it
+  // exclusively while it commits a new replica, so a write either reaches the new replica or is
+  // caught up by it. Per sequence: a re-replication stalls only that sequence's writes.
+  SequenceWriteLocks& write_locks() { return write_locks_; }
   // Drops the read-only copies of sequences that were dropped, or dropped and created again,
   // through other nodes (run every few keep-alive rounds). Returns how many it dropped.
   absl::StatusOr<int> SweepCopies();
@@ -202,7 +204,7 @@ class ClusterNode {
   absl::flat_hash_set<std::string> without_ucx_ ABSL_GUARDED_BY(mu_);
   uint64_t lease_losses_seen_ ABSL_GUARDED_BY(mu_) = 0;
 
-  absl::Mutex writes_mu_;
+  SequenceWriteLocks write_locks_;
   // Re-replication queue (sequences owned here with too few holders) and its thread.
   absl::Mutex replicate_mu_;
   std::deque<SequenceKey> replicate_queue_ ABSL_GUARDED_BY(replicate_mu_);

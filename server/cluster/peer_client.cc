@@ -48,11 +48,12 @@ absl::Status PeerClient::CloseSequence(const std::string& tenant,
   return Convert(stub_->CloseSequence(&context, request, &response));
 }
 
-absl::StatusOr<v1::ListSequencesResponse> PeerClient::ListSequences(const std::string& tenant) {
+absl::StatusOr<v1::ListSequencesResponse> PeerClient::ListSequences(
+    const std::string& tenant, const v1::ListSequencesRequest& request) {
   grpc::ClientContext context;
   Prepare(&context, tenant);
   v1::ListSequencesResponse response;
-  absl::Status s = Convert(stub_->ListSequences(&context, v1::ListSequencesRequest(), &response));
+  absl::Status s = Convert(stub_->ListSequences(&context, request, &response));
   if (!s.ok()) return s;
   return response;
 }

@@ -1,4 +1,4 @@
-// Daemon-to-daemon calls (issue 10): the KvCache service of another clusterkvd, called with the
+// Daemon-to-daemon calls: the KvCache service of another clusterkvd, called with the
 // cluster peer token and the end tenant's name (peer_auth.h) over the peer's TCP listener (TLS
 // unless the cluster runs plaintext on loopback). A remote recall pulls blocks over the peer's
 // UCX data plane when both daemons have one (peer_data_plane.h, decision D53) and streams the
@@ -52,7 +52,9 @@ class PeerClient {
   absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(const std::string& tenant,
                                                         const v1::OpenSequenceRequest& request);
   absl::Status CloseSequence(const std::string& tenant, const v1::CloseSequenceRequest& request);
-  absl::StatusOr<v1::ListSequencesResponse> ListSequences(const std::string& tenant);
+  // One page of `tenant`'s sequences on the peer (see ListSequencesRequest).
+  absl::StatusOr<v1::ListSequencesResponse> ListSequences(const std::string& tenant,
+                                                          const v1::ListSequencesRequest& request);
   // One message as a whole PutClusters stream.
   absl::StatusOr<v1::PutClustersResponse> PutClusters(const std::string& tenant,
                                                       const v1::PutClustersRequest& request);

@@ -48,7 +48,7 @@ constexpr const char* kNames[] = {
     "clusterkv_client_device_cache_hit_tokens_total",
     "clusterkv_client_device_cache_miss_tokens_total",
     "clusterkv_client_device_cache_hit_ratio",
-    // cluster mode (push, issue 10)
+    // cluster mode (push)
     "clusterkv_cluster_remote_hits_total",
     "clusterkv_cluster_remote_misses_total",
     "clusterkv_cluster_remote_bytes_total",
@@ -56,6 +56,7 @@ constexpr const char* kNames[] = {
     "clusterkv_cluster_forwarded_bytes_total",
     "clusterkv_cluster_nodes",
     "clusterkv_cluster_takeovers_total",
+    "clusterkv_worker_pool_rejections_total",
     // tracing (pull)
     "clusterkv_trace_spans_exported_total",
     "clusterkv_trace_spans_dropped_total",
@@ -231,7 +232,7 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
   client_hit_ratio_ = r.AddGauge("clusterkv_client_device_cache_hit_ratio",
                                  "Device-cache hit ratio of the tenant's latest client report.",
                                  {"tenant"});
-  // cluster mode (issue 10)
+  // cluster mode
   remote_hits_ = r.AddCounter("clusterkv_cluster_remote_hits_total",
                               "Blocks of sequences owned by other nodes served from this node's "
                               "read-only copy.")
@@ -258,6 +259,10 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
                             "Sequences this node took over as a replica after their owner's "
                             "lease expired.")
                    ->WithLabels({});
+  pool_rejections_ = r.AddCounter("clusterkv_worker_pool_rejections_total",
+                                  "Requests refused with RESOURCE_EXHAUSTED because a worker "
+                                  "pool's queue was full (the daemon is saturated).",
+                                  {"pool"});
   // tracing
   spans_exported_ = r.AddCounter("clusterkv_trace_spans_exported_total",
                                  "Trace spans handed to the exporters.")
@@ -318,6 +323,10 @@ void DaemonMetrics::SetClusterNodes(int64_t live_nodes) {
 }
 
 void DaemonMetrics::AddTakeovers(uint64_t sequences) { takeovers_->Increment(sequences); }
+
+void DaemonMetrics::AddPoolRejection(const std::string& pool) {
+  pool_rejections_->WithLabels({pool})->Increment(1);
+}
 
 void DaemonMetrics::AttachStore(storage::TieredStore* store, std::string ssd_path) {
   absl::MutexLock lock(&sources_mu_);

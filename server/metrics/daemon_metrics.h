@@ -85,7 +85,7 @@ class DaemonMetrics {
   void ObserveWriteThroughPut(absl::Duration latency);
   // A client's device-cache report (deltas since its previous report).
   void ReportClientStats(const std::string& tenant, uint64_t hit_tokens, uint64_t miss_tokens);
-  // ---- cluster mode (issue 10) ----
+  // ---- cluster mode ----
   // A recall of a sequence owned by another node: `hits` blocks served from this node's
   // read-only copy, `misses` blocks fetched from the owner (or a replica), `bytes` of them,
   // `ucx_bytes` of those over UCX (the rest over gRPC).
@@ -95,6 +95,8 @@ class DaemonMetrics {
   void SetClusterNodes(int64_t live_nodes);
   void AddTakeovers(uint64_t sequences);
   // ---- end cluster mode ----
+  // A task the named worker pool refused because its queue was full (server/worker_pool.h).
+  void AddPoolRejection(const std::string& pool);
 
   // ---- pull (scrape time) ----
   // `store` must stay valid until DetachSources(); `ssd_path` is the SSD tier's directory (its
@@ -127,7 +129,7 @@ class DaemonMetrics {
   Family<Counter>* client_hit_tokens_;
   Family<Counter>* client_miss_tokens_;
   Family<Gauge>* client_hit_ratio_;
-  // cluster mode (issue 10)
+  // cluster mode
   Counter* remote_hits_;
   Counter* remote_misses_;
   Counter* remote_bytes_;
@@ -135,6 +137,7 @@ class DaemonMetrics {
   Counter* forwarded_bytes_;
   Gauge* cluster_nodes_;
   Counter* takeovers_;
+  Family<Counter>* pool_rejections_;
 
   // pull
   Family<Gauge>* tier_bytes_;

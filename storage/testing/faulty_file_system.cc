@@ -103,6 +103,19 @@ class FaultyRandomAccessFile : public rocksdb::FSRandomAccessFileOwnerWrapper {
       state_->read_faults.fetch_add(1);
       return IOStatus::IOError("injected read error by FaultyFileSystem");
     }
+    if (is_blob_) {
+      FaultyFileSystem::State& st = *state_;
+      absl::MutexLock lock(&st.hold_mu);
+      if (st.hold_blob_reads) {
+        ++st.held_reads;
+        st.hold_mu.Await(absl::Condition(
+            +[](FaultyFileSystem::State* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return !s->hold_blob_reads;
+            },
+            &st));
+        --st.held_reads;
+      }
+    }
     IOStatus s = FSRandomAccessFileOwnerWrapper::Read(offset, n, options, result, scratch, dbg);
     if (s.ok() && is_blob_ && state_->corrupt_blob_reads.load() && !result->empty() &&
         scratch != nullptr) {
@@ -204,6 +217,24 @@ rocksdb::IOStatus FaultyFileSystem::NewRandomAccessFile(
                                              EndsWith(fname, ".blob")));
   }
   return s;
+}
+
+void FaultyFileSystem::HoldBlobReads(bool on) {
+  absl::MutexLock lock(&state_->hold_mu);
+  state_->hold_blob_reads = on;
+}
+
+bool FaultyFileSystem::WaitForHeldReads(int64_t n, absl::Duration timeout) {
+  State& st = *state_;
+  std::pair<State*, int64_t> wanted(&st, n);
+  absl::MutexLock lock(&st.hold_mu);
+  return st.hold_mu.AwaitWithTimeout(
+      absl::Condition(
+          +[](std::pair<State*, int64_t>* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return a->first->held_reads >= a->second;
+          },
+          &wanted),
+      timeout);
 }
 
 }  // namespace clusterkv::storage::testing

@@ -22,6 +22,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "rocksdb/file_system.h"
 
 namespace clusterkv::storage::testing {
@@ -37,6 +40,10 @@ class FaultyFileSystem : public rocksdb::FileSystemWrapper {
     std::atomic<uint64_t> write_faults{0};
     std::atomic<uint64_t> read_faults{0};
     std::atomic<uint64_t> corruptions{0};
+    // HoldBlobReads: readers of ".blob" files wait here while `hold_blob_reads` is set.
+    absl::Mutex hold_mu;
+    bool hold_blob_reads ABSL_GUARDED_BY(hold_mu) = false;
+    int64_t held_reads ABSL_GUARDED_BY(hold_mu) = 0;
   };
 
   explicit FaultyFileSystem(
@@ -56,6 +63,12 @@ class FaultyFileSystem : public rocksdb::FileSystemWrapper {
   void FailReads(bool on) { state_->fail_reads.store(on); }
   // Data read from ".blob" files comes back with one byte flipped (the middle one).
   void CorruptBlobReads(bool on) { state_->corrupt_blob_reads.store(on); }
+  // Reads of ".blob" files (the SSD tier's block values) wait until HoldBlobReads(false): a
+  // slow or hung SSD, held for exactly as long as a test needs, with no timing involved.
+  void HoldBlobReads(bool on);
+  // Waits until at least `n` reads are held by HoldBlobReads; false when `timeout` passed
+  // first (a bound for a broken test, not a synchronisation by time).
+  bool WaitForHeldReads(int64_t n, absl::Duration timeout);
 
   // Faults injected so far (corruptions: reads returned with a flipped byte).
   uint64_t write_faults() const { return state_->write_faults.load(); }

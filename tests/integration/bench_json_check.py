@@ -177,19 +177,32 @@ def check_e2e(results):
 
 
 SOAK_VARIANTS = ("open", "put", "fetch", "fetch_missing", "close", "all")
+SOAK_MIXED = "mixed_host_fetch_p99"
 
 
 def check_soak(results):
     """One requests/s row per operation type and one for all, each against 1 client, with the
-    N-client latencies and the baseline's."""
+    N-client latencies and the baseline's; then the mixed workload's host-tier fetch p99 row
+    against the same fetches alone."""
     seen = [row["variant"] for row in results]
-    if sorted(seen) != sorted(SOAK_VARIANTS):
-        fail("soak variants are %r, expected %r" % (seen, SOAK_VARIANTS))
+    if sorted(seen) != sorted(SOAK_VARIANTS + (SOAK_MIXED,)):
+        fail("soak variants are %r, expected %r" % (seen, SOAK_VARIANTS + (SOAK_MIXED,)))
     for i, row in enumerate(results):
-        if row["unit"] != "req/s" or row["baseline"] != "1_client":
-            fail("soak results[%d] is not a req/s row against 1_client" % i)
         if not row["ratio_meaning"].startswith("value / baseline_value"):
             fail("soak results[%d] is not a higher-is-better row" % i)
+        if row["variant"] == SOAK_MIXED:
+            if row["baseline"] != "host_fetch_alone":
+                fail("soak results[%d] is not measured against host_fetch_alone" % i)
+            for key in ("hot_clients", "fetches_per_client", "blocks_per_fetch", "host_tier_mib"):
+                if not is_number(row["params"].get(key)):
+                    fail("soak results[%d].params lacks %s" % (i, key))
+            for key in ("p50_us", "p99_us", "baseline_p50_us", "baseline_p99_us",
+                        "p99_mixed_over_alone", "ssd_fetches", "appends", "slow_fetches"):
+                if not is_number(row.get(key)):
+                    fail("soak results[%d].%s is not a number" % (i, key))
+            continue
+        if row["unit"] != "req/s" or row["baseline"] != "1_client":
+            fail("soak results[%d] is not a req/s row against 1_client" % i)
         for key in ("clients", "iterations_per_client", "blocks_per_sequence", "block_bytes"):
             if not is_number(row["params"].get(key)):
                 fail("soak results[%d].params lacks %s" % (i, key))

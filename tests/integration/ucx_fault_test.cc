@@ -67,7 +67,8 @@ void KillDuringStormAndCheck(DaemonProcess& daemon) {
     auto ucx = MakeUcxClient(daemon.target(), "tenant-a");
     ASSERT_TRUE(ucx.ok()) << ucx.status();
     auto results = ucx->transport->FetchInto("seq", Requests(kClusters));
-    ASSERT_TRUE(results.ok()) << results.status();
+    ASSERT_TRUE(results.ok()) << results.status() << "\nround " << round << ", daemon output:\n"
+                              << daemon.output();
     EXPECT_TRUE(CheckSlots(*ucx->transport, "tenant-a", "seq", kClusters).ok());
   }
 }

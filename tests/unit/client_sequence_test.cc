@@ -1,6 +1,7 @@
 // Sequence over an in-memory fake transport: prefill offload, the decode step (selection ->
 // device cache plan -> one fetch -> sparse attention) against a reference built from the
 // stored blocks, cache hits, decode-window appends, reopen/reattach and the error paths.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -53,7 +54,11 @@ class FakeTransport final : public KvTransport {
     if (it == seqs.end()) return absl::NotFoundError("no such sequence");
     v1::GetIndexResponse out;
     out.set_num_tokens(it->second.num_tokens);
-    for (const auto& [head, index] : it->second.indexes) *out.add_indexes() = index;
+    for (const auto& [head, index] : it->second.indexes) {
+      const bool asked = r.layers().empty() || std::find(r.layers().begin(), r.layers().end(),
+                                                         head.first) != r.layers().end();
+      if (asked) *out.add_indexes() = index;
+    }
     return out;
   }
   absl::StatusOr<v1::PutClustersResponse> PutClusters(

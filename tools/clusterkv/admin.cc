@@ -76,17 +76,23 @@ std::string LayoutString(const v1::KvLayout& proto) {
 }
 
 absl::Status List(Session& session, std::ostream& out) {
-  v1::ListSequencesResponse response;
-  const grpc::Status s =
-      session.stub().ListSequences(session.Context().get(), v1::ListSequencesRequest(), &response);
-  if (!s.ok()) return rpc::FromGrpcStatus(s);
   out << absl::StrFormat("%-40s %-48s %12s\n", "SEQUENCE", "LAYOUT", "TOKENS");
-  for (const v1::SequenceInfo& info : response.sequences()) {
-    out << absl::StrFormat("%-40s %-48s %12d\n", info.sequence_id(), LayoutString(info.layout()),
-                           info.num_tokens());
+  v1::ListSequencesRequest request;
+  int64_t listed = 0;
+  while (true) {  // the daemon answers a page at a time
+    v1::ListSequencesResponse response;
+    const grpc::Status s =
+        session.stub().ListSequences(session.Context().get(), request, &response);
+    if (!s.ok()) return rpc::FromGrpcStatus(s);
+    for (const v1::SequenceInfo& info : response.sequences()) {
+      out << absl::StrFormat("%-40s %-48s %12d\n", info.sequence_id(),
+                             LayoutString(info.layout()), info.num_tokens());
+    }
+    listed += response.sequences_size();
+    if (response.next_start_after().empty()) break;
+    request.set_start_after(response.next_start_after());
   }
-  out << response.sequences_size() << " sequence(s) of tenant '" << session.options().tenant
-      << "'\n";
+  out << listed << " sequence(s) of tenant '" << session.options().tenant << "'\n";
   return absl::OkStatus();
 }
 

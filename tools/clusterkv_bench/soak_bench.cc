@@ -1,4 +1,6 @@
-// clusterkv_bench soak: the load of tests/integration/soak_test.cc as figures. N client threads
+// clusterkv_bench soak: the load of tests/integration/soak_test.cc as figures, then a mixed
+// workload (see RunMixedPhase): host-tier fetch p50/p99 alone vs beside SSD-bound fetches, an
+// appender and a slow reader, on a daemon with a small host tier. N client threads
 // (each its own gRPC channel) loop open / put / fetch / fetch of a missing sequence / close(drop)
 // against a real clusterkvd; every call is timed. One row per operation type plus one for all
 // of them: requests/s while the mix runs and the per-call p50/p99 latency. The baseline is the
@@ -6,8 +8,12 @@
 // ratio = requests/s with N clients / requests/s with 1 (> 1: the daemon serves concurrent
 // clients faster than one at a time). The only accepted error is the missing sequence's
 // NOT_FOUND; anything else fails the benchmark.
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
+#include <iostream>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -20,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "clusterkv/v1/kvcache.grpc.pb.h"
 #include "core/kv_layout.h"
@@ -269,6 +276,272 @@ ResultRow SoakRow(const std::string& variant, const std::vector<double>& ours, d
   return row;
 }
 
+// ---- the mixed workload: host-tier fetches beside SSD-bound, appending and slow clients ----
+
+constexpr int32_t kMixedTokens = 256;      // ~129 KiB blocks
+constexpr int kHotBlocks = 16;             // the host-tier sequence
+constexpr int kColdBlocks = 512;           // ~66 MiB: twice the mixed daemon's host tier
+constexpr int64_t kMixedHostMib = 32;
+constexpr int kHotFetchBlocks = 4;         // blocks per host-tier fetch
+
+// A client on its own channel, calls carrying its tenant and a deadline.
+class MixedClient {
+ public:
+  MixedClient(const std::string& target, std::string tenant) : tenant_(std::move(tenant)) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    args.SetMaxSendMessageSize(kMaxMessageBytes);
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stub_ = v1::KvCache::NewStub(
+        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+  }
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->AddMetadata(rpc::kTenantMetadataKey, tenant_);
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    return c;
+  }
+  v1::KvCache::Stub& stub() { return *stub_; }
+
+  absl::Status Open(const std::string& id) {
+    v1::OpenSequenceRequest open;
+    open.set_sequence_id(id);
+    v1::KvLayout* layout = open.mutable_layout();
+    layout->set_num_layers(1);
+    layout->set_num_q_heads(kQHeads);
+    layout->set_num_kv_heads(kKvHeads);
+    layout->set_head_dim(kHeadDim);
+    layout->set_dtype(v1::DTYPE_FP16);
+    v1::OpenSequenceResponse opened;
+    return rpc::FromGrpcStatus(stub_->OpenSequence(Context().get(), open, &opened));
+  }
+  absl::Status Put(const std::string& id, const std::vector<v1::ClusterBlock>& blocks) {
+    auto context = Context();
+    v1::PutClustersResponse response;
+    auto writer = stub_->PutClusters(context.get(), &response);
+    for (const v1::ClusterBlock& b : blocks) {
+      v1::PutClustersRequest m;
+      m.set_sequence_id(id);
+      *m.add_blocks() = b;
+      if (!writer->Write(m)) break;
+    }
+    writer->WritesDone();
+    return rpc::FromGrpcStatus(writer->Finish());
+  }
+  // Fetches `clusters` of head 0; `pause` between messages makes a slow reader.
+  absl::Status Fetch(const std::string& id, const std::vector<int32_t>& clusters,
+                     absl::Duration pause = absl::ZeroDuration()) {
+    v1::FetchClustersRequest request;
+    request.set_sequence_id(id);
+    for (int32_t c : clusters) {
+      v1::ClusterRef* ref = request.add_clusters();
+      ref->set_layer(0);
+      ref->set_kv_head(0);
+      ref->set_cluster(c);
+    }
+    auto context = Context();
+    auto reader = stub_->FetchClusters(context.get(), request);
+    v1::FetchClustersResponse message;
+    size_t blocks = 0;
+    while (reader->Read(&message)) {
+      blocks += static_cast<size_t>(message.blocks_size());
+      if (pause > absl::ZeroDuration()) absl::SleepFor(pause);  // a slow client, on purpose
+    }
+    RETURN_IF_ERROR(rpc::FromGrpcStatus(reader->Finish()));
+    if (blocks != clusters.size()) return absl::InternalError("short fetch");
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string tenant_;
+  std::unique_ptr<v1::KvCache::Stub> stub_;
+};
+
+absl::StatusOr<v1::ClusterBlock> MixedBlock(int32_t cluster, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> keys(static_cast<size_t>(kMixedTokens) * kHeadDim);
+  std::vector<float> values(keys.size());
+  for (float& x : keys) x = normal(rng);
+  for (float& x : values) x = normal(rng);
+  std::vector<int32_t> positions(static_cast<size_t>(kMixedTokens));
+  for (int32_t i = 0; i < kMixedTokens; ++i) positions[i] = cluster * kMixedTokens + i;
+  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
+                   storage::EncodeClusterBlock(
+                       positions, ConstMatrixView(keys.data(), kMixedTokens, kHeadDim),
+                       ConstMatrixView(values.data(), kMixedTokens, kHeadDim), DType::kFloat16));
+  v1::ClusterBlock block;
+  block.mutable_id()->set_cluster(cluster);
+  block.set_num_tokens(kMixedTokens);
+  block.set_data(bytes.data(), bytes.size());
+  return block;
+}
+
+// Host-tier fetch latencies of `hot_clients` clients, `fetches` each, while `load` runs on
+// other threads until they are done.
+absl::StatusOr<std::vector<double>> TimeHotFetches(const std::string& target, int hot_clients,
+                                                   int fetches,
+                                                   const std::function<void(const std::atomic<bool>&)>& load,
+                                                   int load_threads) {
+  std::vector<std::vector<double>> per(static_cast<size_t>(hot_clients));
+  std::vector<absl::Status> errors(static_cast<size_t>(hot_clients));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> loaders;
+  for (int i = 0; i < load_threads; ++i) loaders.emplace_back([&] { load(stop); });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < hot_clients; ++t) {
+    threads.emplace_back([&, t] {
+      MixedClient client(target, "hot");
+      std::mt19937 rng(static_cast<uint32_t>(t));
+      for (int i = 0; i < fetches; ++i) {
+        std::vector<int32_t> clusters;
+        const int first = static_cast<int>(rng() % (kHotBlocks - kHotFetchBlocks + 1));
+        for (int c = 0; c < kHotFetchBlocks; ++c) clusters.push_back(first + c);
+        const Clock::time_point start = Clock::now();
+        absl::Status s = client.Fetch("hot", clusters);
+        per[t].push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+        if (!s.ok()) {
+          errors[t] = s;
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  // The measured clients are done: each loader finishes its current call and returns.
+  stop.store(true);
+  for (std::thread& t : loaders) t.join();
+  std::vector<double> all;
+  for (int t = 0; t < hot_clients; ++t) {
+    RETURN_IF_ERROR(errors[t]);
+    all.insert(all.end(), per[t].begin(), per[t].end());
+  }
+  return all;
+}
+
+absl::Status RunMixedPhase(const BenchOptions& options, Report& report) {
+  const SoakBenchConfig& config = options.soak;
+  std::cerr << "soak: mixed workload: a " << kMixedHostMib << " MiB host tier, " << kHotBlocks
+            << " host-tier blocks, " << kColdBlocks << " blocks mostly on the SSD\n";
+  ASSIGN_OR_RETURN(std::unique_ptr<BenchDaemon> daemon,
+                   BenchDaemon::Start(options.daemon, "soak-mixed", kMixedHostMib));
+  const std::string target = daemon->target();
+  {
+    MixedClient cold(target, "cold");
+    RETURN_IF_ERROR(cold.Open("cold"));
+    for (int first = 0; first < kColdBlocks; first += 64) {
+      std::vector<v1::ClusterBlock> blocks;
+      for (int c = first; c < first + 64; ++c) {
+        ASSIGN_OR_RETURN(v1::ClusterBlock b, MixedBlock(c, options.seed + 1000 + c));
+        blocks.push_back(std::move(b));
+      }
+      RETURN_IF_ERROR(cold.Put("cold", blocks));
+    }
+    MixedClient hot(target, "hot");
+    RETURN_IF_ERROR(hot.Open("hot"));
+    std::vector<v1::ClusterBlock> blocks;
+    for (int c = 0; c < kHotBlocks; ++c) {
+      ASSIGN_OR_RETURN(v1::ClusterBlock b, MixedBlock(c, options.seed + c));
+      blocks.push_back(std::move(b));
+    }
+    RETURN_IF_ERROR(hot.Put("hot", blocks));
+    RETURN_IF_ERROR(hot.Fetch("hot", {0, 1, 2, 3}));  // warm the session
+  }
+  const int hot_clients = std::max(1, std::min(config.clients, 4));
+  const int fetches = std::max(config.iterations, 20);
+  auto no_load = [](const std::atomic<bool>&) {};
+  ASSIGN_OR_RETURN(std::vector<double> alone,
+                   TimeHotFetches(target, hot_clients, fetches, no_load, 0));
+
+  // The load: two clients fetching random SSD-resident blocks (promotions, evictions), one
+  // appending to its own sequence, one reading a 64-block fetch slowly.
+  std::atomic<int> role{0};
+  std::atomic<int64_t> ssd_fetches{0}, appends{0}, slow_fetches{0};
+  absl::Mutex load_mu;
+  absl::Status load_error;
+  auto load = [&](const std::atomic<bool>& stop) {
+    const int r = role.fetch_add(1);
+    auto done = [&stop] { return stop.load(); };
+    auto fail = [&](const absl::Status& s) {
+      absl::MutexLock lock(&load_mu);
+      if (load_error.ok()) load_error = s;
+    };
+    if (r < 2) {  // SSD-bound
+      MixedClient client(target, "cold");
+      std::mt19937 rng(static_cast<uint32_t>(100 + r));
+      while (!done()) {
+        std::vector<int32_t> clusters;
+        const int first = static_cast<int>(rng() % (kColdBlocks - 4));
+        for (int c = 0; c < 4; ++c) clusters.push_back(first + c);
+        if (absl::Status s = client.Fetch("cold", clusters); !s.ok()) return fail(s);
+        ++ssd_fetches;
+      }
+    } else if (r == 2) {  // appender
+      MixedClient client(target, "appender");
+      if (absl::Status s = client.Open("appends"); !s.ok()) return fail(s);
+      for (int32_t next = 0; !done(); ++next) {
+        absl::StatusOr<v1::ClusterBlock> block = MixedBlock(next, 7000 + next);
+        if (!block.ok()) return fail(block.status());
+        v1::AppendClustersRequest request;
+        request.set_sequence_id("appends");
+        v1::HeadIndex* appended = request.add_appended();
+        appended->set_layer(0);
+        appended->set_kv_head(0);
+        for (int32_t j = 0; j < kHeadDim; ++j) appended->add_centroids(j == 0 ? 1.0f : 0.0f);
+        appended->add_sizes(kMixedTokens);
+        appended->set_first_cluster(next);
+        *request.add_blocks() = *std::move(block);
+        request.set_num_tokens(int64_t{next + 1} * kMixedTokens);
+        v1::AppendClustersResponse response;
+        const absl::Status s = rpc::FromGrpcStatus(
+            client.stub().AppendClusters(client.Context().get(), request, &response));
+        if (!s.ok()) return fail(s);
+        ++appends;
+      }
+    } else {  // a slow reader of large fetches
+      MixedClient client(target, "cold");
+      std::vector<int32_t> clusters;
+      for (int c = 0; c < 64; ++c) clusters.push_back(c * 7 % kColdBlocks);
+      while (!done()) {
+        if (absl::Status s = client.Fetch("cold", clusters, absl::Milliseconds(20)); !s.ok()) {
+          return fail(s);
+        }
+        ++slow_fetches;
+      }
+    }
+  };
+  ASSIGN_OR_RETURN(std::vector<double> mixed,
+                   TimeHotFetches(target, hot_clients, fetches, load, 4));
+  RETURN_IF_ERROR(load_error);
+  RETURN_IF_ERROR(daemon->Stop());
+
+  const TimingStats a = TimingStats::FromSamples(alone);
+  const TimingStats m = TimingStats::FromSamples(mixed);
+  Json params = {{"hot_clients", hot_clients},
+                 {"fetches_per_client", fetches},
+                 {"blocks_per_fetch", kHotFetchBlocks},
+                 {"host_tier_mib", kMixedHostMib},
+                 {"cold_blocks", kColdBlocks}};
+  // Higher is better as 1/p99: ratio = unloaded p99 / mixed p99 (target: >= 0.5, i.e. the
+  // mixed p99 within 2x of the unloaded one).
+  ResultRow row = HigherBetterRow("mixed_host_fetch_p99", std::move(params), 1e6 / m.p99_us,
+                                  "1/s (1 / p99)", "host_fetch_alone", 1e6 / a.p99_us);
+  row.p50_us = m.p50_us;
+  row.p99_us = m.p99_us;
+  row.extra["baseline_p50_us"] = a.p50_us;
+  row.extra["baseline_p99_us"] = a.p99_us;
+  row.extra["p99_mixed_over_alone"] = m.p99_us / a.p99_us;
+  row.extra["ssd_fetches"] = ssd_fetches.load();
+  row.extra["appends"] = appends.load();
+  row.extra["slow_fetches"] = slow_fetches.load();
+  report.Add(std::move(row));
+  std::cerr << "soak: host-tier fetch p50/p99 alone " << a.p50_us << "/" << a.p99_us
+            << " us, under mixed load " << m.p50_us << "/" << m.p99_us << " us ("
+            << ssd_fetches.load() << " SSD fetches, " << appends.load() << " appends, "
+            << slow_fetches.load() << " slow fetches beside)\n";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status RunSoakBench(const BenchOptions& options) {
@@ -300,6 +573,7 @@ absl::Status RunSoakBench(const BenchOptions& options) {
     all_base.insert(all_base.end(), base.op_us[op].begin(), base.op_us[op].end());
   }
   report.Add(SoakRow("all", all_ours, ours.wall_s, all_base, base.wall_s, config, payloads[0]));
+  RETURN_IF_ERROR(RunMixedPhase(options, report));
   return EmitReport(report, options.json_path);
 }
 
