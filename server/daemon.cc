@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <sstream>
 #include <system_error>
 
@@ -110,11 +109,76 @@ PeerResolver ClusterPeerResolver(const cluster::ClusterNode* node) {
 }
 // ---- end cluster mode ----
 
+// ---- the UCX data plane: the one part of the daemon that differs in builds without UCX ----
+#if defined(CLUSTERKV_WITH_UCX)
+// The data plane of `o` (null when --ucx=false); *plane points to it.
+absl::StatusOr<std::unique_ptr<storage::ArenaRegistrar>> MakeDataPlane(const DaemonOptions& o,
+                                                                       UcxDataPlane** plane) {
+  *plane = nullptr;
+  if (!o.ucx) return nullptr;
+  UcxDataPlaneOptions ucx_options;
+  ucx_options.transports = o.ucx_transports;
+  ucx_options.peer_errors = o.ucx_peer_errors;
+  ucx_options.busy_poll = o.ucx_busy_poll;
+  ucx_options.direct_shm = o.ucx_direct_shm;
+  ASSIGN_OR_RETURN(std::unique_ptr<UcxDataPlane> created, UcxDataPlane::Create(ucx_options));
+  *plane = created.get();
+  return std::unique_ptr<storage::ArenaRegistrar>(std::move(created));
+}
+
+// Starts `plane` (if any) and returns what serves ConnectDataPlane.
+absl::StatusOr<DataPlaneConnector> StartDataPlane(const DaemonOptions& /*o*/,
+                                                  UcxDataPlane* plane, RequestHandler* handler,
+                                                  WorkerPool* pool) {
+  if (plane == nullptr) {
+    return DataPlaneConnector([](const CallContext&, const v1::ConnectDataPlaneRequest&)
+                                  -> absl::StatusOr<v1::ConnectDataPlaneResponse> {
+      return absl::FailedPreconditionError("the UCX data plane is disabled (--ucx=false)");
+    });
+  }
+  RETURN_IF_ERROR(plane->Start(handler, pool));
+  return DataPlaneConnector(
+      [plane](const CallContext& call, const v1::ConnectDataPlaneRequest& request) {
+        CallContext session_call = call;  // the session's fetches move over UCX, untraced
+        session_call.transport = metrics::Transport::kUcx;
+        session_call.trace = {};
+        return plane->Connect(session_call, request);
+      });
+}
+#else
+absl::StatusOr<std::unique_ptr<storage::ArenaRegistrar>> MakeDataPlane(const DaemonOptions&,
+                                                                       UcxDataPlane** plane) {
+  *plane = nullptr;
+  return nullptr;
+}
+
+// Null: ConnectDataPlane answers UNIMPLEMENTED.
+absl::StatusOr<DataPlaneConnector> StartDataPlane(const DaemonOptions&, UcxDataPlane*,
+                                                  RequestHandler*, WorkerPool*) {
+  return DataPlaneConnector();
+}
+#endif
+// ---- end UCX data plane ----
+
 }  // namespace
 
 Daemon::Daemon(const DaemonOptions& options) : options_(options) {}
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
+  RETURN_IF_ERROR(ValidateOptions(options));
+  std::unique_ptr<Daemon> d(new Daemon(options));
+  RETURN_IF_ERROR(d->PrepareOptions());
+  RETURN_IF_ERROR(d->TakeSocket());
+  RETURN_IF_ERROR(d->StartObservability());
+  RETURN_IF_ERROR(d->OpenStore());
+  RETURN_IF_ERROR(d->MakeHandler());
+  RETURN_IF_ERROR(d->MakeService());
+  RETURN_IF_ERROR(d->ServeGrpc());
+  RETURN_IF_ERROR(d->StartServing());
+  return d;
+}
+
+absl::Status Daemon::ValidateOptions(const DaemonOptions& options) {
   if (options.socket_path.empty()) return absl::InvalidArgumentError("socket path is empty");
   if (options.max_message_bytes < (uint64_t{1} << 20) ||
       options.max_message_bytes > (uint64_t{1} << 30)) {
@@ -125,143 +189,141 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     return absl::InvalidArgumentError(
         "the worker pool needs 1 to 1024 threads and a queue of 1 to 2^20 tasks");
   }
-  std::unique_ptr<Daemon> d(new Daemon(options));
-  d->options_.handler.max_block_bytes =
-      std::min<uint64_t>(options.handler.max_block_bytes, options.max_message_bytes / 2);
-  // A unary answer must fit one message, with room for its framing.
-  d->options_.handler.max_response_bytes = std::min<uint64_t>(
-      options.handler.max_response_bytes, options.max_message_bytes - (uint64_t{1} << 19));
-  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
-  if (!options.tcp_address.empty()) {
-    ASSIGN_OR_RETURN(tcp_credentials, TcpCredentials(options));
-  }
-  ASSIGN_OR_RETURN(d->authenticator_, MakeAuthenticator(options));
   if (options.sequence_ttl < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the sequence TTL is negative");
   }
-  RETURN_IF_ERROR(ValidateClusterOptions(options));
+  return ValidateClusterOptions(options);
+}
 
-  const std::filesystem::path socket(options.socket_path);
+absl::Status Daemon::PrepareOptions() {
+  if (options_.logger == nullptr) options_.logger = MakeDefaultLogger(nullptr);
+  options_.handler.max_block_bytes =
+      std::min<uint64_t>(options_.handler.max_block_bytes, options_.max_message_bytes / 2);
+  // A unary answer must fit one message, with room for its framing.
+  options_.handler.max_response_bytes = std::min<uint64_t>(
+      options_.handler.max_response_bytes, options_.max_message_bytes - (uint64_t{1} << 19));
+  options_.handler.quotas = options_.quotas;
+  if (!options_.tcp_address.empty()) {
+    ASSIGN_OR_RETURN(tcp_credentials_, TcpCredentials(options_));
+  }
+  ASSIGN_OR_RETURN(authenticator_, MakeAuthenticator(options_));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::TakeSocket() {
+  const std::filesystem::path socket(options_.socket_path);
   std::error_code ec;
   if (socket.has_parent_path()) std::filesystem::create_directories(socket.parent_path(), ec);
-  ASSIGN_OR_RETURN(d->lock_, LockFile::Acquire(options.socket_path + ".lock"));
+  ASSIGN_OR_RETURN(lock_, LockFile::Acquire(options_.socket_path + ".lock"));
   // We hold the lock: a socket file left behind is stale (a crashed daemon's).
   std::filesystem::remove(socket, ec);
+  return absl::OkStatus();
+}
 
-  // ---- observability: /healthz answers from here on; /readyz once serving ----
-  ASSIGN_OR_RETURN(d->observability_, http::Observability::Start(options.observability));
-  d->options_.handler.instrumentation = d->observability_->instrumentation();
-  // ---- end observability ----
+absl::Status Daemon::StartObservability() {
+  // /healthz answers from here on; /readyz once serving.
+  ASSIGN_OR_RETURN(observability_, http::Observability::Start(options_.observability));
+  options_.handler.instrumentation = observability_->instrumentation();
+  return absl::OkStatus();
+}
 
-  storage::TieredStoreOptions store_options = options.store;
-#if defined(CLUSTERKV_WITH_UCX)
-  if (options.ucx) {
-    UcxDataPlaneOptions ucx_options;
-    ucx_options.transports = options.ucx_transports;
-    ucx_options.peer_errors = options.ucx_peer_errors;
-    ucx_options.busy_poll = options.ucx_busy_poll;
-    ucx_options.direct_shm = options.ucx_direct_shm;
-    ASSIGN_OR_RETURN(std::unique_ptr<UcxDataPlane> plane, UcxDataPlane::Create(ucx_options));
-    d->data_plane_ = plane.get();
-    d->data_plane_owner_ = std::move(plane);
-    store_options.registrar = d->data_plane_;  // the arena is mapped with UCX once, here
+absl::Status Daemon::OpenStore() {
+  storage::TieredStoreOptions store_options = options_.store;
+  // The UCX data plane maps the arena once, as the store's registrar: created first.
+  ASSIGN_OR_RETURN(data_plane_owner_, MakeDataPlane(options_, &data_plane_));
+  if (data_plane_owner_ != nullptr) store_options.registrar = data_plane_owner_.get();
+  ASSIGN_OR_RETURN(store_, storage::TieredStore::Open(store_options));
+  if (options_.quotas.limits_bytes()) {  // per-tenant byte quotas
+    store_->SetQuotaHook(auth::MakeQuotaHook(options_.quotas));
   }
-#endif
-  ASSIGN_OR_RETURN(d->store_, storage::TieredStore::Open(store_options));
-  if (options.quotas.limits_bytes()) {  // per-tenant byte quotas
-    d->store_->SetQuotaHook(auth::MakeQuotaHook(options.quotas));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::MakeHandler() {
+  if (!options_.cluster.enabled()) {
+    handler_ = std::make_unique<RequestHandler>(store_.get(), options_.handler);
+    return absl::OkStatus();
   }
-  d->options_.handler.quotas = options.quotas;
-  if (options.cluster.enabled()) {  // cluster mode: requests are routed
-    cluster::ClusterNode::Deps deps;
-    deps.store = d->store_.get();
-    deps.metrics = &d->observability_->metrics();
-    deps.plaintext_peers = options.tls_cert_file.empty();  // --allow_insecure_tcp
-    deps.default_tls_root_file = options.tls_cert_file;
-    deps.max_message_bytes = static_cast<int>(options.max_message_bytes);
-    ASSIGN_OR_RETURN(d->cluster_, cluster::ClusterNode::Create(options.cluster, std::move(deps)));
-    d->handler_ = std::make_unique<cluster::ClusterRequestHandler>(
-        d->store_.get(), d->options_.handler, d->cluster_.get());
-  } else {
-    d->handler_ = std::make_unique<RequestHandler>(d->store_.get(), d->options_.handler);
-  }
+  // Cluster mode: requests are routed to the nodes that hold their sequence.
+  cluster::ClusterNode::Deps deps;
+  deps.store = store_.get();
+  deps.metrics = &observability_->metrics();
+  deps.logger = options_.logger;
+  deps.plaintext_peers = options_.tls_cert_file.empty();  // --allow_insecure_tcp
+  deps.default_tls_root_file = options_.tls_cert_file;
+  deps.max_message_bytes = static_cast<int>(options_.max_message_bytes);
+  ASSIGN_OR_RETURN(cluster_, cluster::ClusterNode::Create(options_.cluster, std::move(deps)));
+  handler_ = std::make_unique<cluster::ClusterRequestHandler>(store_.get(), options_.handler,
+                                                              cluster_.get());
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::MakeService() {
   WorkerPoolOptions pool_options;
   pool_options.name = "requests";
-  pool_options.threads = options.worker_threads;
-  pool_options.max_queued = options.worker_queue;
-  pool_options.on_rejected = [metrics = &d->observability_->metrics()](const std::string& pool) {
+  pool_options.threads = options_.worker_threads;
+  pool_options.max_queued = options_.worker_queue;
+  pool_options.on_rejected = [metrics = &observability_->metrics()](const std::string& pool) {
     metrics->AddPoolRejection(pool);
   };
-  d->pool_ = std::make_unique<WorkerPool>(std::move(pool_options));
-  DataPlaneConnector connector;
-#if defined(CLUSTERKV_WITH_UCX)
-  if (d->data_plane_ != nullptr) {
-    RETURN_IF_ERROR(d->data_plane_->Start(d->handler_.get(), d->pool_.get()));
-    connector = [plane = d->data_plane_](const CallContext& call,
-                                                const v1::ConnectDataPlaneRequest& request) {
-      CallContext session_call = call;  // observability: fetches move over UCX
-      session_call.transport = metrics::Transport::kUcx;
-      session_call.trace = {};
-      return plane->Connect(session_call, request);
-    };
-  } else {
-    connector = [](const CallContext&, const v1::ConnectDataPlaneRequest&)
-        -> absl::StatusOr<v1::ConnectDataPlaneResponse> {
-      return absl::FailedPreconditionError("the UCX data plane is disabled (--ucx=false)");
-    };
-  }
-#endif
-  d->service_ = std::make_unique<KvCacheService>(
-      d->handler_.get(), d->pool_.get(), AuthenticatedTenantResolver(d->authenticator_.get()),
-      std::move(connector), d->observability_->instrumentation(),
-      d->cluster_ != nullptr ? ClusterPeerResolver(d->cluster_.get()) : nullptr);  // cluster peers
+  pool_ = std::make_unique<WorkerPool>(std::move(pool_options));
+  ASSIGN_OR_RETURN(DataPlaneConnector connector,
+                   StartDataPlane(options_, data_plane_, handler_.get(), pool_.get()));
+  service_ = std::make_unique<KvCacheService>(
+      handler_.get(), pool_.get(), AuthenticatedTenantResolver(authenticator_.get()),
+      std::move(connector), observability_->instrumentation(),
+      cluster_ != nullptr ? ClusterPeerResolver(cluster_.get()) : nullptr);
+  return absl::OkStatus();
+}
 
+absl::Status Daemon::ServeGrpc() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  const bool peer_credentials = options.auth == auth::AuthMode::kPeerCred;
-  if (peer_credentials) {
-    // Peer credentials: the daemon accepts Unix-socket connections itself to read SO_PEERCRED.
-    ASSIGN_OR_RETURN(d->listener_, auth::UnixListener::Bind(options.socket_path));
+  if (options_.auth == auth::AuthMode::kPeerCred) {
+    // The daemon accepts Unix-socket connections itself to read SO_PEERCRED (StartServing).
+    ASSIGN_OR_RETURN(listener_, auth::UnixListener::Bind(options_.socket_path, options_.logger));
   } else {
-    builder.AddListeningPort(d->unix_target(), grpc::InsecureServerCredentials());
+    builder.AddListeningPort(unix_target(), grpc::InsecureServerCredentials());
   }
-  if (tcp_credentials) {
-    builder.AddListeningPort(options.tcp_address, tcp_credentials, &d->tcp_port_);
+  if (tcp_credentials_) {
+    builder.AddListeningPort(options_.tcp_address, tcp_credentials_, &tcp_port_);
   }
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
-  builder.RegisterService(d->service_.get());
-  d->server_ = builder.BuildAndStart();
-  if (d->server_ == nullptr) {
-    return absl::UnavailableError(absl::StrCat("gRPC could not serve on ", d->unix_target(),
-                                               options.tcp_address.empty() ? "" : " and ",
-                                               options.tcp_address));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options_.max_message_bytes));
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr) {
+    return absl::UnavailableError(absl::StrCat("gRPC could not serve on ", unix_target(),
+                                               options_.tcp_address.empty() ? "" : " and ",
+                                               options_.tcp_address));
   }
-  if (!options.tcp_address.empty() && d->tcp_port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot bind TCP ", options.tcp_address));
+  if (!options_.tcp_address.empty() && tcp_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot bind TCP ", options_.tcp_address));
   }
-  if (d->cluster_ != nullptr) {  // cluster mode: register once reachable
-    ASSIGN_OR_RETURN(std::string advertise, AdvertisedAddress(options, d->tcp_port_));
-    RETURN_IF_ERROR(d->cluster_->Join(
-        advertise, d->data_plane_ != nullptr ? d->data_plane_->worker_address() : std::string(),
-        options.store.high_watermark));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::StartServing() {
+  if (cluster_ != nullptr) {  // cluster mode: register once reachable
+    ASSIGN_OR_RETURN(std::string advertise, AdvertisedAddress(options_, tcp_port_));
+    RETURN_IF_ERROR(cluster_->Join(
+        advertise, data_plane_ != nullptr ? data_plane_->worker_address() : std::string(),
+        options_.store.high_watermark));
   }
-  // ---- tenants and security ----
-  if (peer_credentials) {
-    d->listener_->Start([server = d->server_.get(), authenticator = d->authenticator_.get()](
-                            auth::UniqueFd connection, const auth::PeerCredentials& peer) {
+  if (listener_ != nullptr) {
+    listener_->Start([server = server_.get(), authenticator = authenticator_.get()](
+                         auth::UniqueFd connection, const auth::PeerCredentials& peer) {
       // A uid that maps to no tenant is refused: the connection closes here.
       if (!authenticator->AdmitPeer(connection.get(), peer.uid)) return;
       grpc::AddInsecureChannelFromFd(server, connection.release());
     });
   }
-  if (options.sequence_ttl > absl::ZeroDuration()) {
-    d->sweeper_ = std::thread(&Daemon::SweepLoop, d.get());
+  if (options_.sequence_ttl > absl::ZeroDuration()) {
+    sweeper_ = std::thread(&Daemon::SweepLoop, this);
   }
-  // ---- end tenants and security ----
-  d->observability_->MarkServing(d->store_.get(), options.store.path);  // /readyz: ready
-  return d;
+  observability_->MarkServing(store_.get(), options_.store.path);  // /readyz: ready
+  return absl::OkStatus();
 }
 
 absl::Status Daemon::Shutdown() {
@@ -270,7 +332,10 @@ absl::Status Daemon::Shutdown() {
   if (observability_ != nullptr) observability_->MarkStopping();  // /readyz 503
   if (cluster_ != nullptr) {  // leave the cluster at once (revokes the lease)
     const absl::Status left = cluster_->Leave();
-    if (!left.ok()) std::cerr << "clusterkvd: leaving the cluster: " << left << std::endl;
+    if (!left.ok()) {
+      options_.logger->Log(LogSeverity::kWarning, "leave",
+                           absl::StrCat("leaving the cluster: ", left.ToString()));
+    }
   }
   // Tenants and security: no new connections, no more sweeps.
   if (listener_ != nullptr) listener_->Stop();
@@ -310,10 +375,12 @@ void Daemon::SweepLoop() {
     }
     absl::StatusOr<int64_t> dropped = handler_->ExpireIdle(options_.sequence_ttl);
     if (!dropped.ok()) {
-      std::cerr << "clusterkvd: TTL sweep: " << dropped.status() << std::endl;
+      options_.logger->Log(LogSeverity::kWarning, "ttl_sweep",
+                           absl::StrCat("TTL sweep: ", dropped.status().ToString()));
     } else if (*dropped > 0) {
-      std::cerr << "clusterkvd: dropped " << *dropped << " sequence(s) idle for "
-                << options_.sequence_ttl << std::endl;
+      options_.logger->Log(LogSeverity::kInfo, "ttl_sweep",
+                           absl::StrCat("dropped ", *dropped, " sequence(s) idle for ",
+                                        absl::FormatDuration(options_.sequence_ttl)));
     }
   }
 }

@@ -27,12 +27,14 @@
 #include "server/cluster/cluster_node.h"  // cluster mode
 #include "server/http/observability.h"  // observability
 #include "server/data_plane_options.h"
+#include "server/logger.h"
 #include "server/request_handler.h"
 #include "server/worker_pool.h"
 #include "storage/tiered_store.h"
 
 namespace grpc {
 class Server;
+class ServerCredentials;
 }  // namespace grpc
 
 namespace clusterkv::server {
@@ -81,6 +83,9 @@ struct DaemonOptions {
   // Sequences not accessed for this long are dropped (zero: never).
   absl::Duration sequence_ttl = absl::ZeroDuration();
   // ---- end tenants and security ----
+  // Operational messages (sweeps, cluster events, listener errors); null: the default,
+  // stderr rate-limited per site (server/logger.h).
+  std::shared_ptr<Logger> logger;
   // Cluster mode (server/cluster/): off unless cluster.etcd_endpoint is set; needs
   // tcp_address (other daemons call this one there).
   cluster::ClusterOptions cluster;
@@ -114,9 +119,21 @@ class Daemon {
 
  private:
   explicit Daemon(const DaemonOptions& options);
+  // Start(), one part at a time, in this order; each fails with the reason the daemon cannot
+  // start, leaving what it built for the destructor.
+  static absl::Status ValidateOptions(const DaemonOptions& options);
+  absl::Status PrepareOptions();      // logger, derived limits, TLS credentials, authenticator
+  absl::Status TakeSocket();          // the lock file; a stale socket file removed
+  absl::Status StartObservability();  // /healthz, metrics, tracing
+  absl::Status OpenStore();           // the UCX data plane (arena registrar), then the store
+  absl::Status MakeHandler();         // single-node, or routing in cluster mode
+  absl::Status MakeService();         // worker pool, data plane start, the KvCache service
+  absl::Status ServeGrpc();           // listening ports and the gRPC server
+  absl::Status StartServing();        // cluster join, peer-credential listener, TTL sweeper
 
   DaemonOptions options_;
   std::unique_ptr<LockFile> lock_;
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials_;  // null: no TCP
   // Observability: outlives the handler, service and store that report to it.
   std::unique_ptr<http::Observability> observability_;
   // The UCX data plane registers the arena, so it is created before and destroyed after the

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -28,7 +27,9 @@ void UniqueFd::reset() {
   fd_ = -1;
 }
 
-absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Bind(const std::string& path) {
+absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Bind(const std::string& path,
+                                                                 std::shared_ptr<Logger> logger) {
+  if (logger == nullptr) logger = MakeDefaultLogger(nullptr);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
@@ -49,11 +50,14 @@ absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Bind(const std::stri
     return absl::UnavailableError(absl::StrCat("pipe: ", std::strerror(errno)));
   }
   return std::unique_ptr<UnixListener>(
-      new UnixListener(std::move(fd), UniqueFd(pipe_fds[0]), UniqueFd(pipe_fds[1])));
+      new UnixListener(std::move(fd), UniqueFd(pipe_fds[0]), UniqueFd(pipe_fds[1]),
+                       std::move(logger)));
 }
 
-UnixListener::UnixListener(UniqueFd listen_fd, UniqueFd wake_read, UniqueFd wake_write)
-    : listen_fd_(std::move(listen_fd)),
+UnixListener::UnixListener(UniqueFd listen_fd, UniqueFd wake_read, UniqueFd wake_write,
+                           std::shared_ptr<Logger> logger)
+    : logger_(std::move(logger)),
+      listen_fd_(std::move(listen_fd)),
       wake_read_(std::move(wake_read)),
       wake_write_(std::move(wake_write)) {}
 
@@ -79,7 +83,8 @@ void UnixListener::Loop() {
     pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {wake_read_.get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      std::cerr << "clusterkvd: listener poll: " << std::strerror(errno) << std::endl;
+      logger_->Log(LogSeverity::kError, "listener_poll",
+                   absl::StrCat("listener poll: ", std::strerror(errno)));
       return;
     }
     if (fds[1].revents != 0) return;  // Stop()
@@ -91,7 +96,8 @@ void UnixListener::Loop() {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
           // e.g. EMFILE: report and let poll retry (the connection stays in the backlog).
-          std::cerr << "clusterkvd: accept: " << std::strerror(errno) << std::endl;
+          logger_->Log(LogSeverity::kWarning, "accept",
+                       absl::StrCat("accept: ", std::strerror(errno)));
         }
         break;
       }

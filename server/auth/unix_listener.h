@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "server/logger.h"
 
 namespace clusterkv::server::auth {
 
@@ -56,7 +57,9 @@ class UnixListener {
 
   // Binds and listens on `path` (a stale socket file must already be removed).
   // InvalidArgument when the path is too long; Unavailable when the socket cannot be bound.
-  static absl::StatusOr<std::unique_ptr<UnixListener>> Bind(const std::string& path);
+  // `logger` (null: the default, rate-limited stderr) reports poll and accept errors.
+  static absl::StatusOr<std::unique_ptr<UnixListener>> Bind(
+      const std::string& path, std::shared_ptr<Logger> logger = nullptr);
   ~UnixListener();
   UnixListener(const UnixListener&) = delete;
   UnixListener& operator=(const UnixListener&) = delete;
@@ -68,9 +71,11 @@ class UnixListener {
   void Stop();
 
  private:
-  UnixListener(UniqueFd listen_fd, UniqueFd wake_read, UniqueFd wake_write);
+  UnixListener(UniqueFd listen_fd, UniqueFd wake_read, UniqueFd wake_write,
+               std::shared_ptr<Logger> logger);
   void Loop();
 
+  std::shared_ptr<Logger> logger_;
   UniqueFd listen_fd_;
   UniqueFd wake_read_;  // Stop() writes to wake_write_ to end the thread's poll
   UniqueFd wake_write_;

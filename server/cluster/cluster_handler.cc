@@ -1,7 +1,6 @@
 #include "server/cluster/cluster_handler.h"
 
 #include <algorithm>
-#include <iostream>
 #include <utility>
 #include <vector>
 
@@ -228,7 +227,8 @@ absl::StatusOr<v1::CloseSequenceResponse> ClusterRequestHandler::CloseSequence(
       s = peer.ok() ? (*peer)->CloseSequence(call.tenant, request) : peer.status();
     }
     if (!s.ok() && !absl::IsNotFound(s)) {
-      std::cerr << "clusterkvd: dropping the copy on " << holder << ": " << s << "\n";
+      node_->logger().Log(LogSeverity::kWarning, "drop_copy",
+                          absl::StrCat("dropping the copy on ", holder, ": ", s.ToString()));
     }
   }
   return v1::CloseSequenceResponse();

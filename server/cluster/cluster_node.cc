@@ -1,7 +1,6 @@
 #include "server/cluster/cluster_node.h"
 
 #include <fstream>
-#include <iostream>
 #include <sstream>
 #include <utility>
 
@@ -30,6 +29,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 ClusterNode::ClusterNode(const ClusterOptions& options, Deps deps)
     : options_(options), deps_(std::move(deps)), keys_(options.cluster_name) {
   if (deps_.clock == nullptr) deps_.clock = std::make_shared<SystemClock>();
+  if (deps_.logger == nullptr) deps_.logger = MakeDefaultLogger(deps_.clock);
 }
 
 ClusterNode::~ClusterNode() {
@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(const ClusterOp
   PeerOptions peer;
   peer.authorization = node->token_->AuthorizationValue();
   peer.timeout = options.peer_timeout;
+  peer.clock = node->deps_.clock;
   peer.max_message_bytes = node->deps_.max_message_bytes;
   peer.tls_target_name = options.tls_target_name;
   std::string roots;
@@ -80,6 +81,7 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(const ClusterOp
     data.region_bytes = options.peer_ucx_region_bytes;
     data.max_sessions = options.peer_ucx_sessions;
     data.timeout = options.peer_timeout;
+    data.clock = node->deps_.clock;
     absl::StatusOr<std::unique_ptr<PeerDataPlane>> plane = PeerDataPlane::Create(data);
     if (plane.ok()) {
       node->peer_data_ = *std::move(plane);
@@ -109,6 +111,7 @@ absl::Status ClusterNode::Join(const std::string& advertise_grpc, const std::str
   m.lease_ttl = options_.lease_ttl;
   m.register_timeout = options_.register_timeout;
   m.clock = deps_.clock;
+  m.logger = deps_.logger;
   storage::TieredStore* store = deps_.store;
   m.load = [store, high_watermark] {
     const storage::StoreStats s = store->Stats();
@@ -129,7 +132,7 @@ absl::Status ClusterNode::Join(const std::string& advertise_grpc, const std::str
   RETURN_IF_ERROR(Reconcile());
   // Orphans whose owner died while this node was away.
   absl::StatusOr<int> taken = TakeOverOrphans();
-  if (!taken.ok()) std::cerr << "clusterkvd: cluster take-over pass: " << taken.status() << "\n";
+  if (!taken.ok()) Log(LogSeverity::kWarning, "takeover", "cluster take-over pass: ", taken.status());
   if (options_.replication > 1) replicator_ = std::thread([this] { ReplicatorLoop(); });
   membership_->StartKeepAlive();
   return absl::OkStatus();
@@ -183,10 +186,9 @@ absl::Status ClusterNode::Reconcile() {
   }
   RETURN_IF_ERROR(directory_->MarkJoined(node_id()).status());
   if (adopted + dropped > 0) {
-    std::cerr << "clusterkvd: joined cluster '" << options_.cluster_name << "' as "
-              << node_id() << ": kept " << kept << " local sequence(s), adopted " << adopted
-              << ", dropped " << dropped << " (read-only copies and sequences owned elsewhere)"
-              << std::endl;
+    Log(LogSeverity::kInfo, "join", "joined cluster '", options_.cluster_name, "' as ", node_id(),
+        ": kept ", kept, " local sequence(s), adopted ", adopted, ", dropped ", dropped,
+        " (read-only copies and sequences owned elsewhere)");
   }
   return absl::OkStatus();
 }
@@ -299,11 +301,11 @@ void ClusterNode::OnRefresh(const std::vector<NodeInfo>& nodes) {
   if (deps_.metrics != nullptr) deps_.metrics->SetClusterNodes(static_cast<int64_t>(nodes.size()));
   if (scan) {
     absl::StatusOr<int> taken = TakeOverOrphans();
-    if (!taken.ok()) std::cerr << "clusterkvd: cluster take-over pass: " << taken.status() << "\n";
+    if (!taken.ok()) Log(LogSeverity::kWarning, "takeover", "cluster take-over pass: ", taken.status());
   }
   if (sweep) {
     absl::StatusOr<int> swept = SweepCopies();
-    if (!swept.ok()) std::cerr << "clusterkvd: sweeping read-only copies: " << swept.status() << "\n";
+    if (!swept.ok()) Log(LogSeverity::kWarning, "sweep", "sweeping read-only copies: ", swept.status());
   }
 }
 
@@ -344,8 +346,8 @@ absl::StatusOr<int> ClusterNode::TakeOverOrphans() {
   }
   if (taken > 0) {
     if (deps_.metrics != nullptr) deps_.metrics->AddTakeovers(static_cast<uint64_t>(taken));
-    std::cerr << "clusterkvd: " << node_id() << " took over " << taken
-              << " sequence(s) whose owner's lease expired" << std::endl;
+    Log(LogSeverity::kInfo, "takeover", node_id(), " took over ", taken,
+        " sequence(s) whose owner's lease expired");
   }
   return taken;
 }
@@ -367,14 +369,14 @@ void ClusterNode::ReplicatorLoop() {
       absl::MutexLock lock(&replicate_mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(replicate_mu_) {
         return replicate_stop_ || !replicate_queue_.empty() ||
-               (!late_catch_ups_.empty() && late_catch_ups_.front().due <= absl::Now());
+               (!late_catch_ups_.empty() && late_catch_ups_.front().due <= deps_.clock->Now());
       };
       // Late catch-ups are due at known times: wake for the earliest (or a new item).
       const absl::Time until =
           late_catch_ups_.empty() ? absl::InfiniteFuture() : late_catch_ups_.front().due;
       replicate_mu_.AwaitWithDeadline(absl::Condition(&ready), until);
       if (replicate_stop_) return;
-      if (!late_catch_ups_.empty() && late_catch_ups_.front().due <= absl::Now()) {
+      if (!late_catch_ups_.empty() && late_catch_ups_.front().due <= deps_.clock->Now()) {
         late = std::move(late_catch_ups_.front());
         late_catch_ups_.pop_front();
       } else if (!replicate_queue_.empty()) {
@@ -391,8 +393,7 @@ void ClusterNode::ReplicatorLoop() {
     const absl::Status s = Replicate(key);
     // A failure is retried by a later take-over pass (every tenth keep-alive round at most).
     if (!s.ok()) {
-      std::cerr << "clusterkvd: re-replicating " << key.tenant << "/" << key.sequence << ": " << s
-                << std::endl;
+      Log(LogSeverity::kWarning, "replicate", "re-replicating ", key.tenant, "/", key.sequence, ": ", s);
     }
     absl::MutexLock lock(&replicate_mu_);
     replicate_queued_.erase(key);
@@ -460,8 +461,8 @@ void ClusterNode::LateCatchUpOnce(const LateCatchUp& late) {
   absl::StatusOr<std::vector<ClusterId>> pushed =
       peer.ok() ? PushSequence(**peer, late.key, late.had) : peer.status();
   if (!pushed.ok()) {
-    std::cerr << "clusterkvd: late catch-up of " << late.key.tenant << "/" << late.key.sequence
-              << " on " << late.replica << ": " << pushed.status() << std::endl;
+    Log(LogSeverity::kWarning, "catch_up", "late catch-up of ", late.key.tenant, "/", late.key.sequence,
+        " on ", late.replica, ": ", pushed.status());
   }
 }
 
@@ -511,11 +512,10 @@ absl::Status ClusterNode::Replicate(const SequenceKey& key) {
   {
     absl::MutexLock lock(&replicate_mu_);
     late_catch_ups_.push_back(
-        LateCatchUp{absl::Now() + options_.peer_timeout, key, replica, std::move(had)});
+        LateCatchUp{deps_.clock->Now() + options_.peer_timeout, key, replica, std::move(had)});
   }
-  std::cerr << "clusterkvd: " << node_id() << " re-replicated " << key.tenant << "/"
-            << key.sequence << " to " << replica << " (" << copied.size() + caught_up.size()
-            << " blocks)" << std::endl;
+  Log(LogSeverity::kInfo, "replicate", node_id(), " re-replicated ", key.tenant, "/", key.sequence,
+      " to ", replica, " (", copied.size() + caught_up.size(), " blocks)");
   return absl::OkStatus();
 }
 

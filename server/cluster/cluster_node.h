@@ -37,10 +37,12 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/ids.h"
 #include "server/clock.h"
+#include "server/logger.h"
 #include "server/cluster/cluster_keys.h"
 #include "server/cluster/directory.h"
 #include "server/cluster/etcd_client.h"
@@ -98,6 +100,7 @@ class ClusterNode {
     storage::TieredStore* store = nullptr;       // not owned; required
     metrics::DaemonMetrics* metrics = nullptr;   // not owned; optional
     std::shared_ptr<const Clock> clock;          // null: the system clock
+    std::shared_ptr<Logger> logger;              // null: the default (rate-limited stderr)
     std::unique_ptr<EtcdTransport> etcd_transport;  // null: HTTP to options.etcd_endpoint
     // Plaintext between daemons (the daemon serves --allow_insecure_tcp without TLS).
     bool plaintext_peers = false;
@@ -154,6 +157,8 @@ class ClusterNode {
   // replica. OK when nothing is to do or no live node can take it yet; Aborted when the entry
   // changed meanwhile (the copy there is dropped). Run by the background replicator.
   absl::Status Replicate(const SequenceKey& key);
+  // The node's logger (the daemon's).
+  Logger& logger() const { return *deps_.logger; }
   // Writers through this node (puts and appends of the cluster request handler) hold their
   // sequence's lock shared from routing to the last holder's answer; Replicate holds it
   // exclusively while it commits a new replica, so a write either reaches the new replica or is
@@ -166,6 +171,14 @@ class ClusterNode {
  private:
   ClusterNode(const ClusterOptions& options, Deps deps);
   absl::Status Reconcile();
+  // One message of `site` built from `parts` (absl::StrCat arguments, statuses included).
+  template <typename... Parts>
+  void Log(LogSeverity severity, absl::string_view site, const Parts&... parts) const {
+    deps_.logger->Log(severity, site, absl::StrCat(Text(parts)...));
+  }
+  static std::string Text(const absl::Status& s) { return s.ToString(); }
+  template <typename T>
+  static const T& Text(const T& t) { return t; }
   void OnRefresh(const std::vector<NodeInfo>& nodes);
   // A second catch-up one peer timeout after a commit: writes through other nodes that
   // routed before it (to the old holders) have landed on this owner by then.

@@ -1,7 +1,6 @@
 #include "server/cluster/membership.h"
 
 #include <algorithm>
-#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +11,7 @@ namespace clusterkv::server::cluster {
 Membership::Membership(EtcdClient* etcd, const ClusterKeys* keys, MembershipOptions options)
     : etcd_(etcd), keys_(keys), options_(std::move(options)) {
   if (options_.clock == nullptr) options_.clock = std::make_shared<SystemClock>();
+  if (options_.logger == nullptr) options_.logger = MakeDefaultLogger(options_.clock);
 }
 
 absl::StatusOr<std::unique_ptr<Membership>> Membership::Join(EtcdClient* etcd,
@@ -136,11 +136,12 @@ void Membership::KeepAliveLoop() {
     // a change only, so an etcd outage is one line, not one per round.
     if (s.ok() != last_round_ok) {
       if (s.ok()) {
-        std::cerr << "clusterkvd: cluster membership of " << node_id() << " renewed again"
-                  << std::endl;
+        options_.logger->Log(LogSeverity::kInfo, "membership",
+                             absl::StrCat("cluster membership of ", node_id(), " renewed again"));
       } else {
-        std::cerr << "clusterkvd: cluster membership of " << node_id()
-                  << " could not be renewed: " << s << std::endl;
+        options_.logger->Log(LogSeverity::kWarning, "membership",
+                             absl::StrCat("cluster membership of ", node_id(),
+                                          " could not be renewed: ", s.ToString()));
       }
       last_round_ok = s.ok();
     }

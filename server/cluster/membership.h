@@ -27,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/clock.h"
+#include "server/logger.h"
 #include "server/cluster/cluster_keys.h"
 #include "server/cluster/etcd_client.h"
 #include "server/cluster/node_info.h"
@@ -44,6 +45,7 @@ struct MembershipOptions {
   // registered (e.g. this node's previous instance, killed, whose lease has not expired yet).
   absl::Duration register_timeout = absl::Seconds(30);
   std::shared_ptr<const Clock> clock;  // null: the system clock
+  std::shared_ptr<Logger> logger;      // null: the default (rate-limited stderr)
 };
 
 class Membership {

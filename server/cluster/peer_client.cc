@@ -21,7 +21,8 @@ PeerClient::PeerClient(std::string node_id, std::string address,
 void PeerClient::Prepare(grpc::ClientContext* context, const std::string& tenant) const {
   context->AddMetadata("authorization", options_->authorization);
   context->AddMetadata(rpc::kTenantMetadataKey, tenant);
-  context->set_deadline(absl::ToChronoTime(absl::Now() + options_->timeout));
+  const absl::Time now = options_->clock != nullptr ? options_->clock->Now() : SystemClock().Now();
+  context->set_deadline(absl::ToChronoTime(now + options_->timeout));
 }
 
 absl::Status PeerClient::Convert(const grpc::Status& status) const {

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/clock.h"
 #include "clusterkv/v1/kvcache.grpc.pb.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -38,6 +39,7 @@ struct PeerOptions {
   // Name checked against peers' certificates instead of the address's host ("" = the host).
   std::string tls_target_name;
   absl::Duration timeout = absl::Seconds(30);  // deadline of each call
+  std::shared_ptr<const Clock> clock;           // the deadlines' time source; null: the system's
   int max_message_bytes = 64 << 20;
 };
 

@@ -82,6 +82,11 @@ class UcxPeerDataPlane final : public PeerDataPlane {
     uint64_t last_used = 0;
   };
 
+  // The time of the injected clock (the system's when none is set).
+  absl::Time Now() const {
+    return options_.clock != nullptr ? options_.clock->Now() : SystemClock().Now();
+  }
+
   // The live session with (node, tenant), opened on first use; Unavailable while a failed
   // attempt is recent.
   absl::StatusOr<std::shared_ptr<Session>> SessionFor(const std::string& node,
@@ -92,7 +97,7 @@ class UcxPeerDataPlane final : public PeerDataPlane {
     {
       absl::MutexLock lock(&mu_);
       if (auto failed = failed_until_.find(key);
-          failed != failed_until_.end() && absl::Now() < failed->second) {
+          failed != failed_until_.end() && Now() < failed->second) {
         return absl::UnavailableError(
             absl::StrCat("node ", node, " recently refused a UCX session"));
       }
@@ -113,7 +118,7 @@ class UcxPeerDataPlane final : public PeerDataPlane {
     }
     if (!opened.ok()) {
       absl::MutexLock lock(&mu_);
-      failed_until_[key] = absl::Now() + options_.retry_after;
+      failed_until_[key] = Now() + options_.retry_after;
       if (auto it = sessions_.find(key); it != sessions_.end() && it->second.session == session) {
         sessions_.erase(it);
       }

@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/clock.h"
 #include "absl/types/span.h"
 #include "core/ids.h"
 
@@ -50,6 +51,7 @@ struct PeerDataPlaneOptions {
   // sleeping waiter then pays a wakeup per burst: spinning for the transfer is ~4x faster.
   absl::Duration spin = absl::Milliseconds(20);
   absl::Duration retry_after = absl::Seconds(30);  // after a peer could not open a session
+  std::shared_ptr<const Clock> clock;              // time of retry_after; null: the system's
   size_t max_sessions = 8;                         // (node, tenant) sessions kept open
 };
 
