@@ -1,9 +1,10 @@
 // The real daemon under requests that try to amplify their work or their answer, and under
 // appends that race or are retried:
-//   - one request per RPC whose repeated or counted fields would multiply the work or the
-//     response (a layer named a million times, a cluster fetched twice, more heads than the
-//     layout has, an index larger than the response limit) is refused with INVALID_ARGUMENT or
-//     RESOURCE_EXHAUSTED, and the daemon keeps serving every tenant;
+//   - one request per RPC whose repeated, counted or sized fields would multiply the work or
+//     the response (a layer named a million times, a cluster fetched twice, more heads than
+//     the layout has, ten million query floats, megabyte ids and addresses, an index larger
+//     than the response limit) is refused with INVALID_ARGUMENT or RESOURCE_EXHAUSTED, and the
+//     daemon keeps serving every tenant (Stats has no field to amplify);
 //   - ListSequences answers in bounded pages;
 //   - an append names its first cluster id per head: its retry answers OK without applying it
 //     twice, a conflicting one FAILED_PRECONDITION; several threads appending to one sequence
@@ -106,6 +107,43 @@ TEST_F(DaemonTest, AmplifyingRequestsAreRefusedBeforeAnyWorkAndTheDaemonKeepsSer
          m.set_sequence_id(kSeq);
          for (int i = 0; i < 1000; ++i) *m.add_indexes() = OneHotIndex(0, 0, 1);
          return PutMessages(client, {m});
+       }},
+      {"Select with 10 million query floats", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::SelectRequest r;
+         r.set_sequence_id(kSeq);
+         r.set_layer(0);
+         r.set_budget(1024);
+         r.mutable_queries()->Resize(10000000, 0.5f);
+         v1::SelectResponse response;
+         return client.stub->Select(client.Context().get(), r, &response);
+       }},
+      {"OpenSequence with a 1 MiB sequence id", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] { return OpenSequence(client, std::string(1 << 20, 's')); }},
+      {"CloseSequence with a 1 MiB sequence id", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::CloseSequenceRequest r;
+         r.set_sequence_id(std::string(1 << 20, 's'));
+         r.set_drop(true);
+         v1::CloseSequenceResponse response;
+         return client.stub->CloseSequence(client.Context().get(), r, &response);
+       }},
+      {"ReportClientStats counting 2^60 tokens", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         r.set_device_cache_hit_tokens(uint64_t{1} << 60);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
+      {"ConnectDataPlane with a 1 MiB worker address", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ConnectDataPlaneRequest r;
+         r.set_worker_address(std::string(1 << 20, 'a'));
+         r.set_rkey(std::string(64, 'k'));
+         r.set_region_base(4096);
+         r.set_region_bytes(4096);
+         v1::ConnectDataPlaneResponse response;
+         return client.stub->ConnectDataPlane(client.Context().get(), r, &response);
        }},
       {"ListSequences with a negative page size", grpc::StatusCode::INVALID_ARGUMENT,
        [&] {
