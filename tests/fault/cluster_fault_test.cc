@@ -11,10 +11,16 @@
 //   - replication 2, owners dying in turn: the first take-over re-replicates the sequence to the
 //     third node, which takes it over when the second owner dies and serves everything;
 //   - with UCX pulls between daemons, a node whose pull session points at the dead owner gets
-//     the recall from the replica (over UCX).
+//     the recall from the replica (over UCX);
+//   - a hung owner (SIGSTOP: its sockets accept, nothing answers) holds up only the recalls
+//     that need it: another node keeps serving its own sequences meanwhile.
 // All waits poll etcd or the daemons with a bounded deadline.
+#include <signal.h>
+
+#include <atomic>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -215,6 +221,38 @@ TEST_F(ClusterFaultTest, WithoutReplicationADeadOwnerIsAClearUnavailable) {
   // Node 1 restarts on its data dir: its write-through blocks are served again.
   ASSERT_TRUE(bench_.StartNode(0).ok()) << bench_.node(0).output();
   ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n3, "s", data.blocks));
+}
+
+TEST_F(ClusterFaultTest, AHungOwnerHoldsUpOnlyTheRecallsThatNeedIt) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster(/*replication=*/1));
+  const KvCacheClient n1 = bench_.Client(0, "t");
+  const KvCacheClient n3 = bench_.Client(2, "t");
+  const SequenceData remote = MakeSequenceData(/*seed=*/81, /*clusters=*/2, /*layers=*/2);
+  const SequenceData local = MakeSequenceData(/*seed=*/82, /*clusters=*/2, /*layers=*/2);
+  ASSERT_GRPC_OK(OpenSequence(n1, "remote"));
+  ASSERT_GRPC_OK(PutSequence(n1, "remote", remote, /*write_through=*/false));
+  ASSERT_GRPC_OK(OpenSequence(n3, "local"));
+  ASSERT_GRPC_OK(PutSequence(n3, "local", local, /*write_through=*/false));
+  ASSERT_EQ(bench_.Entry("t", "remote")->owner, "node-1");
+  ASSERT_EQ(bench_.Entry("t", "local")->owner, "node-3");
+
+  ASSERT_EQ(::kill(bench_.node(0).pid(), SIGSTOP), 0);  // node 1 hangs
+  std::atomic<bool> remote_done{false};
+  FetchResult remote_fetch;
+  std::thread waiter([&] {
+    remote_fetch = Fetch(n3, "remote", {remote.blocks[0].id()});  // waits on node 1
+    remote_done = true;
+  });
+  // Node 3's own sequence is served, many times over, while the recall through it waits.
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_NO_FATAL_FAILURE(ExpectFetchMatches(n3, "local", local.blocks));
+  }
+  EXPECT_FALSE(remote_done.load()) << "the recall of the hung owner's sequence did not wait";
+  ASSERT_EQ(::kill(bench_.node(0).pid(), SIGCONT), 0);
+  waiter.join();
+  ASSERT_TRUE(remote_fetch.status.ok()) << remote_fetch.status.error_message();
+  ASSERT_EQ(remote_fetch.blocks.size(), 1u);
+  EXPECT_EQ(remote_fetch.blocks[0].data(), remote.blocks[0].data());
 }
 
 TEST_F(ClusterFaultTest, WithoutEtcdOwnersServeTheirOwnAndTheRestIsUnavailable) {
