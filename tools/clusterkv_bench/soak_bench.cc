@@ -65,9 +65,41 @@ struct SequencePayload {
   int64_t block_bytes = 0;
 };
 
+// A block of `tokens` Gaussian keys and values of head (0, kv_head), fp16.
+absl::StatusOr<v1::ClusterBlock> RandomBlock(int32_t kv_head, int32_t cluster, int32_t tokens,
+                                             std::mt19937_64& rng) {
+  std::normal_distribution<float> normal;
+  std::vector<float> keys(static_cast<size_t>(tokens) * kHeadDim);
+  std::vector<float> values(keys.size());
+  for (float& x : keys) x = normal(rng);
+  for (float& x : values) x = normal(rng);
+  std::vector<int32_t> positions(static_cast<size_t>(tokens));
+  for (int32_t i = 0; i < tokens; ++i) positions[i] = cluster * tokens + i;
+  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
+                   storage::EncodeClusterBlock(
+                       positions, ConstMatrixView(keys.data(), tokens, kHeadDim),
+                       ConstMatrixView(values.data(), tokens, kHeadDim), DType::kFloat16));
+  v1::ClusterBlock block;
+  block.mutable_id()->set_layer(0);
+  block.mutable_id()->set_kv_head(kv_head);
+  block.mutable_id()->set_cluster(cluster);
+  block.set_num_tokens(tokens);
+  block.set_data(bytes.data(), bytes.size());
+  return block;
+}
+
+// A stub on its own channel (one connection per client), with the benchmark's message limits.
+std::unique_ptr<v1::KvCache::Stub> MakeStub(const std::string& target) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection per client
+  return v1::KvCache::NewStub(
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+}
+
 absl::StatusOr<SequencePayload> MakePayload(const SoakBenchConfig& config, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
   SequencePayload p;
   const int32_t tokens = config.tokens_per_block;
   for (int32_t h = 0; h < kKvHeads; ++h) {
@@ -75,23 +107,8 @@ absl::StatusOr<SequencePayload> MakePayload(const SoakBenchConfig& config, uint6
     index.set_layer(0);
     index.set_kv_head(h);
     for (int32_t c = 0; c < config.clusters_per_head; ++c) {
-      std::vector<float> keys(static_cast<size_t>(tokens) * kHeadDim);
-      std::vector<float> values(keys.size());
-      for (float& x : keys) x = normal(rng);
-      for (float& x : values) x = normal(rng);
-      std::vector<int32_t> positions(static_cast<size_t>(tokens));
-      for (int32_t i = 0; i < tokens; ++i) positions[i] = c * tokens + i;
-      ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                       storage::EncodeClusterBlock(
-                           positions, ConstMatrixView(keys.data(), tokens, kHeadDim),
-                           ConstMatrixView(values.data(), tokens, kHeadDim), DType::kFloat16));
-      v1::ClusterBlock block;
-      block.mutable_id()->set_layer(0);
-      block.mutable_id()->set_kv_head(h);
-      block.mutable_id()->set_cluster(c);
-      block.set_num_tokens(tokens);
-      block.set_data(bytes.data(), bytes.size());
-      p.block_bytes = static_cast<int64_t>(bytes.size());
+      ASSIGN_OR_RETURN(v1::ClusterBlock block, RandomBlock(h, c, tokens, rng));
+      p.block_bytes = static_cast<int64_t>(block.data().size());
       p.refs.push_back(block.id());
       p.blocks.push_back(std::move(block));
       const float inv = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
@@ -113,14 +130,7 @@ struct PhaseResult {
 class SoakClient {
  public:
   SoakClient(const std::string& target, std::string tenant, double timeout_s)
-      : tenant_(std::move(tenant)), timeout_s_(timeout_s) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-    args.SetMaxSendMessageSize(kMaxMessageBytes);
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection per client
-    stub_ = v1::KvCache::NewStub(
-        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
-  }
+      : tenant_(std::move(tenant)), timeout_s_(timeout_s), stub_(MakeStub(target)) {}
 
   // One loop over a fresh sequence; appends each call's latency to `out`.
   absl::Status Iteration(const std::string& id, const SequencePayload& p, PhaseResult& out) {
@@ -287,14 +297,8 @@ constexpr int kHotFetchBlocks = 4;         // blocks per host-tier fetch
 // A client on its own channel, calls carrying its tenant and a deadline.
 class MixedClient {
  public:
-  MixedClient(const std::string& target, std::string tenant) : tenant_(std::move(tenant)) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-    args.SetMaxSendMessageSize(kMaxMessageBytes);
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    stub_ = v1::KvCache::NewStub(
-        grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
-  }
+  MixedClient(const std::string& target, std::string tenant)
+      : tenant_(std::move(tenant)), stub_(MakeStub(target)) {}
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto c = std::make_unique<grpc::ClientContext>();
     c->AddMetadata(rpc::kTenantMetadataKey, tenant_);
@@ -359,22 +363,7 @@ class MixedClient {
 
 absl::StatusOr<v1::ClusterBlock> MixedBlock(int32_t cluster, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> keys(static_cast<size_t>(kMixedTokens) * kHeadDim);
-  std::vector<float> values(keys.size());
-  for (float& x : keys) x = normal(rng);
-  for (float& x : values) x = normal(rng);
-  std::vector<int32_t> positions(static_cast<size_t>(kMixedTokens));
-  for (int32_t i = 0; i < kMixedTokens; ++i) positions[i] = cluster * kMixedTokens + i;
-  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                   storage::EncodeClusterBlock(
-                       positions, ConstMatrixView(keys.data(), kMixedTokens, kHeadDim),
-                       ConstMatrixView(values.data(), kMixedTokens, kHeadDim), DType::kFloat16));
-  v1::ClusterBlock block;
-  block.mutable_id()->set_cluster(cluster);
-  block.set_num_tokens(kMixedTokens);
-  block.set_data(bytes.data(), bytes.size());
-  return block;
+  return RandomBlock(/*kv_head=*/0, cluster, kMixedTokens, rng);
 }
 
 // Host-tier fetch latencies of `hot_clients` clients, `fetches` each, while `load` runs on
