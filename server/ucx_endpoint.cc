@@ -292,8 +292,10 @@ class UcxDataPlane::Impl {
       Complete(std::move(job));
       return;
     }
-    const absl::Status queued = pool_->Submit([this, job] {
-      job->resolved = handler_->ResolveFetch(job->call, job->fetch);
+    // The task reads the handler through its own copy of the pointer: handler_ belongs to this
+    // thread (Stop clears it); the handler itself outlives the pool.
+    const absl::Status queued = pool_->Submit([this, job, handler = handler_] {
+      job->resolved = handler->ResolveFetch(job->call, job->fetch);
       // After Stop() the post fails and the job (with its pins) is released here.
       (void)progress_->Post([this, job] { Complete(job); });
     });
