@@ -88,6 +88,19 @@ absl::StatusOr<v1::ClusterBlock> RandomBlock(int32_t kv_head, int32_t cluster, i
   return block;
 }
 
+// Creates sequence `id` with the benchmarks' layout: 1 layer, kKvHeads kv heads, fp16.
+v1::OpenSequenceRequest OpenRequest(const std::string& id) {
+  v1::OpenSequenceRequest open;
+  open.set_sequence_id(id);
+  v1::KvLayout* layout = open.mutable_layout();
+  layout->set_num_layers(1);
+  layout->set_num_q_heads(kQHeads);
+  layout->set_num_kv_heads(kKvHeads);
+  layout->set_head_dim(kHeadDim);
+  layout->set_dtype(v1::DTYPE_FP16);
+  return open;
+}
+
 // A stub on its own channel (one connection per client), with the benchmark's message limits.
 std::unique_ptr<v1::KvCache::Stub> MakeStub(const std::string& target) {
   grpc::ChannelArguments args;
@@ -134,14 +147,7 @@ class SoakClient {
 
   // One loop over a fresh sequence; appends each call's latency to `out`.
   absl::Status Iteration(const std::string& id, const SequencePayload& p, PhaseResult& out) {
-    v1::OpenSequenceRequest open;
-    open.set_sequence_id(id);
-    v1::KvLayout* layout = open.mutable_layout();
-    layout->set_num_layers(1);
-    layout->set_num_q_heads(kQHeads);
-    layout->set_num_kv_heads(kKvHeads);
-    layout->set_head_dim(kHeadDim);
-    layout->set_dtype(v1::DTYPE_FP16);
+    const v1::OpenSequenceRequest open = OpenRequest(id);
     v1::OpenSequenceResponse opened;
     RETURN_IF_ERROR(Timed(kOpen, out, [&](grpc::ClientContext* c) {
       return stub_->OpenSequence(c, open, &opened);
@@ -308,14 +314,7 @@ class MixedClient {
   v1::KvCache::Stub& stub() { return *stub_; }
 
   absl::Status Open(const std::string& id) {
-    v1::OpenSequenceRequest open;
-    open.set_sequence_id(id);
-    v1::KvLayout* layout = open.mutable_layout();
-    layout->set_num_layers(1);
-    layout->set_num_q_heads(kQHeads);
-    layout->set_num_kv_heads(kKvHeads);
-    layout->set_head_dim(kHeadDim);
-    layout->set_dtype(v1::DTYPE_FP16);
+    const v1::OpenSequenceRequest open = OpenRequest(id);
     v1::OpenSequenceResponse opened;
     return rpc::FromGrpcStatus(stub_->OpenSequence(Context().get(), open, &opened));
   }
