@@ -183,13 +183,7 @@ uint64_t RequestHandler::expired_sequences() const {
 absl::StatusOr<v1::ListSequencesResponse> RequestHandler::ListSequences(
     const CallContext& call, const v1::ListSequencesRequest& request) {
   if (call.tenant.empty()) return absl::InvalidArgumentError("tenant is empty");
-  if (request.max_sequences() < 0) return absl::InvalidArgumentError("max_sequences is negative");
-  if (request.start_after().size() > 128) {  // the longest sequence id (core/ids.h)
-    return absl::InvalidArgumentError("start_after is longer than any sequence id");
-  }
-  const int32_t cap = request.max_sequences() == 0
-                          ? options_.max_list_sequences
-                          : std::min(request.max_sequences(), options_.max_list_sequences);
+  ASSIGN_OR_RETURN(const int32_t cap, ListPageSize(request, options_.max_list_sequences));
   ASSIGN_OR_RETURN(std::vector<SequenceKey> keys, store_->ListSequences(call.tenant));
   std::sort(keys.begin(), keys.end(), [](const SequenceKey& a, const SequenceKey& b) {
     return a.sequence < b.sequence;
@@ -265,12 +259,7 @@ absl::Status RequestHandler::PutClusters(const CallContext& call,
   for (const v1::ClusterBlock& block : request.blocks()) {
     RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
   }
-  if (request.indexes_size() > layout.num_layers * layout.num_kv_heads) {
-    return absl::InvalidArgumentError(absl::StrCat("message carries ", request.indexes_size(),
-                                                   " indexes; the layout has ",
-                                                   layout.num_layers * layout.num_kv_heads,
-                                                   " heads"));
-  }
+  RETURN_IF_ERROR(ValidateIndexCount(layout, request.indexes_size(), "message"));
   for (const v1::HeadIndex& index : request.indexes()) {
     RETURN_IF_ERROR(ValidateHeadIndex(layout, index));
   }
@@ -297,11 +286,7 @@ absl::StatusOr<v1::AppendClustersResponse> RequestHandler::AppendClusters(
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   const KvLayout layout = session->layout;
   if (request.num_tokens() < 0) return absl::InvalidArgumentError("num_tokens is negative");
-  if (request.appended_size() > layout.num_layers * layout.num_kv_heads) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "append names ", request.appended_size(), " heads; the layout has ",
-        layout.num_layers * layout.num_kv_heads));
-  }
+  RETURN_IF_ERROR(ValidateIndexCount(layout, request.appended_size(), "append"));
   if (request.blocks_size() > options_.max_fetch_clusters) {
     return absl::InvalidArgumentError(absl::StrCat("append carries ", request.blocks_size(),
                                                    " blocks; the limit is ",
@@ -458,12 +443,7 @@ absl::StatusOr<RequestHandler::FetchPlan> RequestHandler::PrepareFetch(
   ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   const KvLayout layout = session->layout;
-  if (request.clusters_size() > options_.max_fetch_clusters) {
-    return absl::InvalidArgumentError(absl::StrCat("fetch names ", request.clusters_size(),
-                                                   " clusters; the limit is ",
-                                                   options_.max_fetch_clusters));
-  }
-  RETURN_IF_ERROR(ValidateFetchRefs(layout, request.clusters()));
+  RETURN_IF_ERROR(ValidateFetchRefs(layout, request.clusters(), options_.max_fetch_clusters));
   return FetchPlan{std::move(key), layout, call.trace, call.transport};
 }
 
@@ -639,11 +619,6 @@ std::optional<RequestHandler::ResolvedFetch> RequestHandler::TryResolveResident(
   if (call.trace.sampled() && options_.instrumentation.tracer != nullptr) return std::nullopt;
   ResolvedFetch out;
   absl::StatusOr<SequenceKey> key = Key(call, request.sequence_id());
-  if (key.ok() && request.clusters_size() > options_.max_fetch_clusters) {
-    key = absl::InvalidArgumentError(absl::StrCat("fetch names ", request.clusters_size(),
-                                                  " clusters; the limit is ",
-                                                  options_.max_fetch_clusters));
-  }
   if (!key.ok()) {
     out.status = key.status();
     return out;
@@ -657,7 +632,9 @@ std::optional<RequestHandler::ResolvedFetch> RequestHandler::TryResolveResident(
     last_access_[*key] = clock_->Now();
   }
   const KvLayout layout = session->layout;
-  if (absl::Status s = ValidateFetchRefs(layout, request.clusters()); !s.ok()) {
+  if (absl::Status s =
+          ValidateFetchRefs(layout, request.clusters(), options_.max_fetch_clusters);
+      !s.ok()) {
     out.status = s;
     return out;
   }

@@ -1,5 +1,6 @@
 #include "server/request_validation.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/container/flat_hash_set.h"
@@ -46,7 +47,12 @@ absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& re
 }
 
 absl::Status ValidateFetchRefs(const KvLayout& layout,
-                               const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs) {
+                               const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs,
+                               int32_t max_clusters) {
+  if (refs.size() > max_clusters) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fetch names ", refs.size(), " clusters; the limit is ", max_clusters));
+  }
   absl::flat_hash_set<ClusterId> seen;
   seen.reserve(static_cast<size_t>(refs.size()));
   for (const v1::ClusterRef& ref : refs) {
@@ -55,6 +61,24 @@ absl::Status ValidateFetchRefs(const KvLayout& layout,
       return absl::InvalidArgumentError(absl::StrCat("cluster ", ref.layer(), "/", ref.kv_head(),
                                                      "/", ref.cluster(), " is named twice"));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int32_t> ListPageSize(const v1::ListSequencesRequest& request,
+                                     int32_t max_page) {
+  if (request.max_sequences() < 0) return absl::InvalidArgumentError("max_sequences is negative");
+  if (request.start_after().size() > 128) {  // the longest sequence id (core/ids.h)
+    return absl::InvalidArgumentError("start_after is longer than any sequence id");
+  }
+  return request.max_sequences() == 0 ? max_page : std::min(request.max_sequences(), max_page);
+}
+
+absl::Status ValidateIndexCount(const KvLayout& layout, int count, absl::string_view what) {
+  const int64_t heads = int64_t{layout.num_layers} * layout.num_kv_heads;
+  if (count > heads) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " carries ", count, " indexes; the layout has ", heads, " heads"));
   }
   return absl::OkStatus();
 }

@@ -7,6 +7,8 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "clusterkv/v1/kvcache.pb.h"
 #include "core/kv_layout.h"
 
@@ -15,10 +17,18 @@ namespace clusterkv::server {
 // layer in [0, num_layers), kv_head in [0, num_kv_heads), cluster >= 0.
 absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& ref);
 
-// Every ref valid (ValidateClusterRef) and none named twice: a fetch can never send more bytes
-// than the distinct clusters it names hold.
+// At most `max_clusters` refs, every ref valid (ValidateClusterRef) and none named twice: a
+// fetch can never send more bytes than the distinct clusters it names hold.
 absl::Status ValidateFetchRefs(const KvLayout& layout,
-                               const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs);
+                               const google::protobuf::RepeatedPtrField<v1::ClusterRef>& refs,
+                               int32_t max_clusters);
+
+// The page size a ListSequences request asks for, capped at `max_page` (0: `max_page`);
+// InvalidArgument for a negative size or a start_after longer than any sequence id.
+absl::StatusOr<int32_t> ListPageSize(const v1::ListSequencesRequest& request, int32_t max_page);
+
+// At most one index per head of the layout in one message (`what`: "message", "append").
+absl::Status ValidateIndexCount(const KvLayout& layout, int count, absl::string_view what);
 
 // num_tokens >= 1, `bytes` exactly ClusterBlockBytes(num_tokens, head_dim, dtype) and at most
 // max_block_bytes: a block's shape, however it arrived (a protobuf, a UCX slot).

@@ -238,16 +238,13 @@ absl::StatusOr<v1::ListSequencesResponse> ClusterRequestHandler::ListSequences(
     const CallContext& call, const v1::ListSequencesRequest& request) {
   if (call.cluster_peer) return RequestHandler::ListSequences(call, request);
   if (call.tenant.empty()) return absl::InvalidArgumentError("tenant is empty");
-  if (request.max_sequences() < 0) return absl::InvalidArgumentError("max_sequences is negative");
+  ASSIGN_OR_RETURN(const int32_t page_size, ListPageSize(request, options().max_list_sequences));
   ASSIGN_OR_RETURN(auto entries, node_->directory().List(call.tenant));
   // One page, in sequence-id order, as the single-node listing pages.
   std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
     return a.first.sequence < b.first.sequence;
   });
-  const size_t cap = static_cast<size_t>(
-      request.max_sequences() == 0
-          ? options().max_list_sequences
-          : std::min(request.max_sequences(), options().max_list_sequences));
+  const size_t cap = static_cast<size_t>(page_size);
   auto first = std::upper_bound(
       entries.begin(), entries.end(), request.start_after(),
       [](const std::string& after, const auto& e) { return after < e.first.sequence; });
@@ -388,17 +385,11 @@ absl::StatusOr<RequestHandler::FetchPlan> ClusterRequestHandler::PrepareFetch(
 
 absl::StatusOr<SequenceKey> ClusterRequestHandler::FillCopy(
     const SequenceKey& key, const DirectoryEntry& entry, const v1::FetchClustersRequest& request) {
-  if (request.clusters_size() > options().max_fetch_clusters) {
-    return absl::InvalidArgumentError(absl::StrCat("fetch names ", request.clusters_size(),
-                                                   " clusters; the limit is ",
-                                                   options().max_fetch_clusters));
-  }
+  RETURN_IF_ERROR(
+      ValidateFetchRefs(entry.layout, request.clusters(), options().max_fetch_clusters));
   std::vector<ClusterId> wanted;
   wanted.reserve(request.clusters_size());
-  for (const v1::ClusterRef& ref : request.clusters()) {
-    RETURN_IF_ERROR(ValidateClusterRef(entry.layout, ref));
-    wanted.push_back(rpc::FromProto(ref));
-  }
+  for (const v1::ClusterRef& ref : request.clusters()) wanted.push_back(rpc::FromProto(ref));
   RemoteCache& cache = node_->remote_cache();
   const RemoteCache::Acquired copy = cache.Acquire(key, entry.incarnation);
   if (copy.stale.has_value()) (void)store_->DropSequence(*copy.stale);  // an old incarnation
