@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "client/internal/client_internals.h"
 #include "core/status_macros.h"
 #include "gpu/backend.h"
 #if defined(CLUSTERKV_WITH_UCX)
@@ -10,13 +11,24 @@
 
 namespace clusterkv::client {
 
-Client::Client(std::unique_ptr<KvTransport> transport, Connection* connection,
-               SequenceOptions sequence_options)
-    : transport_(std::move(transport)),
-      connection_(connection),
-      sequence_options_(std::move(sequence_options)) {}
+struct Client::State {
+  State(std::unique_ptr<KvTransport> transport_in, Connection* connection_in,
+        SequenceOptions sequence_options_in)
+      : transport(std::move(transport_in)),
+        connection(connection_in),
+        sequence_options(std::move(sequence_options_in)) {}
 
-absl::StatusOr<SequenceOptions> Client::MakeSequenceOptions(const ClientOptions& options) {
+  std::unique_ptr<KvTransport> transport;
+  Connection* connection;  // = transport when it is a Connection
+  // Uses connection, so it is declared (and destroyed) after it.
+  std::unique_ptr<DataPlane> data_plane;
+  absl::Status data_plane_status;
+  SequenceOptions sequence_options;
+};
+
+namespace {
+
+absl::StatusOr<SequenceOptions> MakeSequenceOptions(const ClientOptions& options) {
   RETURN_IF_ERROR(options.config.Validate());
   if (options.put_message_bytes < (64 << 10)) {
     return absl::InvalidArgumentError("put_message_bytes must be at least 64 KiB");
@@ -39,6 +51,55 @@ absl::StatusOr<SequenceOptions> Client::MakeSequenceOptions(const ClientOptions&
   return out;
 }
 
+// The data plane ClientOptions::data_plane asks for: the plane, or null and why not.
+struct DataPlaneChoice {
+  std::unique_ptr<DataPlane> plane;
+  absl::Status why_not;
+};
+
+absl::StatusOr<DataPlaneChoice> OpenDataPlane(const ClientOptions& options,
+                                              Connection* connection) {
+  DataPlaneChoice choice;
+  if (options.data_plane == "grpc") return choice;
+  const bool required = options.data_plane == "ucx";
+#if defined(CLUSTERKV_WITH_UCX)
+  if (options.device_memory == "cuda") {
+    choice.why_not = absl::FailedPreconditionError(
+        "the UCX data plane writes host memory; device_memory \"cuda\" uses gRPC");
+    if (required) return choice.why_not;
+    return choice;
+  }
+  UcxTransportOptions ucx_options;
+  ucx_options.transports = options.ucx_transports;
+  ucx_options.region_bytes = options.ucx_region_bytes;
+  ucx_options.fetch_timeout = options.ucx_fetch_timeout;
+  ucx_options.fetch_spin = options.ucx_fetch_spin;
+  absl::StatusOr<std::unique_ptr<UcxTransport>> ucx =
+      UcxTransport::Create(connection, ucx_options);
+  absl::Status status = ucx.status();
+  if (status.ok()) status = (*ucx)->Connect();
+  // UNAVAILABLE: no daemon yet; the plane connects at the first fetch (gRPC meanwhile).
+  if (status.ok() || (absl::IsUnavailable(status) && ucx.ok())) {
+    choice.plane = *std::move(ucx);
+    return choice;
+  }
+  if (required) return status;
+  choice.why_not = status;
+  return choice;
+#else
+  (void)connection;
+  choice.why_not = absl::FailedPreconditionError("libclusterkv was built without UCX");
+  if (required) return choice.why_not;
+  return choice;
+#endif
+}
+
+}  // namespace
+
+Client::Client(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Client::~Client() = default;
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   ASSIGN_OR_RETURN(SequenceOptions sequence_options, MakeSequenceOptions(options));
   ConnectionOptions conn;
@@ -49,59 +110,55 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(ClientOptions options) {
   conn.clock = sequence_options.clock;
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> connection, Connection::Create(std::move(conn)));
   Connection* raw = connection.get();
-  std::unique_ptr<Client> client(
-      new Client(std::move(connection), raw, std::move(sequence_options)));
-  RETURN_IF_ERROR(client->OpenDataPlane(options));
-  return client;
-}
-
-absl::Status Client::OpenDataPlane(const ClientOptions& options) {
-  if (options.data_plane == "grpc") return absl::OkStatus();
-  const bool required = options.data_plane == "ucx";
-#if defined(CLUSTERKV_WITH_UCX)
-  if (options.device_memory == "cuda") {
-    data_plane_status_ = absl::FailedPreconditionError(
-        "the UCX data plane writes host memory; device_memory \"cuda\" uses gRPC");
-    return required ? data_plane_status_ : absl::OkStatus();
-  }
-  UcxTransportOptions ucx_options;
-  ucx_options.transports = options.ucx_transports;
-  ucx_options.region_bytes = options.ucx_region_bytes;
-  ucx_options.fetch_timeout = options.ucx_fetch_timeout;
-  ucx_options.fetch_spin = options.ucx_fetch_spin;
-  absl::StatusOr<std::unique_ptr<UcxTransport>> ucx =
-      UcxTransport::Create(connection_, ucx_options);
-  absl::Status status = ucx.status();
-  if (status.ok()) status = (*ucx)->Connect();
-  // UNAVAILABLE: no daemon yet; the plane connects at the first fetch (gRPC meanwhile).
-  if (status.ok() || (absl::IsUnavailable(status) && ucx.ok())) {
-    data_plane_ = *std::move(ucx);
-    sequence_options_.data_plane = data_plane_.get();
-    return absl::OkStatus();
-  }
-  data_plane_status_ = status;
-  return required ? status : absl::OkStatus();
-#else
-  data_plane_status_ = absl::FailedPreconditionError("libclusterkv was built without UCX");
-  return required ? data_plane_status_ : absl::OkStatus();
-#endif
-}
-
-absl::StatusOr<std::unique_ptr<Client>> Client::CreateWithTransport(
-    std::unique_ptr<KvTransport> transport, ClientOptions options) {
-  if (transport == nullptr) return absl::InvalidArgumentError("null transport");
-  ASSIGN_OR_RETURN(SequenceOptions sequence_options, MakeSequenceOptions(options));
-  return std::unique_ptr<Client>(
-      new Client(std::move(transport), nullptr, std::move(sequence_options)));
+  auto state = std::make_unique<State>(std::move(connection), raw, std::move(sequence_options));
+  ASSIGN_OR_RETURN(DataPlaneChoice choice, OpenDataPlane(options, raw));
+  state->data_plane = std::move(choice.plane);
+  state->data_plane_status = std::move(choice.why_not);
+  state->sequence_options.data_plane = state->data_plane.get();
+  return std::unique_ptr<Client>(new Client(std::move(state)));
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Client::OpenSequence(absl::string_view sequence_id,
                                                                const KvLayout& layout) {
-  return Sequence::Open(transport_.get(), std::string(sequence_id), layout, sequence_options_);
+  ASSIGN_OR_RETURN(std::unique_ptr<SequenceCore> core,
+                   SequenceCore::Open(state_->transport.get(), std::string(sequence_id), layout,
+                                      state_->sequence_options));
+  return ClientInternals::Wrap(std::move(core));
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Client::ReopenSequence(absl::string_view sequence_id) {
-  return Sequence::Reopen(transport_.get(), std::string(sequence_id), sequence_options_);
+  ASSIGN_OR_RETURN(std::unique_ptr<SequenceCore> core,
+                   SequenceCore::Reopen(state_->transport.get(), std::string(sequence_id),
+                                        state_->sequence_options));
+  return ClientInternals::Wrap(std::move(core));
+}
+
+const char* Client::data_plane_name() const {
+  return state_->data_plane != nullptr ? "ucx" : "grpc";
+}
+
+const absl::Status& Client::data_plane_status() const { return state_->data_plane_status; }
+
+absl::StatusOr<std::unique_ptr<Client>> ClientInternals::CreateWithTransport(
+    std::unique_ptr<KvTransport> transport, ClientOptions options) {
+  if (transport == nullptr) return absl::InvalidArgumentError("null transport");
+  ASSIGN_OR_RETURN(SequenceOptions sequence_options, MakeSequenceOptions(options));
+  return std::unique_ptr<Client>(new Client(std::make_unique<Client::State>(
+      std::move(transport), nullptr, std::move(sequence_options))));
+}
+
+KvTransport& ClientInternals::transport(Client& client) { return *client.state_->transport; }
+
+Connection* ClientInternals::connection(Client& client) { return client.state_->connection; }
+
+DataPlane* ClientInternals::data_plane(Client& client) { return client.state_->data_plane.get(); }
+
+const SequenceOptions& ClientInternals::sequence_options(const Client& client) {
+  return client.state_->sequence_options;
+}
+
+std::unique_ptr<Sequence> ClientInternals::Wrap(std::unique_ptr<SequenceCore> core) {
+  return std::unique_ptr<Sequence>(new Sequence(std::move(core)));
 }
 
 }  // namespace clusterkv::client

@@ -1,5 +1,5 @@
-// Client: the entry point of libclusterkv. It owns the connection to the local clusterkvd
-// (or any KvTransport, for tests), the algorithm configuration and the compute context, and
+// Client: the entry point of libclusterkv. It owns the connection to the local clusterkvd, the
+// UCX data plane when there is one, the algorithm configuration and the compute context, and
 // opens Sequences over them.
 //
 // Thread-safe: OpenSequence/ReopenSequence may be called from any thread; each Sequence is
@@ -12,6 +12,10 @@
 //   ASSIGN_OR_RETURN(std::unique_ptr<Client> client, Client::Connect(opt));
 //   ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq,
 //                    client->OpenSequence("req-42", KvLayout::Llama3_8B()));
+//
+// This header is part of the installed API: it includes only the standard library, Abseil and
+// the project's value types; the transport, the gRPC connection and the data plane stay inside
+// the library (client/internal/client_internals.h reaches them for in-tree tools and tests).
 #ifndef CLUSTERKV_CLIENT_CLIENT_H_
 #define CLUSTERKV_CLIENT_CLIENT_H_
 
@@ -21,20 +25,17 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/status/status.h"
 #include "client/clock.h"
-#include "client/connection.h"
 #include "client/retry.h"
 #include "client/sequence.h"
-#include "client/transport.h"
-#include "client/ucx_data_plane.h"
 #include "core/config.h"
 #include "core/kv_layout.h"
 
 namespace clusterkv::client {
 
 struct ClientOptions {
-  // Daemon address ("unix:/path" or "host:port") and the caller's tenant. Unused by
-  // CreateWithTransport.
+  // Daemon address ("unix:/path" or "host:port") and the caller's tenant.
   std::string target;
   std::string tenant;
   ClusterKvConfig config;
@@ -66,41 +67,33 @@ class Client {
   // InvalidArgument for bad options; FailedPrecondition when backend "cuda" is not usable, or
   // when data_plane "ucx" was asked for and this build or the daemon has no UCX data plane.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Client>> Connect(ClientOptions options);
-  // Over any transport (an in-memory fake in tests).
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Client>> CreateWithTransport(
-      std::unique_ptr<KvTransport> transport, ClientOptions options);
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
+  ~Client();
 
-  // Sequence::Open / Sequence::Reopen with this client's transport and options.
+  // Opens `sequence_id` with `layout`, creating it when missing; when it existed, its centroid
+  // indexes are restored from the daemon. InvalidArgument: bad id or layout;
+  // FailedPrecondition: the sequence exists with another layout; DataLoss: a malformed index;
+  // otherwise the daemon's status.
   [[nodiscard]] absl::StatusOr<std::unique_ptr<Sequence>> OpenSequence(
       absl::string_view sequence_id, const KvLayout& layout);
+  // Opens an existing sequence with the daemon's layout. NotFound when missing.
   [[nodiscard]] absl::StatusOr<std::unique_ptr<Sequence>> ReopenSequence(
       absl::string_view sequence_id);
 
-  KvTransport& transport() { return *transport_; }
-  // The gRPC connection, or null when built over another transport.
-  Connection* connection() { return connection_; }
-  const SequenceOptions& sequence_options() const { return sequence_options_; }
-  // The UCX data plane in use, or null (gRPC streaming only).
-  DataPlane* data_plane() { return data_plane_.get(); }
+  // The fetch path in use: "ucx" (the daemon writes recalled clusters into this process's
+  // registered memory) or "grpc" (streamed, then copied).
+  const char* data_plane_name() const;
   // Why "auto" settled on gRPC (OK when it did not).
-  const absl::Status& data_plane_status() const { return data_plane_status_; }
+  const absl::Status& data_plane_status() const;
 
  private:
-  Client(std::unique_ptr<KvTransport> transport, Connection* connection,
-         SequenceOptions sequence_options);
-  static absl::StatusOr<SequenceOptions> MakeSequenceOptions(const ClientOptions& options);
-  // Creates the UCX data plane as options.data_plane asks (see ClientOptions).
-  absl::Status OpenDataPlane(const ClientOptions& options);
+  friend class ClientInternals;
+  struct State;
+  explicit Client(std::unique_ptr<State> state);
 
-  std::unique_ptr<KvTransport> transport_;
-  Connection* connection_;  // = transport_ when it is a Connection
-  // Uses connection_, so it is declared (and destroyed) after it.
-  std::unique_ptr<DataPlane> data_plane_;
-  absl::Status data_plane_status_;
-  SequenceOptions sequence_options_;
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace clusterkv::client

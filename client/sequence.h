@@ -14,9 +14,8 @@
 //                                window is clustered into C+ clusters and appended
 //                                (AppendClusters).
 //
-// State per (layer, kv head): the centroid index, the sinks (or every token on a dense layer)
-// in the sequence dtype, the recent window (fp32). Per layer: one gpu::ClusterCache and the
-// DeviceMemory region behind it (client/slot_layout.h), created at the layer's first Attend.
+// State kept on the client per (layer, kv head): the centroid index, the sinks (or every token
+// on a dense layer) and the recent window; per layer, the device cluster cache.
 //
 // Steps: the device cache's residency R counts decode steps. A step begins explicitly with
 // BeginStep(), or implicitly when Attend() is called for a layer already attended in the
@@ -30,7 +29,7 @@
 // re-reads the indexes, keeping the local state.
 //
 // Thread-compatible: one engine thread drives a Sequence; distinct Sequences of one Client may
-// run concurrently. The KvTransport must outlive the Sequence.
+// run concurrently. The Client must outlive its Sequences.
 //
 // Example:
 //   ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, client->OpenSequence("req-42", layout));
@@ -39,33 +38,27 @@
 //   // decode step, per layer:
 //   RETURN_IF_ERROR(seq->Attend(l, q, out, &stats));
 //   RETURN_IF_ERROR(seq->AppendToken(l, k_new, v_new));
+
+//
+// This header is part of the installed API: it includes only the standard library, Abseil and
+// the project's core value types (no protobuf, gRPC or compute-backend headers).
 #ifndef CLUSTERKV_CLIENT_SEQUENCE_H_
 #define CLUSTERKV_CLIENT_SEQUENCE_H_
 
-#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
-#include <vector>
 
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
-#include "client/clock.h"
-#include "client/device_memory.h"
-#include "client/slot_layout.h"
-#include "client/transport.h"
-#include "client/ucx_data_plane.h"
 #include "core/config.h"
 #include "core/kv_layout.h"
 #include "core/tensor_view.h"
-#include "gpu/backend.h"
-#include "gpu/cluster_index.h"
-#include "gpu/device_cache.h"
-#include "gpu/incremental.h"
 
 namespace clusterkv::client {
+
+class SequenceCore;
+class ClientInternals;
 
 // What one Attend() call did, for the engine's metrics. Times are wall microseconds on the
 // Sequence's clock; token counts are summed over the layer's kv heads.
@@ -83,53 +76,37 @@ struct StepStats {
   int64_t attended_tokens = 0;  // sinks + selected cluster tokens + recent window
 };
 
+// The device cluster cache over a sequence's life (every layer, every cache reset).
+struct CacheStats {
+  int64_t hit_clusters = 0;
+  int64_t miss_clusters = 0;
+  int64_t hit_tokens = 0;
+  int64_t miss_tokens = 0;
+  int64_t evictions = 0;
+  // Fraction of the selected tokens already resident (0 before any selection).
+  double HitRate() const {
+    const int64_t total = hit_tokens + miss_tokens;
+    return total == 0 ? 0.0 : static_cast<double>(hit_tokens) / static_cast<double>(total);
+  }
+};
+
 // Called during OffloadPrefill after each kv head's blocks are built and before the stream is
 // sent: (heads_done, heads_total).
 using PrefillProgress = std::function<void(int32_t heads_done, int32_t heads_total)>;
 
-struct SequenceOptions {
-  ClusterKvConfig config;
-  gpu::ExecContext exec;
-  // MakeDeviceMemory kind of the device cache: "host", "cuda" or "auto".
-  std::string device_memory = "host";
-  // PutClusters message size target.
-  size_t put_message_bytes = 4 << 20;
-  // Ask the daemon to make every block durable before acknowledging it.
-  bool write_through = false;
-  // Null means the system clock.
-  std::shared_ptr<Clock> clock;
-  // Direct (UCX) recalls: when set (and device_memory is not "cuda"), the device cache is
-  // carved from the plane's registered region and misses are fetched with FetchInto, the
-  // daemon writing the slots itself; when the plane is unavailable a fetch falls back to
-  // KvTransport::FetchClusters. Not owned; must outlive the Sequence. Null: gRPC only.
-  DataPlane* data_plane = nullptr;
-};
-
+// Opened by Client::OpenSequence / Client::ReopenSequence.
 class Sequence {
  public:
-  // Opens `sequence_id` with `layout`, creating it when missing. When it existed, its centroid
-  // indexes are restored from the daemon. InvalidArgument: bad id, layout or options;
-  // FailedPrecondition: the sequence exists with another layout; DataLoss: a malformed index;
-  // otherwise the transport's status.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Sequence>> Open(KvTransport* transport,
-                                                                      std::string sequence_id,
-                                                                      const KvLayout& layout,
-                                                                      SequenceOptions options);
-  // Opens an existing sequence (must_exist) with the daemon's layout. NotFound when missing.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Sequence>> Reopen(KvTransport* transport,
-                                                                        std::string sequence_id,
-                                                                        SequenceOptions options);
-
   Sequence(const Sequence&) = delete;
   Sequence& operator=(const Sequence&) = delete;
   ~Sequence();
 
   // Offloads the prompt of `layer`: keys and values [num_kv_heads, tokens, head_dim], any
   // dtype (blocks are stored in the sequence dtype), head-major or token-major strides (an
-  // engine's [tokens, kv_heads, head_dim] cache is viewed without a copy). Call once per layer, before any
-  // AppendToken of that layer. InvalidArgument: bad layer or shapes, NaN/Inf keys;
-  // FailedPrecondition: the layer already holds tokens (also after a reopen); otherwise the
-  // transport's status, in which case nothing of the layer is kept locally.
+  // engine's [tokens, kv_heads, head_dim] cache is viewed without a copy). Call once per
+  // layer, before any AppendToken of that layer. InvalidArgument: bad layer or shapes, NaN/Inf
+  // keys; FailedPrecondition: the layer already holds tokens (also after a reopen); otherwise
+  // the daemon's status, in which case nothing of the layer is kept locally.
   [[nodiscard]] absl::Status OffloadPrefill(int32_t layer, const Tensor3View& keys,
                                             const Tensor3View& values,
                                             const PrefillProgress& progress = nullptr);
@@ -140,7 +117,7 @@ class Sequence {
   // One decode step of `layer`: queries [num_q_heads, head_dim], out [num_q_heads, head_dim]
   // fp32. InvalidArgument: bad layer or shapes, NaN/Inf queries; FailedPrecondition: the layer
   // holds no tokens; DataLoss: the daemon returned a block of the wrong size or omitted one;
-  // otherwise the transport's status. On failure `out` is unspecified and the layer's device
+  // otherwise the daemon's status. On failure `out` is unspecified and the layer's device
   // cache is emptied (its slots may hold partial data).
   [[nodiscard]] absl::Status Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
                                     StepStats* stats = nullptr);
@@ -166,62 +143,30 @@ class Sequence {
   // accessors.
   [[nodiscard]] absl::Status Close(bool drop);
 
-  const std::string& id() const { return id_; }
-  const KvLayout& layout() const { return layout_; }
-  const ClusterKvConfig& config() const { return options_.config; }
+  const std::string& id() const;
+  const KvLayout& layout() const;
+  const ClusterKvConfig& config() const;
   // Tokens of the sequence (the most any layer holds).
   int64_t num_tokens() const;
   int64_t num_tokens(int32_t layer) const;
-  int64_t step() const { return step_; }
-  // The centroid index of (layer, kv_head), or null when out of range.
-  const gpu::ClusterIndex* index(int32_t layer, int32_t kv_head) const;
+  int64_t step() const;
+  // Clusters in the centroid index of (layer, kv_head); 0 when out of range or dense.
+  int32_t num_clusters(int32_t layer, int32_t kv_head) const;
   // Device cache statistics over every layer (and every cache reset).
-  gpu::CacheStats cache_stats() const;
+  CacheStats cache_stats() const;
   double cache_hit_rate() const { return cache_stats().HitRate(); }
-  int64_t bytes_fetched() const { return bytes_fetched_; }
-  int64_t bytes_offloaded() const { return bytes_offloaded_; }
+  int64_t bytes_fetched() const;
+  int64_t bytes_offloaded() const;
   // Blocks recalled by the data plane (written by the daemon) / by FetchClusters.
-  int64_t blocks_fetched_direct() const { return blocks_fetched_direct_; }
-  int64_t blocks_fetched_grpc() const { return blocks_fetched_grpc_; }
+  int64_t blocks_fetched_direct() const;
+  int64_t blocks_fetched_grpc() const;
   bool has_pending_offload(int32_t layer) const;
 
  private:
-  struct HeadState;
-  struct LayerState;
-  struct PendingAppend;
+  friend class ClientInternals;
+  explicit Sequence(std::unique_ptr<SequenceCore> core);
 
-  Sequence(KvTransport* transport, std::string id, const KvLayout& layout, SequenceOptions options);
-
-  absl::Status CheckLayer(int32_t layer) const;
-  absl::Status RestoreIndexes(bool strict);
-  absl::Status EnsureCache(LayerState& state);
-  void ResetCache(LayerState& state);
-  absl::Status AttendDense(LayerState& state, const ConstMatrixView& queries, MatrixView out,
-                           StepStats* stats);
-  absl::Status AttendClustered(int32_t layer, LayerState& state, const ConstMatrixView& queries,
-                               MatrixView out, StepStats* stats);
-  absl::Status FetchMisses(int32_t layer, LayerState& state,
-                           const std::vector<gpu::CacheEntry>& misses, StepStats* stats);
-  // FetchMisses over the data plane. Sets `*fell_back` (and returns OK) when the plane is
-  // unavailable and the gRPC path must serve the fetch instead.
-  absl::Status FetchMissesDirect(int32_t layer, LayerState& state,
-                                 const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
-                                 bool* fell_back);
-  absl::Status FlushPending(int32_t layer, LayerState& state);
-  int64_t Micros(absl::Time since) const;
-
-  KvTransport* transport_;
-  std::string id_;
-  KvLayout layout_;
-  SequenceOptions options_;
-  SlotLayout slots_;
-  std::vector<std::unique_ptr<LayerState>> layers_;
-  int64_t step_ = 0;
-  int64_t bytes_fetched_ = 0;
-  int64_t bytes_offloaded_ = 0;
-  int64_t blocks_fetched_direct_ = 0;
-  int64_t blocks_fetched_grpc_ = 0;
-  bool closed_ = false;
+  std::unique_ptr<SequenceCore> core_;
 };
 
 }  // namespace clusterkv::client

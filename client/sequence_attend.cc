@@ -1,13 +1,13 @@
-// Sequence::Attend: one decode step of one layer (selection -> cache plan -> one fetch of the
-// misses -> sparse attention). See sequence.h and slot_layout.h.
+// SequenceCore::Attend: one decode step of one layer (selection -> cache plan -> one fetch of the
+// misses -> sparse attention). See internal/sequence_core.h and slot_layout.h.
 #include <algorithm>
 #include <cmath>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "client/internal/sequence_core.h"
 #include "client/internal/sequence_state.h"
-#include "client/sequence.h"
 #include "core/status_macros.h"
 #include "gpu/attention.h"
 #include "gpu/selection.h"
@@ -16,13 +16,13 @@
 
 namespace clusterkv::client {
 
-void Sequence::BeginStep() { ++step_; }
+void SequenceCore::BeginStep() { ++step_; }
 
-int64_t Sequence::Micros(absl::Time since) const {
+int64_t SequenceCore::Micros(absl::Time since) const {
   return absl::ToInt64Microseconds(options_.clock->Now() - since);
 }
 
-absl::Status Sequence::Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
+absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
                               StepStats* stats) {
   RETURN_IF_ERROR(CheckLayer(layer));
   RETURN_IF_ERROR(queries.Validate("queries"));
@@ -48,7 +48,7 @@ absl::Status Sequence::Attend(int32_t layer, const ConstMatrixView& queries, Mat
   return AttendClustered(layer, state, queries, out, s);
 }
 
-absl::Status Sequence::AttendDense(LayerState& state, const ConstMatrixView& queries,
+absl::Status SequenceCore::AttendDense(LayerState& state, const ConstMatrixView& queries,
                                    MatrixView out, StepStats* stats) {
   if (state.local_rows == 0) {
     return absl::FailedPreconditionError(
@@ -74,7 +74,7 @@ absl::Status Sequence::AttendDense(LayerState& state, const ConstMatrixView& que
   return absl::OkStatus();
 }
 
-void Sequence::ResetCache(LayerState& state) {
+void SequenceCore::ResetCache(LayerState& state) {
   if (state.cache == nullptr) return;
   const gpu::CacheStats& s = state.cache->stats();
   state.retired.hit_clusters += s.hit_clusters;
@@ -85,7 +85,7 @@ void Sequence::ResetCache(LayerState& state) {
   state.cache.reset();
 }
 
-absl::Status Sequence::EnsureCache(LayerState& state) {
+absl::Status SequenceCore::EnsureCache(LayerState& state) {
   if (state.cache != nullptr) return absl::OkStatus();
   // Per kv head a step wants at most B tokens plus the untaken rest of its last cluster; twice
   // the budget leaves room for the previous R steps' clusters and for fragmentation.
@@ -121,7 +121,7 @@ absl::Status Sequence::EnsureCache(LayerState& state) {
   return absl::OkStatus();
 }
 
-absl::Status Sequence::FetchMissesDirect(int32_t layer, LayerState& state,
+absl::Status SequenceCore::FetchMissesDirect(int32_t layer, LayerState& state,
                                          const std::vector<gpu::CacheEntry>& misses,
                                          StepStats* stats, bool* fell_back) {
   std::vector<DirectFetch> blocks;
@@ -161,7 +161,7 @@ absl::Status Sequence::FetchMissesDirect(int32_t layer, LayerState& state,
   return absl::OkStatus();
 }
 
-absl::Status Sequence::FetchMisses(int32_t layer, LayerState& state,
+absl::Status SequenceCore::FetchMisses(int32_t layer, LayerState& state,
                                    const std::vector<gpu::CacheEntry>& misses, StepStats* stats) {
   if (misses.empty()) return absl::OkStatus();
   if (state.direct != nullptr) {
@@ -219,7 +219,7 @@ absl::Status Sequence::FetchMisses(int32_t layer, LayerState& state,
   return absl::OkStatus();
 }
 
-absl::Status Sequence::AttendClustered(int32_t layer, LayerState& state,
+absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
                                        const ConstMatrixView& queries, MatrixView out,
                                        StepStats* stats) {
   const int32_t heads = layout_.num_kv_heads;

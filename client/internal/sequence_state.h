@@ -10,7 +10,7 @@
 
 #include "client/device_memory.h"
 #include "client/ucx_data_plane.h"
-#include "client/sequence.h"
+#include "client/internal/sequence_core.h"
 #include "clusterkv/v1/kvcache.pb.h"
 #include "gpu/cluster_index.h"
 #include "gpu/device_cache.h"
@@ -18,7 +18,7 @@
 
 namespace clusterkv::client {
 
-struct Sequence::HeadState {
+struct SequenceCore::HeadState {
   HeadState(int32_t head_dim, const gpu::IncrementalOptions& options, const gpu::ExecContext& exec)
       : index(head_dim), window(head_dim, options, exec) {}
 
@@ -30,12 +30,12 @@ struct Sequence::HeadState {
 };
 
 // A completed decode window whose AppendClusters has not succeeded yet.
-struct Sequence::PendingAppend {
+struct SequenceCore::PendingAppend {
   v1::AppendClustersRequest request;
   std::vector<gpu::WindowClusters> windows;  // per kv head
 };
 
-struct Sequence::LayerState {
+struct SequenceCore::LayerState {
   bool dense = false;
   int64_t num_tokens = 0;  // positions handed out so far
   int64_t local_rows = 0;  // rows of local_keys / local_values of every head

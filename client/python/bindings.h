@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "client/client.h"
+#include "client/internal/client_internals.h"
 #include "client/sequence.h"
 #include "core/kv_layout.h"
 #include "core/tensor_view.h"

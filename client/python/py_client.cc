@@ -87,10 +87,6 @@ client::ClientOptions MakeOptions(const std::string& target, const std::string& 
   return options;
 }
 
-std::string DataPlaneName(client::Client& c) {
-  return c.data_plane() != nullptr ? "ucx" : "grpc";
-}
-
 }  // namespace
 
 void RegisterClient(py::module_& m) {
@@ -218,19 +214,19 @@ or data plane is not usable, TypeError for unknown options.)doc")
       .def_property_readonly("target", [](const ClientHandle& c) { return c.target; })
       .def_property_readonly("tenant", [](const ClientHandle& c) { return c.tenant; })
       .def_property_readonly(
-          "data_plane", [](ClientHandle& c) { return DataPlaneName(*c.client); },
+          "data_plane", [](ClientHandle& c) { return std::string(c.client->data_plane_name()); },
           "'ucx' when fetches use the UCX data plane, else 'grpc'.")
       .def_property_readonly(
           "data_plane_status",
           [](ClientHandle& c) { return c.client->data_plane_status().ToString(); },
           "Why data_plane='auto' settled on gRPC ('OK' when it did not).")
       .def_property_readonly(
-          "config", [](ClientHandle& c) { return c.client->sequence_options().config; },
+          "config", [](ClientHandle& c) { return client::ClientInternals::sequence_options(*c.client).config; },
           "A copy of the Config the client's sequences use.")
       .def_property_readonly("backend",
                              [](ClientHandle& c) {
                                return std::string(
-                                   gpu::BackendName(c.client->sequence_options().exec.backend));
+                                   gpu::BackendName(client::ClientInternals::sequence_options(*c.client).exec.backend));
                              })
       .def("__repr__", [](const ClientHandle& c) {
         return absl::StrCat("Client(target='", c.target, "', tenant='", c.tenant, "')");

@@ -30,7 +30,7 @@ struct HeadSelection {
 };
 
 // Scores and selects for every kv head of `layer`. Caller holds the Sequence (Run).
-absl::StatusOr<std::vector<HeadSelection>> Select(const client::Sequence& seq,
+absl::StatusOr<std::vector<HeadSelection>> Select(const client::SequenceCore& seq,
                                                   const gpu::ExecContext& exec, int32_t layer,
                                                   const ConstMatrixView& queries) {
   const KvLayout& layout = seq.layout();
@@ -72,7 +72,7 @@ absl::StatusOr<std::vector<HeadSelection>> Select(const client::Sequence& seq,
 }
 
 // Reads the selected tokens' positions from their blocks (one FetchClusters call).
-absl::Status FetchPositions(client::KvTransport& transport, const client::Sequence& seq,
+absl::Status FetchPositions(client::KvTransport& transport, const client::SequenceCore& seq,
                             int32_t layer, std::vector<HeadSelection>& heads) {
   struct Want {
     int32_t head = 0;
@@ -164,13 +164,13 @@ void RegisterSelect(py::class_<SequenceHandle, std::shared_ptr<SequenceHandle>>&
          [](SequenceHandle& h, int32_t layer, const py::array& queries, bool positions) {
            const KvLayout& l = h.layout();
            const ConstMatrixView q = AsMatrix(queries, "queries", l.num_q_heads, l.head_dim);
-           const gpu::ExecContext exec = h.client().client->sequence_options().exec;
-           client::KvTransport& transport = h.client().client->transport();
+           const gpu::ExecContext exec = client::ClientInternals::sequence_options(*h.client().client).exec;
+           client::KvTransport& transport = client::ClientInternals::transport(*h.client().client);
            absl::StatusOr<std::vector<HeadSelection>> heads =
                h.Run([&](client::Sequence& s) -> absl::StatusOr<std::vector<HeadSelection>> {
-                 absl::StatusOr<std::vector<HeadSelection>> selected = Select(s, exec, layer, q);
+                 absl::StatusOr<std::vector<HeadSelection>> selected = Select(client::ClientInternals::core(s), exec, layer, q);
                  if (selected.ok() && positions) {
-                   if (absl::Status f = FetchPositions(transport, s, layer, *selected); !f.ok()) {
+                   if (absl::Status f = FetchPositions(transport, client::ClientInternals::core(s), layer, *selected); !f.ok()) {
                      return f;
                    }
                  }
@@ -205,7 +205,7 @@ FailedPreconditionError on a dense layer, InvalidArgumentError for a bad layer o
             };
             Copy c = h.Run([&](client::Sequence& s) {
               Copy copy;
-              const gpu::ClusterIndex* index = s.index(layer, kv_head);
+              const gpu::ClusterIndex* index = client::ClientInternals::core(s).index(layer, kv_head);
               if (index == nullptr) return copy;
               copy.found = true;
               copy.clusters = index->num_clusters();

@@ -26,7 +26,7 @@ py::dict StatsDict(const client::StepStats& s) {
   return d;
 }
 
-py::dict CacheStatsDict(const gpu::CacheStats& s) {
+py::dict CacheStatsDict(const client::CacheStats& s) {
   py::dict d;
   d["hit_clusters"] = s.hit_clusters;
   d["miss_clusters"] = s.miss_clusters;

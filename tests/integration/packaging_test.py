@@ -8,8 +8,9 @@ use it from outside the project, as an engine would.
 1. `cmake --install` of the components server (clusterkvd), client (libclusterkv.so), dev
    (headers, CMake package, pkg-config files) and, with --python_module, python.
 2. The installed tree: soname and symlinks; no RocksDB dependency; internal namespaces
-   (clusterkv::storage, ::ucx) not exported; every installed header compiles alone against
-   only <prefix>/include; the C header compiles as C99.
+   (clusterkv::storage, ::ucx) not exported; no installed header includes protobuf, gRPC,
+   clusterkv/v1 or gpu headers; every installed header compiles alone against only
+   <prefix>/include and Abseil's flags; the C header compiles as C99.
 3. tests/integration/external_consumer configured with find_package(clusterkv) from the
    prefix, built, and run without a daemon and against the INSTALLED clusterkvd.
 4. The C consumer built with `pkg-config --cflags --libs clusterkv` and the C++ one with
@@ -112,6 +113,21 @@ def main():
                                    recursive=True))
         check("clusterkv/clusterkv.h" in headers and "clusterkv/client/client.h" in headers,
               "%d headers installed under include/clusterkv" % len(headers))
+        # The C++ API is Client, Sequence and value types: no installed header may include
+        # protobuf, gRPC, the generated clusterkv.v1 messages or the compute backend (gpu/),
+        # which stay inside the library.
+        internal = ("google/protobuf/", "grpc/", "grpcpp/", "grpc++/", "clusterkv/v1/",
+                    "clusterkv/gpu/", "clusterkv/client/internal/", ".pb.h")
+        offending = []
+        for header in headers:
+            with open(os.path.join(include, header)) as f:
+                for line in f:
+                    if line.lstrip().startswith("#include") and any(x in line for x in internal):
+                        offending.append("%s: %s" % (header, line.strip()))
+        check(not offending and not any(h.startswith(("clusterkv/v1/", "clusterkv/gpu/"))
+                                        for h in headers),
+              "no installed header includes protobuf, gRPC, clusterkv/v1 or gpu headers %s" %
+              offending[:3])
         pc_dir = os.path.join(libdir, "pkgconfig")
         env = dict(os.environ, PKG_CONFIG_PATH=pc_dir)
         cpp_flags = run(["pkg-config", "--cflags", "clusterkv-cpp"], env=env).split()

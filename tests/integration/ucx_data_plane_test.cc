@@ -282,7 +282,7 @@ TEST(UcxDataPlaneTest, DaemonWithoutUcxAnswersFailedPreconditionAndClientsFallBa
   auto_options.tenant = "tenant-a";
   auto automatic = client::Client::Connect(auto_options);
   ASSERT_TRUE(automatic.ok()) << automatic.status();
-  EXPECT_EQ((*automatic)->data_plane(), nullptr);
+  EXPECT_STREQ((*automatic)->data_plane_name(), "grpc");
   EXPECT_EQ((*automatic)->data_plane_status().code(), absl::StatusCode::kFailedPrecondition);
 
   client::ClientOptions forced = auto_options;
@@ -355,10 +355,10 @@ TEST(UcxDataPlaneTest, SequenceRecallsOverUcxExactlyWhatGrpcRecalls) {
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
   auto ucx = client::Client::Connect(SequenceClientOptions(daemon.target(), "ucx"));
   ASSERT_TRUE(ucx.ok()) << ucx.status();
-  ASSERT_NE((*ucx)->data_plane(), nullptr);
+  ASSERT_STREQ((*ucx)->data_plane_name(), "ucx");
   auto grpc = client::Client::Connect(SequenceClientOptions(daemon.target(), "grpc"));
   ASSERT_TRUE(grpc.ok()) << grpc.status();
-  ASSERT_EQ((*grpc)->data_plane(), nullptr);
+  ASSERT_STREQ((*grpc)->data_plane_name(), "grpc");
   ASSERT_TRUE(Prefill(**ucx, "s").ok());
 
   int64_t direct = 0;
@@ -378,7 +378,7 @@ TEST(UcxDataPlaneTest, DaemonRestartIsSurvivedByFallbackThenReconnect) {
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
   auto c = client::Client::Connect(SequenceClientOptions(daemon.target(), "auto"));
   ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_NE((*c)->data_plane(), nullptr);
+  ASSERT_STREQ((*c)->data_plane_name(), "ucx");
   ASSERT_TRUE(Prefill(**c, "s").ok());
   auto before = AttendFresh(**c, "s");
   ASSERT_TRUE(before.ok()) << before.status();

@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "client/connection.h"
-#include "client/sequence.h"
+#include "client/client.h"
+#include "client/internal/client_internals.h"
 #include "core/status_macros.h"
 #include "core/tensor_view.h"
 #include "gpu/attention.h"
@@ -132,16 +132,20 @@ absl::Status RunDemo(const DemoOptions& o, std::ostream& out) {
     target = "unix:" + socket;
   }
   absl::Status result = [&]() -> absl::Status {
-    client::ConnectionOptions copt;
+    client::ClientOptions copt;
     copt.target = target;
     copt.tenant = o.tenant;
-    ASSIGN_OR_RETURN(std::unique_ptr<client::Connection> conn, client::Connection::Create(copt));
-    client::SequenceOptions sopt;
-    sopt.config = o.config;
-    ASSIGN_OR_RETURN(sopt.exec, gpu::MakeExecContext(o.backend, o.threads));
+    copt.config = o.config;
+    copt.backend = o.backend;
+    copt.threads = o.threads;
+    ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client, client::Client::Connect(copt));
+    client::Connection* conn = client::ClientInternals::connection(*client);
+    const gpu::ExecContext& exec = client::ClientInternals::sequence_options(*client).exec;
     ASSIGN_OR_RETURN(std::unique_ptr<client::Sequence> seq,
-                     client::Sequence::Open(conn.get(), absl::StrCat("demo-", getpid()), layout,
-                                            sopt));
+                     client->OpenSequence(absl::StrCat("demo-", getpid()), layout));
+    out << "data plane: " << client->data_plane_name();
+    if (!client->data_plane_status().ok()) out << " (" << client->data_plane_status() << ")";
+    out << "\n";
     out << absl::StreamFormat("sequence %s: %s, %d-token prefill, %d decode steps, budget %d\n",
                               seq->id(), layout.DebugString(), o.context, o.steps,
                               o.config.token_budget);
@@ -153,7 +157,7 @@ absl::Status RunDemo(const DemoOptions& o, std::ostream& out) {
     const absl::Time prefill_start = absl::Now();
     for (int32_t l = 0; l < layout.num_layers; ++l) {
       const absl::Time layer_start = absl::Now();
-      model.Fill(l, 0, o.context, k32.data(), v32.data(), sopt.exec.CpuThreads());
+      model.Fill(l, 0, o.context, k32.data(), v32.data(), exec.CpuThreads());
       FullLayer& f = full[l];
       f.keys.resize(static_cast<size_t>(layout.num_kv_heads) * capacity * d * esize);
       f.values.resize(f.keys.size());
@@ -223,7 +227,7 @@ absl::Status RunDemo(const DemoOptions& o, std::ostream& out) {
           tasks[h].out = MatrixView(&reference[static_cast<size_t>(h) * group * d], group, d);
         }
         const absl::Time full_start = absl::Now();
-        RETURN_IF_ERROR(gpu::AttentionBatch(tasks, sopt.exec));
+        RETURN_IF_ERROR(gpu::AttentionBatch(tasks, exec));
         step_full_ms += absl::ToDoubleMilliseconds(absl::Now() - full_start);
         step_error += RelativeError(sparse, reference, layout.num_q_heads, d, &step_count);
       }

@@ -73,7 +73,7 @@ std::string ClusterKvSession::DataPlaneUsed() const {
 }
 
 std::string ClusterKvSession::DataPlaneConfigured() const {
-  if (client->data_plane() != nullptr) return "ucx";
+  if (std::string(client->data_plane_name()) == "ucx") return "ucx";
   const absl::Status& why = client->data_plane_status();
   return why.ok() ? "grpc" : absl::StrCat("grpc (UCX unavailable: ", why.message(), ")");
 }

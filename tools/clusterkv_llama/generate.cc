@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/connection.h"
+#include "client/internal/client_internals.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 #include "gpu/backend.h"
@@ -84,7 +85,7 @@ absl::StatusOr<double> ReferencePerplexity(const DecoderModel& model, const Pref
 }
 
 std::string TierLine(client::Client& client) {
-  client::Connection* conn = client.connection();
+  client::Connection* conn = client::ClientInternals::connection(client);
   if (conn == nullptr) return "";
   absl::StatusOr<v1::StatsResponse> s = conn->Stats();
   if (!s.ok()) return absl::StrCat("(tier statistics unavailable: ", s.status().message(), ")");

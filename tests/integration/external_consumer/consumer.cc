@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <clusterkv/client/client.h>
-#include <clusterkv/gpu/selection.h>
 #include <clusterkv/version.h>
 
 #include <algorithm>

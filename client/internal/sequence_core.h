@@ -1,0 +1,156 @@
+// SequenceCore: the ClusterKV algorithm of one sequence (DESIGN.md sections 3-4), behind the
+// public client::Sequence (client/sequence.h), which forwards its calls here; the file comment
+// and the method comments there say what each call does. This side adds what the installed API
+// keeps out of view: the KvTransport (clusterkv.v1 messages) it talks to the daemon through,
+// the compute context and data plane in SequenceOptions, and the centroid indexes.
+//
+// State per (layer, kv head): the centroid index, the sinks (or every token on a dense layer)
+// in the sequence dtype, the recent window (fp32). Per layer: one gpu::ClusterCache and the
+// DeviceMemory region behind it (client/slot_layout.h), created at the layer's first Attend.
+//
+// Tests and in-tree tools (the demo, the Python module's selection helpers) open a SequenceCore
+// over any KvTransport directly; engines go through Client::OpenSequence.
+#ifndef CLUSTERKV_CLIENT_INTERNAL_SEQUENCE_CORE_H_
+#define CLUSTERKV_CLIENT_INTERNAL_SEQUENCE_CORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "client/clock.h"
+#include "client/device_memory.h"
+#include "client/sequence.h"
+#include "client/slot_layout.h"
+#include "client/transport.h"
+#include "client/ucx_data_plane.h"
+#include "core/config.h"
+#include "core/kv_layout.h"
+#include "core/tensor_view.h"
+#include "gpu/backend.h"
+#include "gpu/cluster_index.h"
+#include "gpu/device_cache.h"
+#include "gpu/incremental.h"
+
+namespace clusterkv::client {
+
+struct SequenceOptions {
+  ClusterKvConfig config;
+  gpu::ExecContext exec;
+  // MakeDeviceMemory kind of the device cache: "host", "cuda" or "auto".
+  std::string device_memory = "host";
+  // PutClusters message size target.
+  size_t put_message_bytes = 4 << 20;
+  // Ask the daemon to make every block durable before acknowledging it.
+  bool write_through = false;
+  // Null means the system clock.
+  std::shared_ptr<Clock> clock;
+  // Direct (UCX) recalls: when set (and device_memory is not "cuda"), the device cache is
+  // carved from the plane's registered region and misses are fetched with FetchInto, the
+  // daemon writing the slots itself; when the plane is unavailable a fetch falls back to
+  // KvTransport::FetchClusters. Not owned; must outlive the sequence. Null: gRPC only.
+  DataPlane* data_plane = nullptr;
+};
+
+class SequenceCore {
+ public:
+  // Opens `sequence_id` with `layout`, creating it when missing. When it existed, its centroid
+  // indexes are restored from the daemon. InvalidArgument: bad id, layout or options;
+  // FailedPrecondition: the sequence exists with another layout; DataLoss: a malformed index;
+  // otherwise the transport's status.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SequenceCore>> Open(
+      KvTransport* transport, std::string sequence_id, const KvLayout& layout,
+      SequenceOptions options);
+  // Opens an existing sequence (must_exist) with the daemon's layout. NotFound when missing.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SequenceCore>> Reopen(
+      KvTransport* transport, std::string sequence_id, SequenceOptions options);
+
+  SequenceCore(const SequenceCore&) = delete;
+  SequenceCore& operator=(const SequenceCore&) = delete;
+  ~SequenceCore();
+
+  // The calls of client::Sequence, with the same contracts.
+  [[nodiscard]] absl::Status OffloadPrefill(int32_t layer, const Tensor3View& keys,
+                                            const Tensor3View& values,
+                                            const PrefillProgress& progress = nullptr);
+
+  void BeginStep();
+
+  [[nodiscard]] absl::Status Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
+                                    StepStats* stats = nullptr);
+
+  [[nodiscard]] absl::Status AppendToken(int32_t layer, const ConstMatrixView& keys,
+                                         const ConstMatrixView& values);
+  [[nodiscard]] absl::Status Flush(int32_t layer);
+
+  [[nodiscard]] absl::Status Reattach();
+
+  [[nodiscard]] absl::Status Close(bool drop);
+
+  const std::string& id() const { return id_; }
+  const KvLayout& layout() const { return layout_; }
+  const ClusterKvConfig& config() const { return options_.config; }
+  // Tokens of the sequence (the most any layer holds).
+  int64_t num_tokens() const;
+  int64_t num_tokens(int32_t layer) const;
+  int64_t step() const { return step_; }
+  // The centroid index of (layer, kv_head), or null when out of range.
+  const gpu::ClusterIndex* index(int32_t layer, int32_t kv_head) const;
+  // Device cache statistics over every layer (and every cache reset).
+  gpu::CacheStats cache_stats() const;
+  double cache_hit_rate() const { return cache_stats().HitRate(); }
+  int64_t bytes_fetched() const { return bytes_fetched_; }
+  int64_t bytes_offloaded() const { return bytes_offloaded_; }
+  // Blocks recalled by the data plane (written by the daemon) / by FetchClusters.
+  int64_t blocks_fetched_direct() const { return blocks_fetched_direct_; }
+  int64_t blocks_fetched_grpc() const { return blocks_fetched_grpc_; }
+  bool has_pending_offload(int32_t layer) const;
+
+ private:
+  struct HeadState;
+  struct LayerState;
+  struct PendingAppend;
+
+  SequenceCore(KvTransport* transport, std::string id, const KvLayout& layout,
+               SequenceOptions options);
+
+  absl::Status CheckLayer(int32_t layer) const;
+  absl::Status RestoreIndexes(bool strict);
+  absl::Status EnsureCache(LayerState& state);
+  void ResetCache(LayerState& state);
+  absl::Status AttendDense(LayerState& state, const ConstMatrixView& queries, MatrixView out,
+                           StepStats* stats);
+  absl::Status AttendClustered(int32_t layer, LayerState& state, const ConstMatrixView& queries,
+                               MatrixView out, StepStats* stats);
+  absl::Status FetchMisses(int32_t layer, LayerState& state,
+                           const std::vector<gpu::CacheEntry>& misses, StepStats* stats);
+  // FetchMisses over the data plane. Sets `*fell_back` (and returns OK) when the plane is
+  // unavailable and the gRPC path must serve the fetch instead.
+  absl::Status FetchMissesDirect(int32_t layer, LayerState& state,
+                                 const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
+                                 bool* fell_back);
+  absl::Status FlushPending(int32_t layer, LayerState& state);
+  int64_t Micros(absl::Time since) const;
+
+  KvTransport* transport_;
+  std::string id_;
+  KvLayout layout_;
+  SequenceOptions options_;
+  SlotLayout slots_;
+  std::vector<std::unique_ptr<LayerState>> layers_;
+  int64_t step_ = 0;
+  int64_t bytes_fetched_ = 0;
+  int64_t bytes_offloaded_ = 0;
+  int64_t blocks_fetched_direct_ = 0;
+  int64_t blocks_fetched_grpc_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace clusterkv::client
+
+#endif  // CLUSTERKV_CLIENT_INTERNAL_SEQUENCE_CORE_H_
