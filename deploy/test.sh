@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything, runs every CTest label (unit, integration, fault,
-# fuzz, gpu; gpu tests skip with a message when no CUDA device is present), then rebuilds the
-# project with AddressSanitizer + UndefinedBehaviorSanitizer and runs the unit and integration
-# labels again. CLUSTERKV_SANITIZE_THREAD=1 runs the storage concurrency tests under TSan, which
+# fuzz, gpu; gpu tests skip with a message when no CUDA device is present), then rebuilds what
+# the unit and integration labels run with AddressSanitizer + UndefinedBehaviorSanitizer and
+# runs those labels again. Compiles go through ccache (installed by deploy/setup.sh), so a
+# second clone on the same machine rebuilds from the cache. CLUSTERKV_SANITIZE_THREAD=1 runs the storage concurrency tests under TSan, which
 # reports false races with Debian's uninstrumented Abseil (docs/decisions.md D21).
 # Usage: deploy/test.sh   (CLUSTERKV_SANITIZE_UNIT=0 skips the ASan pass;
 #                          CLUSTERKV_SANITIZE_INTEGRATION=0 limits it to the unit label)
@@ -23,7 +24,9 @@ if [[ "${CLUSTERKV_SANITIZE_UNIT:-1}" != 0 ]]; then
     -DCLUSTERKV_CUDA=OFF
   if [[ "${CLUSTERKV_SANITIZE_INTEGRATION:-1}" != 0 ]]; then
     echo "== unit and integration tests under ASan + UBSan =="
-    cmake --build build-asan -j "$JOBS"
+    # What those labels run (their test binaries and the tools they start), not the fault and
+    # gpu binaries this pass does not run.
+    cmake --build build-asan -j "$JOBS" --target unit_tests integration_tests
     ctest --test-dir build-asan -L 'unit|integration' --output-on-failure -j "$JOBS" --timeout 900
   else
     echo "== unit tests under ASan + UBSan =="

@@ -43,4 +43,5 @@ if(TARGET clusterkv_bench)
             $<TARGET_FILE:clusterkv_bench> remote
             ${CMAKE_CURRENT_BINARY_DIR}/bench_remote_quick.json)
   set_tests_properties(bench_remote_quick_json PROPERTIES LABELS integration TIMEOUT 300)
+  set_property(GLOBAL APPEND PROPERTY CLUSTERKV_TESTS_integration clusterkv_bench clusterkvd)
 endif()

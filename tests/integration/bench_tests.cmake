@@ -13,4 +13,6 @@ if(TARGET clusterkv_bench)
   add_test(NAME bench_cli
     COMMAND /usr/bin/python3 ${_bench_check} cli $<TARGET_FILE:clusterkv_bench>)
   set_tests_properties(bench_cli PROPERTIES LABELS integration TIMEOUT 60)
+  # `cmake --build <dir> --target integration_tests` builds what these tests run.
+  set_property(GLOBAL APPEND PROPERTY CLUSTERKV_TESTS_integration clusterkv_bench clusterkvd)
 endif()
