@@ -2,6 +2,7 @@
 // converts the absl::Status to its code and records the message on the handle; no exception
 // crosses the boundary (allocation failure is reported as RESOURCE_EXHAUSTED).
 #include <array>
+#include <cmath>
 #include <exception>
 #include <memory>
 #include <new>
@@ -21,6 +22,7 @@ struct ckv_client {
 struct ckv_sequence {
   std::unique_ptr<clusterkv::client::Sequence> sequence;
   std::string last_error;
+  clusterkv::client::StepStats last_step;  // of the last successful ckv_sequence_attend
 };
 
 namespace {
@@ -129,10 +131,19 @@ int ckv_sequence_attend(ckv_sequence* sequence, int32_t layer, const float* q, f
       return s;
     }
     const KvLayout& layout = sequence->sequence->layout();
-    return sequence->sequence->Attend(
+    clusterkv::client::StepStats stats;
+    absl::Status status = sequence->sequence->Attend(
         layer, clusterkv::ConstMatrixView(q, layout.num_q_heads, layout.head_dim),
-        clusterkv::MatrixView(out, layout.num_q_heads, layout.head_dim));
+        clusterkv::MatrixView(out, layout.num_q_heads, layout.head_dim), &stats);
+    if (status.ok()) sequence->last_step = stats;
+    return status;
   });
+}
+
+double ckv_sequence_estimated_recall(const ckv_sequence* sequence, int minimum) {
+  if (sequence == nullptr) return std::nan("");
+  return minimum != 0 ? sequence->last_step.estimated_recall_min
+                      : sequence->last_step.estimated_recall;
 }
 
 int ckv_sequence_append_token(ckv_sequence* sequence, int32_t layer, const void* k, const void* v) {

@@ -67,6 +67,10 @@ int ckv_sequence_offload_prefill(ckv_sequence* sequence, int32_t layer, const vo
 int ckv_sequence_attend(ckv_sequence* sequence, int32_t layer, const float* q, float* out);
 /* k, v: [num_kv_heads, head_dim] contiguous, in the sequence dtype. */
 int ckv_sequence_append_token(ckv_sequence* sequence, int32_t layer, const void* k, const void* v);
+/* The share of attention mass the last successful ckv_sequence_attend is estimated to have
+ * attended (from centroids and cluster statistics; 1 on a dense layer): the mean over the
+ * layer's kv heads, or with minimum != 0 the lowest head's. 1 before any attend; NaN for NULL. */
+double ckv_sequence_estimated_recall(const ckv_sequence* sequence, int minimum);
 /* Tokens of the sequence (0 for NULL). */
 int64_t ckv_sequence_num_tokens(const ckv_sequence* sequence);
 /* Closes the sequence on the daemon (drop != 0 deletes it) and frees the handle, whatever the

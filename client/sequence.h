@@ -74,6 +74,12 @@ struct StepStats {
   int64_t hit_tokens = 0;  // cache hits / misses, in tokens of whole clusters
   int64_t miss_tokens = 0;
   int64_t attended_tokens = 0;  // sinks + selected cluster tokens + recent window
+  // Estimated share of the attention mass this step attended, per kv head, from the centroids,
+  // cluster sizes and per-cluster key statistics (no recalled key is read; the estimator is in
+  // docs/decisions.md D74): the mean and the minimum over the layer's kv heads. 1 on a dense
+  // layer, which attends every token.
+  double estimated_recall = 1.0;
+  double estimated_recall_min = 1.0;
 };
 
 // The device cluster cache over a sequence's life (every layer, every cache reset).

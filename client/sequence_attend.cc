@@ -10,6 +10,7 @@
 #include "client/internal/sequence_state.h"
 #include "core/status_macros.h"
 #include "gpu/attention.h"
+#include "gpu/recall_estimate.h"
 #include "gpu/selection.h"
 #include "proto/rpc_support.h"
 #include "storage/cluster_block.h"
@@ -328,6 +329,40 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   RETURN_IF_ERROR(gpu::AttentionBatch(tasks, options_.exec));
   stats->attend_us = Micros(t);
   stats->attended_tokens = attended;
+
+  // 5. Estimated recall per kv head: the exactly attended keys (every span but the recalled
+  //    clusters') against the centroids' estimate of every cluster's mass. Counted in score_us.
+  t = options_.clock->Now();
+  double recall_sum = 0.0, recall_min = 1.0;
+  int32_t estimated = 0;
+  for (int32_t h = 0; h < heads; ++h) {
+    const HeadState& head = state.heads[h];
+    const gpu::ClusterIndex& index = head.index;
+    if (index.num_tokens() == 0) continue;
+    gpu::RecallEstimateInput in;
+    in.queries = tasks[h].queries;
+    in.scale = scale;
+    in.centroids = index.centroids();
+    in.sizes = index.sizes();
+    in.key_norms = index.key_norms();
+    in.key_spreads = index.key_spreads();
+    in.selection = &selections[h];
+    const size_t selected = selections[h].clusters.size();
+    for (size_t i = 0; i < tasks[h].spans.size(); ++i) {
+      const bool recalled = i >= (state.local_rows > 0 ? 1u : 0u) &&
+                            i < (state.local_rows > 0 ? 1u : 0u) + selected;
+      if (!recalled) in.exact_keys.push_back(tasks[h].spans[i].keys);
+    }
+    ASSIGN_OR_RETURN(const float recall, gpu::EstimateRecall(in));
+    recall_sum += recall;
+    recall_min = std::min(recall_min, static_cast<double>(recall));
+    ++estimated;
+  }
+  if (estimated > 0) {
+    stats->estimated_recall = recall_sum / estimated;
+    stats->estimated_recall_min = recall_min;
+  }
+  stats->score_us += Micros(t);
   return absl::OkStatus();
 }
 

@@ -1,5 +1,7 @@
 #include "gpu/cluster_index.h"
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 
 namespace clusterkv::gpu {
@@ -12,6 +14,13 @@ absl::Status ClusterIndex::Append(const Clustering& c) {
   if (static_cast<int32_t>(c.sizes.size()) != c.num_clusters ||
       c.centroids.size() != static_cast<size_t>(c.num_clusters) * head_dim_) {
     return absl::InvalidArgumentError("clustering has inconsistent sizes or centroids");
+  }
+  const bool has_stats = c.key_norms.size() == c.sizes.size() &&
+                         c.key_spreads.size() == c.sizes.size();
+  constexpr float kUnknown = std::numeric_limits<float>::quiet_NaN();
+  for (int32_t j = 0; j < c.num_clusters; ++j) {
+    key_norms_.push_back(has_stats ? c.key_norms[j] : kUnknown);
+    key_spreads_.push_back(has_stats ? c.key_spreads[j] : kUnknown);
   }
   centroids_.insert(centroids_.end(), c.centroids.begin(), c.centroids.end());
   for (int32_t size : c.sizes) {

@@ -31,12 +31,18 @@ class ClusterIndex {
   }
   const std::vector<int32_t>& sizes() const { return sizes_; }
   const std::vector<int32_t>& offsets() const { return offsets_; }
+  // Clustering::key_norms / key_spreads of each cluster; NaN where the clustering that added
+  // the cluster did not carry them (an index restored from the daemon).
+  const std::vector<float>& key_norms() const { return key_norms_; }
+  const std::vector<float>& key_spreads() const { return key_spreads_; }
 
  private:
   int32_t head_dim_;
   std::vector<float> centroids_;
   std::vector<int32_t> sizes_;
   std::vector<int32_t> offsets_;  // num_clusters + 1 entries
+  std::vector<float> key_norms_;
+  std::vector<float> key_spreads_;
 };
 
 }  // namespace clusterkv::gpu

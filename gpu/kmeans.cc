@@ -115,6 +115,37 @@ absl::Status CpuKMeans(const ConstMatrixView& keys, const KMeansOptions& options
 
 }  // namespace
 
+void ComputeKeyStatistics(const ConstMatrixView& keys, Clustering& c) {
+  const int32_t d = c.head_dim;
+  std::vector<double> norm_sum(static_cast<size_t>(c.num_clusters), 0.0);
+  std::vector<double> spread_sum(norm_sum.size(), 0.0);
+  std::vector<float> k(static_cast<size_t>(d));
+  // Two passes over each cluster's rows: its mean norm r, then |k - r mu|^2.
+  for (int64_t row = 0; row < keys.rows; ++row) {
+    keys.LoadRow(row, k.data());
+    norm_sum[c.labels[row]] += std::sqrt(static_cast<double>(internal::Dot(k.data(), k.data(), d)));
+  }
+  c.key_norms.assign(norm_sum.size(), 0.0f);
+  for (int32_t j = 0; j < c.num_clusters; ++j) {
+    if (c.sizes[j] > 0) c.key_norms[j] = static_cast<float>(norm_sum[j] / c.sizes[j]);
+  }
+  for (int64_t row = 0; row < keys.rows; ++row) {
+    keys.LoadRow(row, k.data());
+    const int32_t j = c.labels[row];
+    const float* mu = &c.centroids[static_cast<size_t>(j) * d];
+    double sq = 0.0;
+    for (int32_t i = 0; i < d; ++i) {
+      const double e = static_cast<double>(k[i]) - static_cast<double>(c.key_norms[j]) * mu[i];
+      sq += e * e;
+    }
+    spread_sum[j] += sq;
+  }
+  c.key_spreads.assign(spread_sum.size(), 0.0f);
+  for (int32_t j = 0; j < c.num_clusters; ++j) {
+    if (c.sizes[j] > 0) c.key_spreads[j] = static_cast<float>(spread_sum[j] / c.sizes[j] / d);
+  }
+}
+
 absl::StatusOr<Clustering> SphericalKMeans(const ConstMatrixView& keys,
                                            const KMeansOptions& options,
                                            const ExecContext& ctx) {
@@ -145,6 +176,7 @@ absl::StatusOr<Clustering> SphericalKMeans(const ConstMatrixView& keys,
   for (float b : best) total += b;
   c.objective = total / static_cast<double>(keys.rows);
   internal::BuildClusterOrder(c);
+  ComputeKeyStatistics(keys, c);
   return c;
 }
 

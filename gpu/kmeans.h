@@ -41,6 +41,11 @@ struct Clustering {
   std::vector<int32_t> offsets;  // [num_clusters + 1] prefix sums of sizes
   std::vector<int32_t> order;    // [rows] input rows grouped by cluster, ascending inside each
   double objective = 0.0;        // mean cosine similarity of each row to its centroid
+  // What the unit centroids leave out, for estimating attention mass (gpu/recall_estimate.h):
+  // per cluster, the mean L2 norm r of its keys and the spread, the mean over its keys of
+  // |k - r * centroid|^2 / head_dim. Empty when unknown (an index restored from the daemon).
+  std::vector<float> key_norms;    // [num_clusters]
+  std::vector<float> key_spreads;  // [num_clusters]
 
   ConstMatrixView CentroidView() const {
     return ConstMatrixView(centroids.data(), num_clusters, head_dim);
@@ -53,6 +58,10 @@ struct Clustering {
 absl::StatusOr<Clustering> SphericalKMeans(const ConstMatrixView& keys,
                                            const KMeansOptions& options,
                                            const ExecContext& ctx);
+
+// Fills c.key_norms and c.key_spreads from the rows `c` was computed from (labels and sizes
+// set). SphericalKMeans calls it; exposed for clusterings assembled elsewhere.
+void ComputeKeyStatistics(const ConstMatrixView& keys, Clustering& c);
 
 // Clusters many heads (e.g. every (layer, kv_head) of a sequence) with the same options; head i
 // uses seed options.seed + i. CPU threads are spread over heads. Fails with the first error.

@@ -117,6 +117,22 @@ TEST(EvalSyntheticTest, ClusterKvBeatsStreamingLlmAndMatchesQuest) {
   EXPECT_GE(oracle, ckv);
   EXPECT_LE(r->Find(Method::kClusterKv, 1024)->output_rel_error,
             r->Find(Method::kStreamingLlm, 1024)->output_rel_error);
+  // The estimated recall is compared on every (kv head, query) of ClusterKV's rows, only there.
+  for (int64_t budget : {512, 1024}) {
+    const RecallEstimateQuality& e = r->Find(Method::kClusterKv, budget)->estimate;
+    EXPECT_EQ(e.pairs, 2 * 4);
+    int64_t binned = 0;
+    for (const CalibrationBin& b : e.bins) {
+      binned += b.count;
+      EXPECT_GE(b.mean_estimate, b.lower);
+      EXPECT_LE(b.mean_estimate, b.lower + 0.1 + 1e-9);
+    }
+    EXPECT_EQ(binned, e.pairs);
+    EXPECT_NEAR(e.mean_true, r->Find(Method::kClusterKv, budget)->attention_recall, 1e-9);
+    EXPECT_GE(e.correlation, -1.0);
+    EXPECT_LE(e.correlation, 1.0);
+    EXPECT_EQ(r->Find(Method::kQuest, budget)->estimate.pairs, 0);
+  }
 }
 
 TEST(EvalSyntheticTest, RejectsBadOptions) {

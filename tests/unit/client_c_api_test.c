@@ -1,5 +1,6 @@
 /* The C ABI of libclusterkv, compiled as C: every bad argument is answered with an error code
  * and a message, without a daemon (the client connects lazily). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,6 +76,7 @@ int main(void) {
   EXPECT_EQ_INT(ckv_sequence_append_token(NULL, 0, q, q), CKV_INVALID_ARGUMENT);
   EXPECT_EQ_INT(ckv_sequence_close(NULL, 0), CKV_INVALID_ARGUMENT);
   EXPECT_TRUE(ckv_sequence_num_tokens(NULL) == 0);
+  EXPECT_TRUE(isnan(ckv_sequence_estimated_recall(NULL, 0)));
   EXPECT_TRUE(strlen(ckv_sequence_last_error(NULL)) > 0);
 
   ckv_client_close(client);

@@ -344,6 +344,45 @@ TEST_P(SequenceTest, TokenMajorPrefillViewsGiveTheSameResult) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_P(SequenceTest, EachStepReportsItsEstimatedRecall) {
+  Prefill();
+  const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);
+  std::vector<float> out(kQHeads * kDim);
+  StepStats dense, sparse;
+  ASSERT_TRUE(seq_->Attend(0, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim), &dense).ok());
+  EXPECT_EQ(dense.estimated_recall, 1.0);
+  EXPECT_EQ(dense.estimated_recall_min, 1.0);
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim), &sparse).ok());
+  // 24 of 96 clustered tokens plus 4 sinks attended: some mass, never all of it.
+  EXPECT_GT(sparse.estimated_recall_min, 0.0);
+  EXPECT_LE(sparse.estimated_recall_min, sparse.estimated_recall);
+  EXPECT_LT(sparse.estimated_recall, 1.0);
+
+  // A reopened sequence's index carries no key statistics: the estimate still answers, from the
+  // fallback (unit norm, no spread).
+  auto reopened = SequenceCore::Reopen(&fake_, "seq-1", TestOptions());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_TRUE(std::isnan((*reopened)->index(1, 0)->key_norms()[0]));
+  StepStats after;
+  ASSERT_TRUE((*reopened)->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                                  MatrixView(out.data(), kQHeads, kDim), &after).ok());
+  EXPECT_GT(after.estimated_recall, 0.0);
+  EXPECT_LT(after.estimated_recall, 1.0);
+
+  // A budget covering every token attends every cluster: the estimate is 1.
+  SequenceOptions whole = TestOptions();
+  whole.config.token_budget = kTokens;
+  auto all = SequenceCore::Open(&fake_, "seq-whole", layout_, whole);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_TRUE((*all)->OffloadPrefill(1, K(), V()).ok());
+  StepStats every;
+  ASSERT_TRUE((*all)->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                             MatrixView(out.data(), kQHeads, kDim), &every).ok());
+  EXPECT_NEAR(every.estimated_recall_min, 1.0, 1e-6);
+}
+
 TEST_P(SequenceTest, DenseLayerIsFullAttention) {
   Prefill();
   const std::vector<float> q = Random(kQHeads * kDim, 4, DType::kFloat32);
@@ -615,6 +654,7 @@ TEST(ClientTest, TheInstalledSequenceAnswersExactlyAsItsCore) {
                                   MatrixView(b.data(), kQHeads, kDim), &sb).ok());
       ASSERT_EQ(a, b) << "step " << step << " layer " << layer;
       EXPECT_EQ(sa.attended_tokens, sb.attended_tokens);
+      EXPECT_EQ(sa.estimated_recall, sb.estimated_recall);
       const ConstMatrixView r(row.data(), kKvHeads, kDim);
       ASSERT_TRUE((*face)->AppendToken(layer, r, r).ok());
       ASSERT_TRUE((*core)->AppendToken(layer, r, r).ok());

@@ -11,6 +11,7 @@
 #include "gpu/attention.h"
 #include "gpu/baselines.h"
 #include "gpu/kmeans.h"
+#include "gpu/recall_estimate.h"
 #include "gpu/selection.h"
 
 namespace clusterkv::eval {
@@ -32,6 +33,12 @@ struct Sums {
   double error = 0.0;
   double overlap = 0.0;
   int64_t samples = 0;
+  // ClusterKV only: the estimated recall (gpu/recall_estimate.h) against the true one, per
+  // (kv head, query): x = estimate, y = true recall averaged over the group's query heads.
+  int64_t pairs = 0;
+  double sx = 0.0, sy = 0.0, sxx = 0.0, syy = 0.0, sxy = 0.0, abs_err = 0.0;
+  std::array<int64_t, kCalibrationBins> bin_count{};
+  std::array<double, kCalibrationBins> bin_estimate{}, bin_true{};
 };
 
 // Sorted positions -> merged ranges.
@@ -156,6 +163,7 @@ class HeadEvaluator {
     absl::StatusOr<gpu::ClusterSelection> sel =
         gpu::SelectClusters(scores_, clustering_.sizes, budget);
     RETURN_IF_ERROR(Annotate(sel.status(), layer_, head_, "SelectClusters"));
+    selection_ = *sel;
     absl::StatusOr<std::vector<TokenRange>> rows =
         gpu::SelectionToRanges(*sel, clustering_.offsets);
     RETURN_IF_ERROR(Annotate(rows.status(), layer_, head_, "SelectionToRanges"));
@@ -199,6 +207,7 @@ class HeadEvaluator {
           " tokens (", sink_tokens, " sinks), expected ", sinks_, " sinks + ", budget));
     }
     RETURN_IF_ERROR(SparseAttention(q, ranges, sparse_out_.data()));
+    double group_recall = 0.0;
     for (int64_t g = 0; g < g_; ++g) {
       const float* p = probs_.data() + g * n_;
       double recall = 0.0;
@@ -213,9 +222,39 @@ class HeadEvaluator {
         full2 += f * f;
       }
       sums->recall += std::min(recall, 1.0);
+      group_recall += std::min(recall, 1.0);
       sums->error += std::sqrt(diff2) / std::max(std::sqrt(full2), 1e-30);
       sums->overlap += static_cast<double>(overlap) / static_cast<double>(budget);
       ++sums->samples;
+    }
+    // The estimator sees what libclusterkv sees: unit centroids, sizes, key statistics, the
+    // selection and the sinks' exact keys (no recent window here: every query is a prefill
+    // query). With mean-key scoring the centroids are not unit, so there is no estimate.
+    if (m == Method::kClusterKv &&
+        o_.centroid_scoring == EvalOptions::CentroidScoring::kUnit) {
+      gpu::RecallEstimateInput in;
+      in.queries = q;
+      in.scale = scale_;
+      in.centroids = clustering_.CentroidView();
+      in.sizes = clustering_.sizes;
+      in.key_norms = clustering_.key_norms;
+      in.key_spreads = clustering_.key_spreads;
+      in.selection = &selection_;
+      if (sinks_ > 0) in.exact_keys.push_back(keys_.Rows(0, sinks_));
+      absl::StatusOr<float> estimate = gpu::EstimateRecall(in);
+      RETURN_IF_ERROR(Annotate(estimate.status(), layer_, head_, "EstimateRecall"));
+      const double x = *estimate, y = group_recall / static_cast<double>(g_);
+      ++sums->pairs;
+      sums->sx += x;
+      sums->sy += y;
+      sums->sxx += x * x;
+      sums->syy += y * y;
+      sums->sxy += x * y;
+      sums->abs_err += std::fabs(x - y);
+      const int bin = std::clamp(static_cast<int>(x * kCalibrationBins), 0, kCalibrationBins - 1);
+      ++sums->bin_count[bin];
+      sums->bin_estimate[bin] += x;
+      sums->bin_true[bin] += y;
     }
     return absl::OkStatus();
   }
@@ -234,6 +273,7 @@ class HeadEvaluator {
   const float scale_;
 
   gpu::Clustering clustering_;
+  gpu::ClusterSelection selection_;  // ClusterKV's selection of the current query and budget
   gpu::QuestIndex quest_;
   std::vector<float> probs_;       // [G, n]
   std::vector<float> full_out_;    // [G, d]
@@ -384,12 +424,34 @@ absl::StatusOr<EvalReport> Evaluate(LayerSource& source, const EvalOptions& opti
     for (size_t b = 0; b < report.budgets.size(); ++b) {
       const Sums& s = sums[static_cast<size_t>(m) * report.budgets.size() + b];
       const double n = static_cast<double>(std::max<int64_t>(s.samples, 1));
-      report.rows.push_back(MethodMetrics{.method = m,
-                                          .budget = report.budgets[b],
-                                          .attention_recall = s.recall / n,
-                                          .output_rel_error = s.error / n,
-                                          .topk_overlap = s.overlap / n,
-                                          .samples = s.samples});
+      MethodMetrics row;
+      row.method = m;
+      row.budget = report.budgets[b];
+      row.attention_recall = s.recall / n;
+      row.output_rel_error = s.error / n;
+      row.topk_overlap = s.overlap / n;
+      row.samples = s.samples;
+      if (s.pairs > 0) {
+        RecallEstimateQuality& e = row.estimate;
+        const double k = static_cast<double>(s.pairs);
+        e.pairs = s.pairs;
+        e.mean_estimate = s.sx / k;
+        e.mean_true = s.sy / k;
+        e.mean_abs_error = s.abs_err / k;
+        const double vx = s.sxx / k - e.mean_estimate * e.mean_estimate;
+        const double vy = s.syy / k - e.mean_true * e.mean_true;
+        const double cov = s.sxy / k - e.mean_estimate * e.mean_true;
+        e.correlation = vx > 0 && vy > 0 ? cov / std::sqrt(vx * vy) : 0.0;
+        for (int i = 0; i < kCalibrationBins; ++i) {
+          if (s.bin_count[i] == 0) continue;
+          const double c = static_cast<double>(s.bin_count[i]);
+          e.bins.push_back(CalibrationBin{.lower = static_cast<double>(i) / kCalibrationBins,
+                                          .count = s.bin_count[i],
+                                          .mean_estimate = s.bin_estimate[i] / c,
+                                          .mean_true = s.bin_true[i] / c});
+        }
+      }
+      report.rows.push_back(std::move(row));
     }
   }
   return report;

@@ -18,6 +18,8 @@
 //                      over only the selected tokens (softmax renormalised over them);
 //   topk_overlap       |selected ∩ oracle's B non-sink tokens| / B, i.e. k = B (the oracle
 //                      ranks by attention summed over the group, so it scores 1 by definition).
+// For ClusterKV it also compares libclusterkv's estimated recall with the true attention_recall
+// (MethodMetrics::estimate: correlation, mean absolute error, calibration bins).
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_EVAL_EVAL_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_EVAL_EVAL_H_
 
@@ -71,6 +73,28 @@ struct EvalOptions {
   std::function<void(const HeadProgress&)> on_head_done;
 };
 
+// Calibration of the estimated recall: the (kv head, query) pairs whose estimate fell in
+// [lower, lower + 1 / kCalibrationBins).
+inline constexpr int kCalibrationBins = 10;
+struct CalibrationBin {
+  double lower = 0.0;
+  int64_t count = 0;
+  double mean_estimate = 0.0;
+  double mean_true = 0.0;
+};
+
+// How well libclusterkv's estimated recall (gpu/recall_estimate.h, from centroids, sizes and
+// key statistics) predicts the true attention recall of ClusterKV's selection: one pair per
+// (kv head, query), the true recall averaged over the group's query heads as the estimate is.
+struct RecallEstimateQuality {
+  int64_t pairs = 0;  // 0: not measured (other methods, or mean-key scoring)
+  double mean_estimate = 0.0;
+  double mean_true = 0.0;
+  double mean_abs_error = 0.0;
+  double correlation = 0.0;  // Pearson, over the pairs
+  std::vector<CalibrationBin> bins;  // non-empty bins, ascending
+};
+
 // One (method, budget) row.
 struct MethodMetrics {
   Method method = Method::kClusterKv;
@@ -79,6 +103,7 @@ struct MethodMetrics {
   double output_rel_error = 0.0;
   double topk_overlap = 0.0;
   int64_t samples = 0;  // (kv head, query, query head) triples averaged
+  RecallEstimateQuality estimate;  // ClusterKV rows only
 };
 
 struct EvalReport {

@@ -32,6 +32,26 @@ std::string FormatTable(const EvalReport& report) {
     absl::StrAppendFormat(&out, "%-14s %7d %10.4f %12.4f %13.4f\n", MethodName(m.method), m.budget,
                           m.attention_recall, m.output_rel_error, m.topk_overlap);
   }
+  bool header = false;
+  for (const MethodMetrics& m : report.rows) {
+    const RecallEstimateQuality& e = m.estimate;
+    if (e.pairs == 0) continue;
+    if (!header) {
+      absl::StrAppendFormat(&out,
+                            "estimated recall (libclusterkv, from centroids) vs true recall of "
+                            "ClusterKV's selection, per (kv head, query):\n%7s %8s %9s %9s %9s "
+                            "%11s  calibration: [bin) n mean_estimate->mean_true\n",
+                            "budget", "pairs", "estimate", "true", "mean_abs", "correlation");
+      header = true;
+    }
+    absl::StrAppendFormat(&out, "%7d %8d %9.4f %9.4f %9.4f %11.4f ", m.budget, e.pairs,
+                          e.mean_estimate, e.mean_true, e.mean_abs_error, e.correlation);
+    for (const CalibrationBin& b : e.bins) {
+      absl::StrAppendFormat(&out, " [%.1f) %d %.3f->%.3f", b.lower, b.count, b.mean_estimate,
+                            b.mean_true);
+    }
+    out += "\n";
+  }
   return out;
 }
 
@@ -65,7 +85,7 @@ std::string ReportJson(const EvalReport& report, const RunInfo& info) {
   };
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
   for (const MethodMetrics& m : report.rows) {
-    results.push_back({
+    nlohmann::ordered_json row = {
         {"variant", std::string(MethodName(m.method))},
         {"params", {{"budget", m.budget}, {"context", report.context}}},
         {"value", m.attention_recall},
@@ -73,7 +93,25 @@ std::string ReportJson(const EvalReport& report, const RunInfo& info) {
         {"output_rel_error", m.output_rel_error},
         {"topk_overlap", m.topk_overlap},
         {"samples", m.samples},
-    });
+    };
+    const RecallEstimateQuality& e = m.estimate;
+    if (e.pairs > 0) {
+      nlohmann::ordered_json bins = nlohmann::ordered_json::array();
+      for (const CalibrationBin& b : e.bins) {
+        bins.push_back({{"lower", b.lower},
+                        {"upper", b.lower + 1.0 / kCalibrationBins},
+                        {"count", b.count},
+                        {"mean_estimate", b.mean_estimate},
+                        {"mean_true", b.mean_true}});
+      }
+      row["estimated_recall"] = {{"pairs", e.pairs},
+                                 {"mean_estimate", e.mean_estimate},
+                                 {"mean_true", e.mean_true},
+                                 {"mean_abs_error", e.mean_abs_error},
+                                 {"correlation", e.correlation},
+                                 {"calibration", bins}};
+    }
+    results.push_back(std::move(row));
   }
   nlohmann::ordered_json doc = {
       {"bench", "eval"}, {"machine", machine}, {"config", config}, {"results", results}};
