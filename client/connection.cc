@@ -179,6 +179,13 @@ absl::StatusOr<v1::StatsResponse> Connection::Stats() {
       [&](grpc::ClientContext* c, v1::StatsResponse* r) { return stub_->Stats(c, request, r); });
 }
 
+absl::Status Connection::ReportClientStats(const v1::ReportClientStatsRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::ReportClientStatsResponse response;
+  return rpc::FromGrpcStatus(stub_->ReportClientStats(&context, request, &response));
+}
+
 absl::StatusOr<v1::AppendClustersResponse> Connection::AppendClusters(
     const v1::AppendClustersRequest& request) {
   // Retried as it is: the daemon answers a retry of an applied append with OK when the

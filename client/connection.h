@@ -99,6 +99,8 @@ class Connection final : public KvTransport {
   [[nodiscard]] absl::StatusOr<v1::ListSequencesResponse> ListSequences();
   [[nodiscard]] absl::StatusOr<v1::SelectResponse> Select(const v1::SelectRequest& request);
   [[nodiscard]] absl::StatusOr<v1::StatsResponse> Stats();
+  // One attempt, no retry: metrics are best effort.
+  absl::Status ReportClientStats(const v1::ReportClientStatsRequest& request) override;
   // Sets up a UCX data-plane session (client/ucx_transport.h). One attempt, no retry: the call
   // creates daemon state, and the UCX transport decides itself when to try again.
   [[nodiscard]] absl::StatusOr<v1::ConnectDataPlaneResponse> ConnectDataPlane(

@@ -1,6 +1,7 @@
 // SequenceCore::Attend: one decode step of one layer (selection -> cache plan -> one fetch of the
 // misses -> sparse attention). See internal/sequence_core.h and slot_layout.h.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <utility>
 
@@ -46,7 +47,13 @@ absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries,
   StepStats* s = stats != nullptr ? stats : &local;
   *s = StepStats();
   if (state.dense) return AttendDense(state, queries, out, s);
-  return AttendClustered(layer, state, queries, out, s);
+  RETURN_IF_ERROR(AttendClustered(layer, state, queries, out, s));
+  unreported_.hit_tokens += static_cast<uint64_t>(s->hit_tokens);
+  unreported_.miss_tokens += static_cast<uint64_t>(s->miss_tokens);
+  if (step_ - last_report_step_ >= kReportEverySteps) {
+    ReportStats().IgnoreError();  // best effort: kept for the next report on failure
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SequenceCore::AttendDense(LayerState& state, const ConstMatrixView& queries,
@@ -354,6 +361,12 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
       if (!recalled) in.exact_keys.push_back(tasks[h].spans[i].keys);
     }
     ASSIGN_OR_RETURN(const float recall, gpu::EstimateRecall(in));
+    static constexpr std::array<float, 8> kBounds = {0.5f, 0.6f, 0.7f, 0.8f,
+                                                     0.9f, 0.95f, 0.99f, 1.0f};
+    size_t bucket = 0;
+    while (bucket + 1 < kBounds.size() && recall > kBounds[bucket]) ++bucket;
+    ++unreported_.recall_counts[bucket];
+    unreported_.recall_sum += std::clamp(recall, 0.0f, 1.0f);
     recall_sum += recall;
     recall_min = std::min(recall_min, static_cast<double>(recall));
     ++estimated;

@@ -362,8 +362,27 @@ absl::Status SequenceCore::Reattach() {
   return RestoreIndexes(/*strict=*/true);
 }
 
+absl::Status SequenceCore::ReportStats() {
+  const bool pending = unreported_.hit_tokens + unreported_.miss_tokens > 0 ||
+                       unreported_.recall_sum > 0 ||
+                       std::any_of(unreported_.recall_counts.begin(),
+                                   unreported_.recall_counts.end(),
+                                   [](uint64_t n) { return n > 0; });
+  last_report_step_ = step_;
+  if (!pending) return absl::OkStatus();
+  v1::ReportClientStatsRequest request;
+  request.set_device_cache_hit_tokens(unreported_.hit_tokens);
+  request.set_device_cache_miss_tokens(unreported_.miss_tokens);
+  for (uint64_t n : unreported_.recall_counts) request.add_estimated_recall_counts(n);
+  request.set_estimated_recall_sum(unreported_.recall_sum);
+  RETURN_IF_ERROR(transport_->ReportClientStats(request));
+  unreported_ = Unreported();
+  return absl::OkStatus();
+}
+
 absl::Status SequenceCore::Close(bool drop) {
   if (closed_) return absl::OkStatus();
+  ReportStats().IgnoreError();  // metrics are best effort; the close must not fail for them
   v1::CloseSequenceRequest request;
   request.set_sequence_id(id_);
   request.set_drop(drop);

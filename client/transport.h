@@ -46,6 +46,11 @@ class KvTransport {
   // completed; the caller checks that every requested block arrived.
   [[nodiscard]] virtual absl::Status FetchClusters(const v1::FetchClustersRequest& request,
                                                    const BlockCallback& on_block) = 0;
+  // Observability deltas for the daemon's client metrics; best effort (one attempt, callers
+  // ignore failures). The default drops them: a transport without a daemon has no metrics.
+  [[nodiscard]] virtual absl::Status ReportClientStats(const v1::ReportClientStatsRequest& request) {
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace clusterkv::client

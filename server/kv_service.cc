@@ -1,5 +1,6 @@
 #include "server/kv_service.h"
 
+#include <cmath>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -406,10 +407,34 @@ grpc::ServerUnaryReactor* KvCacheService::ReportClientStats(
             request->device_cache_miss_tokens() > kMaxTokens) {
           return absl::InvalidArgumentError("device-cache token counts above 2^48 per report");
         }
+        const auto& recall = request->estimated_recall_counts();
+        if (!recall.empty() &&
+            recall.size() != static_cast<int>(metrics::kEstimatedRecallBounds.size())) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("estimated_recall_counts has ", recall.size(), " buckets, expected ",
+                           metrics::kEstimatedRecallBounds.size(), " or none"));
+        }
+        uint64_t estimates = 0;
+        for (uint64_t n : recall) {
+          if (n > kMaxTokens) {
+            return absl::InvalidArgumentError("estimated-recall counts above 2^48 per report");
+          }
+          estimates += n;
+        }
+        const double sum = request->estimated_recall_sum();
+        if (!std::isfinite(sum) || sum < 0 || sum > static_cast<double>(estimates)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "estimated_recall_sum ", sum, " is not in [0, ", estimates,
+              "] (each estimate is in [0, 1])"));
+        }
         if (instrumentation_.metrics != nullptr) {
           instrumentation_.metrics->ReportClientStats(call.tenant,
                                                       request->device_cache_hit_tokens(),
                                                       request->device_cache_miss_tokens());
+          if (estimates > 0) {
+            instrumentation_.metrics->ReportEstimatedRecall(
+                call.tenant, std::vector<uint64_t>(recall.begin(), recall.end()), sum);
+          }
         }
         return v1::ReportClientStatsResponse();
       });

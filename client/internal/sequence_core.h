@@ -13,6 +13,7 @@
 #ifndef CLUSTERKV_CLIENT_INTERNAL_SEQUENCE_CORE_H_
 #define CLUSTERKV_CLIENT_INTERNAL_SEQUENCE_CORE_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -110,6 +111,12 @@ class SequenceCore {
   int64_t blocks_fetched_direct() const { return blocks_fetched_direct_; }
   int64_t blocks_fetched_grpc() const { return blocks_fetched_grpc_; }
   bool has_pending_offload(int32_t layer) const;
+  // Sends what the daemon's client metrics have not seen yet (device-cache hits and misses,
+  // the per-head estimated recall histogram) with ReportClientStats; Attend does it every
+  // kReportEverySteps steps and Close before closing. Best effort: OK when nothing is pending,
+  // else the transport's status (the deltas are kept for the next report on failure).
+  absl::Status ReportStats();
+  static constexpr int64_t kReportEverySteps = 64;
 
  private:
   struct HeadState;
@@ -149,6 +156,16 @@ class SequenceCore {
   int64_t blocks_fetched_direct_ = 0;
   int64_t blocks_fetched_grpc_ = 0;
   bool closed_ = false;
+  // Not yet reported (ReportStats): device-cache tokens and the estimated recall of each
+  // (layer, kv head, step), in the buckets ReportClientStatsRequest documents.
+  struct Unreported {
+    uint64_t hit_tokens = 0;
+    uint64_t miss_tokens = 0;
+    std::array<uint64_t, 8> recall_counts{};
+    double recall_sum = 0.0;
+  };
+  Unreported unreported_;
+  int64_t last_report_step_ = 0;
 };
 
 }  // namespace clusterkv::client

@@ -47,6 +47,7 @@ constexpr const char* kNames[] = {
     // clients' device caches (push, ReportClientStats)
     "clusterkv_client_device_cache_hit_tokens_total",
     "clusterkv_client_device_cache_miss_tokens_total",
+    "clusterkv_client_estimated_recall",
     "clusterkv_client_device_cache_hit_ratio",
     // cluster mode (push)
     "clusterkv_cluster_remote_hits_total",
@@ -229,6 +230,12 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
   client_miss_tokens_ = r.AddCounter("clusterkv_client_device_cache_miss_tokens_total",
                                      "Recalled tokens clients had to fetch (ReportClientStats).",
                                      {"tenant"});
+  client_estimated_recall_ = r.AddHistogram(
+      "clusterkv_client_estimated_recall",
+      "Estimated share of attention mass clients attended, per (layer, kv head, step) "
+      "(ReportClientStats).",
+      {"tenant"},
+      std::vector<double>(kEstimatedRecallBounds.begin(), kEstimatedRecallBounds.end()));
   client_hit_ratio_ = r.AddGauge("clusterkv_client_device_cache_hit_ratio",
                                  "Device-cache hit ratio of the tenant's latest client report.",
                                  {"tenant"});
@@ -296,6 +303,11 @@ void DaemonMetrics::AddReceivedBytes(Transport transport, uint64_t bytes) {
 
 void DaemonMetrics::ObserveWriteThroughPut(absl::Duration latency) {
   write_through_seconds_->Observe(absl::ToDoubleSeconds(latency));
+}
+
+void DaemonMetrics::ReportEstimatedRecall(const std::string& tenant,
+                                          const std::vector<uint64_t>& counts, double sum) {
+  client_estimated_recall_->WithLabels({tenant})->Add(counts, sum);
 }
 
 void DaemonMetrics::ReportClientStats(const std::string& tenant, uint64_t hit_tokens,

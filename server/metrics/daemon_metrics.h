@@ -66,6 +66,10 @@ struct DaemonMetricsOptions {
   int max_tenants = 64;
 };
 
+// Bucket bounds of clusterkv_client_estimated_recall, as ReportClientStatsRequest documents.
+inline constexpr std::array<double, 8> kEstimatedRecallBounds = {0.5, 0.6,  0.7,  0.8,
+                                                                 0.9, 0.95, 0.99, 1.0};
+
 class DaemonMetrics {
  public:
   explicit DaemonMetrics(DaemonMetricsOptions options = {});
@@ -85,6 +89,10 @@ class DaemonMetrics {
   void ObserveWriteThroughPut(absl::Duration latency);
   // A client's device-cache report (deltas since its previous report).
   void ReportClientStats(const std::string& tenant, uint64_t hit_tokens, uint64_t miss_tokens);
+  // ReportClientStatsRequest.estimated_recall_counts (one per kEstimatedRecallBounds entry)
+  // and their sum, into clusterkv_client_estimated_recall{tenant}.
+  void ReportEstimatedRecall(const std::string& tenant, const std::vector<uint64_t>& counts,
+                             double sum);
   // ---- cluster mode ----
   // A recall of a sequence owned by another node: `hits` blocks served from this node's
   // read-only copy, `misses` blocks fetched from the owner (or a replica), `bytes` of them,
@@ -126,6 +134,7 @@ class DaemonMetrics {
   std::array<Counter*, kNumTransports> sent_bytes_{};
   std::array<Counter*, kNumTransports> received_bytes_{};
   Histogram* write_through_seconds_;
+  Family<Histogram>* client_estimated_recall_;
   Family<Counter>* client_hit_tokens_;
   Family<Counter>* client_miss_tokens_;
   Family<Gauge>* client_hit_ratio_;

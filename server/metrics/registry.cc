@@ -118,6 +118,13 @@ void Histogram::Observe(double value) {
   AtomicAdd(sum_bits_, value);
 }
 
+void Histogram::Add(const std::vector<uint64_t>& counts, double sum) {
+  for (size_t i = 0; i < counts.size() && i <= bounds_->size(); ++i) {
+    if (counts[i] > 0) buckets_[i].fetch_add(counts[i], std::memory_order_relaxed);
+  }
+  AtomicAdd(sum_bits_, sum);
+}
+
 Histogram::Snapshot Histogram::Read() const {
   Snapshot s;
   s.cumulative.resize(bounds_->size() + 1);

@@ -62,6 +62,9 @@ class Histogram {
  public:
   explicit Histogram(const std::vector<double>* bounds);
   void Observe(double value);
+  // Adds counts[i] observations to bucket i (bounds().size() + 1 counts, the last for +Inf)
+  // and `sum` to the sum: a histogram observed elsewhere, merged in.
+  void Add(const std::vector<uint64_t>& counts, double sum);
 
   struct Snapshot {
     std::vector<uint64_t> cumulative;  // per bound, then +Inf (== count)

@@ -135,6 +135,21 @@ TEST_F(DaemonTest, AmplifyingRequestsAreRefusedBeforeAnyWorkAndTheDaemonKeepsSer
          v1::ReportClientStatsResponse response;
          return client.stub->ReportClientStats(client.Context().get(), r, &response);
        }},
+      {"ReportClientStats with 2^20 estimated-recall buckets", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         for (int i = 0; i < (1 << 20); ++i) r.add_estimated_recall_counts(1);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
+      {"ReportClientStats whose recall sum exceeds its count", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         for (int i = 0; i < 8; ++i) r.add_estimated_recall_counts(i == 7 ? 1 : 0);
+         r.set_estimated_recall_sum(2.0);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
       {"ConnectDataPlane with a 1 MiB worker address", grpc::StatusCode::INVALID_ARGUMENT,
        [&] {
          v1::ConnectDataPlaneRequest r;

@@ -115,6 +115,9 @@ class ObservabilityTest : public ::testing::Test {
     v1::ReportClientStatsRequest report;
     report.set_device_cache_hit_tokens(300);
     report.set_device_cache_miss_tokens(100);
+    // Estimated recall: 3 at <= 0.5, 5 at (0.8, 0.9], 2 at (0.99, 1]; sum 0.4*3 + 0.85*5 + 2.
+    for (uint64_t n : {3, 0, 0, 0, 5, 0, 0, 2}) report.add_estimated_recall_counts(n);
+    report.set_estimated_recall_sum(0.4 * 3 + 0.85 * 5 + 2);
     v1::ReportClientStatsResponse ignored;
     ASSERT_GRPC_OK(client.stub->ReportClientStats(client.Context().get(), report, &ignored));
     v1::StatsResponse stats;
@@ -162,6 +165,12 @@ TEST_F(ObservabilityTest, MetricsHealthAndPropagatedTraces) {
   EXPECT_GT(value("clusterkv_tenant_bytes{tenant=\"obs-tenant\",tier=\"host\"}"), 0);
   EXPECT_EQ(value("clusterkv_client_device_cache_hit_tokens_total{tenant=\"obs-tenant\"}"), 300);
   EXPECT_EQ(value("clusterkv_client_device_cache_hit_ratio{tenant=\"obs-tenant\"}"), 0.75);
+  EXPECT_EQ(value("clusterkv_client_estimated_recall_bucket{tenant=\"obs-tenant\",le=\"0.5\"}"), 3);
+  EXPECT_EQ(value("clusterkv_client_estimated_recall_bucket{tenant=\"obs-tenant\",le=\"0.8\"}"), 3);
+  EXPECT_EQ(value("clusterkv_client_estimated_recall_bucket{tenant=\"obs-tenant\",le=\"0.9\"}"), 8);
+  EXPECT_EQ(value("clusterkv_client_estimated_recall_bucket{tenant=\"obs-tenant\",le=\"1\"}"), 10);
+  EXPECT_EQ(value("clusterkv_client_estimated_recall_count{tenant=\"obs-tenant\"}"), 10);
+  EXPECT_NEAR(value("clusterkv_client_estimated_recall_sum{tenant=\"obs-tenant\"}"), 7.45, 1e-9);
 
   // A bad request is counted under its code.
   KvCacheClient client = MakeKvCacheClient(daemon_->target(), "obs-tenant");

@@ -94,6 +94,12 @@ class FakeTransport final : public KvTransport {
     s.num_tokens = r.num_tokens();
     return v1::AppendClustersResponse();
   }
+  absl::Status ReportClientStats(const v1::ReportClientStatsRequest& r) override {
+    if (!fail_report.ok()) return std::exchange(fail_report, absl::OkStatus());
+    reports.push_back(r);
+    return absl::OkStatus();
+  }
+
   absl::Status FetchClusters(const v1::FetchClustersRequest& r,
                              const BlockCallback& on_block) override {
     ++fetches;
@@ -115,6 +121,8 @@ class FakeTransport final : public KvTransport {
 
   std::map<std::string, Seq> seqs;
   int opens = 0, get_index = 0, put_streams = 0, put_messages = 0, appends = 0, fetches = 0;
+  std::vector<v1::ReportClientStatsRequest> reports;
+  absl::Status fail_report;
   int fetched_blocks = 0;
   absl::Status fail_fetch, fail_append;
   bool omit_block = false, truncate_blocks = false;
@@ -381,6 +389,41 @@ TEST_P(SequenceTest, EachStepReportsItsEstimatedRecall) {
   ASSERT_TRUE((*all)->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
                              MatrixView(out.data(), kQHeads, kDim), &every).ok());
   EXPECT_NEAR(every.estimated_recall_min, 1.0, 1e-6);
+}
+
+TEST_P(SequenceTest, StepStatisticsReachTheDaemonEverySixtyFourStepsAndAtClose) {
+  Prefill();
+  const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);
+  std::vector<float> out(kQHeads * kDim);
+  uint64_t hits = 0, misses = 0;
+  double recall_sum = 0;
+  fake_.fail_report = absl::UnavailableError("metrics down");  // the first report is lost...
+  const int steps = 2 * SequenceCore::kReportEverySteps + 5;
+  for (int step = 0; step < steps; ++step) {
+    StepStats s;
+    ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                             MatrixView(out.data(), kQHeads, kDim), &s).ok());
+    hits += s.hit_tokens;
+    misses += s.miss_tokens;
+    recall_sum += s.estimated_recall * kKvHeads;
+  }
+  // ...and its deltas travel with the second, at step 128.
+  ASSERT_EQ(fake_.reports.size(), 1u);
+  ASSERT_TRUE(seq_->Close(/*drop=*/false).ok());
+  ASSERT_EQ(fake_.reports.size(), 2u);
+  uint64_t reported_hits = 0, reported_misses = 0, estimates = 0;
+  double reported_sum = 0;
+  for (const v1::ReportClientStatsRequest& r : fake_.reports) {
+    reported_hits += r.device_cache_hit_tokens();
+    reported_misses += r.device_cache_miss_tokens();
+    ASSERT_EQ(r.estimated_recall_counts_size(), 8);
+    for (uint64_t n : r.estimated_recall_counts()) estimates += n;
+    reported_sum += r.estimated_recall_sum();
+  }
+  EXPECT_EQ(reported_hits, hits);
+  EXPECT_EQ(reported_misses, misses);
+  EXPECT_EQ(estimates, static_cast<uint64_t>(steps * kKvHeads));  // one per kv head and step
+  EXPECT_NEAR(reported_sum, recall_sum, 1e-3);
 }
 
 TEST_P(SequenceTest, DenseLayerIsFullAttention) {
