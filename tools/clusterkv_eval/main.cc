@@ -58,6 +58,8 @@ ABSL_FLAG(int32_t, threads, 0, "CPU threads (0 = all cores).");
 
 // Output.
 ABSL_FLAG(std::string, json, "", "Write the results as JSON to this file.");
+ABSL_FLAG(std::string, calibration_png, "",
+          "Write the calibration plot of libclusterkv's estimated recall (PNG) to this file.");
 ABSL_FLAG(std::string, dump_npy, "", "Write the synthetic data as .npy files to this directory.");
 ABSL_FLAG(std::string, dump_dtype, "fp16", "dtype of --dump_npy files: fp16, bf16 or fp32.");
 ABSL_FLAG(bool, dump_only, false, "With --dump_npy: write the files and skip the evaluation.");
@@ -74,7 +76,7 @@ const std::vector<clusterkv::FlagGroup>& FlagGroups() {
       {"ClusterKV",
        {"sinks", "clusters", "kmeans_iters", "kmeans_seed", "dense_layers", "centroid_scoring"}},
       {"Evaluation", {"budgets", "quest_page", "backend", "threads"}},
-      {"Output", {"json", "dump_npy", "dump_dtype", "dump_only", "quiet"}},
+      {"Output", {"json", "calibration_png", "dump_npy", "dump_dtype", "dump_only", "quiet"}},
   };
   return *groups;
 }
@@ -135,6 +137,7 @@ absl::Status BuildOptions(clusterkv::eval::ToolOptions* o) {
   if (o->threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
 
   o->json_path = absl::GetFlag(FLAGS_json);
+  o->calibration_png = absl::GetFlag(FLAGS_calibration_png);
   o->dump_npy_dir = absl::GetFlag(FLAGS_dump_npy);
   absl::StatusOr<clusterkv::DType> dtype = clusterkv::ParseDType(absl::GetFlag(FLAGS_dump_dtype));
   if (!dtype.ok()) return dtype.status();

@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "core/status_macros.h"
 #include "gpu/backend.h"
+#include "tools/clusterkv_eval/calibration_plot.h"
 #include "tools/clusterkv_eval/layer_data.h"
 #include "tools/clusterkv_eval/report.h"
 
@@ -52,7 +53,8 @@ heavy-tailed outlier channels, RoPE (theta 500000, rotate_half pairs (i, i+d/2))
 mix a few slowly drifting topics and are scaled so the top 1/32 of the tokens hold ~80% of the
 attention; GQA query heads perturb their group's query. Deterministic for a --seed.
 
-Output: table on stdout, progress on stderr, --json FILE in the clusterkv_bench JSON format.
+Output: table on stdout, progress on stderr, --json FILE in the clusterkv_bench JSON format,
+--calibration_png FILE the calibration plot of the estimated recall (unit centroid scoring).
 )";
 
 // Writes every synthetic layer (dense ones included) as .npy in the dump layout.
@@ -136,6 +138,10 @@ absl::Status RunEvalTool(const ToolOptions& options, std::ostream& out, std::ost
                  .seconds = elapsed()};
     RETURN_IF_ERROR(WriteReportJson(o.json_path, report, info));
     if (o.progress) err << "[eval] wrote " << o.json_path << "\n";
+  }
+  if (!o.calibration_png.empty()) {
+    RETURN_IF_ERROR(WriteCalibrationPng(o.calibration_png, report));
+    if (o.progress) err << "[eval] wrote " << o.calibration_png << "\n";
   }
   if (o.progress) err << absl::StrFormat("[eval] done in %.1f s\n", elapsed());
   return absl::OkStatus();

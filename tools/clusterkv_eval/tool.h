@@ -33,6 +33,7 @@ struct ToolOptions {
 
   // Outputs.
   std::string json_path;
+  std::string calibration_png;  // the estimated-recall calibration plot (calibration_plot.h)
   std::string dump_npy_dir;  // synthetic only
   DType dump_dtype = DType::kFloat16;
   bool dump_only = false;
