@@ -51,22 +51,18 @@ absl::StatusOr<SequenceOptions> MakeSequenceOptions(const ClientOptions& options
   return out;
 }
 
-// The data plane ClientOptions::data_plane asks for: the plane, or null and why not.
+// A UCX data plane, or null and why there is none.
 struct DataPlaneChoice {
   std::unique_ptr<DataPlane> plane;
   absl::Status why_not;
 };
 
-absl::StatusOr<DataPlaneChoice> OpenDataPlane(const ClientOptions& options,
-                                              Connection* connection) {
+DataPlaneChoice TryDataPlane(const ClientOptions& options, Connection* connection) {
   DataPlaneChoice choice;
-  if (options.data_plane == "grpc") return choice;
-  const bool required = options.data_plane == "ucx";
 #if defined(CLUSTERKV_WITH_UCX)
   if (options.device_memory == "cuda") {
     choice.why_not = absl::FailedPreconditionError(
         "the UCX data plane writes host memory; device_memory \"cuda\" uses gRPC");
-    if (required) return choice.why_not;
     return choice;
   }
   UcxTransportOptions ucx_options;
@@ -81,17 +77,24 @@ absl::StatusOr<DataPlaneChoice> OpenDataPlane(const ClientOptions& options,
   // UNAVAILABLE: no daemon yet; the plane connects at the first fetch (gRPC meanwhile).
   if (status.ok() || (absl::IsUnavailable(status) && ucx.ok())) {
     choice.plane = *std::move(ucx);
-    return choice;
+  } else {
+    choice.why_not = status;
   }
-  if (required) return status;
-  choice.why_not = status;
-  return choice;
 #else
   (void)connection;
   choice.why_not = absl::FailedPreconditionError("libclusterkv was built without UCX");
-  if (required) return choice.why_not;
-  return choice;
 #endif
+  return choice;
+}
+
+// As ClientOptions::data_plane asks: "grpc" none; "auto" the plane or why not; "ucx" the plane
+// or the reason as the error.
+absl::StatusOr<DataPlaneChoice> OpenDataPlane(const ClientOptions& options,
+                                              Connection* connection) {
+  if (options.data_plane == "grpc") return DataPlaneChoice();
+  DataPlaneChoice choice = TryDataPlane(options, connection);
+  if (options.data_plane == "ucx" && !choice.why_not.ok()) return choice.why_not;
+  return choice;
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 // SequenceCore::Attend: one decode step of one layer (selection -> cache plan -> one fetch of the
 // misses -> sparse attention). See internal/sequence_core.h and slot_layout.h.
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <utility>
 
@@ -300,6 +299,8 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   t = options_.clock->Now();
   const void* base = state.memory != nullptr ? state.memory->HostView(0) : nullptr;
   std::vector<gpu::AttentionTask> tasks(heads);
+  // The keys attended exactly (everything but the recalled clusters), for step 5.
+  std::vector<std::vector<ConstMatrixView>> exact_keys(heads);
   int64_t attended = 0;
   for (int32_t h = 0; h < heads; ++h) {
     const HeadState& head = state.heads[h];
@@ -308,6 +309,7 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
       task.spans.push_back(gpu::KvSpan{
           ConstMatrixView(head.local_keys.data(), layout_.dtype, state.local_rows, d),
           ConstMatrixView(head.local_values.data(), layout_.dtype, state.local_rows, d)});
+      exact_keys[h].push_back(task.spans.back().keys);
     }
     const gpu::ClusterSelection& sel = selections[h];
     for (size_t i = 0; i < sel.clusters.size(); ++i) {
@@ -320,9 +322,11 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
       const int64_t rows = static_cast<int64_t>(w.positions.size());
       task.spans.push_back(gpu::KvSpan{ConstMatrixView(w.keys.data(), rows, d),
                                        ConstMatrixView(w.values.data(), rows, d)});
+      exact_keys[h].push_back(task.spans.back().keys);
     }
     if (head.window.window_size() > 0) {
       task.spans.push_back(gpu::KvSpan{head.window.window_keys(), head.window.window_values()});
+      exact_keys[h].push_back(task.spans.back().keys);
     }
     for (const gpu::KvSpan& span : task.spans) attended += span.keys.rows;
     if (task.spans.empty()) {
@@ -337,8 +341,8 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   stats->attend_us = Micros(t);
   stats->attended_tokens = attended;
 
-  // 5. Estimated recall per kv head: the exactly attended keys (every span but the recalled
-  //    clusters') against the centroids' estimate of every cluster's mass. Counted in score_us.
+  // 5. Estimated recall per kv head: the exactly attended keys against the centroids'
+  //    estimate of every cluster's mass. Counted in score_us.
   t = options_.clock->Now();
   double recall_sum = 0.0, recall_min = 1.0;
   int32_t estimated = 0;
@@ -354,18 +358,9 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     in.key_norms = index.key_norms();
     in.key_spreads = index.key_spreads();
     in.selection = &selections[h];
-    const size_t selected = selections[h].clusters.size();
-    for (size_t i = 0; i < tasks[h].spans.size(); ++i) {
-      const bool recalled = i >= (state.local_rows > 0 ? 1u : 0u) &&
-                            i < (state.local_rows > 0 ? 1u : 0u) + selected;
-      if (!recalled) in.exact_keys.push_back(tasks[h].spans[i].keys);
-    }
+    in.exact_keys = std::move(exact_keys[h]);
     ASSIGN_OR_RETURN(const float recall, gpu::EstimateRecall(in));
-    static constexpr std::array<float, 8> kBounds = {0.5f, 0.6f, 0.7f, 0.8f,
-                                                     0.9f, 0.95f, 0.99f, 1.0f};
-    size_t bucket = 0;
-    while (bucket + 1 < kBounds.size() && recall > kBounds[bucket]) ++bucket;
-    ++unreported_.recall_counts[bucket];
+    ++unreported_.recall_counts[EstimatedRecallBucket(recall)];
     unreported_.recall_sum += std::clamp(recall, 0.0f, 1.0f);
     recall_sum += recall;
     recall_min = std::min(recall_min, static_cast<double>(recall));

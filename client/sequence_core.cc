@@ -364,7 +364,6 @@ absl::Status SequenceCore::Reattach() {
 
 absl::Status SequenceCore::ReportStats() {
   const bool pending = unreported_.hit_tokens + unreported_.miss_tokens > 0 ||
-                       unreported_.recall_sum > 0 ||
                        std::any_of(unreported_.recall_counts.begin(),
                                    unreported_.recall_counts.end(),
                                    [](uint64_t n) { return n > 0; });

@@ -116,33 +116,28 @@ absl::Status CpuKMeans(const ConstMatrixView& keys, const KMeansOptions& options
 }  // namespace
 
 void ComputeKeyStatistics(const ConstMatrixView& keys, Clustering& c) {
+  // One pass: with unit mu and r the mean norm, sum |k - r mu|^2 over a cluster's n keys is
+  // sum |k|^2 - 2 r sum (k . mu) + n r^2.
   const int32_t d = c.head_dim;
   std::vector<double> norm_sum(static_cast<size_t>(c.num_clusters), 0.0);
-  std::vector<double> spread_sum(norm_sum.size(), 0.0);
+  std::vector<double> sq_sum(norm_sum.size(), 0.0), dot_sum(norm_sum.size(), 0.0);
   std::vector<float> k(static_cast<size_t>(d));
-  // Two passes over each cluster's rows: its mean norm r, then |k - r mu|^2.
-  for (int64_t row = 0; row < keys.rows; ++row) {
-    keys.LoadRow(row, k.data());
-    norm_sum[c.labels[row]] += std::sqrt(static_cast<double>(internal::Dot(k.data(), k.data(), d)));
-  }
-  c.key_norms.assign(norm_sum.size(), 0.0f);
-  for (int32_t j = 0; j < c.num_clusters; ++j) {
-    if (c.sizes[j] > 0) c.key_norms[j] = static_cast<float>(norm_sum[j] / c.sizes[j]);
-  }
   for (int64_t row = 0; row < keys.rows; ++row) {
     keys.LoadRow(row, k.data());
     const int32_t j = c.labels[row];
-    const float* mu = &c.centroids[static_cast<size_t>(j) * d];
-    double sq = 0.0;
-    for (int32_t i = 0; i < d; ++i) {
-      const double e = static_cast<double>(k[i]) - static_cast<double>(c.key_norms[j]) * mu[i];
-      sq += e * e;
-    }
-    spread_sum[j] += sq;
+    const double sq = internal::Dot(k.data(), k.data(), d);
+    norm_sum[j] += std::sqrt(sq);
+    sq_sum[j] += sq;
+    dot_sum[j] += internal::Dot(k.data(), &c.centroids[static_cast<size_t>(j) * d], d);
   }
-  c.key_spreads.assign(spread_sum.size(), 0.0f);
+  c.key_norms.assign(norm_sum.size(), 0.0f);
+  c.key_spreads.assign(norm_sum.size(), 0.0f);
   for (int32_t j = 0; j < c.num_clusters; ++j) {
-    if (c.sizes[j] > 0) c.key_spreads[j] = static_cast<float>(spread_sum[j] / c.sizes[j] / d);
+    if (c.sizes[j] == 0) continue;
+    const double n = c.sizes[j], r = norm_sum[j] / n;
+    c.key_norms[j] = static_cast<float>(r);
+    c.key_spreads[j] =
+        static_cast<float>(std::max(0.0, sq_sum[j] - 2 * r * dot_sum[j] + n * r * r) / n / d);
   }
 }
 

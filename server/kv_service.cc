@@ -409,10 +409,10 @@ grpc::ServerUnaryReactor* KvCacheService::ReportClientStats(
         }
         const auto& recall = request->estimated_recall_counts();
         if (!recall.empty() &&
-            recall.size() != static_cast<int>(metrics::kEstimatedRecallBounds.size())) {
+            recall.size() != static_cast<int>(kEstimatedRecallBounds.size())) {
           return absl::InvalidArgumentError(
               absl::StrCat("estimated_recall_counts has ", recall.size(), " buckets, expected ",
-                           metrics::kEstimatedRecallBounds.size(), " or none"));
+                           kEstimatedRecallBounds.size(), " or none"));
         }
         uint64_t estimates = 0;
         for (uint64_t n : recall) {

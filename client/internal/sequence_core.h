@@ -32,6 +32,7 @@
 #include "client/ucx_data_plane.h"
 #include "core/config.h"
 #include "core/kv_layout.h"
+#include "core/recall_buckets.h"
 #include "core/tensor_view.h"
 #include "gpu/backend.h"
 #include "gpu/cluster_index.h"
@@ -161,7 +162,7 @@ class SequenceCore {
   struct Unreported {
     uint64_t hit_tokens = 0;
     uint64_t miss_tokens = 0;
-    std::array<uint64_t, 8> recall_counts{};
+    std::array<uint64_t, kEstimatedRecallBounds.size()> recall_counts{};
     double recall_sum = 0.0;
   };
   Unreported unreported_;

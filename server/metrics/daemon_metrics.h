@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "core/recall_buckets.h"
 #include "server/metrics/instrumentation.h"
 #include "server/metrics/registry.h"
 
@@ -66,10 +67,6 @@ struct DaemonMetricsOptions {
   int max_tenants = 64;
 };
 
-// Bucket bounds of clusterkv_client_estimated_recall, as ReportClientStatsRequest documents.
-inline constexpr std::array<double, 8> kEstimatedRecallBounds = {0.5, 0.6,  0.7,  0.8,
-                                                                 0.9, 0.95, 0.99, 1.0};
-
 class DaemonMetrics {
  public:
   explicit DaemonMetrics(DaemonMetricsOptions options = {});
@@ -89,7 +86,7 @@ class DaemonMetrics {
   void ObserveWriteThroughPut(absl::Duration latency);
   // A client's device-cache report (deltas since its previous report).
   void ReportClientStats(const std::string& tenant, uint64_t hit_tokens, uint64_t miss_tokens);
-  // ReportClientStatsRequest.estimated_recall_counts (one per kEstimatedRecallBounds entry)
+  // ReportClientStatsRequest.estimated_recall_counts (one per core/recall_buckets.h bound)
   // and their sum, into clusterkv_client_estimated_recall{tenant}.
   void ReportEstimatedRecall(const std::string& tenant, const std::vector<uint64_t>& counts,
                              double sum);
