@@ -8,153 +8,26 @@
 #include <tuple>
 #include <vector>
 
-#include "client/client.h"
-#include "client/internal/client_internals.h"
+#include "client/internal/sequence_core.h"
 #include "client/sequence.h"
 #include "gpu/attention.h"
 #include "gpu/selection.h"
 #include "gtest/gtest.h"
 #include "proto/rpc_support.h"
 #include "storage/cluster_block.h"
+#include "tests/unit/client_test_support.h"
 
 namespace clusterkv::client {
 namespace {
 
-// Stores what a daemon would; counts calls; can fail the next call of a kind.
-class FakeTransport final : public KvTransport {
- public:
-  struct Seq {
-    v1::KvLayout layout;
-    int64_t num_tokens = 0;
-    std::map<std::tuple<int, int, int>, v1::ClusterBlock> blocks;
-    std::map<std::pair<int, int>, v1::HeadIndex> indexes;
-  };
-
-  absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(const v1::OpenSequenceRequest& r) override {
-    ++opens;
-    v1::OpenSequenceResponse out;
-    auto it = seqs.find(r.sequence_id());
-    if (it == seqs.end()) {
-      if (r.must_exist()) return absl::NotFoundError("no such sequence");
-      seqs[r.sequence_id()].layout = r.layout();
-      out.set_created(true);
-      *out.mutable_layout() = r.layout();
-      return out;
-    }
-    *out.mutable_layout() = it->second.layout;
-    out.set_num_tokens(it->second.num_tokens);
-    return out;
-  }
-  absl::Status CloseSequence(const v1::CloseSequenceRequest& r) override {
-    if (r.drop()) seqs.erase(r.sequence_id());
-    return absl::OkStatus();
-  }
-  absl::StatusOr<v1::GetIndexResponse> GetIndex(const v1::GetIndexRequest& r) override {
-    ++get_index;
-    auto it = seqs.find(r.sequence_id());
-    if (it == seqs.end()) return absl::NotFoundError("no such sequence");
-    v1::GetIndexResponse out;
-    out.set_num_tokens(it->second.num_tokens);
-    for (const auto& [head, index] : it->second.indexes) {
-      const bool asked = r.layers().empty() || std::find(r.layers().begin(), r.layers().end(),
-                                                         head.first) != r.layers().end();
-      if (asked) *out.add_indexes() = index;
-    }
-    return out;
-  }
-  absl::StatusOr<v1::PutClustersResponse> PutClusters(
-      absl::Span<const v1::PutClustersRequest> messages) override {
-    ++put_streams;
-    v1::PutClustersResponse out;
-    for (const v1::PutClustersRequest& m : messages) {
-      ++put_messages;
-      Seq& s = seqs.at(m.sequence_id());
-      for (const v1::ClusterBlock& b : m.blocks()) {
-        s.blocks[Key(b.id())] = b;
-        out.set_blocks_stored(out.blocks_stored() + 1);
-      }
-      for (const v1::HeadIndex& i : m.indexes()) s.indexes[{i.layer(), i.kv_head()}] = i;
-      if (m.num_tokens() > 0) s.num_tokens = m.num_tokens();
-    }
-    return out;
-  }
-  absl::StatusOr<v1::AppendClustersResponse> AppendClusters(
-      const v1::AppendClustersRequest& r) override {
-    ++appends;
-    if (!fail_append.ok()) return std::exchange(fail_append, absl::OkStatus());
-    Seq& s = seqs.at(r.sequence_id());
-    for (const v1::HeadIndex& a : r.appended()) {
-      v1::HeadIndex& i = s.indexes[{a.layer(), a.kv_head()}];
-      i.set_layer(a.layer());
-      i.set_kv_head(a.kv_head());
-      i.mutable_centroids()->MergeFrom(a.centroids());
-      i.mutable_sizes()->MergeFrom(a.sizes());
-    }
-    for (const v1::ClusterBlock& b : r.blocks()) s.blocks[Key(b.id())] = b;
-    s.num_tokens = r.num_tokens();
-    return v1::AppendClustersResponse();
-  }
-  absl::Status ReportClientStats(const v1::ReportClientStatsRequest& r) override {
-    if (!fail_report.ok()) return std::exchange(fail_report, absl::OkStatus());
-    reports.push_back(r);
-    return absl::OkStatus();
-  }
-
-  absl::Status FetchClusters(const v1::FetchClustersRequest& r,
-                             const BlockCallback& on_block) override {
-    ++fetches;
-    if (!fail_fetch.ok()) return std::exchange(fail_fetch, absl::OkStatus());
-    const Seq& s = seqs.at(r.sequence_id());
-    for (int i = 0; i < r.clusters_size(); ++i) {
-      if (omit_block && i == 0) continue;
-      v1::ClusterBlock block = s.blocks.at(Key(r.clusters(i)));
-      if (truncate_blocks) block.mutable_data()->resize(block.data().size() - 2);
-      ++fetched_blocks;
-      if (absl::Status st = on_block(block); !st.ok()) return st;
-    }
-    return absl::OkStatus();
-  }
-
-  static std::tuple<int, int, int> Key(const v1::ClusterRef& r) {
-    return {r.layer(), r.kv_head(), r.cluster()};
-  }
-
-  std::map<std::string, Seq> seqs;
-  int opens = 0, get_index = 0, put_streams = 0, put_messages = 0, appends = 0, fetches = 0;
-  std::vector<v1::ReportClientStatsRequest> reports;
-  absl::Status fail_report;
-  int fetched_blocks = 0;
-  absl::Status fail_fetch, fail_append;
-  bool omit_block = false, truncate_blocks = false;
-};
-
-constexpr int kLayers = 2, kQHeads = 4, kKvHeads = 2, kDim = 16, kTokens = 100;
-
-SequenceOptions TestOptions() {
-  SequenceOptions o;
-  o.config.num_sink_tokens = 4;
-  o.config.dense_layers = {0};
-  o.config.num_prefill_clusters = 8;
-  o.config.kmeans_iterations = 4;
-  o.config.recluster_interval = 16;
-  o.config.clusters_per_recluster = 2;
-  o.config.token_budget = 24;
-  o.config.cache_residency_steps = 1;
-  o.exec.threads = 1;
-  o.put_message_bytes = 2048;  // several messages per prefill
-  return o;
-}
-
-// fp32 values rounded through `dtype`, so the reference sees exactly what the blocks hold.
-std::vector<float> Random(size_t n, uint32_t seed, DType dtype) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist;
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  std::vector<uint8_t> enc = EncodeAs(v, dtype);
-  ConvertToFloat(enc.data(), dtype, static_cast<int64_t>(n), v.data());
-  return v;
-}
+using test_support::FakeTransport;
+using test_support::kDim;
+using test_support::kKvHeads;
+using test_support::kLayers;
+using test_support::kQHeads;
+using test_support::kTokens;
+using test_support::Random;
+using test_support::TestOptions;
 
 class SequenceTest : public ::testing::TestWithParam<DType> {
  protected:
@@ -632,100 +505,6 @@ TEST_P(SequenceTest, ShortPromptIsAllSinksThenWindow) {
 INSTANTIATE_TEST_SUITE_P(Dtypes, SequenceTest,
                          ::testing::Values(DType::kFloat32, DType::kFloat16, DType::kBFloat16),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
-
-TEST(ClientTest, OpensSequencesOverAnyTransport) {
-  auto transport = std::make_unique<FakeTransport>();
-  FakeTransport* fake = transport.get();
-  ClientOptions options;
-  options.config = TestOptions().config;
-  auto client = ClientInternals::CreateWithTransport(std::move(transport), options);
-  ASSERT_TRUE(client.ok()) << client.status();
-  EXPECT_EQ(ClientInternals::connection(**client), nullptr);
-  auto seq = (*client)->OpenSequence("a", KvLayout{2, 4, 2, 16, DType::kFloat16});
-  ASSERT_TRUE(seq.ok()) << seq.status();
-  EXPECT_EQ(fake->opens, 1);
-  EXPECT_EQ((*client)->ReopenSequence("b").status().code(), absl::StatusCode::kNotFound);
-  options.backend = "tpu";
-  EXPECT_EQ(ClientInternals::CreateWithTransport(std::make_unique<FakeTransport>(), options).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  ClientOptions net;
-  net.target = "unix:/nonexistent/clusterkvd.sock";
-  net.tenant = "t";
-  auto connected = Client::Connect(net);
-  ASSERT_TRUE(connected.ok()) << connected.status();
-  EXPECT_NE(ClientInternals::connection(**connected), nullptr);
-}
-
-// The installed Sequence is a face over a SequenceCore: the same calls on both, over two
-// transports holding the same data, give bit-identical outputs and the same counters.
-TEST(ClientTest, TheInstalledSequenceAnswersExactlyAsItsCore) {
-  const KvLayout layout{kLayers, kQHeads, kKvHeads, kDim, DType::kFloat16};
-  const std::vector<float> keys = Random(size_t{kKvHeads} * kTokens * kDim, 1, layout.dtype);
-  const std::vector<float> values = Random(keys.size(), 2, layout.dtype);
-  const Tensor3View k(keys.data(), DType::kFloat32, {kKvHeads, kTokens, kDim});
-  const Tensor3View v(values.data(), DType::kFloat32, {kKvHeads, kTokens, kDim});
-
-  ClientOptions options;
-  options.config = TestOptions().config;
-  options.threads = 1;
-  options.put_message_bytes = 64 << 10;
-  auto client = ClientInternals::CreateWithTransport(std::make_unique<FakeTransport>(), options);
-  ASSERT_TRUE(client.ok()) << client.status();
-  auto face = (*client)->OpenSequence("s", layout);
-  ASSERT_TRUE(face.ok()) << face.status();
-
-  FakeTransport fake;
-  auto core = SequenceCore::Open(&fake, "s", layout,
-                                 ClientInternals::sequence_options(**client));
-  ASSERT_TRUE(core.ok()) << core.status();
-
-  int reported = 0;
-  for (int layer = 0; layer < kLayers; ++layer) {
-    ASSERT_TRUE((*face)->OffloadPrefill(layer, k, v, [&](int32_t, int32_t) { ++reported; }).ok());
-    ASSERT_TRUE((*core)->OffloadPrefill(layer, k, v).ok());
-  }
-  EXPECT_EQ(reported, 1 + kKvHeads);  // the dense layer once, each clustered head once
-  const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);
-  const std::vector<float> row = Random(kKvHeads * kDim, 4, DType::kFloat32);
-  for (int step = 0; step < 20; ++step) {
-    for (int layer = 0; layer < kLayers; ++layer) {
-      std::vector<float> a(kQHeads * kDim), b(kQHeads * kDim);
-      StepStats sa, sb;
-      ASSERT_TRUE((*face)->Attend(layer, ConstMatrixView(q.data(), kQHeads, kDim),
-                                  MatrixView(a.data(), kQHeads, kDim), &sa).ok());
-      ASSERT_TRUE((*core)->Attend(layer, ConstMatrixView(q.data(), kQHeads, kDim),
-                                  MatrixView(b.data(), kQHeads, kDim), &sb).ok());
-      ASSERT_EQ(a, b) << "step " << step << " layer " << layer;
-      EXPECT_EQ(sa.attended_tokens, sb.attended_tokens);
-      EXPECT_EQ(sa.estimated_recall, sb.estimated_recall);
-      const ConstMatrixView r(row.data(), kKvHeads, kDim);
-      ASSERT_TRUE((*face)->AppendToken(layer, r, r).ok());
-      ASSERT_TRUE((*core)->AppendToken(layer, r, r).ok());
-    }
-  }
-  EXPECT_EQ((*face)->num_tokens(), (*core)->num_tokens());
-  EXPECT_EQ((*face)->step(), (*core)->step());
-  EXPECT_EQ((*face)->bytes_fetched(), (*core)->bytes_fetched());
-  EXPECT_EQ((*face)->bytes_offloaded(), (*core)->bytes_offloaded());
-  EXPECT_EQ((*face)->blocks_fetched_grpc(), (*core)->blocks_fetched_grpc());
-  EXPECT_EQ((*face)->blocks_fetched_direct(), 0);
-  for (int h = 0; h < kKvHeads; ++h) {
-    EXPECT_EQ((*face)->num_clusters(1, h), (*core)->index(1, h)->num_clusters());
-    EXPECT_GT((*face)->num_clusters(1, h), 8);  // C0 and the appended windows' clusters
-  }
-  EXPECT_EQ((*face)->num_clusters(kLayers, 0), 0);
-  const CacheStats cache = (*face)->cache_stats();
-  const gpu::CacheStats expected = (*core)->cache_stats();
-  EXPECT_EQ(cache.hit_tokens, expected.hit_tokens);
-  EXPECT_EQ(cache.miss_tokens, expected.miss_tokens);
-  EXPECT_EQ(cache.hit_clusters, expected.hit_clusters);
-  EXPECT_EQ(cache.miss_clusters, expected.miss_clusters);
-  EXPECT_EQ(cache.evictions, expected.evictions);
-  EXPECT_GT(cache.hit_tokens, 0);
-  EXPECT_DOUBLE_EQ((*face)->cache_hit_rate(), (*core)->cache_hit_rate());
-  EXPECT_STREQ((*client)->data_plane_name(), "grpc");
-  EXPECT_TRUE((*face)->Close(/*drop=*/true).ok());
-}
 
 }  // namespace
 }  // namespace clusterkv::client
