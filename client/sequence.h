@@ -74,6 +74,11 @@ struct StepStats {
   int64_t hit_tokens = 0;  // cache hits / misses, in tokens of whole clusters
   int64_t miss_tokens = 0;
   int64_t attended_tokens = 0;  // sinks + selected cluster tokens + recent window
+  // Tokens taken from clusters (the budget actually spent), summed over the kv heads that
+  // selected, and the number of those heads; selected_tokens / selected_heads is the step's
+  // mean per-head budget.
+  int64_t selected_tokens = 0;
+  int32_t selected_heads = 0;
   // Estimated share of the attention mass this step attended, per kv head, from the centroids,
   // cluster sizes and per-cluster key statistics (no recalled key is read; the estimator is in
   // docs/decisions.md D74): the mean and the minimum over the layer's kv heads. 1 on a dense

@@ -257,6 +257,8 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     if (index.num_tokens() == 0) continue;
     const int64_t budget = std::min<int64_t>(options_.config.token_budget, index.num_tokens());
     ASSIGN_OR_RETURN(selections[h], gpu::SelectClusters(scores[h], index.sizes(), budget));
+    stats->selected_tokens += selections[h].total_tokens;
+    ++stats->selected_heads;
     for (int32_t c : selections[h].clusters) {
       wanted.push_back(gpu::CacheRequest{ClusterId{HeadId{layer, h}, c}, index.sizes()[c]});
     }
