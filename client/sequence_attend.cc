@@ -9,6 +9,7 @@
 #include "client/internal/sequence_core.h"
 #include "client/internal/sequence_state.h"
 #include "core/status_macros.h"
+#include "gpu/adaptive_budget.h"
 #include "gpu/attention.h"
 #include "gpu/recall_estimate.h"
 #include "gpu/selection.h"
@@ -100,8 +101,11 @@ absl::Status SequenceCore::EnsureCache(LayerState& state) {
   for (const HeadState& head : state.heads) {
     for (int32_t size : head.index.sizes()) largest = std::max<int64_t>(largest, size);
   }
-  const int64_t capacity =
-      layout_.num_kv_heads * (2 * int64_t{options_.config.token_budget} + largest);
+  // An adaptive head may take up to B_max tokens (D75).
+  const int64_t per_head = options_.config.adaptive_budget()
+                               ? options_.config.MaxTokenBudget() + options_.config.token_budget
+                               : 2 * int64_t{options_.config.token_budget};
+  const int64_t capacity = layout_.num_kv_heads * (per_head + largest);
   if (state.memory == nullptr || state.capacity_tokens < capacity) {
     state.memory.reset();
     state.direct = nullptr;
@@ -244,19 +248,46 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group), index.centroids(),
                                         scale, absl::MakeSpan(scores[h]), options_.exec));
   }
-  stats->score_us = Micros(t);
+  const int64_t score_us = Micros(t);
+  t = options_.clock->Now();
 
-  // 2. Select clusters up to the budget and plan the cache. The cache holds whole clusters
+  // 2. The estimated masses of every cluster against the exactly attended keys (sinks, the
+  //    pending and the recent window), then the selection up to each head's budget. The
+  //    estimate is counted in score_us.
+  std::vector<gpu::ClusterMasses> masses(heads);
+  for (int32_t h = 0; h < heads; ++h) {
+    const HeadState& head = state.heads[h];
+    const gpu::ClusterIndex& index = head.index;
+    if (index.num_tokens() == 0) continue;
+    gpu::RecallEstimateInput in;
+    in.queries = queries.Rows(h * group, (h + 1) * group);
+    in.scale = scale;
+    in.centroids = index.centroids();
+    in.sizes = index.sizes();
+    in.key_norms = index.key_norms();
+    in.key_spreads = index.key_spreads();
+    if (state.local_rows > 0) {
+      in.exact_keys.emplace_back(head.local_keys.data(), layout_.dtype, state.local_rows, d);
+    }
+    if (state.pending.has_value()) {
+      const gpu::WindowClusters& w = state.pending->windows[h];
+      in.exact_keys.emplace_back(w.keys.data(), static_cast<int64_t>(w.positions.size()), d);
+    }
+    if (head.window.window_size() > 0) in.exact_keys.push_back(head.window.window_keys());
+    ASSIGN_OR_RETURN(masses[h], gpu::EstimateClusterMasses(in));
+  }
+  stats->score_us = score_us + Micros(t);
+
+  // 3. Select clusters up to the budget and plan the cache. The cache holds whole clusters
   //    (so a slot's value rows sit at a fixed offset and a truncated cluster can be a hit later
   //    with more rows); attention reads the selected prefix.
   t = options_.clock->Now();
-  std::vector<gpu::ClusterSelection> selections(heads);
+  ASSIGN_OR_RETURN(std::vector<gpu::ClusterSelection> selections,
+                   SelectForStep(state, scores, masses));
   std::vector<gpu::CacheRequest> wanted;
   for (int32_t h = 0; h < heads; ++h) {
     const gpu::ClusterIndex& index = state.heads[h].index;
     if (index.num_tokens() == 0) continue;
-    const int64_t budget = std::min<int64_t>(options_.config.token_budget, index.num_tokens());
-    ASSIGN_OR_RETURN(selections[h], gpu::SelectClusters(scores[h], index.sizes(), budget));
     stats->selected_tokens += selections[h].total_tokens;
     ++stats->selected_heads;
     for (int32_t c : selections[h].clusters) {
@@ -278,7 +309,7 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   }
   stats->select_us = Micros(t);
 
-  // 3. One fetch for every miss of the layer.
+  // 4. One fetch for every miss of the layer.
   t = options_.clock->Now();
   if (absl::Status fetched = FetchMisses(layer, state, plan.misses, stats); !fetched.ok()) {
     ResetCache(state);  // the planned slots were promised but not (fully) filled
@@ -297,12 +328,10 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     stats->miss_tokens += e.slot.size();
   }
 
-  // 4. Attention over sinks + selected clusters + pending window + recent window.
+  // 5. Attention over sinks + selected clusters + pending window + recent window.
   t = options_.clock->Now();
   const void* base = state.memory != nullptr ? state.memory->HostView(0) : nullptr;
   std::vector<gpu::AttentionTask> tasks(heads);
-  // The keys attended exactly (everything but the recalled clusters), for step 5.
-  std::vector<std::vector<ConstMatrixView>> exact_keys(heads);
   int64_t attended = 0;
   for (int32_t h = 0; h < heads; ++h) {
     const HeadState& head = state.heads[h];
@@ -311,7 +340,6 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
       task.spans.push_back(gpu::KvSpan{
           ConstMatrixView(head.local_keys.data(), layout_.dtype, state.local_rows, d),
           ConstMatrixView(head.local_values.data(), layout_.dtype, state.local_rows, d)});
-      exact_keys[h].push_back(task.spans.back().keys);
     }
     const gpu::ClusterSelection& sel = selections[h];
     for (size_t i = 0; i < sel.clusters.size(); ++i) {
@@ -324,11 +352,9 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
       const int64_t rows = static_cast<int64_t>(w.positions.size());
       task.spans.push_back(gpu::KvSpan{ConstMatrixView(w.keys.data(), rows, d),
                                        ConstMatrixView(w.values.data(), rows, d)});
-      exact_keys[h].push_back(task.spans.back().keys);
     }
     if (head.window.window_size() > 0) {
       task.spans.push_back(gpu::KvSpan{head.window.window_keys(), head.window.window_values()});
-      exact_keys[h].push_back(task.spans.back().keys);
     }
     for (const gpu::KvSpan& span : task.spans) attended += span.keys.rows;
     if (task.spans.empty()) {
@@ -343,25 +369,13 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   stats->attend_us = Micros(t);
   stats->attended_tokens = attended;
 
-  // 5. Estimated recall per kv head: the exactly attended keys against the centroids'
-  //    estimate of every cluster's mass. Counted in score_us.
-  t = options_.clock->Now();
+  // 6. Estimated recall per kv head of what was attended.
   double recall_sum = 0.0, recall_min = 1.0;
   int32_t estimated = 0;
   for (int32_t h = 0; h < heads; ++h) {
-    const HeadState& head = state.heads[h];
-    const gpu::ClusterIndex& index = head.index;
+    const gpu::ClusterIndex& index = state.heads[h].index;
     if (index.num_tokens() == 0) continue;
-    gpu::RecallEstimateInput in;
-    in.queries = tasks[h].queries;
-    in.scale = scale;
-    in.centroids = index.centroids();
-    in.sizes = index.sizes();
-    in.key_norms = index.key_norms();
-    in.key_spreads = index.key_spreads();
-    in.selection = &selections[h];
-    in.exact_keys = std::move(exact_keys[h]);
-    ASSIGN_OR_RETURN(const float recall, gpu::EstimateRecall(in));
+    const float recall = masses[h].RecallOf(&selections[h], index.sizes());
     ++unreported_.recall_counts[EstimatedRecallBucket(recall)];
     unreported_.recall_sum += std::clamp(recall, 0.0f, 1.0f);
     recall_sum += recall;
@@ -372,8 +386,55 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     stats->estimated_recall = recall_sum / estimated;
     stats->estimated_recall_min = recall_min;
   }
-  stats->score_us += Micros(t);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<gpu::ClusterSelection>> SequenceCore::SelectForStep(
+    const LayerState& state, const std::vector<std::vector<float>>& scores,
+    const std::vector<gpu::ClusterMasses>& masses) {
+  const int32_t heads = layout_.num_kv_heads;
+  const ClusterKvConfig& config = options_.config;
+  std::vector<gpu::ClusterSelection> selections(heads);
+  if (!config.adaptive_budget()) {
+    for (int32_t h = 0; h < heads; ++h) {
+      const gpu::ClusterIndex& index = state.heads[h].index;
+      if (index.num_tokens() == 0) continue;
+      const int64_t budget = std::min<int64_t>(config.token_budget, index.num_tokens());
+      ASSIGN_OR_RETURN(selections[h], gpu::SelectClusters(scores[h], index.sizes(), budget));
+    }
+    return selections;
+  }
+  // Every head's clusters in score order and its recall curve along that order.
+  std::vector<int32_t> active;
+  std::vector<gpu::ClusterSelection> orders;
+  std::vector<gpu::RecallCurve> curves;
+  for (int32_t h = 0; h < heads; ++h) {
+    const gpu::ClusterIndex& index = state.heads[h].index;
+    if (index.num_tokens() == 0) continue;
+    ASSIGN_OR_RETURN(gpu::ClusterSelection order,
+                     gpu::SelectClusters(scores[h], index.sizes(), index.num_tokens()));
+    curves.push_back(gpu::MakeRecallCurve(masses[h], order, index.sizes()));
+    orders.push_back(std::move(order));
+    active.push_back(h);
+  }
+  if (budget_bank_step_ != step_) {
+    budget_bank_step_ = step_;
+    budget_bank_ = 0;
+  }
+  gpu::BudgetLimits limits;
+  limits.target = config.recall_target;
+  limits.min_tokens = config.MinTokenBudget();
+  limits.max_tokens = config.MaxTokenBudget();
+  limits.total_tokens =
+      static_cast<int64_t>(active.size()) * config.token_budget + budget_bank_;
+  const std::vector<int64_t> budgets = gpu::PlanBudgets(curves, limits);
+  int64_t used = 0;
+  for (size_t i = 0; i < active.size(); ++i) {
+    selections[active[i]] = gpu::TruncateSelection(orders[i], budgets[i]);
+    used += budgets[i];
+  }
+  budget_bank_ = std::max<int64_t>(0, limits.total_tokens - used);
+  return selections;
 }
 
 }  // namespace clusterkv::client

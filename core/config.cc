@@ -30,6 +30,15 @@ absl::Status ClusterKvConfig::Validate() const {
     return s;
   }
   if (!(s = CheckRange("token_budget", token_budget, 1, kMaxTokens)).ok()) return s;
+  if (!(recall_target >= 0.0 && recall_target <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("recall_target must be in [0, 1] (0: fixed budget), got ", recall_target));
+  }
+  if (!(s = CheckRange("min_token_budget", min_token_budget, 0, token_budget)).ok()) return s;
+  if (max_token_budget != 0 &&
+      !(s = CheckRange("max_token_budget", max_token_budget, token_budget, kMaxTokens)).ok()) {
+    return s;
+  }
   if (!(s = CheckRange("cache_residency_steps", cache_residency_steps, 0, 1 << 20)).ok()) return s;
   for (int32_t layer : dense_layers) {
     if (!(s = CheckRange("dense_layers entry", layer, 0, 1023)).ok()) return s;
@@ -41,11 +50,24 @@ bool ClusterKvConfig::IsDenseLayer(int32_t layer) const {
   return std::find(dense_layers.begin(), dense_layers.end(), layer) != dense_layers.end();
 }
 
+int64_t ClusterKvConfig::MinTokenBudget() const {
+  return min_token_budget > 0 ? min_token_budget : std::max<int64_t>(1, token_budget / 4);
+}
+
+int64_t ClusterKvConfig::MaxTokenBudget() const {
+  return max_token_budget > 0 ? max_token_budget : 4 * int64_t{token_budget};
+}
+
 std::string ClusterKvConfig::DebugString() const {
   return absl::StrCat("sinks=", num_sink_tokens, " dense_layers=[", absl::StrJoin(dense_layers, ","),
                       "] C0=", num_prefill_clusters, " iters=", kmeans_iterations,
                       " m=", recluster_interval, " C+=", clusters_per_recluster,
-                      " B=", token_budget, " R=", cache_residency_steps, " seed=", seed);
+                      " B=", token_budget,
+                      adaptive_budget()
+                          ? absl::StrCat(" adaptive(target=", recall_target, " B_min=",
+                                         MinTokenBudget(), " B_max=", MaxTokenBudget(), ")")
+                          : std::string(),
+                      " R=", cache_residency_steps, " seed=", seed);
 }
 
 }  // namespace clusterkv

@@ -27,6 +27,14 @@ struct ClusterKvConfig {
   // B: tokens recalled from clusters per (step, layer, kv head); sinks and the recent window
   // are attended in addition to it.
   int32_t token_budget = 1024;
+  // Adaptive budget (docs/decisions.md D75): with recall_target > 0 each kv head takes the
+  // fewest tokens whose estimated recall reaches the target, within [min_token_budget,
+  // max_token_budget], and a layer's heads share num_kv_heads * token_budget tokens per step
+  // (so token_budget becomes the mean budget's cap). 0 = the fixed budget B for every head.
+  double recall_target = 0.0;
+  // B_min and B_max of the adaptive mode; 0 = token_budget / 4 and 4 * token_budget.
+  int32_t min_token_budget = 0;
+  int32_t max_token_budget = 0;
   // R: a recalled cluster stays in the device cache for R decode steps after its last use.
   int32_t cache_residency_steps = 1;
   // Seed of the deterministic K-means initialisation.
@@ -35,6 +43,10 @@ struct ClusterKvConfig {
   // InvalidArgument naming the first field out of range.
   absl::Status Validate() const;
   bool IsDenseLayer(int32_t layer) const;
+  bool adaptive_budget() const { return recall_target > 0.0; }
+  // The adaptive mode's B_min and B_max with their defaults applied.
+  int64_t MinTokenBudget() const;
+  int64_t MaxTokenBudget() const;
   std::string DebugString() const;
 };
 

@@ -48,13 +48,19 @@ absl::Status Validate(const RecallEstimateInput& in) {
 
 }  // namespace
 
-absl::StatusOr<float> EstimateRecall(const RecallEstimateInput& in) {
-  if (absl::Status s = Validate(in); !s.ok()) return s;
+absl::StatusOr<ClusterMasses> EstimateClusterMasses(const RecallEstimateInput& in) {
+  RecallEstimateInput unselected = in;
+  unselected.selection = nullptr;
+  if (absl::Status s = Validate(unselected); !s.ok()) return s;
   const int32_t d = static_cast<int32_t>(in.queries.cols);
   const size_t num_clusters = in.sizes.size();
-  int64_t clustered = 0;
-  for (int32_t n : in.sizes) clustered += n;
-  if (clustered == 0) return 1.0f;
+  ClusterMasses out;
+  out.num_query_heads = static_cast<int32_t>(in.queries.rows);
+  out.num_clusters = static_cast<int32_t>(num_clusters);
+  for (int32_t n : in.sizes) {
+    if (n > 0) out.no_clustered_tokens = false;
+  }
+  if (out.no_clustered_tokens) return out;
 
   // Statistics for clusters that lack them: the head's mean, else norm 1 and spread 0.
   double norm_sum = 0.0, spread_sum = 0.0;
@@ -68,21 +74,15 @@ absl::StatusOr<float> EstimateRecall(const RecallEstimateInput& in) {
   }
   const float default_norm = known > 0 ? static_cast<float>(norm_sum / known) : 1.0f;
   const float default_spread = known > 0 ? static_cast<float>(spread_sum / known) : 0.0f;
-  std::vector<float> fraction(num_clusters, 0.0f);  // share of each cluster attended
-  if (in.selection != nullptr) {
-    for (size_t i = 0; i < in.selection->clusters.size(); ++i) {
-      const int32_t j = in.selection->clusters[i];
-      if (in.sizes[j] > 0) {
-        fraction[j] = static_cast<float>(in.selection->tokens[i]) / static_cast<float>(in.sizes[j]);
-      }
-    }
-  }
 
+  const size_t g_count = static_cast<size_t>(out.num_query_heads);
+  out.exact.assign(g_count, 0.0);
+  out.total.assign(g_count, 0.0);
+  out.cluster.assign(g_count * num_clusters, 0.0);
   std::vector<float> q(static_cast<size_t>(d)), k(static_cast<size_t>(d));
   std::vector<double> exact_logits, cluster_logmass(num_clusters);
-  double recall_sum = 0.0;
-  for (int64_t g = 0; g < in.queries.rows; ++g) {
-    in.queries.LoadRow(g, q.data());
+  for (size_t g = 0; g < g_count; ++g) {
+    in.queries.LoadRow(static_cast<int64_t>(g), q.data());
     const double q_sq = internal::Dot(q.data(), q.data(), d);
     double top = -std::numeric_limits<double>::infinity();
     exact_logits.clear();
@@ -105,17 +105,47 @@ absl::StatusOr<float> EstimateRecall(const RecallEstimateInput& in) {
                            s * r * internal::Dot(q.data(), mu, d) + 0.5 * s * s * spread * q_sq;
       top = std::max(top, cluster_logmass[j]);
     }
-    double exact = 0.0, selected = 0.0, all = 0.0;
+    double exact = 0.0, all = 0.0;
     for (double l : exact_logits) exact += std::exp(l - top);
+    double* row = out.cluster.data() + g * num_clusters;
     for (size_t j = 0; j < num_clusters; ++j) {
       if (in.sizes[j] == 0) continue;
-      const double m = std::exp(cluster_logmass[j] - top);
-      all += m;
-      selected += fraction[j] * m;
+      row[j] = std::exp(cluster_logmass[j] - top);
+      all += row[j];
     }
-    recall_sum += (exact + selected) / (exact + all);
+    out.exact[g] = exact;
+    out.total[g] = exact + all;
   }
-  return static_cast<float>(recall_sum / static_cast<double>(in.queries.rows));
+  return out;
+}
+
+float ClusterMasses::RecallOf(const ClusterSelection* selection,
+                              absl::Span<const int32_t> sizes) const {
+  if (no_clustered_tokens) return 1.0f;
+  double recall_sum = 0.0;
+  const size_t c = static_cast<size_t>(num_clusters);
+  for (size_t g = 0; g < static_cast<size_t>(num_query_heads); ++g) {
+    double selected = 0.0;
+    if (selection != nullptr) {
+      const double* row = cluster.data() + g * c;
+      for (size_t i = 0; i < selection->clusters.size(); ++i) {
+        const int32_t j = selection->clusters[i];
+        if (sizes[j] > 0) {
+          selected += row[j] * static_cast<double>(selection->tokens[i]) /
+                      static_cast<double>(sizes[j]);
+        }
+      }
+    }
+    recall_sum += (exact[g] + selected) / total[g];
+  }
+  return static_cast<float>(recall_sum / static_cast<double>(num_query_heads));
+}
+
+absl::StatusOr<float> EstimateRecall(const RecallEstimateInput& in) {
+  if (absl::Status s = Validate(in); !s.ok()) return s;
+  absl::StatusOr<ClusterMasses> masses = EstimateClusterMasses(in);
+  if (!masses.ok()) return masses.status();
+  return masses->RecallOf(in.selection, in.sizes);
 }
 
 }  // namespace clusterkv::gpu

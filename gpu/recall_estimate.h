@@ -42,6 +42,25 @@ struct RecallEstimateInput {
 // shapes or a selection naming a cluster out of range.
 absl::StatusOr<float> EstimateRecall(const RecallEstimateInput& input);
 
+// The model's masses for one kv head, before any selection: per query head g, the exact mass
+// and each cluster's mass, all relative to a common per-g reference so they add up.
+struct ClusterMasses {
+  int32_t num_query_heads = 0;
+  int32_t num_clusters = 0;
+  std::vector<double> exact;    // [G]
+  std::vector<double> total;    // [G]: exact + every cluster's mass
+  std::vector<double> cluster;  // [G * C], row g then cluster c
+  bool no_clustered_tokens = true;
+
+  // The recall estimate (as EstimateRecall) of attending `selection` (null: no cluster).
+  // The selection must name clusters of this head (checked by EstimateClusterMasses' caller).
+  float RecallOf(const ClusterSelection* selection, absl::Span<const int32_t> sizes) const;
+};
+
+// The masses of input.queries against every cluster of the head (input.selection is ignored).
+// The same errors as EstimateRecall.
+absl::StatusOr<ClusterMasses> EstimateClusterMasses(const RecallEstimateInput& input);
+
 }  // namespace clusterkv::gpu
 
 #endif  // CLUSTERKV_GPU_RECALL_ESTIMATE_H_

@@ -38,6 +38,8 @@
 #include "gpu/cluster_index.h"
 #include "gpu/device_cache.h"
 #include "gpu/incremental.h"
+#include "gpu/recall_estimate.h"
+#include "gpu/selection.h"
 
 namespace clusterkv::client {
 
@@ -135,6 +137,11 @@ class SequenceCore {
                            StepStats* stats);
   absl::Status AttendClustered(int32_t layer, LayerState& state, const ConstMatrixView& queries,
                                MatrixView out, StepStats* stats);
+  // The selection of every head: B tokens each, or the adaptive budgets (config D75) planned
+  // from `masses`. Draws on and refills the step's budget bank.
+  absl::StatusOr<std::vector<gpu::ClusterSelection>> SelectForStep(
+      const LayerState& state, const std::vector<std::vector<float>>& scores,
+      const std::vector<gpu::ClusterMasses>& masses);
   absl::Status FetchMisses(int32_t layer, LayerState& state,
                            const std::vector<gpu::CacheEntry>& misses, StepStats* stats);
   // FetchMisses over the data plane. Sets `*fell_back` (and returns OK) when the plane is
@@ -152,6 +159,10 @@ class SequenceCore {
   SlotLayout slots_;
   std::vector<std::unique_ptr<LayerState>> layers_;
   int64_t step_ = 0;
+  // Adaptive budget: the tokens of this step's cap (num_kv_heads * B per sparse layer) that the
+  // layers attended so far left unspent; later layers of the same step may use them.
+  int64_t budget_bank_ = 0;
+  int64_t budget_bank_step_ = -1;
   int64_t bytes_fetched_ = 0;
   int64_t bytes_offloaded_ = 0;
   int64_t blocks_fetched_direct_ = 0;

@@ -35,6 +35,9 @@ bool ApplyConfigOption(const std::string& key, const py::handle& v, ClusterKvCon
   else if (key == "clusters_per_recluster") c.clusters_per_recluster = v.cast<int32_t>();
   else if (key == "token_budget") c.token_budget = v.cast<int32_t>();
   else if (key == "cache_residency_steps") c.cache_residency_steps = v.cast<int32_t>();
+  else if (key == "recall_target") c.recall_target = v.cast<double>();
+  else if (key == "min_token_budget") c.min_token_budget = v.cast<int32_t>();
+  else if (key == "max_token_budget") c.max_token_budget = v.cast<int32_t>();
   else if (key == "seed") c.seed = v.cast<uint64_t>();
   else return false;
   return true;
@@ -58,7 +61,8 @@ bool ApplyClientOption(const std::string& key, const py::handle& v, client::Clie
 
 constexpr const char* kOptionNames =
     "config, num_sink_tokens, dense_layers, num_prefill_clusters, kmeans_iterations, "
-    "recluster_interval, clusters_per_recluster, token_budget, cache_residency_steps, seed, "
+    "recluster_interval, clusters_per_recluster, token_budget, recall_target, min_token_budget, "
+    "max_token_budget, cache_residency_steps, seed, "
     "backend, threads, device_memory, call_timeout, put_message_bytes, write_through, "
     "data_plane, ucx_transports, ucx_region_bytes, ucx_fetch_timeout, retry_attempts";
 
@@ -143,6 +147,9 @@ takes a Config as config= and/or the same fields as keywords.)doc")
       .def_readwrite("clusters_per_recluster", &ClusterKvConfig::clusters_per_recluster)
       .def_readwrite("token_budget", &ClusterKvConfig::token_budget)
       .def_readwrite("cache_residency_steps", &ClusterKvConfig::cache_residency_steps)
+      .def_readwrite("recall_target", &ClusterKvConfig::recall_target)
+      .def_readwrite("min_token_budget", &ClusterKvConfig::min_token_budget)
+      .def_readwrite("max_token_budget", &ClusterKvConfig::max_token_budget)
       .def_readwrite("seed", &ClusterKvConfig::seed)
       .def("validate", [](const ClusterKvConfig& c) { ThrowIfError(c.Validate()); })
       .def("is_dense_layer", &ClusterKvConfig::IsDenseLayer)

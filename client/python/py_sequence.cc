@@ -21,6 +21,8 @@ py::dict StatsDict(const client::StepStats& s) {
   d["hit_tokens"] = s.hit_tokens;
   d["miss_tokens"] = s.miss_tokens;
   d["attended_tokens"] = s.attended_tokens;
+  d["selected_tokens"] = s.selected_tokens;
+  d["selected_heads"] = s.selected_heads;
   d["estimated_recall"] = s.estimated_recall;
   d["estimated_recall_min"] = s.estimated_recall_min;
   const int64_t requested = s.hit_tokens + s.miss_tokens;
@@ -96,7 +98,8 @@ clusters within the token budget, fetches the device-cache misses from the daemo
 over sinks + selected clusters + the recent window. Returns the output [num_q_heads, head_dim]
 float32 (written into `out` when given), or (output, stats) with return_stats=True; stats holds
 the StepStats counters (score_us, select_us, fetch_us, attend_us, bytes_fetched,
-blocks_fetched, hit/miss clusters and tokens, attended_tokens, hit_rate, and
+blocks_fetched, hit/miss clusters and tokens, attended_tokens, selected_tokens and
+selected_heads (the tokens taken from clusters and the heads that took them), hit_rate, and
 estimated_recall / estimated_recall_min: the share of attention mass the step is estimated to
 have attended, mean and minimum over the layer's kv heads).
 A layer attended twice starts a new decode step (see begin_step).)doc")

@@ -264,6 +264,55 @@ TEST_P(SequenceTest, EachStepReportsItsEstimatedRecall) {
   EXPECT_NEAR(every.estimated_recall_min, 1.0, 1e-6);
 }
 
+TEST_P(SequenceTest, AdaptiveBudgetsStayWithinTheirLimitsAndTheStepsCap) {
+  // Three layers, two of them clustered, so a step's cap spans layers.
+  const KvLayout layout{3, kQHeads, kKvHeads, kDim, GetParam()};
+  const auto open = [&](const std::string& id, double target, int32_t min, int32_t max) {
+    SequenceOptions o = TestOptions();
+    o.config.recall_target = target;
+    o.config.min_token_budget = min;
+    o.config.max_token_budget = max;
+    auto seq = SequenceCore::Open(&fake_, id, layout, o);
+    EXPECT_TRUE(seq.ok()) << seq.status();
+    EXPECT_TRUE((*seq)->OffloadPrefill(1, K(), V()).ok());
+    EXPECT_TRUE((*seq)->OffloadPrefill(2, K(), V()).ok());
+    return *std::move(seq);
+  };
+  std::unique_ptr<SequenceCore> adaptive = open("adaptive", 0.95, 6, 60);
+  std::unique_ptr<SequenceCore> lowest = open("lowest", 1e-9, 6, 60);
+  std::unique_ptr<SequenceCore> exact = open("exact", 1.0, 0, 24);  // B_max = B: the fixed mode
+  std::unique_ptr<SequenceCore> fixed = open("fixed", 0.0, 0, 0);
+  std::vector<float> out(kQHeads * kDim), fixed_out(kQHeads * kDim);
+  for (int step = 0; step < 6; ++step) {
+    int64_t step_tokens = 0;
+    for (int32_t layer : {1, 2}) {
+      const std::vector<float> q = Random(kQHeads * kDim, 40 + 2 * step + layer, DType::kFloat32);
+      const ConstMatrixView qv(q.data(), kQHeads, kDim);
+      StepStats s;
+      ASSERT_TRUE(adaptive->Attend(layer, qv, MatrixView(out.data(), kQHeads, kDim), &s).ok());
+      EXPECT_EQ(s.selected_heads, kKvHeads);
+      EXPECT_GE(s.selected_tokens, int64_t{kKvHeads} * 6);
+      EXPECT_LE(s.selected_tokens, int64_t{kKvHeads} * 60);
+      step_tokens += s.selected_tokens;
+
+      // A target every head reaches with no cluster: B_min each.
+      ASSERT_TRUE(lowest->Attend(layer, qv, MatrixView(out.data(), kQHeads, kDim), &s).ok());
+      EXPECT_EQ(s.selected_tokens, int64_t{kKvHeads} * 6);
+
+      // Recall 1 within B_max = B: every head takes B, exactly as the fixed budget does.
+      StepStats f;
+      ASSERT_TRUE(exact->Attend(layer, qv, MatrixView(out.data(), kQHeads, kDim), &s).ok());
+      ASSERT_TRUE(fixed->Attend(layer, qv, MatrixView(fixed_out.data(), kQHeads, kDim), &f).ok());
+      EXPECT_EQ(s.selected_tokens, int64_t{kKvHeads} * 24);
+      EXPECT_EQ(f.selected_tokens, int64_t{kKvHeads} * 24);
+      EXPECT_EQ(out, fixed_out);
+      EXPECT_EQ(s.estimated_recall, f.estimated_recall);
+    }
+    // Both layers together spend at most their cap, 2 layers x heads x B.
+    EXPECT_LE(step_tokens, 2 * int64_t{kKvHeads} * 24) << "step " << step;
+  }
+}
+
 TEST_P(SequenceTest, StepStatisticsReachTheDaemonEverySixtyFourStepsAndAtClose) {
   Prefill();
   const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);

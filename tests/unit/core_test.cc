@@ -89,6 +89,32 @@ TEST(ConfigTest, RejectsOutOfRangeFields) {
   EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ConfigTest, AdaptiveBudgetLimits) {
+  ClusterKvConfig config;
+  EXPECT_FALSE(config.adaptive_budget());  // the paper's fixed budget by default
+  config.recall_target = 0.9;
+  EXPECT_TRUE(config.adaptive_budget());
+  EXPECT_TRUE(config.Validate().ok());
+  EXPECT_EQ(config.MinTokenBudget(), 256);  // B / 4 and 4 B
+  EXPECT_EQ(config.MaxTokenBudget(), 4096);
+  config.min_token_budget = 100;
+  config.max_token_budget = 2000;
+  EXPECT_TRUE(config.Validate().ok());
+  EXPECT_EQ(config.MinTokenBudget(), 100);
+  EXPECT_EQ(config.MaxTokenBudget(), 2000);
+  for (double bad : {-0.1, 1.5, std::nan("")}) {
+    config.recall_target = bad;
+    EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  config.recall_target = 0.9;
+  config.min_token_budget = 1025;  // above B: the cap could not hold every head's minimum
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  config.min_token_budget = 0;
+  config.max_token_budget = 1000;  // below B
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(config.DebugString().find("adaptive"), std::string::npos);
+}
+
 TEST(HalfTest, EveryFp16ValueRoundTrips) {
   for (uint32_t bits = 0; bits <= 0xffff; ++bits) {
     const uint16_t h = static_cast<uint16_t>(bits);

@@ -13,6 +13,9 @@ void AttentionStepStats::Add(const AttentionStepStats& o) {
   hit_tokens += o.hit_tokens;
   miss_tokens += o.miss_tokens;
   attended_tokens += o.attended_tokens;
+  selected_tokens += o.selected_tokens;
+  selected_heads += o.selected_heads;
+  estimated_recall_sum += o.estimated_recall_sum;
 }
 
 }  // namespace clusterkv::llama

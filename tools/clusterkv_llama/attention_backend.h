@@ -26,6 +26,11 @@ struct AttentionStepStats {
   int64_t hit_tokens = 0;
   int64_t miss_tokens = 0;
   int64_t attended_tokens = 0;  // summed over kv heads
+  // ClusterKV: tokens taken from clusters and the heads that took them (their ratio is the mean
+  // per-head budget), and the estimated recall summed over those heads.
+  int64_t selected_tokens = 0;
+  int64_t selected_heads = 0;
+  double estimated_recall_sum = 0.0;
 
   void Add(const AttentionStepStats& o);
 };

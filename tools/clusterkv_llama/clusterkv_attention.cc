@@ -62,6 +62,9 @@ absl::Status ClusterKvBackend::AppendAndAttend(int32_t layer, const float* q, co
     stats->hit_tokens = s.hit_tokens;
     stats->miss_tokens = s.miss_tokens;
     stats->attended_tokens = s.attended_tokens;
+    stats->selected_tokens = s.selected_tokens;
+    stats->selected_heads = s.selected_heads;
+    stats->estimated_recall_sum = s.estimated_recall * s.selected_heads;
   }
   return absl::OkStatus();
 }
@@ -91,13 +94,17 @@ absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const S
   co.call_timeout = o.call_timeout;
   co.data_plane = o.data_plane;
   // The UCX region holds every sparse layer's device cache (Sequence sizes one per layer at
-  // kv_heads x (2B + its largest cluster) tokens); a layer that does not fit falls back to gRPC
-  // fetches. Size it for the budget, with room for clusters of up to 2048 tokens.
+  // kv_heads x (2B, or B + B_max when adaptive, + its largest cluster) tokens); a layer that
+  // does not fit falls back to gRPC fetches. Size it for the budget, with room for clusters of
+  // up to 2048 tokens.
   const std::vector<int32_t> global = model.GlobalLayers();
   const int64_t token_bytes =
       2 * int64_t{model.head_dim} * static_cast<int64_t>(DTypeSize(o.kv_dtype)) + 4;
+  const int64_t per_head = co.config.adaptive_budget()
+                               ? co.config.MaxTokenBudget() + budget  // an adaptive head's most
+                               : 2 * budget;
   const int64_t layer_tokens = int64_t{model.n_kv_heads} *
-                               (2 * budget + std::max<int64_t>(2048, co.config.recluster_interval));
+                               (per_head + std::max<int64_t>(2048, co.config.recluster_interval));
   const int64_t want = static_cast<int64_t>(global.size()) * layer_tokens * token_bytes * 5 / 4;
   co.ucx_region_bytes =
       static_cast<size_t>(std::clamp<int64_t>(want, int64_t{256} << 20, int64_t{4} << 30));

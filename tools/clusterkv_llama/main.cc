@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "core/cli_help.h"
 #include "tools/clusterkv_llama/llama_tool.h"
@@ -66,7 +67,13 @@ ABSL_FLAG(int32_t, demo_reference_tokens, 128,
           "demo: tokens of the text after the prompt whose perplexity both variants report.");
 ABSL_FLAG(std::string, contexts, "2048,4096,8192", "eval: context lengths in tokens.");
 ABSL_FLAG(std::string, methods, "clusterkv,quest,streamingllm,oracle",
-          "eval: methods beside full attention (clusterkv, quest, streamingllm, oracle).");
+          "eval: methods beside full attention (clusterkv, clusterkv_adaptive, quest, "
+          "streamingllm, oracle).");
+ABSL_FLAG(std::string, recall_targets, "0.9",
+          "eval: the estimated-recall targets of clusterkv_adaptive, each run at every --budgets "
+          "entry (then the cap of the mean per-head budget).");
+ABSL_FLAG(int32_t, min_budget, 0, "clusterkv_adaptive: B_min per kv head (0 = B / 4).");
+ABSL_FLAG(int32_t, max_budget, 0, "clusterkv_adaptive: B_max per kv head (0 = 4 B).");
 ABSL_FLAG(std::string, text, "austen",
           "eval: the text for perplexity and agreement: austen (r-cran-janeaustenr), kjv "
           "(bible-kjv) or a file path.");
@@ -151,11 +158,11 @@ int main(int argc, char** argv) {
          {"Demo", {"demo_context", "demo_reference_tokens"}},
          {"Eval",
           {"contexts", "methods", "text", "passkey_text", "ppl_tokens", "agreement_tokens",
-           "passkey_depths", "passkey_contexts", "dump_npy"}},
+           "passkey_depths", "passkey_contexts", "dump_npy", "recall_targets"}},
          {"Compare", {"steps", "budgets", "oracle"}},
          {"ClusterKV",
           {"kv_dtype", "clusters", "kmeans_iters", "sinks", "dense_layers", "recluster_interval",
-           "clusters_per_recluster", "residency"}},
+           "clusters_per_recluster", "residency", "min_budget", "max_budget"}},
          {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib", "data_plane"}},
          {"Compute and output", {"threads", "json", "quiet"}}},
         std::cout);
@@ -217,6 +224,15 @@ int main(int argc, char** argv) {
       o.eval.passkey_contexts = *pc;
     }
     o.eval.dump_npy_dir = absl::GetFlag(FLAGS_dump_npy);
+    o.eval.recall_targets.clear();
+    for (absl::string_view part :
+         absl::StrSplit(absl::GetFlag(FLAGS_recall_targets), ',', absl::SkipEmpty())) {
+      double t = 0.0;
+      if (!absl::SimpleAtod(part, &t) || !(t > 0.0 && t <= 1.0)) {
+        return Usage(absl::StrCat("--recall_targets: \"", part, "\" is not a number in (0, 1]"));
+      }
+      o.eval.recall_targets.push_back(t);
+    }
   }
   o.synthetic.length = absl::GetFlag(FLAGS_prompt_len);
   o.synthetic.seed = absl::GetFlag(FLAGS_prompt_seed);
@@ -233,6 +249,8 @@ int main(int argc, char** argv) {
   co.config.num_prefill_clusters = absl::GetFlag(FLAGS_clusters);
   co.config.kmeans_iterations = absl::GetFlag(FLAGS_kmeans_iters);
   co.config.num_sink_tokens = absl::GetFlag(FLAGS_sinks);
+  co.config.min_token_budget = absl::GetFlag(FLAGS_min_budget);
+  co.config.max_token_budget = absl::GetFlag(FLAGS_max_budget);
   co.config.recluster_interval = absl::GetFlag(FLAGS_recluster_interval);
   co.config.clusters_per_recluster = absl::GetFlag(FLAGS_clusters_per_recluster);
   co.config.cache_residency_steps = absl::GetFlag(FLAGS_residency);

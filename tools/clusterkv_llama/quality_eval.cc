@@ -25,15 +25,22 @@ namespace clusterkv::llama {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+constexpr char kAdaptive[] = "clusterkv_adaptive";
 using internal::SecondsSince;
 using internal::SteadyClock;
 
 // One attention variant: "full" (budget 0) or a method at a budget.
+// "clusterkv_adaptive" runs once per recall target, `budget` then being the cap of the mean
+// per-head budget (core/config.h).
 struct Variant {
   std::string method;
   int64_t budget = 0;
+  double recall_target = 0.0;
   std::string Name() const {
-    return method == "full" ? "full_attention" : absl::StrCat(method, "_b", budget);
+    if (method == "full") return "full_attention";
+    if (method == kAdaptive) return absl::StrCat("clusterkv_r", recall_target, "_b", budget);
+    return absl::StrCat(method, "_b", budget);
   }
 };
 
@@ -56,7 +63,13 @@ class Evaluator {
       : w_(w), c_(w.config), tok_(tok), o_(o), threads_(threads), exec_(exec), model_(&w, threads) {
     variants_.push_back(Variant{"full", 0});
     for (const std::string& m : o.methods) {
-      for (int64_t b : o.budgets) variants_.push_back(Variant{m, b});
+      for (int64_t b : o.budgets) {
+        if (m != kAdaptive) {
+          variants_.push_back(Variant{m, b});
+          continue;
+        }
+        for (double t : o.recall_targets) variants_.push_back(Variant{m, b, t});
+      }
     }
   }
 
@@ -100,11 +113,13 @@ absl::StatusOr<PassBackend> Evaluator::Make(const Variant& v, int64_t capacity,
   if (v.method == "full") {
     b.owned = ForModelLayers(
         c_, std::make_unique<FullAttentionBackend>(c_, o_.kv_dtype, capacity, exec_));
-  } else if (v.method == "clusterkv") {
-    ASSIGN_OR_RETURN(
-        ClusterKvSession s,
-        OpenClusterKv(c_, o_, v.budget, absl::StrCat(v.Name(), "-", tag, "-", sequence_serial_++),
-                      threads_));
+  } else if (v.method == "clusterkv" || v.method == kAdaptive) {
+    ServiceOptions service = o_;
+    service.config.recall_target = v.recall_target;
+    ASSIGN_OR_RETURN(ClusterKvSession s,
+                     OpenClusterKv(c_, service, v.budget,
+                                   absl::StrCat(v.Name(), "-", tag, "-", sequence_serial_++),
+                                   threads_));
     b.session = std::move(s);
   } else {
     ASSIGN_OR_RETURN(BaselineMethod method, ParseBaselineMethod(v.method));
@@ -275,6 +290,13 @@ absl::Status Evaluator::EvaluateContext(const std::vector<int32_t>& text, int64_
     r["attended_tokens_per_kv_head"] =
         static_cast<double>(stats.attended_tokens) /
         (steps * static_cast<double>(c_.n_layers) * static_cast<double>(c_.n_kv_heads));
+    if (stats.selected_heads > 0) {
+      r["mean_budget_per_kv_head"] =
+          static_cast<double>(stats.selected_tokens) / static_cast<double>(stats.selected_heads);
+      r["estimated_recall"] =
+          stats.estimated_recall_sum / static_cast<double>(stats.selected_heads);
+    }
+    if (v.method == kAdaptive) r["recall_target"] = v.recall_target;
     r["score_ms_per_step"] = stats.score_us / steps / 1000.0;
     r["select_ms_per_step"] = stats.select_us / steps / 1000.0;
     r["fetch_ms_per_step"] = stats.fetch_us / steps / 1000.0;
@@ -446,9 +468,18 @@ absl::StatusOr<Json> RunQualityEval(const ModelWeights& weights, const Tokenizer
         "ppl_tokens, agreement_tokens and chunk must be >= 1, passkey_depths >= 0");
   }
   for (const std::string& m : o.methods) {
-    if (m != "clusterkv" && !ParseBaselineMethod(m).ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown method \"", m, "\" (clusterkv, quest, streamingllm, oracle)"));
+    if (m != "clusterkv" && m != kAdaptive && !ParseBaselineMethod(m).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown method \"", m,
+          "\" (clusterkv, clusterkv_adaptive, quest, streamingllm, oracle)"));
+    }
+    if (m == kAdaptive && o.recall_targets.empty()) {
+      return absl::InvalidArgumentError("clusterkv_adaptive needs at least one recall target");
+    }
+  }
+  for (double t : o.recall_targets) {
+    if (!(t > 0.0 && t <= 1.0)) {
+      return absl::InvalidArgumentError(absl::StrCat("recall target ", t, " is not in (0, 1]"));
     }
   }
   for (int64_t b : o.budgets) {

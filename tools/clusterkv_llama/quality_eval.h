@@ -12,7 +12,8 @@
 //               teacher-forced through each method: the fraction of steps whose greedy token is
 //               full attention's;
 //   cost        from the perplexity pass: the device-cache hit rate (ClusterKV's cluster reuse
-//               across steps), bytes recalled per token, tokens attended per kv head, and the
+//               across steps), bytes recalled per token, tokens attended per kv head, the mean
+//               per-head budget and estimated recall (ClusterKV), and the
 //               attention time per step split into score / select / fetch / attend.
 // Passkey retrieval (passkey.h) at `passkey_contexts` (default: every context): the needle at
 // `passkey_depths` depths in `passkey_text`, one dense prefill per depth, each method's greedy
@@ -40,8 +41,11 @@ namespace clusterkv::llama {
 struct QualityEvalOptions : ServiceOptions {
   std::vector<int64_t> contexts = {2048};
   std::vector<int64_t> budgets = {256, 512, 1024, 2048};
-  // Any of "clusterkv", "quest", "streamingllm", "oracle".
+  // Any of "clusterkv", "clusterkv_adaptive", "quest", "streamingllm", "oracle".
+  // clusterkv_adaptive (docs/decisions.md D75) runs at each budget (the cap of the mean per-head
+  // budget) for each of `recall_targets`; config.min/max_token_budget apply.
   std::vector<std::string> methods = {"clusterkv", "quest", "streamingllm", "oracle"};
+  std::vector<double> recall_targets = {0.9};
   std::string text = "austen";       // text_source.h
   std::string passkey_text = "kjv";  // the passkey haystack
   int32_t ppl_tokens = 256;
