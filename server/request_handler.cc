@@ -23,6 +23,8 @@ storage::HeadIndexRecord FromProto(const v1::HeadIndex& index, int32_t head_dim)
   record.head_dim = head_dim;
   record.centroids.assign(index.centroids().begin(), index.centroids().end());
   record.sizes.assign(index.sizes().begin(), index.sizes().end());
+  record.key_norms.assign(index.key_norms().begin(), index.key_norms().end());
+  record.key_spreads.assign(index.key_spreads().begin(), index.key_spreads().end());
   return record;
 }
 
@@ -31,6 +33,8 @@ void ToProto(const HeadId& head, const storage::HeadIndexRecord& record, v1::Hea
   out->set_kv_head(head.kv_head);
   out->mutable_centroids()->Add(record.centroids.begin(), record.centroids.end());
   out->mutable_sizes()->Add(record.sizes.begin(), record.sizes.end());
+  out->mutable_key_norms()->Add(record.key_norms.begin(), record.key_norms.end());
+  out->mutable_key_spreads()->Add(record.key_spreads.begin(), record.key_spreads.end());
 }
 
 }  // namespace
@@ -323,7 +327,8 @@ absl::StatusOr<v1::AppendClustersResponse> RequestHandler::AppendClusters(
     absl::StatusOr<std::shared_ptr<const storage::HeadIndexRecord>> current =
         FindIndex(key, *session, head);
     if (!current.ok() && !absl::IsNotFound(current.status())) return current.status();
-    const storage::HeadIndexRecord empty{layout.head_dim, {}, {}};
+    storage::HeadIndexRecord empty;
+    empty.head_dim = layout.head_dim;
     const storage::HeadIndexRecord& have = current.ok() ? **current : empty;
     const int32_t count = have.num_clusters();
     const int32_t added = appended.sizes_size();
@@ -334,9 +339,7 @@ absl::StatusOr<v1::AppendClustersResponse> RequestHandler::AppendClusters(
     if (first == count) {
       storage::HeadIndexRecord merged = have;
       merged.head_dim = layout.head_dim;
-      merged.centroids.insert(merged.centroids.end(), appended.centroids().begin(),
-                              appended.centroids().end());
-      merged.sizes.insert(merged.sizes.end(), appended.sizes().begin(), appended.sizes().end());
+      storage::AppendHeadIndex(FromProto(appended, layout.head_dim), &merged);
       entry.merged = std::make_shared<const storage::HeadIndexRecord>(std::move(merged));
       continue;
     }

@@ -127,7 +127,25 @@ absl::Status ValidateHeadIndex(const KvLayout& layout, const v1::HeadIndex& inde
           absl::StrCat("size of cluster ", i, " is negative (", index.sizes(i), ")"));
     }
   }
-  return CheckFinite(index.centroids(), "centroids");
+  if (absl::Status s = CheckFinite(index.centroids(), "centroids"); !s.ok()) return s;
+  // Key statistics: none, or one norm and one spread per cluster, each non-negative or NaN
+  // (unknown).
+  if (index.key_norms_size() != index.key_spreads_size() ||
+      (index.key_norms_size() != 0 && index.key_norms_size() != index.sizes_size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "index has ", index.key_norms_size(), " key norms and ", index.key_spreads_size(),
+        " key spreads for ", index.sizes_size(), " clusters (none, or one each per cluster)"));
+  }
+  for (const auto* values : {&index.key_norms(), &index.key_spreads()}) {
+    for (float x : *values) {
+      if (std::isnan(x)) continue;
+      if (!std::isfinite(x) || x < 0.0f) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "key statistics must be non-negative and finite (or NaN: unknown), got ", x));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ValidateSelect(const KvLayout& layout, const v1::SelectRequest& request) {

@@ -127,6 +127,10 @@ v1::HeadIndex MakeHeadIndex(HeadId head, const gpu::Clustering& c) {
   index.set_kv_head(head.kv_head);
   index.mutable_centroids()->Add(c.centroids.begin(), c.centroids.end());
   index.mutable_sizes()->Add(c.sizes.begin(), c.sizes.end());
+  if (c.key_norms.size() == c.sizes.size() && c.key_spreads.size() == c.sizes.size()) {
+    index.mutable_key_norms()->Add(c.key_norms.begin(), c.key_norms.end());
+    index.mutable_key_spreads()->Add(c.key_spreads.begin(), c.key_spreads.end());
+  }
   return index;
 }
 
@@ -150,6 +154,11 @@ absl::StatusOr<gpu::Clustering> ClusteringOfHeadIndex(const v1::HeadIndex& index
   }
   for (float x : c.centroids) {
     if (!std::isfinite(x)) return absl::DataLossError("index holds a non-finite centroid");
+  }
+  // Key statistics travel only complete; anything else leaves them unknown (NaN).
+  if (index.key_norms_size() == clusters && index.key_spreads_size() == clusters) {
+    c.key_norms.assign(index.key_norms().begin(), index.key_norms().end());
+    c.key_spreads.assign(index.key_spreads().begin(), index.key_spreads().end());
   }
   return c;
 }

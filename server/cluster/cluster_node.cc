@@ -418,6 +418,8 @@ absl::StatusOr<std::vector<ClusterId>> ClusterNode::PushSequence(
       out->set_kv_head(head);
       out->mutable_centroids()->Add(index->centroids.begin(), index->centroids.end());
       out->mutable_sizes()->Add(index->sizes.begin(), index->sizes.end());
+      out->mutable_key_norms()->Add(index->key_norms.begin(), index->key_norms.end());
+      out->mutable_key_spreads()->Add(index->key_spreads.begin(), index->key_spreads.end());
     }
   }
   messages.back().set_num_tokens(meta.num_tokens);

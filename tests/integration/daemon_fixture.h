@@ -64,7 +64,8 @@ inline v1::ClusterBlock MakeBlock(const v1::ClusterRef& ref, int32_t tokens, uin
 }
 
 // A whole sequence: `clusters` blocks per (layer, kv head) of 16..200 tokens, and per head an
-// index whose sizes are the blocks' token counts and whose centroids are unit vectors.
+// index whose sizes are the blocks' token counts and whose centroids are unit vectors (with key
+// statistics on even layers).
 struct SequenceData {
   std::vector<v1::ClusterBlock> blocks;
   std::vector<v1::HeadIndex> indexes;
@@ -90,6 +91,10 @@ inline SequenceData MakeSequenceData(uint32_t seed, int32_t clusters, int32_t la
         for (int32_t j = 0; j < d; ++j) index.add_centroids(centroids[c * d + j] * inv);
         const int32_t n = tokens(rng);
         index.add_sizes(n);
+        if (l % 2 == 0) {  // key statistics on even layers; odd layers go without
+          index.add_key_norms(1.0f + 0.5f * static_cast<float>(c));
+          index.add_key_spreads(0.01f * static_cast<float>(c + 1));
+        }
         data.blocks.push_back(MakeBlock(Ref(l, h, c), n, rng()));
         if (h == 0) data.num_tokens += n;
       }

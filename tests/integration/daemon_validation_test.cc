@@ -198,6 +198,28 @@ TEST_F(DaemonValidationTest, EveryRpcAnswersInvalidArgumentAndTheDaemonKeepsServ
        [&] {
          return Put([](v1::PutClustersRequest* r) { r->mutable_indexes(0)->add_centroids(0.5f); });
        }},
+      {"put: key norms not one per cluster",
+       [&] { return Put([](v1::PutClustersRequest* r) { r->mutable_indexes(0)->add_key_norms(1); }); }},
+      {"put: negative key spread",
+       [&] {
+         return Put([](v1::PutClustersRequest* r) {
+           v1::HeadIndex* index = r->mutable_indexes(0);
+           for (int i = 0; i < index->sizes_size(); ++i) {
+             index->add_key_norms(1.0f);
+             index->add_key_spreads(i == 0 ? -0.5f : 0.5f);
+           }
+         });
+       }},
+      {"put: infinite key norm",
+       [&] {
+         return Put([](v1::PutClustersRequest* r) {
+           v1::HeadIndex* index = r->mutable_indexes(0);
+           for (int i = 0; i < index->sizes_size(); ++i) {
+             index->add_key_norms(i == 0 ? kInf : 1.0f);
+             index->add_key_spreads(0.5f);
+           }
+         });
+       }},
       {"put: negative cluster size",
        [&] {
          return Put([](v1::PutClustersRequest* r) { r->mutable_indexes(0)->set_sizes(0, -3); });

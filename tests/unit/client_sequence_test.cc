@@ -241,9 +241,26 @@ TEST_P(SequenceTest, EachStepReportsItsEstimatedRecall) {
   EXPECT_LE(sparse.estimated_recall_min, sparse.estimated_recall);
   EXPECT_LT(sparse.estimated_recall, 1.0);
 
-  // A reopened sequence's index carries no key statistics: the estimate still answers, from the
-  // fallback (unit norm, no spread).
+  // The key statistics are stored with the index: a reopened sequence has the same ones.
   auto reopened = SequenceCore::Reopen(&fake_, "seq-1", TestOptions());
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  for (int h = 0; h < kKvHeads; ++h) {
+    const gpu::ClusterIndex* before = seq_->index(1, h);
+    const gpu::ClusterIndex* after = (*reopened)->index(1, h);
+    ASSERT_EQ(after->key_norms().size(), before->key_norms().size());
+    for (size_t c = 0; c < before->key_norms().size(); ++c) {
+      EXPECT_EQ(after->key_norms()[c], before->key_norms()[c]);
+      EXPECT_EQ(after->key_spreads()[c], before->key_spreads()[c]);
+    }
+  }
+
+  // An index stored without them (written by an older client): the estimate still answers,
+  // from the fallback (unit norm, no spread).
+  for (auto& [head, index] : fake_.seqs.at("seq-1").indexes) {
+    index.clear_key_norms();
+    index.clear_key_spreads();
+  }
+  reopened = SequenceCore::Reopen(&fake_, "seq-1", TestOptions());
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_TRUE(std::isnan((*reopened)->index(1, 0)->key_norms()[0]));
   StepStats after;

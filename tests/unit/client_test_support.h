@@ -87,6 +87,8 @@ class FakeTransport final : public KvTransport {
       i.set_kv_head(a.kv_head());
       i.mutable_centroids()->MergeFrom(a.centroids());
       i.mutable_sizes()->MergeFrom(a.sizes());
+      i.mutable_key_norms()->MergeFrom(a.key_norms());
+      i.mutable_key_spreads()->MergeFrom(a.key_spreads());
     }
     for (const v1::ClusterBlock& b : r.blocks()) s.blocks[Key(b.id())] = b;
     s.num_tokens = r.num_tokens();

@@ -267,7 +267,10 @@ TEST(TieredStoreTest, CloseFlushesAndReopenRecoversEverything) {
     auto store = TieredStore::Open(SmallStore(dir.path()));
     ASSERT_TRUE(store.ok());
     ASSERT_TRUE((*store)->PutSequence(seq, SequenceMeta{KvLayout::Llama3_8B(), 4096}).ok());
-    HeadIndexRecord index{4, {1, 0, 0, 0, 0, 1, 0, 0}, {3, 5}};
+    HeadIndexRecord index;
+    index.head_dim = 4;
+    index.centroids = {1, 0, 0, 0, 0, 1, 0, 0};
+    index.sizes = {3, 5};
     ASSERT_TRUE((*store)->PutIndex(seq, HeadId{2, 1}, index).ok());
     for (int c = 0; c < 10; ++c) {
       keys.push_back(BlockKey{seq, ClusterId{HeadId{2, 1}, c}});
