@@ -195,9 +195,24 @@ class ModuleTest(unittest.TestCase):
         self.assertIn(300, selection[0]["positions"].tolist())
         out, stats = seq.attend(2, q, return_stats=True)
         self.assertEqual(stats["attended_tokens"], 2 * (SINKS + 100))
+        self.assertEqual(stats["selected_tokens"], 2 * 100)
+        self.assertEqual(stats["selected_heads"], 2)
         with self.assertRaises(clusterkv.FailedPreconditionError):
             seq.select(0, q)  # dense layer
         seq.close(drop=True)
+
+    def test_adaptive_budget_spends_at_most_the_cap(self):
+        # A target every head reaches without a cluster: each head takes B_min.
+        client = self.connect(token_budget=100, recall_target=1e-9, min_token_budget=10)
+        self.assertEqual(client.config.recall_target, 1e-9)
+        seq, kv, rng = self.open_with_prefill(client, "adaptive")
+        q = rng.standard_normal((8, 64)).astype(np.float32)
+        out, stats = seq.attend(2, q, return_stats=True)
+        self.assertEqual(stats["selected_tokens"], 2 * 10)
+        self.assertEqual(stats["attended_tokens"], 2 * (SINKS + 10))
+        seq.close(drop=True)
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            self.connect(token_budget=100, recall_target=1.5)
 
     # ---- argument validation ----------------------------------------------------------------
     def test_bad_dtype_shape_and_strides(self):
