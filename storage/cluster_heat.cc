@@ -9,7 +9,7 @@
 namespace clusterkv::storage {
 
 ClusterHeat::ClusterHeat(const ClusterHeatOptions& options) : options_(options) {
-  ABSL_RAW_CHECK(options_.half_life_fetches > 0.0 && options_.max_clusters >= 1 &&
+  ABSL_RAW_CHECK(options_.half_life_fetches > 0.0 && options_.put_score >= 0.0 && options_.max_clusters >= 1 &&
                      options_.map_fetches_per_bucket >= 1 && options_.map_buckets >= 1 &&
                      options_.map_sequences >= 1 && options_.map_bucket_clusters >= 1,
                  "ClusterHeatOptions out of range (the daemon validates its flags first)");
@@ -32,6 +32,7 @@ void ClusterHeat::RecordFetch(const SequenceKey& sequence, absl::Span<const Clus
     if (inserted) ++tracked_;
     e.score = DecayedLocked(e) + 1.0;
     e.at = clock_;
+    e.recalled = true;
   }
   if (tracked_ > options_.max_clusters) PruneLocked();
   RecordMapLocked(sequence, clusters);
@@ -109,6 +110,17 @@ void ClusterHeat::RecordMapLocked(const SequenceKey& sequence,
   }
 }
 
+void ClusterHeat::RecordPut(const SequenceKey& sequence, const ClusterId& cluster) {
+  if (options_.put_score <= 0.0) return;
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = scores_[sequence].try_emplace(cluster);
+  if (!inserted) return;
+  ++tracked_;
+  it->second.score = options_.put_score;
+  it->second.at = clock_;
+  if (tracked_ > options_.max_clusters) PruneLocked();
+}
+
 double ClusterHeat::Score(const SequenceKey& sequence, const ClusterId& cluster) const {
   absl::MutexLock lock(&mu_);
   auto seq = scores_.find(sequence);
@@ -117,14 +129,14 @@ double ClusterHeat::Score(const SequenceKey& sequence, const ClusterId& cluster)
   return it == seq->second.end() ? 0.0 : DecayedLocked(it->second);
 }
 
-std::vector<double> ClusterHeat::Scores(absl::Span<const BlockKey* const> keys) const {
-  std::vector<double> out(keys.size(), 0.0);
+std::vector<ClusterHeat::Heat> ClusterHeat::Scores(absl::Span<const BlockKey* const> keys) const {
+  std::vector<Heat> out(keys.size());
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < keys.size(); ++i) {
     auto seq = scores_.find(keys[i]->sequence);
     if (seq == scores_.end()) continue;
     auto it = seq->second.find(keys[i]->cluster);
-    if (it != seq->second.end()) out[i] = DecayedLocked(it->second);
+    if (it != seq->second.end()) out[i] = Heat{DecayedLocked(it->second), it->second.recalled};
   }
   return out;
 }

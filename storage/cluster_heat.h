@@ -40,7 +40,11 @@ namespace clusterkv::storage {
 
 struct ClusterHeatOptions {
   // Fetches (store-wide) after which a recall's weight is halved. > 0.
-  double half_life_fetches = 4096.0;
+  double half_life_fetches = 32.0;
+  // The score a block starts with at its put (RecordPut), decaying like a recall's: a new
+  // block is as warm as one recalled this many times at its put, so it is not evicted before
+  // stale blocks whose recalls have decayed below it. >= 0 (0: new blocks are the coldest).
+  double put_score = 1.0;
   // Most clusters with a score; past it the colder half is forgotten. >= 1.
   size_t max_clusters = size_t{1} << 20;
   // Heat map: fetches of one sequence per bucket, buckets kept, sequences kept, distinct
@@ -77,10 +81,17 @@ class ClusterHeat {
 
   // One fetch of `sequence` naming `clusters` (a cluster named twice counts twice).
   void RecordFetch(const SequenceKey& sequence, absl::Span<const ClusterId> clusters);
-  // The decayed recall count of a cluster now; 0 when never recalled (or forgotten).
+  // A block was stored: it starts with options().put_score (a recalled cluster keeps its
+  // score). Counts neither as a recall nor in the heat map.
+  void RecordPut(const SequenceKey& sequence, const ClusterId& cluster);
+  // The decayed score of a cluster now; 0 when neither put nor recalled (or forgotten).
   double Score(const SequenceKey& sequence, const ClusterId& cluster) const;
-  // Score() of each key, under one lock.
-  std::vector<double> Scores(absl::Span<const BlockKey* const> keys) const;
+  struct Heat {
+    double score = 0;
+    bool recalled = false;  // named by a fetch (since it was last forgotten)
+  };
+  // The score of each key, and whether it was ever recalled, under one lock.
+  std::vector<Heat> Scores(absl::Span<const BlockKey* const> keys) const;
   // Forgets the sequence's scores and heat map (the sequence was dropped or closed).
   void DropSequence(const SequenceKey& sequence);
 
@@ -93,6 +104,7 @@ class ClusterHeat {
   struct Entry {
     double score = 0;      // as of fetch `at`
     uint64_t at = 0;
+    bool recalled = false;
   };
   struct Bucket {
     absl::flat_hash_map<ClusterId, uint32_t> counts;

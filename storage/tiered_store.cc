@@ -48,7 +48,7 @@ absl::Status CheckOptions(const TieredStoreOptions& o) {
                                                    ") <= 1"));
   }
   const ClusterHeatOptions& h = o.heat;
-  if (!(h.half_life_fetches > 0.0) || h.max_clusters < 1 || h.map_fetches_per_bucket < 1 ||
+  if (!(h.half_life_fetches > 0.0) || !(h.put_score >= 0.0) || h.max_clusters < 1 || h.map_fetches_per_bucket < 1 ||
       h.map_buckets < 1 || h.map_sequences < 1 || h.map_bucket_clusters < 1) {
     return absl::InvalidArgumentError(
         "heat options: half_life_fetches > 0 and every bound >= 1 needed");
@@ -459,6 +459,7 @@ absl::Status TieredStore::PutBlock(const BlockKey& key, absl::Span<const uint8_t
   if (durable) ++s.stats.write_through_puts;
   if (!host) ++s.stats.spilled_puts;
   s.LruTouch(key, st);
+  heat_->RecordPut(key.sequence, key.cluster);  // the heat's own lock, inside the store's
   return absl::OkStatus();
 }
 
@@ -650,15 +651,15 @@ absl::Status TieredStore::EvictDownTo(uint64_t target_bytes) {
         const BlockState& st = s.blocks.at(*it);
         if (st.pins == 0 && !st.busy) candidates.push_back(&*it);
       }
-      const std::vector<double> scores = heat_->Scores(candidates);
+      const std::vector<ClusterHeat::Heat> scores = heat_->Scores(candidates);
       std::vector<size_t> order(candidates.size());
       std::iota(order.begin(), order.end(), size_t{0});
       std::stable_sort(order.begin(), order.end(),
-                       [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+                       [&](size_t a, size_t b) { return scores[a].score < scores[b].score; });
       for (size_t i = 0; i < order.size() && planned > target_bytes; ++i) {
         const BlockKey& key = *candidates[order[i]];
         const BlockState& st = s.blocks.at(key);
-        victims.push_back(Victim{key, *st.host, st.dirty, true, scores[order[i]] == 0.0});
+        victims.push_back(Victim{key, *st.host, st.dirty, true, !scores[order[i]].recalled});
         planned -= st.size;
       }
     } else {

@@ -25,6 +25,8 @@ constexpr const char* kNames[] = {
     "clusterkv_store_evicted_bytes_total",
     "clusterkv_store_eviction_failures_total",
     "clusterkv_store_promotions_total",
+    "clusterkv_store_heat_evictions_total",
+    "clusterkv_heat_tracked_clusters",
     "clusterkv_store_write_through_puts_total",
     "clusterkv_store_spilled_puts_total",
     "clusterkv_store_write_through_seconds",
@@ -158,6 +160,14 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
   promotions_ = r.AddCounter("clusterkv_store_promotions_total",
                              "SSD-only blocks copied back into the host tier by a read.")
                     ->WithLabels({});
+  heat_evictions_ = r.AddCounter(
+      "clusterkv_store_heat_evictions_total",
+      "Evictions ordered by recall heat (--eviction_policy=heat), by whether the block had "
+      "been recalled (recalled=\"never\": never fetched, or cooled out of the tracker).",
+      {"recalled"});
+  heat_tracked_clusters_ = r.AddGauge("clusterkv_heat_tracked_clusters",
+                                      "Clusters with a recall-heat score (bounded).")
+                               ->WithLabels({});
   write_through_puts_ = r.AddCounter("clusterkv_store_write_through_puts_total",
                                      "Block puts made durable before acknowledgement.")
                             ->WithLabels({});
@@ -380,6 +390,10 @@ void DaemonMetrics::Collect() {
   evicted_bytes_->Set(s.evicted_bytes);
   eviction_failures_->Set(s.eviction_failures);
   promotions_->Set(s.promotions);
+  heat_evictions_->WithLabels({"never"})->Set(s.heat_evictions_never_recalled);
+  heat_evictions_->WithLabels({"before"})->Set(s.heat_evictions -
+                                               s.heat_evictions_never_recalled);
+  heat_tracked_clusters_->Set(static_cast<double>(store_->heat().Stats().tracked_clusters));
   write_through_puts_->Set(s.write_through_puts);
   spilled_puts_->Set(s.spilled_puts);
   slab_fragmentation_->Set(s.slab.Fragmentation());

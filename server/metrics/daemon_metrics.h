@@ -155,6 +155,8 @@ class DaemonMetrics {
   Counter* evicted_bytes_;
   Counter* eviction_failures_;
   Counter* promotions_;
+  Family<Counter>* heat_evictions_;
+  Gauge* heat_tracked_clusters_;
   Counter* write_through_puts_;
   Counter* spilled_puts_;
   Gauge* slab_fragmentation_;
