@@ -183,6 +183,8 @@ class RequestHandler {
   // any call finds it; one the handler has not seen since it started (e.g. after a restart) is
   // considered accessed now. Errors of the store (the sweep stops at the first).
   absl::StatusOr<int64_t> ExpireIdle(absl::Duration ttl);
+  // The sequence is open in this daemon (a session is held for it).
+  bool HasOpenSession(const SequenceKey& key) const;
   // Sequences dropped by ExpireIdle since the handler was created.
   uint64_t expired_sequences() const;
 
@@ -192,6 +194,8 @@ class RequestHandler {
   using RetainingBlockSink = std::function<absl::Status(
       const v1::ClusterRef& ref, int32_t num_tokens, absl::Span<const uint8_t> block,
       std::shared_ptr<const void> holder)>;
+  // Drops the sequence's client-report history (it closed or expired).
+  void ForgetSequenceStats(const SequenceKey& key);
   // Every fetch request served (once, whichever path serves it) feeds the store's recall heat
   // (the heat eviction policy, the dashboard's heat map) and the fetch trace when on.
   void RecordFetch(const SequenceKey& key, absl::Span<const ClusterId> clusters);

@@ -51,6 +51,11 @@ constexpr const char* kNames[] = {
     "clusterkv_client_device_cache_miss_tokens_total",
     "clusterkv_client_estimated_recall",
     "clusterkv_client_device_cache_hit_ratio",
+    // open sequences' client reports (push, ReportClientStats with a sequence_id)
+    "clusterkv_sequence_estimated_recall",
+    "clusterkv_sequence_budget_tokens",
+    "clusterkv_sequence_device_cache_hit_ratio",
+    "clusterkv_sequence_steps",
     // cluster mode (push)
     "clusterkv_cluster_remote_hits_total",
     "clusterkv_cluster_remote_misses_total",
@@ -136,7 +141,8 @@ std::vector<std::string> DaemonMetrics::FamilyNames() {
   return std::vector<std::string>(std::begin(kNames), std::end(kNames));
 }
 
-DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(options)) {
+DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options)
+    : options_(std::move(options)), sequences_(options_.sequences) {
   Registry& r = registry_;
   // storage tiers
   tier_bytes_ = r.AddGauge("clusterkv_tier_bytes", "Bytes of cluster blocks held per tier.",
@@ -249,6 +255,23 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
   client_hit_ratio_ = r.AddGauge("clusterkv_client_device_cache_hit_ratio",
                                  "Device-cache hit ratio of the tenant's latest client report.",
                                  {"tenant"});
+  // open sequences (labels bounded by SequenceStatsOptions::max_sequences; rebuilt at scrape
+  // time from the report history, so a closed sequence leaves)
+  sequence_recall_ = r.AddGauge("clusterkv_sequence_estimated_recall",
+                                "Mean estimated recall of the sequence's latest client report.",
+                                {"tenant", "sequence"});
+  sequence_budget_ = r.AddGauge(
+      "clusterkv_sequence_budget_tokens",
+      "Mean tokens selected per (layer, kv head, step) in the sequence's latest client report: "
+      "the budget it spent.",
+      {"tenant", "sequence"});
+  sequence_hit_ratio_ = r.AddGauge(
+      "clusterkv_sequence_device_cache_hit_ratio",
+      "Device-cache hit ratio of the recalled tokens in the sequence's latest client report.",
+      {"tenant", "sequence"});
+  sequence_steps_ = r.AddGauge("clusterkv_sequence_steps",
+                               "Decode step of the sequence at its latest client report.",
+                               {"tenant", "sequence"});
   // cluster mode
   remote_hits_ = r.AddCounter("clusterkv_cluster_remote_hits_total",
                               "Blocks of sequences owned by other nodes served from this node's "
@@ -330,6 +353,39 @@ void DaemonMetrics::ReportClientStats(const std::string& tenant, uint64_t hit_to
   }
 }
 
+void DaemonMetrics::ReportSequence(const std::string& tenant, const std::string& sequence,
+                                   const SequenceReport& report) {
+  sequences_.Add(tenant, sequence, report);
+}
+
+void DaemonMetrics::DropSequence(const std::string& tenant, const std::string& sequence) {
+  sequences_.Drop(tenant, sequence);
+}
+
+std::optional<storage::HeatMap> DaemonMetrics::SequenceHeatMap(const std::string& tenant,
+                                                               const std::string& sequence,
+                                                               int max_rows) {
+  absl::MutexLock lock(&sources_mu_);
+  if (store_ == nullptr) return std::nullopt;
+  return store_->heat().Map(SequenceKey{tenant, sequence}, max_rows);
+}
+
+void DaemonMetrics::CollectSequences() {
+  sequence_recall_->Clear();
+  sequence_budget_->Clear();
+  sequence_hit_ratio_->Clear();
+  sequence_steps_->Clear();
+  for (const SequenceHistory& h : sequences_.Snapshot()) {
+    if (h.points.empty()) continue;
+    const SequenceReport& last = h.points.back();
+    const std::vector<std::string> labels = {h.tenant, h.sequence};
+    sequence_recall_->WithLabels(labels)->Set(last.EstimatedRecall());
+    sequence_budget_->WithLabels(labels)->Set(last.BudgetTokens());
+    sequence_hit_ratio_->WithLabels(labels)->Set(last.HitRatio());
+    sequence_steps_->WithLabels(labels)->Set(static_cast<double>(last.step));
+  }
+}
+
 void DaemonMetrics::ObserveRemoteRecall(uint64_t hits, uint64_t misses, uint64_t bytes,
                                         uint64_t ucx_bytes) {
   remote_ucx_bytes_->Increment(ucx_bytes);
@@ -368,6 +424,7 @@ void DaemonMetrics::DetachSources() {
 }
 
 void DaemonMetrics::Collect() {
+  CollectSequences();
   absl::MutexLock lock(&sources_mu_);
   if (trace_counts_) {
     const TraceCounts t = trace_counts_();
