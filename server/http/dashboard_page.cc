@@ -22,7 +22,7 @@ constexpr char kHtml[] = R"HTML(<!DOCTYPE html>
   #status { font-size: 12px; color: #666; }
   .wide { grid-column: 1 / span 2; }
   .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; }
-  canvas#seq-heatmap { height: 340px; }
+  canvas#seq-heatmap { height: 400px; }
   select { font-size: 13px; }
 </style>
 </head>
@@ -73,7 +73,7 @@ constexpr char kHtml[] = R"HTML(<!DOCTYPE html>
       (<span class="v" id="seq-heat-bucket" data-value="0">0</span> fetches each)
       hottest cell <span class="v" id="seq-heat-max" data-value="0">0</span>
       recalls shown <span class="v" id="seq-heat-total" data-value="0">0</span></div>
-    <canvas id="seq-heatmap" width="1200" height="340"></canvas>
+    <canvas id="seq-heatmap" width="1200" height="400"></canvas>
   </div>
 </div>
 <script>
@@ -287,7 +287,7 @@ function drawHeatmap(map) {
   show("seq-heat-total", total, "");
   if (!rows || !cols) return;
   const cw = (w - left) / cols, ch = (h - top - bottom) / rows;
-  ctx.font = Math.min(11, Math.max(7, ch - 1)) + "px sans-serif";
+  ctx.font = Math.min(11, Math.max(6, ch)) + "px sans-serif";
   for (let r = 0; r < rows; r++) {
     for (let c = 0; c < cols; c++) {
       const v = map.counts[r][c] / max;
@@ -296,7 +296,7 @@ function drawHeatmap(map) {
       ctx.fillRect(left + c * cw, top + r * ch, Math.max(cw - 1, 1), Math.max(ch - 1, 1));
     }
     ctx.fillStyle = "#555";
-    if (ch >= 7) ctx.fillText(map.rows[r], 2, top + r * ch + ch - 1);
+    if (ch >= 6) ctx.fillText(map.rows[r], 2, top + r * ch + ch - 1);
   }
   ctx.fillStyle = "#555"; ctx.font = "11px sans-serif";
   ctx.fillText("fetch " + map.first_fetch, left, h - 5);
