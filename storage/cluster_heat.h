@@ -5,7 +5,8 @@
 // - A cluster's score is its recall count with exponential decay: each recall adds 1, and the
 //   score halves every `half_life_fetches` fetches recorded store-wide (a logical clock, so the
 //   score is deterministic and a sequence that stops decoding cools as the others fetch). A
-//   cluster never recalled scores 0.
+//   stored block starts at `put_score` (RecordPut), decaying the same way, so a new block is
+//   not colder than stale ones; a cluster neither put nor recalled scores 0.
 // - Memory is bounded: past `max_clusters` tracked clusters the colder half is forgotten (a
 //   forgotten cluster scores 0 again, like one never recalled).
 // - For the dashboard it also keeps, per sequence, a heat map: recall counts of each cluster

@@ -9,7 +9,7 @@
 // - Above the high watermark a background thread moves blocks to the SSD until usage is below
 //   the low watermark: the least recently recalled first (EvictionPolicy::kLru), or the coldest
 //   by recall frequency first (kHeat: the decayed recall counts the fetch path records through
-//   RecordFetch, never-recalled blocks first, ties in LRU order).
+//   RecordFetch, a new block counting as one recall at its put; ties in LRU order).
 // - A read of an SSD-only block promotes it back into the host tier.
 // - Close() (and the destructor) flushes write-back blocks to the SSD, so a clean shutdown keeps
 //   everything; after a crash, write-through blocks and flushed blocks survive.
@@ -51,7 +51,8 @@ namespace clusterkv::storage {
 // Which host-resident blocks eviction moves to the SSD first.
 enum class EvictionPolicy {
   kLru,   // least recently recalled (or put) first
-  kHeat,  // lowest decayed recall count first (never recalled first), ties least recent first
+  kHeat,  // lowest decayed score first (recalls, plus ClusterHeatOptions::put_score at the
+          // put), ties least recent first
 };
 // "lru" / "heat". InvalidArgument for any other name.
 absl::StatusOr<EvictionPolicy> ParseEvictionPolicy(absl::string_view name);
@@ -95,7 +96,7 @@ struct StoreStats {
   uint64_t spilled_puts = 0;  // puts that went straight to the SSD (host tier full)
   uint64_t eviction_failures = 0;
   // Evictions ordered by recall heat (EvictionPolicy::kHeat), and among them the blocks that
-  // had never been recalled (score 0).
+  // had never been recalled (at most their put score).
   uint64_t heat_evictions = 0;
   uint64_t heat_evictions_never_recalled = 0;
   SlabStats slab;
