@@ -50,6 +50,8 @@ absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries,
   RETURN_IF_ERROR(AttendClustered(layer, state, queries, out, s));
   unreported_.hit_tokens += static_cast<uint64_t>(s->hit_tokens);
   unreported_.miss_tokens += static_cast<uint64_t>(s->miss_tokens);
+  unreported_.selected_tokens += static_cast<uint64_t>(s->selected_tokens);
+  unreported_.selected_heads += static_cast<uint64_t>(s->selected_heads);
   if (step_ - last_report_step_ >= kReportEverySteps) {
     ReportStats().IgnoreError();  // best effort: kept for the next report on failure
   }

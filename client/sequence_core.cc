@@ -374,6 +374,11 @@ absl::Status SequenceCore::ReportStats() {
   request.set_device_cache_miss_tokens(unreported_.miss_tokens);
   for (uint64_t n : unreported_.recall_counts) request.add_estimated_recall_counts(n);
   request.set_estimated_recall_sum(unreported_.recall_sum);
+  // Per sequence: the daemon keeps a history of these for its dashboard.
+  request.set_sequence_id(id_);
+  request.set_step(step_);
+  request.set_selected_tokens(unreported_.selected_tokens);
+  request.set_selected_heads(unreported_.selected_heads);
   RETURN_IF_ERROR(transport_->ReportClientStats(request));
   unreported_ = Unreported();
   return absl::OkStatus();

@@ -240,6 +240,10 @@ absl::Status Daemon::OpenStore() {
 }
 
 absl::Status Daemon::MakeHandler() {
+  if (!options_.fetch_trace_file.empty()) {
+    fetch_trace_ = std::make_unique<FetchTrace>();
+    options_.handler.fetch_trace = fetch_trace_.get();
+  }
   if (!options_.cluster.enabled()) {
     handler_ = std::make_unique<RequestHandler>(store_.get(), options_.handler);
     return absl::OkStatus();
@@ -358,6 +362,10 @@ absl::Status Daemon::Shutdown() {
   // just releases its blocks); then nothing uses the handler or the store.
   if (pool_ != nullptr) pool_->Stop();
   if (observability_ != nullptr) observability_->Shutdown();  // HTTP off, spans out
+  if (fetch_trace_ != nullptr) {
+    const absl::Status written = fetch_trace_->WriteTo(options_.fetch_trace_file);
+    if (!written.ok()) options_.logger->Log(LogSeverity::kWarning, "fetch_trace", written.ToString());
+  }
   absl::Status closed = store_ != nullptr ? store_->Close() : absl::OkStatus();
   std::error_code ec;
   if (lock_ != nullptr) std::filesystem::remove(options_.socket_path, ec);  // ours only

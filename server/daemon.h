@@ -27,6 +27,7 @@
 #include "server/cluster/cluster_node.h"  // cluster mode
 #include "server/http/observability.h"  // observability
 #include "server/data_plane_options.h"
+#include "server/fetch_trace.h"
 #include "server/logger.h"
 #include "server/request_handler.h"
 #include "server/worker_pool.h"
@@ -70,6 +71,8 @@ struct DaemonOptions {
   // Observability: metrics/health/dashboard HTTP address ("" = off), trace exporters and
   // sampling.
   http::ObservabilityOptions observability;
+  // Records every fetch and writes the trace here at shutdown (server/fetch_trace.h); "": off.
+  std::string fetch_trace_file;
   // ---- tenants and security (server/auth/authenticator.h) ----
   // How calls are authenticated. kPeerCred: the Unix socket maps the peer's uid to a tenant
   // (peer_tenants_file, or "uid-<uid>"); TCP needs a bearer token. kToken: every call needs a
@@ -143,6 +146,7 @@ class Daemon {
   std::unique_ptr<storage::TieredStore> store_;
   // Cluster mode: uses the store; used by the handler (a ClusterRequestHandler).
   std::unique_ptr<cluster::ClusterNode> cluster_;
+  std::unique_ptr<FetchTrace> fetch_trace_;  // before the handler, which records into it
   std::unique_ptr<RequestHandler> handler_;
   // Runs the requests' blocking work for the gRPC service and the UCX data plane; stopped
   // after both (their last tasks still run) and before the handler and store go.

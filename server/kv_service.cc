@@ -10,6 +10,8 @@
 #include "proto/rpc_support.h"
 #include "server/metrics/daemon_metrics.h"
 #include "server/metrics/rpc_scope.h"
+#include "server/request_validation.h"
+#include "core/status_macros.h"
 
 namespace clusterkv::server {
 namespace {
@@ -426,6 +428,24 @@ grpc::ServerUnaryReactor* KvCacheService::ReportClientStats(
           return absl::InvalidArgumentError(absl::StrCat(
               "estimated_recall_sum ", sum, " is not in [0, ", estimates,
               "] (each estimate is in [0, 1])"));
+        }
+        RETURN_IF_ERROR(ValidateSequenceReport(*request));
+        const SequenceKey key{call.tenant, request->sequence_id()};
+        if (!key.sequence.empty()) RETURN_IF_ERROR(key.Validate());
+        // A sequence's history is kept only while the caller has it open here: its entries are
+        // bounded by the open sequences, and a report cannot invent sequences.
+        if (instrumentation_.metrics != nullptr && !key.sequence.empty() &&
+            handler_->HasOpenSession(key)) {
+          metrics::SequenceReport point;
+          point.at = instrumentation_.metrics->Now();
+          point.step = request->step();
+          point.hit_tokens = request->device_cache_hit_tokens();
+          point.miss_tokens = request->device_cache_miss_tokens();
+          point.recall_estimates = estimates;
+          point.recall_sum = sum;
+          point.selected_tokens = request->selected_tokens();
+          point.selected_heads = request->selected_heads();
+          instrumentation_.metrics->ReportSequence(key.tenant, key.sequence, point);
         }
         if (instrumentation_.metrics != nullptr) {
           instrumentation_.metrics->ReportClientStats(call.tenant,

@@ -45,6 +45,15 @@ ABSL_FLAG(double, high_watermark, 0.90, "Host usage fraction that starts evictio
 ABSL_FLAG(double, low_watermark, 0.75, "Host usage fraction eviction stops at.");
 ABSL_FLAG(bool, write_through, false, "Make every put durable before acknowledging it.");
 ABSL_FLAG(bool, huge_pages, true, "Back the host arena with huge pages where possible.");
+ABSL_FLAG(std::string, eviction_policy, "lru",
+          "Which host-tier blocks go to the SSD first: lru (least recently recalled) or heat "
+          "(least often recalled, by a decayed count of the fetches that named them; never "
+          "recalled first, ties least recent first).");
+ABSL_FLAG(double, heat_half_life_fetches, 32,
+          "heat: fetches (daemon-wide) after which a recall counts half.");
+ABSL_FLAG(std::string, fetch_trace_file, "",
+          "Record every fetch (cluster ids and block sizes, no data) and write them to this file "
+          "at shutdown: the input of `clusterkv_bench heat`.");
 ABSL_FLAG(bool, prefault_host_tier, false,
           "Fault in the whole host tier at start (its memory is resident from then on): puts "
           "into fresh memory, e.g. a read-only copy of another node's sequence, then take no "
@@ -159,9 +168,11 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
                           "max_response_mib", "max_list_sequences"}},
       {"Data plane", {"ucx", "ucx_transports", "ucx_peer_errors", "ucx_busy_poll_us", "ucx_direct_shm"}},
       {"Storage", {"data_dir", "host_capacity_mib", "high_watermark", "low_watermark",
-                   "write_through", "huge_pages", "prefault_host_tier"}},
+                   "write_through", "huge_pages", "prefault_host_tier", "eviction_policy",
+                   "heat_half_life_fetches"}},
       {"Compute", {"backend", "threads"}},
-      {"Observability", {"metrics_address", "otlp_endpoint", "trace_file", "trace_sample_ratio"}},
+      {"Observability", {"metrics_address", "otlp_endpoint", "trace_file", "trace_sample_ratio",
+                         "fetch_trace_file"}},
       {"Tenants and security", {"auth", "tokens_file", "peer_tenants_file", "quota_host_mib",
                                 "quota_ssd_mib", "quota_sequences", "sequence_ttl_s"}},
       {"Cluster", {"cluster_etcd", "cluster_name", "node_id", "advertise_grpc",
@@ -215,6 +226,14 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
   o.store.write_through = absl::GetFlag(FLAGS_write_through);
   o.store.huge_pages = absl::GetFlag(FLAGS_huge_pages);
   o.store.prefault = absl::GetFlag(FLAGS_prefault_host_tier);
+  auto policy = clusterkv::storage::ParseEvictionPolicy(absl::GetFlag(FLAGS_eviction_policy));
+  if (!policy.ok()) return policy.status();
+  o.store.eviction_policy = *policy;
+  o.store.heat.half_life_fetches = absl::GetFlag(FLAGS_heat_half_life_fetches);
+  if (!(o.store.heat.half_life_fetches >= 1 && o.store.heat.half_life_fetches <= 1e12)) {
+    return absl::InvalidArgumentError("--heat_half_life_fetches must be in [1, 1e12]");
+  }
+  o.fetch_trace_file = absl::GetFlag(FLAGS_fetch_trace_file);
   auto exec = clusterkv::gpu::MakeExecContext(absl::GetFlag(FLAGS_backend),
                                               absl::GetFlag(FLAGS_threads));
   if (!exec.ok()) return exec.status();

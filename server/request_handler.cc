@@ -147,10 +147,22 @@ absl::StatusOr<v1::CloseSequenceResponse> RequestHandler::CloseSequence(
   ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
   RETURN_IF_ERROR(FindSession(key).status());
   if (request.drop()) RETURN_IF_ERROR(store_->DropSequence(key));
+  ForgetSequenceStats(key);  // its per-sequence gauges leave /metrics with it
   absl::MutexLock lock(&mu_);
   sessions_.erase(key);
   if (request.drop()) last_access_.erase(key);
   return v1::CloseSequenceResponse();
+}
+
+bool RequestHandler::HasOpenSession(const SequenceKey& key) const {
+  absl::MutexLock lock(&mu_);
+  return sessions_.contains(key);
+}
+
+void RequestHandler::ForgetSequenceStats(const SequenceKey& key) {
+  if (metrics::DaemonMetrics* m = options_.instrumentation.metrics; m != nullptr) {
+    m->DropSequence(key.tenant, key.sequence);
+  }
 }
 
 absl::StatusOr<int64_t> RequestHandler::ExpireIdle(absl::Duration ttl) {
@@ -170,6 +182,7 @@ absl::StatusOr<int64_t> RequestHandler::ExpireIdle(absl::Duration ttl) {
   }
   int64_t dropped = 0;
   for (const SequenceKey& key : expired) {
+    ForgetSequenceStats(key);
     const absl::Status s = store_->DropSequence(key);
     if (!s.ok() && !absl::IsNotFound(s)) return s;
     ++dropped;

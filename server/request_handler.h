@@ -52,6 +52,8 @@ struct CallContext {
   bool cluster_peer = false;
 };
 
+class FetchTrace;
+
 struct HandlerOptions {
   ClusterKvConfig config;  // defaults for server-side selection
   gpu::ExecContext exec;   // backend for server-side scoring
@@ -72,6 +74,9 @@ struct HandlerOptions {
   auth::TenantQuotas quotas;
   // Time source of the sequence TTL (last access); null: the system clock.
   std::shared_ptr<const Clock> clock;
+  // Records every fetch for `clusterkv_bench heat` (clusterkvd --fetch_trace_file); null: off.
+  // Not owned; outlives the handler.
+  FetchTrace* fetch_trace = nullptr;
 };
 
 // Cluster mode: the per-sequence calls are virtual so that
@@ -178,6 +183,8 @@ class RequestHandler {
   // any call finds it; one the handler has not seen since it started (e.g. after a restart) is
   // considered accessed now. Errors of the store (the sweep stops at the first).
   absl::StatusOr<int64_t> ExpireIdle(absl::Duration ttl);
+  // The sequence is open in this daemon (a session is held for it).
+  bool HasOpenSession(const SequenceKey& key) const;
   // Sequences dropped by ExpireIdle since the handler was created.
   uint64_t expired_sequences() const;
 
@@ -187,6 +194,11 @@ class RequestHandler {
   using RetainingBlockSink = std::function<absl::Status(
       const v1::ClusterRef& ref, int32_t num_tokens, absl::Span<const uint8_t> block,
       std::shared_ptr<const void> holder)>;
+  // Drops the sequence's client-report history (it closed or expired).
+  void ForgetSequenceStats(const SequenceKey& key);
+  // Every fetch request served (once, whichever path serves it) feeds the store's recall heat
+  // (the heat eviction policy, the dashboard's heat map) and the fetch trace when on.
+  void RecordFetch(const SequenceKey& key, absl::Span<const ClusterId> clusters);
   absl::Status FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
                                 const RetainingBlockSink& sink);
   // The part of FetchOneRetained after the block's bytes are held: size check, spans, sink,

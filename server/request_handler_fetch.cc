@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "proto/rpc_support.h"
+#include "server/fetch_trace.h"
 #include "server/metrics/daemon_metrics.h"  // observability
 #include "server/request_validation.h"
 #include "server/tracing/tracer.h"  // observability
@@ -27,7 +28,16 @@ absl::StatusOr<RequestHandler::FetchPlan> RequestHandler::PrepareFetch(
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   const KvLayout layout = session->layout;
   RETURN_IF_ERROR(ValidateFetchRefs(layout, request.clusters(), options_.max_fetch_clusters));
+  std::vector<ClusterId> clusters;
+  clusters.reserve(static_cast<size_t>(request.clusters_size()));
+  for (const v1::ClusterRef& ref : request.clusters()) clusters.push_back(rpc::FromProto(ref));
+  RecordFetch(key, clusters);
   return FetchPlan{std::move(key), layout, call.trace, call.transport};
+}
+
+void RequestHandler::RecordFetch(const SequenceKey& key, absl::Span<const ClusterId> clusters) {
+  store_->RecordFetch(key, clusters);
+  if (options_.fetch_trace != nullptr) options_.fetch_trace->Record(key, clusters, *store_);
 }
 
 absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref,
@@ -245,6 +255,7 @@ std::optional<RequestHandler::ResolvedFetch> RequestHandler::TryResolveResident(
       metrics->ObserveFetchBlock(call.transport, b.bytes.size(), latency);
     }
   }
+  RecordFetch(*key, batch->clusters());
   out.plan = FetchPlan{*std::move(key), layout, call.trace, call.transport};
   return out;
 }

@@ -148,6 +148,32 @@ absl::Status ValidateHeadIndex(const KvLayout& layout, const v1::HeadIndex& inde
   return absl::OkStatus();
 }
 
+absl::Status ValidateSequenceReport(const v1::ReportClientStatsRequest& request) {
+  constexpr int64_t kMaxStep = int64_t{1} << 40;
+  constexpr uint64_t kMaxHeads = uint64_t{1} << 40;
+  constexpr uint64_t kMaxTokensPerHead = uint64_t{1} << 31;
+  if (request.step() < 0 || request.step() > kMaxStep) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("step ", request.step(), " is not in [0, 2^40]"));
+  }
+  if (request.selected_heads() > kMaxHeads) {
+    return absl::InvalidArgumentError("selected_heads above 2^40 per report");
+  }
+  // tokens <= heads * 2^31, compared by division so nothing overflows.
+  if (request.selected_tokens() > 0 &&
+      (request.selected_heads() == 0 ||
+       (request.selected_tokens() - 1) / request.selected_heads() >= kMaxTokensPerHead)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "selected_tokens ", request.selected_tokens(), " for ", request.selected_heads(),
+        " heads: at most 2^31 tokens per head"));
+  }
+  if (request.sequence_id().empty() &&
+      (request.step() != 0 || request.selected_heads() != 0 || request.selected_tokens() != 0)) {
+    return absl::InvalidArgumentError("step and selected_* need a sequence_id");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateSelect(const KvLayout& layout, const v1::SelectRequest& request) {
   if (request.layer() < 0 || request.layer() >= layout.num_layers) {
     return absl::InvalidArgumentError(

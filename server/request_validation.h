@@ -46,6 +46,12 @@ absl::Status ValidateHeadIndex(const KvLayout& layout, const v1::HeadIndex& inde
 // layer in range, queries.size() == num_q_heads * head_dim and finite, budget >= 1.
 absl::Status ValidateSelect(const KvLayout& layout, const v1::SelectRequest& request);
 
+// The per-sequence fields of a client report: step in [0, 2^40], selected_heads <= 2^40,
+// selected_tokens <= 2^31 * selected_heads (a per-head selection is at most 2^31 tokens), and
+// without a sequence_id no step or budget at all (they only mean something per sequence).
+// The sequence_id itself is checked where the caller's tenant is known.
+absl::Status ValidateSequenceReport(const v1::ReportClientStatsRequest& request);
+
 }  // namespace clusterkv::server
 
 #endif  // CLUSTERKV_SERVER_REQUEST_VALIDATION_H_

@@ -52,6 +52,7 @@ class PinnedBlockSet {
   const uint8_t* data(size_t i) const { return entries_[i].data; }
   uint64_t bytes(size_t i) const { return entries_[i].bytes; }
   size_t num_pinned() const { return num_pinned_; }
+  const std::vector<ClusterId>& clusters() const { return clusters_; }  // as requested
 
  private:
   friend class TieredStore;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <tuple>
 #include <list>
 #include <thread>
@@ -46,10 +47,27 @@ absl::Status CheckOptions(const TieredStoreOptions& o) {
                                                    ") <= high_watermark (", o.high_watermark,
                                                    ") <= 1"));
   }
+  const ClusterHeatOptions& h = o.heat;
+  if (!(h.half_life_fetches > 0.0) || !(h.put_score >= 0.0) || h.max_clusters < 1 || h.map_fetches_per_bucket < 1 ||
+      h.map_buckets < 1 || h.map_sequences < 1 || h.map_bucket_clusters < 1) {
+    return absl::InvalidArgumentError(
+        "heat options: half_life_fetches > 0 and every bound >= 1 needed");
+  }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+absl::StatusOr<EvictionPolicy> ParseEvictionPolicy(absl::string_view name) {
+  if (name == "lru") return EvictionPolicy::kLru;
+  if (name == "heat") return EvictionPolicy::kHeat;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown eviction policy '", name, "' (lru, heat)"));
+}
+
+const char* EvictionPolicyName(EvictionPolicy policy) {
+  return policy == EvictionPolicy::kHeat ? "heat" : "lru";
+}
 
 // Everything mutable of the store, behind one mutex. Block bytes are copied and SSD I/O is done
 // with the mutex released; the `busy` flag and pin counts keep a block's memory stable meanwhile.
@@ -155,7 +173,10 @@ class TieredStore::State {
 
 TieredStore::TieredStore(std::unique_ptr<HostArena> arena, std::unique_ptr<SsdTier> ssd,
                          const TieredStoreOptions& options)
-    : arena_(std::move(arena)), ssd_(std::move(ssd)), state_(std::make_unique<State>(options)) {}
+    : arena_(std::move(arena)),
+      ssd_(std::move(ssd)),
+      heat_(std::make_unique<ClusterHeat>(options.heat)),
+      state_(std::make_unique<State>(options)) {}
 
 absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::Open(const TieredStoreOptions& options) {
   RETURN_IF_ERROR(CheckOptions(options));
@@ -359,6 +380,7 @@ absl::Status TieredStore::DropSequence(const SequenceKey& sequence) {
     }
     if (s.sequences.erase(sequence) > 0) --s.tenants[sequence.tenant].sequences;
   }
+  heat_->DropSequence(sequence);
   return ssd_->DropSequence(sequence, /*sync=*/true);
 }
 
@@ -437,6 +459,7 @@ absl::Status TieredStore::PutBlock(const BlockKey& key, absl::Span<const uint8_t
   if (durable) ++s.stats.write_through_puts;
   if (!host) ++s.stats.spilled_puts;
   s.LruTouch(key, st);
+  heat_->RecordPut(key.sequence, key.cluster);  // the heat's own lock, inside the store's
   return absl::OkStatus();
 }
 
@@ -596,22 +619,56 @@ absl::Status TieredStore::EvictToLowWatermark() {
       static_cast<uint64_t>(state_->options.low_watermark * state_->options.host_capacity_bytes));
 }
 
+void TieredStore::RecordFetch(const SequenceKey& sequence, absl::Span<const ClusterId> clusters) {
+  heat_->RecordFetch(sequence, clusters);
+}
+
+std::optional<uint64_t> TieredStore::BlockBytes(const BlockKey& key) const {
+  absl::MutexLock lock(&state_->mu);
+  auto it = state_->blocks.find(key);
+  if (it == state_->blocks.end()) return std::nullopt;
+  return it->second.size;
+}
+
 absl::Status TieredStore::EvictDownTo(uint64_t target_bytes) {
   State& s = *state_;
   struct Victim {
     BlockKey key;
     SlabAllocation host;
     bool dirty;
+    bool by_heat = false;         // chosen by EvictionPolicy::kHeat
+    bool never_recalled = false;  // ... with a heat score of 0
   };
   std::vector<Victim> victims;
   {
     absl::MutexLock lock(&s.mu);
     uint64_t planned = s.stats.host.bytes;
-    for (auto it = s.lru.rbegin(); it != s.lru.rend() && planned > target_bytes; ++it) {
-      BlockState& st = s.blocks.at(*it);
-      if (st.pins > 0 || st.busy) continue;  // in use: not evictable now
-      victims.push_back(Victim{*it, *st.host, st.dirty});
-      planned -= st.size;
+    if (s.options.eviction_policy == EvictionPolicy::kHeat) {
+      // Every evictable host block, least recently recalled first; a stable sort by heat then
+      // keeps that order among equal scores (the never-recalled ones above all).
+      std::vector<const BlockKey*> candidates;
+      for (auto it = s.lru.rbegin(); it != s.lru.rend(); ++it) {
+        const BlockState& st = s.blocks.at(*it);
+        if (st.pins == 0 && !st.busy) candidates.push_back(&*it);
+      }
+      const std::vector<ClusterHeat::Heat> scores = heat_->Scores(candidates);
+      std::vector<size_t> order(candidates.size());
+      std::iota(order.begin(), order.end(), size_t{0});
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return scores[a].score < scores[b].score; });
+      for (size_t i = 0; i < order.size() && planned > target_bytes; ++i) {
+        const BlockKey& key = *candidates[order[i]];
+        const BlockState& st = s.blocks.at(key);
+        victims.push_back(Victim{key, *st.host, st.dirty, true, !scores[order[i]].recalled});
+        planned -= st.size;
+      }
+    } else {
+      for (auto it = s.lru.rbegin(); it != s.lru.rend() && planned > target_bytes; ++it) {
+        BlockState& st = s.blocks.at(*it);
+        if (st.pins > 0 || st.busy) continue;  // in use: not evictable now
+        victims.push_back(Victim{*it, *st.host, st.dirty});
+        planned -= st.size;
+      }
     }
     for (const Victim& v : victims) s.blocks.at(v.key).busy = true;
     if (victims.empty() && planned > target_bytes) {
@@ -644,6 +701,8 @@ absl::Status TieredStore::EvictDownTo(uint64_t target_bytes) {
     st.dirty = false;
     ++s.stats.evictions;
     s.stats.evicted_bytes += st.size;
+    if (v.by_heat) ++s.stats.heat_evictions;
+    if (v.never_recalled) ++s.stats.heat_evictions_never_recalled;
     ++s.generation;
   }
   return first_error;

@@ -6,8 +6,10 @@
 //   evicted or the store closes. In write-through mode (option or per put) the block is durable
 //   (fsync'd WAL) before Put returns. When the host tier has no room even after eviction, a put
 //   goes straight to the SSD (durably), so a full host tier never loses or rejects data.
-// - Above the high watermark a background thread moves the least recently recalled blocks to
-//   the SSD until usage is below the low watermark.
+// - Above the high watermark a background thread moves blocks to the SSD until usage is below
+//   the low watermark: the least recently recalled first (EvictionPolicy::kLru), or the coldest
+//   by recall frequency first (kHeat: the decayed recall counts the fetch path records through
+//   RecordFetch, a new block counting as one recall at its put; ties in LRU order).
 // - A read of an SSD-only block promotes it back into the host tier.
 // - Close() (and the destructor) flushes write-back blocks to the SSD, so a clean shutdown keeps
 //   everything; after a crash, write-through blocks and flushed blocks survive.
@@ -33,8 +35,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/ids.h"
+#include "storage/cluster_heat.h"
 #include "storage/host_arena.h"
 #include "storage/index_record.h"
 #include "storage/key_codec.h"
@@ -43,6 +47,16 @@
 #include "storage/ssd_tier.h"
 
 namespace clusterkv::storage {
+
+// Which host-resident blocks eviction moves to the SSD first.
+enum class EvictionPolicy {
+  kLru,   // least recently recalled (or put) first
+  kHeat,  // lowest decayed score first (recalls, plus ClusterHeatOptions::put_score at the
+          // put), ties least recent first
+};
+// "lru" / "heat". InvalidArgument for any other name.
+absl::StatusOr<EvictionPolicy> ParseEvictionPolicy(absl::string_view name);
+const char* EvictionPolicyName(EvictionPolicy policy);
 
 struct TieredStoreOptions {
   std::string path;  // RocksDB directory of the SSD tier
@@ -58,6 +72,10 @@ struct TieredStoreOptions {
   ArenaRegistrar* registrar = nullptr;  // not owned
   std::shared_ptr<rocksdb::FileSystem> file_system;  // null: the real filesystem
   uint64_t min_blob_bytes = 4096;
+  EvictionPolicy eviction_policy = EvictionPolicy::kLru;
+  // The recall-frequency tracker fed by RecordFetch (kept under either policy: the dashboard
+  // shows its heat map).
+  ClusterHeatOptions heat;
 };
 
 struct TierStats {
@@ -77,6 +95,10 @@ struct StoreStats {
   uint64_t write_through_puts = 0;
   uint64_t spilled_puts = 0;  // puts that went straight to the SSD (host tier full)
   uint64_t eviction_failures = 0;
+  // Evictions ordered by recall heat (EvictionPolicy::kHeat), and among them the blocks that
+  // had never been recalled (at most their put score).
+  uint64_t heat_evictions = 0;
+  uint64_t heat_evictions_never_recalled = 0;
   SlabStats slab;
   SsdStats ssd_io;
 };
@@ -142,6 +164,13 @@ class TieredStore {
   // or waits. The recall path's batch form: one lock to take and one to release N pins.
   PinnedBlockSet PinResident(const SequenceKey& sequence, std::vector<ClusterId> clusters);
 
+  // One fetch of `sequence` recalled `clusters`: feeds the heat that EvictionPolicy::kHeat
+  // evicts by (the daemon's fetch paths call it once per fetch request).
+  void RecordFetch(const SequenceKey& sequence, absl::Span<const ClusterId> clusters);
+  const ClusterHeat& heat() const { return *heat_; }
+  // The stored size of a block, nullopt when absent.
+  std::optional<uint64_t> BlockBytes(const BlockKey& key) const;
+
   // One eviction pass down to the low watermark (the background thread runs the same).
   absl::Status EvictToLowWatermark();
   // Flushes the SSD tier's memtables to its files, so that reads of evicted blocks go to the
@@ -159,7 +188,8 @@ class TieredStore {
               const TieredStoreOptions& options);
   void Unpin(const BlockKey& key);
   void EvictorLoop();
-  // Moves least recently recalled blocks to the SSD until host usage <= target_bytes.
+  // Moves blocks to the SSD, in the order of the eviction policy, until host usage <=
+  // target_bytes.
   absl::Status EvictDownTo(uint64_t target_bytes);
   // Allocates host memory for `bytes`, evicting synchronously if needed; nullopt when even
   // eviction cannot make room.
@@ -171,6 +201,7 @@ class TieredStore {
 
   std::unique_ptr<HostArena> arena_;
   std::unique_ptr<SsdTier> ssd_;
+  std::unique_ptr<ClusterHeat> heat_;
   std::unique_ptr<State> state_;
 };
 

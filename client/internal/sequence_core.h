@@ -175,6 +175,9 @@ class SequenceCore {
     uint64_t miss_tokens = 0;
     std::array<uint64_t, kEstimatedRecallBounds.size()> recall_counts{};
     double recall_sum = 0.0;
+    // The budget spent: StepStats::selected_tokens and selected_heads, summed.
+    uint64_t selected_tokens = 0;
+    uint64_t selected_heads = 0;
   };
   Unreported unreported_;
   int64_t last_report_step_ = 0;

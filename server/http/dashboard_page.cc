@@ -20,6 +20,10 @@ constexpr char kHtml[] = R"HTML(<!DOCTYPE html>
   .nums span.v { font-weight: bold; margin-right: 14px; }
   canvas { width: 100%; height: 220px; display: block; }
   #status { font-size: 12px; color: #666; }
+  .wide { grid-column: 1 / span 2; }
+  .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; }
+  canvas#seq-heatmap { height: 400px; }
+  select { font-size: 13px; }
 </style>
 </head>
 <body>
@@ -50,6 +54,27 @@ constexpr char kHtml[] = R"HTML(<!DOCTYPE html>
       p90 <span class="v" id="latency-p90" data-value="NaN">-</span>
       p99 <span class="v" id="latency-p99" data-value="NaN">-</span></div>
     <canvas id="chart-latency" width="600" height="220"></canvas></div>
+  <div class="panel wide" id="sequence-panel">
+    <h2>Sequence <select id="seq-select"></select>
+      <span class="nums">(open sequences with client reports:
+      <span class="v" id="seq-count" data-value="0">0</span>)</span></h2>
+    <div class="nums">step <span class="v" id="seq-steps" data-value="NaN">-</span>
+      estimated recall <span class="v" id="seq-recall" data-value="NaN">-</span>
+      budget <span class="v" id="seq-budget" data-value="NaN">-</span> tokens/head
+      device-cache hit rate <span class="v" id="seq-hit-rate" data-value="NaN">-</span>
+      reports <span class="v" id="seq-points" data-value="0">0</span></div>
+    <div class="pair">
+      <canvas id="seq-recall-chart" width="600" height="220"></canvas>
+      <canvas id="seq-budget-chart" width="600" height="220"></canvas>
+    </div>
+    <h2>Cluster heat: recalls per cluster (rows, the most recalled) and bucket of fetches</h2>
+    <div class="nums">clusters <span class="v" id="seq-heat-rows" data-value="0">0</span>
+      buckets <span class="v" id="seq-heat-cols" data-value="0">0</span>
+      (<span class="v" id="seq-heat-bucket" data-value="0">0</span> fetches each)
+      hottest cell <span class="v" id="seq-heat-max" data-value="0">0</span>
+      recalls shown <span class="v" id="seq-heat-total" data-value="0">0</span></div>
+    <canvas id="seq-heatmap" width="1200" height="400"></canvas>
+  </div>
 </div>
 <script>
 "use strict";
@@ -148,6 +173,7 @@ function human(v, unit) {
     return v.toFixed(digits) + " " + units[i] + (unit === "B/s" ? "/s" : "");
   }
   if (unit === "%") return (100 * v).toFixed(1) + " %";
+  if (unit === "n") return v.toFixed(1);
   if (unit === "s") return v < 1e-3 ? (v * 1e6).toFixed(0) + " us" : (v * 1e3).toFixed(2) + " ms";
   return String(v);
 }
@@ -191,6 +217,139 @@ function drawChart(id, series, unit, fixedMax) {
   });
 }
 
+// ---- per-sequence view: /api/sequences, /api/sequence and the clusterkv_sequence_* gauges ----
+const query = new URLSearchParams(location.search);
+let selected = query.has("tenant") && query.has("sequence")
+    ? { tenant: query.get("tenant"), sequence: query.get("sequence") } : null;
+let listed = "";
+
+function sequenceKey(s) { return s.tenant + "/" + s.sequence; }
+
+function showSequenceGauges(m) {
+  if (!selected) return;
+  const labels = { tenant: selected.tenant, sequence: selected.sequence };
+  show("seq-recall", sum(m, "clusterkv_sequence_estimated_recall", labels), "%");
+  show("seq-budget", sum(m, "clusterkv_sequence_budget_tokens", labels), "n");
+  show("seq-hit-rate", sum(m, "clusterkv_sequence_device_cache_hit_ratio", labels), "%");
+  show("seq-steps", sum(m, "clusterkv_sequence_steps", labels), "");
+}
+
+// Lines over x = decode step; each series {name, color, xs, ys}.
+function drawSteps(id, series, unit, fixedMax) {
+  const canvas = document.getElementById(id);
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, left = 70, bottom = 34, top = 8;
+  ctx.clearRect(0, 0, w, h);
+  let max = fixedMax || 0, minX = Infinity, maxX = -Infinity;
+  for (const s of series) {
+    s.xs.forEach((x, i) => {
+      minX = Math.min(minX, x); maxX = Math.max(maxX, x);
+      if (!fixedMax && isFinite(s.ys[i]) && s.ys[i] > max) max = s.ys[i];
+    });
+  }
+  if (!(max > 0)) max = 1;
+  if (!(maxX > minX)) { minX = isFinite(minX) ? minX - 1 : 0; maxX = minX + 2; }
+  ctx.strokeStyle = "#ccc"; ctx.fillStyle = "#555"; ctx.font = "11px sans-serif";
+  for (let i = 0; i <= 4; i++) {
+    const y = top + (h - top - bottom) * i / 4;
+    ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(w, y); ctx.stroke();
+    ctx.fillText(human(max * (4 - i) / 4, unit), 2, y + 4);
+  }
+  ctx.fillText("step " + minX, left, h - bottom + 12);
+  ctx.fillText("step " + maxX, w - 70, h - bottom + 12);
+  series.forEach((s, k) => {
+    ctx.strokeStyle = s.color; ctx.fillStyle = s.color; ctx.lineWidth = 2; ctx.beginPath();
+    s.xs.forEach((xv, i) => {
+      const x = left + (w - left - 10) * (xv - minX) / (maxX - minX);
+      const y = top + (h - top - bottom) * (1 - Math.min(s.ys[i], max) / max);
+      if (i > 0) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+      ctx.fillRect(x - 2, y - 2, 4, 4);
+    });
+    ctx.stroke();
+    ctx.fillText(s.name, left + 10 + k * 150, h - 5);
+  });
+}
+
+function drawHeatmap(map) {
+  const canvas = document.getElementById("seq-heatmap");
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, left = 90, top = 6, bottom = 20;
+  ctx.clearRect(0, 0, w, h);
+  const rows = map ? map.rows.length : 0, cols = rows ? map.counts[0].length : 0;
+  let max = 0, total = 0;
+  for (let r = 0; r < rows; r++) {
+    for (const c of map.counts[r]) { max = Math.max(max, c); total += c; }
+  }
+  show("seq-heat-rows", rows, "");
+  show("seq-heat-cols", cols, "");
+  show("seq-heat-bucket", map ? map.fetches_per_bucket : 0, "");
+  show("seq-heat-max", max, "");
+  show("seq-heat-total", total, "");
+  if (!rows || !cols) return;
+  const cw = (w - left) / cols, ch = (h - top - bottom) / rows;
+  ctx.font = Math.min(11, Math.max(6, ch)) + "px sans-serif";
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const v = map.counts[r][c] / max;
+      // white (never) through yellow to red (the hottest cell)
+      ctx.fillStyle = v > 0 ? "rgb(255," + Math.round(230 * (1 - v)) + "," + Math.round(120 * (1 - v)) + ")" : "#f4f4f4";
+      ctx.fillRect(left + c * cw, top + r * ch, Math.max(cw - 1, 1), Math.max(ch - 1, 1));
+    }
+    ctx.fillStyle = "#555";
+    if (ch >= 6) ctx.fillText(map.rows[r], 2, top + r * ch + ch - 1);
+  }
+  ctx.fillStyle = "#555"; ctx.font = "11px sans-serif";
+  ctx.fillText("fetch " + map.first_fetch, left, h - 5);
+  ctx.fillText("fetch " + map.fetches, w - 80, h - 5);
+}
+
+async function pollSequences() {
+  try {
+    const list = (await (await fetch("/api/sequences", { cache: "no-store" })).json()).sequences;
+    show("seq-count", list.length, "");
+    const keys = list.map(sequenceKey).join("\n");
+    if (!selected || !list.some(s => sequenceKey(s) === sequenceKey(selected))) {
+      selected = list.length ? { tenant: list[0].tenant, sequence: list[0].sequence } : null;
+    }
+    const select = document.getElementById("seq-select");
+    if (keys !== listed) {
+      listed = keys;
+      select.innerHTML = "";
+      for (const s of list) {
+        const option = document.createElement("option");
+        option.value = sequenceKey(s);
+        option.textContent = s.tenant + " / " + s.sequence;
+        select.appendChild(option);
+      }
+    }
+    if (!selected) return;
+    select.value = sequenceKey(selected);
+    const url = "/api/sequence?tenant=" + encodeURIComponent(selected.tenant) +
+                "&sequence=" + encodeURIComponent(selected.sequence);
+    const response = await fetch(url, { cache: "no-store" });
+    if (!response.ok) return;
+    const d = await response.json();
+    show("seq-points", d.points.length, "");
+    const xs = d.points.map(p => p.step);
+    drawSteps("seq-recall-chart",
+              [{ name: "estimated recall", color: "#1f77b4", xs, ys: d.points.map(p => p.estimated_recall) },
+               { name: "device-cache hit rate", color: "#9467bd", xs, ys: d.points.map(p => p.hit_ratio) }],
+              "%", 1);
+    drawSteps("seq-budget-chart",
+              [{ name: "budget (tokens/head)", color: "#2ca02c", xs, ys: d.points.map(p => p.budget_tokens) }],
+              "n");
+    drawHeatmap(d.heatmap);
+  } catch (e) {
+    document.getElementById("status").firstChild.textContent = "sequence view failed: " + e + "; scrapes: ";
+  }
+}
+
+document.getElementById("seq-select").addEventListener("change", (event) => {
+  const [tenant, ...rest] = event.target.value.split("/");
+  selected = { tenant, sequence: rest.join("/") };
+  pollSequences();
+});
+
 function update(text) {
   const m = parseMetrics(text);
   const now = performance.now() / 1000;
@@ -229,6 +388,7 @@ function update(text) {
   show("latency-p99", quantile(0.99, lat), "s");
   show("rpc-count", rpcCount, "");
   show("scrapes", scrapes, "");
+  showSequenceGauges(m);
 
   // Per-interval series: rates and percentiles of what happened since the previous scrape.
   let bwGrpc = NaN, bwUcx = NaN, p50 = NaN, p90 = NaN, p99 = NaN;
@@ -265,6 +425,7 @@ async function poll() {
   try {
     const response = await fetch("/metrics", { cache: "no-store" });
     if (response.ok) update(await response.text());
+    await pollSequences();
   } catch (e) {
     document.getElementById("status").firstChild.textContent = "scrape failed: " + e + "; scrapes: ";
   }

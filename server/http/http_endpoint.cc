@@ -66,6 +66,29 @@ absl::StatusOr<std::unique_ptr<HttpEndpoint>> HttpEndpoint::Start(HttpEndpointOp
     res.set_header("Cache-Control", "no-store");
     res.set_content(std::string(DashboardHtml()), "text/html; charset=utf-8");
   });
+  s.Get("/api/sequences", [self](const httplib::Request&, httplib::Response& res) {
+    if (!self->options_.sequences_json) {
+      res.status = 404;
+      return;
+    }
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(self->options_.sequences_json(), "application/json");
+  });
+  s.Get("/api/sequence", [self](const httplib::Request& req, httplib::Response& res) {
+    std::optional<std::string> body;
+    if (self->options_.sequence_json && req.has_param("tenant") && req.has_param("sequence")) {
+      body = self->options_.sequence_json(req.get_param_value("tenant"),
+                                          req.get_param_value("sequence"));
+    }
+    if (!body.has_value()) {
+      res.status = 404;
+      res.set_content("{\"error\": \"no such sequence with client reports\"}\n",
+                      "application/json");
+      return;
+    }
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(*body, "application/json");
+  });
   s.Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_redirect("/dashboard");
   });

@@ -5,6 +5,9 @@
 //   GET /readyz     200 "ready" only when the readiness callback says so, else 503 (readiness:
 //                   RocksDB open and the gRPC socket served)
 //   GET /dashboard  a self-contained live dashboard (server/http/dashboard_page.h)
+//   GET /api/sequences, /api/sequence?tenant=T&sequence=S
+//                   the per-sequence view's JSON (server/http/sequence_api.h); 404 when unset
+//                   or the sequence is unknown
 //   GET /           a redirect to /dashboard
 // The listener runs on its own small thread pool; Stop() (or the destructor) closes it and
 // joins. The callbacks run on those threads and must be thread-safe.
@@ -13,6 +16,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -30,6 +34,10 @@ struct HttpEndpointOptions {
   int threads = 2;
   std::function<std::string()> metrics;  // the exposition text
   std::function<bool()> ready;           // null: always ready
+  std::function<std::string()> sequences_json;
+  // nullopt: 404.
+  std::function<std::optional<std::string>(const std::string& tenant, const std::string& sequence)>
+      sequence_json;
 };
 
 class HttpEndpoint {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/http/http_endpoint.h"
+#include "server/http/sequence_api.h"
 #include "server/tracing/exporters.h"
 
 namespace clusterkv::server::http {
@@ -46,6 +47,10 @@ absl::StatusOr<std::unique_ptr<Observability>> Observability::Start(
     Observability* self = o.get();
     http_options.metrics = [self] { return self->metrics_->Render(); };
     http_options.ready = [self] { return self->ready(); };
+    http_options.sequences_json = [self] { return SequencesJson(*self->metrics_); };
+    http_options.sequence_json = [self](const std::string& tenant, const std::string& sequence) {
+      return SequenceJson(*self->metrics_, tenant, sequence);
+    };
     auto endpoint = HttpEndpoint::Start(std::move(http_options));
     if (absl::IsUnavailable(endpoint.status())) {
       // The port is taken (e.g. a second daemon on a shared host network): the KV cache

@@ -25,6 +25,8 @@ constexpr const char* kNames[] = {
     "clusterkv_store_evicted_bytes_total",
     "clusterkv_store_eviction_failures_total",
     "clusterkv_store_promotions_total",
+    "clusterkv_store_heat_evictions_total",
+    "clusterkv_heat_tracked_clusters",
     "clusterkv_store_write_through_puts_total",
     "clusterkv_store_spilled_puts_total",
     "clusterkv_store_write_through_seconds",
@@ -49,6 +51,11 @@ constexpr const char* kNames[] = {
     "clusterkv_client_device_cache_miss_tokens_total",
     "clusterkv_client_estimated_recall",
     "clusterkv_client_device_cache_hit_ratio",
+    // open sequences' client reports (push, ReportClientStats with a sequence_id)
+    "clusterkv_sequence_estimated_recall",
+    "clusterkv_sequence_budget_tokens",
+    "clusterkv_sequence_device_cache_hit_ratio",
+    "clusterkv_sequence_steps",
     // cluster mode (push)
     "clusterkv_cluster_remote_hits_total",
     "clusterkv_cluster_remote_misses_total",
@@ -134,7 +141,8 @@ std::vector<std::string> DaemonMetrics::FamilyNames() {
   return std::vector<std::string>(std::begin(kNames), std::end(kNames));
 }
 
-DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(options)) {
+DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options)
+    : options_(std::move(options)), sequences_(options_.sequences) {
   Registry& r = registry_;
   // storage tiers
   tier_bytes_ = r.AddGauge("clusterkv_tier_bytes", "Bytes of cluster blocks held per tier.",
@@ -158,6 +166,14 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
   promotions_ = r.AddCounter("clusterkv_store_promotions_total",
                              "SSD-only blocks copied back into the host tier by a read.")
                     ->WithLabels({});
+  heat_evictions_ = r.AddCounter(
+      "clusterkv_store_heat_evictions_total",
+      "Evictions ordered by recall heat (--eviction_policy=heat), by whether the block had "
+      "been recalled (recalled=\"never\": never fetched, or cooled out of the tracker).",
+      {"recalled"});
+  heat_tracked_clusters_ = r.AddGauge("clusterkv_heat_tracked_clusters",
+                                      "Clusters with a recall-heat score (bounded).")
+                               ->WithLabels({});
   write_through_puts_ = r.AddCounter("clusterkv_store_write_through_puts_total",
                                      "Block puts made durable before acknowledgement.")
                             ->WithLabels({});
@@ -239,6 +255,23 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options) : options_(std::move(
   client_hit_ratio_ = r.AddGauge("clusterkv_client_device_cache_hit_ratio",
                                  "Device-cache hit ratio of the tenant's latest client report.",
                                  {"tenant"});
+  // open sequences (labels bounded by SequenceStatsOptions::max_sequences; rebuilt at scrape
+  // time from the report history, so a closed sequence leaves)
+  sequence_recall_ = r.AddGauge("clusterkv_sequence_estimated_recall",
+                                "Mean estimated recall of the sequence's latest client report.",
+                                {"tenant", "sequence"});
+  sequence_budget_ = r.AddGauge(
+      "clusterkv_sequence_budget_tokens",
+      "Mean tokens selected per (layer, kv head, step) in the sequence's latest client report: "
+      "the budget it spent.",
+      {"tenant", "sequence"});
+  sequence_hit_ratio_ = r.AddGauge(
+      "clusterkv_sequence_device_cache_hit_ratio",
+      "Device-cache hit ratio of the recalled tokens in the sequence's latest client report.",
+      {"tenant", "sequence"});
+  sequence_steps_ = r.AddGauge("clusterkv_sequence_steps",
+                               "Decode step of the sequence at its latest client report.",
+                               {"tenant", "sequence"});
   // cluster mode
   remote_hits_ = r.AddCounter("clusterkv_cluster_remote_hits_total",
                               "Blocks of sequences owned by other nodes served from this node's "
@@ -320,6 +353,39 @@ void DaemonMetrics::ReportClientStats(const std::string& tenant, uint64_t hit_to
   }
 }
 
+void DaemonMetrics::ReportSequence(const std::string& tenant, const std::string& sequence,
+                                   const SequenceReport& report) {
+  sequences_.Add(tenant, sequence, report);
+}
+
+void DaemonMetrics::DropSequence(const std::string& tenant, const std::string& sequence) {
+  sequences_.Drop(tenant, sequence);
+}
+
+std::optional<storage::HeatMap> DaemonMetrics::SequenceHeatMap(const std::string& tenant,
+                                                               const std::string& sequence,
+                                                               int max_rows) {
+  absl::MutexLock lock(&sources_mu_);
+  if (store_ == nullptr) return std::nullopt;
+  return store_->heat().Map(SequenceKey{tenant, sequence}, max_rows);
+}
+
+void DaemonMetrics::CollectSequences() {
+  sequence_recall_->Clear();
+  sequence_budget_->Clear();
+  sequence_hit_ratio_->Clear();
+  sequence_steps_->Clear();
+  for (const SequenceHistory& h : sequences_.Snapshot()) {
+    if (h.points.empty()) continue;
+    const SequenceReport& last = h.points.back();
+    const std::vector<std::string> labels = {h.tenant, h.sequence};
+    sequence_recall_->WithLabels(labels)->Set(last.EstimatedRecall());
+    sequence_budget_->WithLabels(labels)->Set(last.BudgetTokens());
+    sequence_hit_ratio_->WithLabels(labels)->Set(last.HitRatio());
+    sequence_steps_->WithLabels(labels)->Set(static_cast<double>(last.step));
+  }
+}
+
 void DaemonMetrics::ObserveRemoteRecall(uint64_t hits, uint64_t misses, uint64_t bytes,
                                         uint64_t ucx_bytes) {
   remote_ucx_bytes_->Increment(ucx_bytes);
@@ -358,6 +424,7 @@ void DaemonMetrics::DetachSources() {
 }
 
 void DaemonMetrics::Collect() {
+  CollectSequences();
   absl::MutexLock lock(&sources_mu_);
   if (trace_counts_) {
     const TraceCounts t = trace_counts_();
@@ -380,6 +447,10 @@ void DaemonMetrics::Collect() {
   evicted_bytes_->Set(s.evicted_bytes);
   eviction_failures_->Set(s.eviction_failures);
   promotions_->Set(s.promotions);
+  heat_evictions_->WithLabels({"never"})->Set(s.heat_evictions_never_recalled);
+  heat_evictions_->WithLabels({"before"})->Set(s.heat_evictions -
+                                               s.heat_evictions_never_recalled);
+  heat_tracked_clusters_->Set(static_cast<double>(store_->heat().Stats().tracked_clusters));
   write_through_puts_->Set(s.write_through_puts);
   spilled_puts_->Set(s.spilled_puts);
   slab_fragmentation_->Set(s.slab.Fragmentation());

@@ -15,6 +15,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,8 @@
 #include "core/recall_buckets.h"
 #include "server/metrics/instrumentation.h"
 #include "server/metrics/registry.h"
+#include "server/metrics/sequence_stats.h"
+#include "storage/cluster_heat.h"
 
 namespace clusterkv::storage {
 class TieredStore;
@@ -65,6 +68,8 @@ struct DaemonMetricsOptions {
   // Tenants beyond this many (largest usage first) are summed into tenant="_other", so the
   // tenant label stays bounded.
   int max_tenants = 64;
+  // Bounds of the per-sequence report history (and of the sequence label).
+  SequenceStatsOptions sequences;
 };
 
 class DaemonMetrics {
@@ -90,6 +95,18 @@ class DaemonMetrics {
   // and their sum, into clusterkv_client_estimated_recall{tenant}.
   void ReportEstimatedRecall(const std::string& tenant, const std::vector<uint64_t>& counts,
                              double sum);
+  // ---- per sequence ----
+  // A client report of one open sequence (ReportClientStats with a sequence_id): kept in
+  // sequences() and exported as clusterkv_sequence_*{tenant, sequence}.
+  void ReportSequence(const std::string& tenant, const std::string& sequence,
+                      const SequenceReport& report);
+  // The sequence closed: its history and gauges go.
+  void DropSequence(const std::string& tenant, const std::string& sequence);
+  const SequenceStatsBook& sequences() const { return sequences_; }
+  // The heat map of a sequence's recalls (the attached store's ClusterHeat::Map); nullopt when
+  // no store is attached or none is kept.
+  std::optional<storage::HeatMap> SequenceHeatMap(const std::string& tenant,
+                                                  const std::string& sequence, int max_rows);
   // ---- cluster mode ----
   // A recall of a sequence owned by another node: `hits` blocks served from this node's
   // read-only copy, `misses` blocks fetched from the owner (or a replica), `bytes` of them,
@@ -120,9 +137,11 @@ class DaemonMetrics {
 
  private:
   void Collect();
+  void CollectSequences();
 
   DaemonMetricsOptions options_;
   Registry registry_;
+  SequenceStatsBook sequences_;
 
   // push
   Family<Counter>* rpc_requests_;
@@ -135,6 +154,10 @@ class DaemonMetrics {
   Family<Counter>* client_hit_tokens_;
   Family<Counter>* client_miss_tokens_;
   Family<Gauge>* client_hit_ratio_;
+  Family<Gauge>* sequence_recall_;
+  Family<Gauge>* sequence_budget_;
+  Family<Gauge>* sequence_hit_ratio_;
+  Family<Gauge>* sequence_steps_;
   // cluster mode
   Counter* remote_hits_;
   Counter* remote_misses_;
@@ -155,6 +178,8 @@ class DaemonMetrics {
   Counter* evicted_bytes_;
   Counter* eviction_failures_;
   Counter* promotions_;
+  Family<Counter>* heat_evictions_;
+  Gauge* heat_tracked_clusters_;
   Counter* write_through_puts_;
   Counter* spilled_puts_;
   Gauge* slab_fragmentation_;

@@ -141,6 +141,14 @@ void FuzzOne(const uint8_t* data, size_t size) {
   }
   if (v1::ReportClientStatsRequest m; Parse(data, size, &m)) {
     (void)m.device_cache_hit_tokens();
+    // An accepted per-sequence report has a bounded step and per-head budget.
+    if (server::ValidateSequenceReport(m).ok()) {
+      Require(m.step() >= 0 && m.step() <= (int64_t{1} << 40));
+      Require(m.selected_tokens() == 0 ||
+              (m.selected_heads() > 0 &&
+               m.selected_tokens() / m.selected_heads() <= (uint64_t{1} << 31)));
+      Require(!m.sequence_id().empty() || (m.step() == 0 && m.selected_heads() == 0));
+    }
   }
 }
 

@@ -76,6 +76,8 @@ def check_report(path, bench):
         check_soak(results)
     if bench == "remote":
         check_remote(results)
+    if bench == "heat":
+        check_heat(results)
     print("ok: %s, %d rows" % (bench, len(results)))
 
 
@@ -98,6 +100,42 @@ def check_remote(results):
 
 STORAGE_VARIANTS = ("host_put", "host_get", "ssd_put", "ssd_get", "tiered_put_write_through",
                     "evict_to_low_watermark")
+
+
+HEAT_VARIANTS = ("heat_host_hit_rate", "heat_fetch", "heat_fetch_total")
+HEAT_POLICY_FIELDS = ("host_hit_rate", "host_hits", "host_misses", "fetch_p50_us",
+                      "fetch_p99_us", "fetch_total_s", "evictions", "ssd_read_bytes")
+
+
+def check_heat(results):
+    """Heat eviction against LRU on the same trace: a hit-rate row carrying both policies'
+    figures, a per-fetch time row and a total time row, all against lru."""
+    seen = [row["variant"] for row in results]
+    if seen != list(HEAT_VARIANTS):
+        fail("heat variants are %r, expected %r" % (seen, HEAT_VARIANTS))
+    for i, row in enumerate(results):
+        if row["baseline"] != "lru":
+            fail("heat results[%d] is not measured against lru" % i)
+        for key in ("fetches", "blocks", "host_capacity_bytes", "half_life_fetches"):
+            if not is_number(row["params"].get(key)):
+                fail("heat results[%d].params lacks %s" % (i, key))
+        if row["params"]["host_capacity_bytes"] >= row["params"]["block_bytes"]:
+            fail("heat results[%d]: the host tier holds the whole trace" % i)
+    hit = results[0]
+    for policy in ("heat", "lru"):
+        figures = hit.get(policy)
+        if not isinstance(figures, dict):
+            fail("heat hit-rate row lacks the %s figures" % policy)
+        for key in HEAT_POLICY_FIELDS:
+            if not is_number(figures.get(key)):
+                fail("heat %s.%s is not a number" % (policy, key))
+        if not 0.0 <= figures["host_hit_rate"] <= 1.0:
+            fail("heat %s.host_hit_rate is not a fraction" % policy)
+        if figures["host_hits"] + figures["host_misses"] != hit["params"]["recalls"]:
+            fail("heat %s: hits + misses is not the number of recalled blocks" % policy)
+    for key in ("p50_us", "p99_us", "baseline_p50_us", "baseline_p99_us"):
+        if not is_number(results[1].get(key)):
+            fail("heat_fetch.%s is not a number" % key)
 
 
 def check_storage(results):

@@ -150,6 +150,62 @@ TEST_F(DaemonTest, AmplifyingRequestsAreRefusedBeforeAnyWorkAndTheDaemonKeepsSer
          v1::ReportClientStatsResponse response;
          return client.stub->ReportClientStats(client.Context().get(), r, &response);
        }},
+      {"ReportClientStats with a negative step", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         r.set_sequence_id("seq-report");
+         r.set_step(-1);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
+      {"ReportClientStats with a step past 2^40", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         r.set_sequence_id("seq-report");
+         r.set_step((int64_t{1} << 40) + 1);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
+      {"ReportClientStats with 2^41 selected heads", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         r.set_sequence_id("seq-report");
+         r.set_selected_heads(uint64_t{1} << 41);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
+      {"ReportClientStats with more than 2^31 tokens per selected head",
+       grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         r.set_sequence_id("seq-report");
+         r.set_selected_heads(2);
+         r.set_selected_tokens((uint64_t{1} << 32) + 1);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
+      {"ReportClientStats with selected tokens but no heads", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         r.set_sequence_id("seq-report");
+         r.set_selected_tokens(5);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
+      {"ReportClientStats with a step but no sequence", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         r.set_step(64);
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
+      {"ReportClientStats with a 1 MiB sequence id", grpc::StatusCode::INVALID_ARGUMENT,
+       [&] {
+         v1::ReportClientStatsRequest r;
+         r.set_sequence_id(std::string(1 << 20, 's'));
+         v1::ReportClientStatsResponse response;
+         return client.stub->ReportClientStats(client.Context().get(), r, &response);
+       }},
       {"ConnectDataPlane with a 1 MiB worker address", grpc::StatusCode::INVALID_ARGUMENT,
        [&] {
          v1::ConnectDataPlaneRequest r;

@@ -2,7 +2,9 @@
 //   - /metrics exports the expected series after real RPCs, /healthz and /readyz answer, and
 //     the span file (--trace_file) holds spans that continue the client's W3C traceparent;
 //   - /dashboard rendered by Debian's headless Chromium shows the numbers /metrics holds (and
-//     a screenshot lands in the build directory);
+//     a screenshot lands in the build directory), its per-sequence view too (estimated recall,
+//     budget, device-cache hit rate from the sequence's gauges, the report count and the heat
+//     map of its recalls from /api/sequence; screenshot <build>/dashboard_sequence.png);
 //   - Debian's real Prometheus, configured from deploy/prometheus/, scrapes the daemon and
 //     answers a tier-metric query through its HTTP API.
 // Chromium and Prometheus tests skip when the binaries are missing (deploy/setup.sh installs
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -306,6 +309,140 @@ TEST_F(ObservabilityTest, DashboardRendersInHeadlessChromium) {
   ASSERT_GT(bytes.size(), 1000u) << png;
   EXPECT_EQ(bytes.substr(1, 3), "PNG");
   std::cerr << "dashboard screenshot: " << png << "\n";
+}
+
+// Two real sequences through the real daemon: blocks put, some fetched several times (the
+// heat map), and per-sequence client reports (as libclusterkv sends every 64 steps). The
+// per-sequence view must show what /metrics and /api/sequence hold, and a closed sequence must
+// leave both.
+TEST_F(ObservabilityTest, DashboardShowsThePerSequenceView) {
+  const std::string tenant = "seq-tenant";
+  KvCacheClient client = MakeKvCacheClient(daemon_->target(), tenant);
+  const SequenceData data = MakeSequenceData(/*seed=*/31, /*clusters=*/4, /*layers=*/2);
+  for (const std::string id : {"seq-a", "seq-b"}) {
+    ASSERT_GRPC_OK(OpenSequence(client, id));
+    ASSERT_GRPC_OK(PutSequence(client, id, data, /*write_through=*/false));
+  }
+  // seq-a: block i of the first 12 is fetched in 1 + i % 3 of 3 fetch requests.
+  uint64_t recalls = 0;
+  std::set<std::string> recalled;
+  for (int round = 0; round < 3; ++round) {
+    v1::FetchClustersRequest request;
+    request.set_sequence_id("seq-a");
+    for (size_t i = 0; i < 12; ++i) {
+      if (static_cast<int>(i % 3) < round) continue;
+      const v1::ClusterRef& ref = data.blocks[i].id();
+      *request.add_clusters() = ref;
+      recalled.insert(absl::StrCat(ref.layer(), ".", ref.kv_head(), ".", ref.cluster()));
+      ++recalls;
+    }
+    auto context = client.Context();  // outlives the stream
+    auto reader = client.stub->FetchClusters(context.get(), request);
+    v1::FetchClustersResponse message;
+    while (reader->Read(&message)) {
+    }
+    ASSERT_GRPC_OK(reader->Finish());
+  }
+  // Reports: seq-a at steps 64, 128, 192 (the last: recall 0.9, budget 96 tokens/head, hit
+  // ratio 0.8); seq-b once; one for a sequence that is not open (its tenant counters count,
+  // no history is kept).
+  auto report = [&](const std::string& id, int64_t step, uint64_t hits, uint64_t misses,
+                    uint64_t estimates_at_09, uint64_t heads, uint64_t tokens) {
+    v1::ReportClientStatsRequest r;
+    r.set_sequence_id(id);
+    r.set_step(step);
+    r.set_device_cache_hit_tokens(hits);
+    r.set_device_cache_miss_tokens(misses);
+    for (int b = 0; b < 8; ++b) r.add_estimated_recall_counts(b == 4 ? estimates_at_09 : 0);
+    r.set_estimated_recall_sum(0.9 * static_cast<double>(estimates_at_09));
+    r.set_selected_heads(heads);
+    r.set_selected_tokens(tokens);
+    v1::ReportClientStatsResponse ignored;
+    return client.stub->ReportClientStats(client.Context().get(), r, &ignored);
+  };
+  ASSERT_GRPC_OK(report("seq-a", 64, 100, 300, 10, 64, 64 * 80));
+  ASSERT_GRPC_OK(report("seq-a", 128, 200, 200, 10, 64, 64 * 90));
+  ASSERT_GRPC_OK(report("seq-a", 192, 400, 100, 10, 64, 64 * 96));
+  ASSERT_GRPC_OK(report("seq-b", 64, 50, 50, 4, 32, 32 * 40));
+  ASSERT_GRPC_OK(report("not-open", 64, 1, 1, 1, 1, 1));
+
+  const nlohmann::json list = nlohmann::json::parse(Get("/api/sequences"));
+  ASSERT_EQ(list.at("sequences").size(), 2u) << list.dump();
+  int status = 0;
+  const nlohmann::json a =
+      nlohmann::json::parse(Get("/api/sequence?tenant=seq-tenant&sequence=seq-a", &status));
+  ASSERT_EQ(status, 200);
+  ASSERT_EQ(a.at("points").size(), 3u);
+  EXPECT_EQ(a.at("points")[2].at("step"), 192);
+  EXPECT_DOUBLE_EQ(a.at("points")[2].at("budget_tokens").get<double>(), 96.0);
+  EXPECT_DOUBLE_EQ(a.at("points")[2].at("hit_ratio").get<double>(), 0.8);
+  const nlohmann::json& heat = a.at("heatmap");
+  ASSERT_TRUE(heat.is_object()) << a.dump();
+  EXPECT_EQ(heat.at("fetches"), 3);
+  std::set<std::string> rows;
+  uint64_t cells = 0;
+  for (const auto& row : heat.at("rows")) rows.insert(row.get<std::string>());
+  for (const auto& row : heat.at("counts")) {
+    for (const auto& n : row) cells += n.get<uint64_t>();
+  }
+  EXPECT_EQ(rows, recalled);
+  EXPECT_EQ(cells, recalls);
+  EXPECT_EQ(heat.at("counts")[0][0], 3);  // the most recalled row first: fetched every time
+  Get("/api/sequence?tenant=seq-tenant&sequence=not-open", &status);
+  EXPECT_EQ(status, 404);
+
+  if (access(kChromium, X_OK) != 0) GTEST_SKIP() << kChromium << " is missing (deploy/setup.sh)";
+  const std::string url = absl::StrCat("http://127.0.0.1:", port_,
+                                       "/dashboard?tenant=seq-tenant&sequence=seq-a");
+  std::vector<std::string> dump = ChromiumArgs(scratch_.Sub("profile-seq-dom"));
+  dump.push_back("--dump-dom");
+  dump.push_back(url);
+  absl::StatusOr<ProcessResult> dom = RunProcess(dump, absl::Seconds(120));
+  ASSERT_TRUE(dom.ok()) << dom.status();
+  ASSERT_EQ(dom->exit_status, 0) << dom->output;
+  const std::map<std::string, double> m = ParseMetrics(Get("/metrics"));
+  auto shown = [&dom](const std::string& id) {
+    std::smatch match;
+    const std::regex re("id=\"" + id + "\" data-value=\"([^\"]*)\"");
+    EXPECT_TRUE(std::regex_search(dom->output, match, re)) << id << "\n" << dom->output;
+    return match.size() > 1 ? std::stod(match[1]) : NAN;
+  };
+  const std::string labels = "{tenant=\"seq-tenant\",sequence=\"seq-a\"}";
+  EXPECT_EQ(shown("seq-count"), 2);
+  EXPECT_NEAR(shown("seq-recall"), m.at("clusterkv_sequence_estimated_recall" + labels), 1e-12);
+  EXPECT_NEAR(shown("seq-recall"), 0.9, 1e-12);
+  EXPECT_EQ(shown("seq-budget"), m.at("clusterkv_sequence_budget_tokens" + labels));
+  EXPECT_EQ(shown("seq-budget"), 96);
+  EXPECT_NEAR(shown("seq-hit-rate"), m.at("clusterkv_sequence_device_cache_hit_ratio" + labels),
+              1e-12);
+  EXPECT_EQ(shown("seq-steps"), m.at("clusterkv_sequence_steps" + labels));
+  EXPECT_EQ(shown("seq-points"), 3);
+  EXPECT_EQ(shown("seq-heat-rows"), static_cast<double>(recalled.size()));
+  EXPECT_EQ(shown("seq-heat-total"), static_cast<double>(recalls));
+  EXPECT_EQ(shown("seq-heat-max"), 3);
+
+  const std::string png = std::string(CLUSTERKV_BUILD_DIR) + "/dashboard_sequence.png";
+  std::filesystem::remove(png);
+  std::vector<std::string> shot = ChromiumArgs(scratch_.Sub("profile-seq-png"));
+  shot.push_back("--window-size=1280,1500");
+  shot.push_back("--screenshot=" + png);
+  shot.push_back(url);
+  absl::StatusOr<ProcessResult> screenshot = RunProcess(shot, absl::Seconds(120));
+  ASSERT_TRUE(screenshot.ok()) << screenshot.status();
+  ASSERT_EQ(screenshot->exit_status, 0) << screenshot->output;
+  EXPECT_EQ(ReadFile(png).substr(1, 3), "PNG");
+  std::cerr << "per-sequence dashboard screenshot: " << png << "\n";
+
+  // Closing seq-a takes it off /metrics and /api.
+  v1::CloseSequenceRequest close;
+  close.set_sequence_id("seq-a");
+  v1::CloseSequenceResponse closed;
+  ASSERT_GRPC_OK(client.stub->CloseSequence(client.Context().get(), close, &closed));
+  Get("/api/sequence?tenant=seq-tenant&sequence=seq-a", &status);
+  EXPECT_EQ(status, 404);
+  const std::map<std::string, double> after = ParseMetrics(Get("/metrics"));
+  EXPECT_EQ(after.count("clusterkv_sequence_steps" + labels), 0u);
+  EXPECT_EQ(after.count("clusterkv_sequence_steps{tenant=\"seq-tenant\",sequence=\"seq-b\"}"), 1u);
 }
 
 // A child process killed (SIGTERM, then reaped) on destruction, and with its parent.

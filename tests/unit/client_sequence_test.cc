@@ -334,7 +334,7 @@ TEST_P(SequenceTest, StepStatisticsReachTheDaemonEverySixtyFourStepsAndAtClose) 
   Prefill();
   const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);
   std::vector<float> out(kQHeads * kDim);
-  uint64_t hits = 0, misses = 0;
+  uint64_t hits = 0, misses = 0, selected_tokens = 0, selected_heads = 0;
   double recall_sum = 0;
   fake_.fail_report = absl::UnavailableError("metrics down");  // the first report is lost...
   const int steps = 2 * SequenceCore::kReportEverySteps + 5;
@@ -345,14 +345,24 @@ TEST_P(SequenceTest, StepStatisticsReachTheDaemonEverySixtyFourStepsAndAtClose) 
     hits += s.hit_tokens;
     misses += s.miss_tokens;
     recall_sum += s.estimated_recall * kKvHeads;
+    selected_tokens += static_cast<uint64_t>(s.selected_tokens);
+    selected_heads += static_cast<uint64_t>(s.selected_heads);
   }
   // ...and its deltas travel with the second, at step 128.
   ASSERT_EQ(fake_.reports.size(), 1u);
   ASSERT_TRUE(seq_->Close(/*drop=*/false).ok());
   ASSERT_EQ(fake_.reports.size(), 2u);
   uint64_t reported_hits = 0, reported_misses = 0, estimates = 0;
+  uint64_t reported_tokens = 0, reported_heads = 0;
   double reported_sum = 0;
+  // Each report names the sequence and its step: 128 for the second periodic one (the first
+  // was lost), then the step at close.
+  EXPECT_EQ(fake_.reports[0].step(), 2 * SequenceCore::kReportEverySteps);
+  EXPECT_EQ(fake_.reports[1].step(), steps - 1);  // steps are numbered from 0
   for (const v1::ReportClientStatsRequest& r : fake_.reports) {
+    EXPECT_EQ(r.sequence_id(), seq_->id());
+    reported_tokens += r.selected_tokens();
+    reported_heads += r.selected_heads();
     reported_hits += r.device_cache_hit_tokens();
     reported_misses += r.device_cache_miss_tokens();
     ASSERT_EQ(r.estimated_recall_counts_size(), 8);
@@ -363,6 +373,9 @@ TEST_P(SequenceTest, StepStatisticsReachTheDaemonEverySixtyFourStepsAndAtClose) 
   EXPECT_EQ(reported_misses, misses);
   EXPECT_EQ(estimates, static_cast<uint64_t>(steps * kKvHeads));  // one per kv head and step
   EXPECT_NEAR(reported_sum, recall_sum, 1e-3);
+  EXPECT_EQ(reported_tokens, selected_tokens);
+  EXPECT_EQ(reported_heads, selected_heads);
+  EXPECT_EQ(selected_heads, static_cast<uint64_t>(steps * kKvHeads));
 }
 
 TEST_P(SequenceTest, DenseLayerIsFullAttention) {

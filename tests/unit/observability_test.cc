@@ -132,6 +132,56 @@ TEST(DaemonMetricsTest, NamesFollowTheHouseStyleAndAreRegisteredOnce) {
   }
 }
 
+metrics::SequenceReport Point(int64_t step, uint64_t hits, uint64_t misses, uint64_t heads,
+                              uint64_t tokens) {
+  metrics::SequenceReport p;
+  p.step = step;
+  p.hit_tokens = hits;
+  p.miss_tokens = misses;
+  p.recall_estimates = 4;
+  p.recall_sum = 3.0;
+  p.selected_heads = heads;
+  p.selected_tokens = tokens;
+  return p;
+}
+
+TEST(SequenceStatsBookTest, KeepsTheLatestPointsOfTheMostRecentlyReportedSequences) {
+  metrics::SequenceStatsBook book({.max_sequences = 2, .max_points = 3});
+  for (int i = 0; i < 5; ++i) book.Add("t", "a", Point(64 * i, 1, 1, 1, 1));
+  book.Add("t", "b", Point(64, 1, 1, 1, 1));
+  metrics::SequenceHistory a;
+  ASSERT_TRUE(book.Get("t", "a", &a));
+  EXPECT_EQ(a.reports, 5u);
+  ASSERT_EQ(a.points.size(), 3u);  // the last three
+  EXPECT_EQ(a.points.front().step, 128);
+  book.Add("t", "a", Point(320, 1, 1, 1, 1));
+  book.Add("u", "c", Point(64, 1, 1, 1, 1));  // past 2 sequences: b (reported least recently) goes
+  EXPECT_FALSE(book.Get("t", "b", &a));
+  EXPECT_TRUE(book.Get("t", "a", &a));
+  EXPECT_EQ(book.Snapshot().size(), 2u);
+  book.Drop("t", "a");
+  EXPECT_FALSE(book.Get("t", "a", &a));
+  EXPECT_EQ(book.Snapshot().size(), 1u);
+}
+
+TEST(DaemonMetricsTest, PerSequenceGaugesFollowTheLatestReportAndLeaveAtClose) {
+  metrics::DaemonMetrics m;
+  m.ReportSequence("t", "s", Point(64, 1, 3, 10, 500));
+  m.ReportSequence("t", "s", Point(128, 3, 1, 10, 800));
+  std::string text = m.Render();
+  const std::string labels = "{tenant=\"t\",sequence=\"s\"}";
+  EXPECT_NE(text.find("clusterkv_sequence_estimated_recall" + labels + " 0.75\n"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("clusterkv_sequence_budget_tokens" + labels + " 80\n"), std::string::npos);
+  EXPECT_NE(text.find("clusterkv_sequence_device_cache_hit_ratio" + labels + " 0.75\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("clusterkv_sequence_steps" + labels + " 128\n"), std::string::npos);
+  EXPECT_FALSE(m.SequenceHeatMap("t", "s", 8).has_value());  // no store attached
+  m.DropSequence("t", "s");
+  text = m.Render();
+  EXPECT_EQ(text.find("clusterkv_sequence_steps{"), std::string::npos) << text;
+}
+
 TEST(DaemonMetricsTest, PushMetricsLandInTheirSeries) {
   absl::Time now = absl::UnixEpoch();
   metrics::DaemonMetricsOptions options;

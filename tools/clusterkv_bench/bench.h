@@ -139,6 +139,16 @@ struct RemoteBenchConfig {
   double call_timeout_s = 60;
 };
 
+struct HeatBenchConfig {
+  // A fetch trace of clusterkvd --fetch_trace_file (server/fetch_trace.h).
+  std::string trace;
+  int64_t max_fetches = 0;     // replay only the first ones (0: all)
+  double host_fraction = 0.5;  // host tier = this share of the trace's block bytes
+  double half_life_fetches = 32;
+  double put_score = 1.0;  // ClusterHeatOptions::put_score
+  std::string dir;  // parent of the scratch directory; empty: /tmp
+};
+
 // Options shared by every subcommand plus each subcommand's own settings.
 struct BenchOptions {
   std::string json_path;  // empty: table only
@@ -158,6 +168,7 @@ struct BenchOptions {
   E2eBenchConfig e2e;
   SoakBenchConfig soak;
   RemoteBenchConfig remote;
+  HeatBenchConfig heat;
 };
 
 // Shrinks every size in `options` to a smoke-test scale (seconds in total).
@@ -176,6 +187,8 @@ absl::Status RunE2eBench(const BenchOptions& options);
 absl::Status RunSoakBench(const BenchOptions& options);
 // Also Unavailable when etcd or a clusterkvd does not start; DataLoss for a wrong block.
 absl::Status RunRemoteBench(const BenchOptions& options);
+// LRU vs heat eviction replaying a recorded fetch trace (heat_bench.cc).
+absl::Status RunHeatBench(const BenchOptions& options);
 
 // The whole command-line tool (flags, subcommand dispatch, --help); returns the exit code:
 // 0 success, 1 a benchmark failed, 2 usage error (no or unknown subcommand).

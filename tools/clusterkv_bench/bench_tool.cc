@@ -60,6 +60,19 @@ ABSL_FLAG(int64_t, decode_recent, 320, "Recent-window tokens attended by the spa
 ABSL_FLAG(int64_t, decode_cluster_tokens, 80,
           "Mean tokens per recalled cluster range (about context / C at 32k and C = 400).");
 
+// ---- heat ----------------------------------------------------------------------------------
+ABSL_FLAG(std::string, heat_trace, CLUSTERKV_HEAT_TRACE,
+          "heat: the fetch trace to replay (clusterkvd --fetch_trace_file); default: the "
+          "SmolLM2-135M decode recorded in docs/results/.");
+ABSL_FLAG(int64_t, heat_max_fetches, 0, "heat: replay only the first N fetches (0: all).");
+ABSL_FLAG(double, heat_host_fraction, 0.5,
+          "heat: host tier size as a share of the trace's block bytes (0..1).");
+ABSL_FLAG(double, heat_half_life_fetches, 32,
+          "heat: the heat policy's half-life in fetches (clusterkvd --heat_half_life_fetches).");
+ABSL_FLAG(double, heat_put_score, 1.0,
+          "heat: the score a new block starts with (clusterkvd --heat_put_score).");
+ABSL_FLAG(std::string, heat_dir, "", "heat: parent of the scratch SSD tiers (default /tmp).");
+
 // ---- storage -----------------------------------------------------------------------------
 ABSL_FLAG(std::string, storage_dir, "",
           "Parent of the scratch directory (a fresh subdirectory, removed at the end); "
@@ -238,6 +251,15 @@ const std::vector<Subcommand>& Subcommands() {
        {"daemon", "daemon_dir", "remote_block_bytes", "remote_clusters_per_request",
         "remote_pass_bytes", "remote_host_mib", "remote_peer_tls", "remote_peer_ucx_tls"},
        &RunRemoteBench},
+      {"heat",
+       "Host-tier eviction on a real decode's recall pattern: a fetch trace of clusterkvd "
+       "(SmolLM2-135M on Emma by default) replayed against two TieredStores with a real "
+       "RocksDB SSD tier and a host tier smaller than the sequences, evicting least recently "
+       "recalled first (lru, the baseline) and coldest by recall heat first (heat): host-tier "
+       "hit rate (ratio heat / lru), fetch time p50/p99 and total (ratio lru / heat).",
+       {"heat_trace", "heat_max_fetches", "heat_host_fraction", "heat_half_life_fetches",
+        "heat_put_score", "heat_dir"},
+       &RunHeatBench},
   };
   return *subs;
 }
@@ -391,6 +413,13 @@ absl::StatusOr<BenchOptions> OptionsFromFlags() {
   o.remote.peer_tls = absl::GetFlag(FLAGS_remote_peer_tls);
   o.remote.peer_ucx_tls = absl::GetFlag(FLAGS_remote_peer_ucx_tls);
 
+  o.heat.trace = absl::GetFlag(FLAGS_heat_trace);
+  o.heat.max_fetches = absl::GetFlag(FLAGS_heat_max_fetches);
+  o.heat.host_fraction = absl::GetFlag(FLAGS_heat_host_fraction);
+  o.heat.half_life_fetches = absl::GetFlag(FLAGS_heat_half_life_fetches);
+  o.heat.dir = absl::GetFlag(FLAGS_heat_dir);
+  o.heat.put_score = absl::GetFlag(FLAGS_heat_put_score);
+
   if (o.quick) ApplyQuick(o);
   return o;
 }
@@ -435,6 +464,9 @@ void ApplyQuick(BenchOptions& options) {
   options.remote.pass_bytes = int64_t{2} << 20;
   options.remote.clusters_per_request = 8;
   options.remote.host_capacity_mib = 128;
+  if (options.heat.max_fetches == 0 || options.heat.max_fetches > 300) {
+    options.heat.max_fetches = 300;
+  }
 }
 
 int BenchToolMain(int argc, char** argv) {
@@ -462,7 +494,7 @@ int BenchToolMain(int argc, char** argv) {
   }
   absl::SetProgramUsageMessage(
       "ClusterKV benchmarks. Usage: clusterkv_bench "
-      "<kmeans|select|decode|storage|fetch|e2e|soak|remote> "
+      "<kmeans|select|decode|storage|fetch|e2e|soak|remote|heat> "
       "[flags]; "
       "clusterkv_bench --help");
   std::vector<char*> positional =
