@@ -11,7 +11,6 @@
 # The prefix then holds libucx/ (lib, lib/ucx modules, include, lib/cmake/ucx, bin/ucx_info)
 # and libucx_cu13.libs/ (the CUDA runtime the cuda modules load through their RPATH).
 set -euo pipefail
-cd "$(dirname "$0")"
 
 UCX_WHEEL_VERSION=1.22.0
 UCX_WHEEL_NAME=libucx_cu13-1.22.0-py3-none-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl
@@ -19,7 +18,7 @@ UCX_WHEEL_SHA256=c6e0aaa82dc6e49dc3ddaac465b530e014f48b6c1c6b5ae74fbdd199d824351
 
 PREFIX="${CLUSTERKV_UCX_PREFIX:-$HOME/.cache/clusterkv/ucx-1.22}"
 if [[ "${1:-}" == "--print-prefix" ]]; then echo "$PREFIX"; exit 0; fi
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n '2,13p' "$0"; exit 0; fi
+if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then sed -n '2,12p' "${BASH_SOURCE[0]}"; exit 0; fi
 if [[ -n "${1:-}" ]]; then echo "ucx_wheel: unknown argument $1 (see --help)" >&2; exit 2; fi
 
 STAMP="$PREFIX/.clusterkv-wheel-sha256"
