@@ -3,17 +3,22 @@
 # fetches the real models the engine, its tests and the demo run (deploy/models.sh).
 # Idempotent: packages already present and models whose sha256 matches are skipped; safe to run
 # on every build.
-# Usage: deploy/setup.sh [--reference]   (as root, or through sudo)
+# Usage: deploy/setup.sh [--reference] [--ucx-wheel]   (as root, or through sudo)
 #   --reference  also create the reference virtual environment (deploy/reference_venv.sh):
 #                the PyPI tools that regenerate the committed golden files; tests never need it.
+#   --ucx-wheel  also fetch UCX 1.22 (PyPI libucx-cu13, CUDA-aware) into a prefix outside the
+#                repository (deploy/ucx_wheel.sh; CLUSTERKV_UCX_WHEEL=1 does the same) for
+#                `cmake -DCLUSTERKV_UCX_PREFIX=...`; Debian's UCX 1.13 stays the default.
 #   CLUSTERKV_SKIP_MODELS=1 skips the model download (offline builds; model tests then fail).
 set -euo pipefail
 cd "$(dirname "$0")"
 WANT_REFERENCE=0
+WANT_UCX_WHEEL="${CLUSTERKV_UCX_WHEEL:-0}"
 for arg in "$@"; do
   case "$arg" in
     --reference) WANT_REFERENCE=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --ucx-wheel) WANT_UCX_WHEEL=1 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "setup: unknown argument $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -81,4 +86,7 @@ if [[ "${CLUSTERKV_SKIP_MODELS:-0}" == 0 ]]; then
 fi
 if [[ "$WANT_REFERENCE" == 1 ]]; then
   bash ./reference_venv.sh
+fi
+if [[ "$WANT_UCX_WHEEL" == 1 ]]; then
+  bash ./ucx_wheel.sh
 fi

@@ -5,6 +5,9 @@ if(CLUSTERKV_UCX AND TARGET clusterkvd)
   clusterkv_test(ucx_wire_test unit ucx_wire_test.cc
     LIBS clusterkv_client clusterkv_ucx clusterkv_proto clusterkv_core)
   clusterkv_test(ucx_progress_test unit ucx_progress_test.cc LIBS clusterkv_ucx clusterkv_core)
+  # UCX 1.13's known problems (D17, D19) under the UCX this build links, per version (D78).
+  clusterkv_test(ucx_known_problems_test integration ucx_known_problems_test.cc
+    LIBS clusterkv_ucx absl::strings)
 
   if(NOT TARGET clusterkv_test_daemon)
     add_library(clusterkv_test_daemon STATIC ${PROJECT_SOURCE_DIR}/tests/testing/daemon_process.cc)

@@ -37,6 +37,7 @@
 #include "client/connection.h"
 #if defined(CLUSTERKV_WITH_UCX)
 #include "client/ucx_transport.h"
+#include "core/ucx/ucx_version.h"
 #endif
 #include "clusterkv/v1/kvcache.pb.h"
 #include "core/kv_layout.h"
@@ -247,6 +248,10 @@ absl::Status MeasureUcx(Context& ctx, const BlockShape& shape, const Series& cop
   row.extra["transport"] =
       "UCX active-message request + daemon ucp_put into the client's UCP_MEM_MAP_ALLOCATE ring";
   row.extra["bytes_counted"] = "keys+values written per block (int32 positions skipped)";
+  // Client and daemon are this build's, so they load the same UCX (Debian's or the wheel's).
+#if defined(CLUSTERKV_WITH_UCX)
+  row.extra["ucx_version"] = ucx::RuntimeVersion();
+#endif
   row.extra["waiting"] = absl::StrCat(
       "defaults: the client thread progresses its worker while it waits (fetch_spin ",
       absl::FormatDuration(ctx.ucx_fetch_spin),
