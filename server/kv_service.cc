@@ -447,6 +447,24 @@ grpc::ServerUnaryReactor* KvCacheService::ReportClientStats(
           point.selected_heads = request->selected_heads();
           instrumentation_.metrics->ReportSequence(key.tenant, key.sequence, point);
         }
+        // A traced report carries the client's estimated recall on a child span, so a trace of
+        // a decode shows how much attention mass the steps between two reports kept.
+        if (instrumentation_.tracer != nullptr && call.trace.sampled()) {
+          tracing::Span span =
+              instrumentation_.tracer->StartSpan("client.estimated_recall", call.trace);
+          span.SetAttribute("clusterkv.sequence", request->sequence_id());
+          span.SetAttribute("clusterkv.step", static_cast<int64_t>(request->step()));
+          span.SetAttribute("clusterkv.estimated_recall.count", static_cast<int64_t>(estimates));
+          if (estimates > 0) {
+            span.SetAttribute("clusterkv.estimated_recall.mean",
+                              sum / static_cast<double>(estimates));
+          }
+          if (request->selected_heads() > 0) {
+            span.SetAttribute("clusterkv.budget.mean_tokens",
+                              static_cast<double>(request->selected_tokens()) /
+                                  static_cast<double>(request->selected_heads()));
+          }
+        }
         if (instrumentation_.metrics != nullptr) {
           instrumentation_.metrics->ReportClientStats(call.tenant,
                                                       request->device_cache_hit_tokens(),

@@ -121,8 +121,16 @@ class ObservabilityTest : public ::testing::Test {
     // Estimated recall: 3 at <= 0.5, 5 at (0.8, 0.9], 2 at (0.99, 1]; sum 0.4*3 + 0.85*5 + 2.
     for (uint64_t n : {3, 0, 0, 0, 5, 0, 0, 2}) report.add_estimated_recall_counts(n);
     report.set_estimated_recall_sum(0.4 * 3 + 0.85 * 5 + 2);
+    report.set_sequence_id(id);
+    report.set_step(64);
+    report.set_selected_tokens(5120);  // 10 heads of 512 tokens
+    report.set_selected_heads(10);
+    // In the same trace as the fetch: the estimated recall lands on a child span.
+    auto report_context = client.Context();
+    report_context->AddMetadata("traceparent",
+                                absl::StrCat("00-", kTraceId, "-", kClientSpanId, "-01"));
     v1::ReportClientStatsResponse ignored;
-    ASSERT_GRPC_OK(client.stub->ReportClientStats(client.Context().get(), report, &ignored));
+    ASSERT_GRPC_OK(client.stub->ReportClientStats(report_context.get(), report, &ignored));
     v1::StatsResponse stats;
     ASSERT_GRPC_OK(client.stub->Stats(client.Context().get(), v1::StatsRequest(), &stats));
   }
@@ -195,10 +203,11 @@ TEST_F(ObservabilityTest, MetricsHealthAndPropagatedTraces) {
   for (std::string line; std::getline(lines, line);) {
     if (!line.empty()) spans.push_back(nlohmann::json::parse(line));
   }
-  // Only the fetch carried a sampled traceparent (ratio 0 for the rest): its RPC span plus a
-  // tier lookup and a transfer per block.
-  ASSERT_EQ(spans.size(), 1u + 2 * 24) << ReadFile(trace_file_);
-  std::string rpc_span_id;
+  // Only the fetch and the report carried a sampled traceparent (ratio 0 for the rest): the
+  // fetch's RPC span plus a tier lookup and a transfer per block, the report's RPC span plus the
+  // client's estimated recall.
+  ASSERT_EQ(spans.size(), 1u + 2 * 24 + 2) << ReadFile(trace_file_);
+  std::string rpc_span_id, report_span_id;
   for (const auto& span : spans) {
     EXPECT_EQ(span.at("traceId"), kTraceId);
     EXPECT_EQ(span.at("serviceName"), "clusterkvd");
@@ -207,17 +216,37 @@ TEST_F(ObservabilityTest, MetricsHealthAndPropagatedTraces) {
       EXPECT_EQ(span.at("kind"), 2);
       rpc_span_id = span.at("spanId");
     }
+    if (span.at("name") == "clusterkv.v1.KvCache/ReportClientStats") {
+      EXPECT_EQ(span.at("parentSpanId"), kClientSpanId);
+      report_span_id = span.at("spanId");
+    }
   }
   ASSERT_FALSE(rpc_span_id.empty());
-  int lookups = 0, transfers = 0;
+  ASSERT_FALSE(report_span_id.empty());
+  int lookups = 0, transfers = 0, recalls = 0;
   for (const auto& span : spans) {
-    if (span.at("name") == "clusterkv.v1.KvCache/FetchClusters") continue;
+    const std::string name = span.at("name");
+    if (name == "clusterkv.v1.KvCache/FetchClusters" ||
+        name == "clusterkv.v1.KvCache/ReportClientStats") {
+      continue;
+    }
+    if (name == "client.estimated_recall") {
+      ++recalls;
+      EXPECT_EQ(span.at("parentSpanId"), report_span_id) << span.dump();
+      const std::string dump = span.dump();
+      EXPECT_NE(dump.find("clusterkv.estimated_recall.mean"), std::string::npos) << dump;
+      EXPECT_NE(dump.find("0.745"), std::string::npos) << dump;  // 7.45 over 10 estimates
+      EXPECT_NE(dump.find("clusterkv.budget.mean_tokens"), std::string::npos) << dump;
+      EXPECT_NE(dump.find("512"), std::string::npos) << dump;
+      continue;
+    }
     EXPECT_EQ(span.at("parentSpanId"), rpc_span_id) << span.dump();
     lookups += span.at("name") == "tier.lookup";
     transfers += span.at("name") == "transfer";
   }
   EXPECT_EQ(lookups, 24);
   EXPECT_EQ(transfers, 24);
+  EXPECT_EQ(recalls, 1);
 }
 
 // PromQL's histogram_quantile over the buckets of every series of `name`, as the dashboard's JS.
