@@ -286,25 +286,52 @@ std::vector<std::string> ChromiumArgs(const std::string& profile) {
           "--virtual-time-budget=5000"};
 }
 
+// The DOM of `url` after headless Chromium ran its scripts (profile: a scratch directory).
+absl::StatusOr<std::string> RenderedDom(const std::string& url, const std::string& profile) {
+  std::vector<std::string> dump = ChromiumArgs(profile);
+  dump.push_back("--dump-dom");
+  dump.push_back(url);
+  absl::StatusOr<ProcessResult> dom = RunProcess(dump, absl::Seconds(120));
+  if (!dom.ok()) return dom.status();
+  if (dom->exit_status != 0) {
+    return absl::InternalError(absl::StrCat("chromium exited with ", dom->exit_status, ": ",
+                                            dom->output));
+  }
+  return dom->output;
+}
+
+// The number an element of the page carries in its data-value attribute (NaN if absent).
+double ShownValue(const std::string& dom, const std::string& id) {
+  std::smatch match;
+  const std::regex re("id=\"" + id + "\" data-value=\"([^\"]*)\"");
+  EXPECT_TRUE(std::regex_search(dom, match, re)) << id << "\n" << dom;
+  return match.size() > 1 ? std::stod(match[1]) : NAN;
+}
+
+// Saves a screenshot of `url` to `png` and checks it is a PNG.
+void Screenshot(const std::string& url, const std::string& profile, const std::string& size,
+                const std::string& png) {
+  std::filesystem::remove(png);
+  std::vector<std::string> shot = ChromiumArgs(profile);
+  shot.push_back("--window-size=" + size);
+  shot.push_back("--screenshot=" + png);
+  shot.push_back(url);
+  absl::StatusOr<ProcessResult> screenshot = RunProcess(shot, absl::Seconds(120));
+  ASSERT_TRUE(screenshot.ok()) << screenshot.status();
+  ASSERT_EQ(screenshot->exit_status, 0) << screenshot->output;
+  EXPECT_EQ(ReadFile(png).substr(1, 3), "PNG");
+}
+
 TEST_F(ObservabilityTest, DashboardRendersInHeadlessChromium) {
   if (access(kChromium, X_OK) != 0) GTEST_SKIP() << kChromium << " is missing (deploy/setup.sh)";
   RunLoad("dash-tenant", "seq-d", 21);
   const std::string url = absl::StrCat("http://127.0.0.1:", port_, "/dashboard");
 
-  std::vector<std::string> dump = ChromiumArgs(scratch_.Sub("profile-dom"));
-  dump.push_back("--dump-dom");
-  dump.push_back(url);
-  absl::StatusOr<ProcessResult> dom = RunProcess(dump, absl::Seconds(120));
+  absl::StatusOr<std::string> dom = RenderedDom(url, scratch_.Sub("profile-dom"));
   ASSERT_TRUE(dom.ok()) << dom.status();
-  ASSERT_EQ(dom->exit_status, 0) << dom->output;
   // No RPCs run while the page renders, so its numbers must be /metrics' numbers.
   const std::map<std::string, double> m = ParseMetrics(Get("/metrics"));
-  auto shown = [&dom](const std::string& id) {
-    std::smatch match;
-    const std::regex re("id=\"" + id + "\" data-value=\"([^\"]*)\"");
-    EXPECT_TRUE(std::regex_search(dom->output, match, re)) << id << "\n" << dom->output;
-    return match.size() > 1 ? std::stod(match[1]) : NAN;
-  };
+  auto shown = [&dom](const std::string& id) { return ShownValue(*dom, id); };
   EXPECT_GE(shown("scrapes"), 2) << "the page polls /metrics every second";
   EXPECT_EQ(shown("host-bytes"), m.at("clusterkv_tier_bytes{tier=\"host\"}"));
   EXPECT_GT(shown("host-bytes"), 0);
@@ -326,17 +353,8 @@ TEST_F(ObservabilityTest, DashboardRendersInHeadlessChromium) {
   }
 
   const std::string png = std::string(CLUSTERKV_BUILD_DIR) + "/dashboard.png";
-  std::filesystem::remove(png);
-  std::vector<std::string> shot = ChromiumArgs(scratch_.Sub("profile-png"));
-  shot.push_back("--window-size=1280,900");
-  shot.push_back("--screenshot=" + png);
-  shot.push_back(url);
-  absl::StatusOr<ProcessResult> screenshot = RunProcess(shot, absl::Seconds(120));
-  ASSERT_TRUE(screenshot.ok()) << screenshot.status();
-  ASSERT_EQ(screenshot->exit_status, 0) << screenshot->output;
-  const std::string bytes = ReadFile(png);
-  ASSERT_GT(bytes.size(), 1000u) << png;
-  EXPECT_EQ(bytes.substr(1, 3), "PNG");
+  ASSERT_NO_FATAL_FAILURE(Screenshot(url, scratch_.Sub("profile-png"), "1280,900", png));
+  ASSERT_GT(ReadFile(png).size(), 1000u) << png;
   std::cerr << "dashboard screenshot: " << png << "\n";
 }
 
@@ -423,19 +441,10 @@ TEST_F(ObservabilityTest, DashboardShowsThePerSequenceView) {
   if (access(kChromium, X_OK) != 0) GTEST_SKIP() << kChromium << " is missing (deploy/setup.sh)";
   const std::string url = absl::StrCat("http://127.0.0.1:", port_,
                                        "/dashboard?tenant=seq-tenant&sequence=seq-a");
-  std::vector<std::string> dump = ChromiumArgs(scratch_.Sub("profile-seq-dom"));
-  dump.push_back("--dump-dom");
-  dump.push_back(url);
-  absl::StatusOr<ProcessResult> dom = RunProcess(dump, absl::Seconds(120));
+  absl::StatusOr<std::string> dom = RenderedDom(url, scratch_.Sub("profile-seq-dom"));
   ASSERT_TRUE(dom.ok()) << dom.status();
-  ASSERT_EQ(dom->exit_status, 0) << dom->output;
   const std::map<std::string, double> m = ParseMetrics(Get("/metrics"));
-  auto shown = [&dom](const std::string& id) {
-    std::smatch match;
-    const std::regex re("id=\"" + id + "\" data-value=\"([^\"]*)\"");
-    EXPECT_TRUE(std::regex_search(dom->output, match, re)) << id << "\n" << dom->output;
-    return match.size() > 1 ? std::stod(match[1]) : NAN;
-  };
+  auto shown = [&dom](const std::string& id) { return ShownValue(*dom, id); };
   const std::string labels = "{tenant=\"seq-tenant\",sequence=\"seq-a\"}";
   EXPECT_EQ(shown("seq-count"), 2);
   EXPECT_NEAR(shown("seq-recall"), m.at("clusterkv_sequence_estimated_recall" + labels), 1e-12);
@@ -451,15 +460,7 @@ TEST_F(ObservabilityTest, DashboardShowsThePerSequenceView) {
   EXPECT_EQ(shown("seq-heat-max"), 3);
 
   const std::string png = std::string(CLUSTERKV_BUILD_DIR) + "/dashboard_sequence.png";
-  std::filesystem::remove(png);
-  std::vector<std::string> shot = ChromiumArgs(scratch_.Sub("profile-seq-png"));
-  shot.push_back("--window-size=1280,1500");
-  shot.push_back("--screenshot=" + png);
-  shot.push_back(url);
-  absl::StatusOr<ProcessResult> screenshot = RunProcess(shot, absl::Seconds(120));
-  ASSERT_TRUE(screenshot.ok()) << screenshot.status();
-  ASSERT_EQ(screenshot->exit_status, 0) << screenshot->output;
-  EXPECT_EQ(ReadFile(png).substr(1, 3), "PNG");
+  ASSERT_NO_FATAL_FAILURE(Screenshot(url, scratch_.Sub("profile-seq-png"), "1280,1500", png));
   std::cerr << "per-sequence dashboard screenshot: " << png << "\n";
 
   // Closing seq-a takes it off /metrics and /api.
