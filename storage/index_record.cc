@@ -136,7 +136,9 @@ absl::StatusOr<HeadIndexRecord> DecodeHeadIndex(absl::string_view bytes) {
   }
   if (version == kIndexVersion) {
     uint8_t stats = 0;
-    if (!r.Get(&stats) || stats > 1 || (stats == 1) != (bytes.size() == v2 + 8 * c)) return bad();
+    if (!r.Get(&stats) || stats > 1 || bytes.size() != v2 + (stats == 1 ? 8 * c : 0)) {
+      return bad();
+    }
     if (stats == 1) {
       record.key_norms.resize(c);
       record.key_spreads.resize(c);

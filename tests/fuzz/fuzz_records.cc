@@ -1,7 +1,8 @@
 // libFuzzer target: the SSD tier's durable encodings (storage/index_record.h and
 // storage/key_codec.h). On restart the daemon decodes every record and key it finds in RocksDB;
 // a corrupt or foreign database must answer DataLoss, never crash. What decodes must re-encode
-// to the input bytes (the encodings are canonical), and a decoded key must sort inside its
+// to the input bytes (the encodings are canonical; an index record of the older version 1
+// re-encodes as the current one and decodes back to the same index), and a decoded key must sort inside its
 // sequence's [prefix, PrefixEnd(prefix)) range, which the range deletes rely on.
 #include <cstddef>
 #include <cstdint>
@@ -37,8 +38,18 @@ void FuzzOne(absl::string_view bytes) {
   if (absl::StatusOr<HeadIndexRecord> index = DecodeHeadIndex(bytes); index.ok()) {
     Require(index->centroids.size() ==
             index->sizes.size() * static_cast<size_t>(index->head_dim));
+    Require(index->key_norms.size() == index->key_spreads.size() &&
+            (index->key_norms.empty() || index->key_norms.size() == index->sizes.size()));
     const absl::StatusOr<std::string> encoded = EncodeHeadIndex(*index);
-    Require(encoded.ok() && *encoded == bytes);
+    Require(encoded.ok());
+    if (bytes[0] == 1) {
+      // A version 1 record re-encodes as the current version, which decodes to the same index.
+      const absl::StatusOr<HeadIndexRecord> again = DecodeHeadIndex(*encoded);
+      Require(again.ok() && again->sizes == index->sizes &&
+              again->centroids.size() == index->centroids.size() && !again->has_key_stats());
+    } else {
+      Require(*encoded == bytes);
+    }
   } else {
     Require(absl::IsDataLoss(index.status()));
   }

@@ -71,11 +71,14 @@ void CheckIndex(const KvLayout& layout, const v1::HeadIndex& index) {
   record.head_dim = layout.head_dim;
   record.centroids.assign(index.centroids().begin(), index.centroids().end());
   record.sizes.assign(index.sizes().begin(), index.sizes().end());
+  record.key_norms.assign(index.key_norms().begin(), index.key_norms().end());
+  record.key_spreads.assign(index.key_spreads().begin(), index.key_spreads().end());
   const auto encoded = storage::EncodeHeadIndex(record);
   Require(encoded.ok());
   const auto decoded = storage::DecodeHeadIndex(*encoded);
   Require(decoded.ok() && decoded->head_dim == record.head_dim &&
-          decoded->sizes == record.sizes && decoded->centroids.size() == record.centroids.size());
+          decoded->sizes == record.sizes && decoded->centroids.size() == record.centroids.size() &&
+          decoded->key_norms.size() == record.key_norms.size());
 }
 
 // The layouts to validate against: the fixed one, plus the message's own when it is valid.

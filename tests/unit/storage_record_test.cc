@@ -105,6 +105,15 @@ TEST(IndexRecordTest, KeyStatisticsRoundTripAndVersionOneRecordsStillDecode) {
   EXPECT_FALSE(old->has_key_stats());
   EXPECT_EQ(DecodeHeadIndex(v1 + '\x00').status().code(), absl::StatusCode::kDataLoss);
 
+  // A head with no cluster yet, with or without statistics, round-trips.
+  HeadIndexRecord empty;
+  empty.head_dim = 2;
+  auto empty_bytes = EncodeHeadIndex(empty);
+  ASSERT_TRUE(empty_bytes.ok()) << empty_bytes.status();
+  auto empty_back = DecodeHeadIndex(*empty_bytes);
+  ASSERT_TRUE(empty_back.ok()) << empty_back.status();
+  EXPECT_EQ(empty_back->num_clusters(), 0);
+
   index.key_spreads.pop_back();  // statistics must be one per cluster
   EXPECT_EQ(EncodeHeadIndex(index).status().code(), absl::StatusCode::kInvalidArgument);
 }
