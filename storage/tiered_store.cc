@@ -25,6 +25,8 @@ struct BlockState {
   bool busy = false;   // being filled, promoted or evicted: wait before touching
   int pins = 0;
   uint64_t last_recall = 0;
+  // Promoted into the host tier by a hint (Promote) and not recalled since.
+  bool hinted = false;
   bool in_lru = false;
   std::list<BlockKey>::iterator lru_pos;
 };
@@ -108,6 +110,7 @@ class TieredStore::State {
   // Drops a block's memory and accounting; the caller erases it from `blocks`.
   void Forget(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     LruRemove(st);
+    if (st.hinted) ++stats.hint_promotions_wasted;
     if (st.host) {
       slabs.Free(*st.host);
       AddHost(key.sequence.tenant, -static_cast<int64_t>(st.size));
@@ -122,6 +125,13 @@ class TieredStore::State {
     ++st.pins;
     ++stats.host.hits;
     st.last_recall = ++tick;
+    NoteRecall(st);
+  }
+  // A read served from the host tier: a hinted promotion came in time.
+  void NoteRecall(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (!st.hinted) return;
+    st.hinted = false;
+    ++stats.hint_promotions_recalled;
   }
   void ReleasePin(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto it = blocks.find(key);
@@ -485,6 +495,7 @@ absl::StatusOr<uint64_t> TieredStore::ReadBlock(const BlockKey& key, absl::Span<
     if (st.host) {
       ++s.stats.host.hits;
       ++st.pins;
+      s.NoteRecall(st);
       host = *st.host;
     } else {
       ++s.stats.host.misses;
@@ -566,6 +577,44 @@ absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
       return absl::ResourceExhaustedError("host tier has no room to pin the block");
     }
   }
+}
+
+absl::StatusOr<PromoteResult> TieredStore::Promote(const BlockKey& key) {
+  State& s = *state_;
+  uint64_t size = 0;
+  {
+    absl::MutexLock lock(&s.mu);
+    if (s.closed) return absl::FailedPreconditionError("store is closed");
+    BlockState* found = s.AwaitSettled(key);
+    if (found == nullptr) return NoBlockError(key);
+    BlockState& st = *found;
+    if (st.host) {
+      ++s.stats.hint_already_resident;
+      return PromoteResult::kAlreadyResident;
+    }
+    size = st.size;
+    st.busy = true;  // promotion in flight: readers wait, eviction skips it
+  }
+  // Not a read: the tiers' hit and miss counts stay those of recalls.
+  std::vector<uint8_t> scratch(size);
+  const absl::Status read = ssd_->GetBlockInto(key, absl::MakeSpan(scratch));
+  std::optional<SlabAllocation> promoted;
+  if (read.ok()) {
+    promoted = AllocateHost(size);
+    if (promoted) std::memcpy(arena_->base() + promoted->offset, scratch.data(), size);
+  }
+  absl::MutexLock lock(&s.mu);
+  BlockState& st = s.blocks.at(key);
+  st.busy = false;
+  RETURN_IF_ERROR(read);
+  if (!promoted) return PromoteResult::kNoRoom;
+  st.host = promoted;
+  st.dirty = false;
+  st.hinted = true;
+  s.AddHost(key.sequence.tenant, static_cast<int64_t>(size));
+  ++s.stats.hint_promotions;
+  s.LruTouch(key, st);
+  return PromoteResult::kPromoted;
 }
 
 PinnedBlockSet TieredStore::PinResident(const SequenceKey& sequence,
@@ -695,6 +744,10 @@ absl::Status TieredStore::EvictDownTo(uint64_t target_bytes) {
     s.slabs.Free(v.host);
     st.host.reset();
     s.LruRemove(st);
+    if (st.hinted) {
+      st.hinted = false;
+      ++s.stats.hint_promotions_wasted;
+    }
     s.AddHost(v.key.sequence.tenant, -static_cast<int64_t>(st.size));
     if (!st.on_ssd) s.AddSsd(v.key.sequence.tenant, static_cast<int64_t>(st.size));
     st.on_ssd = true;

@@ -99,6 +99,13 @@ struct StoreStats {
   // had never been recalled (at most their put score).
   uint64_t heat_evictions = 0;
   uint64_t heat_evictions_never_recalled = 0;
+  // Promote() (promotion hints): SSD-only blocks copied into the host tier; of those, the ones
+  // a read then served from the host tier (recalled) and the ones evicted or dropped before any
+  // read (wasted); hinted blocks found in the host tier already.
+  uint64_t hint_promotions = 0;
+  uint64_t hint_promotions_recalled = 0;
+  uint64_t hint_promotions_wasted = 0;
+  uint64_t hint_already_resident = 0;
   SlabStats slab;
   SsdStats ssd_io;
 };
@@ -116,7 +123,12 @@ struct TenantUsage {
 using QuotaHook = std::function<absl::Status(const std::string& tenant, const TenantUsage& usage,
                                              uint64_t add_bytes)>;
 
-class TieredStore;
+// What Promote() did with a block.
+enum class PromoteResult {
+  kPromoted,         // copied from the SSD into the host tier
+  kAlreadyResident,  // in the host tier already (nothing to do)
+  kNoRoom,           // SSD-only, and the host tier has no room even after eviction
+};
 
 class TieredStore {
  public:
@@ -163,6 +175,12 @@ class TieredStore {
   // host tier; the others (absent, SSD-only, being moved) are left for Pin(), which promotes
   // or waits. The recall path's batch form: one lock to take and one to release N pins.
   PinnedBlockSet PinResident(const SequenceKey& sequence, std::vector<ClusterId> clusters);
+  // Copies an SSD-only block into the host tier ahead of its recall (a promotion hint), as the
+  // most recently used block, evicting others if needed. Unlike a read it counts no tier hit
+  // or miss; the block is marked hinted until a read serves it from the host tier
+  // (hint_promotions_recalled) or it leaves the host tier unread (hint_promotions_wasted).
+  // NotFound when absent; errors of the SSD read (the block stays on the SSD).
+  absl::StatusOr<PromoteResult> Promote(const BlockKey& key);
 
   // One fetch of `sequence` recalled `clusters`: feeds the heat that EvictionPolicy::kHeat
   // evicts by (the daemon's fetch paths call it once per fetch request).

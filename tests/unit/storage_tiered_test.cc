@@ -119,6 +119,67 @@ TEST(TieredStoreTest, EvictsLeastRecentlyRecalledAndPromotesOnRead) {
   for (int c = 0; c < 12; ++c) ExpectBlock(**store, keys[c], 512 * 1024);
 }
 
+// Promote (promotion hints): an SSD-only block moves into the host tier without counting as a
+// read; a later read is a host hit and counts the promotion as recalled in time; a promoted block
+// evicted or dropped unread counts as wasted; a host block is left alone.
+TEST(TieredStoreTest, PromoteMovesSsdBlocksUpAndCountsWhatBecameOfThem) {
+  TempDir dir("tiered_promote");
+  auto store = TieredStore::Open(SmallStore(dir.path()));
+  ASSERT_TRUE(store.ok());
+  constexpr size_t kBlock = 512 * 1024;
+  std::vector<BlockKey> keys;
+  for (int c = 0; c < 12; ++c) {
+    keys.push_back(Key("t", "s", 0, 0, c));
+    ASSERT_TRUE((*store)->PutBlock(keys.back(), BlockBytes(keys.back(), kBlock)).ok());
+  }
+  ASSERT_TRUE((*store)->EvictToLowWatermark().ok());  // 4 MiB of 6 stay: blocks 0-3 go
+  StoreStats before = (*store)->Stats();
+  ASSERT_EQ(before.evictions, 4u);
+
+  auto promote = [&](int c) {
+    absl::StatusOr<PromoteResult> r = (*store)->Promote(keys[c]);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : PromoteResult::kNoRoom;
+  };
+  EXPECT_EQ(promote(0), PromoteResult::kPromoted);
+  EXPECT_EQ(promote(0), PromoteResult::kAlreadyResident);
+  EXPECT_EQ(promote(11), PromoteResult::kAlreadyResident);
+  StoreStats after = (*store)->Stats();
+  EXPECT_EQ(after.hint_promotions, 1u);
+  EXPECT_EQ(after.hint_already_resident, 2u);
+  EXPECT_EQ(after.host.bytes, before.host.bytes + kBlock);
+  // Not reads: the tiers' hit and miss counts are those of recalls only.
+  EXPECT_EQ(after.host.hits, before.host.hits);
+  EXPECT_EQ(after.host.misses, before.host.misses);
+  EXPECT_EQ(after.ssd.hits, before.ssd.hits);
+
+  // The recall of a promoted block is a host hit, counted once as in time.
+  ExpectBlock(**store, keys[0], kBlock);
+  ExpectBlock(**store, keys[0], kBlock);
+  after = (*store)->Stats();
+  EXPECT_EQ(after.ssd.hits, before.ssd.hits);
+  EXPECT_EQ(after.host.hits, before.host.hits + 2);
+  EXPECT_EQ(after.hint_promotions_recalled, 1u);
+
+  // Blocks 1 and 2 promoted, then everything else recalled: they are the least recent, and
+  // eviction takes them back unread.
+  EXPECT_EQ(promote(1), PromoteResult::kPromoted);
+  EXPECT_EQ(promote(2), PromoteResult::kPromoted);
+  ExpectBlock(**store, keys[0], kBlock);
+  for (int c = 4; c < 12; ++c) ExpectBlock(**store, keys[c], kBlock);
+  ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+  after = (*store)->Stats();
+  EXPECT_EQ(after.hint_promotions, 3u);
+  EXPECT_EQ(after.hint_promotions_wasted, 2u);
+  EXPECT_EQ(after.hint_promotions_recalled, 1u);
+
+  // A promoted block dropped with its sequence is wasted too; an absent one is NotFound.
+  EXPECT_EQ(promote(3), PromoteResult::kPromoted);
+  ASSERT_TRUE((*store)->DropSequence(keys[0].sequence).ok());
+  EXPECT_EQ((*store)->Stats().hint_promotions_wasted, 3u);
+  EXPECT_EQ((*store)->Promote(keys[0]).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST(TieredStoreTest, FullHostTierSpillsToSsdWithoutLosingData) {
   TempDir dir("tiered_spill");
   TieredStoreOptions o = SmallStore(dir.path(), 4 * kMiB);
