@@ -189,6 +189,12 @@ absl::Status Daemon::ValidateOptions(const DaemonOptions& options) {
     return absl::InvalidArgumentError(
         "the worker pool needs 1 to 1024 threads and a queue of 1 to 2^20 tasks");
   }
+  if (options.hint_queue < 1 || options.hint_queue > (size_t{1} << 20)) {
+    return absl::InvalidArgumentError("the hint queue needs 1 to 2^20 entries");
+  }
+  if (options.handler.max_hint_clusters < 1 || options.handler.max_hint_clusters > (1 << 20)) {
+    return absl::InvalidArgumentError("a hint's cluster limit must be in [1, 2^20]");
+  }
   if (options.sequence_ttl < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the sequence TTL is negative");
   }
@@ -270,13 +276,19 @@ absl::Status Daemon::MakeService() {
   pool_options.on_rejected = [metrics = &observability_->metrics()](const std::string& pool) {
     metrics->AddPoolRejection(pool);
   };
+  WorkerPoolOptions hint_options;
+  hint_options.name = "hints";
+  hint_options.threads = 1;
+  hint_options.max_queued = options_.hint_queue;
+  hint_options.on_rejected = pool_options.on_rejected;
   pool_ = std::make_unique<WorkerPool>(std::move(pool_options));
+  hint_pool_ = std::make_unique<WorkerPool>(std::move(hint_options));
   ASSIGN_OR_RETURN(DataPlaneConnector connector,
                    StartDataPlane(options_, data_plane_, handler_.get(), pool_.get()));
   service_ = std::make_unique<KvCacheService>(
       handler_.get(), pool_.get(), AuthenticatedTenantResolver(authenticator_.get()),
       std::move(connector), observability_->instrumentation(),
-      cluster_ != nullptr ? ClusterPeerResolver(cluster_.get()) : nullptr);
+      cluster_ != nullptr ? ClusterPeerResolver(cluster_.get()) : nullptr, hint_pool_.get());
   return absl::OkStatus();
 }
 
@@ -361,6 +373,7 @@ absl::Status Daemon::Shutdown() {
   // The last tasks of both front ends run (a UCX task whose reply can no longer be posted
   // just releases its blocks); then nothing uses the handler or the store.
   if (pool_ != nullptr) pool_->Stop();
+  if (hint_pool_ != nullptr) hint_pool_->Stop();
   if (observability_ != nullptr) observability_->Shutdown();  // HTTP off, spans out
   if (fetch_trace_ != nullptr) {
     const absl::Status written = fetch_trace_->WriteTo(options_.fetch_trace_file);

@@ -58,6 +58,9 @@ struct DaemonOptions {
   // and tasks queued before new requests are refused with RESOURCE_EXHAUSTED.
   int worker_threads = 8;
   size_t worker_queue = 4096;
+  // Promotion hints (HintClusters) run on their own one-thread pool, so SSD promotions ahead
+  // of need never delay a request: hint requests queued before new ones are dropped.
+  size_t hint_queue = 64;
   absl::Duration shutdown_grace = absl::Seconds(10);
   // UCX data plane (server/ucx_endpoint.h): on by default in builds with UCX; ignored (and
   // ConnectDataPlane answers UNIMPLEMENTED) in builds without. Off: FAILED_PRECONDITION.
@@ -151,6 +154,8 @@ class Daemon {
   // Runs the requests' blocking work for the gRPC service and the UCX data plane; stopped
   // after both (their last tasks still run) and before the handler and store go.
   std::unique_ptr<WorkerPool> pool_;
+  // Promotion hints' pool; stopped with pool_.
+  std::unique_ptr<WorkerPool> hint_pool_;
   std::unique_ptr<KvCacheService> service_;
   std::unique_ptr<grpc::Server> server_;
   // ---- tenants and security ----

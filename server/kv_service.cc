@@ -64,6 +64,7 @@ template <> constexpr metrics::Rpc RpcOf<v1::SelectResponse>() { return metrics:
 template <> constexpr metrics::Rpc RpcOf<v1::StatsResponse>() { return metrics::Rpc::kStats; }
 template <> constexpr metrics::Rpc RpcOf<v1::ConnectDataPlaneResponse>() { return metrics::Rpc::kConnectDataPlane; }
 template <> constexpr metrics::Rpc RpcOf<v1::ReportClientStatsResponse>() { return metrics::Rpc::kReportClientStats; }
+template <> constexpr metrics::Rpc RpcOf<v1::HintClustersResponse>() { return metrics::Rpc::kHintClusters; }
 // ---- end observability ----
 
 // Runs `task` on `pool`, or at once on this thread when the service has no pool (tests that
@@ -275,13 +276,15 @@ TenantResolver AuthenticatedTenantResolver(const auth::Authenticator* authentica
 
 KvCacheService::KvCacheService(RequestHandler* handler, WorkerPool* pool,
                                TenantResolver resolver, DataPlaneConnector data_plane,
-                               Instrumentation instrumentation, PeerResolver peer_resolver)
+                               Instrumentation instrumentation, PeerResolver peer_resolver,
+                               WorkerPool* hint_pool)
     : handler_(handler),
       pool_(pool),
       resolver_(std::move(resolver)),
       data_plane_(std::move(data_plane)),
       instrumentation_(instrumentation),
-      peer_resolver_(std::move(peer_resolver)) {}
+      peer_resolver_(std::move(peer_resolver)),
+      hint_pool_(hint_pool != nullptr ? hint_pool : pool) {}
 
 template <typename Response>
 grpc::ServerUnaryReactor* KvCacheService::Unary(
@@ -393,6 +396,28 @@ grpc::ServerUnaryReactor* KvCacheService::ConnectDataPlane(
         }
         return data_plane_(call, *request);
       });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::HintClusters(grpc::CallbackServerContext* context,
+                                                       const v1::HintClustersRequest* request,
+                                                       v1::HintClustersResponse* response) {
+  (void)response;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  RpcScope scope(instrumentation_, metrics::Rpc::kHintClusters, Traceparent(*context));
+  absl::StatusOr<CallContext> call = Resolve(resolver_, peer_resolver_, *context);
+  absl::Status status = call.status();
+  if (status.ok()) status = handler_->CheckHint(*call, *request);
+  if (status.ok()) {
+    // The call is answered before the task runs: the task owns copies of what it reads.
+    status = RunOn(hint_pool_, [handler = handler_, who = *std::move(call), hint = *request] {
+      // Best effort: a hint naming an unknown sequence, or one whose promotion fails, only
+      // promotes less; the fetch that follows reports any real problem.
+      handler->PromoteHinted(who, hint).IgnoreError();
+    });
+  }
+  scope.End(status);
+  reactor->Finish(rpc::ToGrpcStatus(status));
+  return reactor;
 }
 
 // ---- observability ----

@@ -58,7 +58,7 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   // members are off). A null `pool` runs the handler on the callback thread (unit tests only).
   KvCacheService(RequestHandler* handler, WorkerPool* pool, TenantResolver resolver,
                  DataPlaneConnector data_plane = nullptr, Instrumentation instrumentation = {},
-                 PeerResolver peer_resolver = nullptr);
+                 PeerResolver peer_resolver = nullptr, WorkerPool* hint_pool = nullptr);
 
   grpc::ServerUnaryReactor* OpenSequence(grpc::CallbackServerContext* context,
                                          const v1::OpenSequenceRequest* request,
@@ -92,6 +92,12 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   grpc::ServerUnaryReactor* ReportClientStats(grpc::CallbackServerContext* context,
                                               const v1::ReportClientStatsRequest* request,
                                               v1::ReportClientStatsResponse* response) override;
+  // Promotion hints: checked on the callback thread (no I/O), answered at once, promoted by a
+  // task on `hint_pool` (the main pool when null), so hints never hold up the calls that wait
+  // on the main pool. A full hint queue answers RESOURCE_EXHAUSTED: the hint is dropped.
+  grpc::ServerUnaryReactor* HintClusters(grpc::CallbackServerContext* context,
+                                         const v1::HintClustersRequest* request,
+                                         v1::HintClustersResponse* response) override;
 
  private:
   // Resolves the caller, runs `body` with its context on the worker pool and finishes the
@@ -106,6 +112,7 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   DataPlaneConnector data_plane_;
   Instrumentation instrumentation_;
   PeerResolver peer_resolver_;  // cluster mode
+  WorkerPool* hint_pool_;
 };
 
 }  // namespace clusterkv::server

@@ -35,6 +35,10 @@ ABSL_FLAG(int32_t, worker_queue, 4096,
           "RESOURCE_EXHAUSTED (clusterkv_worker_pool_rejections_total).");
 ABSL_FLAG(int32_t, max_fetch_clusters, 65536,
           "Most clusters one FetchClusters (gRPC or UCX) or AppendClusters may name.");
+ABSL_FLAG(int32_t, hint_queue, 64,
+          "Promotion hints (HintClusters) queued for their one-thread pool before new ones are "
+          "dropped with RESOURCE_EXHAUSTED (clusterkv_worker_pool_rejections_total{pool=\"hints\"}).");
+ABSL_FLAG(int32_t, max_hint_clusters, 4096, "Most clusters one promotion hint may name.");
 ABSL_FLAG(int64_t, max_response_mib, 32,
           "Largest unary answer (GetIndex), MiB; a larger one is RESOURCE_EXHAUSTED before it is "
           "built. Kept under --max_message_mib.");
@@ -165,6 +169,7 @@ const std::vector<clusterkv::FlagGroup>& Groups() {
       {"Serving", {"socket", "tcp_address", "tls_cert", "tls_key", "allow_insecure_tcp",
                    "max_message_mib", "shutdown_grace_s"}},
       {"Request limits", {"worker_threads", "worker_queue", "max_fetch_clusters",
+                          "hint_queue", "max_hint_clusters",
                           "max_response_mib", "max_list_sequences"}},
       {"Data plane", {"ucx", "ucx_transports", "ucx_peer_errors", "ucx_busy_poll_us", "ucx_direct_shm"}},
       {"Storage", {"data_dir", "host_capacity_mib", "high_watermark", "low_watermark",
@@ -206,6 +211,15 @@ absl::StatusOr<clusterkv::server::DaemonOptions> OptionsFromFlags() {
   const int32_t worker_queue = absl::GetFlag(FLAGS_worker_queue);
   if (worker_queue < 1) return absl::InvalidArgumentError("--worker_queue must be >= 1");
   o.worker_queue = static_cast<size_t>(worker_queue);
+  const int32_t hint_queue = absl::GetFlag(FLAGS_hint_queue);
+  if (hint_queue < 1 || hint_queue > (1 << 20)) {
+    return absl::InvalidArgumentError("--hint_queue must be in [1, 2^20]");
+  }
+  o.hint_queue = static_cast<size_t>(hint_queue);
+  o.handler.max_hint_clusters = absl::GetFlag(FLAGS_max_hint_clusters);
+  if (o.handler.max_hint_clusters < 1 || o.handler.max_hint_clusters > (1 << 20)) {
+    return absl::InvalidArgumentError("--max_hint_clusters must be in [1, 2^20]");
+  }
   o.handler.max_fetch_clusters = absl::GetFlag(FLAGS_max_fetch_clusters);
   if (o.handler.max_fetch_clusters < 1 || o.handler.max_fetch_clusters > (1 << 20)) {
     return absl::InvalidArgumentError("--max_fetch_clusters must be in [1, 2^20]");

@@ -510,6 +510,10 @@ absl::StatusOr<v1::StatsResponse> RequestHandler::Stats(const CallContext& call)
   response.set_tenant_host_bytes(usage.host_bytes);
   response.set_tenant_ssd_bytes(usage.ssd_bytes);
   response.set_slab_fragmentation(s.slab.Fragmentation());
+  response.set_hint_promotions(s.hint_promotions);
+  response.set_hint_promotions_recalled(s.hint_promotions_recalled);
+  response.set_hint_promotions_wasted(s.hint_promotions_wasted);
+  response.set_hint_already_resident(s.hint_already_resident);
   return response;
 }
 

@@ -61,6 +61,8 @@ struct HandlerOptions {
   uint64_t max_block_bytes = uint64_t{32} << 20;
   // Largest number of clusters one fetch (or one append) may name.
   int32_t max_fetch_clusters = 1 << 16;
+  // Largest number of clusters one promotion hint may name.
+  int32_t max_hint_clusters = 4096;
   // Largest unary response (GetIndex): a larger answer is RESOURCE_EXHAUSTED before it is
   // built. The daemon keeps it under its gRPC message limit.
   uint64_t max_response_bytes = uint64_t{32} << 20;
@@ -161,6 +163,22 @@ class RequestHandler {
   // that is invalid on its face (bad sequence id, too many clusters) is resolved to its error.
   std::optional<ResolvedFetch> TryResolveResident(const CallContext& call,
                                                   const v1::FetchClustersRequest& request);
+
+  // Promotion hints (HintClusters). CheckHint validates what needs no I/O (the sequence id and
+  // the number of clusters), for the network thread to answer at once. PromoteHinted blocks
+  // (it may load the sequence and reads the SSD: run it on a worker pool): it validates the
+  // refs against the sequence's layout and copies each named SSD-only block into the host tier
+  // (storage::TieredStore::Promote). Clusters the sequence does not hold are skipped. A
+  // sequence another node serves (cluster mode) is left alone: nothing is promoted.
+  absl::Status CheckHint(const CallContext& call, const v1::HintClustersRequest& request) const;
+  struct HintOutcome {
+    int32_t promoted = 0;
+    int32_t already_resident = 0;
+    int32_t missing = 0;  // the sequence has no such cluster
+    int32_t no_room = 0;  // the host tier had no room
+  };
+  absl::StatusOr<HintOutcome> PromoteHinted(const CallContext& call,
+                                            const v1::HintClustersRequest& request);
 
   virtual absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
                                                     const v1::SelectRequest& request);

@@ -270,4 +270,47 @@ absl::Status RequestHandler::FetchClusters(const CallContext& call,
   return absl::OkStatus();
 }
 
+absl::Status RequestHandler::CheckHint(const CallContext& call,
+                                      const v1::HintClustersRequest& request) const {
+  RETURN_IF_ERROR(Key(call, request.sequence_id()).status());
+  if (request.clusters_size() > options_.max_hint_clusters) {
+    return absl::InvalidArgumentError(absl::StrCat("a hint names at most ",
+                                                   options_.max_hint_clusters, " clusters, got ",
+                                                   request.clusters_size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RequestHandler::HintOutcome> RequestHandler::PromoteHinted(
+    const CallContext& call, const v1::HintClustersRequest& request) {
+  RETURN_IF_ERROR(CheckHint(call, request));
+  HintOutcome outcome;
+  if (!ServesLocally(call)) return outcome;
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
+  RETURN_IF_ERROR(ValidateFetchRefs(session->layout, request.clusters(),
+                                    options_.max_hint_clusters));
+  for (const v1::ClusterRef& ref : request.clusters()) {
+    absl::StatusOr<storage::PromoteResult> promoted =
+        store_->Promote(storage::BlockKey{key, rpc::FromProto(ref)});
+    if (absl::IsNotFound(promoted.status())) {
+      ++outcome.missing;
+      continue;
+    }
+    RETURN_IF_ERROR(promoted.status());
+    switch (*promoted) {
+      case storage::PromoteResult::kPromoted:
+        ++outcome.promoted;
+        break;
+      case storage::PromoteResult::kAlreadyResident:
+        ++outcome.already_resident;
+        break;
+      case storage::PromoteResult::kNoRoom:
+        ++outcome.no_room;
+        break;
+    }
+  }
+  return outcome;
+}
+
 }  // namespace clusterkv::server

@@ -26,6 +26,7 @@ constexpr const char* kNames[] = {
     "clusterkv_store_eviction_failures_total",
     "clusterkv_store_promotions_total",
     "clusterkv_store_heat_evictions_total",
+    "clusterkv_store_hint_promotions_total",
     "clusterkv_heat_tracked_clusters",
     "clusterkv_store_write_through_puts_total",
     "clusterkv_store_spilled_puts_total",
@@ -129,6 +130,7 @@ std::string_view RpcName(Rpc rpc) {
     case Rpc::kStats: return "Stats";
     case Rpc::kConnectDataPlane: return "ConnectDataPlane";
     case Rpc::kReportClientStats: return "ReportClientStats";
+    case Rpc::kHintClusters: return "HintClusters";
   }
   return "unknown";
 }
@@ -171,6 +173,12 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options)
       "Evictions ordered by recall heat (--eviction_policy=heat), by whether the block had "
       "been recalled (recalled=\"never\": never fetched, or cooled out of the tracker).",
       {"recalled"});
+  hint_promotions_ = r.AddCounter(
+      "clusterkv_store_hint_promotions_total",
+      "Blocks named by promotion hints (HintClusters), by outcome: promoted (copied from the "
+      "SSD into the host tier), recalled (promoted, then fetched from the host tier: in time), "
+      "wasted (promoted, then evicted or dropped unread), resident (in the host tier already).",
+      {"outcome"});
   heat_tracked_clusters_ = r.AddGauge("clusterkv_heat_tracked_clusters",
                                       "Clusters with a recall-heat score (bounded).")
                                ->WithLabels({});
@@ -451,6 +459,10 @@ void DaemonMetrics::Collect() {
   heat_evictions_->WithLabels({"before"})->Set(s.heat_evictions -
                                                s.heat_evictions_never_recalled);
   heat_tracked_clusters_->Set(static_cast<double>(store_->heat().Stats().tracked_clusters));
+  hint_promotions_->WithLabels({"promoted"})->Set(s.hint_promotions);
+  hint_promotions_->WithLabels({"recalled"})->Set(s.hint_promotions_recalled);
+  hint_promotions_->WithLabels({"wasted"})->Set(s.hint_promotions_wasted);
+  hint_promotions_->WithLabels({"resident"})->Set(s.hint_already_resident);
   write_through_puts_->Set(s.write_through_puts);
   spilled_puts_->Set(s.spilled_puts);
   slab_fragmentation_->Set(s.slab.Fragmentation());

@@ -49,8 +49,9 @@ enum class Rpc {
   kStats,
   kConnectDataPlane,
   kReportClientStats,
+  kHintClusters,
 };
-inline constexpr int kNumRpcs = 11;
+inline constexpr int kNumRpcs = 12;
 std::string_view RpcName(Rpc rpc);
 
 std::string_view TransportName(Transport transport);
@@ -179,6 +180,7 @@ class DaemonMetrics {
   Counter* eviction_failures_;
   Counter* promotions_;
   Family<Counter>* heat_evictions_;
+  Family<Counter>* hint_promotions_;
   Gauge* heat_tracked_clusters_;
   Counter* write_through_puts_;
   Counter* spilled_puts_;

@@ -3,6 +3,7 @@
 // index, server-side Select against the local selection code, stats, tenants, concurrent
 // clients and the grpc.health.v1 check.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <random>
 #include <string>
@@ -210,6 +211,82 @@ TEST_F(DaemonTest, StatsCountersMove) {
   EXPECT_GE(fetched.host().hits(), put.host().hits() + data.blocks.size());
   EXPECT_GE(fetched.slab_fragmentation(), 0.0);
   EXPECT_LE(fetched.slab_fragmentation(), 1.0);
+}
+
+v1::HintClustersRequest Hint(const std::string& id, const std::vector<v1::ClusterBlock>& blocks) {
+  v1::HintClustersRequest request;
+  request.set_sequence_id(id);
+  for (const v1::ClusterBlock& b : blocks) *request.add_clusters() = b.id();
+  return request;
+}
+
+grpc::Status SendHint(const KvCacheClient& client, const v1::HintClustersRequest& request) {
+  v1::HintClustersResponse response;
+  return client.stub->HintClusters(client.Context().get(), request, &response);
+}
+
+// Promotion hints on a host tier (8 MiB) smaller than the sequence (~28 MiB): the daemon answers
+// at once and promotes the hinted SSD-only blocks on its hint thread, in order; the fetch that
+// follows is served from the host tier and counts them as recalled in time. Another tenant's
+// hint for the same sequence id promotes nothing; an oversized hint is refused.
+TEST(DaemonHintTest, HintedSsdBlocksArePromotedAndThenFetchedFromTheHostTier) {
+  DaemonProcessOptions options;
+  options.flags = {"--host_capacity_mib=8"};
+  DaemonProcess daemon(options);
+  const absl::Status started = daemon.Start();
+  ASSERT_TRUE(started.ok()) << started;
+  const KvCacheClient client = MakeKvCacheClient(daemon.target(), "hints");
+  const KvCacheClient other = MakeKvCacheClient(daemon.target(), "someone-else");
+  const SequenceData data = MakeSequenceData(/*seed=*/21, /*clusters=*/32, /*layers=*/4);
+  ASSERT_GRPC_OK(OpenSequence(client, "s"));
+  ASSERT_GRPC_OK(PutSequence(client, "s", data, /*write_through=*/false));
+  const v1::StatsResponse put = GetStats(client);
+  ASSERT_GT(put.ssd().blocks(), 0u);
+
+  // The first blocks put (the least recent, so on the SSD), under 1 MiB in all; then the next
+  // ones for the other tenant.
+  std::vector<v1::ClusterBlock> mine, theirs;
+  uint64_t bytes = 0;
+  size_t i = 0;
+  for (; i < data.blocks.size() && bytes + data.blocks[i].data().size() < (1u << 20); ++i) {
+    bytes += data.blocks[i].data().size();
+    mine.push_back(data.blocks[i]);
+  }
+  for (size_t j = i; j < i + 4; ++j) theirs.push_back(data.blocks[j]);
+  ASSERT_GE(mine.size(), 4u);
+
+  // The other tenant's hint is answered like any hint (no existence leak) and queued first:
+  // once ours is done, so is theirs.
+  ASSERT_GRPC_OK(SendHint(other, Hint("s", theirs)));
+  ASSERT_GRPC_OK(SendHint(client, Hint("s", mine)));
+  v1::StatsResponse hinted;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  // The answer came before the promotions: wait for them (each Stats call is a round trip).
+  for (;;) {
+    hinted = GetStats(client);
+    if (hinted.hint_promotions() + hinted.hint_already_resident() >= mine.size()) break;
+    if (std::chrono::steady_clock::now() > deadline) break;
+  }
+  ASSERT_EQ(hinted.hint_promotions() + hinted.hint_already_resident(), mine.size());
+  EXPECT_GT(hinted.hint_promotions(), 0u);
+  EXPECT_EQ(hinted.hint_promotions_recalled(), 0u);
+
+  ExpectFetchMatches(client, "s", mine);
+  const v1::StatsResponse fetched = GetStats(client);
+  EXPECT_EQ(fetched.ssd().hits(), hinted.ssd().hits());  // every one from the host tier
+  EXPECT_EQ(fetched.hint_promotions_recalled(), hinted.hint_promotions());
+  EXPECT_EQ(fetched.hint_promotions_wasted(), 0u);  // room enough: none evicted unread
+
+  // Bounded: one cluster more than --max_hint_clusters (4096) is refused before any work.
+  v1::HintClustersRequest huge;
+  huge.set_sequence_id("s");
+  for (int c = 0; c <= 4096; ++c) *huge.add_clusters() = Ref(0, 0, c);
+  EXPECT_EQ(SendHint(client, huge).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Not a valid sequence id: refused at once too.
+  EXPECT_EQ(SendHint(client, Hint("", mine)).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  absl::StatusOr<int> code = daemon.Stop();
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << daemon.output();
 }
 
 TEST_F(DaemonTest, TenantsAreIndependent) {

@@ -213,6 +213,14 @@ std::vector<std::pair<std::string, grpc::Status>> RunEveryRpc(const Calls& calle
                        caller.stub().ReportClientStats(caller.Context().get(), request, &response));
   }
   {
+    v1::HintClustersRequest request;
+    request.set_sequence_id("seq");
+    *request.add_clusters() = Ref(0, 0, 0);
+    v1::HintClustersResponse response;
+    codes.emplace_back("HintClusters",
+                       caller.stub().HintClusters(caller.Context().get(), request, &response));
+  }
+  {
     v1::CloseSequenceRequest request;
     request.set_sequence_id("seq");
     v1::CloseSequenceResponse response;
@@ -247,6 +255,7 @@ TEST_F(SecurityTest, EveryRpcByOwnOtherNoAndBadCredentials) {
       {"Select", StatusCode::NOT_FOUND},
       {"Stats", StatusCode::OK},
       {"ReportClientStats", StatusCode::OK},
+      {"HintClusters", StatusCode::OK},  // answered before any lookup: promotes nothing
       {"CloseSequence", StatusCode::NOT_FOUND},
   };
   for (const Calls* caller : {&other, &none, &bad, &own}) {  // own last: it closes "seq"
