@@ -186,6 +186,50 @@ absl::Status Connection::ReportClientStats(const v1::ReportClientStatsRequest& r
   return rpc::FromGrpcStatus(stub_->ReportClientStats(&context, request, &response));
 }
 
+Connection::~Connection() {
+  absl::MutexLock lock(&hints_mu_);
+  hints_mu_.Await(absl::Condition(
+      +[](int* in_flight) { return *in_flight == 0; }, &hints_in_flight_));
+}
+
+bool Connection::HintClusters(const v1::HintClustersRequest& request) {
+  {
+    absl::MutexLock lock(&hints_mu_);
+    if (hints_in_flight_ >= kMaxHintsInFlight) {
+      ++hints_dropped_;
+      return false;
+    }
+    ++hints_in_flight_;
+  }
+  // Owned by the call until its callback, which deletes it and then lets the destructor go.
+  struct Call {
+    grpc::ClientContext context;
+    v1::HintClustersRequest request;
+    v1::HintClustersResponse response;
+  };
+  auto* call = new Call;
+  Prepare(&call->context);
+  call->request = request;
+  stub_->async()->HintClusters(&call->context, &call->request, &call->response,
+                               [this, call](grpc::Status status) {
+                                 delete call;
+                                 absl::MutexLock lock(&hints_mu_);
+                                 if (!status.ok()) ++hints_refused_;
+                                 --hints_in_flight_;
+                               });
+  return true;
+}
+
+uint64_t Connection::hints_dropped() const {
+  absl::MutexLock lock(&hints_mu_);
+  return hints_dropped_;
+}
+
+uint64_t Connection::hints_refused() const {
+  absl::MutexLock lock(&hints_mu_);
+  return hints_refused_;
+}
+
 absl::StatusOr<v1::AppendClustersResponse> Connection::AppendClusters(
     const v1::AppendClustersRequest& request) {
   // Retried as it is: the daemon answers a retry of an applied append with OK when the

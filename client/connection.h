@@ -27,7 +27,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/clock.h"
 #include "client/retry.h"
@@ -82,6 +84,8 @@ class Connection final : public KvTransport {
 
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
+  // Waits for the promotion hints still in flight (each ends by its deadline at the latest).
+  ~Connection() override;
 
   // KvTransport.
   absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(
@@ -101,6 +105,14 @@ class Connection final : public KvTransport {
   [[nodiscard]] absl::StatusOr<v1::StatsResponse> Stats();
   // One attempt, no retry: metrics are best effort.
   absl::Status ReportClientStats(const v1::ReportClientStatsRequest& request) override;
+  // Sent with gRPC's callback API, one attempt; at most kMaxHintsInFlight at a time, later
+  // ones are dropped (false) until one completes.
+  bool HintClusters(const v1::HintClustersRequest& request) override;
+  static constexpr int kMaxHintsInFlight = 8;
+  // Hints dropped because kMaxHintsInFlight were in flight, and hints the daemon answered
+  // with an error (e.g. RESOURCE_EXHAUSTED: its hint queue was full).
+  uint64_t hints_dropped() const;
+  uint64_t hints_refused() const;
   // Sets up a UCX data-plane session (client/ucx_transport.h). One attempt, no retry: the call
   // creates daemon state, and the UCX transport decides itself when to try again.
   [[nodiscard]] absl::StatusOr<v1::ConnectDataPlaneResponse> ConnectDataPlane(
@@ -126,6 +138,11 @@ class Connection final : public KvTransport {
   std::shared_ptr<grpc::Channel> channel_;  // null when built over a stub
   std::unique_ptr<v1::KvCache::StubInterface> stub_;
   ConnectionOptions options_;
+  // Promotion hints in flight (gRPC callbacks still to run) and their outcomes.
+  mutable absl::Mutex hints_mu_;
+  int hints_in_flight_ ABSL_GUARDED_BY(hints_mu_) = 0;
+  uint64_t hints_dropped_ ABSL_GUARDED_BY(hints_mu_) = 0;
+  uint64_t hints_refused_ ABSL_GUARDED_BY(hints_mu_) = 0;
 };
 
 }  // namespace clusterkv::client

@@ -85,6 +85,9 @@ struct StepStats {
   // layer, which attends every token.
   double estimated_recall = 1.0;
   double estimated_recall_min = 1.0;
+  // Clusters named in this step's promotion hint (config promotion_hint_tokens; 0 when off or
+  // when the hint was dropped without being sent).
+  int64_t hinted_clusters = 0;
 };
 
 // The device cluster cache over a sequence's life (every layer, every cache reset).

@@ -318,6 +318,9 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     return fetched;
   }
   stats->fetch_us = Micros(t);
+  if (options_.config.promotion_hint_tokens > 0) {
+    stats->hinted_clusters = SendPromotionHints(layer, state, scores, selections);
+  }
   absl::flat_hash_map<ClusterId, TokenRange> slot_of;
   for (const gpu::CacheEntry& e : plan.hits) {
     slot_of[e.id] = e.slot;
@@ -389,6 +392,44 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     stats->estimated_recall_min = recall_min;
   }
   return absl::OkStatus();
+}
+
+int64_t SequenceCore::SendPromotionHints(int32_t layer, LayerState& state,
+                                        const std::vector<std::vector<float>>& scores,
+                                        const std::vector<gpu::ClusterSelection>& selections) {
+  // Forget hints older than the repeat window once per step, so the map stays bounded by the
+  // clusters hinted in the window.
+  for (auto it = state.hinted_at.begin(); it != state.hinted_at.end();) {
+    if (step_ - it->second >= kHintRepeatSteps) {
+      state.hinted_at.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  v1::HintClustersRequest request;
+  request.set_sequence_id(id_);
+  for (int32_t h = 0; h < layout_.num_kv_heads && request.clusters_size() < kMaxHintClusters;
+       ++h) {
+    const gpu::ClusterIndex& index = state.heads[h].index;
+    if (index.num_tokens() == 0) continue;
+    const gpu::ClusterSelection& selected = selections[h];
+    const int64_t reach = std::min<int64_t>(
+        index.num_tokens(), selected.total_tokens + options_.config.promotion_hint_tokens);
+    absl::StatusOr<gpu::ClusterSelection> ranked =
+        gpu::SelectClusters(scores[h], index.sizes(), reach);
+    if (!ranked.ok()) continue;  // the selection above succeeded on the same scores
+    // The selection is a prefix of the score order; the hint is what follows it.
+    for (size_t i = selected.clusters.size();
+         i < ranked->clusters.size() && request.clusters_size() < kMaxHintClusters; ++i) {
+      const ClusterId id{HeadId{layer, h}, ranked->clusters[i]};
+      if (state.cache != nullptr && state.cache->Contains(id)) continue;
+      auto [it, inserted] = state.hinted_at.try_emplace(id, step_);
+      if (!inserted) continue;  // hinted within the window
+      *request.add_clusters() = rpc::ToProto(id);
+    }
+  }
+  if (request.clusters_size() == 0) return 0;
+  return transport_->HintClusters(request) ? request.clusters_size() : 0;
 }
 
 absl::StatusOr<std::vector<gpu::ClusterSelection>> SequenceCore::SelectForStep(

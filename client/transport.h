@@ -51,6 +51,13 @@ class KvTransport {
   [[nodiscard]] virtual absl::Status ReportClientStats(const v1::ReportClientStatsRequest& request) {
     return absl::OkStatus();
   }
+  // A promotion hint (HintClustersRequest): asynchronous and best effort. Returns at once,
+  // never waiting for the daemon; false when the hint was dropped without being sent (too
+  // many hints in flight). The default drops it: a transport without a daemon has no SSD.
+  virtual bool HintClusters(const v1::HintClustersRequest& request) {
+    (void)request;
+    return false;
+  }
 };
 
 }  // namespace clusterkv::client

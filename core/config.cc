@@ -40,6 +40,9 @@ absl::Status ClusterKvConfig::Validate() const {
     return s;
   }
   if (!(s = CheckRange("cache_residency_steps", cache_residency_steps, 0, 1 << 20)).ok()) return s;
+  if (!(s = CheckRange("promotion_hint_tokens", promotion_hint_tokens, 0, kMaxTokens)).ok()) {
+    return s;
+  }
   for (int32_t layer : dense_layers) {
     if (!(s = CheckRange("dense_layers entry", layer, 0, 1023)).ok()) return s;
   }
@@ -67,7 +70,11 @@ std::string ClusterKvConfig::DebugString() const {
                           ? absl::StrCat(" adaptive(target=", recall_target, " B_min=",
                                          MinTokenBudget(), " B_max=", MaxTokenBudget(), ")")
                           : std::string(),
-                      " R=", cache_residency_steps, " seed=", seed);
+                      " R=", cache_residency_steps,
+                      promotion_hint_tokens > 0
+                          ? absl::StrCat(" hints=", promotion_hint_tokens)
+                          : std::string(),
+                      " seed=", seed);
 }
 
 }  // namespace clusterkv

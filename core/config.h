@@ -37,6 +37,11 @@ struct ClusterKvConfig {
   int32_t max_token_budget = 0;
   // R: a recalled cluster stays in the device cache for R decode steps after its last use.
   int32_t cache_residency_steps = 1;
+  // Promotion hints (docs/decisions.md D79): after each step's fetch, the clusters ranked just
+  // past a head's selection, up to this many tokens beyond it, that are not in the device
+  // cache are named to the daemon (HintClusters), which promotes those on its SSD into the
+  // host tier before a later step recalls them. 0: no hints.
+  int32_t promotion_hint_tokens = 0;
   // Seed of the deterministic K-means initialisation.
   uint64_t seed = 0x636c75737465726bULL;  // "clusterk"
 

@@ -63,6 +63,8 @@ class ClusterCache {
   absl::StatusOr<CachePlan> Access(int64_t step, absl::Span<const CacheRequest> wanted);
 
   const CacheStats& stats() const { return stats_; }
+  // Whether `id` holds a slot (resident, whatever its rows).
+  bool Contains(const ClusterId& id) const { return entries_.contains(id); }
   int64_t capacity_tokens() const { return capacity_; }
   int64_t resident_tokens() const { return capacity_ - free_tokens_; }
   int64_t resident_clusters() const { return static_cast<int64_t>(entries_.size()); }

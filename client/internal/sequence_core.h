@@ -120,6 +120,9 @@ class SequenceCore {
   // else the transport's status (the deltas are kept for the next report on failure).
   absl::Status ReportStats();
   static constexpr int64_t kReportEverySteps = 64;
+  static constexpr int64_t kHintRepeatSteps = 8;
+  // Most clusters one hint names (the daemon's default --max_hint_clusters).
+  static constexpr int kMaxHintClusters = 4096;
 
  private:
   struct HeadState;
@@ -150,6 +153,12 @@ class SequenceCore {
                                  const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
                                  bool* fell_back);
   absl::Status FlushPending(int32_t layer, LayerState& state);
+  // Promotion hints after a step's fetch: per head, the clusters ranked just past its
+  // selection (up to config.promotion_hint_tokens tokens), not in the device cache and not
+  // hinted in the last kHintRepeatSteps steps, in one HintClusters. Returns how many it named.
+  int64_t SendPromotionHints(int32_t layer, LayerState& state,
+                             const std::vector<std::vector<float>>& scores,
+                             const std::vector<gpu::ClusterSelection>& selections);
   int64_t Micros(absl::Time since) const;
 
   KvTransport* transport_;

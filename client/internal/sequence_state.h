@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "client/device_memory.h"
 #include "client/ucx_data_plane.h"
 #include "client/internal/sequence_core.h"
@@ -49,6 +50,9 @@ struct SequenceCore::LayerState {
   DirectMemory* direct = nullptr;
   int64_t capacity_tokens = 0;
   int64_t last_step = -1;   // step of the last Attend
+  // Promotion hints: the step each cluster was last named in a hint (not named again within
+  // SequenceCore::kHintRepeatSteps steps).
+  absl::flat_hash_map<ClusterId, int64_t> hinted_at;
   gpu::CacheStats retired;  // statistics of caches dropped by a reset
 };
 

@@ -38,6 +38,7 @@ bool ApplyConfigOption(const std::string& key, const py::handle& v, ClusterKvCon
   else if (key == "recall_target") c.recall_target = v.cast<double>();
   else if (key == "min_token_budget") c.min_token_budget = v.cast<int32_t>();
   else if (key == "max_token_budget") c.max_token_budget = v.cast<int32_t>();
+  else if (key == "promotion_hint_tokens") c.promotion_hint_tokens = v.cast<int32_t>();
   else if (key == "seed") c.seed = v.cast<uint64_t>();
   else return false;
   return true;
@@ -62,7 +63,7 @@ bool ApplyClientOption(const std::string& key, const py::handle& v, client::Clie
 constexpr const char* kOptionNames =
     "config, num_sink_tokens, dense_layers, num_prefill_clusters, kmeans_iterations, "
     "recluster_interval, clusters_per_recluster, token_budget, recall_target, min_token_budget, "
-    "max_token_budget, cache_residency_steps, seed, "
+    "max_token_budget, promotion_hint_tokens, cache_residency_steps, seed, "
     "backend, threads, device_memory, call_timeout, put_message_bytes, write_through, "
     "data_plane, ucx_transports, ucx_region_bytes, ucx_fetch_timeout, retry_attempts";
 
@@ -150,6 +151,7 @@ takes a Config as config= and/or the same fields as keywords.)doc")
       .def_readwrite("recall_target", &ClusterKvConfig::recall_target)
       .def_readwrite("min_token_budget", &ClusterKvConfig::min_token_budget)
       .def_readwrite("max_token_budget", &ClusterKvConfig::max_token_budget)
+      .def_readwrite("promotion_hint_tokens", &ClusterKvConfig::promotion_hint_tokens)
       .def_readwrite("seed", &ClusterKvConfig::seed)
       .def("validate", [](const ClusterKvConfig& c) { ThrowIfError(c.Validate()); })
       .def("is_dense_layer", &ClusterKvConfig::IsDenseLayer)

@@ -25,6 +25,7 @@ py::dict StatsDict(const client::StepStats& s) {
   d["selected_heads"] = s.selected_heads;
   d["estimated_recall"] = s.estimated_recall;
   d["estimated_recall_min"] = s.estimated_recall_min;
+  d["hinted_clusters"] = s.hinted_clusters;
   const int64_t requested = s.hit_tokens + s.miss_tokens;
   d["hit_rate"] = requested == 0 ? 0.0 : static_cast<double>(s.hit_tokens) / requested;
   return d;
@@ -101,7 +102,8 @@ the StepStats counters (score_us, select_us, fetch_us, attend_us, bytes_fetched,
 blocks_fetched, hit/miss clusters and tokens, attended_tokens, selected_tokens and
 selected_heads (the tokens taken from clusters and the heads that took them), hit_rate, and
 estimated_recall / estimated_recall_min: the share of attention mass the step is estimated to
-have attended, mean and minimum over the layer's kv heads).
+have attended, mean and minimum over the layer's kv heads), and hinted_clusters (clusters named
+in the step's promotion hint, config promotion_hint_tokens)).
 A layer attended twice starts a new decode step (see begin_step).)doc")
       .def(
           "append_token",

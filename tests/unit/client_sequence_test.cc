@@ -50,6 +50,26 @@ class SequenceTest : public ::testing::TestWithParam<DType> {
     ASSERT_TRUE(seq_->OffloadPrefill(1, K(), V()).ok());
   }
 
+  // Layer 1, kv head h: the clusters a selection of `budget` tokens takes on the daemon's index,
+  // in score order.
+  std::vector<int32_t> RankedClusters(const std::vector<float>& q, int h, int64_t budget) {
+    const v1::HeadIndex& index = fake_.seqs.at("seq-1").indexes.at({1, h});
+    std::vector<float> centroids(index.centroids().begin(), index.centroids().end());
+    std::vector<int32_t> sizes(index.sizes().begin(), index.sizes().end());
+    int64_t total = 0;
+    for (int32_t n : sizes) total += n;
+    std::vector<float> scores(sizes.size());
+    const int group = kQHeads / kKvHeads;
+    EXPECT_TRUE(gpu::ScoreCentroids(ConstMatrixView(q.data() + h * group * kDim, group, kDim),
+                                    ConstMatrixView(centroids.data(), sizes.size(), kDim),
+                                    1.0f / std::sqrt(float{kDim}), absl::MakeSpan(scores),
+                                    gpu::ExecContext())
+                    .ok());
+    auto sel = gpu::SelectClusters(scores, sizes, std::min(budget, total));
+    EXPECT_TRUE(sel.ok());
+    return sel.ok() ? sel->clusters : std::vector<int32_t>();
+  }
+
   // Reference for layer 1: selection on the daemon's index, attention over the sinks, the
   // selected prefix of each stored block and `extra` window rows per head.
   std::vector<float> Reference(const std::vector<float>& q,
@@ -279,6 +299,74 @@ TEST_P(SequenceTest, EachStepReportsItsEstimatedRecall) {
   ASSERT_TRUE((*all)->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
                              MatrixView(out.data(), kQHeads, kDim), &every).ok());
   EXPECT_NEAR(every.estimated_recall_min, 1.0, 1e-6);
+}
+
+TEST_P(SequenceTest, PromotionHintsNameTheClustersRankedPastTheSelection) {
+  SequenceOptions o = TestOptions();
+  o.config.promotion_hint_tokens = 20;
+  auto opened = SequenceCore::Open(&fake_, "seq-1", layout_, o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  seq_ = *std::move(opened);
+  Prefill();
+  const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);
+  std::vector<float> out(q.size());
+  StepStats stats;
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim), &stats)
+                  .ok());
+  ExpectNear(out, Reference(q));  // hints change nothing of the step itself
+  // One hint: per head, what a budget of B + 20 tokens adds to the selection of B = 24 (none
+  // of it resident: the cache holds only this step's selection).
+  std::vector<std::tuple<int, int, int>> want;
+  for (int h = 0; h < kKvHeads; ++h) {
+    const std::vector<int32_t> selected = RankedClusters(q, h, 24);
+    const std::vector<int32_t> reach = RankedClusters(q, h, 24 + 20);
+    ASSERT_GT(reach.size(), selected.size()) << "head " << h;
+    ASSERT_TRUE(std::equal(selected.begin(), selected.end(), reach.begin()));
+    for (size_t i = selected.size(); i < reach.size(); ++i) want.emplace_back(1, h, reach[i]);
+  }
+  ASSERT_EQ(fake_.hints.size(), 1u);
+  EXPECT_EQ(fake_.hints[0].sequence_id(), "seq-1");
+  std::vector<std::tuple<int, int, int>> got;
+  for (const v1::ClusterRef& ref : fake_.hints[0].clusters()) {
+    got.push_back(FakeTransport::Key(ref));
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(stats.hinted_clusters, static_cast<int64_t>(want.size()));
+
+  // The next steps rank the same clusters: hinted within the repeat window, not named again.
+  for (int step = 1; step < SequenceCore::kHintRepeatSteps; ++step) {
+    seq_->BeginStep();
+    ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                             MatrixView(out.data(), kQHeads, kDim), &stats)
+                    .ok());
+    EXPECT_EQ(stats.hinted_clusters, 0) << "step " << step;
+  }
+  EXPECT_EQ(fake_.hints.size(), 1u);
+  // Past the window they are named again; a dropped hint counts no cluster.
+  fake_.accept_hints = false;
+  seq_->BeginStep();
+  ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                           MatrixView(out.data(), kQHeads, kDim), &stats)
+                  .ok());
+  ASSERT_EQ(fake_.hints.size(), 2u);
+  EXPECT_EQ(fake_.hints[1].clusters_size(), static_cast<int>(want.size()));
+  EXPECT_EQ(stats.hinted_clusters, 0);
+}
+
+TEST_P(SequenceTest, NoPromotionHintsByDefault) {
+  Prefill();
+  const std::vector<float> q = Random(kQHeads * kDim, 3, DType::kFloat32);
+  std::vector<float> out(q.size());
+  StepStats stats;
+  for (int step = 0; step < 3; ++step) {
+    seq_->BeginStep();
+    ASSERT_TRUE(seq_->Attend(1, ConstMatrixView(q.data(), kQHeads, kDim),
+                             MatrixView(out.data(), kQHeads, kDim), &stats)
+                    .ok());
+    EXPECT_EQ(stats.hinted_clusters, 0);
+  }
+  EXPECT_TRUE(fake_.hints.empty());
 }
 
 TEST_P(SequenceTest, AdaptiveBudgetsStayWithinTheirLimitsAndTheStepsCap) {

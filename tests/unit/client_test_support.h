@@ -100,6 +100,11 @@ class FakeTransport final : public KvTransport {
     return absl::OkStatus();
   }
 
+  bool HintClusters(const v1::HintClustersRequest& r) override {
+    hints.push_back(r);
+    return accept_hints;
+  }
+
   absl::Status FetchClusters(const v1::FetchClustersRequest& r,
                              const BlockCallback& on_block) override {
     ++fetches;
@@ -122,6 +127,8 @@ class FakeTransport final : public KvTransport {
   std::map<std::string, Seq> seqs;
   int opens = 0, get_index = 0, put_streams = 0, put_messages = 0, appends = 0, fetches = 0;
   std::vector<v1::ReportClientStatsRequest> reports;
+  std::vector<v1::HintClustersRequest> hints;
+  bool accept_hints = true;  // what HintClusters answers (false: dropped, as when saturated)
   absl::Status fail_report;
   int fetched_blocks = 0;
   absl::Status fail_fetch, fail_append;
