@@ -105,6 +105,10 @@ ABSL_FLAG(int32_t, clusters_per_recluster, 8,
           "C+: clusters made from each window of m decode "
           "tokens.");
 ABSL_FLAG(int32_t, residency, 1, "R: device-cache residency in steps.");
+ABSL_FLAG(int32_t, promotion_hint_tokens, 0,
+          "Promotion hints: tokens per kv head ranked past the selection that the daemon is asked "
+          "to bring up from its SSD tier (0 = off). bench: ClusterKV decode runs twice, without "
+          "and with hints.");
 ABSL_FLAG(std::string, target, "",
           "A running clusterkvd (unix:/path.sock or host:port); "
           "default: start one.");
@@ -162,7 +166,8 @@ int main(int argc, char** argv) {
          {"Compare", {"steps", "budgets", "oracle"}},
          {"ClusterKV",
           {"kv_dtype", "clusters", "kmeans_iters", "sinks", "dense_layers", "recluster_interval",
-           "clusters_per_recluster", "residency", "min_budget", "max_budget"}},
+           "clusters_per_recluster", "residency", "min_budget", "max_budget",
+           "promotion_hint_tokens"}},
          {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib", "data_plane"}},
          {"Compute and output", {"threads", "json", "quiet"}}},
         std::cout);
@@ -254,6 +259,7 @@ int main(int argc, char** argv) {
   co.config.recluster_interval = absl::GetFlag(FLAGS_recluster_interval);
   co.config.clusters_per_recluster = absl::GetFlag(FLAGS_clusters_per_recluster);
   co.config.cache_residency_steps = absl::GetFlag(FLAGS_residency);
+  co.config.promotion_hint_tokens = absl::GetFlag(FLAGS_promotion_hint_tokens);
   co.config.dense_layers.clear();
   if (!absl::GetFlag(FLAGS_dense_layers).empty()) {
     absl::StatusOr<std::vector<int64_t>> dense =

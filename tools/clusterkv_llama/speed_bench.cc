@@ -6,6 +6,8 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "client/connection.h"
+#include "client/internal/client_internals.h"
 #include "absl/strings/str_format.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
@@ -83,6 +85,7 @@ struct DecodeRun {
   AttentionStepStats totals;
   std::string data_plane = "local";
   double hit_rate = 0.0;
+  Json daemon;  // the daemon's tier and hint counters over the decode (ClusterKV runs)
 };
 
 absl::Status Greedy(const DecoderModel& model, AttentionBackend& backend, int64_t n, int32_t first,
@@ -240,19 +243,52 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
     RETURN_IF_ERROR(LoadPrefillInto(c, prefill, *backend));
     RETURN_IF_ERROR(Greedy(model, *backend, n, first, o.decode_steps, &full));
   }
-  DecodeRun sparse;
-  {
-    const std::string name = absl::StrCat("clusterkv_b", o.budget);
+  // One ClusterKV decode through clusterkvd with `config`; the daemon's counters are read
+  // before and after so the run's tier traffic and hint outcomes can be told apart.
+  auto run_sparse = [&](const ClusterKvConfig& config, const std::string& name,
+                        DecodeRun* run) -> absl::Status {
     say(absl::StrCat("bench: ", o.decode_steps, " decode steps, ", name, " through clusterkvd"));
-    ASSIGN_OR_RETURN(ClusterKvSession session, OpenClusterKv(c, o, o.budget, name, threads));
+    ServiceOptions so = o;
+    so.config = config;
+    ASSIGN_OR_RETURN(ClusterKvSession session, OpenClusterKv(c, so, o.budget, name, threads));
+    client::Connection* conn = client::ClientInternals::connection(*session.client);
     absl::Status status = LoadPrefillInto(c, prefill, *session.backend);
-    if (status.ok()) status = Greedy(model, *session.backend, n, first, o.decode_steps, &sparse);
+    absl::StatusOr<v1::StatsResponse> before =
+        conn != nullptr ? conn->Stats() : absl::StatusOr<v1::StatsResponse>();
+    if (status.ok()) status = Greedy(model, *session.backend, n, first, o.decode_steps, run);
+    absl::StatusOr<v1::StatsResponse> after =
+        conn != nullptr ? conn->Stats() : absl::StatusOr<v1::StatsResponse>();
     const absl::Status closed = session.sparse->sequence().Close(/*drop=*/true);
     RETURN_IF_ERROR(status);
     RETURN_IF_ERROR(closed);
-    sparse.data_plane = session.DataPlaneUsed();
-    const int64_t looked = sparse.totals.hit_tokens + sparse.totals.miss_tokens;
-    sparse.hit_rate = looked > 0 ? static_cast<double>(sparse.totals.hit_tokens) / looked : 0.0;
+    run->data_plane = session.DataPlaneUsed();
+    const int64_t looked = run->totals.hit_tokens + run->totals.miss_tokens;
+    run->hit_rate = looked > 0 ? static_cast<double>(run->totals.hit_tokens) / looked : 0.0;
+    if (before.ok() && after.ok()) {
+      run->daemon = Json{
+          {"host_hits", after->host().hits() - before->host().hits()},
+          {"ssd_hits", after->ssd().hits() - before->ssd().hits()},
+          {"hint_promotions", after->hint_promotions() - before->hint_promotions()},
+          {"hint_promotions_recalled",
+           after->hint_promotions_recalled() - before->hint_promotions_recalled()},
+          {"hint_promotions_wasted",
+           after->hint_promotions_wasted() - before->hint_promotions_wasted()},
+          {"hint_already_resident",
+           after->hint_already_resident() - before->hint_already_resident()}};
+    }
+    return absl::OkStatus();
+  };
+  ClusterKvConfig plain = o.config;
+  plain.promotion_hint_tokens = 0;
+  DecodeRun sparse;
+  RETURN_IF_ERROR(run_sparse(plain, absl::StrCat("clusterkv_b", o.budget), &sparse));
+  DecodeRun hinted;
+  const bool hints = o.config.promotion_hint_tokens > 0;
+  if (hints) {
+    RETURN_IF_ERROR(run_sparse(o.config,
+                               absl::StrCat("clusterkv_b", o.budget, "_hints",
+                                            o.config.promotion_hint_tokens),
+                               &hinted));
   }
   const double full_p50 = Quantile(full.step_us, 0.5), sparse_p50 = Quantile(sparse.step_us, 0.5);
   Json dp = common;
@@ -263,22 +299,35 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
                      "decode_full_attention", 1e6 / full_p50, true));
   rows.back()["p50_us"] = full_p50;
   rows.back()["p99_us"] = Quantile(full.step_us, 0.99);
+  const double steps = static_cast<double>(o.decode_steps);
+  auto add_sparse = [&](const std::string& variant, const Json& params, const DecodeRun& run,
+                        const std::string& baseline, double baseline_us) {
+    const double p50 = Quantile(run.step_us, 0.5);
+    Json p = params;
+    p["data_plane"] = run.data_plane;
+    rows.push_back(Row(variant, p, 1e6 / p50, "tokens/s", baseline, 1e6 / baseline_us, true));
+    Json& r = rows.back();
+    r["p50_us"] = p50;
+    r["p99_us"] = Quantile(run.step_us, 0.99);
+    r["score_ms"] = run.totals.score_us / steps / 1000.0;
+    r["select_ms"] = run.totals.select_us / steps / 1000.0;
+    r["fetch_ms"] = run.totals.fetch_us / steps / 1000.0;
+    r["attend_ms"] = run.totals.attend_us / steps / 1000.0;
+    r["cache_hit_rate"] = run.hit_rate;
+    r["bytes_fetched_per_step"] = static_cast<double>(run.totals.bytes_fetched) / steps;
+    if (!run.daemon.is_null()) r["daemon"] = run.daemon;
+  };
   Json sp = dp;
   sp["budget"] = o.budget;
-  sp["data_plane"] = sparse.data_plane;
-  rows.push_back(Row(absl::StrCat("decode_clusterkv_b", o.budget), sp, 1e6 / sparse_p50, "tokens/s",
-                     "decode_full_attention", 1e6 / full_p50, true));
-  const double steps = static_cast<double>(o.decode_steps);
-  Json& last = rows.back();
-  last["p50_us"] = sparse_p50;
-  last["p99_us"] = Quantile(sparse.step_us, 0.99);
-  last["score_ms"] = sparse.totals.score_us / steps / 1000.0;
-  last["select_ms"] = sparse.totals.select_us / steps / 1000.0;
-  last["fetch_ms"] = sparse.totals.fetch_us / steps / 1000.0;
-  last["attend_ms"] = sparse.totals.attend_us / steps / 1000.0;
-  last["cache_hit_rate"] = sparse.hit_rate;
-  last["bytes_fetched_per_step"] = static_cast<double>(sparse.totals.bytes_fetched) / steps;
-
+  const std::string sparse_name = absl::StrCat("decode_clusterkv_b", o.budget);
+  add_sparse(sparse_name, sp, sparse, "decode_full_attention", full_p50);
+  const Json last = rows.back();
+  if (hints) {
+    Json hp = sp;
+    hp["promotion_hint_tokens"] = o.config.promotion_hint_tokens;
+    add_sparse(absl::StrCat(sparse_name, "_hints", o.config.promotion_hint_tokens), hp, hinted,
+               sparse_name, sparse_p50);
+  }
   out << absl::StreamFormat("\n== clusterkv_llama speed: %s, %d threads ==\n", o.model_name,
                             threads);
   out << absl::StreamFormat("%-28s %12s %-10s %12s %8s\n", "variant", "value", "unit", "baseline",
@@ -297,6 +346,21 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
       sparse_p50 / 1000.0, last["score_ms"].get<double>(), last["select_ms"].get<double>(),
       last["fetch_ms"].get<double>(), last["attend_ms"].get<double>(), sparse.hit_rate,
       sparse.data_plane);
+  // The daemon's view of each ClusterKV decode: which tier served the fetches, and what became
+  // of the promotions the hints asked for.
+  auto tiers = [&](const std::string& name, const DecodeRun& run) {
+    if (run.daemon.is_null()) return;
+    const Json& t = run.daemon;
+    out << absl::StreamFormat(
+        "%s: fetch %.3f ms/step, daemon host hits %d, SSD hits %d; hint promotions %d "
+        "(recalled %d, wasted %d, already resident %d)\n",
+        name, run.totals.fetch_us / steps / 1000.0, t["host_hits"].get<int64_t>(),
+        t["ssd_hits"].get<int64_t>(), t["hint_promotions"].get<int64_t>(),
+        t["hint_promotions_recalled"].get<int64_t>(), t["hint_promotions_wasted"].get<int64_t>(),
+        t["hint_already_resident"].get<int64_t>());
+  };
+  tiers(sparse_name, sparse);
+  if (hints) tiers(absl::StrCat(sparse_name, "_hints", o.config.promotion_hint_tokens), hinted);
   return rows;
 }
 

@@ -8,7 +8,9 @@
 //     prefix of at most 2048 tokens with OpenBLAS and with the own kernel only;
 //   - decode tokens/s after that prompt: full attention vs ClusterKV (clusterkvd over the data
 //     plane), `decode_steps` greedy steps each, with the ClusterKV step split into
-//     score/select/fetch/attend.
+//     score/select/fetch/attend; with config.promotion_hint_tokens > 0 the ClusterKV decode
+//     runs a second time with promotion hints (the first run, without, is its baseline), and
+//     each ClusterKV row carries the daemon's tier hits and hint outcomes over its decode.
 // Rows of the DESIGN.md section 9 report shape go to the returned JSON; the table to `out`.
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
