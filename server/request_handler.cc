@@ -514,6 +514,7 @@ absl::StatusOr<v1::StatsResponse> RequestHandler::Stats(const CallContext& call)
   response.set_hint_promotions_recalled(s.hint_promotions_recalled);
   response.set_hint_promotions_wasted(s.hint_promotions_wasted);
   response.set_hint_already_resident(s.hint_already_resident);
+  response.set_hint_no_room(s.hint_no_room);
   return response;
 }
 

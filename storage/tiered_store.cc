@@ -581,6 +581,8 @@ absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
 
 absl::StatusOr<PromoteResult> TieredStore::Promote(const BlockKey& key) {
   State& s = *state_;
+  const double ceiling =
+      s.options.high_watermark * static_cast<double>(s.options.host_capacity_bytes);
   uint64_t size = 0;
   {
     absl::MutexLock lock(&s.mu);
@@ -592,6 +594,11 @@ absl::StatusOr<PromoteResult> TieredStore::Promote(const BlockKey& key) {
       ++s.stats.hint_already_resident;
       return PromoteResult::kAlreadyResident;
     }
+    // Free room only: what the evictor would leave alone.
+    if (static_cast<double>(s.stats.host.bytes + st.size) > ceiling) {
+      ++s.stats.hint_no_room;
+      return PromoteResult::kNoRoom;
+    }
     size = st.size;
     st.busy = true;  // promotion in flight: readers wait, eviction skips it
   }
@@ -600,14 +607,20 @@ absl::StatusOr<PromoteResult> TieredStore::Promote(const BlockKey& key) {
   const absl::Status read = ssd_->GetBlockInto(key, absl::MakeSpan(scratch));
   std::optional<SlabAllocation> promoted;
   if (read.ok()) {
-    promoted = AllocateHost(size);
-    if (promoted) std::memcpy(arena_->base() + promoted->offset, scratch.data(), size);
+    absl::StatusOr<SlabAllocation> a = s.slabs.Allocate(size);  // never evicts
+    if (a.ok()) {
+      promoted = *a;
+      std::memcpy(arena_->base() + promoted->offset, scratch.data(), size);
+    }
   }
   absl::MutexLock lock(&s.mu);
   BlockState& st = s.blocks.at(key);
   st.busy = false;
   RETURN_IF_ERROR(read);
-  if (!promoted) return PromoteResult::kNoRoom;
+  if (!promoted) {
+    ++s.stats.hint_no_room;
+    return PromoteResult::kNoRoom;
+  }
   st.host = promoted;
   st.dirty = false;
   st.hinted = true;

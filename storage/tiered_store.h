@@ -101,11 +101,13 @@ struct StoreStats {
   uint64_t heat_evictions_never_recalled = 0;
   // Promote() (promotion hints): SSD-only blocks copied into the host tier; of those, the ones
   // a read then served from the host tier (recalled) and the ones evicted or dropped before any
-  // read (wasted); hinted blocks found in the host tier already.
+  // read (wasted); hinted blocks found in the host tier already; hinted blocks left on the SSD
+  // because promoting them would have taken the host tier past its high watermark.
   uint64_t hint_promotions = 0;
   uint64_t hint_promotions_recalled = 0;
   uint64_t hint_promotions_wasted = 0;
   uint64_t hint_already_resident = 0;
+  uint64_t hint_no_room = 0;
   SlabStats slab;
   SsdStats ssd_io;
 };
@@ -127,7 +129,7 @@ using QuotaHook = std::function<absl::Status(const std::string& tenant, const Te
 enum class PromoteResult {
   kPromoted,         // copied from the SSD into the host tier
   kAlreadyResident,  // in the host tier already (nothing to do)
-  kNoRoom,           // SSD-only, and the host tier has no room even after eviction
+  kNoRoom,           // SSD-only, and the host tier has no room below its high watermark
 };
 
 class TieredStore {
@@ -176,7 +178,9 @@ class TieredStore {
   // or waits. The recall path's batch form: one lock to take and one to release N pins.
   PinnedBlockSet PinResident(const SequenceKey& sequence, std::vector<ClusterId> clusters);
   // Copies an SSD-only block into the host tier ahead of its recall (a promotion hint), as the
-  // most recently used block, evicting others if needed. Unlike a read it counts no tier hit
+  // most recently used block, into free room only: a promotion that would take the host tier
+  // past its high watermark evicts nothing and is kNoRoom, so a hint can never push out
+  // blocks that recalls are using. Unlike a read it counts no tier hit
   // or miss; the block is marked hinted until a read serves it from the host tier
   // (hint_promotions_recalled) or it leaves the host tier unread (hint_promotions_wasted).
   // NotFound when absent; errors of the SSD read (the block stays on the SSD).

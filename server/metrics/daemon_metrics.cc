@@ -177,7 +177,8 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options)
       "clusterkv_store_hint_promotions_total",
       "Blocks named by promotion hints (HintClusters), by outcome: promoted (copied from the "
       "SSD into the host tier), recalled (promoted, then fetched from the host tier: in time), "
-      "wasted (promoted, then evicted or dropped unread), resident (in the host tier already).",
+      "wasted (promoted, then evicted or dropped unread), resident (in the host tier already), "
+      "no_room (left on the SSD: no room below the high watermark; a promotion never evicts).",
       {"outcome"});
   heat_tracked_clusters_ = r.AddGauge("clusterkv_heat_tracked_clusters",
                                       "Clusters with a recall-heat score (bounded).")
@@ -463,6 +464,7 @@ void DaemonMetrics::Collect() {
   hint_promotions_->WithLabels({"recalled"})->Set(s.hint_promotions_recalled);
   hint_promotions_->WithLabels({"wasted"})->Set(s.hint_promotions_wasted);
   hint_promotions_->WithLabels({"resident"})->Set(s.hint_already_resident);
+  hint_promotions_->WithLabels({"no_room"})->Set(s.hint_no_room);
   write_through_puts_->Set(s.write_through_puts);
   spilled_puts_->Set(s.spilled_puts);
   slab_fragmentation_->Set(s.slab.Fragmentation());

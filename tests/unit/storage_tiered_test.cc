@@ -178,6 +178,33 @@ TEST(TieredStoreTest, PromoteMovesSsdBlocksUpAndCountsWhatBecameOfThem) {
   ASSERT_TRUE((*store)->DropSequence(keys[0].sequence).ok());
   EXPECT_EQ((*store)->Stats().hint_promotions_wasted, 3u);
   EXPECT_EQ((*store)->Promote(keys[0]).status().code(), absl::StatusCode::kNotFound);
+
+  // A promotion uses free room only: 14 blocks of another sequence, 6 of them moved to the
+  // SSD (4 MiB stay), then 6 more put: 7 MiB of 8 are used and the high watermark is 7.2 MiB.
+  // Promoting one more block would cross it, so it stays on the SSD and nothing is evicted.
+  std::vector<BlockKey> more;
+  for (int c = 0; c < 20; ++c) {
+    more.push_back(Key("t", "s2", 0, 0, c));
+    if (c == 14) {
+      ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+    }
+    ASSERT_TRUE((*store)->PutBlock(more.back(), BlockBytes(more.back(), kBlock)).ok());
+  }
+  before = (*store)->Stats();
+  ASSERT_EQ(before.host.bytes, 14 * kBlock);
+  absl::StatusOr<PromoteResult> full = (*store)->Promote(more[0]);  // on the SSD since the evict
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(*full, PromoteResult::kNoRoom);
+  after = (*store)->Stats();
+  EXPECT_EQ(after.hint_no_room, before.hint_no_room + 1);
+  EXPECT_EQ(after.evictions, before.evictions);
+  EXPECT_EQ(after.host.bytes, before.host.bytes);
+  // Once the evictor has made room, the same hint promotes it.
+  ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+  full = (*store)->Promote(more[0]);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(*full, PromoteResult::kPromoted);
+  ExpectBlock(**store, more[0], kBlock);
 }
 
 TEST(TieredStoreTest, FullHostTierSpillsToSsdWithoutLosingData) {
