@@ -239,6 +239,15 @@ TEST(LlamaRealModelTest, TheBinaryAnswersAChatPromptAndRefusesBadInputClearly) {
   EXPECT_NE(r.output.find("UTF-8"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("offset 3"), std::string::npos) << r.output;
 
+  // The opening of Emma straight from r-cran-janeaustenr, cut to 2,000 bytes.
+  r = RunTool({"--model=" + smol, "--prompt_file=austen", "--prompt_bytes=2000",
+               "--max_new_tokens=1", "--full_attention=false", "--budget=256"});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_NE(r.output.find("prompt: 2000 bytes of text"), std::string::npos) << r.output;
+  r = RunTool({"--model=" + smol, "--prompt_file=austen", "--prompt_bytes=-1"});
+  EXPECT_EQ(r.exit_status, 2) << r.output;
+  EXPECT_NE(r.output.find("--prompt_bytes must be >= 0"), std::string::npos) << r.output;
+
   r = RunTool({"--model=" + smol, "--prompt=hello", "--max_new_tokens=9000"});
   EXPECT_EQ(r.exit_status, 2) << r.output;
   EXPECT_NE(r.output.find("context of 8192 tokens"), std::string::npos) << r.output;

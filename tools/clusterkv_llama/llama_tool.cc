@@ -420,12 +420,18 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
   } else if (text_prompt) {
     std::string text = o.prompt_text;
     if (!o.prompt_file.empty()) {
-      std::ifstream in(o.prompt_file, std::ios::binary);
-      if (!in)
-        return absl::NotFoundError(absl::StrCat("cannot read --prompt_file ", o.prompt_file));
-      std::ostringstream buf;
-      buf << in.rdbuf();
-      text = buf.str();
+      absl::StatusOr<std::string> loaded = LoadText(o.prompt_file);
+      if (!loaded.ok()) {
+        return absl::Status(loaded.status().code(), absl::StrCat("--prompt_file: ",
+                                                                 loaded.status().message()));
+      }
+      text = *std::move(loaded);
+    }
+    if (o.prompt_bytes < 0) return absl::InvalidArgumentError("--prompt_bytes must be >= 0");
+    if (o.prompt_bytes > 0 && static_cast<int64_t>(text.size()) > o.prompt_bytes) {
+      size_t cut = static_cast<size_t>(o.prompt_bytes);
+      while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+      text.resize(cut);
     }
     if (o.chat) {
       ASSIGN_OR_RETURN(text, ChatPrompt(*tokenizer, text));

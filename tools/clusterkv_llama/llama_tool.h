@@ -46,7 +46,8 @@ struct ToolOptions {
   StoredDType write_dtype = StoredDType::kF32;
   // Prompt: text (or a text file), token ids "1,2,3", else the synthetic prompt.
   std::string prompt_text;
-  std::string prompt_file;
+  std::string prompt_file;  // a path, or "austen" / "kjv" (text_source.h)
+  int64_t prompt_bytes = 0;  // > 0: only the text's first bytes (cut back to a UTF-8 boundary)
   bool parse_special = false;  // special-token strings in the text become those tokens
   bool chat = false;           // wrap the text as one user turn of the model's chat format
   std::string prompt_tokens;

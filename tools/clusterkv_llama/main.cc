@@ -45,7 +45,12 @@ ABSL_FLAG(double, qk_shared, 0.9,
 ABSL_FLAG(bool, tie_embeddings, false, "Random model: no separate output head.");
 ABSL_FLAG(std::string, prompt, "",
           "Prompt text, tokenized with the GGUF model's own tokenizer (UTF-8).");
-ABSL_FLAG(std::string, prompt_file, "", "Read the prompt text from this file (UTF-8).");
+ABSL_FLAG(std::string, prompt_file, "",
+          "Read the prompt text from this file (UTF-8), or austen / kjv for the Debian "
+          "packages' texts (as --text).");
+ABSL_FLAG(int64_t, prompt_bytes, 0,
+          "Use only the first bytes of the prompt text (0 = all), e.g. --prompt_file=austen "
+          "--prompt_bytes=26000 for the opening of Emma.");
 ABSL_FLAG(bool, parse_special, false,
           "Special-token strings in the prompt text (e.g. <|im_start|>, <start_of_turn>) become "
           "those tokens; otherwise they are plain text.");
@@ -156,7 +161,7 @@ int main(int argc, char** argv) {
           {"dim", "layers", "heads", "kv_heads", "head_dim", "ffn_dim", "vocab", "rope_theta",
            "max_context", "seed", "qk_gain", "qk_shared", "tie_embeddings"}},
          {"Prompt and mode",
-          {"prompt", "prompt_file", "parse_special", "chat", "prompt_tokens", "prompt_len",
+          {"prompt", "prompt_file", "prompt_bytes", "parse_special", "chat", "prompt_tokens", "prompt_len",
            "prompt_seed", "mode"}},
          {"Generate and bench", {"max_new_tokens", "budget", "full_attention", "bench_steps"}},
          {"Demo", {"demo_context", "demo_reference_tokens"}},
@@ -201,6 +206,7 @@ int main(int argc, char** argv) {
   o.random.tie_embeddings = absl::GetFlag(FLAGS_tie_embeddings);
   o.prompt_text = absl::GetFlag(FLAGS_prompt);
   o.prompt_file = absl::GetFlag(FLAGS_prompt_file);
+  o.prompt_bytes = absl::GetFlag(FLAGS_prompt_bytes);
   o.parse_special = absl::GetFlag(FLAGS_parse_special);
   o.chat = absl::GetFlag(FLAGS_chat);
   o.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
