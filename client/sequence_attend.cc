@@ -394,6 +394,38 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<gpu::ClusterSelection>> SequenceCore::PreviewSelection(
+    int32_t layer, const ConstMatrixView& queries,
+    std::vector<std::vector<float>>* scores) const {
+  RETURN_IF_ERROR(CheckLayer(layer));
+  if (queries.rows != layout_.num_q_heads || queries.cols != layout_.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat("queries must be [", layout_.num_q_heads,
+                                                   ", ", layout_.head_dim, "]"));
+  }
+  if (options_.config.IsDenseLayer(layer)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "layer ", layer, " is dense (full attention over local tokens): nothing to select"));
+  }
+  const int32_t heads = layout_.num_kv_heads;
+  const int32_t group = layout_.GroupSize();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(layout_.head_dim));
+  std::vector<gpu::ClusterSelection> out(heads);
+  if (scores != nullptr) scores->assign(heads, {});
+  std::vector<float> head_scores;
+  for (int32_t h = 0; h < heads; ++h) {
+    const gpu::ClusterIndex& index = layers_[layer]->heads[h].index;
+    if (index.num_tokens() == 0) continue;
+    head_scores.assign(index.num_clusters(), 0.0f);
+    RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group),
+                                        index.centroids(), scale, absl::MakeSpan(head_scores),
+                                        options_.exec));
+    const int64_t budget = std::min<int64_t>(options_.config.token_budget, index.num_tokens());
+    ASSIGN_OR_RETURN(out[h], gpu::SelectClusters(head_scores, index.sizes(), budget));
+    if (scores != nullptr) (*scores)[h] = head_scores;
+  }
+  return out;
+}
+
 int64_t SequenceCore::SendPromotionHints(int32_t layer, LayerState& state,
                                         const std::vector<std::vector<float>>& scores,
                                         const std::vector<gpu::ClusterSelection>& selections) {

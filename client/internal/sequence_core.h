@@ -105,6 +105,14 @@ class SequenceCore {
   int64_t step() const { return step_; }
   // The centroid index of (layer, kv_head), or null when out of range.
   const gpu::ClusterIndex* index(int32_t layer, int32_t kv_head) const;
+  // What Attend would select on `layer` for `queries` [num_q_heads, head_dim] with the fixed
+  // budget (min(B, clustered tokens) per kv head), from the local centroid index: no fetch, no
+  // cache or step change. A head without clustered tokens selects nothing. `scores`, when not
+  // null, receives every head's centroid scores. InvalidArgument: bad layer or query shape;
+  // FailedPrecondition: a dense layer.
+  absl::StatusOr<std::vector<gpu::ClusterSelection>> PreviewSelection(
+      int32_t layer, const ConstMatrixView& queries,
+      std::vector<std::vector<float>>* scores = nullptr) const;
   // Device cache statistics over every layer (and every cache reset).
   gpu::CacheStats cache_stats() const;
   double cache_hit_rate() const { return cache_stats().HitRate(); }

@@ -1,8 +1,8 @@
 // Sequence.select and Sequence.index: what the decode step would select, for inspection.
 //
 // select() runs the same scoring and budgeted selection as Sequence::Attend
-// (client/sequence_attend.cc: gpu::ScoreCentroids with scale 1/sqrt(head_dim) over the query
-// heads of each kv head, gpu::SelectClusters with budget min(B, clustered tokens)) on the
+// (SequenceCore::PreviewSelection: gpu::ScoreCentroids with scale 1/sqrt(head_dim) over the
+// query heads of each kv head, gpu::SelectClusters with budget min(B, clustered tokens)) on the
 // local centroid index, without touching the device cache or the step counter. Token positions
 // are not held locally (the device cache keeps keys and values only), so positions=True reads
 // them from the blocks themselves with one FetchClusters call: a block starts with its tokens'
@@ -29,43 +29,28 @@ struct HeadSelection {
   std::vector<int32_t> positions;  // filled when asked for
 };
 
-// Scores and selects for every kv head of `layer`. Caller holds the Sequence (Run).
-absl::StatusOr<std::vector<HeadSelection>> Select(const client::SequenceCore& seq,
-                                                  const gpu::ExecContext& exec, int32_t layer,
+// Scores and selects for every kv head of `layer` (SequenceCore::PreviewSelection). Caller
+// holds the Sequence (Run).
+absl::StatusOr<std::vector<HeadSelection>> Select(const client::SequenceCore& seq, int32_t layer,
                                                   const ConstMatrixView& queries) {
-  const KvLayout& layout = seq.layout();
   if (seq.index(layer, 0) == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat("layer ", layer, " out of range [0, ", layout.num_layers, ")"));
+        absl::StrCat("layer ", layer, " out of range [0, ", seq.layout().num_layers, ")"));
   }
-  if (seq.config().IsDenseLayer(layer)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "layer ", layer, " is dense (full attention over local tokens): nothing to select"));
-  }
-  const int32_t group = layout.GroupSize();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(layout.head_dim));
-  std::vector<HeadSelection> out(layout.num_kv_heads);
-  for (int32_t h = 0; h < layout.num_kv_heads; ++h) {
-    const gpu::ClusterIndex& index = *seq.index(layer, h);
-    if (index.num_tokens() == 0) continue;
-    std::vector<float> scores(index.num_clusters());
-    if (absl::Status s = gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group),
-                                             index.centroids(), scale,
-                                             absl::MakeSpan(scores), exec);
-        !s.ok()) {
-      return s;
-    }
-    const int64_t budget =
-        std::min<int64_t>(seq.config().token_budget, index.num_tokens());
-    absl::StatusOr<gpu::ClusterSelection> sel =
-        gpu::SelectClusters(scores, index.sizes(), budget);
-    if (!sel.ok()) return sel.status();
-    absl::StatusOr<std::vector<TokenRange>> ranges =
-        gpu::SelectionToRanges(*sel, index.offsets());
-    if (!ranges.ok()) return ranges.status();
+  std::vector<std::vector<float>> scores;
+  absl::StatusOr<std::vector<gpu::ClusterSelection>> selected =
+      seq.PreviewSelection(layer, queries, &scores);
+  if (!selected.ok()) return selected.status();
+  std::vector<HeadSelection> out(selected->size());
+  for (size_t h = 0; h < out.size(); ++h) {
     HeadSelection& head = out[h];
-    for (int32_t c : sel->clusters) head.scores.push_back(scores[c]);
-    head.selection = *std::move(sel);
+    const gpu::ClusterIndex& index = *seq.index(layer, static_cast<int32_t>(h));
+    if (index.num_tokens() == 0) continue;
+    absl::StatusOr<std::vector<TokenRange>> ranges =
+        gpu::SelectionToRanges((*selected)[h], index.offsets());
+    if (!ranges.ok()) return ranges.status();
+    for (int32_t c : (*selected)[h].clusters) head.scores.push_back(scores[h][c]);
+    head.selection = std::move((*selected)[h]);
     head.ranges = *std::move(ranges);
   }
   return out;
@@ -164,11 +149,10 @@ void RegisterSelect(py::class_<SequenceHandle, std::shared_ptr<SequenceHandle>>&
          [](SequenceHandle& h, int32_t layer, const py::array& queries, bool positions) {
            const KvLayout& l = h.layout();
            const ConstMatrixView q = AsMatrix(queries, "queries", l.num_q_heads, l.head_dim);
-           const gpu::ExecContext exec = client::ClientInternals::sequence_options(*h.client().client).exec;
            client::KvTransport& transport = client::ClientInternals::transport(*h.client().client);
            absl::StatusOr<std::vector<HeadSelection>> heads =
                h.Run([&](client::Sequence& s) -> absl::StatusOr<std::vector<HeadSelection>> {
-                 absl::StatusOr<std::vector<HeadSelection>> selected = Select(client::ClientInternals::core(s), exec, layer, q);
+                 absl::StatusOr<std::vector<HeadSelection>> selected = Select(client::ClientInternals::core(s), layer, q);
                  if (selected.ok() && positions) {
                    if (absl::Status f = FetchPositions(transport, client::ClientInternals::core(s), layer, *selected); !f.ok()) {
                      return f;

@@ -301,6 +301,32 @@ TEST_P(SequenceTest, EachStepReportsItsEstimatedRecall) {
   EXPECT_NEAR(every.estimated_recall_min, 1.0, 1e-6);
 }
 
+// PreviewSelection is the selection Attend makes, computed locally: the same clusters the
+// daemon's index ranks first (RankedClusters), with no fetch and no cache or step change.
+TEST_P(SequenceTest, PreviewSelectionIsTheSelectionAttendMakes) {
+  Prefill();
+  const std::vector<float> q = Random(kQHeads * kDim, 5, DType::kFloat32);
+  const auto fetches = fake_.fetches;
+  absl::StatusOr<std::vector<gpu::ClusterSelection>> preview =
+      seq_->PreviewSelection(1, ConstMatrixView(q.data(), kQHeads, kDim));
+  ASSERT_TRUE(preview.ok()) << preview.status();
+  ASSERT_EQ(preview->size(), static_cast<size_t>(kKvHeads));
+  for (int h = 0; h < kKvHeads; ++h) {
+    EXPECT_EQ((*preview)[h].clusters, RankedClusters(q, h, 24)) << "head " << h;
+    EXPECT_EQ((*preview)[h].total_tokens, 24) << "head " << h;
+  }
+  EXPECT_EQ(fake_.fetches, fetches);
+  EXPECT_EQ(seq_->cache_stats().hit_tokens + seq_->cache_stats().miss_tokens, 0);
+  EXPECT_EQ(seq_->PreviewSelection(0, ConstMatrixView(q.data(), kQHeads, kDim)).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // dense
+  EXPECT_EQ(seq_->PreviewSelection(1, ConstMatrixView(q.data(), kQHeads - 1, kDim))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(seq_->PreviewSelection(7, ConstMatrixView(q.data(), kQHeads, kDim)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_P(SequenceTest, PromotionHintsNameTheClustersRankedPastTheSelection) {
   SequenceOptions o = TestOptions();
   o.config.promotion_hint_tokens = 20;
