@@ -150,6 +150,41 @@ TEST(LlamaModelTest, PrefillAndDecodeAgree) {
   }
 }
 
+// The residual hook sees each layer's input; PredictQuery on it reproduces the query that
+// layer hands its backend, and on the previous layer's input gives a different (speculated)
+// query of the same shape.
+TEST(LlamaModelTest, PredictQueryFromALayersInputIsItsQuery) {
+  const ModelWeights w = Random(29);
+  const ModelConfig& c = w.config;
+  const std::vector<int32_t> prompt = Prompt(40);
+  DecoderModel model(&w, 2);
+  LLAMA_ASSERT_OK_AND_ASSIGN(PrefillResult prefill, model.Prefill(prompt));
+  LLAMA_ASSERT_OK_AND_ASSIGN(gpu::ExecContext exec, gpu::MakeExecContext("cpu", 2));
+  FullAttentionBackend full(c, DType::kFloat32, prompt.size() + 1, exec);
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    LLAMA_ASSERT_OK(full.LoadPrefill(l, prefill.KeyView(c, l), prefill.ValueView(c, l)));
+  }
+  std::vector<std::vector<float>> inputs(c.n_layers), queries(c.n_layers);
+  model.set_residual_hook([&](int32_t l, int64_t pos, const float* x) {
+    EXPECT_EQ(pos, static_cast<int64_t>(prompt.size()));
+    inputs[l].assign(x, x + c.dim);
+  });
+  model.set_query_hook([&](int32_t l, const float* q) { queries[l].assign(q, q + c.QDim()); });
+  std::vector<float> logits(c.vocab);
+  LLAMA_ASSERT_OK(model.DecodeStep(prompt.back(), prompt.size(), full, logits.data(), nullptr,
+                                   nullptr));
+  std::vector<float> q(c.QDim());
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    ASSERT_EQ(inputs[l].size(), static_cast<size_t>(c.dim)) << "layer " << l;
+    model.PredictQuery(l, prompt.size(), inputs[l].data(), q.data());
+    EXPECT_LT(RelL2(q, queries[l]), 1e-6) << "layer " << l;
+    if (l > 0) {
+      model.PredictQuery(l, prompt.size(), inputs[l - 1].data(), q.data());
+      EXPECT_GT(RelL2(q, queries[l]), 1e-3) << "layer " << l;
+    }
+  }
+}
+
 TEST(LlamaModelTest, ForwardRejectsBadInput) {
   const ModelWeights w = Random(24);
   DecoderModel model(&w, 1);

@@ -92,6 +92,16 @@ void DecoderModel::ProjectQkv(const LayerWeights& lw, bool local, int64_t first,
   PrepareQk(lw, local, first, rows, q, k);
 }
 
+void DecoderModel::PredictQuery(int32_t layer, int64_t pos, const float* x, float* q) const {
+  const ModelConfig& c = weights_->config;
+  const LayerWeights& lw = weights_->layers[static_cast<size_t>(layer)];
+  std::vector<float> h(static_cast<size_t>(c.dim));
+  std::vector<float> k(static_cast<size_t>(c.KvDim()), 0.0f);  // PrepareQk's; discarded
+  RmsNorm(x, lw.attn_norm.data(), c.dim, c.norm_eps, h.data());
+  MatMul(h.data(), 1, lw.wq.data(), c.QDim(), c.dim, q, threads_, matmul_);
+  PrepareQk(lw, c.IsLocalLayer(layer), pos, 1, q, k.data());
+}
+
 void DecoderModel::AddAttentionOutput(const LayerWeights& lw, int64_t rows, const float* attn,
                                       float* x, float* proj) const {
   const ModelConfig& c = weights_->config;
@@ -237,6 +247,11 @@ absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBacke
   backend.BeginStep();
   for (int32_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    if (residual_hook_) {
+      const auto t_hook = SteadyClock::now();
+      residual_hook_(l, pos, x.data());
+      hook_us += MicrosSince(t_hook);
+    }
     ProjectQkv(lw, c.IsLocalLayer(l), pos, 1, x.data(), h.data(), q.data(), k.data(), v.data());
     const auto t_attn = SteadyClock::now();
     AttentionStepStats s;

@@ -100,6 +100,15 @@ class DecoderModel {
   // backend has attended.
   using QueryHook = std::function<void(int32_t layer, const float* q)>;
   void set_query_hook(QueryHook hook) { query_hook_ = std::move(hook); }
+  // Optional hook of DecodeStep: called per layer with the residual stream x [dim] entering
+  // the layer, before its attention (for speculating on later layers' queries).
+  using ResidualHook = std::function<void(int32_t layer, int64_t pos, const float* x)>;
+  void set_residual_hook(ResidualHook hook) { residual_hook_ = std::move(hook); }
+
+  // The query [n_heads, head_dim] that `layer` would compute at `pos` from the residual stream
+  // `x` [dim]: its attention norm, Wq, QK-norm, RoPE and backend scale, as in DecodeStep. Given
+  // an earlier layer's x it is a speculation on `layer`'s real query (InfiniGen's).
+  void PredictQuery(int32_t layer, int64_t pos, const float* x, float* q) const;
 
  private:
   // The attention inputs of `rows` tokens at positions first.. of layer `lw`: h = the
@@ -128,6 +137,7 @@ class DecoderModel {
   RopeTable rope_local_;
   float backend_q_scale_;  // AttentionScale() * sqrt(head_dim)
   QueryHook query_hook_;
+  ResidualHook residual_hook_;
 };
 
 // Loads every layer of `prefill` into `backend` (LoadPrefill per model layer, in order).

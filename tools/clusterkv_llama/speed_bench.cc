@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/container/flat_hash_map.h"
 #include "client/connection.h"
 #include "client/internal/client_internals.h"
 #include "absl/strings/str_format.h"
@@ -101,6 +102,94 @@ absl::Status Greedy(const DecoderModel& model, AttentionBackend& backend, int64_
     token = ArgMax(logits.data(), static_cast<int64_t>(logits.size()));
   }
   return absl::OkStatus();
+}
+
+// Selected tokens of the sparse layers (after the first step) and those of them covered by
+// the speculated selection, by the previous step's selection, and by either.
+struct SpeculationCounts {
+  int64_t real_tokens = 0;
+  int64_t predicted_tokens = 0;
+  int64_t previous_tokens = 0;
+  int64_t either_tokens = 0;
+  int64_t layer_steps = 0;
+};
+
+// Per kv head: cluster -> tokens taken from it.
+using Picked = std::vector<absl::flat_hash_map<int32_t, int64_t>>;
+
+Picked ToPicked(const std::vector<gpu::ClusterSelection>& selections) {
+  Picked out(selections.size());
+  for (size_t h = 0; h < selections.size(); ++h) {
+    for (size_t i = 0; i < selections[h].clusters.size(); ++i) {
+      out[h][selections[h].clusters[i]] = selections[h].tokens[i];
+    }
+  }
+  return out;
+}
+
+// Greedy decoding as Greedy() with the hooks of the speculation measurement.
+// `backend` is what the decoder calls (`sparse` itself, or a local-window backend around it).
+absl::Status MeasureSpeculation(DecoderModel& model, AttentionBackend& backend,
+                                ClusterKvBackend& sparse, int64_t n, int32_t first,
+                                int32_t steps, DecodeRun* run, SpeculationCounts* counts) {
+  const ModelConfig& c = model.config();
+  const client::SequenceCore& core = client::ClientInternals::core(sparse.sequence());
+  // Model layer -> sequence layer (-1: local, or dense in the sequence).
+  std::vector<int32_t> seq_layer(static_cast<size_t>(c.n_layers), -1);
+  const std::vector<int32_t> global = c.GlobalLayers();
+  for (size_t i = 0; i < global.size(); ++i) {
+    if (!core.config().IsDenseLayer(static_cast<int32_t>(i))) {
+      seq_layer[static_cast<size_t>(global[i])] = static_cast<int32_t>(i);
+    }
+  }
+  std::vector<Picked> predicted(seq_layer.size()), previous(seq_layer.size());
+  std::vector<float> q_pred(static_cast<size_t>(c.QDim()));
+  absl::Status hook_status;
+  auto select = [&](int32_t layer, const float* q) -> absl::StatusOr<Picked> {
+    ASSIGN_OR_RETURN(std::vector<gpu::ClusterSelection> s,
+                     core.PreviewSelection(seq_layer[layer],
+                                           ConstMatrixView(q, c.n_heads, c.head_dim)));
+    return ToPicked(s);
+  };
+  model.set_residual_hook([&](int32_t l, int64_t pos, const float* x) {
+    const int32_t next = l + 1;
+    if (next >= c.n_layers || seq_layer[next] < 0 || !hook_status.ok()) return;
+    model.PredictQuery(next, pos, x, q_pred.data());
+    absl::StatusOr<Picked> p = select(next, q_pred.data());
+    if (!p.ok()) {
+      hook_status = p.status();
+      return;
+    }
+    predicted[next] = *std::move(p);
+  });
+  model.set_query_hook([&](int32_t l, const float* q) {
+    if (seq_layer[l] < 0 || !hook_status.ok()) return;
+    absl::StatusOr<Picked> real = select(l, q);
+    if (!real.ok()) {
+      hook_status = real.status();
+      return;
+    }
+    if (!previous[l].empty()) {
+      ++counts->layer_steps;
+      for (size_t h = 0; h < real->size(); ++h) {
+        for (const auto& [cluster, tokens] : (*real)[h]) {
+          const bool p = h < predicted[l].size() && predicted[l][h].contains(cluster);
+          const bool r = previous[l][h].contains(cluster);
+          counts->real_tokens += tokens;
+          if (p) counts->predicted_tokens += tokens;
+          if (r) counts->previous_tokens += tokens;
+          if (p || r) counts->either_tokens += tokens;
+        }
+      }
+    }
+    previous[l] = *std::move(real);
+    predicted[l].clear();
+  });
+  absl::Status status = Greedy(model, backend, n, first, steps, run);
+  model.set_residual_hook(nullptr);
+  model.set_query_hook(nullptr);
+  RETURN_IF_ERROR(status);
+  return hook_status;
 }
 
 }  // namespace
@@ -300,6 +389,29 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
                                  &hinted));
     }
   }
+  // Speculation, untimed: one more ClusterKV decode in which, before each layer's attention,
+  // the next layer's query is predicted from this layer's input (the next layer's norm, Wq and
+  // RoPE applied to this layer's residual stream, as InfiniGen does) and selected on the next
+  // layer's centroids; once the next layer has attended, its real selection is compared with
+  // the predicted one and with the previous step's selection of the same layer (what a device
+  // cache of residency R = 1 holds). Counted in selected tokens, from the second step on.
+  SpeculationCounts speculation;
+  {
+    say(absl::StrCat("bench: ", o.decode_steps, " decode steps, speculation measurement"));
+    ServiceOptions so = o;
+    so.config = plain;
+    ASSIGN_OR_RETURN(ClusterKvSession session,
+                     OpenClusterKv(c, so, o.budget, "clusterkv_speculation", threads));
+    absl::Status status = LoadPrefillInto(c, prefill, *session.backend);
+    if (status.ok()) {
+      DecodeRun ignored;
+      status = MeasureSpeculation(model, *session.backend, *session.sparse, n, first,
+                                  o.decode_steps, &ignored, &speculation);
+    }
+    const absl::Status closed = session.sparse->sequence().Close(/*drop=*/true);
+    RETURN_IF_ERROR(status);
+    RETURN_IF_ERROR(closed);
+  }
   const double full_p50 = Quantile(full.step_us, 0.5), sparse_p50 = Quantile(sparse.step_us, 0.5);
   Json dp = common;
   dp["prompt_tokens"] = n;
@@ -339,6 +451,20 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
     add_sparse(absl::StrCat(sparse_name, "_hints", o.config.promotion_hint_tokens), hp, hinted,
                sparse_name, sparse_p50);
   }
+  if (speculation.real_tokens > 0) {
+    const double real = static_cast<double>(speculation.real_tokens);
+    Json spp = sp;
+    spp["predictor"] = "next layer's norm + Wq + RoPE on this layer's residual stream";
+    rows.push_back(Row("speculation_next_layer_query", spp, speculation.predicted_tokens / real,
+                       "fraction", "previous_step_selection", speculation.previous_tokens / real,
+                       true));
+    rows.back()["ratio_meaning"] =
+        "value / baseline_value: selected tokens the prediction covers over those the previous "
+        "step's selection covers";
+    rows.back()["either_fraction"] = speculation.either_tokens / real;
+    rows.back()["selected_tokens"] = speculation.real_tokens;
+    rows.back()["layer_steps"] = speculation.layer_steps;
+  }
   out << absl::StreamFormat("\n== clusterkv_llama speed: %s, %d threads ==\n", o.model_name,
                             threads);
   out << absl::StreamFormat("%-28s %12s %-10s %12s %8s\n", "variant", "value", "unit", "baseline",
@@ -370,6 +496,15 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
         t["hint_promotions_recalled"].get<int64_t>(), t["hint_promotions_wasted"].get<int64_t>(),
         t["hint_already_resident"].get<int64_t>(), t["hint_no_room"].get<int64_t>());
   };
+  if (speculation.real_tokens > 0) {
+    const double real = static_cast<double>(speculation.real_tokens);
+    out << absl::StreamFormat(
+        "speculation: of the tokens each sparse layer selected, %.3f were in the selection "
+        "predicted from the previous layer's input, %.3f in the same layer's selection one step "
+        "earlier, %.3f in either (%d layer-steps)\n",
+        speculation.predicted_tokens / real, speculation.previous_tokens / real,
+        speculation.either_tokens / real, speculation.layer_steps);
+  }
   tiers(sparse_name, sparse);
   if (hints) tiers(absl::StrCat(sparse_name, "_hints", o.config.promotion_hint_tokens), hinted);
   return rows;
