@@ -515,6 +515,7 @@ absl::StatusOr<v1::StatsResponse> RequestHandler::Stats(const CallContext& call)
   response.set_hint_promotions_wasted(s.hint_promotions_wasted);
   response.set_hint_already_resident(s.hint_already_resident);
   response.set_hint_no_room(s.hint_no_room);
+  response.set_hint_throttled(s.hint_throttled);
   return response;
 }
 

@@ -176,6 +176,7 @@ class RequestHandler {
     int32_t already_resident = 0;
     int32_t missing = 0;  // the sequence has no such cluster
     int32_t no_room = 0;  // the host tier had no room
+    int32_t throttled = 0;  // recent hints were mostly wasted
   };
   absl::StatusOr<HintOutcome> PromoteHinted(const CallContext& call,
                                             const v1::HintClustersRequest& request);

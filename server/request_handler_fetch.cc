@@ -308,6 +308,9 @@ absl::StatusOr<RequestHandler::HintOutcome> RequestHandler::PromoteHinted(
       case storage::PromoteResult::kNoRoom:
         ++outcome.no_room;
         break;
+      case storage::PromoteResult::kThrottled:
+        ++outcome.throttled;
+        break;
     }
   }
   return outcome;

@@ -110,7 +110,7 @@ class TieredStore::State {
   // Drops a block's memory and accounting; the caller erases it from `blocks`.
   void Forget(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     LruRemove(st);
-    if (st.hinted) ++stats.hint_promotions_wasted;
+    if (st.hinted) NoteWasted(st);
     if (st.host) {
       slabs.Free(*st.host);
       AddHost(key.sequence.tenant, -static_cast<int64_t>(st.size));
@@ -132,6 +132,33 @@ class TieredStore::State {
     if (!st.hinted) return;
     st.hinted = false;
     ++stats.hint_promotions_recalled;
+    NoteHintOutcome(/*recalled=*/true);
+  }
+  // A hinted block left the host tier unread.
+  void NoteWasted(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    st.hinted = false;
+    ++stats.hint_promotions_wasted;
+    NoteHintOutcome(/*recalled=*/false);
+  }
+  // Hint admission. The outcomes of recent promotions, halved whenever they pass
+  // kHintOutcomeWindow, say whether hints pay: once kHintMinOutcomes are known and fewer than
+  // half were recalled (the host tier cannot keep hinted blocks until their recall), only one
+  // promotion in kHintProbeEvery goes ahead, and those probes keep the measure current.
+  static constexpr double kHintOutcomeWindow = 512;
+  static constexpr double kHintMinOutcomes = 64;
+  static constexpr uint64_t kHintProbeEvery = 8;
+  void NoteHintOutcome(bool recalled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    (recalled ? hint_recalled : hint_wasted) += 1;
+    if (hint_recalled + hint_wasted > kHintOutcomeWindow) {
+      hint_recalled /= 2;
+      hint_wasted /= 2;
+    }
+  }
+  bool AdmitHint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (hint_recalled + hint_wasted < kHintMinOutcomes || hint_recalled >= hint_wasted) {
+      return true;
+    }
+    return ++hint_probes % kHintProbeEvery == 0;
   }
   void ReleasePin(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     auto it = blocks.find(key);
@@ -174,6 +201,9 @@ class TieredStore::State {
   QuotaHook quota ABSL_GUARDED_BY(mu);
   uint64_t tick ABSL_GUARDED_BY(mu) = 0;
   uint64_t generation ABSL_GUARDED_BY(mu) = 0;  // bumps when a block becomes evictable or freed
+  double hint_recalled ABSL_GUARDED_BY(mu) = 0;  // recent hint outcomes (NoteHintOutcome)
+  double hint_wasted ABSL_GUARDED_BY(mu) = 0;
+  uint64_t hint_probes ABSL_GUARDED_BY(mu) = 0;
   bool closed ABSL_GUARDED_BY(mu) = false;
   bool stopping ABSL_GUARDED_BY(mu) = false;
   std::thread evictor;
@@ -594,6 +624,10 @@ absl::StatusOr<PromoteResult> TieredStore::Promote(const BlockKey& key) {
       ++s.stats.hint_already_resident;
       return PromoteResult::kAlreadyResident;
     }
+    if (!s.AdmitHint()) {
+      ++s.stats.hint_throttled;
+      return PromoteResult::kThrottled;
+    }
     // Free room only: what the evictor would leave alone.
     if (static_cast<double>(s.stats.host.bytes + st.size) > ceiling) {
       ++s.stats.hint_no_room;
@@ -757,10 +791,7 @@ absl::Status TieredStore::EvictDownTo(uint64_t target_bytes) {
     s.slabs.Free(v.host);
     st.host.reset();
     s.LruRemove(st);
-    if (st.hinted) {
-      st.hinted = false;
-      ++s.stats.hint_promotions_wasted;
-    }
+    if (st.hinted) s.NoteWasted(st);
     s.AddHost(v.key.sequence.tenant, -static_cast<int64_t>(st.size));
     if (!st.on_ssd) s.AddSsd(v.key.sequence.tenant, static_cast<int64_t>(st.size));
     st.on_ssd = true;

@@ -108,6 +108,8 @@ struct StoreStats {
   uint64_t hint_promotions_wasted = 0;
   uint64_t hint_already_resident = 0;
   uint64_t hint_no_room = 0;
+  // Hinted blocks left on the SSD because most recent promotions were wasted (Promote).
+  uint64_t hint_throttled = 0;
   SlabStats slab;
   SsdStats ssd_io;
 };
@@ -130,6 +132,7 @@ enum class PromoteResult {
   kPromoted,         // copied from the SSD into the host tier
   kAlreadyResident,  // in the host tier already (nothing to do)
   kNoRoom,           // SSD-only, and the host tier has no room below its high watermark
+  kThrottled,        // SSD-only, and recent hints were mostly wasted (see Promote)
 };
 
 class TieredStore {
@@ -180,7 +183,9 @@ class TieredStore {
   // Copies an SSD-only block into the host tier ahead of its recall (a promotion hint), as the
   // most recently used block, into free room only: a promotion that would take the host tier
   // past its high watermark evicts nothing and is kNoRoom, so a hint can never push out
-  // blocks that recalls are using. Unlike a read it counts no tier hit
+  // blocks that recalls are using. Admission: once 64 recent promotions have an outcome and
+  // fewer than half of them were recalled before leaving the host tier, only one hint in 8 is
+  // promoted (the probes that keep the outcome count current) and the rest are kThrottled. Unlike a read it counts no tier hit
   // or miss; the block is marked hinted until a read serves it from the host tier
   // (hint_promotions_recalled) or it leaves the host tier unread (hint_promotions_wasted).
   // NotFound when absent; errors of the SSD read (the block stays on the SSD).

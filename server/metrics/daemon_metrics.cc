@@ -178,7 +178,8 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options)
       "Blocks named by promotion hints (HintClusters), by outcome: promoted (copied from the "
       "SSD into the host tier), recalled (promoted, then fetched from the host tier: in time), "
       "wasted (promoted, then evicted or dropped unread), resident (in the host tier already), "
-      "no_room (left on the SSD: no room below the high watermark; a promotion never evicts).",
+      "no_room (left on the SSD: no room below the high watermark; a promotion never evicts), "
+      "throttled (left on the SSD: most recent promotions were wasted).",
       {"outcome"});
   heat_tracked_clusters_ = r.AddGauge("clusterkv_heat_tracked_clusters",
                                       "Clusters with a recall-heat score (bounded).")
@@ -465,6 +466,7 @@ void DaemonMetrics::Collect() {
   hint_promotions_->WithLabels({"wasted"})->Set(s.hint_promotions_wasted);
   hint_promotions_->WithLabels({"resident"})->Set(s.hint_already_resident);
   hint_promotions_->WithLabels({"no_room"})->Set(s.hint_no_room);
+  hint_promotions_->WithLabels({"throttled"})->Set(s.hint_throttled);
   write_through_puts_->Set(s.write_through_puts);
   spilled_puts_->Set(s.spilled_puts);
   slab_fragmentation_->Set(s.slab.Fragmentation());

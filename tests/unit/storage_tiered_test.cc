@@ -207,6 +207,49 @@ TEST(TieredStoreTest, PromoteMovesSsdBlocksUpAndCountsWhatBecameOfThem) {
   ExpectBlock(**store, more[0], kBlock);
 }
 
+// Hint admission: when promoted blocks keep leaving the host tier unread, only one hint in 8
+// is promoted and the others are counted as throttled.
+TEST(TieredStoreTest, MostlyWastedHintsAreThrottled) {
+  TempDir dir("tiered_hint_admission");
+  auto store = TieredStore::Open(SmallStore(dir.path()));  // 8 MiB; low watermark 4 MiB
+  ASSERT_TRUE(store.ok());
+  constexpr size_t kBlock = 256 * 1024;
+  std::vector<BlockKey> victims, fillers;
+  for (int c = 0; c < 96; ++c) {
+    victims.push_back(Key("t", "victims", 0, 0, c));
+    ASSERT_TRUE((*store)->PutBlock(victims.back(), BlockBytes(victims.back(), kBlock)).ok());
+  }
+  for (int c = 0; c < 16; ++c) {  // 4 MiB: what the low watermark keeps
+    fillers.push_back(Key("t", "fillers", 0, 0, c));
+    ASSERT_TRUE((*store)->PutBlock(fillers.back(), BlockBytes(fillers.back(), kBlock)).ok());
+  }
+  ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+  // 64 promotions, each evicted unread: the fillers are read after it, so it is the coldest.
+  for (int i = 0; i < 64; ++i) {
+    absl::StatusOr<PromoteResult> r = (*store)->Promote(victims[i]);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(*r, PromoteResult::kPromoted) << "victim " << i;
+    for (const BlockKey& f : fillers) ASSERT_TRUE((*store)->GetBlock(f).ok());
+    ASSERT_TRUE((*store)->EvictToLowWatermark().ok());
+  }
+  StoreStats before = (*store)->Stats();
+  EXPECT_EQ(before.hint_promotions_wasted, 64u);
+  EXPECT_EQ(before.hint_promotions_recalled, 0u);
+  EXPECT_EQ(before.hint_throttled, 0u);
+  int promoted = 0, throttled = 0;
+  for (int i = 64; i < 80; ++i) {
+    absl::StatusOr<PromoteResult> r = (*store)->Promote(victims[i]);
+    ASSERT_TRUE(r.ok()) << r.status();
+    promoted += *r == PromoteResult::kPromoted;
+    throttled += *r == PromoteResult::kThrottled;
+  }
+  EXPECT_EQ(promoted, 2);  // the probes
+  EXPECT_EQ(throttled, 14);
+  EXPECT_EQ((*store)->Stats().hint_throttled, 14u);
+  // A throttled block is untouched: it still reads back whole from the SSD.
+  ExpectBlock(**store, victims[65], kBlock);
+}
+
 TEST(TieredStoreTest, FullHostTierSpillsToSsdWithoutLosingData) {
   TempDir dir("tiered_spill");
   TieredStoreOptions o = SmallStore(dir.path(), 4 * kMiB);

@@ -364,7 +364,8 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
            after->hint_promotions_wasted() - before->hint_promotions_wasted()},
           {"hint_already_resident",
            after->hint_already_resident() - before->hint_already_resident()},
-          {"hint_no_room", after->hint_no_room() - before->hint_no_room()}};
+          {"hint_no_room", after->hint_no_room() - before->hint_no_room()},
+          {"hint_throttled", after->hint_throttled() - before->hint_throttled()}};
       if (run->daemon.is_null()) run->daemon = Json::object();
       for (const auto& [k, v] : counts.items()) {
         run->daemon[k] = run->daemon.value(k, uint64_t{0}) + v.get<uint64_t>();
@@ -490,11 +491,12 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
     const Json& t = run.daemon;
     out << absl::StreamFormat(
         "%s: fetch %.3f ms/step, daemon host hits %d, SSD hits %d; hint promotions %d "
-        "(recalled %d, wasted %d, already resident %d, no room %d)\n",
+        "(recalled %d, wasted %d, already resident %d, no room %d, throttled %d)\n",
         name, run.totals.fetch_us / steps / 1000.0, t["host_hits"].get<int64_t>(),
         t["ssd_hits"].get<int64_t>(), t["hint_promotions"].get<int64_t>(),
         t["hint_promotions_recalled"].get<int64_t>(), t["hint_promotions_wasted"].get<int64_t>(),
-        t["hint_already_resident"].get<int64_t>(), t["hint_no_room"].get<int64_t>());
+        t["hint_already_resident"].get<int64_t>(), t["hint_no_room"].get<int64_t>(),
+        t["hint_throttled"].get<int64_t>());
   };
   if (speculation.real_tokens > 0) {
     const double real = static_cast<double>(speculation.real_tokens);
