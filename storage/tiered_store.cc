@@ -110,7 +110,10 @@ class TieredStore::State {
   // Drops a block's memory and accounting; the caller erases it from `blocks`.
   void Forget(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     LruRemove(st);
-    if (st.hinted) NoteWasted(st);
+    if (st.hinted) {  // dropped with its sequence: wasted, but no verdict on the host tier
+      st.hinted = false;
+      ++stats.hint_promotions_wasted;
+    }
     if (st.host) {
       slabs.Free(*st.host);
       AddHost(key.sequence.tenant, -static_cast<int64_t>(st.size));
@@ -134,16 +137,17 @@ class TieredStore::State {
     ++stats.hint_promotions_recalled;
     NoteHintOutcome(/*recalled=*/true);
   }
-  // A hinted block left the host tier unread.
+  // A hinted block was evicted unread: the host tier could not keep it until its recall.
   void NoteWasted(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     st.hinted = false;
     ++stats.hint_promotions_wasted;
     NoteHintOutcome(/*recalled=*/false);
   }
-  // Hint admission. The outcomes of recent promotions, halved whenever they pass
-  // kHintOutcomeWindow, say whether hints pay: once kHintMinOutcomes are known and fewer than
-  // half were recalled (the host tier cannot keep hinted blocks until their recall), only one
-  // promotion in kHintProbeEvery goes ahead, and those probes keep the measure current.
+  // Hint admission. The outcomes of recent promotions (recalled, or evicted unread; a block
+  // dropped with its sequence says nothing about the host tier and is not counted), halved
+  // whenever they pass kHintOutcomeWindow, say whether hints pay: once kHintMinOutcomes are
+  // known and fewer than half were recalled, only one promotion in kHintProbeEvery goes ahead,
+  // and those probes keep the measure current.
   static constexpr double kHintOutcomeWindow = 512;
   static constexpr double kHintMinOutcomes = 64;
   static constexpr uint64_t kHintProbeEvery = 8;

@@ -250,6 +250,37 @@ TEST(TieredStoreTest, MostlyWastedHintsAreThrottled) {
   ExpectBlock(**store, victims[65], kBlock);
 }
 
+// Hinted blocks dropped with their sequence count as wasted but do not throttle later hints:
+// the drop says nothing about whether the host tier keeps hinted blocks long enough.
+TEST(TieredStoreTest, HintsDroppedWithTheirSequenceDoNotThrottle) {
+  TempDir dir("tiered_hint_drop");
+  TieredStoreOptions o = SmallStore(dir.path(), 16 * kMiB);
+  o.low_watermark = 0.001;  // an eviction pass empties the host tier
+  auto store = TieredStore::Open(o);
+  ASSERT_TRUE(store.ok());
+  constexpr size_t kBlock = 64 * 1024;
+  for (int round = 0; round < 2; ++round) {
+    const std::string seq = absl::StrCat("s", round);
+    std::vector<BlockKey> keys;
+    for (int c = 0; c < 80; ++c) {
+      keys.push_back(Key("t", seq, 0, 0, c));
+      ASSERT_TRUE(
+          (*store)->PutBlock(keys.back(), BlockBytes(keys.back(), kBlock), /*write_through=*/true)
+              .ok());
+    }
+    ASSERT_TRUE((*store)->EvictToLowWatermark().ok());  // every block on the SSD only
+    for (const BlockKey& k : keys) {
+      absl::StatusOr<PromoteResult> r = (*store)->Promote(k);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(*r, PromoteResult::kPromoted) << "round " << round;
+    }
+    ASSERT_TRUE((*store)->DropSequence(keys[0].sequence).ok());
+  }
+  const StoreStats s = (*store)->Stats();
+  EXPECT_EQ(s.hint_promotions_wasted, 160u);
+  EXPECT_EQ(s.hint_throttled, 0u);
+}
+
 TEST(TieredStoreTest, FullHostTierSpillsToSsdWithoutLosingData) {
   TempDir dir("tiered_spill");
   TieredStoreOptions o = SmallStore(dir.path(), 4 * kMiB);
