@@ -242,14 +242,7 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
 
   // 1. Score every head's centroids.
   absl::Time t = options_.clock->Now();
-  std::vector<std::vector<float>> scores(heads);
-  for (int32_t h = 0; h < heads; ++h) {
-    const gpu::ClusterIndex& index = state.heads[h].index;
-    if (index.num_tokens() == 0) continue;
-    scores[h].resize(index.num_clusters());
-    RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group), index.centroids(),
-                                        scale, absl::MakeSpan(scores[h]), options_.exec));
-  }
+  ASSIGN_OR_RETURN(std::vector<std::vector<float>> scores, ScoreHeads(state, queries));
   const int64_t score_us = Micros(t);
   t = options_.clock->Now();
 
@@ -394,6 +387,22 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<std::vector<float>>> SequenceCore::ScoreHeads(
+    const LayerState& state, const ConstMatrixView& queries) const {
+  const int32_t heads = layout_.num_kv_heads;
+  const int32_t group = layout_.GroupSize();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(layout_.head_dim));
+  std::vector<std::vector<float>> scores(heads);
+  for (int32_t h = 0; h < heads; ++h) {
+    const gpu::ClusterIndex& index = state.heads[h].index;
+    if (index.num_tokens() == 0) continue;
+    scores[h].resize(index.num_clusters());
+    RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group), index.centroids(),
+                                        scale, absl::MakeSpan(scores[h]), options_.exec));
+  }
+  return scores;
+}
+
 absl::StatusOr<std::vector<gpu::ClusterSelection>> SequenceCore::PreviewSelection(
     int32_t layer, const ConstMatrixView& queries,
     std::vector<std::vector<float>>* scores) const {
@@ -406,23 +415,16 @@ absl::StatusOr<std::vector<gpu::ClusterSelection>> SequenceCore::PreviewSelectio
     return absl::FailedPreconditionError(absl::StrCat(
         "layer ", layer, " is dense (full attention over local tokens): nothing to select"));
   }
-  const int32_t heads = layout_.num_kv_heads;
-  const int32_t group = layout_.GroupSize();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(layout_.head_dim));
-  std::vector<gpu::ClusterSelection> out(heads);
-  if (scores != nullptr) scores->assign(heads, {});
-  std::vector<float> head_scores;
-  for (int32_t h = 0; h < heads; ++h) {
-    const gpu::ClusterIndex& index = layers_[layer]->heads[h].index;
+  const LayerState& state = *layers_[layer];
+  ASSIGN_OR_RETURN(std::vector<std::vector<float>> head_scores, ScoreHeads(state, queries));
+  std::vector<gpu::ClusterSelection> out(layout_.num_kv_heads);
+  for (int32_t h = 0; h < layout_.num_kv_heads; ++h) {
+    const gpu::ClusterIndex& index = state.heads[h].index;
     if (index.num_tokens() == 0) continue;
-    head_scores.assign(index.num_clusters(), 0.0f);
-    RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group),
-                                        index.centroids(), scale, absl::MakeSpan(head_scores),
-                                        options_.exec));
     const int64_t budget = std::min<int64_t>(options_.config.token_budget, index.num_tokens());
-    ASSIGN_OR_RETURN(out[h], gpu::SelectClusters(head_scores, index.sizes(), budget));
-    if (scores != nullptr) (*scores)[h] = head_scores;
+    ASSIGN_OR_RETURN(out[h], gpu::SelectClusters(head_scores[h], index.sizes(), budget));
   }
+  if (scores != nullptr) *scores = std::move(head_scores);
   return out;
 }
 

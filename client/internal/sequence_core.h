@@ -161,6 +161,10 @@ class SequenceCore {
                                  const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
                                  bool* fell_back);
   absl::Status FlushPending(int32_t layer, LayerState& state);
+  // Every kv head's centroid scores for `queries` (scale 1/sqrt(head_dim), summed over the
+  // head's query group); empty for a head without clustered tokens.
+  absl::StatusOr<std::vector<std::vector<float>>> ScoreHeads(const LayerState& state,
+                                                             const ConstMatrixView& queries) const;
   // Promotion hints after a step's fetch: per head, the clusters ranked just past its
   // selection (up to config.promotion_hint_tokens tokens), not in the device cache and not
   // hinted in the last kHintRepeatSteps steps, in one HintClusters. Returns how many it named.
