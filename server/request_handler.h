@@ -168,18 +168,11 @@ class RequestHandler {
   // the number of clusters), for the network thread to answer at once. PromoteHinted blocks
   // (it may load the sequence and reads the SSD: run it on a worker pool): it validates the
   // refs against the sequence's layout and copies each named SSD-only block into the host tier
-  // (storage::TieredStore::Promote). Clusters the sequence does not hold are skipped. A
-  // sequence another node serves (cluster mode) is left alone: nothing is promoted.
+  // (storage::TieredStore::Promote, which counts each block's outcome in the store's stats).
+  // Clusters the sequence does not hold are skipped. A sequence another node serves (cluster
+  // mode) is left alone: nothing is promoted.
   absl::Status CheckHint(const CallContext& call, const v1::HintClustersRequest& request) const;
-  struct HintOutcome {
-    int32_t promoted = 0;
-    int32_t already_resident = 0;
-    int32_t missing = 0;  // the sequence has no such cluster
-    int32_t no_room = 0;  // the host tier had no room
-    int32_t throttled = 0;  // recent hints were mostly wasted
-  };
-  absl::StatusOr<HintOutcome> PromoteHinted(const CallContext& call,
-                                            const v1::HintClustersRequest& request);
+  absl::Status PromoteHinted(const CallContext& call, const v1::HintClustersRequest& request);
 
   virtual absl::StatusOr<v1::SelectResponse> Select(const CallContext& call,
                                                     const v1::SelectRequest& request);

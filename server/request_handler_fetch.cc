@@ -281,11 +281,10 @@ absl::Status RequestHandler::CheckHint(const CallContext& call,
   return absl::OkStatus();
 }
 
-absl::StatusOr<RequestHandler::HintOutcome> RequestHandler::PromoteHinted(
-    const CallContext& call, const v1::HintClustersRequest& request) {
+absl::Status RequestHandler::PromoteHinted(const CallContext& call,
+                                           const v1::HintClustersRequest& request) {
   RETURN_IF_ERROR(CheckHint(call, request));
-  HintOutcome outcome;
-  if (!ServesLocally(call)) return outcome;
+  if (!ServesLocally(call)) return absl::OkStatus();
   ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   RETURN_IF_ERROR(ValidateFetchRefs(session->layout, request.clusters(),
@@ -293,27 +292,9 @@ absl::StatusOr<RequestHandler::HintOutcome> RequestHandler::PromoteHinted(
   for (const v1::ClusterRef& ref : request.clusters()) {
     absl::StatusOr<storage::PromoteResult> promoted =
         store_->Promote(storage::BlockKey{key, rpc::FromProto(ref)});
-    if (absl::IsNotFound(promoted.status())) {
-      ++outcome.missing;
-      continue;
-    }
-    RETURN_IF_ERROR(promoted.status());
-    switch (*promoted) {
-      case storage::PromoteResult::kPromoted:
-        ++outcome.promoted;
-        break;
-      case storage::PromoteResult::kAlreadyResident:
-        ++outcome.already_resident;
-        break;
-      case storage::PromoteResult::kNoRoom:
-        ++outcome.no_room;
-        break;
-      case storage::PromoteResult::kThrottled:
-        ++outcome.throttled;
-        break;
-    }
+    if (!promoted.ok() && !absl::IsNotFound(promoted.status())) return promoted.status();
   }
-  return outcome;
+  return absl::OkStatus();
 }
 
 }  // namespace clusterkv::server
