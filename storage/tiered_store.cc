@@ -107,6 +107,13 @@ class TieredStore::State {
     stats.ssd.blocks += bytes > 0 ? 1 : -1;
     tenants[tenant].ssd_bytes += bytes;
   }
+  // Gives an SSD block its new host copy `at` (clean: the SSD holds the same bytes).
+  void InstallHostCopy(const BlockKey& key, BlockState& st, const SlabAllocation& at)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    st.host = at;
+    st.dirty = false;
+    AddHost(key.sequence.tenant, static_cast<int64_t>(st.size));
+  }
   // Drops a block's memory and accounting; the caller erases it from `blocks`.
   void Forget(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     LruRemove(st);
@@ -558,9 +565,7 @@ absl::StatusOr<uint64_t> TieredStore::ReadBlock(const BlockKey& key, absl::Span<
   ++s.stats.ssd.hits;
   st.last_recall = ++s.tick;
   if (promoted) {
-    st.host = promoted;
-    st.dirty = false;
-    s.AddHost(key.sequence.tenant, static_cast<int64_t>(size));
+    s.InstallHostCopy(key, st, *promoted);
     ++s.stats.promotions;
   }
   s.LruTouch(key, st);
@@ -659,10 +664,8 @@ absl::StatusOr<PromoteResult> TieredStore::Promote(const BlockKey& key) {
     ++s.stats.hint_no_room;
     return PromoteResult::kNoRoom;
   }
-  st.host = promoted;
-  st.dirty = false;
+  s.InstallHostCopy(key, st, *promoted);
   st.hinted = true;
-  s.AddHost(key.sequence.tenant, static_cast<int64_t>(size));
   ++s.stats.hint_promotions;
   s.LruTouch(key, st);
   return PromoteResult::kPromoted;

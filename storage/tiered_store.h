@@ -184,10 +184,11 @@ class TieredStore {
   // most recently used block, into free room only: a promotion that would take the host tier
   // past its high watermark evicts nothing and is kNoRoom, so a hint can never push out
   // blocks that recalls are using. Admission: once 64 recent promotions have an outcome and
-  // fewer than half of them were recalled before leaving the host tier, only one hint in 8 is
-  // promoted (the probes that keep the outcome count current) and the rest are kThrottled. Unlike a read it counts no tier hit
-  // or miss; the block is marked hinted until a read serves it from the host tier
-  // (hint_promotions_recalled) or it leaves the host tier unread (hint_promotions_wasted).
+  // fewer than half of them were recalled before being evicted, only one hint in 8 is promoted
+  // (the probes that keep the outcome count current) and the rest are kThrottled. Unlike a
+  // read it counts no tier hit or miss; the block is marked hinted until a read serves it from
+  // the host tier (hint_promotions_recalled) or it leaves the host tier unread
+  // (hint_promotions_wasted).
   // NotFound when absent; errors of the SSD read (the block stays on the SSD).
   absl::StatusOr<PromoteResult> Promote(const BlockKey& key);
 
