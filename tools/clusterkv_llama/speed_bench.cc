@@ -444,13 +444,14 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
   sp["budget"] = o.budget;
   sp["rounds"] = rounds;  // ClusterKV decodes of `steps` steps each, pooled
   const std::string sparse_name = absl::StrCat("decode_clusterkv_b", o.budget);
+  const std::string hinted_name =
+      absl::StrCat(sparse_name, "_hints", o.config.promotion_hint_tokens);
   add_sparse(sparse_name, sp, sparse, "decode_full_attention", full_p50);
   const Json last = rows.back();
   if (hints) {
     Json hp = sp;
     hp["promotion_hint_tokens"] = o.config.promotion_hint_tokens;
-    add_sparse(absl::StrCat(sparse_name, "_hints", o.config.promotion_hint_tokens), hp, hinted,
-               sparse_name, sparse_p50);
+    add_sparse(hinted_name, hp, hinted, sparse_name, sparse_p50);
   }
   if (speculation.real_tokens > 0) {
     const double real = static_cast<double>(speculation.real_tokens);
@@ -508,7 +509,7 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
         speculation.either_tokens / real, speculation.layer_steps);
   }
   tiers(sparse_name, sparse);
-  if (hints) tiers(absl::StrCat(sparse_name, "_hints", o.config.promotion_hint_tokens), hinted);
+  if (hints) tiers(hinted_name, hinted);
   return rows;
 }
 
