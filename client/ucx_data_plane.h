@@ -44,6 +44,18 @@ struct DirectFetchResult {
   uint64_t bytes = 0;      // bytes written into the slot (keys+values; FetchBlocksInto: the block)
 };
 
+// The blocks of one sequence in a batched recall (FetchBatchInto). Views: the caller keeps
+// the id and the blocks alive for the call.
+struct SequenceFetch {
+  absl::string_view sequence_id;
+  absl::Span<const DirectFetch> blocks;
+};
+
+// One sequence's part of a batched recall: the daemon's verdict on the whole sequence
+// (NOT_FOUND: no such sequence for this tenant; INVALID_ARGUMENT: bad refs), or its block
+// results in request order.
+using SequenceFetchResult = absl::StatusOr<std::vector<DirectFetchResult>>;
+
 // Thread-safe: Sequences on different threads share one plane.
 class DataPlane {
  public:
@@ -63,6 +75,15 @@ class DataPlane {
   // (NOT_FOUND: no such sequence for this tenant; INVALID_ARGUMENT: bad refs).
   [[nodiscard]] virtual absl::StatusOr<std::vector<DirectFetchResult>> FetchInto(
       absl::string_view sequence_id, absl::Span<const DirectFetch> blocks) = 0;
+
+  // Recalls the blocks of several sequences (of the session's tenant) in one request, so a
+  // batch of sequences pays one round trip per layer; results per sequence, in batch order.
+  // Whole-request errors as FetchInto's (after UNAVAILABLE and the like the caller falls back
+  // to the gRPC path); a sequence's own verdict (NOT_FOUND, INVALID_ARGUMENT) is its entry's
+  // status and leaves the other sequences' results valid. This default issues one FetchInto
+  // per sequence; a plane whose wire carries several sequences overrides it.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<SequenceFetchResult>> FetchBatchInto(
+      absl::Span<const SequenceFetch> batch);
 };
 
 // Whether a FetchInto error means "use the gRPC path instead" rather than a verdict.
