@@ -24,6 +24,12 @@ absl::Status Sequence::Attend(int32_t layer, const ConstMatrixView& queries, Mat
   return core_->Attend(layer, queries, out, stats);
 }
 
+absl::Status Sequence::Prefetch(int32_t layer, const ConstMatrixView& predicted_queries) {
+  return core_->Prefetch(layer, predicted_queries);
+}
+
+absl::Status Sequence::WaitForPrefetch(int32_t layer) { return core_->WaitForPrefetch(layer); }
+
 absl::Status Sequence::AppendToken(int32_t layer, const ConstMatrixView& keys,
                                    const ConstMatrixView& values) {
   return core_->AppendToken(layer, keys, values);

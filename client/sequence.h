@@ -10,6 +10,9 @@
 //                                misses of the layer in one FetchClusters call into their
 //                                slots, then attend over sinks + selected clusters + recent
 //                                window. Dense layers attend over every token, locally.
+//   Prefetch(layer, q_guess)     optional: starts the fetch of what a guessed query selects,
+//                                in the background; the layer's Attend then fetches only what
+//                                the real query adds.
 //   AppendToken(layer, k, v)     decode tokens enter the recent window; every m tokens the
 //                                window is clustered into C+ clusters and appended
 //                                (AppendClusters).
@@ -88,6 +91,16 @@ struct StepStats {
   // Clusters named in this step's promotion hint (config promotion_hint_tokens; 0 when off or
   // when the hint was dropped without being sent).
   int64_t hinted_clusters = 0;
+  // Speculative recall (Prefetch of this layer earlier in the step): the clusters and tokens
+  // it fetched (their blocks and bytes are in blocks_fetched / bytes_fetched), the tokens of
+  // this step's selection it had already brought in (hits on clusters it placed), how long this
+  // Attend waited for its fetch to finish, and 1 when that fetch failed (the step then fetched
+  // what it selected itself).
+  int64_t prefetched_clusters = 0;
+  int64_t prefetched_tokens = 0;
+  int64_t prefetch_used_tokens = 0;
+  int64_t prefetch_wait_us = 0;
+  int64_t prefetch_failures = 0;
 };
 
 // The device cluster cache over a sequence's life (every layer, every cache reset).
@@ -135,6 +148,23 @@ class Sequence {
   // cache is emptied (its slots may hold partial data).
   [[nodiscard]] absl::Status Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
                                     StepStats* stats = nullptr);
+
+  // Starts recalling, in the background, what Attend(layer, ...) would select for
+  // `predicted_queries` [num_q_heads, head_dim] (a guess at the layer's queries, e.g. the
+  // layer's Wq applied to an earlier layer's input, or the previous step's queries), so that
+  // the fetch overlaps the engine's compute. The selection runs on this thread (the fixed
+  // budget, as PreviewSelection); its device-cache misses are reserved and fetched on the
+  // sequence's background thread. The layer's next Attend waits for that fetch, finds the
+  // prefetched clusters resident and fetches only what its real queries add. A speculation
+  // that does not fit the device cache is dropped. OK on a dense layer (nothing to recall).
+  // Call from the engine thread, like every other call; Attend on other layers may run while
+  // the fetch is in flight. InvalidArgument: bad layer or shapes, NaN/Inf queries. A layer
+  // without clustered tokens has nothing to prefetch (OK). A failed fetch is not an error: the
+  // next Attend counts it (StepStats::prefetch_failures) and fetches what it selects.
+  [[nodiscard]] absl::Status Prefetch(int32_t layer, const ConstMatrixView& predicted_queries);
+  // Waits for the layer's prefetch to finish and returns its fetch's status (OK when none is
+  // pending); Attend does this by itself.
+  [[nodiscard]] absl::Status WaitForPrefetch(int32_t layer);
 
   // Appends one decode token of `layer`: keys and values [num_kv_heads, head_dim], any dtype.
   // When it completes a window of m tokens, the window's C+ clusters per kv head are offloaded

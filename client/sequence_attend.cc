@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "client/internal/sequence_core.h"
 #include "client/internal/sequence_state.h"
@@ -47,7 +48,14 @@ absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries,
   StepStats* s = stats != nullptr ? stats : &local;
   *s = StepStats();
   if (state.dense) return AttendDense(state, queries, out, s);
-  RETURN_IF_ERROR(AttendClustered(layer, state, queries, out, s));
+  // A failed prefetch only costs its fetch: the cache was emptied and this step fetches
+  // everything it selects.
+  absl::flat_hash_set<ClusterId> prefetched;
+  if (state.prefetch != nullptr) {
+    prefetched = state.prefetch->placed;
+    if (!CompletePrefetch(state, s).ok()) prefetched.clear();
+  }
+  RETURN_IF_ERROR(AttendClustered(layer, state, queries, out, s, prefetched));
   unreported_.hit_tokens += static_cast<uint64_t>(s->hit_tokens);
   unreported_.miss_tokens += static_cast<uint64_t>(s->miss_tokens);
   unreported_.selected_tokens += static_cast<uint64_t>(s->selected_tokens);
@@ -55,6 +63,95 @@ absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries,
   if (step_ - last_report_step_ >= kReportEverySteps) {
     ReportStats().IgnoreError();  // best effort: kept for the next report on failure
   }
+  return absl::OkStatus();
+}
+
+int64_t SequenceCore::NextAttendStep(const LayerState& state) const {
+  return state.last_step == step_ ? step_ + 1 : step_;
+}
+
+absl::Status SequenceCore::Prefetch(int32_t layer, const ConstMatrixView& predicted_queries) {
+  RETURN_IF_ERROR(CheckLayer(layer));
+  RETURN_IF_ERROR(predicted_queries.Validate("predicted queries"));
+  if (predicted_queries.rows != layout_.num_q_heads ||
+      predicted_queries.cols != layout_.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "predicted queries must be [", layout_.num_q_heads, ", ", layout_.head_dim, "], got [",
+        predicted_queries.rows, ", ", predicted_queries.cols, "]"));
+  }
+  RETURN_IF_ERROR(predicted_queries.CheckFinite("predicted queries"));
+  LayerState& state = *layers_[layer];
+  if (state.dense) return absl::OkStatus();  // attends local tokens only: nothing to recall
+  // One speculation per layer at a time: an earlier one is taken up first (its clusters stay
+  // resident for the step).
+  if (state.prefetch != nullptr) {
+    StepStats superseded;  // its bytes still count in the sequence's totals
+    CompletePrefetch(state, &superseded).IgnoreError();  // a failed one only emptied the cache
+  }
+  ASSIGN_OR_RETURN(std::vector<gpu::ClusterSelection> selections,
+                   PreviewSelection(layer, predicted_queries));
+  std::vector<gpu::CacheRequest> wanted;
+  for (int32_t h = 0; h < layout_.num_kv_heads; ++h) {
+    const gpu::ClusterIndex& index = state.heads[h].index;
+    for (int32_t c : selections[h].clusters) {
+      wanted.push_back(gpu::CacheRequest{ClusterId{HeadId{layer, h}, c}, index.sizes()[c]});
+    }
+  }
+  if (wanted.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(EnsureCache(state));
+  absl::StatusOr<gpu::CachePlan> plan = state.cache->Reserve(NextAttendStep(state), wanted);
+  // A speculation that does not fit (or would fragment) is dropped, never forced: the step's
+  // own selection decides what the cache must hold.
+  if (absl::IsResourceExhausted(plan.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(plan.status());
+  if (plan->misses.empty()) return absl::OkStatus();
+  auto prefetch = std::make_unique<PendingPrefetch>();
+  for (const gpu::CacheEntry& miss : plan->misses) {
+    prefetch->placed.insert(miss.id);
+    prefetch->placed_tokens += miss.slot.size();
+  }
+  prefetch->misses = std::move(plan->misses);
+  PendingPrefetch* job = prefetch.get();
+  state.prefetch = std::move(prefetch);
+  if (worker_ == nullptr) worker_ = std::make_unique<BackgroundWorker>();
+  worker_->Post([this, layer, &state, job] {
+    job->status = FetchMisses(layer, state, job->misses, &job->fetched, &job->direct);
+    job->done.Notify();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status SequenceCore::WaitForPrefetch(int32_t layer) {
+  RETURN_IF_ERROR(CheckLayer(layer));
+  LayerState& state = *layers_[layer];
+  if (state.prefetch == nullptr) return absl::OkStatus();
+  state.prefetch->done.WaitForNotification();
+  return state.prefetch->status;
+}
+
+void SequenceCore::CompletePrefetches() {
+  for (auto& state : layers_) {
+    StepStats ignored;
+    CompletePrefetch(*state, &ignored).IgnoreError();  // a failure emptied the layer's cache
+  }
+}
+
+absl::Status SequenceCore::CompletePrefetch(LayerState& state, StepStats* stats) {
+  if (state.prefetch == nullptr) return absl::OkStatus();
+  const absl::Time start = options_.clock->Now();
+  state.prefetch->done.WaitForNotification();
+  stats->prefetch_wait_us += Micros(start);
+  std::unique_ptr<PendingPrefetch> prefetch = std::move(state.prefetch);
+  if (!prefetch->status.ok()) {
+    ++stats->prefetch_failures;
+    ResetCache(state);  // the reserved slots were promised but not (fully) filled
+    return prefetch->status;
+  }
+  CountFetched(prefetch->fetched, prefetch->direct);
+  stats->bytes_fetched += prefetch->fetched.bytes_fetched;
+  stats->blocks_fetched += prefetch->fetched.blocks_fetched;
+  stats->prefetched_clusters += static_cast<int64_t>(prefetch->placed.size());
+  stats->prefetched_tokens += prefetch->placed_tokens;
   return absl::OkStatus();
 }
 
@@ -134,9 +231,9 @@ absl::Status SequenceCore::EnsureCache(LayerState& state) {
   return absl::OkStatus();
 }
 
-absl::Status SequenceCore::FetchMissesDirect(int32_t layer, LayerState& state,
-                                         const std::vector<gpu::CacheEntry>& misses,
-                                         StepStats* stats, bool* fell_back) {
+absl::Status SequenceCore::FetchMissesDirect(const LayerState& state,
+                                             const std::vector<gpu::CacheEntry>& misses,
+                                             StepStats* stats, bool* fell_back) const {
   std::vector<DirectFetch> blocks;
   blocks.reserve(misses.size());
   for (const gpu::CacheEntry& miss : misses) {
@@ -168,19 +265,26 @@ absl::Status SequenceCore::FetchMissesDirect(int32_t layer, LayerState& state,
         static_cast<int64_t>(SlotLayout::PayloadOffset(r.num_tokens) + r.bytes);
     ++stats->blocks_fetched;
   }
-  (void)layer;
-  blocks_fetched_direct_ += stats->blocks_fetched;
-  bytes_fetched_ += stats->bytes_fetched;
   return absl::OkStatus();
 }
 
-absl::Status SequenceCore::FetchMisses(int32_t layer, LayerState& state,
-                                   const std::vector<gpu::CacheEntry>& misses, StepStats* stats) {
+void SequenceCore::CountFetched(const StepStats& fetched, bool direct) {
+  bytes_fetched_ += fetched.bytes_fetched;
+  (direct ? blocks_fetched_direct_ : blocks_fetched_grpc_) += fetched.blocks_fetched;
+}
+
+absl::Status SequenceCore::FetchMisses(int32_t layer, const LayerState& state,
+                                       const std::vector<gpu::CacheEntry>& misses,
+                                       StepStats* stats, bool* direct) const {
+  *direct = false;
   if (misses.empty()) return absl::OkStatus();
   if (state.direct != nullptr) {
     bool fell_back = false;
-    RETURN_IF_ERROR(FetchMissesDirect(layer, state, misses, stats, &fell_back));
-    if (!fell_back) return absl::OkStatus();
+    RETURN_IF_ERROR(FetchMissesDirect(state, misses, stats, &fell_back));
+    if (!fell_back) {
+      *direct = true;
+      return absl::OkStatus();
+    }
   }
   struct Target {
     TokenRange slot;
@@ -226,15 +330,13 @@ absl::Status SequenceCore::FetchMisses(int32_t layer, LayerState& state,
           absl::StrCat("daemon did not return block ", ToString(id), " of layer ", layer));
     }
   }
-  RETURN_IF_ERROR(memory.Synchronize());
-  bytes_fetched_ += stats->bytes_fetched;
-  blocks_fetched_grpc_ += stats->blocks_fetched;
-  return absl::OkStatus();
+  return memory.Synchronize();
 }
 
 absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
-                                       const ConstMatrixView& queries, MatrixView out,
-                                       StepStats* stats) {
+                                           const ConstMatrixView& queries, MatrixView out,
+                                           StepStats* stats,
+                                           const absl::flat_hash_set<ClusterId>& prefetched) {
   const int32_t heads = layout_.num_kv_heads;
   const int32_t group = layout_.GroupSize();
   const int32_t d = layout_.head_dim;
@@ -306,10 +408,16 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
 
   // 4. One fetch for every miss of the layer.
   t = options_.clock->Now();
-  if (absl::Status fetched = FetchMisses(layer, state, plan.misses, stats); !fetched.ok()) {
+  StepStats fetched;
+  bool direct = false;
+  if (absl::Status status = FetchMisses(layer, state, plan.misses, &fetched, &direct);
+      !status.ok()) {
     ResetCache(state);  // the planned slots were promised but not (fully) filled
-    return fetched;
+    return status;
   }
+  CountFetched(fetched, direct);
+  stats->bytes_fetched += fetched.bytes_fetched;
+  stats->blocks_fetched += fetched.blocks_fetched;
   stats->fetch_us = Micros(t);
   if (options_.config.promotion_hint_tokens > 0) {
     stats->hinted_clusters = SendPromotionHints(layer, state, scores, selections);
@@ -319,6 +427,7 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     slot_of[e.id] = e.slot;
     ++stats->hit_clusters;
     stats->hit_tokens += e.slot.size();
+    if (prefetched.contains(e.id)) stats->prefetch_used_tokens += e.slot.size();
   }
   for (const gpu::CacheEntry& e : plan.misses) {
     slot_of[e.id] = e.slot;

@@ -354,6 +354,7 @@ absl::Status SequenceCore::FlushPending(int32_t layer, LayerState& state) {
 
 absl::Status SequenceCore::Reattach() {
   if (closed_) return absl::FailedPreconditionError(absl::StrCat("sequence ", id_, " is closed"));
+  CompletePrefetches();
   v1::OpenSequenceRequest request;
   request.set_sequence_id(id_);
   *request.mutable_layout() = rpc::ToProto(layout_);
@@ -386,6 +387,7 @@ absl::Status SequenceCore::ReportStats() {
 
 absl::Status SequenceCore::Close(bool drop) {
   if (closed_) return absl::OkStatus();
+  CompletePrefetches();
   ReportStats().IgnoreError();  // metrics are best effort; the close must not fail for them
   v1::CloseSequenceRequest request;
   request.set_sequence_id(id_);

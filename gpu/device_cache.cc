@@ -52,6 +52,16 @@ bool ClusterCache::Allocate(int64_t tokens, TokenRange* slot) {
 
 absl::StatusOr<CachePlan> ClusterCache::Access(int64_t step,
                                                absl::Span<const CacheRequest> wanted) {
+  return Plan(step, wanted, /*count=*/true);
+}
+
+absl::StatusOr<CachePlan> ClusterCache::Reserve(int64_t step,
+                                                absl::Span<const CacheRequest> wanted) {
+  return Plan(step, wanted, /*count=*/false);
+}
+
+absl::StatusOr<CachePlan> ClusterCache::Plan(int64_t step, absl::Span<const CacheRequest> wanted,
+                                             bool count) {
   if (step < last_step_) {
     return absl::InvalidArgumentError(
         absl::StrCat("step ", step, " is before the previous step ", last_step_));
@@ -146,6 +156,7 @@ absl::StatusOr<CachePlan> ClusterCache::Access(int64_t step,
     entries_[r->id] = Resident{slot, step};
     plan.misses.push_back(CacheEntry{r->id, slot});
   }
+  if (!count) return plan;
   for (const CacheEntry& e : plan.hits) {
     ++stats_.hit_clusters;
     stats_.hit_tokens += e.slot.size();

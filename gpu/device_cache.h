@@ -61,6 +61,10 @@ class ClusterCache {
   // changes), or fit only in total but not in contiguous free runs; in the latter case cold
   // clusters may have been evicted, and no wanted cluster was placed.
   absl::StatusOr<CachePlan> Access(int64_t step, absl::Span<const CacheRequest> wanted);
+  // Access for a speculative recall (a prefetch ahead of the step's real selection): the same
+  // plan and placement, but hits and misses are not counted, since the step's own Access
+  // counts the clusters it then finds resident. Evictions are counted.
+  absl::StatusOr<CachePlan> Reserve(int64_t step, absl::Span<const CacheRequest> wanted);
 
   const CacheStats& stats() const { return stats_; }
   // Whether `id` holds a slot (resident, whatever its rows).
@@ -74,6 +78,8 @@ class ClusterCache {
     TokenRange slot;
     int64_t last_used = 0;
   };
+  absl::StatusOr<CachePlan> Plan(int64_t step, absl::Span<const CacheRequest> wanted,
+                                  bool count);
   void Free(const ClusterId& id);
   bool Allocate(int64_t tokens, TokenRange* slot);
 

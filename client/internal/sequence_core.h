@@ -22,10 +22,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "client/clock.h"
 #include "client/device_memory.h"
+#include "client/internal/background_worker.h"
 #include "client/sequence.h"
 #include "client/slot_layout.h"
 #include "client/transport.h"
@@ -88,6 +90,9 @@ class SequenceCore {
   [[nodiscard]] absl::Status Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
                                     StepStats* stats = nullptr);
 
+  [[nodiscard]] absl::Status Prefetch(int32_t layer, const ConstMatrixView& predicted_queries);
+  [[nodiscard]] absl::Status WaitForPrefetch(int32_t layer);
+
   [[nodiscard]] absl::Status AppendToken(int32_t layer, const ConstMatrixView& keys,
                                          const ConstMatrixView& values);
   [[nodiscard]] absl::Status Flush(int32_t layer);
@@ -136,6 +141,7 @@ class SequenceCore {
   struct HeadState;
   struct LayerState;
   struct PendingAppend;
+  struct PendingPrefetch;
 
   SequenceCore(KvTransport* transport, std::string id, const KvLayout& layout,
                SequenceOptions options);
@@ -146,20 +152,36 @@ class SequenceCore {
   void ResetCache(LayerState& state);
   absl::Status AttendDense(LayerState& state, const ConstMatrixView& queries, MatrixView out,
                            StepStats* stats);
+  // `prefetched`: the clusters a completed prefetch placed (counted when the step hits them).
   absl::Status AttendClustered(int32_t layer, LayerState& state, const ConstMatrixView& queries,
-                               MatrixView out, StepStats* stats);
+                               MatrixView out, StepStats* stats,
+                               const absl::flat_hash_set<ClusterId>& prefetched);
   // The selection of every head: B tokens each, or the adaptive budgets (config D75) planned
   // from `masses`. Draws on and refills the step's budget bank.
   absl::StatusOr<std::vector<gpu::ClusterSelection>> SelectForStep(
       const LayerState& state, const std::vector<std::vector<float>>& scores,
       const std::vector<gpu::ClusterMasses>& masses);
-  absl::Status FetchMisses(int32_t layer, LayerState& state,
-                           const std::vector<gpu::CacheEntry>& misses, StepStats* stats);
+  // Fills the slots of `misses` (over the data plane, else FetchClusters) and counts the
+  // blocks and bytes in `stats`; `*direct` tells which path served them. Touches no member
+  // but the layer's memory, so it may run on the background worker (Prefetch) while the
+  // engine thread attends other layers; the caller then counts it (CountFetched).
+  absl::Status FetchMisses(int32_t layer, const LayerState& state,
+                           const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
+                           bool* direct) const;
   // FetchMisses over the data plane. Sets `*fell_back` (and returns OK) when the plane is
   // unavailable and the gRPC path must serve the fetch instead.
-  absl::Status FetchMissesDirect(int32_t layer, LayerState& state,
+  absl::Status FetchMissesDirect(const LayerState& state,
                                  const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
-                                 bool* fell_back);
+                                 bool* fell_back) const;
+  void CountFetched(const StepStats& fetched, bool direct);
+  // Completes the layer's pending prefetch, if any: waits for its fetch, counts it into
+  // `stats` (and the sequence's totals), and on a failed fetch empties the layer's cache,
+  // whose reserved slots may hold partial data. Returns the fetch's status (OK when none).
+  absl::Status CompletePrefetch(LayerState& state, StepStats* stats);
+  // CompletePrefetch on every layer (before a close or a reattach).
+  void CompletePrefetches();
+  // The step the next Attend of `state`'s layer will run in.
+  int64_t NextAttendStep(const LayerState& state) const;
   absl::Status FlushPending(int32_t layer, LayerState& state);
   // Every kv head's centroid scores for `queries` (scale 1/sqrt(head_dim), summed over the
   // head's query group); empty for a head without clustered tokens.
@@ -202,6 +224,9 @@ class SequenceCore {
   };
   Unreported unreported_;
   int64_t last_report_step_ = 0;
+  // Runs the prefetches' fetches. Declared last: destroyed first, so no fetch outlives the
+  // layer state it writes.
+  std::unique_ptr<BackgroundWorker> worker_;
 };
 
 }  // namespace clusterkv::client

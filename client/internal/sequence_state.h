@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
 #include "client/device_memory.h"
 #include "client/ucx_data_plane.h"
 #include "client/internal/sequence_core.h"
@@ -36,12 +39,26 @@ struct SequenceCore::PendingAppend {
   std::vector<gpu::WindowClusters> windows;  // per kv head
 };
 
+// A speculative recall of a layer (Prefetch): the clusters it placed in the device cache and
+// the background fetch filling their slots. `done` is notified when the fetch has finished;
+// `status`, `fetched` and `direct` are written before that and read only after it.
+struct SequenceCore::PendingPrefetch {
+  absl::flat_hash_set<ClusterId> placed;  // the reserved misses being fetched
+  int64_t placed_tokens = 0;
+  std::vector<gpu::CacheEntry> misses;
+  absl::Notification done;
+  absl::Status status;
+  StepStats fetched;
+  bool direct = false;
+};
+
 struct SequenceCore::LayerState {
   bool dense = false;
   int64_t num_tokens = 0;  // positions handed out so far
   int64_t local_rows = 0;  // rows of local_keys / local_values of every head
   std::vector<HeadState> heads;
   std::optional<PendingAppend> pending;
+  std::unique_ptr<PendingPrefetch> prefetch;  // not yet taken up by an Attend
 
   // Device cache, created at the layer's first clustered Attend.
   std::unique_ptr<gpu::ClusterCache> cache;

@@ -6,6 +6,8 @@ clusterkv_test(client_memory_test unit client_memory_test.cc LIBS clusterkv_clie
 clusterkv_test(client_sequence_test unit client_sequence_test.cc
   LIBS clusterkv_client clusterkv_storage)
 clusterkv_test(client_test unit client_test.cc LIBS clusterkv_client clusterkv_storage)
+clusterkv_test(client_prefetch_test unit client_prefetch_test.cc
+  LIBS clusterkv_client clusterkv_storage)
 
 # The C ABI compiled as C (links, and answers bad arguments without a daemon).
 add_executable(client_c_api_test client_c_api_test.c)

@@ -121,5 +121,29 @@ TEST(ClusterCacheTest, RejectsBadRequests) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ClusterCacheTest, ReservePlacesWithoutCountingAndTheStepThenHits) {
+  ClusterCache cache(100, /*residency_steps=*/1);
+  auto reserved = cache.Reserve(0, std::vector<CacheRequest>{{Id(1), 20}, {Id(2), 10}});
+  ASSERT_TRUE(reserved.ok()) << reserved.status();
+  EXPECT_EQ(reserved->misses.size(), 2u);
+  EXPECT_EQ(cache.stats().miss_clusters, 0);
+  EXPECT_EQ(cache.stats().hit_clusters, 0);
+  EXPECT_EQ(cache.resident_tokens(), 30);
+
+  // The step's real selection, in the same step: the reserved cluster it shares is a hit in
+  // the slot the reservation gave it; cluster 2, reserved but not wanted, may be evicted.
+  auto step = cache.Access(0, std::vector<CacheRequest>{{Id(1), 20}, {Id(3), 75}});
+  ASSERT_TRUE(step.ok()) << step.status();
+  ASSERT_EQ(step->hits.size(), 1u);
+  auto reserved_1 = std::find_if(reserved->misses.begin(), reserved->misses.end(),
+                                 [](const CacheEntry& e) { return e.id == Id(1); });
+  ASSERT_NE(reserved_1, reserved->misses.end());
+  EXPECT_EQ(step->hits[0].slot, reserved_1->slot);
+  EXPECT_FALSE(cache.Contains(Id(2)));
+  EXPECT_EQ(cache.stats().hit_tokens, 20);
+  EXPECT_EQ(cache.stats().miss_tokens, 75);
+  EXPECT_EQ(cache.stats().evictions, 1);
+}
+
 }  // namespace
 }  // namespace clusterkv::gpu
