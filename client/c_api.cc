@@ -140,6 +140,16 @@ int ckv_sequence_attend(ckv_sequence* sequence, int32_t layer, const float* q, f
   });
 }
 
+int ckv_sequence_prefetch(ckv_sequence* sequence, int32_t layer, const float* q_guess) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    if (absl::Status s = InvalidIf(q_guess == nullptr, "null q_guess"); !s.ok()) return s;
+    const KvLayout& layout = sequence->sequence->layout();
+    return sequence->sequence->Prefetch(
+        layer, clusterkv::ConstMatrixView(q_guess, layout.num_q_heads, layout.head_dim));
+  });
+}
+
 double ckv_sequence_estimated_recall(const ckv_sequence* sequence, int minimum) {
   if (sequence == nullptr) return std::nan("");
   return minimum != 0 ? sequence->last_step.estimated_recall_min

@@ -65,6 +65,12 @@ int ckv_sequence_offload_prefill(ckv_sequence* sequence, int32_t layer, const vo
                                  const void* v, int64_t tokens);
 /* q, out: [num_q_heads, head_dim] fp32 contiguous. */
 int ckv_sequence_attend(ckv_sequence* sequence, int32_t layer, const float* q, float* out);
+/* Starts recalling in the background what ckv_sequence_attend(layer) would select for the
+ * predicted queries q_guess ([num_q_heads, head_dim] fp32 contiguous, e.g. the layer's Wq
+ * applied to an earlier layer's input); the layer's next attend waits for it and fetches only
+ * what its real queries add. q_guess is not used after the call returns. OK on a dense layer.
+ * A failed background fetch is not reported here: the next attend fetches everything. */
+int ckv_sequence_prefetch(ckv_sequence* sequence, int32_t layer, const float* q_guess);
 /* k, v: [num_kv_heads, head_dim] contiguous, in the sequence dtype. */
 int ckv_sequence_append_token(ckv_sequence* sequence, int32_t layer, const void* k, const void* v);
 /* The share of attention mass the last successful ckv_sequence_attend is estimated to have

@@ -26,6 +26,11 @@ py::dict StatsDict(const client::StepStats& s) {
   d["estimated_recall"] = s.estimated_recall;
   d["estimated_recall_min"] = s.estimated_recall_min;
   d["hinted_clusters"] = s.hinted_clusters;
+  d["prefetched_clusters"] = s.prefetched_clusters;
+  d["prefetched_tokens"] = s.prefetched_tokens;
+  d["prefetch_used_tokens"] = s.prefetch_used_tokens;
+  d["prefetch_wait_us"] = s.prefetch_wait_us;
+  d["prefetch_failures"] = s.prefetch_failures;
   const int64_t requested = s.hit_tokens + s.miss_tokens;
   d["hit_rate"] = requested == 0 ? 0.0 : static_cast<double>(s.hit_tokens) / requested;
   return d;
@@ -103,8 +108,34 @@ blocks_fetched, hit/miss clusters and tokens, attended_tokens, selected_tokens a
 selected_heads (the tokens taken from clusters and the heads that took them), hit_rate, and
 estimated_recall / estimated_recall_min: the share of attention mass the step is estimated to
 have attended, mean and minimum over the layer's kv heads), and hinted_clusters (clusters named
-in the step's promotion hint, config promotion_hint_tokens)).
+in the step's promotion hint, config promotion_hint_tokens), and the prefetch counters
+(prefetched_clusters, prefetched_tokens, prefetch_used_tokens, prefetch_wait_us,
+prefetch_failures; see prefetch).
 A layer attended twice starts a new decode step (see begin_step).)doc")
+      .def(
+          "prefetch",
+          [](SequenceHandle& h, int32_t layer, const py::array& predicted_queries) {
+            const KvLayout& l = h.layout();
+            const ConstMatrixView q =
+                AsMatrix(predicted_queries, "predicted_queries", l.num_q_heads, l.head_dim);
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.Prefetch(layer, q); }));
+          },
+          py::arg("layer"), py::arg("predicted_queries"), R"doc(
+Starts recalling, in the background, the clusters `layer` would select for predicted_queries
+[num_q_heads, head_dim] (a guess at the layer's queries, e.g. its Wq applied to an earlier
+layer's input). Returns once the selection is made; the fetch runs on the sequence's background
+thread while the caller computes. The layer's next attend waits for it and fetches only what
+its real queries add (stats: prefetch_used_tokens). No-op on a dense layer. Raises
+InvalidArgumentError for a bad layer, shape or NaN/Inf; a failed fetch is counted by the next
+attend (prefetch_failures), which then fetches everything it selects.)doc")
+      .def(
+          "wait_for_prefetch",
+          [](SequenceHandle& h, int32_t layer) {
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.WaitForPrefetch(layer); }));
+          },
+          py::arg("layer"),
+          "Waits for the prefetch of `layer` and raises its fetch's error, if any (no-op when "
+          "none is pending).")
       .def(
           "append_token",
           [](SequenceHandle& h, int32_t layer, const py::array& key, const py::array& value) {

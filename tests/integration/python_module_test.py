@@ -201,6 +201,26 @@ class ModuleTest(unittest.TestCase):
             seq.select(0, q)  # dense layer
         seq.close(drop=True)
 
+    def test_prefetch_then_attend_fetches_nothing_more_and_matches(self):
+        client = self.connect(token_budget=100)
+        seq, kv, rng = self.open_with_prefill(client, "prefetch")
+        plain, _, _ = self.open_with_prefill(client, "prefetch-plain")
+        q = rng.standard_normal((8, 64)).astype(np.float32)
+        seq.prefetch(2, q)
+        seq.wait_for_prefetch(2)
+        out, stats = seq.attend(2, q, return_stats=True)
+        want, plain_stats = plain.attend(2, q, return_stats=True)
+        np.testing.assert_array_equal(out, want)
+        self.assertEqual(stats["miss_tokens"], 0)
+        self.assertEqual(stats["prefetched_tokens"], plain_stats["miss_tokens"])
+        self.assertEqual(stats["prefetch_used_tokens"], stats["hit_tokens"])
+        self.assertEqual(stats["prefetch_failures"], 0)
+        seq.prefetch(0, q)  # dense layer: nothing to recall
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            seq.prefetch(2, np.zeros((4, 64), np.float32))
+        seq.close(drop=True)
+        plain.close(drop=True)
+
     def test_adaptive_budget_spends_at_most_the_cap(self):
         # A target every head reaches without a cluster: each head takes B_min.
         client = self.connect(token_budget=100, recall_target=1e-9, min_token_budget=10)

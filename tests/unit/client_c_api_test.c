@@ -73,6 +73,7 @@ int main(void) {
   /* Null sequence handles. */
   EXPECT_EQ_INT(ckv_sequence_offload_prefill(NULL, 0, q, q, 1), CKV_INVALID_ARGUMENT);
   EXPECT_EQ_INT(ckv_sequence_attend(NULL, 0, q, out), CKV_INVALID_ARGUMENT);
+  EXPECT_EQ_INT(ckv_sequence_prefetch(NULL, 0, q), CKV_INVALID_ARGUMENT);
   EXPECT_EQ_INT(ckv_sequence_append_token(NULL, 0, q, q), CKV_INVALID_ARGUMENT);
   EXPECT_EQ_INT(ckv_sequence_close(NULL, 0), CKV_INVALID_ARGUMENT);
   EXPECT_TRUE(ckv_sequence_num_tokens(NULL) == 0);

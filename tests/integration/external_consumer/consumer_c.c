@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
 
   int ok = ckv_sequence_offload_prefill(seq, 0, k, v, kTokens) == CKV_OK &&
            ckv_sequence_append_token(seq, 0, k[kTokens], v[kTokens]) == CKV_OK &&
+           ckv_sequence_prefetch(seq, 0, &q[0][0]) == CKV_OK &&
            ckv_sequence_attend(seq, 0, &q[0][0], &out[0][0]) == CKV_OK;
   if (!ok) {
     fprintf(stderr, "consumer_c: %s\n", ckv_sequence_last_error(seq));
