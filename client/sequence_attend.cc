@@ -51,10 +51,7 @@ absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries,
   // A failed prefetch only costs its fetch: the cache was emptied and this step fetches
   // everything it selects.
   absl::flat_hash_set<ClusterId> prefetched;
-  if (state.prefetch != nullptr) {
-    prefetched = state.prefetch->placed;
-    if (!CompletePrefetch(state, s).ok()) prefetched.clear();
-  }
+  CompletePrefetch(state, s, &prefetched).IgnoreError();
   RETURN_IF_ERROR(AttendClustered(layer, state, queries, out, s, prefetched));
   unreported_.hit_tokens += static_cast<uint64_t>(s->hit_tokens);
   unreported_.miss_tokens += static_cast<uint64_t>(s->miss_tokens);
@@ -86,10 +83,37 @@ absl::Status SequenceCore::Prefetch(int32_t layer, const ConstMatrixView& predic
   // resident for the step).
   if (state.prefetch != nullptr) {
     StepStats superseded;  // its bytes still count in the sequence's totals
-    CompletePrefetch(state, &superseded).IgnoreError();  // a failed one only emptied the cache
+    // A failed one only emptied the cache.
+    CompletePrefetch(state, &superseded, nullptr).IgnoreError();
   }
-  ASSIGN_OR_RETURN(std::vector<gpu::ClusterSelection> selections,
-                   PreviewSelection(layer, predicted_queries));
+  // Everything else runs on the worker: the selection, the reservation and the fetch. The
+  // engine thread only copies the queries.
+  auto prefetch = std::make_unique<PendingPrefetch>();
+  PendingPrefetch* job = prefetch.get();
+  job->queries.resize(static_cast<size_t>(layout_.num_q_heads) * layout_.head_dim);
+  for (int32_t r = 0; r < layout_.num_q_heads; ++r) {
+    predicted_queries.LoadRow(r, &job->queries[static_cast<size_t>(r) * layout_.head_dim]);
+  }
+  job->step = NextAttendStep(state);
+  state.prefetch = std::move(prefetch);
+  if (worker_ == nullptr) worker_ = std::make_unique<BackgroundWorker>();
+  worker_->Post([this, layer, &state, job] {
+    job->status = PlanPrefetch(layer, state, job);
+    job->planned.Notify();
+    if (job->status.ok()) {
+      job->status = FetchMisses(layer, state, job->misses, &job->fetched, &job->direct);
+    }
+    job->done.Notify();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status SequenceCore::PlanPrefetch(int32_t layer, LayerState& state,
+                                        PendingPrefetch* job) {
+  ASSIGN_OR_RETURN(
+      std::vector<gpu::ClusterSelection> selections,
+      PreviewSelection(layer, ConstMatrixView(job->queries.data(), layout_.num_q_heads,
+                                              layout_.head_dim)));
   std::vector<gpu::CacheRequest> wanted;
   for (int32_t h = 0; h < layout_.num_kv_heads; ++h) {
     const gpu::ClusterIndex& index = state.heads[h].index;
@@ -99,26 +123,21 @@ absl::Status SequenceCore::Prefetch(int32_t layer, const ConstMatrixView& predic
   }
   if (wanted.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(EnsureCache(state));
-  absl::StatusOr<gpu::CachePlan> plan = state.cache->Reserve(NextAttendStep(state), wanted);
+  absl::StatusOr<gpu::CachePlan> plan = state.cache->Reserve(job->step, wanted);
   // A speculation that does not fit (or would fragment) is dropped, never forced: the step's
   // own selection decides what the cache must hold.
   if (absl::IsResourceExhausted(plan.status())) return absl::OkStatus();
   RETURN_IF_ERROR(plan.status());
-  if (plan->misses.empty()) return absl::OkStatus();
-  auto prefetch = std::make_unique<PendingPrefetch>();
   for (const gpu::CacheEntry& miss : plan->misses) {
-    prefetch->placed.insert(miss.id);
-    prefetch->placed_tokens += miss.slot.size();
+    job->placed.insert(miss.id);
+    job->placed_tokens += miss.slot.size();
   }
-  prefetch->misses = std::move(plan->misses);
-  PendingPrefetch* job = prefetch.get();
-  state.prefetch = std::move(prefetch);
-  if (worker_ == nullptr) worker_ = std::make_unique<BackgroundWorker>();
-  worker_->Post([this, layer, &state, job] {
-    job->status = FetchMisses(layer, state, job->misses, &job->fetched, &job->direct);
-    job->done.Notify();
-  });
+  job->misses = std::move(plan->misses);
   return absl::OkStatus();
+}
+
+void SequenceCore::WaitForPrefetchPlan(const LayerState& state) const {
+  if (state.prefetch != nullptr) state.prefetch->planned.WaitForNotification();
 }
 
 absl::Status SequenceCore::WaitForPrefetch(int32_t layer) {
@@ -132,11 +151,13 @@ absl::Status SequenceCore::WaitForPrefetch(int32_t layer) {
 void SequenceCore::CompletePrefetches() {
   for (auto& state : layers_) {
     StepStats ignored;
-    CompletePrefetch(*state, &ignored).IgnoreError();  // a failure emptied the layer's cache
+    // A failure emptied the layer's cache.
+    CompletePrefetch(*state, &ignored, nullptr).IgnoreError();
   }
 }
 
-absl::Status SequenceCore::CompletePrefetch(LayerState& state, StepStats* stats) {
+absl::Status SequenceCore::CompletePrefetch(LayerState& state, StepStats* stats,
+                                            absl::flat_hash_set<ClusterId>* placed) {
   if (state.prefetch == nullptr) return absl::OkStatus();
   const absl::Time start = options_.clock->Now();
   state.prefetch->done.WaitForNotification();
@@ -152,6 +173,7 @@ absl::Status SequenceCore::CompletePrefetch(LayerState& state, StepStats* stats)
   stats->blocks_fetched += prefetch->fetched.blocks_fetched;
   stats->prefetched_clusters += static_cast<int64_t>(prefetch->placed.size());
   stats->prefetched_tokens += prefetch->placed_tokens;
+  if (placed != nullptr) *placed = std::move(prefetch->placed);
   return absl::OkStatus();
 }
 

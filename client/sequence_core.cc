@@ -197,6 +197,7 @@ absl::Status SequenceCore::OffloadPrefill(int32_t layer, const Tensor3View& keys
     return absl::InvalidArgumentError("keys and values must have the same shape");
   }
   LayerState& state = *layers_[layer];
+  WaitForPrefetchPlan(state);
   bool has_clusters = false;
   for (const HeadState& head : state.heads) {
     has_clusters |= head.index.num_clusters() > 0 || head.window.window_size() > 0;
@@ -269,6 +270,7 @@ absl::Status SequenceCore::AppendToken(int32_t layer, const ConstMatrixView& key
   RETURN_IF_ERROR(CheckTokenRows(keys, layout_, "keys"));
   RETURN_IF_ERROR(CheckTokenRows(values, layout_, "values"));
   LayerState& state = *layers_[layer];
+  WaitForPrefetchPlan(state);  // its selection reads the index this call may grow
   if (state.pending.has_value()) RETURN_IF_ERROR(FlushPending(layer, state));
   if (state.num_tokens >= (int64_t{1} << 31) - 1) {
     return absl::OutOfRangeError("token positions would overflow int32");
@@ -328,6 +330,7 @@ absl::Status SequenceCore::AppendToken(int32_t layer, const ConstMatrixView& key
 absl::Status SequenceCore::Flush(int32_t layer) {
   RETURN_IF_ERROR(CheckLayer(layer));
   LayerState& state = *layers_[layer];
+  WaitForPrefetchPlan(state);
   if (!state.pending.has_value()) return absl::OkStatus();
   return FlushPending(layer, state);
 }
@@ -425,6 +428,7 @@ bool SequenceCore::has_pending_offload(int32_t layer) const {
 }
 
 gpu::CacheStats SequenceCore::cache_stats() const {
+  for (const auto& state : layers_) WaitForPrefetchPlan(*state);  // it may be evicting
   gpu::CacheStats total;
   auto add = [&total](const gpu::CacheStats& s) {
     total.hit_clusters += s.hit_clusters;

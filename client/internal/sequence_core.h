@@ -175,13 +175,22 @@ class SequenceCore {
                                  bool* fell_back) const;
   void CountFetched(const StepStats& fetched, bool direct);
   // Completes the layer's pending prefetch, if any: waits for its fetch, counts it into
-  // `stats` (and the sequence's totals), and on a failed fetch empties the layer's cache,
-  // whose reserved slots may hold partial data. Returns the fetch's status (OK when none).
-  absl::Status CompletePrefetch(LayerState& state, StepStats* stats);
+  // `stats` (and the sequence's totals), hands the clusters it placed to `placed` (when not
+  // null), and on a failure empties the layer's cache, whose reserved slots may hold partial
+  // data. Returns the prefetch's status (OK when none).
+  absl::Status CompletePrefetch(LayerState& state, StepStats* stats,
+                                absl::flat_hash_set<ClusterId>* placed);
   // CompletePrefetch on every layer (before a close or a reattach).
   void CompletePrefetches();
   // The step the next Attend of `state`'s layer will run in.
   int64_t NextAttendStep(const LayerState& state) const;
+  // The worker's first half of a prefetch: the selection for job->queries and its
+  // reservation in the layer's cache (job->placed, job->misses). A speculation that does not
+  // fit is dropped (OK, nothing placed).
+  absl::Status PlanPrefetch(int32_t layer, LayerState& state, PendingPrefetch* job);
+  // Waits until the layer's pending prefetch, if any, no longer reads the layer's index or
+  // changes its cache (before AppendToken, Flush or a cache statistic touch them).
+  void WaitForPrefetchPlan(const LayerState& state) const;
   absl::Status FlushPending(int32_t layer, LayerState& state);
   // Every kv head's centroid scores for `queries` (scale 1/sqrt(head_dim), summed over the
   // head's query group); empty for a head without clustered tokens.

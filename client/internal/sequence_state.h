@@ -39,13 +39,18 @@ struct SequenceCore::PendingAppend {
   std::vector<gpu::WindowClusters> windows;  // per kv head
 };
 
-// A speculative recall of a layer (Prefetch): the clusters it placed in the device cache and
-// the background fetch filling their slots. `done` is notified when the fetch has finished;
-// `status`, `fetched` and `direct` are written before that and read only after it.
+// A speculative recall of a layer (Prefetch), run on the background worker: the selection for
+// the predicted queries and its reservation in the layer's device cache (`planned` is notified
+// after them: until then the worker reads the layer's index and changes its cache), then the
+// fetch filling the reserved slots (`done`). The worker writes every other field before
+// `done`; the engine thread reads them only after it.
 struct SequenceCore::PendingPrefetch {
+  std::vector<float> queries;  // the predicted queries, fp32 [num_q_heads, head_dim]
+  int64_t step = 0;            // the step of the Attend it prepares
   absl::flat_hash_set<ClusterId> placed;  // the reserved misses being fetched
   int64_t placed_tokens = 0;
   std::vector<gpu::CacheEntry> misses;
+  absl::Notification planned;
   absl::Notification done;
   absl::Status status;
   StepStats fetched;

@@ -16,6 +16,10 @@ void AttentionStepStats::Add(const AttentionStepStats& o) {
   selected_tokens += o.selected_tokens;
   selected_heads += o.selected_heads;
   estimated_recall_sum += o.estimated_recall_sum;
+  prefetched_tokens += o.prefetched_tokens;
+  prefetch_used_tokens += o.prefetch_used_tokens;
+  prefetch_wait_us += o.prefetch_wait_us;
+  excluded_us += o.excluded_us;
 }
 
 }  // namespace clusterkv::llama

@@ -31,6 +31,14 @@ struct AttentionStepStats {
   int64_t selected_tokens = 0;
   int64_t selected_heads = 0;
   double estimated_recall_sum = 0.0;
+  // Speculative recall (Prefetch): tokens the layer's prefetch fetched, tokens of the layer's
+  // selection it had brought in, and the time the attend waited for it.
+  int64_t prefetched_tokens = 0;
+  int64_t prefetch_used_tokens = 0;
+  int64_t prefetch_wait_us = 0;
+  // Work the call did that a step's timing must leave out (the compute-only bound's warm-up
+  // of the device cache, ClusterKvBackend::set_resident_bound).
+  int64_t excluded_us = 0;
 
   void Add(const AttentionStepStats& o);
 };
@@ -52,6 +60,15 @@ class AttentionBackend {
   [[nodiscard]] virtual absl::Status AppendAndAttend(int32_t layer, const float* q, const float* k,
                                                      const float* v, float* out,
                                                      AttentionStepStats* stats) = 0;
+  // Whether `layer`'s attention recalls K/V from a store, so that a Prefetch of it can start
+  // that recall early. False by default (every token is local).
+  virtual bool WantsPrefetch(int32_t /*layer*/) const { return false; }
+  // Starts recalling what `layer`'s next AppendAndAttend will need, for a predicted query
+  // q_guess [n_heads, head_dim] (DecoderModel::PredictQuery); returns without waiting for the
+  // recall. No-op by default.
+  [[nodiscard]] virtual absl::Status Prefetch(int32_t /*layer*/, const float* /*q_guess*/) {
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace clusterkv::llama

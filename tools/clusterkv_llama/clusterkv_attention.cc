@@ -29,6 +29,17 @@ ClusterKvConfig SequenceConfig(const ModelConfig& model, const ClusterKvConfig& 
   return out;
 }
 
+bool ClusterKvBackend::WantsPrefetch(int32_t layer) const {
+  return layer >= 0 && layer < sequence_->layout().num_layers &&
+         !sequence_->config().IsDenseLayer(layer);
+}
+
+absl::Status ClusterKvBackend::Prefetch(int32_t layer, const float* q_guess) {
+  const KvLayout& layout = sequence_->layout();
+  return sequence_->Prefetch(layer,
+                             ConstMatrixView(q_guess, layout.num_q_heads, layout.head_dim));
+}
+
 ClusterKvBackend::ClusterKvBackend(std::string name, std::unique_ptr<client::Sequence> sequence)
     : name_(std::move(name)), sequence_(std::move(sequence)) {}
 
@@ -47,12 +58,24 @@ absl::Status ClusterKvBackend::AppendAndAttend(int32_t layer, const float* q, co
                                          ConstMatrixView(k, layout.num_kv_heads, layout.head_dim),
                                          ConstMatrixView(v, layout.num_kv_heads, layout.head_dim)));
   const int64_t append_us = MicrosSince(t0);
+  int64_t excluded_us = 0;
+  if (resident_bound_) {
+    const auto t_warm = std::chrono::steady_clock::now();
+    RETURN_IF_ERROR(
+        sequence_->Prefetch(layer, ConstMatrixView(q, layout.num_q_heads, layout.head_dim)));
+    RETURN_IF_ERROR(sequence_->WaitForPrefetch(layer));
+    excluded_us = MicrosSince(t_warm);
+  }
   client::StepStats s;
   RETURN_IF_ERROR(sequence_->Attend(layer, ConstMatrixView(q, layout.num_q_heads, layout.head_dim),
                                     MatrixView(out, layout.num_q_heads, layout.head_dim), &s));
   if (stats != nullptr) {
     *stats = AttentionStepStats();
-    stats->total_us = MicrosSince(t0);
+    stats->total_us = MicrosSince(t0) - excluded_us;
+    stats->excluded_us = excluded_us;
+    stats->prefetched_tokens = s.prefetched_tokens;
+    stats->prefetch_used_tokens = s.prefetch_used_tokens;
+    stats->prefetch_wait_us = s.prefetch_wait_us;
     stats->append_us = append_us;
     stats->score_us = s.score_us;
     stats->select_us = s.select_us;

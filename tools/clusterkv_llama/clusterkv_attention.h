@@ -57,12 +57,21 @@ class ClusterKvBackend : public AttentionBackend {
   // Sequence::AppendToken's, then Sequence::Attend's errors.
   absl::Status AppendAndAttend(int32_t layer, const float* q, const float* k, const float* v,
                                float* out, AttentionStepStats* stats) override;
+  // Sparse (not dense) sequence layers.
+  bool WantsPrefetch(int32_t layer) const override;
+  // Sequence::Prefetch.
+  absl::Status Prefetch(int32_t layer, const float* q_guess) override;
+  // The compute-only bound of a decode step: when on, AppendAndAttend first makes every
+  // cluster the real query selects resident (a Prefetch of that query, waited for) and reports
+  // that time as excluded_us, so the attend it times finds every selected cluster resident.
+  void set_resident_bound(bool on) { resident_bound_ = on; }
 
   client::Sequence& sequence() { return *sequence_; }
 
  private:
   std::string name_;
   std::unique_ptr<client::Sequence> sequence_;
+  bool resident_bound_ = false;
 };
 
 // One ClusterKV run: a connected Client, the ClusterKvBackend of its Sequence, and the backend

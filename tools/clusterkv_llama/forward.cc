@@ -242,6 +242,7 @@ absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBacke
   std::vector<float> q(static_cast<size_t>(q_dim)), attn(q.size());
   std::vector<float> k(static_cast<size_t>(kv_dim)), v(k.size());
   std::vector<float> gate(static_cast<size_t>(ffn)), up(gate.size());
+  std::vector<float> q_guess(speculative_prefetch_ ? q.size() : 0);
   int64_t attention_us = 0, hook_us = 0;
   AttentionStepStats total_stats;
   backend.BeginStep();
@@ -252,11 +253,15 @@ absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBacke
       residual_hook_(l, pos, x.data());
       hook_us += MicrosSince(t_hook);
     }
+    if (speculative_prefetch_ && l + 1 < c.n_layers && backend.WantsPrefetch(l + 1)) {
+      PredictQuery(l + 1, pos, x.data(), q_guess.data());
+      RETURN_IF_ERROR(backend.Prefetch(l + 1, q_guess.data()));
+    }
     ProjectQkv(lw, c.IsLocalLayer(l), pos, 1, x.data(), h.data(), q.data(), k.data(), v.data());
     const auto t_attn = SteadyClock::now();
     AttentionStepStats s;
     RETURN_IF_ERROR(backend.AppendAndAttend(l, q.data(), k.data(), v.data(), attn.data(), &s));
-    attention_us += MicrosSince(t_attn);
+    attention_us += MicrosSince(t_attn) - s.excluded_us;
     total_stats.Add(s);
     if (query_hook_) {
       const auto t_hook = SteadyClock::now();
@@ -268,7 +273,7 @@ absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBacke
   }
   Logits(x.data(), 1, logits);
   if (timing != nullptr) {
-    timing->total_us = MicrosSince(start) - hook_us;
+    timing->total_us = MicrosSince(start) - hook_us - total_stats.excluded_us;
     timing->attention_us = attention_us;
     timing->dense_us = timing->total_us - attention_us;
   }

@@ -105,6 +105,12 @@ class DecoderModel {
   using ResidualHook = std::function<void(int32_t layer, int64_t pos, const float* x)>;
   void set_residual_hook(ResidualHook hook) { residual_hook_ = std::move(hook); }
 
+  // Speculative recall in DecodeStep: when on, before each layer's attention the step predicts
+  // the next layer's query from this layer's input (PredictQuery) and hands it to the backend's
+  // Prefetch, for every next layer the backend WantsPrefetch; the recall then overlaps this
+  // layer's attention and MLP. Timed as part of the step. Off by default.
+  void set_speculative_prefetch(bool on) { speculative_prefetch_ = on; }
+
   // The query [n_heads, head_dim] that `layer` would compute at `pos` from the residual stream
   // `x` [dim]: its attention norm, Wq, QK-norm, RoPE and backend scale, as in DecodeStep. Given
   // an earlier layer's x it is a speculation on `layer`'s real query (InfiniGen's).
@@ -138,6 +144,7 @@ class DecoderModel {
   float backend_q_scale_;  // AttentionScale() * sqrt(head_dim)
   QueryHook query_hook_;
   ResidualHook residual_hook_;
+  bool speculative_prefetch_ = false;
 };
 
 // Loads every layer of `prefill` into `backend` (LoadPrefill per model layer, in order).

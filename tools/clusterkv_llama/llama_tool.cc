@@ -201,6 +201,7 @@ absl::Status RunBench(const ToolOptions& o, const ComparisonOptions& co,
   static_cast<ServiceOptions&>(so) = co;
   so.budget = o.generate_budget;
   so.decode_steps = o.bench_steps;
+  so.overlap = o.bench_overlap;
   so.model_name = o.model.empty() ? "random" : std::filesystem::path(o.model).filename().string();
   so.progress = co.progress;
   ASSIGN_OR_RETURN(nlohmann::ordered_json rows, RunSpeedBench(weights, prompt, so, out));

@@ -55,6 +55,7 @@ struct ToolOptions {
   // "generate", "compare", "bench", or "auto" (generate for a text prompt, else compare).
   std::string mode = "auto";
   int32_t bench_steps = 32;  // bench: decode steps per variant
+  bool bench_overlap = false;  // bench: also the prefetch and compute-only-bound decodes
   // demo: prompt length and reference continuation (text from eval.text).
   int64_t demo_context = 4096;
   int32_t demo_reference_tokens = 128;

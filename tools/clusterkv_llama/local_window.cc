@@ -63,6 +63,20 @@ absl::Status LocalWindowBackend::LoadPrefill(int32_t layer, const Tensor3View& k
   return absl::OkStatus();
 }
 
+bool LocalWindowBackend::WantsPrefetch(int32_t layer) const {
+  if (layer < 0 || layer >= config_.n_layers) return false;
+  const int32_t g = global_index_[static_cast<size_t>(layer)];
+  return g >= 0 && global_->WantsPrefetch(g);
+}
+
+absl::Status LocalWindowBackend::Prefetch(int32_t layer, const float* q_guess) {
+  if (layer < 0 || layer >= config_.n_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("bad layer ", layer));
+  }
+  const int32_t g = global_index_[static_cast<size_t>(layer)];
+  return g >= 0 ? global_->Prefetch(g, q_guess) : absl::OkStatus();
+}
+
 absl::Status LocalWindowBackend::AppendAndAttend(int32_t layer, const float* q, const float* k,
                                                  const float* v, float* out,
                                                  AttentionStepStats* stats) {

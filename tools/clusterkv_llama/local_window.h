@@ -34,6 +34,9 @@ class LocalWindowBackend : public AttentionBackend {
   absl::Status AppendAndAttend(int32_t layer, const float* q, const float* k, const float* v,
                                float* out, AttentionStepStats* stats) override;
 
+  // Global layers: the inner backend's, with the global index; local layers: false / no-op.
+  bool WantsPrefetch(int32_t layer) const override;
+  absl::Status Prefetch(int32_t layer, const float* q_guess) override;
   AttentionBackend& global() { return *global_; }
 
  private:

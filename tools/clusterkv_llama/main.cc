@@ -67,6 +67,10 @@ ABSL_FLAG(std::string, mode, "auto",
 ABSL_FLAG(int32_t, max_new_tokens, 64, "generate: tokens to generate per variant.");
 ABSL_FLAG(int64_t, budget, 1024, "generate and bench: the ClusterKV budget B.");
 ABSL_FLAG(int32_t, bench_steps, 32, "bench: decode steps per variant.");
+ABSL_FLAG(bool, bench_overlap, false,
+          "bench: also decode with speculative prefetch (each sparse layer's recall starts "
+          "from a query predicted from the previous layer's input) and as the compute-only "
+          "bound (every selected cluster resident before the timed attend).");
 ABSL_FLAG(int64_t, demo_context, 4096, "demo: prompt tokens of --text.");
 ABSL_FLAG(int32_t, demo_reference_tokens, 128,
           "demo: tokens of the text after the prompt whose perplexity both variants report.");
@@ -163,7 +167,7 @@ int main(int argc, char** argv) {
          {"Prompt and mode",
           {"prompt", "prompt_file", "prompt_bytes", "parse_special", "chat", "prompt_tokens", "prompt_len",
            "prompt_seed", "mode"}},
-         {"Generate and bench", {"max_new_tokens", "budget", "full_attention", "bench_steps"}},
+         {"Generate and bench", {"max_new_tokens", "budget", "full_attention", "bench_steps", "bench_overlap"}},
          {"Demo", {"demo_context", "demo_reference_tokens"}},
          {"Eval",
           {"contexts", "methods", "text", "passkey_text", "ppl_tokens", "agreement_tokens",
@@ -215,6 +219,7 @@ int main(int argc, char** argv) {
   o.generate_budget = absl::GetFlag(FLAGS_budget);
   o.generate_full = absl::GetFlag(FLAGS_full_attention);
   o.bench_steps = absl::GetFlag(FLAGS_bench_steps);
+  o.bench_overlap = absl::GetFlag(FLAGS_bench_overlap);
   o.demo_context = absl::GetFlag(FLAGS_demo_context);
   o.demo_reference_tokens = absl::GetFlag(FLAGS_demo_reference_tokens);
   {

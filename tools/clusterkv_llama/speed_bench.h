@@ -10,7 +10,11 @@
 //     plane), `decode_steps` greedy steps each, with the ClusterKV step split into
 //     score/select/fetch/attend; with config.promotion_hint_tokens > 0 the ClusterKV decode
 //     runs a second time with promotion hints (the first run, without, is its baseline), and
-//     each ClusterKV row carries the daemon's tier hits and hint outcomes over its decode.
+//     each ClusterKV row carries the daemon's tier hits and hint outcomes over its decode;
+//     with `overlap` it also runs with speculative prefetch (DecoderModel::
+//     set_speculative_prefetch: each layer's recall starts from a query predicted from the
+//     previous layer's input and overlaps that layer's compute) and as the compute-only bound
+//     (every selected cluster made resident, untimed, before each layer's timed attend).
 // Rows of the DESIGN.md section 9 report shape go to the returned JSON; the table to `out`.
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
@@ -31,6 +35,7 @@ struct SpeedBenchOptions : ServiceOptions {
   int64_t budget = 1024;
   int32_t decode_steps = 32;
   bool own_kernel_prefill = true;  // also time a prefix with OpenBLAS and with the own kernel
+  bool overlap = false;            // also the prefetch and compute-only-bound decodes
   std::string model_name;          // for the report
   std::ostream* progress = nullptr;
 };
