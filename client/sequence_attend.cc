@@ -26,7 +26,23 @@ int64_t SequenceCore::Micros(absl::Time since) const {
 }
 
 absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
-                              StepStats* stats) {
+                                  StepStats* stats) {
+  StepPlan plan;
+  RETURN_IF_ERROR(BeginAttend(layer, queries, out, stats, &plan));
+  if (plan.done) return absl::OkStatus();
+  StepStats fetched;
+  bool direct = false;
+  const absl::Time t = options_.clock->Now();
+  if (absl::Status status = FetchMisses(layer, *plan.state, plan.cache.misses, &fetched, &direct);
+      !status.ok()) {
+    ResetCache(*plan.state);  // the planned slots were promised but not (fully) filled
+    return status;
+  }
+  return FinishAttend(plan, fetched, direct, Micros(t));
+}
+
+absl::Status SequenceCore::BeginAttend(int32_t layer, const ConstMatrixView& queries,
+                                       MatrixView out, StepStats* stats, StepPlan* plan) {
   RETURN_IF_ERROR(CheckLayer(layer));
   RETURN_IF_ERROR(queries.Validate("queries"));
   if (queries.rows != layout_.num_q_heads || queries.cols != layout_.head_dim) {
@@ -44,23 +60,20 @@ absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries,
   // A layer attended twice in one step means the engine moved on to the next token.
   if (state.last_step == step_) ++step_;
   state.last_step = step_;
-  StepStats local;
-  StepStats* s = stats != nullptr ? stats : &local;
-  *s = StepStats();
-  if (state.dense) return AttendDense(state, queries, out, s);
+  plan->layer = layer;
+  plan->state = &state;
+  plan->queries = queries;
+  plan->out = out;
+  plan->stats = stats != nullptr ? stats : &plan->local_stats;
+  *plan->stats = StepStats();
+  if (state.dense) {
+    plan->done = true;
+    return AttendDense(state, queries, out, plan->stats);
+  }
   // A failed prefetch only costs its fetch: the cache was emptied and this step fetches
   // everything it selects.
-  absl::flat_hash_set<ClusterId> prefetched;
-  CompletePrefetch(state, s, &prefetched).IgnoreError();
-  RETURN_IF_ERROR(AttendClustered(layer, state, queries, out, s, prefetched));
-  unreported_.hit_tokens += static_cast<uint64_t>(s->hit_tokens);
-  unreported_.miss_tokens += static_cast<uint64_t>(s->miss_tokens);
-  unreported_.selected_tokens += static_cast<uint64_t>(s->selected_tokens);
-  unreported_.selected_heads += static_cast<uint64_t>(s->selected_heads);
-  if (step_ - last_report_step_ >= kReportEverySteps) {
-    ReportStats().IgnoreError();  // best effort: kept for the next report on failure
-  }
-  return absl::OkStatus();
+  CompletePrefetch(state, plan->stats, &plan->prefetched).IgnoreError();
+  return PlanClustered(*plan);
 }
 
 int64_t SequenceCore::NextAttendStep(const LayerState& state) const {
@@ -355,10 +368,11 @@ absl::Status SequenceCore::FetchMisses(int32_t layer, const LayerState& state,
   return memory.Synchronize();
 }
 
-absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
-                                           const ConstMatrixView& queries, MatrixView out,
-                                           StepStats* stats,
-                                           const absl::flat_hash_set<ClusterId>& prefetched) {
+absl::Status SequenceCore::PlanClustered(StepPlan& step) {
+  const int32_t layer = step.layer;
+  LayerState& state = *step.state;
+  const ConstMatrixView& queries = step.queries;
+  StepStats* stats = step.stats;
   const int32_t heads = layout_.num_kv_heads;
   const int32_t group = layout_.GroupSize();
   const int32_t d = layout_.head_dim;
@@ -366,14 +380,16 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
 
   // 1. Score every head's centroids.
   absl::Time t = options_.clock->Now();
-  ASSIGN_OR_RETURN(std::vector<std::vector<float>> scores, ScoreHeads(state, queries));
+  ASSIGN_OR_RETURN(step.scores, ScoreHeads(state, queries));
+  const std::vector<std::vector<float>>& scores = step.scores;
   const int64_t score_us = Micros(t);
   t = options_.clock->Now();
 
   // 2. The estimated masses of every cluster against the exactly attended keys (sinks, the
   //    pending and the recent window), then the selection up to each head's budget. The
   //    estimate is counted in score_us.
-  std::vector<gpu::ClusterMasses> masses(heads);
+  std::vector<gpu::ClusterMasses>& masses = step.masses;
+  masses.assign(heads, gpu::ClusterMasses());
   for (int32_t h = 0; h < heads; ++h) {
     const HeadState& head = state.heads[h];
     const gpu::ClusterIndex& index = head.index;
@@ -401,8 +417,8 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   //    (so a slot's value rows sit at a fixed offset and a truncated cluster can be a hit later
   //    with more rows); attention reads the selected prefix.
   t = options_.clock->Now();
-  ASSIGN_OR_RETURN(std::vector<gpu::ClusterSelection> selections,
-                   SelectForStep(state, scores, masses));
+  ASSIGN_OR_RETURN(step.selections, SelectForStep(state, scores, masses));
+  const std::vector<gpu::ClusterSelection>& selections = step.selections;
   std::vector<gpu::CacheRequest> wanted;
   for (int32_t h = 0; h < heads; ++h) {
     const gpu::ClusterIndex& index = state.heads[h].index;
@@ -413,7 +429,7 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
       wanted.push_back(gpu::CacheRequest{ClusterId{HeadId{layer, h}, c}, index.sizes()[c]});
     }
   }
-  gpu::CachePlan plan;
+  gpu::CachePlan& plan = step.cache;
   if (!wanted.empty()) {
     RETURN_IF_ERROR(EnsureCache(state));
     absl::StatusOr<gpu::CachePlan> planned = state.cache->Access(step_, wanted);
@@ -427,22 +443,31 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
     plan = *std::move(planned);
   }
   stats->select_us = Micros(t);
+  return absl::OkStatus();
+}
 
-  // 4. One fetch for every miss of the layer.
-  t = options_.clock->Now();
-  StepStats fetched;
-  bool direct = false;
-  if (absl::Status status = FetchMisses(layer, state, plan.misses, &fetched, &direct);
-      !status.ok()) {
-    ResetCache(state);  // the planned slots were promised but not (fully) filled
-    return status;
-  }
+absl::Status SequenceCore::FinishAttend(StepPlan& step, const StepStats& fetched, bool direct,
+                                        int64_t fetch_us) {
+  const int32_t layer = step.layer;
+  LayerState& state = *step.state;
+  const ConstMatrixView& queries = step.queries;
+  const MatrixView& out = step.out;
+  StepStats* stats = step.stats;
+  const gpu::CachePlan& plan = step.cache;
+  const std::vector<gpu::ClusterSelection>& selections = step.selections;
+  const absl::flat_hash_set<ClusterId>& prefetched = step.prefetched;
+  const int32_t heads = layout_.num_kv_heads;
+  const int32_t group = layout_.GroupSize();
+  const int32_t d = layout_.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+
+  // 4. The fetch of the misses (done by the caller: one per layer, or one per batch).
   CountFetched(fetched, direct);
   stats->bytes_fetched += fetched.bytes_fetched;
   stats->blocks_fetched += fetched.blocks_fetched;
-  stats->fetch_us = Micros(t);
+  stats->fetch_us = fetch_us;
   if (options_.config.promotion_hint_tokens > 0) {
-    stats->hinted_clusters = SendPromotionHints(layer, state, scores, selections);
+    stats->hinted_clusters = SendPromotionHints(layer, state, step.scores, selections);
   }
   absl::flat_hash_map<ClusterId, TokenRange> slot_of;
   for (const gpu::CacheEntry& e : plan.hits) {
@@ -458,7 +483,7 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   }
 
   // 5. Attention over sinks + selected clusters + pending window + recent window.
-  t = options_.clock->Now();
+  const absl::Time t = options_.clock->Now();
   const void* base = state.memory != nullptr ? state.memory->HostView(0) : nullptr;
   std::vector<gpu::AttentionTask> tasks(heads);
   int64_t attended = 0;
@@ -504,7 +529,7 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   for (int32_t h = 0; h < heads; ++h) {
     const gpu::ClusterIndex& index = state.heads[h].index;
     if (index.num_tokens() == 0) continue;
-    const float recall = masses[h].RecallOf(&selections[h], index.sizes());
+    const float recall = step.masses[h].RecallOf(&selections[h], index.sizes());
     ++unreported_.recall_counts[EstimatedRecallBucket(recall)];
     unreported_.recall_sum += std::clamp(recall, 0.0f, 1.0f);
     recall_sum += recall;
@@ -514,6 +539,13 @@ absl::Status SequenceCore::AttendClustered(int32_t layer, LayerState& state,
   if (estimated > 0) {
     stats->estimated_recall = recall_sum / estimated;
     stats->estimated_recall_min = recall_min;
+  }
+  unreported_.hit_tokens += static_cast<uint64_t>(stats->hit_tokens);
+  unreported_.miss_tokens += static_cast<uint64_t>(stats->miss_tokens);
+  unreported_.selected_tokens += static_cast<uint64_t>(stats->selected_tokens);
+  unreported_.selected_heads += static_cast<uint64_t>(stats->selected_heads);
+  if (step_ - last_report_step_ >= kReportEverySteps) {
+    ReportStats().IgnoreError();  // best effort: kept for the next report on failure
   }
   return absl::OkStatus();
 }

@@ -142,6 +142,7 @@ class SequenceCore {
   struct LayerState;
   struct PendingAppend;
   struct PendingPrefetch;
+  struct StepPlan;
 
   SequenceCore(KvTransport* transport, std::string id, const KvLayout& layout,
                SequenceOptions options);
@@ -152,10 +153,17 @@ class SequenceCore {
   void ResetCache(LayerState& state);
   absl::Status AttendDense(LayerState& state, const ConstMatrixView& queries, MatrixView out,
                            StepStats* stats);
-  // `prefetched`: the clusters a completed prefetch placed (counted when the step hits them).
-  absl::Status AttendClustered(int32_t layer, LayerState& state, const ConstMatrixView& queries,
-                               MatrixView out, StepStats* stats,
-                               const absl::flat_hash_set<ClusterId>& prefetched);
+  // Attend in three parts, so that a batch of sequences can share the middle one (one fetch
+  // for every sequence's misses): BeginAttend validates, advances the step, takes up the
+  // layer's prefetch and plans the step (PlanClustered: scores, estimated masses, selection,
+  // cache plan), or attends a dense layer at once (plan->done); the caller then fills the
+  // plan's misses (FetchMisses, or a batched fetch); FinishAttend counts that fetch and
+  // attends. A failed fetch must empty the layer's cache (ResetCache) instead.
+  absl::Status BeginAttend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
+                           StepStats* stats, StepPlan* plan);
+  absl::Status PlanClustered(StepPlan& plan);
+  absl::Status FinishAttend(StepPlan& plan, const StepStats& fetched, bool direct,
+                            int64_t fetch_us);
   // The selection of every head: B tokens each, or the adaptive budgets (config D75) planned
   // from `masses`. Draws on and refills the step's budget bank.
   absl::StatusOr<std::vector<gpu::ClusterSelection>> SelectForStep(

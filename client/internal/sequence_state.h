@@ -19,6 +19,9 @@
 #include "gpu/cluster_index.h"
 #include "gpu/device_cache.h"
 #include "gpu/incremental.h"
+#include "gpu/recall_estimate.h"
+#include "gpu/selection.h"
+#include "core/tensor_view.h"
 
 namespace clusterkv::client {
 
@@ -55,6 +58,22 @@ struct SequenceCore::PendingPrefetch {
   absl::Status status;
   StepStats fetched;
   bool direct = false;
+};
+
+// One Attend between BeginAttend and FinishAttend (internal/sequence_core.h).
+struct SequenceCore::StepPlan {
+  int32_t layer = 0;
+  LayerState* state = nullptr;
+  ConstMatrixView queries;
+  MatrixView out;
+  StepStats* stats = nullptr;  // the caller's, or local_stats
+  StepStats local_stats;
+  bool done = false;  // a dense layer: attended by BeginAttend
+  absl::flat_hash_set<ClusterId> prefetched;  // placed by the prefetch this step took up
+  std::vector<std::vector<float>> scores;     // per kv head
+  std::vector<gpu::ClusterMasses> masses;
+  std::vector<gpu::ClusterSelection> selections;
+  gpu::CachePlan cache;  // hits, and the misses to fetch
 };
 
 struct SequenceCore::LayerState {
