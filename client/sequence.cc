@@ -2,6 +2,7 @@
 #include "client/sequence.h"
 
 #include <utility>
+#include <vector>
 
 #include "client/internal/sequence_core.h"
 
@@ -22,6 +23,19 @@ void Sequence::BeginStep() { core_->BeginStep(); }
 absl::Status Sequence::Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
                               StepStats* stats) {
   return core_->Attend(layer, queries, out, stats);
+}
+
+absl::Status Sequence::AttendBatch(int32_t layer, absl::Span<BatchAttendItem> items) {
+  std::vector<SequenceCore::BatchItem> core_items(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    core_items[i].sequence = items[i].sequence != nullptr ? items[i].sequence->core_.get() : nullptr;
+    core_items[i].queries = items[i].queries;
+    core_items[i].out = items[i].out;
+    core_items[i].stats = items[i].stats;
+  }
+  const absl::Status status = SequenceCore::AttendBatch(layer, absl::MakeSpan(core_items));
+  for (size_t i = 0; i < items.size(); ++i) items[i].status = core_items[i].status;
+  return status;
 }
 
 absl::Status Sequence::Prefetch(int32_t layer, const ConstMatrixView& predicted_queries) {

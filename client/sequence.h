@@ -54,6 +54,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
 #include "core/config.h"
 #include "core/kv_layout.h"
 #include "core/tensor_view.h"
@@ -117,6 +118,19 @@ struct CacheStats {
   }
 };
 
+class Sequence;
+
+// One sequence's part of a batched decode step (Sequence::AttendBatch): its queries
+// [num_q_heads, head_dim], its output [num_q_heads, head_dim] fp32, optional statistics, and
+// the outcome, written by AttendBatch.
+struct BatchAttendItem {
+  Sequence* sequence = nullptr;
+  ConstMatrixView queries;
+  MatrixView out;
+  StepStats* stats = nullptr;
+  absl::Status status;
+};
+
 // Called during OffloadPrefill after each kv head's blocks are built and before the stream is
 // sent: (heads_done, heads_total).
 using PrefillProgress = std::function<void(int32_t heads_done, int32_t heads_total)>;
@@ -148,6 +162,19 @@ class Sequence {
   // cache is emptied (its slots may hold partial data).
   [[nodiscard]] absl::Status Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
                                     StepStats* stats = nullptr);
+
+  // One decode step of `layer` for a batch of distinct sequences (continuous batching): each
+  // sequence selects and plans its device cache as Attend does, then the misses of every
+  // sequence on the same data plane are recalled in ONE request (DataPlane::FetchBatchInto),
+  // then each attends. Each item's output, statistics and status are those Attend would give
+  // (fetch_us is the shared fetch's time); a sequence whose step fails (bad queries, a
+  // verdict of the daemon on it) does not fail the others. Sequences without a data plane, or
+  // when the plane is unavailable, fetch one by one over gRPC. Returns OK when every item
+  // succeeded, else the first failed item's status; InvalidArgument (and nothing done) for a
+  // null or repeated sequence. Thread-compatible as Attend: no other call on these sequences
+  // meanwhile.
+  [[nodiscard]] static absl::Status AttendBatch(int32_t layer,
+                                                absl::Span<BatchAttendItem> items);
 
   // Starts recalling, in the background, what Attend(layer, ...) would select for
   // `predicted_queries` [num_q_heads, head_dim] (a guess at the layer's queries, e.g. the

@@ -266,24 +266,27 @@ absl::Status SequenceCore::EnsureCache(LayerState& state) {
   return absl::OkStatus();
 }
 
-absl::Status SequenceCore::FetchMissesDirect(const LayerState& state,
-                                             const std::vector<gpu::CacheEntry>& misses,
-                                             StepStats* stats, bool* fell_back) const {
+std::vector<DirectFetch> SequenceCore::DirectRequests(
+    const LayerState& state, const std::vector<gpu::CacheEntry>& misses) const {
   std::vector<DirectFetch> blocks;
   blocks.reserve(misses.size());
   for (const gpu::CacheEntry& miss : misses) {
-    blocks.push_back(DirectFetch{miss.id, state.direct->region_offset() + slots_.SlotOffset(miss.slot),
+    blocks.push_back(DirectFetch{miss.id,
+                                 state.direct->region_offset() + slots_.SlotOffset(miss.slot),
                                  static_cast<int32_t>(miss.slot.size())});
   }
-  absl::StatusOr<std::vector<DirectFetchResult>> results =
-      options_.data_plane->FetchInto(id_, blocks);
-  if (!results.ok() && IsDataPlaneUnavailable(results.status())) {
-    *fell_back = true;
-    return absl::OkStatus();
+  return blocks;
+}
+
+absl::Status SequenceCore::CheckDirectResults(const std::vector<gpu::CacheEntry>& misses,
+                                              const std::vector<DirectFetchResult>& results,
+                                              StepStats* stats) const {
+  if (results.size() != misses.size()) {
+    return absl::DataLossError(absl::StrCat("daemon answered ", results.size(),
+                                            " blocks for a request of ", misses.size()));
   }
-  RETURN_IF_ERROR(results.status());
   for (size_t i = 0; i < misses.size(); ++i) {
-    const DirectFetchResult& r = (*results)[i];
+    const DirectFetchResult& r = results[i];
     const TokenRange& slot = misses[i].slot;
     if (absl::IsFailedPrecondition(r.status) || (r.status.ok() && r.num_tokens != slot.size())) {
       return absl::DataLossError(absl::StrCat("block ", ToString(misses[i].id), " holds ",
@@ -301,6 +304,20 @@ absl::Status SequenceCore::FetchMissesDirect(const LayerState& state,
     ++stats->blocks_fetched;
   }
   return absl::OkStatus();
+}
+
+absl::Status SequenceCore::FetchMissesDirect(const LayerState& state,
+                                             const std::vector<gpu::CacheEntry>& misses,
+                                             StepStats* stats, bool* fell_back) const {
+  const std::vector<DirectFetch> blocks = DirectRequests(state, misses);
+  absl::StatusOr<std::vector<DirectFetchResult>> results =
+      options_.data_plane->FetchInto(id_, blocks);
+  if (!results.ok() && IsDataPlaneUnavailable(results.status())) {
+    *fell_back = true;
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(results.status());
+  return CheckDirectResults(misses, *results, stats);
 }
 
 void SequenceCore::CountFetched(const StepStats& fetched, bool direct) {

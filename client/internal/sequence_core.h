@@ -90,6 +90,16 @@ class SequenceCore {
   [[nodiscard]] absl::Status Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
                                     StepStats* stats = nullptr);
 
+  // client::Sequence::AttendBatch over cores.
+  struct BatchItem {
+    SequenceCore* sequence = nullptr;
+    ConstMatrixView queries;
+    MatrixView out;
+    StepStats* stats = nullptr;
+    absl::Status status;
+  };
+  [[nodiscard]] static absl::Status AttendBatch(int32_t layer, absl::Span<BatchItem> items);
+
   [[nodiscard]] absl::Status Prefetch(int32_t layer, const ConstMatrixView& predicted_queries);
   [[nodiscard]] absl::Status WaitForPrefetch(int32_t layer);
 
@@ -181,6 +191,14 @@ class SequenceCore {
   absl::Status FetchMissesDirect(const LayerState& state,
                                  const std::vector<gpu::CacheEntry>& misses, StepStats* stats,
                                  bool* fell_back) const;
+  // The requests of a direct recall of `misses` into the layer's region slots.
+  std::vector<DirectFetch> DirectRequests(const LayerState& state,
+                                          const std::vector<gpu::CacheEntry>& misses) const;
+  // Checks the daemon's per-block results of a direct recall of `misses` against the index
+  // and the slots (DataLoss on a mismatch, else the first block's error) and counts them.
+  absl::Status CheckDirectResults(const std::vector<gpu::CacheEntry>& misses,
+                                  const std::vector<DirectFetchResult>& results,
+                                  StepStats* stats) const;
   void CountFetched(const StepStats& fetched, bool direct);
   // Completes the layer's pending prefetch, if any: waits for its fetch, counts it into
   // `stats` (and the sequence's totals), hands the clusters it placed to `placed` (when not

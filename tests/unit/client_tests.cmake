@@ -8,6 +8,7 @@ clusterkv_test(client_sequence_test unit client_sequence_test.cc
 clusterkv_test(client_test unit client_test.cc LIBS clusterkv_client clusterkv_storage)
 clusterkv_test(client_prefetch_test unit client_prefetch_test.cc
   LIBS clusterkv_client clusterkv_storage)
+clusterkv_test(client_batch_test unit client_batch_test.cc LIBS clusterkv_client clusterkv_storage)
 
 # The C ABI compiled as C (links, and answers bad arguments without a daemon).
 add_executable(client_c_api_test client_c_api_test.c)
