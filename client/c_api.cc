@@ -1,6 +1,7 @@
 // The C ABI (clusterkv.h) over Client and Sequence. Every entry point validates its pointers,
 // converts the absl::Status to its code and records the message on the handle; no exception
 // crosses the boundary (allocation failure is reported as RESOURCE_EXHAUSTED).
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <exception>
@@ -8,6 +9,7 @@
 #include <new>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "client/client.h"
@@ -138,6 +140,51 @@ int ckv_sequence_attend(ckv_sequence* sequence, int32_t layer, const float* q, f
     if (status.ok()) sequence->last_step = stats;
     return status;
   });
+}
+
+int ckv_attend_batch(ckv_sequence* const* sequences, int32_t count, int32_t layer,
+                     const float* q, float* out, int* statuses) {
+  const int invalid = static_cast<int>(absl::StatusCode::kInvalidArgument);
+  if (sequences == nullptr || q == nullptr || out == nullptr || count < 1) return invalid;
+  std::vector<const ckv_sequence*> distinct(sequences, sequences + count);
+  std::sort(distinct.begin(), distinct.end());
+  if (distinct.front() == nullptr ||
+      std::adjacent_find(distinct.begin(), distinct.end()) != distinct.end()) {
+    return invalid;  // a NULL or repeated sequence
+  }
+  const KvLayout& first = sequences[0]->sequence->layout();
+  const int64_t rows = first.num_q_heads, cols = first.head_dim;
+  std::vector<clusterkv::client::StepStats> stats(static_cast<size_t>(count));
+  std::vector<clusterkv::client::BatchAttendItem> items(static_cast<size_t>(count));
+  for (int32_t i = 0; i < count; ++i) {
+    const KvLayout& layout = sequences[i]->sequence->layout();
+    if (layout.num_q_heads != rows || layout.head_dim != cols) {
+      sequences[i]->last_error = "every sequence of a batch needs the same query shape";
+      return invalid;
+    }
+    const size_t offset = static_cast<size_t>(i) * static_cast<size_t>(rows * cols);
+    items[i].sequence = sequences[i]->sequence.get();
+    items[i].queries = clusterkv::ConstMatrixView(q + offset, rows, cols);
+    items[i].out = clusterkv::MatrixView(out + offset, rows, cols);
+    items[i].stats = &stats[i];
+  }
+  absl::Status status;
+  try {
+    status = clusterkv::client::Sequence::AttendBatch(layer, absl::MakeSpan(items));
+  } catch (const std::bad_alloc&) {
+    status = absl::ResourceExhaustedError("out of memory");
+    for (auto& item : items) item.status = status;
+  } catch (const std::exception& e) {
+    status = absl::InternalError(e.what());
+    for (auto& item : items) item.status = status;
+  }
+  for (int32_t i = 0; i < count; ++i) {
+    const absl::Status& s = items[i].status;
+    sequences[i]->last_error = s.ok() ? "" : std::string(s.message());
+    if (s.ok()) sequences[i]->last_step = stats[i];
+    if (statuses != nullptr) statuses[i] = static_cast<int>(s.code());
+  }
+  return static_cast<int>(status.code());
 }
 
 int ckv_sequence_prefetch(ckv_sequence* sequence, int32_t layer, const float* q_guess) {

@@ -65,6 +65,16 @@ int ckv_sequence_offload_prefill(ckv_sequence* sequence, int32_t layer, const vo
                                  const void* v, int64_t tokens);
 /* q, out: [num_q_heads, head_dim] fp32 contiguous. */
 int ckv_sequence_attend(ckv_sequence* sequence, int32_t layer, const float* q, float* out);
+/* One decode step of `layer` for `count` distinct sequences in one call (continuous
+ * batching): the device-cache misses of every sequence are recalled in one data-plane
+ * request. q and out: [count, num_q_heads, head_dim] fp32 contiguous (every sequence must
+ * have the same num_q_heads and head_dim). statuses (may be NULL): count codes, one per
+ * sequence, each what ckv_sequence_attend would return (its message goes to that sequence's
+ * last error). Returns CKV_OK when all succeeded, else the first failure's code;
+ * INVALID_ARGUMENT for NULL arrays, count < 1, a NULL or repeated sequence or mismatched
+ * shapes (then nothing runs and statuses are untouched). */
+int ckv_attend_batch(ckv_sequence* const* sequences, int32_t count, int32_t layer,
+                     const float* q, float* out, int* statuses);
 /* Starts recalling in the background what ckv_sequence_attend(layer) would select for the
  * predicted queries q_guess ([num_q_heads, head_dim] fp32 contiguous, e.g. the layer's Wq
  * applied to an earlier layer's input); the layer's next attend waits for it and fetches only

@@ -8,6 +8,7 @@
 #define CLUSTERKV_CLIENT_PYTHON_BINDINGS_H_
 
 #include <cstdint>
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -73,6 +74,20 @@ class SequenceHandle {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mu_);
     return fn(*sequence_);
+  }
+  // Runs fn(sequences) over several handles with the GIL released and every handle's mutex
+  // held (each taken once, in address order, so concurrent batches cannot deadlock).
+  template <typename Fn>
+  static auto RunAll(const std::vector<SequenceHandle*>& handles, Fn&& fn) {
+    std::vector<SequenceHandle*> order(handles);
+    std::sort(order.begin(), order.end());
+    order.erase(std::unique(order.begin(), order.end()), order.end());
+    std::vector<client::Sequence*> sequences;
+    for (SequenceHandle* h : handles) sequences.push_back(h->sequence_.get());
+    py::gil_scoped_release release;
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (SequenceHandle* h : order) locks.emplace_back(h->mu_);
+    return fn(sequences);
   }
   ClientHandle& client() { return *client_; }
   // The id and layout never change; readable without the mutex.

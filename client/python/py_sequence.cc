@@ -58,6 +58,51 @@ auto Counter(T (client::Sequence::*getter)() const) {
 }  // namespace
 
 void RegisterSequence(py::module_& m) {
+  m.def(
+      "attend_batch",
+      [](int32_t layer, const std::vector<std::shared_ptr<SequenceHandle>>& sequences,
+         const std::vector<py::array>& queries, bool return_stats) -> py::object {
+        if (sequences.size() != queries.size()) {
+          ThrowInvalid(absl::StrCat(sequences.size(), " sequences but ", queries.size(),
+                                    " query arrays"));
+        }
+        std::vector<SequenceHandle*> handles;
+        std::vector<py::array> outs;
+        std::vector<client::StepStats> stats(sequences.size());
+        std::vector<client::BatchAttendItem> items(sequences.size());
+        for (size_t i = 0; i < sequences.size(); ++i) {
+          if (sequences[i] == nullptr) ThrowInvalid("None in the batch's sequences");
+          const KvLayout& l = sequences[i]->layout();
+          handles.push_back(sequences[i].get());
+          items[i].queries = AsMatrix(queries[i], "queries", l.num_q_heads, l.head_dim);
+          outs.push_back(py::array_t<float>(std::vector<py::ssize_t>{l.num_q_heads, l.head_dim}));
+          items[i].out = AsOutput(outs.back(), "out", l.num_q_heads, l.head_dim);
+          items[i].stats = &stats[i];
+        }
+        ThrowIfError(SequenceHandle::RunAll(handles, [&](const std::vector<client::Sequence*>& s) {
+          for (size_t i = 0; i < s.size(); ++i) items[i].sequence = s[i];
+          return client::Sequence::AttendBatch(layer, absl::MakeSpan(items));
+        }));
+        py::list result;
+        for (size_t i = 0; i < outs.size(); ++i) {
+          if (return_stats) {
+            result.append(py::make_tuple(outs[i], StatsDict(stats[i])));
+          } else {
+            result.append(outs[i]);
+          }
+        }
+        return std::move(result);
+      },
+      py::arg("layer"), py::arg("sequences"), py::arg("queries"), py::kw_only(),
+      py::arg("return_stats") = false, R"doc(
+One decode step of `layer` for a batch of distinct sequences (continuous batching): each
+sequence selects its clusters as Sequence.attend does, then the device-cache misses of all of
+them are recalled in one data-plane request, then each attends. `queries` holds one array
+[num_q_heads, head_dim] per sequence. Returns the list of outputs (or of (output, stats) with
+return_stats=True), each equal to what Sequence.attend would return. Raises the first failed
+sequence's error (the others have attended), InvalidArgumentError for a repeated sequence or
+mismatched lists.)doc");
+
   py::class_<SequenceHandle, std::shared_ptr<SequenceHandle>> cls(m, "Sequence", R"doc(
 One sequence of one model (libclusterkv's Sequence). Created by Client.open_sequence() or
 Client.reopen_sequence(). Calls from several Python threads are serialised; the GIL is released

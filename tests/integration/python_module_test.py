@@ -221,6 +221,28 @@ class ModuleTest(unittest.TestCase):
         seq.close(drop=True)
         plain.close(drop=True)
 
+    def test_attend_batch_matches_attend_per_sequence(self):
+        client = self.connect(token_budget=100)
+        batched = [self.open_with_prefill(client, "batch-%d" % i, seed=10 + i)[0]
+                   for i in range(3)]
+        single = [self.open_with_prefill(client, "single-%d" % i, seed=10 + i)[0]
+                  for i in range(3)]
+        rng = np.random.default_rng(5)
+        for layer in (0, 2):
+            queries = [rng.standard_normal((8, 64)).astype(np.float32) for _ in range(3)]
+            results = clusterkv.attend_batch(layer, batched, queries, return_stats=True)
+            self.assertEqual(len(results), 3)
+            for seq, q, (out, stats) in zip(single, queries, results):
+                want, want_stats = seq.attend(layer, q, return_stats=True)
+                np.testing.assert_array_equal(out, want)
+                self.assertEqual(stats["miss_tokens"], want_stats["miss_tokens"])
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            clusterkv.attend_batch(2, [batched[0], batched[0]], queries[:2])
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            clusterkv.attend_batch(2, batched, queries[:2])
+        for seq in batched + single:
+            seq.close(drop=True)
+
     def test_adaptive_budget_spends_at_most_the_cap(self):
         # A target every head reaches without a cluster: each head takes B_min.
         client = self.connect(token_budget=100, recall_target=1e-9, min_token_budget=10)

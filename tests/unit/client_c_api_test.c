@@ -74,6 +74,14 @@ int main(void) {
   EXPECT_EQ_INT(ckv_sequence_offload_prefill(NULL, 0, q, q, 1), CKV_INVALID_ARGUMENT);
   EXPECT_EQ_INT(ckv_sequence_attend(NULL, 0, q, out), CKV_INVALID_ARGUMENT);
   EXPECT_EQ_INT(ckv_sequence_prefetch(NULL, 0, q), CKV_INVALID_ARGUMENT);
+  {
+    ckv_sequence* none[2] = {NULL, NULL};
+    int statuses[2] = {-1, -1};
+    EXPECT_EQ_INT(ckv_attend_batch(NULL, 1, 0, q, out, statuses), CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_attend_batch(none, 2, 0, q, out, statuses), CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_attend_batch(none, 0, 0, q, out, statuses), CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(statuses[0], -1); /* untouched */
+  }
   EXPECT_EQ_INT(ckv_sequence_append_token(NULL, 0, q, q), CKV_INVALID_ARGUMENT);
   EXPECT_EQ_INT(ckv_sequence_close(NULL, 0), CKV_INVALID_ARGUMENT);
   EXPECT_TRUE(ckv_sequence_num_tokens(NULL) == 0);

@@ -64,6 +64,14 @@ int main(int argc, char** argv) {
     fprintf(stderr, "consumer_c: %s\n", ckv_sequence_last_error(seq));
     return 1;
   }
+  /* The same step again as a batch of one: the clusters are resident now, the output equal. */
+  static float again[kQHeads][kDim];
+  int batch_status = -1;
+  if (ckv_attend_batch(&seq, 1, 0, &q[0][0], &again[0][0], &batch_status) != CKV_OK ||
+      batch_status != CKV_OK || memcmp(again, out, sizeof(out)) != 0) {
+    fprintf(stderr, "consumer_c: batch of one differs: %s\n", ckv_sequence_last_error(seq));
+    return 1;
+  }
   const long long tokens = (long long)ckv_sequence_num_tokens(seq);
   double max_err = 0;
   for (int h = 0; h < kQHeads; ++h) {
