@@ -60,11 +60,21 @@ auto Counter(T (client::Sequence::*getter)() const) {
 void RegisterSequence(py::module_& m) {
   m.def(
       "attend_batch",
-      [](int32_t layer, const std::vector<std::shared_ptr<SequenceHandle>>& sequences,
-         const std::vector<py::array>& queries, bool return_stats) -> py::object {
-        if (sequences.size() != queries.size()) {
-          ThrowInvalid(absl::StrCat(sequences.size(), " sequences but ", queries.size(),
+      [](int32_t layer, const py::sequence& sequence_list, const py::sequence& query_list,
+         bool return_stats) -> py::object {
+        if (sequence_list.size() != query_list.size()) {
+          ThrowInvalid(absl::StrCat(sequence_list.size(), " sequences but ", query_list.size(),
                                     " query arrays"));
+        }
+        // Held for the call: the handles stay alive even if the caller drops its lists.
+        std::vector<std::shared_ptr<SequenceHandle>> sequences;
+        std::vector<py::array> queries;
+        for (size_t i = 0; i < sequence_list.size(); ++i) {
+          sequences.push_back(sequence_list[i].cast<std::shared_ptr<SequenceHandle>>());
+          if (!py::isinstance<py::array>(query_list[i])) {
+            throw py::type_error("attend_batch: queries must be numpy arrays");
+          }
+          queries.push_back(query_list[i].cast<py::array>());
         }
         std::vector<SequenceHandle*> handles;
         std::vector<py::array> outs;

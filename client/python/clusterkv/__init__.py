@@ -53,6 +53,7 @@ from ._clusterkv import (  # noqa: F401  (re-exported API)
     UnimplementedError,
     UnknownError,
     __version__,
+    attend_batch,
 )
 
 
