@@ -4,7 +4,7 @@
 # --daemon) and, when /usr/bin/ucx_perftest exists, fetch runs it on loopback too.
 if(TARGET clusterkv_bench)
   set(_bench_check ${CMAKE_CURRENT_SOURCE_DIR}/bench_json_check.py)
-  foreach(_sub kmeans select decode storage fetch e2e soak heat)
+  foreach(_sub kmeans select decode storage fetch e2e batch soak heat)
     add_test(NAME bench_${_sub}_quick_json
       COMMAND /usr/bin/python3 ${_bench_check} run $<TARGET_FILE:clusterkv_bench> ${_sub}
               ${CMAKE_CURRENT_BINARY_DIR}/bench_${_sub}_quick.json)

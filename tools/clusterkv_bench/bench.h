@@ -113,6 +113,18 @@ struct E2eBenchConfig {
   int64_t host_capacity_mib = 2048;  // raised to hold every block twice over
 };
 
+struct BatchBenchConfig {
+  std::string geometry = "llama3_8b";  // llama3_8b, smollm2 or gemma3 (head counts and dims)
+  int32_t layers = 2;                  // every one sparse
+  int64_t context = 4096;              // prefill tokens of every sequence
+  int32_t steps = 4;                   // decode steps per batch size (the first one untimed)
+  int32_t budget = 256;
+  int32_t centroids = 64;  // C0
+  int32_t kmeans_iterations = 10;
+  std::vector<int32_t> batch_sizes = {1, 8, 32};
+  int64_t host_capacity_mib = 2048;  // raised to hold every block twice over
+};
+
 struct SoakBenchConfig {
   int32_t clients = 8;
   int32_t iterations = 200;        // timed loops per client
@@ -166,6 +178,7 @@ struct BenchOptions {
   DaemonConfig daemon;
   FetchBenchConfig fetch;
   E2eBenchConfig e2e;
+  BatchBenchConfig batch;
   SoakBenchConfig soak;
   RemoteBenchConfig remote;
   HeatBenchConfig heat;
@@ -183,6 +196,9 @@ absl::Status RunStorageBench(const BenchOptions& options);
 // fetch and e2e also return Unavailable when clusterkvd does not start.
 absl::Status RunFetchBench(const BenchOptions& options);
 absl::Status RunE2eBench(const BenchOptions& options);
+// Decode throughput of batches of sequences, Sequence::AttendBatch vs per-sequence Attend vs
+// full attention (batch_bench.cc). Internal if the batched and unbatched outputs differ.
+absl::Status RunBatchBench(const BenchOptions& options);
 // Also Internal when a call fails with anything but the expected NOT_FOUND.
 absl::Status RunSoakBench(const BenchOptions& options);
 // Also Unavailable when etcd or a clusterkvd does not start; DataLoss for a wrong block.

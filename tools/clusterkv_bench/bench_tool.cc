@@ -136,6 +136,19 @@ ABSL_FLAG(std::string, e2e_text_file, "",
 ABSL_FLAG(int64_t, e2e_host_mib, 2048,
           "Host tier of the daemon, MiB (raised to hold every block twice over).");
 
+// ---- batch -------------------------------------------------------------------------------
+ABSL_FLAG(std::string, batch_geometry, "llama3_8b",
+          "Head counts and dims of the K/V: llama3_8b (32 q / 8 kv heads of 128), smollm2 "
+          "(9 / 3 of 64) or gemma3 (4 / 1 of 256).");
+ABSL_FLAG(int32_t, batch_layers, 2, "Layers of every sequence (all sparse).");
+ABSL_FLAG(int64_t, batch_context, 4096, "Prefill tokens of every sequence.");
+ABSL_FLAG(int32_t, batch_steps, 4, "Decode steps per batch size (the first one untimed).");
+ABSL_FLAG(int32_t, batch_budget, 256, "Token budget B per (step, layer, kv head).");
+ABSL_FLAG(int32_t, batch_centroids, 64, "Prefill clusters C0 per (layer, kv head).");
+ABSL_FLAG(std::string, batch_sizes, "1,8,32", "Batch sizes (sequences per decode step).");
+ABSL_FLAG(int64_t, batch_host_mib, 2048,
+          "Host tier of the daemon, MiB (raised to hold every block twice over).");
+
 // ---- soak --------------------------------------------------------------------------------
 ABSL_FLAG(int32_t, soak_clients, 8, "Concurrent clients (threads, one gRPC channel each).");
 ABSL_FLAG(int32_t, soak_iterations, 200,
@@ -232,6 +245,14 @@ const std::vector<Subcommand>& Subcommands() {
        {"daemon", "daemon_dir", "e2e_layers", "e2e_context", "e2e_steps", "e2e_budget",
         "e2e_centroids", "e2e_kmeans_iterations", "e2e_text_file", "e2e_host_mib"},
        &RunE2eBench},
+      {"batch",
+       "Decode throughput of 1, 8 and 32 sequences through libclusterkv (a real clusterkvd, "
+       "UCX where available): Sequence::AttendBatch (one data-plane request per layer for "
+       "every sequence's misses) vs Sequence::Attend per sequence vs full attention over the "
+       "same fp16 K/V, in tokens/s; batched and unbatched outputs are checked bit for bit.",
+       {"daemon", "daemon_dir", "batch_geometry", "batch_layers", "batch_context", "batch_steps",
+        "batch_budget", "batch_centroids", "batch_sizes", "batch_host_mib"},
+       &RunBatchBench},
       {"soak",
        "Concurrent clients (8) looping open / put / fetch / fetch of a missing sequence "
        "(NOT_FOUND, the expected error) / close(drop) against a real clusterkvd: requests/s "
@@ -397,6 +418,22 @@ absl::StatusOr<BenchOptions> OptionsFromFlags() {
   o.e2e.kmeans_iterations = absl::GetFlag(FLAGS_e2e_kmeans_iterations);
   o.e2e.text_file = absl::GetFlag(FLAGS_e2e_text_file);
   o.e2e.host_capacity_mib = absl::GetFlag(FLAGS_e2e_host_mib);
+  o.batch.geometry = absl::GetFlag(FLAGS_batch_geometry);
+  o.batch.layers = absl::GetFlag(FLAGS_batch_layers);
+  o.batch.context = absl::GetFlag(FLAGS_batch_context);
+  o.batch.steps = absl::GetFlag(FLAGS_batch_steps);
+  o.batch.budget = absl::GetFlag(FLAGS_batch_budget);
+  o.batch.centroids = absl::GetFlag(FLAGS_batch_centroids);
+  o.batch.host_capacity_mib = absl::GetFlag(FLAGS_batch_host_mib);
+  o.batch.batch_sizes.clear();
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_batch_sizes), ',')) {
+    int32_t n = 0;
+    if (!absl::SimpleAtoi(part, &n) || n < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--batch_sizes: '", part, "' is not a positive integer"));
+    }
+    o.batch.batch_sizes.push_back(n);
+  }
 
   o.soak.clients = absl::GetFlag(FLAGS_soak_clients);
   o.soak.iterations = absl::GetFlag(FLAGS_soak_iterations);
@@ -458,6 +495,14 @@ void ApplyQuick(BenchOptions& options) {
   options.e2e.centroids = 32;
   options.e2e.kmeans_iterations = 5;
   options.e2e.host_capacity_mib = 256;
+  options.batch.layers = 1;
+  options.batch.context = 1024;
+  options.batch.steps = 2;
+  options.batch.budget = 128;
+  options.batch.centroids = 16;
+  options.batch.kmeans_iterations = 4;
+  options.batch.batch_sizes = {1, 3};
+  options.batch.host_capacity_mib = 128;
   options.soak.clients = std::min(options.soak.clients, 4);
   options.soak.iterations = std::min(options.soak.iterations, 10);
   options.soak.warmup_iterations = std::min(options.soak.warmup_iterations, 2);
@@ -494,7 +539,7 @@ int BenchToolMain(int argc, char** argv) {
   }
   absl::SetProgramUsageMessage(
       "ClusterKV benchmarks. Usage: clusterkv_bench "
-      "<kmeans|select|decode|storage|fetch|e2e|soak|remote|heat> "
+      "<kmeans|select|decode|storage|fetch|e2e|batch|soak|remote|heat> "
       "[flags]; "
       "clusterkv_bench --help");
   std::vector<char*> positional =
