@@ -2,9 +2,11 @@
 
 #include <cstring>
 #include <utility>
+#include <variant>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -125,27 +127,162 @@ class UcxTransport::Impl {
     if (sequence_id.size() > wire::kMaxTextBytes) {
       return absl::InvalidArgumentError("sequence id too long");
     }
-    RETURN_IF_ERROR(Connect());
     wire::FetchRequest request;
     request.sequence_id = std::string(sequence_id);
     request.block_slot_bytes = slot_bytes;
     request.entries.reserve(blocks.size());
-    for (const DirectFetch& b : blocks) {
-      request.entries.push_back(wire::FetchEntry{b.id.head.layer, b.id.head.kv_head, b.id.cluster,
-                                                 b.expected_tokens, b.region_offset});
+    for (const DirectFetch& b : blocks) request.entries.push_back(ToWire(b));
+    ASSIGN_OR_RETURN(Completion reply, RoundTrip([&](uint64_t request_id, uint64_t session_id) {
+                       request.request_id = request_id;
+                       request.session_id = session_id;
+                       return wire::Encode(request);
+                     }));
+    const auto* completion = std::get_if<wire::FetchCompletion>(&reply);
+    if (completion == nullptr) {
+      return absl::DataLossError("daemon answered a fetch with a batch completion");
     }
+    RETURN_IF_ERROR(FromWireCode(completion->code, completion->message));
+    if (completion->blocks.size() != blocks.size()) {
+      return absl::DataLossError(absl::StrCat("daemon reported ", completion->blocks.size(),
+                                              " blocks for a request of ", blocks.size()));
+    }
+    return Results(completion->blocks, blocks);
+  }
+
+  // Sequences without blocks and ids too long for the wire are answered here; the others go
+  // out in requests of at most kMaxBatchSequences sequences and kMaxBatchTextBytes of ids
+  // (one request unless the batch is larger than that).
+  absl::StatusOr<std::vector<SequenceFetchResult>> FetchBatchInto(
+      absl::Span<const SequenceFetch> batch) {
+    std::vector<SequenceFetchResult> results(batch.size(), std::vector<DirectFetchResult>());
+    std::vector<size_t> chunk;  // the batch indexes of the next request's sequences
+    size_t text_bytes = 4;      // its sequence table
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const SequenceFetch& part = batch[i];
+      if (part.blocks.empty()) continue;  // nothing to recall: no request, as FetchInto
+      if (part.sequence_id.size() > wire::kMaxTextBytes) {
+        results[i] = absl::InvalidArgumentError("sequence id too long");
+        continue;
+      }
+      const size_t id_bytes = 2 + part.sequence_id.size();
+      if (chunk.size() == wire::kMaxBatchSequences ||
+          text_bytes + id_bytes > wire::kMaxBatchTextBytes) {
+        RETURN_IF_ERROR(FetchChunk(batch, chunk, results));
+        chunk.clear();
+        text_bytes = 4;
+      }
+      chunk.push_back(i);
+      text_bytes += id_bytes;
+    }
+    if (!chunk.empty()) RETURN_IF_ERROR(FetchChunk(batch, chunk, results));
+    return results;
+  }
+
+  uint8_t* region_base() const { return region_->base(); }
+  size_t region_bytes() const { return region_->size(); }
+  uint64_t session_id() {
+    absl::MutexLock lock(&mu_);
+    return live_ ? session_id_ : 0;
+  }
+
+ private:
+  // What a request's completion message decodes to: the reply to a single-sequence request or
+  // to a batch.
+  using Completion = std::variant<wire::FetchCompletion, wire::BatchFetchCompletion>;
+
+  struct Pending {
+    absl::Notification done;
+    absl::StatusOr<Completion> result;
+  };
+
+  static wire::FetchEntry ToWire(const DirectFetch& b) {
+    return wire::FetchEntry{b.id.head.layer, b.id.head.kv_head, b.id.cluster, b.expected_tokens,
+                            b.region_offset};
+  }
+
+  // The daemon's block results of `blocks`, in order (same length).
+  static std::vector<DirectFetchResult> Results(absl::Span<const wire::BlockResult> wire_results,
+                                                absl::Span<const DirectFetch> blocks) {
+    std::vector<DirectFetchResult> results(blocks.size());
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      const wire::BlockResult& b = wire_results[i];
+      results[i].status = FromWireCode(
+          b.code, absl::StrCat("daemon could not recall block ", ToString(blocks[i].id)));
+      results[i].num_tokens = b.num_tokens;
+      results[i].bytes = b.bytes;
+    }
+    return results;
+  }
+
+  // One batch request for the sequences batch[chunk[k]] (each with blocks), filling their
+  // entries of `results`. A whole-request error, or a sequence's verdict that means the plane
+  // cannot serve it (IsDataPlaneUnavailable), is returned: as DataPlane::FetchBatchInto, the
+  // caller then falls back for the whole batch.
+  absl::Status FetchChunk(absl::Span<const SequenceFetch> batch, absl::Span<const size_t> chunk,
+                          std::vector<SequenceFetchResult>& results) {
+    wire::BatchFetchRequest request;
+    request.sequence_ids.reserve(chunk.size());
+    for (size_t k = 0; k < chunk.size(); ++k) {
+      const SequenceFetch& part = batch[chunk[k]];
+      request.sequence_ids.emplace_back(part.sequence_id);
+      for (const DirectFetch& b : part.blocks) {
+        request.entries.push_back(wire::BatchFetchEntry{ToWire(b), static_cast<uint32_t>(k)});
+      }
+    }
+    ASSIGN_OR_RETURN(Completion reply, RoundTrip([&](uint64_t request_id, uint64_t session_id) {
+                       request.request_id = request_id;
+                       request.session_id = session_id;
+                       return wire::Encode(request);
+                     }));
+    const auto* completion = std::get_if<wire::BatchFetchCompletion>(&reply);
+    if (completion == nullptr) {
+      return absl::DataLossError("daemon answered a batch with a single-sequence completion");
+    }
+    RETURN_IF_ERROR(FromWireCode(completion->code, completion->message));
+    if (completion->sequences.size() != chunk.size() ||
+        completion->blocks.size() != request.entries.size()) {
+      return absl::DataLossError(absl::StrCat("daemon reported ", completion->sequences.size(),
+                                              " sequences and ", completion->blocks.size(),
+                                              " blocks for a batch of ", chunk.size(), " and ",
+                                              request.entries.size()));
+    }
+    absl::Span<const wire::BlockResult> blocks = completion->blocks;
+    for (size_t k = 0; k < chunk.size(); ++k) {
+      const SequenceFetch& part = batch[chunk[k]];
+      const absl::Span<const wire::BlockResult> mine = blocks.subspan(0, part.blocks.size());
+      blocks.remove_prefix(part.blocks.size());
+      const wire::SequenceResult& verdict = completion->sequences[k];
+      absl::Status status = FromWireCode(verdict.code, verdict.message);
+      if (IsDataPlaneUnavailable(status)) return status;
+      if (status.ok()) {
+        results[chunk[k]] = Results(mine, part.blocks);
+      } else {
+        results[chunk[k]] = std::move(status);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Sends the request `encode` writes (given its request id and the session's id) and waits,
+  // bounded by fetch_timeout, for its completion. The Connect() error; UNAVAILABLE when the
+  // session broke; DEADLINE_EXCEEDED without a completion in time (the session is then
+  // dropped: the next request opens a new one); the UCX error of the send.
+  absl::StatusOr<Completion> RoundTrip(
+      absl::FunctionRef<std::string(uint64_t request_id, uint64_t session_id)> encode) {
+    RETURN_IF_ERROR(Connect());
     Pending pending;
     uint64_t generation = 0;
+    uint64_t request_id = 0;
+    uint64_t session_id = 0;
     {
       absl::MutexLock lock(&mu_);
       if (!live_) return absl::UnavailableError("no data-plane session");
-      request.request_id = ++next_request_id_;
-      request.session_id = session_id_;
+      request_id = ++next_request_id_;
+      session_id = session_id_;
       generation = generation_;
-      pending_[request.request_id] = &pending;
+      pending_[request_id] = &pending;
     }
-    auto* message = new std::string(wire::Encode(request));
-    const uint64_t request_id = request.request_id;
+    auto* message = new std::string(encode(request_id, session_id));
     // Sent from this thread, which then progresses the worker itself for up to fetch_spin: a
     // completion arriving in that window costs no thread hand-off at all. After it, the
     // progress thread takes over (EventWatch: it sleeps on the worker's event fd meanwhile).
@@ -179,36 +316,8 @@ class UcxTransport::Impl {
             absl::StrCat("no data-plane completion within ", absl::FormatDuration(options_.fetch_timeout)));
       }
     }
-    if (!pending.result.ok()) return pending.result.status();
-    const wire::FetchCompletion& completion = *pending.result;
-    RETURN_IF_ERROR(FromWireCode(completion.code, completion.message));
-    if (completion.blocks.size() != blocks.size()) {
-      return absl::DataLossError(absl::StrCat("daemon reported ", completion.blocks.size(),
-                                              " blocks for a request of ", blocks.size()));
-    }
-    std::vector<DirectFetchResult> results(blocks.size());
-    for (size_t i = 0; i < blocks.size(); ++i) {
-      const wire::BlockResult& b = completion.blocks[i];
-      results[i].status = FromWireCode(
-          b.code, absl::StrCat("daemon could not recall block ", ToString(blocks[i].id)));
-      results[i].num_tokens = b.num_tokens;
-      results[i].bytes = b.bytes;
-    }
-    return results;
+    return std::move(pending.result);
   }
-
-  uint8_t* region_base() const { return region_->base(); }
-  size_t region_bytes() const { return region_->size(); }
-  uint64_t session_id() {
-    absl::MutexLock lock(&mu_);
-    return live_ ? session_id_ : 0;
-  }
-
- private:
-  struct Pending {
-    absl::Notification done;
-    absl::StatusOr<wire::FetchCompletion> result;
-  };
 
   // Progress thread, or a Drive() caller.
   void Send(uint64_t generation, uint64_t request_id, std::string* message) {
@@ -239,15 +348,24 @@ class UcxTransport::Impl {
                                    void* data, size_t length, const ucp_am_recv_param_t* param) {
     if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) return UCS_OK;  // daemon: eager
     auto* self = static_cast<Impl*>(arg);
-    absl::StatusOr<wire::FetchCompletion> completion = wire::DecodeFetchCompletion(
-        absl::string_view(static_cast<const char*>(data), length), kMaxCompletionBlocks);
-    if (!completion.ok()) return UCS_OK;  // nothing names its request; it will time out
-    const uint64_t request_id = completion->request_id;
-    self->Complete(request_id, *std::move(completion));
+    const absl::string_view bytes(static_cast<const char*>(data), length);
+    // A message that does not decode names no request; its request will time out.
+    absl::StatusOr<wire::MessageHeader> header = wire::PeekHeader(bytes);
+    if (!header.ok()) return UCS_OK;
+    if (header->kind == wire::Kind::kBatchFetchCompletion) {
+      absl::StatusOr<wire::BatchFetchCompletion> completion = wire::DecodeBatchFetchCompletion(
+          bytes, wire::BatchLimits{wire::kMaxBatchSequences, kMaxCompletionBlocks,
+                                   wire::kMaxBatchTextBytes});
+      if (completion.ok()) self->Complete(header->request_id, Completion(*std::move(completion)));
+    } else {
+      absl::StatusOr<wire::FetchCompletion> completion =
+          wire::DecodeFetchCompletion(bytes, kMaxCompletionBlocks);
+      if (completion.ok()) self->Complete(header->request_id, Completion(*std::move(completion)));
+    }
     return UCS_OK;
   }
 
-  void Complete(uint64_t request_id, absl::StatusOr<wire::FetchCompletion> result) {
+  void Complete(uint64_t request_id, absl::StatusOr<Completion> result) {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(request_id);
     if (it == pending_.end()) return;  // timed out already
@@ -334,6 +452,10 @@ std::unique_ptr<DirectMemory> UcxTransport::NewMemory() { return impl_->NewMemor
 absl::StatusOr<std::vector<DirectFetchResult>> UcxTransport::FetchInto(
     absl::string_view sequence_id, absl::Span<const DirectFetch> blocks) {
   return impl_->FetchInto(sequence_id, blocks, /*slot_bytes=*/0);
+}
+absl::StatusOr<std::vector<SequenceFetchResult>> UcxTransport::FetchBatchInto(
+    absl::Span<const SequenceFetch> batch) {
+  return impl_->FetchBatchInto(batch);
 }
 absl::StatusOr<std::vector<DirectFetchResult>> UcxTransport::FetchBlocksInto(
     absl::string_view sequence_id, absl::Span<const DirectFetch> blocks, uint32_t slot_bytes) {

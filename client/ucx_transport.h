@@ -8,10 +8,12 @@
 //
 // FetchInto sends one active message (proto/ucx_wire.h) naming the blocks and their slot
 // offsets and waits (bounded by fetch_timeout) for the daemon's completion message; the blocks
-// themselves were ucp_put by the daemon straight into the slots before it.
+// themselves were ucp_put by the daemon straight into the slots before it. FetchBatchInto does
+// the same for several sequences with one batch message and one completion.
 //
 // Threading: all UCX calls on the worker run on the progress thread (UCS_THREAD_MODE_SINGLE);
-// FetchInto may be called from any number of threads (each waits for its own completion).
+// FetchInto and FetchBatchInto may be called from any number of threads (each waits for its
+// own completion).
 // The transport must outlive every DirectMemory it handed out and the Connection must outlive
 // the transport.
 //
@@ -75,6 +77,15 @@ class UcxTransport final : public DataPlane {
   std::unique_ptr<DirectMemory> NewMemory() override;
   absl::StatusOr<std::vector<DirectFetchResult>> FetchInto(
       absl::string_view sequence_id, absl::Span<const DirectFetch> blocks) override;
+  // One batch request and one completion for every sequence with blocks (more only past
+  // wire::kMaxBatchSequences sequences or kMaxBatchTextBytes of ids), with FetchInto's timeout,
+  // reconnect and whole-request errors. Sequences without blocks are answered OK and empty
+  // without asking the daemon, as FetchInto answers them; an id too long for the wire is that
+  // sequence's INVALID_ARGUMENT. A sequence's verdict that means the plane cannot serve it
+  // (IsDataPlaneUnavailable) is returned for the whole batch, as the default does. A batch
+  // naming more blocks than the daemon's --max_fetch_clusters is INVALID_ARGUMENT as a whole.
+  absl::StatusOr<std::vector<SequenceFetchResult>> FetchBatchInto(
+      absl::Span<const SequenceFetch> batch) override;
 
   // Whole stored blocks (int32 positions, then keys, then values, as the daemon stores them)
   // into slots of `slot_bytes` at each region_offset: how a daemon pulls a peer's blocks into

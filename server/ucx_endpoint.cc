@@ -20,6 +20,7 @@
 #include "core/ucx/ucx_handles.h"
 #include "core/ucx/ucx_status.h"
 #include "proto/ucx_wire.h"
+#include "server/metrics/daemon_metrics.h"  // observability
 
 namespace clusterkv::server {
 namespace {
@@ -32,6 +33,9 @@ constexpr size_t kBlobPadding = 4096;
 // Bound on one put, the final flush and the reply: a client that stops progressing its worker
 // must not hold the progress thread forever.
 constexpr absl::Duration kTransferTimeout = absl::Seconds(10);
+// Most worker-pool tasks one request's sequences are resolved by: a batch of cold sequences
+// takes a few queue slots, not one per sequence, and still keeps that many threads busy.
+constexpr size_t kMaxResolveTasks = 8;
 
 std::string Padded(const std::string& blob) {
   std::string out = blob;
@@ -113,6 +117,7 @@ class UcxDataPlane::Impl {
     return progress_->RunStatus([&]() -> absl::Status {
       if (handler_ != nullptr) return absl::FailedPreconditionError("already started");
       handler_ = handler;
+      metrics_ = handler->options().instrumentation.metrics;
       pool_ = pool;
       progress_->SetTickOnThread([this] { Tick(); });
       ucp_am_handler_param_t param;
@@ -204,6 +209,7 @@ class UcxDataPlane::Impl {
       num_sessions_.store(0, std::memory_order_relaxed);
       progress_->SetTickOnThread(nullptr);
       handler_ = nullptr;
+      metrics_ = nullptr;
       return absl::OkStatus();
     });
     progress_->Stop();
@@ -243,99 +249,235 @@ class UcxDataPlane::Impl {
     absl::erase_if(in_flight_, [id](const auto& entry) { return entry.second->session_id == id; });
   }
 
-  // A fetch request between its arrival and its reply: resolved (on the progress thread when
-  // every block is in the host tier, else on the worker pool), then put on the progress
-  // thread. The deadline is set once, at arrival, and bounds the whole request.
+  // A fetch request between its arrival and its reply: one part per sequence (a single-sequence
+  // request is one part), each resolved on the progress thread when its sequence is loaded and
+  // its blocks are all in the host tier, else by a task of the worker pool; then every part's
+  // blocks are put on the progress thread behind one flush and one reply. The deadline is set
+  // once, at arrival, and bounds the whole request.
   struct FetchJob {
-    wire::FetchRequest request;
+    struct Part {
+      size_t first = 0;  // its first entry's index in the request (and in the reply's blocks)
+      std::vector<wire::FetchEntry> entries;
+      v1::FetchClustersRequest fetch;
+      RequestHandler::ResolvedFetch resolved;
+    };
+    bool batch = false;  // a batch request, answered with a batch completion
+    uint64_t request_id = 0;
     uint64_t session_id = 0;
+    uint32_t block_slot_bytes = 0;  // see wire::FetchRequest (single requests only)
     CallContext call;
     absl::Time deadline;
-    v1::FetchClustersRequest fetch;
-    RequestHandler::ResolvedFetch resolved;
+    std::vector<Part> parts;  // the request's sequences, in order
+    // Parts still being resolved by the pool, plus one while they are being handed out;
+    // whoever takes it to zero completes the request.
+    std::atomic<size_t> unresolved{0};
   };
 
-  // One fetch request, on the progress thread: never waits on the store. A request whose
-  // blocks are all host-resident is resolved here (one batch pin, no I/O) and put at once;
-  // any other goes to the worker pool, which posts the resolved blocks back to this thread.
-  void Serve(const std::string& bytes) {
-    if (handler_ == nullptr) return;
-    const size_t limit = static_cast<size_t>(std::max(handler_->options().max_fetch_clusters, 0));
-    absl::StatusOr<wire::FetchRequest> request = wire::DecodeFetchRequest(bytes, limit);
-    if (!request.ok()) return;  // no trustworthy session to answer; the client times out
-    auto it = sessions_.find(request->session_id);
-    if (it == sessions_.end()) return;  // unknown (or dropped) session: nobody to answer
-    Session& session = *it->second;
-    if (session.endpoint->failed()) return;
-
-    auto job = std::make_shared<FetchJob>();
-    job->request = *std::move(request);
-    job->session_id = session.id;
-    job->call = session.call;  // the session's tenant, never one from the message
-    job->deadline = absl::Now() + kTransferTimeout;
-    job->fetch.set_sequence_id(job->request.sequence_id);
-    for (const wire::FetchEntry& e : job->request.entries) {
-      v1::ClusterRef* ref = job->fetch.add_clusters();
-      ref->set_layer(e.layer);
-      ref->set_kv_head(e.kv_head);
-      ref->set_cluster(e.cluster);
-    }
-    std::optional<RequestHandler::ResolvedFetch> resident =
-        handler_->TryResolveResident(job->call, job->fetch);
-    if (resident.has_value()) {
-      job->resolved = *std::move(resident);
-      Complete(std::move(job));
-      return;
-    }
-    if (pool_ == nullptr) {  // no pool (tests of the data plane alone): resolve here
-      job->resolved = handler_->ResolveFetch(job->call, job->fetch);
-      Complete(std::move(job));
-      return;
-    }
-    // The task reads the handler through its own copy of the pointer: handler_ belongs to this
-    // thread (Stop clears it); the handler itself outlives the pool.
-    const absl::Status queued = pool_->Submit([this, job, handler = handler_] {
-      job->resolved = handler->ResolveFetch(job->call, job->fetch);
-      // After Stop() the post fails and the job (with its pins) is released here.
-      (void)progress_->Post([this, job] { Complete(job); });
-    });
-    if (!queued.ok()) {
-      job->resolved.status = queued;  // RESOURCE_EXHAUSTED: the daemon is saturated
-      Complete(std::move(job));
-    }
+  // The live session a request names; null when it is unknown, dropped or failing (nobody to
+  // answer).
+  Session* LiveSession(uint64_t id) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second->endpoint->failed()) return nullptr;
+    return it->second.get();
   }
 
-  // Puts a resolved fetch's blocks and starts the flush that completes them, on the progress
-  // thread. The reply goes out when the flush completes (OnFlushDone); nothing here waits.
+  // One fetch message, on the progress thread: a single-sequence or a batch request, decoded
+  // and bound to its session's tenant (never one from the message). A single request that does
+  // not decode is dropped (no trustworthy session to answer; the client times out); a batch
+  // that does not decode (malformed, or beyond the limits) but names a live session is answered
+  // with the reason as its whole-request status.
+  void Serve(const std::string& bytes) {
+    if (handler_ == nullptr) return;
+    absl::StatusOr<wire::MessageHeader> header = wire::PeekHeader(bytes);
+    if (!header.ok()) return;
+    Session* session = LiveSession(header->session_id);
+    if (session == nullptr) return;
+    const size_t max_clusters =
+        static_cast<size_t>(std::max(handler_->options().max_fetch_clusters, 0));
+    auto job = std::make_shared<FetchJob>();
+    job->request_id = header->request_id;
+    job->session_id = session->id;
+    job->call = session->call;  // the session's tenant, never one from the message
+    job->deadline = absl::Now() + kTransferTimeout;
+    if (header->kind == wire::Kind::kBatchFetchRequest) {
+      absl::StatusOr<wire::BatchFetchRequest> request = wire::DecodeBatchFetchRequest(
+          bytes,
+          wire::BatchLimits{wire::kMaxBatchSequences, max_clusters, wire::kMaxBatchTextBytes});
+      if (!request.ok()) {
+        wire::BatchFetchCompletion refused;
+        refused.request_id = header->request_id;
+        refused.session_id = session->id;
+        refused.code = static_cast<int32_t>(request.status().code());
+        refused.message = std::string(request.status().message());
+        Answer(*session, wire::Encode(refused), 0);
+        return;
+      }
+      job->batch = true;
+      job->parts.resize(request->sequence_ids.size());
+      for (size_t k = 0; k < job->parts.size(); ++k) {
+        job->parts[k].fetch.set_sequence_id(std::move(request->sequence_ids[k]));
+      }
+      for (size_t i = 0; i < request->entries.size(); ++i) {
+        const wire::BatchFetchEntry& e = request->entries[i];
+        FetchJob::Part& part = job->parts[e.sequence];  // checked by the decoder
+        if (part.entries.empty()) part.first = i;       // entries come grouped by sequence
+        part.entries.push_back(e.block);
+      }
+    } else {
+      absl::StatusOr<wire::FetchRequest> request = wire::DecodeFetchRequest(bytes, max_clusters);
+      if (!request.ok()) return;
+      job->block_slot_bytes = request->block_slot_bytes;
+      FetchJob::Part& part = job->parts.emplace_back();
+      part.fetch.set_sequence_id(std::move(request->sequence_id));
+      part.entries = std::move(request->entries);
+    }
+    for (FetchJob::Part& part : job->parts) {
+      for (const wire::FetchEntry& e : part.entries) {
+        v1::ClusterRef* ref = part.fetch.add_clusters();
+        ref->set_layer(e.layer);
+        ref->set_kv_head(e.kv_head);
+        ref->set_cluster(e.cluster);
+      }
+    }
+    Resolve(std::move(job));
+  }
+
+  // Resolves every part without waiting on the store: a part whose blocks are all
+  // host-resident here (one batch pin, no I/O), the others on the worker pool, spread over at
+  // most kMaxResolveTasks tasks that post the resolved blocks back to this thread (a full pool
+  // makes a refused task's parts RESOURCE_EXHAUSTED). Whoever resolves last completes the
+  // request.
+  void Resolve(std::shared_ptr<FetchJob> job) {
+    std::vector<size_t> slow;  // parts that need I/O (or a trace, or a peer)
+    for (size_t k = 0; k < job->parts.size(); ++k) {
+      FetchJob::Part& part = job->parts[k];
+      std::optional<RequestHandler::ResolvedFetch> resident =
+          handler_->TryResolveResident(job->call, part.fetch);
+      if (resident.has_value()) {
+        part.resolved = *std::move(resident);
+      } else if (pool_ == nullptr) {  // no pool (tests of the data plane alone): resolve here
+        part.resolved = handler_->ResolveFetch(job->call, part.fetch);
+      } else {
+        slow.push_back(k);
+      }
+    }
+    const size_t tasks = std::min(slow.size(), kMaxResolveTasks);
+    job->unresolved.store(tasks + 1, std::memory_order_relaxed);
+    for (size_t t = 0; t < tasks; ++t) {
+      std::vector<size_t> parts;  // slow[t], slow[t + tasks], ...
+      for (size_t i = t; i < slow.size(); i += tasks) parts.push_back(slow[i]);
+      // The task reads the handler through its own copy of the pointer: handler_ belongs to
+      // this thread (Stop clears it); the handler itself outlives the pool.
+      const absl::Status queued = pool_->Submit([this, job, parts, handler = handler_] {
+        for (size_t k : parts) {
+          job->parts[k].resolved = handler->ResolveFetch(job->call, job->parts[k].fetch);
+        }
+        if (job->unresolved.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          // After Stop() the post fails and the job (with its pins) is released here.
+          (void)progress_->Post([this, job] { Complete(job); });
+        }
+      });
+      if (!queued.ok()) {
+        // RESOURCE_EXHAUSTED: the daemon is saturated.
+        for (size_t k : parts) job->parts[k].resolved.status = queued;
+        job->unresolved.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+    if (job->unresolved.fetch_sub(1, std::memory_order_acq_rel) == 1) Complete(std::move(job));
+  }
+
+  // Puts a resolved request's blocks and starts the flush that completes them, on the progress
+  // thread. The reply goes out when the flush completes (OnFlushDone); nothing here waits. A
+  // part that failed to resolve gets its status (a batch's sequence verdict, a single request's
+  // whole-request status) and nothing written.
   void Complete(std::shared_ptr<FetchJob> job) {
     if (handler_ == nullptr) return;  // stopped meanwhile
-    auto it = sessions_.find(job->session_id);
-    if (it == sessions_.end()) return;  // the client went away meanwhile
-    Session& session = *it->second;
-    if (session.endpoint->failed()) return;
+    Session* session = LiveSession(job->session_id);
+    if (session == nullptr) return;  // the client went away meanwhile
 
+    size_t entries = 0;
+    for (const FetchJob::Part& part : job->parts) entries += part.entries.size();
+    std::vector<wire::BlockResult> blocks(entries);
+    bool put_any = false;
+    for (FetchJob::Part& part : job->parts) {
+      const absl::Span<wire::BlockResult> results =
+          absl::MakeSpan(blocks).subspan(part.first, part.entries.size());
+      const absl::Status& verdict = part.resolved.status;
+      // A put that fails means the client stopped taking data (without peer error handling
+      // this is how a vanished client shows), and so does, for a single request, an
+      // UNAVAILABLE one: release its session. A batch's sequence keeps its verdict.
+      bool stopped = false;
+      if (verdict.ok()) {
+        stopped =
+            !PutBlocks(*session, part.entries, job->block_slot_bytes, part.resolved, results).ok();
+        put_any = true;
+      } else if (job->batch) {
+        for (wire::BlockResult& r : results) r.code = static_cast<int32_t>(verdict.code());
+      } else {
+        stopped = absl::IsUnavailable(verdict);
+      }
+      if (stopped) {
+        DropSession(session->id);
+        return;
+      }
+    }
+    std::string reply =
+        job->batch ? BatchReply(*job, std::move(blocks)) : SingleReply(*job, std::move(blocks));
+    if (!put_any) {  // nothing was put: answer now
+      Answer(*session, std::move(reply), job->parts.size());
+      return;
+    }
     auto flight = std::make_unique<InFlight>();
-    flight->session_id = session.id;
+    flight->session_id = session->id;
     flight->deadline = job->deadline;
-    flight->completion.request_id = job->request.request_id;
-    flight->completion.session_id = session.id;
-    flight->completion.blocks.resize(job->request.entries.size());
-    const absl::Status status = Put(session, *job, flight->completion);
-    if (session.endpoint->failed() || absl::IsUnavailable(status)) {
-      // The client stopped taking data (without peer error handling this is how a vanished
-      // client shows): release its session.
-      DropSession(session.id);
-      return;
+    flight->reply = std::move(reply);
+    flight->sequences = job->parts.size();
+    flight->blocks = std::move(job);
+    StartFlush(*session, std::move(flight));
+  }
+
+  static std::string SingleReply(const FetchJob& job, std::vector<wire::BlockResult> blocks) {
+    wire::FetchCompletion completion;
+    completion.request_id = job.request_id;
+    completion.session_id = job.session_id;
+    const absl::Status& status = job.parts[0].resolved.status;
+    completion.code = static_cast<int32_t>(status.code());
+    completion.message = std::string(status.message());
+    completion.blocks = std::move(blocks);
+    return wire::Encode(completion);
+  }
+
+  static std::string BatchReply(const FetchJob& job, std::vector<wire::BlockResult> blocks) {
+    wire::BatchFetchCompletion completion;
+    completion.request_id = job.request_id;
+    completion.session_id = job.session_id;
+    for (const FetchJob::Part& part : job.parts) {
+      const absl::Status& verdict = part.resolved.status;
+      completion.sequences.push_back(wire::SequenceResult{static_cast<int32_t>(verdict.code()),
+                                                          std::string(verdict.message())});
     }
-    flight->completion.code = static_cast<int32_t>(status.code());
-    flight->completion.message = std::string(status.message());
-    if (!status.ok()) {  // nothing was put: answer now
-      Reply(session, flight->completion);
-      requests_served_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    // The flush completes every put issued above; the blocks stay held (by `job`) until then.
-    flight->job = std::move(job);
+    completion.blocks = std::move(blocks);
+    return wire::Encode(completion);
+  }
+
+  // What a flush's completion callback needs to find its request.
+  struct FlushContext {
+    Impl* self;
+    uint64_t flight;
+  };
+
+  // A request whose puts are being flushed: answered when the flush completes, or its session
+  // dropped when the request's deadline passes first (Tick).
+  struct InFlight {
+    uint64_t session_id = 0;
+    absl::Time deadline;
+    std::string reply;                   // the encoded completion
+    size_t sequences = 1;                // the sequences the request named (metrics)
+    std::shared_ptr<const void> blocks;  // the job: holds its blocks' pins (or copies)
+  };
+
+  // Starts the non-blocking flush that completes every put issued for `flight`.
+  void StartFlush(Session& session, std::unique_ptr<InFlight> flight) {
     const uint64_t id = next_flight_++;
     ucp_request_param_t param;
     std::memset(&param, 0, sizeof(param));
@@ -354,21 +496,6 @@ class UcxDataPlane::Impl {
     }
     in_flight_.emplace(id, std::move(flight));
   }
-
-  // What a flush's completion callback needs to find its request.
-  struct FlushContext {
-    Impl* self;
-    uint64_t flight;
-  };
-
-  // A fetch whose puts are being flushed: answered when the flush completes, or its session
-  // dropped when the request's deadline passes first (Tick).
-  struct InFlight {
-    uint64_t session_id = 0;
-    absl::Time deadline;
-    wire::FetchCompletion completion;
-    std::shared_ptr<FetchJob> job;  // holds the blocks' pins (or copies) until the flush
-  };
 
   // Flush completion, inside ucp_worker_progress on the progress thread.
   static void OnFlushDone(void* request, ucs_status_t status, void* user_data) {
@@ -389,7 +516,7 @@ class UcxDataPlane::Impl {
 
   // Replies to a flushed request (or drops its session when the flush failed).
   void Finish(InFlight& flight, ucs_status_t flushed) {
-    flight.job.reset();  // every put is complete (or failed): release the blocks
+    flight.blocks.reset();  // every put is complete (or failed): release the blocks
     auto it = sessions_.find(flight.session_id);
     if (it == sessions_.end()) return;
     Session& session = *it->second;
@@ -399,8 +526,15 @@ class UcxDataPlane::Impl {
     }
     // Direct writes (memcpy into the mapped region) happen-before the completion is sent.
     std::atomic_thread_fence(std::memory_order_release);
-    Reply(session, flight.completion);
+    Answer(session, std::move(flight.reply), flight.sequences);
+  }
+
+  // Counts the request (naming `sequences` sequences) as answered, then sends its reply: a
+  // client that has its reply finds the request counted.
+  void Answer(Session& session, std::string reply, size_t sequences) {
     requests_served_.fetch_add(1, std::memory_order_relaxed);
+    if (metrics_ != nullptr) metrics_->ObserveUcxRequest(sequences);
+    Reply(session, std::move(reply));
   }
 
   // Runs on every turn of the progress loop: a request whose flush has not completed by its
@@ -416,21 +550,22 @@ class UcxDataPlane::Impl {
     for (uint64_t session : expired) DropSession(session);
   }
 
-  // Puts every resolved block; per-block codes go to `completion`, a whole-request error (bad
-  // sequence, bad refs, a saturated pool, the endpoint failing) is returned.
-  absl::Status Put(Session& session, FetchJob& job, wire::FetchCompletion& completion) {
-    RETURN_IF_ERROR(job.resolved.status);
-    const wire::FetchRequest& request = job.request;
-    const KvLayout& layout = job.resolved.plan.layout;
+  // Puts one sequence's resolved blocks, `entries` of its request in order, and sets each
+  // block's result in `results`; nothing here waits. The blocks' pins (or copies) must stay
+  // held until the endpoint's flush has completed every put issued here (StartFlush).
+  // UNAVAILABLE when the endpoint failed or a put could not be issued (the client stopped
+  // taking data); OK otherwise, whatever the blocks' own codes.
+  absl::Status PutBlocks(Session& session, absl::Span<const wire::FetchEntry> entries,
+                         uint32_t block_slot_bytes, const RequestHandler::ResolvedFetch& resolved,
+                         absl::Span<wire::BlockResult> results) {
+    const KvLayout& layout = resolved.plan.layout;
     const uint64_t row_bytes = static_cast<uint64_t>(layout.head_dim) * DTypeSize(layout.dtype);
-    // Every put of the request is issued here; the blocks' pins (or copies) stay held by `job`
-    // until the endpoint's flush has completed them all (Complete).
     std::vector<ucs_status_ptr_t> pending;
-    pending.reserve(request.entries.size());
+    pending.reserve(entries.size());
     absl::Status put_error;
     auto put_one = [&](size_t index, const RequestHandler::ResolvedBlock& block) -> absl::Status {
-      const wire::FetchEntry& entry = request.entries[index];
-      wire::BlockResult& result = completion.blocks[index];
+      const wire::FetchEntry& entry = entries[index];
+      wire::BlockResult& result = results[index];
       const int32_t tokens = block.num_tokens;
       result.num_tokens = tokens;
       if (entry.expected_tokens > 0 && entry.expected_tokens != tokens) {
@@ -442,15 +577,15 @@ class UcxDataPlane::Impl {
       if (positions + payload != block.bytes.size()) {
         return absl::DataLossError("stored block size disagrees with its token count");
       }
-      if (request.block_slot_bytes > 0) {
+      if (block_slot_bytes > 0) {
         // A whole block (a peer daemon pulling it into its own store): positions too.
         positions = 0;
         payload = block.bytes.size();
-        if (payload > request.block_slot_bytes) {
+        if (payload > block_slot_bytes) {
           result.bytes = payload;  // tells the puller how large a slot it needs
           return absl::OutOfRangeError(absl::StrCat("block of ", payload,
                                                     " bytes exceeds the request's ",
-                                                    request.block_slot_bytes, "-byte slots"));
+                                                    block_slot_bytes, "-byte slots"));
         }
       }
       if (entry.slot_offset > session.region_bytes ||
@@ -469,17 +604,17 @@ class UcxDataPlane::Impl {
       result.bytes = payload;
       return absl::OkStatus();
     };
-    for (size_t i = 0; i < job.resolved.blocks.size(); ++i) {
-      const RequestHandler::ResolvedBlock& block = job.resolved.blocks[i];
+    for (size_t i = 0; i < resolved.blocks.size() && i < entries.size(); ++i) {
+      const RequestHandler::ResolvedBlock& block = resolved.blocks[i];
       absl::Status s = block.status;
       if (!put_error.ok() || session.endpoint->failed()) {
         s = absl::CancelledError("fetch stopped before this block");
       } else if (s.ok()) {
         s = put_one(i, block);
       }
-      completion.blocks[i].code = static_cast<int32_t>(s.code());
+      results[i].code = static_cast<int32_t>(s.code());
     }
-    // A put in flight completes with the endpoint's flush (Complete); its request is released
+    // A put in flight completes with the endpoint's flush (StartFlush); its request is released
     // by UCX when it does.
     for (ucs_status_ptr_t p : pending) ucp_request_free(p);
     if (session.endpoint->failed()) {
@@ -490,7 +625,6 @@ class UcxDataPlane::Impl {
     }
     return absl::OkStatus();
   }
-
   // Starts a put; null when it completed at once. Its source must stay valid until the request
   // completes.
   absl::StatusOr<ucs_status_ptr_t> IssuePut(Session& session, const uint8_t* source,
@@ -517,8 +651,8 @@ class UcxDataPlane::Impl {
     return request;
   }
 
-  void Reply(Session& session, const wire::FetchCompletion& completion) {
-    auto* message = new std::string(wire::Encode(completion));
+  void Reply(Session& session, std::string reply) {
+    auto* message = new std::string(std::move(reply));
     ucp_request_param_t param;
     std::memset(&param, 0, sizeof(param));
     param.op_attr_mask =
@@ -545,6 +679,7 @@ class UcxDataPlane::Impl {
 
   // Progress thread only.
   RequestHandler* handler_ = nullptr;
+  metrics::DaemonMetrics* metrics_ = nullptr;  // the handler's; null: no metrics
   WorkerPool* pool_ = nullptr;  // fetches that need I/O; null: resolved on this thread
   absl::flat_hash_map<uint64_t, std::unique_ptr<Session>> sessions_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<InFlight>> in_flight_;

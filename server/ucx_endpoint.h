@@ -8,7 +8,10 @@
 //     through RequestHandler -- the same handler, validation and tier resolution as the gRPC
 //     FetchClusters -- and ucp_puts each block's keys+values (the block minus its int32
 //     positions) from the pinned arena bytes to client base + slot offset, flushes the
-//     endpoint and replies with a completion message holding a status per block.
+//     endpoint and replies with a completion message holding a status per block;
+//   - serves batch requests (several sequences of the session's tenant in one message) the same
+//     way per sequence -- each sequence gets its own verdict (another tenant's or a missing
+//     sequence is NOT_FOUND and nothing is written for it) -- behind one flush and one reply.
 //
 // Threading: every UCX call runs on the progress thread, and the progress thread never waits
 // on the store. A fetch whose sequence is loaded and whose blocks are all in the host tier is
@@ -16,10 +19,13 @@
 // at memcpy speed. Any other fetch (a block on the SSD, a sequence not yet loaded, a traced
 // call, a cluster-mode fetch that may pull from a peer) is resolved by a task on the worker
 // pool (RequestHandler::ResolveFetch), which posts the resolved blocks back to the progress
-// thread for their puts; a full pool answers the request RESOURCE_EXHAUSTED. All puts of a
-// request are issued before one non-blocking flush whose completion sends the reply; each
-// block's pin (or temporary copy) is held until then. A flush still pending at the request's
-// deadline (set once, when it arrives) drops the session: the client stopped taking data.
+// thread for their puts; a full pool answers the request RESOURCE_EXHAUSTED. A batch resolves
+// each sequence that way (the ones that need the pool spread over at most 8 tasks; a full pool
+// makes a refused task's sequences RESOURCE_EXHAUSTED) and is put once its last sequence is
+// resolved. All puts of a request are issued before one non-blocking flush whose completion
+// sends the reply; each block's pin (or temporary copy) is held until then. A flush still
+// pending at the request's deadline (set once, when it arrives) drops the session: the client
+// stopped taking data.
 //
 // Sessions: a session id is a random 64-bit capability handed to the client over its
 // authenticated control-plane call; a request names it, and the session's tenant is the one
@@ -95,6 +101,7 @@ class UcxDataPlane final : public storage::ArenaRegistrar {
   size_t num_sessions() const;
   // This daemon's UCX worker address (registered in cluster mode).
   const std::string& worker_address() const;
+  // Requests answered (a batch of sequences is one).
   uint64_t requests_served() const;
 
  private:

@@ -47,6 +47,8 @@ constexpr const char* kNames[] = {
     "clusterkv_fetch_block_duration_seconds",
     "clusterkv_transport_sent_bytes_total",
     "clusterkv_transport_received_bytes_total",
+    "clusterkv_ucx_requests_total",
+    "clusterkv_ucx_request_sequences_total",
     // clients' device caches (push, ReportClientStats)
     "clusterkv_client_device_cache_hit_tokens_total",
     "clusterkv_client_device_cache_miss_tokens_total",
@@ -248,6 +250,14 @@ DaemonMetrics::DaemonMetrics(DaemonMetricsOptions options)
     sent_bytes_[i] = sent->WithLabels({name});
     received_bytes_[i] = received->WithLabels({name});
   }
+  ucx_requests_ = r.AddCounter("clusterkv_ucx_requests_total",
+                               "UCX data-plane fetch requests answered (a batch of sequences is "
+                               "one request).")
+                      ->WithLabels({});
+  ucx_request_sequences_ = r.AddCounter("clusterkv_ucx_request_sequences_total",
+                                        "Sequences named by the answered UCX fetch requests "
+                                        "(one per single-sequence request, N per batch).")
+                               ->WithLabels({});
   // clients' device caches
   client_hit_tokens_ = r.AddCounter("clusterkv_client_device_cache_hit_tokens_total",
                                     "Recalled tokens clients found in their device cache "
@@ -338,6 +348,11 @@ void DaemonMetrics::ObserveFetchBlock(Transport transport, uint64_t bytes,
   const int t = static_cast<int>(transport);
   fetch_block_seconds_[t]->Observe(absl::ToDoubleSeconds(latency));
   sent_bytes_[t]->Increment(bytes);
+}
+
+void DaemonMetrics::ObserveUcxRequest(uint64_t sequences) {
+  ucx_requests_->Increment(1);
+  ucx_request_sequences_->Increment(sequences);
 }
 
 void DaemonMetrics::AddReceivedBytes(Transport transport, uint64_t bytes) {

@@ -86,6 +86,9 @@ class DaemonMetrics {
   // One block served to a client over `transport` (the data path): its latency from the tier
   // lookup to the end of the transfer, and its bytes.
   void ObserveFetchBlock(Transport transport, uint64_t bytes, absl::Duration latency);
+  // One UCX data-plane fetch request answered, naming `sequences` sequences (1, or a batch's
+  // count); its blocks are counted by ObserveFetchBlock.
+  void ObserveUcxRequest(uint64_t sequences);
   // Bytes a client sent the daemon over `transport` (puts and appends).
   void AddReceivedBytes(Transport transport, uint64_t bytes);
   // One durable (write-through) block put, as the request handler saw it.
@@ -150,6 +153,8 @@ class DaemonMetrics {
   std::array<Histogram*, kNumTransports> fetch_block_seconds_{};
   std::array<Counter*, kNumTransports> sent_bytes_{};
   std::array<Counter*, kNumTransports> received_bytes_{};
+  Counter* ucx_requests_;
+  Counter* ucx_request_sequences_;
   Histogram* write_through_seconds_;
   Family<Histogram>* client_estimated_recall_;
   Family<Counter>* client_hit_tokens_;

@@ -100,6 +100,41 @@ UCX = {
 }
 
 
+def ucx_string(b):
+    return struct.pack("<H", len(b)) + b
+
+
+def batch_text(ids):
+    return struct.pack("<I", len(ids)) + b"".join(ucx_string(i) for i in ids)
+
+
+def batch_entry(sequence, reserved=0):
+    return REQ_ENTRY + struct.pack("<II", sequence, reserved)
+
+
+def batch_done_text(message, results):
+    return (ucx_string(message) + struct.pack("<I", len(results)) +
+            b"".join(struct.pack("<i", code) + ucx_string(m) for code, m in results))
+
+
+BATCH_IDS = batch_text([b"seq-1", b"", b"seq-3"])
+UCX.update({
+    "batch_request_valid": wire(3, 8, 42, 3, 0, BATCH_IDS,
+                                batch_entry(0) + batch_entry(0) + batch_entry(2)),
+    "batch_request_empty": wire(3, 8, 42, 0, 0, batch_text([]), b""),
+    "batch_request_decreasing": wire(3, 8, 42, 2, 0, BATCH_IDS, batch_entry(2) + batch_entry(0)),
+    "batch_request_out_of_range": wire(3, 8, 42, 1, 0, BATCH_IDS, batch_entry(3)),
+    "batch_request_reserved_set": wire(3, 8, 42, 1, 0, BATCH_IDS, batch_entry(0, 1)),
+    "batch_request_id_past_text": wire(3, 8, 42, 0, 0, BATCH_IDS[:-2], b""),
+    "batch_completion_valid": wire(4, 8, 42, 3, 0,
+                                   batch_done_text(b"", [(0, b""), (5, b"no sequence"), (0, b"")]),
+                                   DONE_ENTRY + struct.pack("<iiQ", 5, 0, 0) + DONE_ENTRY),
+    "batch_completion_error": wire(4, 8, 42, 0, 8, batch_done_text(b"pool full", []), b""),
+    "batch_completion_error_with_results": wire(4, 8, 42, 1, 8, batch_done_text(b"x", [(0, b"")]),
+                                                DONE_ENTRY),
+})
+
+
 def seq_prefix(tenant, seq):
     return tenant + b"\0" + seq + b"\0"
 

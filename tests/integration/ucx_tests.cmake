@@ -1,6 +1,6 @@
-# UCX data plane: the wire format and the region allocator (unit), recalls through a
-# real clusterkvd over shared memory and TCP (integration), and clients / daemons that vanish
-# mid-stream (fault). Needs the daemon harness of daemon_tests.cmake when it is there.
+# UCX data plane: the wire format and the region allocator (unit), recalls (single and
+# batched) through a real clusterkvd over shared memory and TCP (integration), and clients /
+# daemons that vanish mid-stream (fault). Needs the daemon harness of daemon_tests.cmake when it is there.
 if(CLUSTERKV_UCX AND TARGET clusterkvd)
   clusterkv_test(ucx_wire_test unit ucx_wire_test.cc
     LIBS clusterkv_client clusterkv_ucx clusterkv_proto clusterkv_core)
@@ -31,6 +31,11 @@ if(CLUSTERKV_UCX AND TARGET clusterkvd)
   set(_ucx_test_libs clusterkv_test_daemon clusterkv_client clusterkv_ucx clusterkv_storage
       clusterkv_gpu clusterkv_proto clusterkv_core)
   clusterkv_test(ucx_data_plane_test integration ucx_data_plane_test.cc LIBS ${_ucx_test_libs})
+  # Batched recalls (FetchBatchInto); counts requests through the daemon's /metrics.
+  if(TARGET clusterkv_http)
+    clusterkv_test(ucx_batch_test integration ucx_batch_test.cc
+      LIBS ${_ucx_test_libs} PkgConfig::CLUSTERKV_HTTPLIB absl::strings)
+  endif()
   clusterkv_test(ucx_fault_test fault ucx_fault_test.cc LIBS ${_ucx_test_libs})
   target_compile_definitions(ucx_fault_test PRIVATE
     CLUSTERKV_UCX_FETCH_STORM="$<TARGET_FILE:ucx_fetch_storm>")
