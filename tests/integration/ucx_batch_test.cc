@@ -10,12 +10,16 @@
 #include <cstring>
 #include <map>
 #include <regex>
+#include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/client.h"
+#include "client/sequence.h"
 #include "gtest/gtest.h"
 #include "proto/ucx_wire.h"
 #include "tests/integration/ucx_test_util.h"
@@ -392,4 +396,87 @@ TEST(UcxBatchTest, DaemonRestartIsSurvivedByFallbackThenReconnect) {
 }
 
 }  // namespace
+// ---- Sequence::AttendBatch over UCX ----------------------------------------------------------
+
+client::ClientOptions EngineOptions(const std::string& target, const std::string& plane) {
+  client::ClientOptions o;
+  o.target = target;
+  o.tenant = "engine";
+  o.data_plane = plane;
+  o.config.num_sink_tokens = 4;
+  o.config.dense_layers = {0};
+  o.config.num_prefill_clusters = 8;
+  o.config.kmeans_iterations = 4;
+  o.config.token_budget = 64;
+  o.threads = 1;
+  o.ucx_region_bytes = size_t{16} << 20;
+  o.ucx_fetch_timeout = absl::Seconds(5);
+  return o;
+}
+
+TEST(UcxBatchTest, SequenceAttendBatchIsOneRequestAndAttendsAsEachSequenceAlone) {
+  constexpr int kSequences = 4, kTokens = 256, kDim = 32;
+  const KvLayout layout{2, 4, 2, kDim, DType::kFloat16};
+  BatchDaemon daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.process().output();
+  auto ucx = client::Client::Connect(EngineOptions(daemon.target(), "ucx"));
+  ASSERT_TRUE(ucx.ok()) << ucx.status();
+  auto grpc = client::Client::Connect(EngineOptions(daemon.target(), "grpc"));
+  ASSERT_TRUE(grpc.ok()) << grpc.status();
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  auto random = [&](size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = normal(rng);
+    return v;
+  };
+  // Each sequence prefilled once over UCX, then opened fresh twice: batched over UCX and
+  // alone over gRPC.
+  std::vector<std::unique_ptr<client::Sequence>> batched, alone;
+  for (int s = 0; s < kSequences; ++s) {
+    const std::string id = absl::StrCat("engine-", s);
+    {
+      auto seq = (*ucx)->OpenSequence(id, layout);
+      ASSERT_TRUE(seq.ok()) << seq.status();
+      const std::vector<float> k = random(size_t{2} * kTokens * kDim), v = random(k.size());
+      const Tensor3View kv(k.data(), DType::kFloat32, {2, kTokens, kDim});
+      const Tensor3View vv(v.data(), DType::kFloat32, {2, kTokens, kDim});
+      for (int layer = 0; layer < 2; ++layer) {
+        ASSERT_TRUE((*seq)->OffloadPrefill(layer, kv, vv).ok());
+      }
+    }
+    auto b = (*ucx)->ReopenSequence(id);
+    auto a = (*grpc)->ReopenSequence(id);
+    ASSERT_TRUE(b.ok() && a.ok());
+    batched.push_back(*std::move(b));
+    alone.push_back(*std::move(a));
+  }
+  std::vector<std::vector<float>> q(kSequences), out(kSequences), want(kSequences);
+  std::vector<client::StepStats> stats(kSequences);
+  std::vector<client::BatchAttendItem> items(kSequences);
+  for (int s = 0; s < kSequences; ++s) {
+    q[s] = random(size_t{4} * kDim);
+    out[s].assign(q[s].size(), 0.0f);
+    want[s].assign(q[s].size(), 0.0f);
+    items[s].sequence = batched[s].get();
+    items[s].queries = ConstMatrixView(q[s].data(), 4, kDim);
+    items[s].out = MatrixView(out[s].data(), 4, kDim);
+    items[s].stats = &stats[s];
+  }
+  const Counts before = Count(daemon);
+  ASSERT_TRUE(client::Sequence::AttendBatch(1, absl::MakeSpan(items)).ok());
+  const Counts after = Count(daemon);
+  EXPECT_EQ(after.requests - before.requests, 1);  // every sequence's misses in one request
+  EXPECT_EQ(after.sequences - before.sequences, kSequences);
+  for (int s = 0; s < kSequences; ++s) {
+    EXPECT_TRUE(items[s].status.ok()) << items[s].status;
+    EXPECT_GT(stats[s].miss_tokens, 0);
+    EXPECT_GT(batched[s]->blocks_fetched_direct(), 0);
+    ASSERT_TRUE(alone[s]->Attend(1, ConstMatrixView(q[s].data(), 4, kDim),
+                                 MatrixView(want[s].data(), 4, kDim)).ok());
+    EXPECT_EQ(0, std::memcmp(out[s].data(), want[s].data(), out[s].size() * sizeof(float)))
+        << "sequence " << s;
+  }
+}
+
 }  // namespace clusterkv
