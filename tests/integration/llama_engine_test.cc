@@ -23,6 +23,9 @@
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/temp_dir.h"
 #include "tools/clusterkv_llama/comparison.h"
+#include "tools/clusterkv_llama/ops.h"
+#include "tools/clusterkv_llama/forward.h"
+#include "tools/clusterkv_llama/clusterkv_attention.h"
 #include "tools/clusterkv_llama/model_writer.h"
 #include "tools/clusterkv_llama/prompt.h"
 
@@ -141,6 +144,52 @@ TEST(LlamaEngineTest, AllLayersDenseNeverFetches) {
   EXPECT_LT(ckv.logit_rel_l2_max, 1e-5);
   EXPECT_EQ(ckv.totals.bytes_fetched, 0);
   EXPECT_EQ(ckv.totals.attended_tokens, r->full.totals.attended_tokens);
+}
+
+// Speculative prefetch (each sparse layer's recall started from a query predicted from the
+// previous layer's input) changes which clusters are resident when a layer attends, never what
+// it attends: the decode must be bit-identical to the same decode without it, and the
+// prefetches must have fetched something the steps then used.
+TEST(LlamaEngineTest, SpeculativePrefetchDecodesExactlyAsWithout) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  const ModelWeights w = SmallModel();
+  const ModelConfig& c = w.config;
+  ComparisonOptions o = SmallOptions(daemon.target());
+  const std::vector<int32_t> prompt = SmallPrompt();
+  DecoderModel model(&w, /*threads=*/2);
+  absl::StatusOr<PrefillResult> prefill = model.Prefill(prompt);
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  std::vector<std::vector<float>> logits[2];
+  AttentionStepStats totals[2];
+  for (int speculate = 0; speculate < 2; ++speculate) {
+    absl::StatusOr<ClusterKvSession> session =
+        OpenClusterKv(c, o, /*budget=*/16, absl::StrCat("prefetch-", speculate), 2);
+    ASSERT_TRUE(session.ok()) << session.status();
+    ASSERT_TRUE(LoadPrefillInto(c, *prefill, *session->backend).ok());
+    model.set_speculative_prefetch(speculate == 1);
+    int32_t token = ArgMax(prefill->last_logits.data(), c.vocab);
+    for (int step = 0; step < 8; ++step) {
+      std::vector<float> out(static_cast<size_t>(c.vocab));
+      AttentionStepStats stats;
+      ASSERT_TRUE(model
+                      .DecodeStep(token, static_cast<int64_t>(prompt.size()) + step,
+                                  *session->backend, out.data(), nullptr, &stats)
+                      .ok());
+      totals[speculate].Add(stats);
+      token = ArgMax(out.data(), c.vocab);
+      logits[speculate].push_back(std::move(out));
+    }
+    model.set_speculative_prefetch(false);
+    ASSERT_TRUE(session->sparse->sequence().Close(/*drop=*/true).ok());
+  }
+  for (size_t step = 0; step < logits[0].size(); ++step) {
+    EXPECT_EQ(logits[0][step], logits[1][step]) << "step " << step;
+  }
+  EXPECT_EQ(totals[0].prefetched_tokens, 0);
+  EXPECT_GT(totals[1].prefetched_tokens, 0);
+  EXPECT_GT(totals[1].prefetch_used_tokens, 0);
+  EXPECT_EQ(totals[1].attended_tokens, totals[0].attended_tokens);
 }
 
 TEST(LlamaEngineTest, SmallBudgetCompletesAndReportsBoundedAgreement) {
