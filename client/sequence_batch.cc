@@ -78,9 +78,12 @@ absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<BatchItem> item
     }
   }
   // 3. The rest fetch on their own (no data plane, or it was unavailable), then every planned
-  //    sequence attends.
-  absl::Status first_failure;
-  for (size_t i = 0; i < items.size(); ++i) {
+  //    sequence attends, last first: the daemon wrote the batch's blocks in request order, so
+  //    the last sequences' slots are the ones still in the CPU's cache. In request order a
+  //    batch of 32 Llama-3-8B-shaped sequences attended 2.4x slower than one by one here
+  //    (each sequence's slots read back from memory); last first, as fast (D83).
+  for (size_t k = items.size(); k-- > 0;) {
+    const size_t i = k;
     BatchItem& item = items[i];
     SequenceCore& core = *item.sequence;
     if (pending[i]) {
@@ -96,9 +99,11 @@ absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<BatchItem> item
     if (item.status.ok() && !plans[i].done) {
       item.status = core.FinishAttend(plans[i], fetched[i], direct[i], fetch_us[i]);
     }
-    if (!item.status.ok() && first_failure.ok()) first_failure = item.status;
   }
-  return first_failure;
+  for (const BatchItem& item : items) {
+    if (!item.status.ok()) return item.status;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace clusterkv::client

@@ -107,10 +107,11 @@ TEST_F(BatchTest, AFailingItemDoesNotFailTheOthers) {
   EXPECT_TRUE(items[2].status.ok()) << items[2].status;
 
   // A daemon failure on one sequence's fetch fails that item only, and empties its cache.
-  fake_.fail_fetch = absl::UnavailableError("gone");  // the first fetch of the batch
   for (int b = 0; b < kBatch; ++b) items[b].queries = ConstMatrixView(q.data(), kQHeads, kDim);
+  ASSERT_TRUE(SequenceCore::AttendBatch(1, absl::MakeSpan(items)).ok());  // all resident now
   batched_[0]->BeginStep();
-  batched_[0]->BeginStep();  // its clusters expire (R = 1): it fetches again
+  batched_[0]->BeginStep();  // its clusters expire (R = 1): the only sequence that fetches
+  fake_.fail_fetch = absl::UnavailableError("gone");
   EXPECT_EQ(SequenceCore::AttendBatch(1, absl::MakeSpan(items)).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(items[0].status.code(), absl::StatusCode::kUnavailable);
