@@ -150,14 +150,14 @@ absl::Status SequenceCore::PlanPrefetch(int32_t layer, LayerState& state,
 }
 
 void SequenceCore::WaitForPrefetchPlan(const LayerState& state) const {
-  if (state.prefetch != nullptr) state.prefetch->planned.WaitForNotification();
+  if (state.prefetch != nullptr) state.prefetch->planned.Wait();
 }
 
 absl::Status SequenceCore::WaitForPrefetch(int32_t layer) {
   RETURN_IF_ERROR(CheckLayer(layer));
   LayerState& state = *layers_[layer];
   if (state.prefetch == nullptr) return absl::OkStatus();
-  state.prefetch->done.WaitForNotification();
+  state.prefetch->done.Wait();
   return state.prefetch->status;
 }
 
@@ -173,7 +173,7 @@ absl::Status SequenceCore::CompletePrefetch(LayerState& state, StepStats* stats,
                                             absl::flat_hash_set<ClusterId>* placed) {
   if (state.prefetch == nullptr) return absl::OkStatus();
   const absl::Time start = options_.clock->Now();
-  state.prefetch->done.WaitForNotification();
+  state.prefetch->done.Wait();
   stats->prefetch_wait_us += Micros(start);
   std::unique_ptr<PendingPrefetch> prefetch = std::move(state.prefetch);
   if (!prefetch->status.ok()) {

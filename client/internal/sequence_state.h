@@ -11,7 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/notification.h"
+#include "client/internal/background_worker.h"
 #include "client/device_memory.h"
 #include "client/ucx_data_plane.h"
 #include "client/internal/sequence_core.h"
@@ -53,8 +53,8 @@ struct SequenceCore::PendingPrefetch {
   absl::flat_hash_set<ClusterId> placed;  // the reserved misses being fetched
   int64_t placed_tokens = 0;
   std::vector<gpu::CacheEntry> misses;
-  absl::Notification planned;
-  absl::Notification done;
+  Event planned;
+  Event done;
   absl::Status status;
   StepStats fetched;
   bool direct = false;
