@@ -3,6 +3,12 @@
 //   grpc_fetch        client::Connection::FetchClusters of `clusters_per_request` random
 //                     clusters (seeded) per request over the daemon's Unix socket, each block
 //                     copied into a destination ring as the client's device cache does.
+//   grpc_minimal      what gRPC itself streams here (grpc_minimal.h): the same requests from a
+//                     minimal raw-bytes service in its own process on a Unix socket, serving
+//                     the same bytes from a pre-built pool as slices (no copy, no protobuf), in
+//                     the daemon's message grouping; the client copies each block into the same
+//                     ring. grpc_fetch_vs_minimal is grpc_fetch against it (baseline
+//                     grpc_minimal): how much of gRPC's own bandwidth FetchClusters keeps.
 //   memcpy_cold       the baseline: the same requests as plain memcpy of the same bytes from a
 //                     source spread over --fetch_cold_bytes into the same destination ring.
 //   memcpy_stream     the same copies with StreamCopy (core/stream_copy.h: non-temporal
@@ -48,6 +54,7 @@
 #include "tools/clusterkv_bench/bench_buffers.h"
 #include "tools/clusterkv_bench/bench_daemon.h"
 #include "tools/clusterkv_bench/bench_report.h"
+#include "tools/clusterkv_bench/grpc_minimal.h"
 #include "tools/clusterkv_bench/ucx_perftest.h"
 
 namespace clusterkv::bench {
@@ -62,6 +69,10 @@ constexpr int64_t kPutCallBytes = int64_t{64} << 20;    // blocks per PutCluster
 constexpr int64_t kPutMessageBytes = int64_t{4} << 20;  // blocks per stream message
 constexpr int64_t kMinRequests = 8;
 constexpr int64_t kMaxUcxIterations = 200000;
+// The daemon's grouping of a FetchClusters answer (server::HandlerOptions::fetch_message_bytes,
+// which clusterkvd leaves at its default); grpc_minimal groups its messages the same way.
+constexpr int64_t kDaemonFetchMessageBytes = int64_t{4} << 20;
+constexpr int kMaxMessageBytes = 64 << 20;  // client::ConnectionOptions and clusterkvd default
 
 // One block size of the run.
 struct BlockShape {
@@ -197,6 +208,7 @@ struct Context {
   Ring& pool;  // the stored blocks' bytes and the memcpy source
   Ring& ring;  // destination of recalls and of the memcpy baseline
   Report& report;
+  const GrpcMinimalClient& minimal;  // the grpc_minimal row's client
   client::DataPlane* ucx = nullptr;  // the UCX data plane (null: no ucx row)
   uint8_t* ucx_base = nullptr;       // its registered region (the ucx row's destination ring)
   int64_t ucx_bytes = 0;
@@ -267,7 +279,7 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
   const int64_t requests = std::max<int64_t>(kMinRequests, cfg.fetch_bytes / request_bytes);
   std::cerr << "fetch: " << SizeText(shape.bytes) << " blocks (" << shape.tokens << " tokens), "
             << shape.stored << " stored, " << requests << " requests of " << per << "\n";
-  Series grpc, copy, stream;
+  Series grpc, minimal, copy, stream;
   int64_t slot = 0;  // next destination slot, advancing through the ring
   for (int pass = 0; pass < ctx.options.warmup + ctx.options.repeats; ++pass) {
     const bool timed = pass >= ctx.options.warmup;
@@ -307,6 +319,28 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
         return absl::DataLossError("fetch: a recalled block differs from the stored bytes");
       }
     }
+    // The same requests from the minimal gRPC stream, into the same ring.
+    RETURN_IF_ERROR(TimedPass(
+        requests, request_bytes,
+        [&](int64_t r) -> absl::Status {
+          GrpcMinimalRequest req;
+          req.block_bytes = shape.bytes;
+          req.message_bytes = kDaemonFetchMessageBytes;
+          req.slots.assign(ids[r].begin(), ids[r].end());
+          RETURN_IF_ERROR(ctx.minimal.Fetch(
+              req, [&](int64_t k) { return ctx.ring.Slot(slot + k, shape.bytes); },
+              absl::Seconds(cfg.call_timeout_s)));
+          slot += per;
+          return absl::OkStatus();
+        },
+        timed ? &minimal : nullptr));
+    for (int32_t k = 0; k < per; ++k) {
+      if (std::memcmp(ctx.ring.Slot(slot - per + k, shape.bytes),
+                      ctx.pool.Slot(ids.back()[k], shape.bytes),
+                      static_cast<size_t>(shape.bytes)) != 0) {
+        return absl::DataLossError("fetch: a grpc_minimal block differs from the pool's bytes");
+      }
+    }
     // The same requests as local copies of the same bytes: the baseline (memcpy) and the
     // daemon's streaming copy.
     auto copy_pass = [&](void (*copy_fn)(void*, const void*, size_t), Series* into) {
@@ -325,6 +359,8 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
         [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); }, &copy));
     RETURN_IF_ERROR(copy_pass(&StreamCopy, &stream));
   }
+  const std::vector<int64_t> grouping =
+      MessageBlockCounts(per, shape.bytes, kDaemonFetchMessageBytes);
   Json params = {{"block_bytes", shape.bytes},
                  {"block_bytes_target", shape.target},
                  {"tokens_per_block", shape.tokens},
@@ -333,14 +369,34 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
                  {"clusters_per_request", per},
                  {"requests_per_pass", requests},
                  {"stored_blocks", shape.stored},
-                 {"cold_bytes", ctx.ring.bytes()}};
+                 {"cold_bytes", ctx.ring.bytes()},
+                 {"messages_per_request", grouping.size()},
+                 {"blocks_per_message", grouping.front()}};
   ResultRow streamed = BandwidthRow("memcpy_stream", params, stream, copy);
   streamed.extra["copy"] = absl::StrCat("StreamCopy (", StreamCopyKind(),
                                         " non-temporal stores), the daemon's same-host copy");
   ctx.report.Add(std::move(streamed));
+  const double grpc_gbps = Percentile(grpc.pass_gbps, 0.5);
+  const double minimal_gbps = Percentile(minimal.pass_gbps, 0.5);
+  ResultRow base = BandwidthRow("grpc_minimal", params, minimal, copy);
+  base.extra["transport"] =
+      "minimal raw-bytes gRPC server stream (own process, Unix socket): pre-built pool slices, "
+      "no protobuf; the client copies each block from the received slices into the ring";
+  ctx.report.Add(std::move(base));
   ResultRow row = BandwidthRow("grpc_fetch", params, grpc, copy);
   row.extra["transport"] = "gRPC FetchClusters over the daemon's Unix socket, host tier";
+  row.extra["grpc_minimal_gbps"] = minimal_gbps;
+  row.extra["ratio_to_grpc_minimal"] = grpc_gbps / minimal_gbps;
   ctx.report.Add(std::move(row));
+  ResultRow vs = HigherBetterRow("grpc_fetch_vs_minimal", params, grpc_gbps, "GB/s",
+                                 "grpc_minimal", minimal_gbps);
+  vs.p50_us = Percentile(grpc.request_us, 0.5);
+  vs.p99_us = Percentile(grpc.request_us, 0.99);
+  vs.extra["p50_p99_of"] = "one request";
+  vs.extra["baseline_p50_us"] = Percentile(minimal.request_us, 0.5);
+  vs.extra["baseline_p99_us"] = Percentile(minimal.request_us, 0.99);
+  vs.extra["memcpy_cold_gbps"] = Percentile(copy.pass_gbps, 0.5);
+  ctx.report.Add(std::move(vs));
   if (ctx.ucx != nullptr) RETURN_IF_ERROR(MeasureUcx(ctx, shape, copy, params));
 
   UcxPerftestOptions uo;
@@ -359,6 +415,8 @@ absl::Status MeasureShape(Context& ctx, const BlockShape& shape) {
   uparams.erase("requests_per_pass");
   uparams.erase("stored_blocks");
   uparams.erase("clusters_per_request");
+  uparams.erase("messages_per_request");
+  uparams.erase("blocks_per_message");
   uparams["iterations"] = ucx->iterations;
   ResultRow u = HigherBetterRow("ucx_perftest_put", std::move(uparams), ucx->bandwidth_gbps,
                                 "GB/s", "memcpy_cold", Percentile(copy.pass_gbps, 0.5));
@@ -415,7 +473,12 @@ absl::Status RunFetchBench(const BenchOptions& options) {
     if (before.spilled_puts() != 0 || before.evictions() != 0 || before.ssd().blocks() != 0) {
       return absl::InternalError("fetch: blocks left the host tier; raise --fetch_host_mib");
     }
-    Context ctx{options, *conn, sequence, pool, ring, report};
+    ASSIGN_OR_RETURN(std::unique_ptr<GrpcMinimalProcess> minimal_server,
+                     GrpcMinimalProcess::Start(cfg.grpc_minimal_server, options.daemon.dir,
+                                               cfg.cold_bytes, options.seed));
+    ASSIGN_OR_RETURN(std::unique_ptr<GrpcMinimalClient> minimal,
+                     GrpcMinimalClient::Create(minimal_server->target(), kMaxMessageBytes));
+    Context ctx{options, *conn, sequence, pool, ring, report, *minimal};
 #if defined(CLUSTERKV_WITH_UCX)
     client::UcxTransportOptions uo;
     uo.region_bytes = static_cast<size_t>(cfg.cold_bytes);
