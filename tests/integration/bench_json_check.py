@@ -181,6 +181,14 @@ def check_fetch(results):
             if not is_number(row.get(key)):
                 fail("grpc_fetch row %d: %s is not a number" % (i, key))
     for i, row in enumerate(results):
+        if row["variant"] in ("grpc_fetch", "grpc_minimal"):
+            for key in ("client_cpu_us_per_request", "server_cpu_us_per_request", "cpu_s_per_gb"):
+                if not is_number(row.get(key)):
+                    fail("%s row %d: %s is not a number" % (row["variant"], i, key))
+        if row["variant"] == "grpc_fetch_vs_minimal":
+            if not is_number(row.get("cpu_ratio_minimal_over_fetch")):
+                fail("grpc_fetch_vs_minimal row %d lacks cpu_ratio_minimal_over_fetch" % i)
+    for i, row in enumerate(results):
         if row["variant"] not in ("grpc_fetch", "grpc_minimal", "grpc_fetch_vs_minimal", "ucx",
                                   "ucx_perftest_put", "memcpy_stream"):
             fail("fetch results[%d] has unknown variant %r" % (i, row["variant"]))

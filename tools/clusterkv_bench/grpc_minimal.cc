@@ -27,7 +27,8 @@ constexpr char kMethod[] = "/clusterkv.bench.GrpcMinimal/Stream";
 
 void PutInt64(std::string& out, int64_t v) {
   char b[8];
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    b[i] = static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff);
   out.append(b, 8);
 }
 
@@ -59,8 +60,8 @@ class StreamReactor final : public grpc::ServerGenericBidiReactor {
       return;
     }
     request_ = *std::move(request);
-    counts_ = MessageBlockCounts(static_cast<int64_t>(request_.slots.size()),
-                                 request_.block_bytes, request_.message_bytes);
+    counts_ = MessageBlockCounts(static_cast<int64_t>(request_.slots.size()), request_.block_bytes,
+                                 request_.message_bytes);
     WriteNext();
   }
 
@@ -83,9 +84,9 @@ class StreamReactor final : public grpc::ServerGenericBidiReactor {
     slices_.clear();
     const size_t bytes = static_cast<size_t>(request_.block_bytes);
     for (int64_t k = 0; k < counts_[message_]; ++k, ++next_) {
-      slices_.emplace_back(pool_->Slot(request_.slots[static_cast<size_t>(next_)],
-                                       request_.block_bytes),
-                           bytes, grpc::Slice::STATIC_SLICE);
+      slices_.emplace_back(
+          pool_->Slot(request_.slots[static_cast<size_t>(next_)], request_.block_bytes), bytes,
+          grpc::Slice::STATIC_SLICE);
     }
     ++message_;
     outgoing_ = grpc::ByteBuffer(slices_.data(), slices_.size());
@@ -180,7 +181,8 @@ absl::StatusOr<std::unique_ptr<GrpcMinimalServer>> GrpcMinimalServer::Start(
   builder.SetMaxSendMessageSize(max_message_bytes);
   builder.RegisterCallbackGenericService(s->service_.get());
   s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr) return absl::UnavailableError(absl::StrCat("cannot serve on ", target));
+  if (s->server_ == nullptr)
+    return absl::UnavailableError(absl::StrCat("cannot serve on ", target));
   return s;
 }
 
@@ -270,15 +272,17 @@ absl::StatusOr<std::unique_ptr<GrpcMinimalProcess>> GrpcMinimalProcess::Start(
   std::unique_ptr<GrpcMinimalProcess> p(new GrpcMinimalProcess());
   ASSIGN_OR_RETURN(p->dir_, ScratchDir::Create(parent_dir, "grpc_minimal"));
   const std::string socket = p->dir_->Sub("minimal.sock");
-  ASSIGN_OR_RETURN(p->launcher_,
-                   demo::DaemonLauncher::Start(
-                       binary,
-                       {"--socket=" + socket, absl::StrCat("--pool_bytes=", pool_bytes),
-                        absl::StrCat("--seed=", seed)},
-                       absl::Seconds(60), kGrpcMinimalReadyLine));
+  ASSIGN_OR_RETURN(
+      p->launcher_,
+      demo::DaemonLauncher::Start(binary,
+                                  {"--socket=" + socket, absl::StrCat("--pool_bytes=", pool_bytes),
+                                   absl::StrCat("--seed=", seed)},
+                                  absl::Seconds(60), kGrpcMinimalReadyLine));
   p->target_ = "unix:" + socket;
   return p;
 }
+
+pid_t GrpcMinimalProcess::pid() const { return launcher_ != nullptr ? launcher_->pid() : -1; }
 
 GrpcMinimalProcess::~GrpcMinimalProcess() {
   if (launcher_ != nullptr) {

@@ -17,6 +17,8 @@
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_BENCH_GRPC_MINIMAL_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_BENCH_GRPC_MINIMAL_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -64,8 +66,7 @@ absl::StatusOr<GrpcMinimalRequest> DecodeGrpcMinimalRequest(const grpc::ByteBuff
 // How FetchClusters groups `blocks` blocks of `block_bytes` into response messages: blocks are
 // added to a message while it holds fewer than `message_bytes` (at least one block each).
 // Returns the block count of each message.
-std::vector<int64_t> MessageBlockCounts(int64_t blocks, int64_t block_bytes,
-                                        int64_t message_bytes);
+std::vector<int64_t> MessageBlockCounts(int64_t blocks, int64_t block_bytes, int64_t message_bytes);
 
 // The server: a callback generic service answering every method with the requested blocks of
 // `pool`, one message per StartWrite, the next one after OnWriteDone. Thread-safe.
@@ -92,7 +93,7 @@ class GrpcMinimalServer {
 class GrpcMinimalClient {
  public:
   static absl::StatusOr<std::unique_ptr<GrpcMinimalClient>> Create(const std::string& target,
-                                                                    int max_message_bytes);
+                                                                   int max_message_bytes);
   // One call: block i of `request` is copied to destination(i) (block_bytes writable bytes)
   // as it arrives. The call's gRPC error, or DataLoss when the answer holds more or fewer
   // bytes than the requested blocks, or a message not made of whole blocks.
@@ -124,6 +125,7 @@ class GrpcMinimalProcess {
   GrpcMinimalProcess& operator=(const GrpcMinimalProcess&) = delete;
 
   const std::string& target() const { return target_; }
+  pid_t pid() const;
 
  private:
   GrpcMinimalProcess() = default;
