@@ -6,13 +6,22 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
 #include "core/status_macros.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/impl/codegen/rpc_method.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/channel_arguments.h"
+#include "grpcpp/support/sync_stream.h"
+#include "proto/fetch_wire.h"
 #include "proto/rpc_support.h"
 
 namespace clusterkv::client {
+namespace {
+
+constexpr char kFetchClustersMethod[] = "/clusterkv.v1.KvCache/FetchClusters";
+
+}  // namespace
 
 absl::Status ConnectionOptions::Validate() const {
   if (target.empty()) return absl::InvalidArgumentError("connection target is empty");
@@ -88,6 +97,11 @@ Connection::Connection(std::shared_ptr<grpc::Channel> channel,
                        std::unique_ptr<v1::KvCache::StubInterface> stub, ConnectionOptions options)
     : channel_(std::move(channel)), stub_(std::move(stub)), options_(std::move(options)) {
   if (options_.clock == nullptr) options_.clock = MakeSystemClock();
+  if (channel_ != nullptr) {
+    // The method the generated stub registers for FetchClusters, read here with raw responses.
+    fetch_method_ = std::make_unique<grpc::internal::RpcMethod>(
+        kFetchClustersMethod, grpc::internal::RpcMethod::SERVER_STREAMING, channel_);
+  }
 }
 
 void Connection::Prepare(grpc::ClientContext* context) const {
@@ -329,24 +343,52 @@ absl::StatusOr<v1::ConnectDataPlaneResponse> Connection::ConnectDataPlane(
 absl::Status Connection::FetchClusters(const v1::FetchClustersRequest& request,
                                        const BlockCallback& on_block) {
   absl::Status callback_status;  // the callback's error ends the fetch, never retried
+  absl::Status malformed;        // a response that is not a FetchClustersResponse: DataLoss
+  const auto deliver = [&](const v1::ClusterBlock& block) {
+    callback_status = on_block(block);
+    return callback_status;
+  };
   absl::Status status = RetryWithBackoff(options_.retry, clock(), [&](int32_t) -> absl::Status {
     grpc::ClientContext context;
     Prepare(&context);
-    std::unique_ptr<grpc::ClientReaderInterface<v1::FetchClustersResponse>> reader =
-        stub_->FetchClusters(&context, request);
-    v1::FetchClustersResponse response;
-    while (callback_status.ok() && reader->Read(&response)) {
-      for (const v1::ClusterBlock& block : response.blocks()) {
-        callback_status = on_block(block);
-        if (!callback_status.ok()) break;
+    bool stopped = false;
+    grpc::Status finished;
+    if (fetch_method_ != nullptr) {
+      // Responses read raw and walked block by block (proto/fetch_wire.h): each block's bytes
+      // are copied once, into one reused ClusterBlock, and never parsed into a whole message.
+      std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+          grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+              channel_.get(), *fetch_method_, &context, request));
+      grpc::ByteBuffer message;
+      v1::ClusterBlock scratch;
+      while (!stopped && reader->Read(&message)) {
+        const absl::Status s = wire::ForEachFetchedBlock(message, scratch, deliver);
+        if (!s.ok() && callback_status.ok()) malformed = s;
+        stopped = !s.ok();
       }
+      if (stopped) context.TryCancel();
+      finished = reader->Finish();
+    } else {  // over an injected stub (tests): the typed stream
+      std::unique_ptr<grpc::ClientReaderInterface<v1::FetchClustersResponse>> reader =
+          stub_->FetchClusters(&context, request);
+      v1::FetchClustersResponse response;
+      while (!stopped && reader->Read(&response)) {
+        for (const v1::ClusterBlock& block : response.blocks()) {
+          if (!deliver(block).ok()) {
+            stopped = true;
+            break;
+          }
+        }
+      }
+      if (stopped) context.TryCancel();
+      finished = reader->Finish();
     }
     if (!callback_status.ok()) {
-      context.TryCancel();
-      (void)reader->Finish();  // CANCELLED, our own doing
+      // Finish() said CANCELLED, our own doing.
       return absl::CancelledError("fetch cancelled by its block callback");
     }
-    return rpc::FromGrpcStatus(reader->Finish());
+    if (!malformed.ok()) return malformed;
+    return rpc::FromGrpcStatus(finished);
   });
   if (!callback_status.ok()) return callback_status;
   return status;

@@ -37,6 +37,10 @@
 #include "clusterkv/v1/kvcache.grpc.pb.h"
 #include "grpcpp/channel.h"
 
+namespace grpc::internal {
+class RpcMethod;
+}
+
 namespace clusterkv::client {
 
 struct ConnectionOptions {
@@ -96,6 +100,10 @@ class Connection final : public KvTransport {
       absl::Span<const v1::PutClustersRequest> messages) override;
   absl::StatusOr<v1::AppendClustersResponse> AppendClusters(
       const v1::AppendClustersRequest& request) override;
+  // Reads the response stream raw and hands each block to on_block straight from the received
+  // bytes (one copy, into a ClusterBlock reused from block to block: valid only during the
+  // callback). DataLoss, not retried, when a response message is not a well-formed
+  // FetchClustersResponse (the blocks before the bad one were delivered).
   absl::Status FetchClusters(const v1::FetchClustersRequest& request,
                              const BlockCallback& on_block) override;
 
@@ -137,6 +145,8 @@ class Connection final : public KvTransport {
 
   std::shared_ptr<grpc::Channel> channel_;  // null when built over a stub
   std::unique_ptr<v1::KvCache::StubInterface> stub_;
+  // FetchClusters with raw responses (a channel's only; over a stub, the typed stream).
+  std::unique_ptr<grpc::internal::RpcMethod> fetch_method_;
   ConnectionOptions options_;
   // Promotion hints in flight (gRPC callbacks still to run) and their outcomes.
   mutable absl::Mutex hints_mu_;

@@ -18,9 +18,11 @@
 
 namespace clusterkv::client {
 
-// Receives each block of a FetchClusters answer. A non-OK return cancels the fetch and becomes
-// its result. After a transparent retry the same block may be delivered again, so the callback
-// must be idempotent (copying a block into its slot is).
+// Receives each block of a FetchClusters answer; the block is valid only during the call (a
+// transport may reuse it for the next block), so the callback copies what it keeps. A non-OK
+// return cancels the fetch and becomes its result. After a transparent retry the same block
+// may be delivered again, so the callback must be idempotent (copying a block into its slot
+// is).
 using BlockCallback = std::function<absl::Status(const v1::ClusterBlock& block)>;
 
 // Implementations are thread-safe: one transport serves every Sequence of a Client.

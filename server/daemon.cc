@@ -365,6 +365,9 @@ absl::Status Daemon::Shutdown() {
                       absl::ToChronoMilliseconds(options_.shutdown_grace));
     server_->Wait();
   }
+  // Every call is over; pins that FetchClusters messages gRPC has not dropped yet (a cancelled
+  // stream's) go now, while the store is open.
+  if (service_ != nullptr) service_->ReleaseHeldPins();
 #if defined(CLUSTERKV_WITH_UCX)
   // Sessions and the progress thread go before the handler and store they use; the arena
   // registration itself is released with the store.

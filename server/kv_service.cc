@@ -7,11 +7,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "proto/fetch_wire.h"
 #include "proto/rpc_support.h"
 #include "server/metrics/daemon_metrics.h"
 #include "server/metrics/rpc_scope.h"
 #include "server/request_validation.h"
-#include "core/status_macros.h"
 
 namespace clusterkv::server {
 namespace {
@@ -136,27 +138,41 @@ class PutClustersReactor final : public grpc::ServerReadReactor<v1::PutClustersR
 
 // Writes blocks one message at a time; each message is produced by a task on the worker pool
 // (a block may have to be read from the SSD) when the previous write is done, so memory per
-// call stays at about one message and no gRPC thread waits on the store.
-class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClustersResponse> {
+// call stays at about one message and no gRPC thread waits on the store. The method is served
+// raw (grpc::ByteBuffer both ways): the request is parsed here, and each response message is
+// built by wire::FetchResponseBuilder straight from the blocks' bytes, byte-identical to the
+// protobuf FetchClustersResponse (decision D84).
+class FetchClustersReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  FetchClustersReactor(RequestHandler* handler, WorkerPool* pool,
-                       absl::StatusOr<CallContext> call, const v1::FetchClustersRequest* request,
+  FetchClustersReactor(RequestHandler* handler, WorkerPool* pool, PinLedger* pins,
+                       absl::StatusOr<CallContext> call, const grpc::ByteBuffer* raw_request,
                        RpcScope scope)
-      : handler_(handler), pool_(pool), request_(request), scope_(std::move(scope)) {
+      : handler_(handler), pool_(pool), scope_(std::move(scope)) {
     if (!call.ok()) {
       Finish(rpc::ToGrpcStatus(call.status()));
+      return;
+    }
+    if (absl::Status parsed = ParseRequest(*raw_request); !parsed.ok()) {
+      Finish(rpc::ToGrpcStatus(parsed));
       return;
     }
     call->trace = scope_.context();
     // Every block in the host tier: pinned now, without I/O, and streamed from the pins on the
     // gRPC threads; the worker pool is not involved (so a pool busy with SSD reads holds up no
     // host-tier fetch).
-    resident_ = handler_->TryResolveResident(*call, *request_);
+    resident_ = handler_->TryResolveResident(*call, request_);
     if (resident_.has_value()) {
       if (!resident_->status.ok()) {
         Finish(rpc::ToGrpcStatus(resident_->status));
         return;
       }
+      // All of the request's pins, held through the ledger (see PinLedger).
+      auto holders = std::make_shared<std::vector<std::shared_ptr<const void>>>();
+      holders->reserve(resident_->blocks.size());
+      for (RequestHandler::ResolvedBlock& b : resident_->blocks) {
+        holders->push_back(std::move(b.holder));
+      }
+      held_ = pins->Hold(std::move(holders));
       WriteNext();
       return;
     }
@@ -181,8 +197,16 @@ class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClus
   void OnDone() override { delete this; }
 
  private:
+  absl::Status ParseRequest(const grpc::ByteBuffer& raw) {
+    grpc::ByteBuffer copy(raw);  // shares the slices; Deserialize consumes its argument
+    if (!grpc::SerializationTraits<v1::FetchClustersRequest>::Deserialize(&copy, &request_).ok()) {
+      return absl::InvalidArgumentError("the request is not a FetchClustersRequest");
+    }
+    return absl::OkStatus();
+  }
+
   void Prepare(const CallContext& call) {
-    absl::StatusOr<RequestHandler::FetchPlan> plan = handler_->PrepareFetch(call, *request_);
+    absl::StatusOr<RequestHandler::FetchPlan> plan = handler_->PrepareFetch(call, request_);
     if (!plan.ok()) {
       Finish(rpc::ToGrpcStatus(plan.status()));
       return;
@@ -192,53 +216,56 @@ class FetchClustersReactor final : public grpc::ServerWriteReactor<v1::FetchClus
   }
 
   void WriteNext() {
-    if (next_ == request_->clusters_size()) {
+    if (next_ == request_.clusters_size()) {
       Finish(grpc::Status::OK);
       return;
     }
-    message_.Clear();
-    uint64_t bytes = 0;
     const uint64_t target = handler_->options().fetch_message_bytes;
-    auto add = [&](const v1::ClusterRef& ref, int32_t tokens, absl::Span<const uint8_t> data) {
-      v1::ClusterBlock* block = message_.add_blocks();
-      *block->mutable_id() = ref;
-      block->set_num_tokens(tokens);
-      block->set_data(reinterpret_cast<const char*>(data.data()), data.size());
-      bytes += data.size();
-      return absl::OkStatus();
-    };
-    while (next_ < request_->clusters_size() && (bytes == 0 || bytes < target)) {
+    while (next_ < request_.clusters_size() &&
+           (builder_.blocks() == 0 || builder_.data_bytes() < target)) {
       if (resident_.has_value()) {
-        RequestHandler::ResolvedBlock& b = resident_->blocks[static_cast<size_t>(next_)];
-        (void)add(request_->clusters(next_), b.num_tokens, b.bytes);
-        b.holder.reset();  // copied into the message: unpin
-        ++next_;
+        // The message references the pinned bytes; the pins go with gRPC's last reference to
+        // them (once they are on the socket) or at the ledger's Close, whichever is first.
+        const RequestHandler::ResolvedBlock& b = resident_->blocks[static_cast<size_t>(next_)];
+        builder_.AddReferenced(request_.clusters(next_), b.num_tokens, b.bytes,
+                               std::shared_ptr<const void>(held_, b.bytes.data()));
+        if (++next_ == request_.clusters_size()) held_.reset();  // only the slices hold them now
         continue;
       }
-      absl::Status s = handler_->FetchOne(*plan_, request_->clusters(next_), add);
+      // Valid only until the sink returns (an SSD read, or a block another node served).
+      absl::Status s = handler_->FetchOne(
+          *plan_, request_.clusters(next_),
+          [&](const v1::ClusterRef& ref, int32_t tokens, absl::Span<const uint8_t> data) {
+            builder_.AddCopied(ref, tokens, data);
+            return absl::OkStatus();
+          });
       if (!s.ok()) {
         Finish(rpc::ToGrpcStatus(s));
         return;
       }
       ++next_;
     }
+    message_ = builder_.Take();
     StartWrite(&message_);
   }
 
   // Records the call's status, then finishes it (hides the base's).
   void Finish(grpc::Status status) {
     scope_.End(FromGrpc(status));
-    grpc::ServerWriteReactor<v1::FetchClustersResponse>::Finish(std::move(status));
+    grpc::ServerWriteReactor<grpc::ByteBuffer>::Finish(std::move(status));
   }
 
   RequestHandler* handler_;
   WorkerPool* pool_;
-  const v1::FetchClustersRequest* request_;
+  v1::FetchClustersRequest request_;
   std::optional<RequestHandler::FetchPlan> plan_;
-  // Set when every block was host-resident at the call's start: the pinned blocks.
+  // Set when every block was host-resident at the call's start: the pinned blocks, whose pins
+  // `held_` keeps until every block is in a message (then the messages' slices keep them).
   std::optional<RequestHandler::ResolvedFetch> resident_;
+  std::shared_ptr<const void> held_;
   int next_ = 0;
-  v1::FetchClustersResponse message_;
+  wire::FetchResponseBuilder builder_;
+  grpc::ByteBuffer message_;  // the write in flight
   RpcScope scope_;
 };
 
@@ -274,17 +301,19 @@ TenantResolver AuthenticatedTenantResolver(const auth::Authenticator* authentica
   };
 }
 
-KvCacheService::KvCacheService(RequestHandler* handler, WorkerPool* pool,
-                               TenantResolver resolver, DataPlaneConnector data_plane,
-                               Instrumentation instrumentation, PeerResolver peer_resolver,
-                               WorkerPool* hint_pool)
+KvCacheService::KvCacheService(RequestHandler* handler, WorkerPool* pool, TenantResolver resolver,
+                               DataPlaneConnector data_plane, Instrumentation instrumentation,
+                               PeerResolver peer_resolver, WorkerPool* hint_pool)
     : handler_(handler),
       pool_(pool),
       resolver_(std::move(resolver)),
       data_plane_(std::move(data_plane)),
       instrumentation_(instrumentation),
       peer_resolver_(std::move(peer_resolver)),
-      hint_pool_(hint_pool != nullptr ? hint_pool : pool) {}
+      hint_pool_(hint_pool != nullptr ? hint_pool : pool),
+      pins_(PinLedger::Create()) {}
+
+void KvCacheService::ReleaseHeldPins() { pins_->Close(); }
 
 template <typename Response>
 grpc::ServerUnaryReactor* KvCacheService::Unary(
@@ -364,10 +393,10 @@ grpc::ServerUnaryReactor* KvCacheService::GetIndex(grpc::CallbackServerContext* 
       context, response, [this, request](const CallContext& call) { return handler_->GetIndex(call, *request); });
 }
 
-grpc::ServerWriteReactor<v1::FetchClustersResponse>* KvCacheService::FetchClusters(
-    grpc::CallbackServerContext* context, const v1::FetchClustersRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* KvCacheService::FetchClusters(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   return new FetchClustersReactor(
-      handler_, pool_, Resolve(resolver_, peer_resolver_, *context), request,
+      handler_, pool_, pins_.get(), Resolve(resolver_, peer_resolver_, *context), request,
       RpcScope(instrumentation_, metrics::Rpc::kFetchClusters, Traceparent(*context)));
 }
 

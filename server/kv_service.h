@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "clusterkv/v1/kvcache.grpc.pb.h"
 #include "server/auth/authenticator.h"
+#include "server/internal/pin_ledger.h"
 #include "server/metrics/instrumentation.h"
 #include "server/request_handler.h"
 #include "server/worker_pool.h"
@@ -51,7 +52,11 @@ using PeerResolver = std::function<std::optional<absl::StatusOr<std::string>>(
 using DataPlaneConnector = std::function<absl::StatusOr<v1::ConnectDataPlaneResponse>(
     const CallContext& call, const v1::ConnectDataPlaneRequest& request)>;
 
-class KvCacheService final : public v1::KvCache::CallbackService {
+// FetchClusters is served raw (grpc::ByteBuffer request and responses, the same bytes on the
+// wire as the typed method): its responses are built from the blocks' bytes without a
+// protobuf message (proto/fetch_wire.h).
+class KvCacheService final
+    : public v1::KvCache::WithRawCallbackMethod_FetchClusters<v1::KvCache::CallbackService> {
  public:
   // `handler` and `pool` must outlive the service; so must the objects `instrumentation`
   // points to (per-RPC latency and codes, spans continuing the caller's traceparent; null
@@ -77,8 +82,8 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   grpc::ServerUnaryReactor* GetIndex(grpc::CallbackServerContext* context,
                                      const v1::GetIndexRequest* request,
                                      v1::GetIndexResponse* response) override;
-  grpc::ServerWriteReactor<v1::FetchClustersResponse>* FetchClusters(
-      grpc::CallbackServerContext* context, const v1::FetchClustersRequest* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* FetchClusters(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Select(grpc::CallbackServerContext* context,
                                    const v1::SelectRequest* request,
                                    v1::SelectResponse* response) override;
@@ -99,6 +104,11 @@ class KvCacheService final : public v1::KvCache::CallbackService {
                                          const v1::HintClustersRequest* request,
                                          v1::HintClustersResponse* response) override;
 
+  // Shutdown, once the gRPC server has stopped and before the store closes: releases the
+  // host-tier pins that outgoing FetchClusters messages still hold (gRPC may drop a cancelled
+  // stream's messages later than that), so none outlives the store.
+  void ReleaseHeldPins();
+
  private:
   // Resolves the caller, runs `body` with its context on the worker pool and finishes the
   // unary call with its status.
@@ -113,6 +123,7 @@ class KvCacheService final : public v1::KvCache::CallbackService {
   Instrumentation instrumentation_;
   PeerResolver peer_resolver_;  // cluster mode
   WorkerPool* hint_pool_;
+  std::shared_ptr<PinLedger> pins_;  // pins that FetchClusters messages hold (PinLedger)
 };
 
 }  // namespace clusterkv::server

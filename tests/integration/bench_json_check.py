@@ -158,7 +158,8 @@ def check_storage(results):
 
 def check_fetch(results):
     """gRPC recall rows per block size against cold memcpy, with a memcpy_stream row (the
-    daemon's streaming copy) for each; our UCX recall rows when the build has the UCX data
+    daemon's streaming copy) and a grpc_minimal row (a minimal raw-bytes gRPC stream) for each,
+    and grpc_fetch against grpc_minimal; our UCX recall rows when the build has the UCX data
     plane; ucx_perftest rows when that tool exists."""
     grpc = [row for row in results if row["variant"] == "grpc_fetch"]
     if not grpc:
@@ -171,17 +172,37 @@ def check_fetch(results):
     if len(stream) != len(grpc):
         fail("fetch report has %d memcpy_stream rows for %d block sizes"
              % (len(stream), len(grpc)))
+    for variant in ("grpc_minimal", "grpc_fetch_vs_minimal"):
+        rows = [row for row in results if row["variant"] == variant]
+        if len(rows) != len(grpc):
+            fail("fetch report has %d %s rows for %d block sizes" % (len(rows), variant, len(grpc)))
+    for i, row in enumerate(grpc):
+        for key in ("grpc_minimal_gbps", "ratio_to_grpc_minimal"):
+            if not is_number(row.get(key)):
+                fail("grpc_fetch row %d: %s is not a number" % (i, key))
     for i, row in enumerate(results):
-        if row["variant"] not in ("grpc_fetch", "ucx", "ucx_perftest_put", "memcpy_stream"):
+        if row["variant"] in ("grpc_fetch", "grpc_minimal"):
+            for key in ("client_cpu_us_per_request", "server_cpu_us_per_request", "cpu_s_per_gb"):
+                if not is_number(row.get(key)):
+                    fail("%s row %d: %s is not a number" % (row["variant"], i, key))
+        if row["variant"] == "grpc_fetch_vs_minimal":
+            if not is_number(row.get("cpu_ratio_minimal_over_fetch")):
+                fail("grpc_fetch_vs_minimal row %d lacks cpu_ratio_minimal_over_fetch" % i)
+    for i, row in enumerate(results):
+        if row["variant"] not in ("grpc_fetch", "grpc_minimal", "grpc_fetch_vs_minimal", "ucx",
+                                  "ucx_perftest_put", "memcpy_stream"):
             fail("fetch results[%d] has unknown variant %r" % (i, row["variant"]))
-        if row["unit"] != "GB/s" or row["baseline"] != "memcpy_cold":
-            fail("fetch results[%d] is not a GB/s row against memcpy_cold" % i)
+        baseline = "grpc_minimal" if row["variant"] == "grpc_fetch_vs_minimal" else "memcpy_cold"
+        if row["unit"] != "GB/s" or row["baseline"] != baseline:
+            fail("fetch results[%d] is not a GB/s row against %s" % (i, baseline))
         if not row["ratio_meaning"].startswith("value / baseline_value"):
             fail("fetch results[%d] is not a higher-is-better row" % i)
         for key in ("block_bytes", "block_bytes_target", "tokens_per_block"):
             if not is_number(row["params"].get(key)):
                 fail("fetch results[%d].params lacks %s" % (i, key))
-    ours = [row for row in results if row["variant"] in ("grpc_fetch", "ucx", "memcpy_stream")]
+    ours = [row for row in results
+            if row["variant"] in ("grpc_fetch", "grpc_minimal", "grpc_fetch_vs_minimal", "ucx",
+                                  "memcpy_stream")]
     for i, row in enumerate(ours):
         if not is_number(row["params"].get("clusters_per_request")):
             fail("%s row %d lacks params.clusters_per_request" % (row["variant"], i))

@@ -1,6 +1,7 @@
 // The real clusterkvd on a real Unix socket, driven by the generated gRPC stub: sequence
-// lifecycle, bulk put and fetch (bit-exact, in order, across several response messages), the
-// index, server-side Select against the local selection code, stats, tenants, concurrent
+// lifecycle, bulk put and fetch (bit-exact, in order, across several response messages; each
+// response message exactly protobuf's bytes, and read bit-exact by client::Connection too),
+// the index, server-side Select against the local selection code, stats, tenants, concurrent
 // clients and the grpc.health.v1 check.
 #include <algorithm>
 #include <chrono>
@@ -10,8 +11,11 @@
 #include <thread>
 #include <vector>
 
+#include "client/connection.h"
 #include "gpu/backend.h"
 #include "gpu/selection.h"
+#include "grpcpp/impl/codegen/rpc_method.h"
+#include "grpcpp/support/sync_stream.h"
 #include "gtest/gtest.h"
 #include "tests/integration/daemon_fixture.h"
 #include "tools/clusterkv/health_check.h"
@@ -117,6 +121,72 @@ TEST_F(DaemonTest, PutThenFetchIsBitExactInRequestOrderAcrossMessages) {
   v1::OpenSequenceResponse opened;
   ASSERT_GRPC_OK(OpenSequence(client, "big", &opened));
   EXPECT_EQ(opened.num_tokens(), data.num_tokens);
+}
+
+TEST_F(DaemonTest, FetchMessagesAreProtobufBytesAndConnectionReadsThemBitExact) {
+  KvCacheClient client = Client();
+  ASSERT_GRPC_OK(OpenSequence(client, "wire"));
+  // Blocks of one token to 1 MiB (2032 tokens): the answer spans several messages.
+  SequenceData data;
+  const int32_t tokens[] = {1, 2032, 127, 2032, 508, 2032, 31, 2032, 1};
+  for (int32_t i = 0; i < static_cast<int32_t>(std::size(tokens)); ++i) {
+    data.blocks.push_back(MakeBlock(Ref(1, 2, i), tokens[i], 500 + static_cast<uint32_t>(i)));
+  }
+  ASSERT_GRPC_OK(PutSequence(client, "wire", data, /*write_through=*/false, nullptr,
+                             /*per_message=*/2));
+  std::vector<v1::ClusterBlock> order(data.blocks.rbegin(), data.blocks.rend());
+  v1::FetchClustersRequest request;
+  request.set_sequence_id("wire");
+  for (const v1::ClusterBlock& b : order) *request.add_clusters() = b.id();
+  auto expect_same = [&](const std::vector<v1::ClusterBlock>& got, const char* via) {
+    ASSERT_EQ(got.size(), order.size()) << via;
+    for (size_t i = 0; i < order.size(); ++i) {
+      EXPECT_EQ(got[i].SerializeAsString(), order[i].SerializeAsString())
+          << via << ": block " << i << " differs";
+    }
+  };
+
+  // Raw: every message the daemon sends is byte for byte what protobuf serializes for it.
+  const grpc::internal::RpcMethod method("/clusterkv.v1.KvCache/FetchClusters",
+                                         grpc::internal::RpcMethod::SERVER_STREAMING,
+                                         client.channel);
+  auto context = client.Context();
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(client.channel.get(), method,
+                                                                    context.get(), request));
+  grpc::ByteBuffer raw;
+  int messages = 0;
+  std::vector<v1::ClusterBlock> got;
+  while (reader->Read(&raw)) {
+    ++messages;
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(raw.Dump(&slices).ok());
+    std::string bytes;
+    for (const grpc::Slice& s : slices) {
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+    v1::FetchClustersResponse parsed;
+    ASSERT_TRUE(parsed.ParseFromString(bytes)) << "message " << messages;
+    EXPECT_EQ(parsed.SerializeAsString(), bytes) << "message " << messages;
+    for (v1::ClusterBlock& b : *parsed.mutable_blocks()) got.push_back(std::move(b));
+  }
+  ASSERT_GRPC_OK(reader->Finish());
+  EXPECT_GE(messages, 2);
+  expect_same(got, "raw");
+
+  // client::Connection reads the same stream raw, block by block.
+  client::ConnectionOptions options;
+  options.target = daemon_.target();
+  options.tenant = "default";
+  absl::StatusOr<std::unique_ptr<client::Connection>> conn = client::Connection::Create(options);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  std::vector<v1::ClusterBlock> delivered;
+  const absl::Status fetched = (*conn)->FetchClusters(request, [&](const v1::ClusterBlock& b) {
+    delivered.push_back(b);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(fetched.ok()) << fetched;
+  expect_same(delivered, "Connection");
 }
 
 TEST_F(DaemonTest, GetIndexReturnsTheStoredIndexes) {

@@ -15,7 +15,8 @@ if(TARGET clusterkvd AND TARGET clusterkv_admin)
 
   clusterkv_test(daemon_test integration
     daemon_test.cc daemon_validation_test.cc daemon_lifecycle_test.cc daemon_limits_test.cc
-    LIBS clusterkv_test_daemon clusterkv_admin clusterkv_storage clusterkv_gpu clusterkv_core)
+    LIBS clusterkv_test_daemon clusterkv_admin clusterkv_client clusterkv_storage clusterkv_gpu
+         clusterkv_core)
 
   # The protocol from Python: stubs generated at test time by grpc_tools.protoc.
   clusterkv_test(daemon_python_client_test integration python_client/python_client_test.cc

@@ -1,7 +1,9 @@
 // Connection over real gRPC without the daemon: an in-process fake KvCache service checks the
 // tenant metadata, the retry of UNAVAILABLE (fake clock, no real sleeps), the PutClusters
 // stream retry with ALREADY_EXISTS counted as stored, FetchClusters streaming and the status
-// conversion; plus an unreachable socket.
+// conversion; a fake whose FetchClusters answers raw bytes checks that the raw reading of the
+// responses delivers blocks byte-exact across messages and turns a malformed or short response
+// into DataLoss; plus an unreachable socket.
 #include <memory>
 #include <set>
 #include <string>
@@ -12,6 +14,7 @@
 #include "client/connection.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "proto/fetch_wire.h"
 #include "proto/rpc_support.h"
 
 namespace clusterkv::client {
@@ -237,6 +240,160 @@ TEST_F(ConnectionTest, FetchCallbackErrorEndsTheCallWithoutRetry) {
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(service_.fetch_calls, 1);
+}
+
+// FetchClusters answered with given raw messages, whatever the request (the other methods are
+// the generated defaults).
+class RawFetchKvCache final
+    : public v1::KvCache::WithRawCallbackMethod_FetchClusters<v1::KvCache::Service> {
+ public:
+  class Writer final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+   public:
+    explicit Writer(std::vector<grpc::ByteBuffer> messages) : messages_(std::move(messages)) {
+      Next();
+    }
+    void OnWriteDone(bool ok) override {
+      if (!ok) {
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client gone"));
+        return;
+      }
+      Next();
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    void Next() {
+      if (next_ == messages_.size()) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      StartWrite(&messages_[next_++]);
+    }
+    std::vector<grpc::ByteBuffer> messages_;
+    size_t next_ = 0;
+  };
+
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* FetchClusters(grpc::CallbackServerContext*,
+                                                            const grpc::ByteBuffer*) override {
+    absl::MutexLock lock(&mu);
+    ++fetch_calls;
+    return new Writer(messages);
+  }
+
+  absl::Mutex mu;
+  std::vector<grpc::ByteBuffer> messages;
+  int fetch_calls = 0;
+};
+
+grpc::ByteBuffer RawBytes(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+v1::ClusterBlock TestBlock(int32_t cluster, size_t bytes) {
+  v1::ClusterBlock block;
+  block.mutable_id()->set_cluster(cluster);
+  block.set_num_tokens(static_cast<int32_t>(bytes / 516));
+  std::string data(bytes, '\0');
+  for (size_t i = 0; i < bytes; ++i) data[i] = static_cast<char>((i * 131 + cluster) & 0xff);
+  block.set_data(data);
+  return block;
+}
+
+class RawFetchConnectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ConnectionOptions options;
+    options.target = "in-process";
+    options.tenant = "tenant-a";
+    options.retry.max_attempts = 4;
+    options.clock = std::make_shared<FakeClock>();
+    auto conn =
+        Connection::CreateWithChannel(server_->InProcessChannel(grpc::ChannelArguments()), options);
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    conn_ = *std::move(conn);
+  }
+  void TearDown() override {
+    conn_.reset();
+    if (server_ != nullptr) server_->Shutdown();
+  }
+
+  // Fetches and keeps a copy of every block delivered.
+  absl::Status FetchAll(std::vector<v1::ClusterBlock>* got) {
+    v1::FetchClustersRequest request;
+    request.set_sequence_id("s");
+    request.add_clusters()->set_cluster(1);
+    return conn_->FetchClusters(request, [&](const v1::ClusterBlock& block) {
+      got->push_back(block);
+      return absl::OkStatus();
+    });
+  }
+
+  RawFetchKvCache service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<Connection> conn_;
+};
+
+TEST_F(RawFetchConnectionTest, BlocksArriveByteExactAcrossMessagesAndSizes) {
+  // The daemon's builder (referenced and copied blocks) and plain protobuf serialization.
+  const std::vector<v1::ClusterBlock> blocks = {TestBlock(1, 0),       TestBlock(2, 1),
+                                                TestBlock(3, 65532),   TestBlock(4, 262128),
+                                                TestBlock(5, 1048512), TestBlock(6, 516)};
+  auto bytes_of = [](const v1::ClusterBlock& b) {
+    return absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(b.data().data()),
+                                     b.data().size());
+  };
+  wire::FetchResponseBuilder builder;
+  builder.AddCopied(blocks[0].id(), blocks[0].num_tokens(), bytes_of(blocks[0]));
+  builder.AddCopied(blocks[1].id(), blocks[1].num_tokens(), bytes_of(blocks[1]));
+  service_.messages.push_back(builder.Take());
+  auto owner = std::make_shared<v1::ClusterBlock>(blocks[3]);
+  builder.AddCopied(blocks[2].id(), blocks[2].num_tokens(), bytes_of(blocks[2]));
+  builder.AddReferenced(owner->id(), owner->num_tokens(), bytes_of(*owner), owner);
+  service_.messages.push_back(builder.Take());
+  v1::FetchClustersResponse last;
+  *last.add_blocks() = blocks[4];
+  *last.add_blocks() = blocks[5];
+  service_.messages.push_back(RawBytes(last.SerializeAsString()));
+  std::vector<v1::ClusterBlock> got;
+  ASSERT_TRUE(FetchAll(&got).ok());
+  ASSERT_EQ(got.size(), blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    EXPECT_EQ(got[i].SerializeAsString(), blocks[i].SerializeAsString()) << "block " << i;
+  }
+}
+
+TEST_F(RawFetchConnectionTest, MalformedResponseIsDataLossAfterTheBlocksBeforeIt) {
+  v1::FetchClustersResponse good;
+  *good.add_blocks() = TestBlock(1, 1000);
+  *good.add_blocks() = TestBlock(2, 1000);
+  v1::FetchClustersResponse next;
+  *next.add_blocks() = TestBlock(3, 1000);
+  const std::string bytes = next.SerializeAsString();
+  service_.messages.push_back(RawBytes(good.SerializeAsString()));
+  service_.messages.push_back(RawBytes(bytes.substr(0, bytes.size() - 10)));  // cut short
+  std::vector<v1::ClusterBlock> got;
+  const absl::Status s = FetchAll(&got);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_EQ(got.size(), 2u);
+  EXPECT_EQ(service_.fetch_calls, 1) << "DataLoss is not retried";
+}
+
+TEST_F(RawFetchConnectionTest, GarbageResponseIsDataLoss) {
+  for (const std::string& garbage :
+       {std::string("\x0a\xff\xff\xff\x0f", 5), std::string(16, '\xff'), std::string("\x0b", 1),
+        std::string("\x0a\x04\x1a\x7f\x00\x00", 6)}) {
+    service_.messages.clear();
+    service_.messages.push_back(RawBytes(garbage));
+    std::vector<v1::ClusterBlock> got;
+    const absl::Status s = FetchAll(&got);
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+    EXPECT_TRUE(got.empty());
+  }
 }
 
 TEST(ConnectionNoDaemonTest, UnreachableSocketIsUnavailable) {

@@ -98,6 +98,8 @@ struct FetchBenchConfig {
   std::string ucx_perftest = "/usr/bin/ucx_perftest";
   std::string ucx_transports = "posix,sysv,self";
   double ucx_timeout_s = 30;  // per message size
+  // The grpc_minimal row's server binary (grpc_minimal.h); the build's by default.
+  std::string grpc_minimal_server;
 };
 
 struct E2eBenchConfig {

@@ -5,6 +5,8 @@
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_BENCH_BENCH_DAEMON_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_BENCH_BENCH_DAEMON_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,6 +34,8 @@ class BenchDaemon {
 
   // gRPC target of the daemon ("unix:<socket>").
   const std::string& target() const { return target_; }
+  // The daemon's process id; -1 once stopped.
+  pid_t pid() const { return launcher_ != nullptr ? launcher_->pid() : -1; }
   // SIGTERM and wait; Internal when it exits non-zero or dies of a signal.
   absl::Status Stop();
 

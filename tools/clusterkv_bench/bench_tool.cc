@@ -120,6 +120,12 @@ ABSL_FLAG(std::string, fetch_ucx_perftest, "/usr/bin/ucx_perftest",
 ABSL_FLAG(std::string, fetch_ucx_tls, "posix,sysv,self",
           "UCX_TLS of the ucx_perftest processes (UCX_NET_DEVICES is lo).");
 ABSL_FLAG(double, fetch_ucx_timeout_s, 30, "Time limit of each ucx_perftest run, seconds.");
+#ifndef CLUSTERKV_GRPC_MINIMAL_BIN
+#define CLUSTERKV_GRPC_MINIMAL_BIN "clusterkv_grpc_minimal_server"
+#endif
+ABSL_FLAG(std::string, fetch_grpc_minimal_server, CLUSTERKV_GRPC_MINIMAL_BIN,
+          "Server of the grpc_minimal row, a raw-bytes gRPC stream (default: the one of this "
+          "build).");
 
 // ---- e2e ---------------------------------------------------------------------------------
 ABSL_FLAG(int32_t, e2e_layers, 4,
@@ -231,11 +237,12 @@ const std::vector<Subcommand>& Subcommands() {
        "clusters a request, over the UCX data plane (straight into the client's registered "
        "ring) and over gRPC FetchClusters (each block copied into a destination ring), vs cold "
        "memcpy of the same bytes in GB/s, per-request p50/p99; plus the same copies with "
-       "streaming stores (the daemon's copy) and ucx_perftest ucp_put_bw on loopback as the "
-       "peer figure.",
+       "streaming stores (the daemon's copy), ucx_perftest ucp_put_bw on loopback as the "
+       "peer figure, and a minimal raw-bytes gRPC stream of the same blocks (grpc_minimal, "
+       "with grpc_fetch's ratio to it).",
        {"daemon", "daemon_dir", "fetch_block_bytes", "fetch_clusters_per_request", "fetch_bytes",
         "fetch_cold_bytes", "fetch_host_mib", "fetch_ucx_perftest", "fetch_ucx_tls",
-        "fetch_ucx_timeout_s"},
+        "fetch_ucx_timeout_s", "fetch_grpc_minimal_server"},
        &RunFetchBench},
       {"e2e",
        "A decode step through libclusterkv (Sequence::Attend: score, select, device cache, "
@@ -409,6 +416,7 @@ absl::StatusOr<BenchOptions> OptionsFromFlags() {
   o.fetch.ucx_perftest = absl::GetFlag(FLAGS_fetch_ucx_perftest);
   o.fetch.ucx_transports = absl::GetFlag(FLAGS_fetch_ucx_tls);
   o.fetch.ucx_timeout_s = absl::GetFlag(FLAGS_fetch_ucx_timeout_s);
+  o.fetch.grpc_minimal_server = absl::GetFlag(FLAGS_fetch_grpc_minimal_server);
 
   o.e2e.layers = absl::GetFlag(FLAGS_e2e_layers);
   o.e2e.context = absl::GetFlag(FLAGS_e2e_context);

@@ -15,7 +15,7 @@ namespace clusterkv::demo {
 
 absl::StatusOr<std::unique_ptr<DaemonLauncher>> DaemonLauncher::Start(
     const std::string& binary, const std::vector<std::string>& flags,
-    absl::Duration ready_timeout) {
+    absl::Duration ready_timeout, absl::string_view ready_line) {
   int fds[2];
   if (pipe(fds) != 0) return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
   std::vector<std::string> args = {binary};
@@ -43,7 +43,7 @@ absl::StatusOr<std::unique_ptr<DaemonLauncher>> DaemonLauncher::Start(
   std::unique_ptr<DaemonLauncher> d(new DaemonLauncher(pid, fds[0]));
   const absl::Time deadline = absl::Now() + ready_timeout;
   char buf[4096];
-  while (d->banner_.find("clusterkvd: serving on") == std::string::npos ||
+  while (d->banner_.find(ready_line.data(), 0, ready_line.size()) == std::string::npos ||
          d->banner_.back() != '\n') {
     const int64_t wait_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
     pollfd p{d->out_fd_, POLLIN, 0};

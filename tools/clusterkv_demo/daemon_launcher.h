@@ -1,6 +1,6 @@
 // DaemonLauncher: runs clusterkvd as a child process for the demo. Start() forks/execs the
-// binary with the given flags and reads its output until the "clusterkvd: serving on" line,
-// which is the readiness signal (no sleeps); Stop() sends SIGTERM and reaps it. The destructor
+// binary with the given flags and reads its output until the "clusterkvd: serving on" line
+// (or another server's readiness line), which is the readiness signal (no sleeps); Stop() sends SIGTERM and reaps it. The destructor
 // kills a daemon that is still running, and the kernel sends it SIGTERM when the thread that
 // called Start() exits (PR_SET_PDEATHSIG), so a killed tool leaves no daemon behind.
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_DEMO_DAEMON_LAUNCHER_H_
@@ -14,17 +14,19 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace clusterkv::demo {
 
 class DaemonLauncher {
  public:
-  // Unavailable when the daemon exits or does not report readiness within `ready_timeout`
-  // (its output is in the message).
+  // Unavailable when the daemon exits or does not print a whole line containing `ready_line`
+  // within `ready_timeout` (its output is in the message).
   static absl::StatusOr<std::unique_ptr<DaemonLauncher>> Start(
       const std::string& binary, const std::vector<std::string>& flags,
-      absl::Duration ready_timeout = absl::Seconds(60));
+      absl::Duration ready_timeout = absl::Seconds(60),
+      absl::string_view ready_line = "clusterkvd: serving on");
   ~DaemonLauncher();
   DaemonLauncher(const DaemonLauncher&) = delete;
   DaemonLauncher& operator=(const DaemonLauncher&) = delete;
