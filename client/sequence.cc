@@ -26,16 +26,12 @@ absl::Status Sequence::Attend(int32_t layer, const ConstMatrixView& queries, Mat
 }
 
 absl::Status Sequence::AttendBatch(int32_t layer, absl::Span<BatchAttendItem> items) {
-  std::vector<SequenceCore::BatchItem> core_items(items.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    core_items[i].sequence = items[i].sequence != nullptr ? items[i].sequence->core_.get() : nullptr;
-    core_items[i].queries = items[i].queries;
-    core_items[i].out = items[i].out;
-    core_items[i].stats = items[i].stats;
+  std::vector<SequenceCore*> cores;
+  cores.reserve(items.size());
+  for (const BatchAttendItem& item : items) {
+    cores.push_back(item.sequence != nullptr ? item.sequence->core_.get() : nullptr);
   }
-  const absl::Status status = SequenceCore::AttendBatch(layer, absl::MakeSpan(core_items));
-  for (size_t i = 0; i < items.size(); ++i) items[i].status = core_items[i].status;
-  return status;
+  return SequenceCore::AttendBatch(layer, cores, items);
 }
 
 absl::Status Sequence::Prefetch(int32_t layer, const ConstMatrixView& predicted_queries) {

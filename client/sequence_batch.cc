@@ -11,13 +11,17 @@
 
 namespace clusterkv::client {
 
-absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<BatchItem> items) {
+absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<SequenceCore* const> cores,
+                                       absl::Span<BatchAttendItem> items) {
+  if (cores.size() != items.size()) {
+    return absl::InvalidArgumentError("a batch needs one sequence per item");
+  }
   absl::flat_hash_set<const SequenceCore*> seen;
-  for (const BatchItem& item : items) {
-    if (item.sequence == nullptr) return absl::InvalidArgumentError("null sequence in a batch");
-    if (!seen.insert(item.sequence).second) {
+  for (const SequenceCore* core : cores) {
+    if (core == nullptr) return absl::InvalidArgumentError("null sequence in a batch");
+    if (!seen.insert(core).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat("sequence ", item.sequence->id(), " appears twice in a batch"));
+          absl::StrCat("sequence ", core->id(), " appears twice in a batch"));
     }
   }
   // 1. Every sequence plans its step (a dense layer attends right away).
@@ -27,16 +31,15 @@ absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<BatchItem> item
   std::vector<bool> pending(items.size(), false);  // planned, misses not fetched yet
   std::vector<int64_t> fetch_us(items.size(), 0);
   for (size_t i = 0; i < items.size(); ++i) {
-    BatchItem& item = items[i];
-    item.status =
-        item.sequence->BeginAttend(layer, item.queries, item.out, item.stats, &plans[i]);
+    BatchAttendItem& item = items[i];
+    item.status = cores[i]->BeginAttend(layer, item.queries, item.out, item.stats, &plans[i]);
     pending[i] = item.status.ok() && !plans[i].done;
   }
   // 2. One FetchBatchInto per data plane for the misses of the sequences whose layer cache
   //    lives in that plane's region.
   absl::flat_hash_map<DataPlane*, std::vector<size_t>> by_plane;
   for (size_t i = 0; i < items.size(); ++i) {
-    const SequenceCore& core = *items[i].sequence;
+    const SequenceCore& core = *cores[i];
     if (!pending[i]) continue;
     if (plans[i].cache.misses.empty()) {
       pending[i] = false;
@@ -49,8 +52,8 @@ absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<BatchItem> item
     std::vector<SequenceFetch> batch(members.size());
     for (size_t m = 0; m < members.size(); ++m) {
       const size_t i = members[m];
-      requests[m] = items[i].sequence->DirectRequests(*plans[i].state, plans[i].cache.misses);
-      batch[m] = SequenceFetch{items[i].sequence->id(), requests[m]};
+      requests[m] = cores[i]->DirectRequests(*plans[i].state, plans[i].cache.misses);
+      batch[m] = SequenceFetch{cores[i]->id(), requests[m]};
     }
     const absl::Time start = absl::Now();
     absl::StatusOr<std::vector<SequenceFetchResult>> results = plane->FetchBatchInto(batch);
@@ -65,14 +68,14 @@ absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<BatchItem> item
       }
       if (status.ok()) status = (*results)[m].status();
       if (status.ok()) {
-        status = items[i].sequence->CheckDirectResults(plans[i].cache.misses, *(*results)[m],
+        status = cores[i]->CheckDirectResults(plans[i].cache.misses, *(*results)[m],
                                                        &fetched[i]);
       }
       pending[i] = false;
       direct[i] = true;
       fetch_us[i] = batch_us;
       if (!status.ok()) {
-        items[i].sequence->ResetCache(*plans[i].state);
+        cores[i]->ResetCache(*plans[i].state);
         items[i].status = status;
       }
     }
@@ -84,8 +87,8 @@ absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<BatchItem> item
   //    (each sequence's slots read back from memory); last first, as fast (D83).
   for (size_t k = items.size(); k-- > 0;) {
     const size_t i = k;
-    BatchItem& item = items[i];
-    SequenceCore& core = *item.sequence;
+    BatchAttendItem& item = items[i];
+    SequenceCore& core = *cores[i];
     if (pending[i]) {
       const absl::Time t = core.options_.clock->Now();
       bool used_direct = false;
@@ -100,7 +103,7 @@ absl::Status SequenceCore::AttendBatch(int32_t layer, absl::Span<BatchItem> item
       item.status = core.FinishAttend(plans[i], fetched[i], direct[i], fetch_us[i]);
     }
   }
-  for (const BatchItem& item : items) {
+  for (const BatchAttendItem& item : items) {
     if (!item.status.ok()) return item.status;
   }
   return absl::OkStatus();

@@ -90,15 +90,11 @@ class SequenceCore {
   [[nodiscard]] absl::Status Attend(int32_t layer, const ConstMatrixView& queries, MatrixView out,
                                     StepStats* stats = nullptr);
 
-  // client::Sequence::AttendBatch over cores.
-  struct BatchItem {
-    SequenceCore* sequence = nullptr;
-    ConstMatrixView queries;
-    MatrixView out;
-    StepStats* stats = nullptr;
-    absl::Status status;
-  };
-  [[nodiscard]] static absl::Status AttendBatch(int32_t layer, absl::Span<BatchItem> items);
+  // client::Sequence::AttendBatch over cores: items[i] is attended by cores[i] (its
+  // `sequence` is not read).
+  [[nodiscard]] static absl::Status AttendBatch(int32_t layer,
+                                                absl::Span<SequenceCore* const> cores,
+                                                absl::Span<BatchAttendItem> items);
 
   [[nodiscard]] absl::Status Prefetch(int32_t layer, const ConstMatrixView& predicted_queries);
   [[nodiscard]] absl::Status WaitForPrefetch(int32_t layer);

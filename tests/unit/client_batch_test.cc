@@ -49,6 +49,12 @@ class BatchTest : public ::testing::Test {
     return *std::move(seq);
   }
 
+  std::vector<SequenceCore*> Cores() const {
+    std::vector<SequenceCore*> cores;
+    for (const auto& seq : batched_) cores.push_back(seq.get());
+    return cores;
+  }
+
   std::vector<std::vector<float>> keys_, values_;
   FakeTransport fake_, single_fake_;
   std::vector<std::unique_ptr<SequenceCore>> batched_, single_;
@@ -59,16 +65,16 @@ TEST_F(BatchTest, EveryItemGetsWhatAttendGivesItsSequence) {
     for (int layer = 0; layer < kLayers; ++layer) {  // layer 0 is dense, layer 1 clustered
       std::vector<std::vector<float>> q(kBatch), out(kBatch), want(kBatch);
       std::vector<StepStats> stats(kBatch), want_stats(kBatch);
-      std::vector<SequenceCore::BatchItem> items(kBatch);
+      std::vector<BatchAttendItem> items(kBatch);
       for (int b = 0; b < kBatch; ++b) {
         q[b] = Random(kQHeads * kDim, 100 * step + 10 * layer + b, DType::kFloat32);
         out[b].assign(q[b].size(), 0.0f);
         want[b].assign(q[b].size(), 0.0f);
-        items[b] = SequenceCore::BatchItem{batched_[b].get(),
-                                           ConstMatrixView(q[b].data(), kQHeads, kDim),
-                                           MatrixView(out[b].data(), kQHeads, kDim), &stats[b], absl::OkStatus()};
+        items[b] = BatchAttendItem{nullptr, ConstMatrixView(q[b].data(), kQHeads, kDim),
+                                   MatrixView(out[b].data(), kQHeads, kDim), &stats[b],
+                                   absl::OkStatus()};
       }
-      ASSERT_TRUE(SequenceCore::AttendBatch(layer, absl::MakeSpan(items)).ok());
+      ASSERT_TRUE(SequenceCore::AttendBatch(layer, Cores(), absl::MakeSpan(items)).ok());
       for (int b = 0; b < kBatch; ++b) {
         ASSERT_TRUE(items[b].status.ok()) << items[b].status;
         ASSERT_TRUE(single_[b]
@@ -94,13 +100,13 @@ TEST_F(BatchTest, AFailingItemDoesNotFailTheOthers) {
   std::vector<float> bad(kQHeads * kDim, 0.0f);
   bad[3] = std::numeric_limits<float>::infinity();
   std::vector<std::vector<float>> out(kBatch, std::vector<float>(q.size()));
-  std::vector<SequenceCore::BatchItem> items(kBatch);
+  std::vector<BatchAttendItem> items(kBatch);
   for (int b = 0; b < kBatch; ++b) {
-    items[b] = SequenceCore::BatchItem{
-        batched_[b].get(), ConstMatrixView((b == 1 ? bad : q).data(), kQHeads, kDim),
-        MatrixView(out[b].data(), kQHeads, kDim), nullptr, absl::OkStatus()};
+    items[b] = BatchAttendItem{nullptr, ConstMatrixView((b == 1 ? bad : q).data(), kQHeads, kDim),
+                               MatrixView(out[b].data(), kQHeads, kDim), nullptr,
+                               absl::OkStatus()};
   }
-  EXPECT_EQ(SequenceCore::AttendBatch(1, absl::MakeSpan(items)).code(),
+  EXPECT_EQ(SequenceCore::AttendBatch(1, Cores(), absl::MakeSpan(items)).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(items[0].status.ok()) << items[0].status;
   EXPECT_EQ(items[1].status.code(), absl::StatusCode::kInvalidArgument);
@@ -108,11 +114,12 @@ TEST_F(BatchTest, AFailingItemDoesNotFailTheOthers) {
 
   // A daemon failure on one sequence's fetch fails that item only, and empties its cache.
   for (int b = 0; b < kBatch; ++b) items[b].queries = ConstMatrixView(q.data(), kQHeads, kDim);
-  ASSERT_TRUE(SequenceCore::AttendBatch(1, absl::MakeSpan(items)).ok());  // all resident now
+  // All resident now.
+  ASSERT_TRUE(SequenceCore::AttendBatch(1, Cores(), absl::MakeSpan(items)).ok());
   batched_[0]->BeginStep();
   batched_[0]->BeginStep();  // its clusters expire (R = 1): the only sequence that fetches
   fake_.fail_fetch = absl::UnavailableError("gone");
-  EXPECT_EQ(SequenceCore::AttendBatch(1, absl::MakeSpan(items)).code(),
+  EXPECT_EQ(SequenceCore::AttendBatch(1, Cores(), absl::MakeSpan(items)).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(items[0].status.code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(items[2].status.ok()) << items[2].status;
@@ -123,17 +130,21 @@ TEST_F(BatchTest, NullOrRepeatedSequencesAreRefusedBeforeAnythingRuns) {
   std::vector<float> out(q.size());
   const ConstMatrixView qv(q.data(), kQHeads, kDim);
   const MatrixView ov(out.data(), kQHeads, kDim);
-  std::vector<SequenceCore::BatchItem> twice = {{batched_[0].get(), qv, ov, nullptr, absl::OkStatus()},
-                                                {batched_[0].get(), qv, ov, nullptr, absl::OkStatus()}};
-  EXPECT_EQ(SequenceCore::AttendBatch(1, absl::MakeSpan(twice)).code(),
+  std::vector<BatchAttendItem> two = {{nullptr, qv, ov, nullptr, absl::OkStatus()},
+                                      {nullptr, qv, ov, nullptr, absl::OkStatus()}};
+  std::vector<SequenceCore*> twice = {batched_[0].get(), batched_[0].get()};
+  EXPECT_EQ(SequenceCore::AttendBatch(1, twice, absl::MakeSpan(two)).code(),
             absl::StatusCode::kInvalidArgument);
-  std::vector<SequenceCore::BatchItem> null_item = {{nullptr, qv, ov, nullptr, absl::OkStatus()}};
-  EXPECT_EQ(SequenceCore::AttendBatch(1, absl::MakeSpan(null_item)).code(),
+  std::vector<SequenceCore*> null_core = {nullptr};
+  EXPECT_EQ(SequenceCore::AttendBatch(1, null_core, absl::MakeSpan(two).subspan(0, 1)).code(),
             absl::StatusCode::kInvalidArgument);
+  std::vector<SequenceCore*> one = {batched_[0].get()};
+  EXPECT_EQ(SequenceCore::AttendBatch(1, one, absl::MakeSpan(two)).code(),
+            absl::StatusCode::kInvalidArgument);  // one sequence for two items
   EXPECT_EQ(fake_.fetches, 0);
   EXPECT_EQ(batched_[0]->step(), 0);
-  std::vector<SequenceCore::BatchItem> empty;
-  EXPECT_TRUE(SequenceCore::AttendBatch(1, absl::MakeSpan(empty)).ok());
+  std::vector<BatchAttendItem> empty;
+  EXPECT_TRUE(SequenceCore::AttendBatch(1, {}, absl::MakeSpan(empty)).ok());
 }
 
 }  // namespace
