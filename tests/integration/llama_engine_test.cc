@@ -192,6 +192,86 @@ TEST(LlamaEngineTest, SpeculativePrefetchDecodesExactlyAsWithout) {
   EXPECT_EQ(totals[1].attended_tokens, totals[0].attended_tokens);
 }
 
+// A batch of sequences stepping together (DecoderModel::DecodeBatchStep): with their attention
+// through one Sequence::AttendBatch per layer the logits are bit-identical to the same batch
+// attended one sequence at a time, and they match each sequence decoded alone by DecodeStep
+// up to the rounding of a many-row matrix product.
+TEST(LlamaEngineTest, BatchedDecodeMatchesEachSequenceAlone) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  const ModelWeights w = SmallModel();
+  const ModelConfig& c = w.config;
+  ComparisonOptions o = SmallOptions(daemon.target());
+  const std::vector<int32_t> prompt = SmallPrompt();
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  DecoderModel model(&w, /*threads=*/2);
+  absl::StatusOr<PrefillResult> prefill = model.Prefill(prompt);
+  ASSERT_TRUE(prefill.ok()) << prefill.status();
+  constexpr int kSeqs = 3, kSteps = 6;
+  const int64_t q_dim = c.QDim(), kv_dim = c.KvDim();
+  std::vector<std::vector<float>> logits[2];  // per step [kSeqs * vocab]: batched, one by one
+  for (int variant = 0; variant < 2; ++variant) {
+    absl::StatusOr<ClusterKvBatch> batch =
+        OpenClusterKvBatch(c, o, /*budget=*/16, absl::StrCat("batch-", variant), 2, kSeqs);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    for (auto& be : batch->backends) ASSERT_TRUE(LoadPrefillInto(c, *prefill, *be).ok());
+    DecoderModel::BatchAttention attention = [&](int32_t l, const float* q, const float* k,
+                                                 const float* v, float* out,
+                                                 int32_t rows) -> absl::Status {
+      if (variant == 1) {
+        for (int32_t i = 0; i < rows; ++i) {
+          absl::Status s = batch->backends[i]->AppendAndAttend(
+              l, q + i * q_dim, k + i * kv_dim, v + i * kv_dim, out + i * q_dim, nullptr);
+          if (!s.ok()) return s;
+        }
+        return absl::OkStatus();
+      }
+      std::vector<client::BatchAttendItem> items(static_cast<size_t>(rows));
+      for (int32_t i = 0; i < rows; ++i) {
+        client::Sequence& seq = batch->sparse[i]->sequence();
+        absl::Status s =
+            seq.AppendToken(l, ConstMatrixView(k + i * kv_dim, c.n_kv_heads, c.head_dim),
+                            ConstMatrixView(v + i * kv_dim, c.n_kv_heads, c.head_dim));
+        if (!s.ok()) return s;
+        items[i] = client::BatchAttendItem{
+            &seq, ConstMatrixView(q + i * q_dim, c.n_heads, c.head_dim),
+            MatrixView(out + i * q_dim, c.n_heads, c.head_dim), nullptr, absl::OkStatus()};
+      }
+      return client::Sequence::AttendBatch(l, absl::MakeSpan(items));
+    };
+    std::vector<int32_t> tokens = {3, 17, 42};  // three sequences diverging from one prompt
+    for (int step = 0; step < kSteps; ++step) {
+      for (auto& be : batch->backends) be->BeginStep();
+      std::vector<float> out(static_cast<size_t>(kSeqs) * c.vocab);
+      ASSERT_TRUE(model.DecodeBatchStep(tokens, n + step, attention, out.data()).ok());
+      for (int i = 0; i < kSeqs; ++i) tokens[i] = ArgMax(&out[i * c.vocab], c.vocab);
+      logits[variant].push_back(std::move(out));
+    }
+    for (ClusterKvBackend* sparse : batch->sparse) {
+      ASSERT_TRUE(sparse->sequence().Close(/*drop=*/true).ok());
+    }
+  }
+  for (int step = 0; step < kSteps; ++step) {
+    EXPECT_EQ(logits[0][step], logits[1][step]) << "step " << step;
+  }
+  // Sequence 0 alone through DecodeStep, fed the batch's tokens.
+  absl::StatusOr<ClusterKvSession> alone = OpenClusterKv(c, o, /*budget=*/16, "alone", 2);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  ASSERT_TRUE(LoadPrefillInto(c, *prefill, *alone->backend).ok());
+  int32_t token = 3;
+  for (int step = 0; step < kSteps; ++step) {
+    std::vector<float> out(static_cast<size_t>(c.vocab));
+    ASSERT_TRUE(model.DecodeStep(token, n + step, *alone->backend, out.data(), nullptr, nullptr)
+                    .ok());
+    for (int32_t t = 0; t < c.vocab; ++t) {
+      ASSERT_NEAR(out[t], logits[0][step][t], 1e-3f * (1.0f + std::fabs(out[t])))
+          << "step " << step << " token " << t;
+    }
+    token = ArgMax(logits[0][step].data(), c.vocab);
+  }
+  ASSERT_TRUE(alone->sparse->sequence().Close(/*drop=*/true).ok());
+}
+
 TEST(LlamaEngineTest, SmallBudgetCompletesAndReportsBoundedAgreement) {
   DaemonProcess daemon;
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();

@@ -104,9 +104,11 @@ std::string ClusterKvSession::DataPlaneConfigured() const {
   return why.ok() ? "grpc" : absl::StrCat("grpc (UCX unavailable: ", why.message(), ")");
 }
 
-absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const ServiceOptions& o,
-                                               int64_t budget, const std::string& name,
-                                               int threads) {
+namespace {
+
+// The client a ClusterKV run connects with, for `sequences` sequences of `model`.
+client::ClientOptions ClientOptionsFor(const ModelConfig& model, const ServiceOptions& o,
+                                       int64_t budget, int threads, int32_t sequences) {
   client::ClientOptions co;
   co.target = o.target;
   co.tenant = o.tenant;
@@ -116,10 +118,10 @@ absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const S
   co.threads = threads;
   co.call_timeout = o.call_timeout;
   co.data_plane = o.data_plane;
-  // The UCX region holds every sparse layer's device cache (Sequence sizes one per layer at
-  // kv_heads x (2B, or B + B_max when adaptive, + its largest cluster) tokens); a layer that
-  // does not fit falls back to gRPC fetches. Size it for the budget, with room for clusters of
-  // up to 2048 tokens.
+  // The UCX region holds every sparse layer's device cache of every sequence (Sequence sizes
+  // one per layer at kv_heads x (2B, or B + B_max when adaptive, + its largest cluster)
+  // tokens); a layer that does not fit falls back to gRPC fetches. Size it for the budget,
+  // with room for clusters of up to 2048 tokens.
   const std::vector<int32_t> global = model.GlobalLayers();
   const int64_t token_bytes =
       2 * int64_t{model.head_dim} * static_cast<int64_t>(DTypeSize(o.kv_dtype)) + 4;
@@ -128,11 +130,21 @@ absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const S
                                : 2 * budget;
   const int64_t layer_tokens = int64_t{model.n_kv_heads} *
                                (per_head + std::max<int64_t>(2048, co.config.recluster_interval));
-  const int64_t want = static_cast<int64_t>(global.size()) * layer_tokens * token_bytes * 5 / 4;
+  const int64_t want =
+      static_cast<int64_t>(global.size()) * layer_tokens * token_bytes * 5 / 4 * sequences;
   co.ucx_region_bytes =
-      static_cast<size_t>(std::clamp<int64_t>(want, int64_t{256} << 20, int64_t{4} << 30));
+      static_cast<size_t>(std::clamp<int64_t>(want, int64_t{256} << 20, int64_t{8} << 30));
+  return co;
+}
+
+}  // namespace
+
+absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const ServiceOptions& o,
+                                               int64_t budget, const std::string& name,
+                                               int threads) {
   ClusterKvSession session;
-  ASSIGN_OR_RETURN(session.client, client::Client::Connect(co));
+  ASSIGN_OR_RETURN(session.client,
+                   client::Client::Connect(ClientOptionsFor(model, o, budget, threads, 1)));
   ASSIGN_OR_RETURN(
       std::unique_ptr<client::Sequence> seq,
       session.client->OpenSequence(absl::StrCat(o.sequence_prefix, "-", getpid(), "-", name),
@@ -141,6 +153,26 @@ absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const S
   session.sparse = sparse.get();
   session.backend = ForModelLayers(model, std::move(sparse));
   return session;
+}
+
+absl::StatusOr<ClusterKvBatch> OpenClusterKvBatch(const ModelConfig& model,
+                                                  const ServiceOptions& o, int64_t budget,
+                                                  const std::string& name, int threads,
+                                                  int32_t sequences) {
+  ClusterKvBatch batch;
+  ASSIGN_OR_RETURN(batch.client, client::Client::Connect(
+                                     ClientOptionsFor(model, o, budget, threads, sequences)));
+  for (int32_t i = 0; i < sequences; ++i) {
+    const std::string seq_name = absl::StrCat(name, "-", i);
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<client::Sequence> seq,
+        batch.client->OpenSequence(absl::StrCat(o.sequence_prefix, "-", getpid(), "-", seq_name),
+                                   model.ToKvLayout(o.kv_dtype)));
+    auto sparse = std::make_unique<ClusterKvBackend>(seq_name, std::move(seq));
+    batch.sparse.push_back(sparse.get());
+    batch.backends.push_back(ForModelLayers(model, std::move(sparse)));
+  }
+  return batch;
 }
 
 }  // namespace clusterkv::llama

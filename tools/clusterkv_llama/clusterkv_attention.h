@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -95,6 +96,22 @@ struct ClusterKvSession {
 absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model,
                                                const ServiceOptions& options, int64_t budget,
                                                const std::string& name, int threads);
+
+// Several ClusterKV sequences of one model on one Client (a decode batch): the backend the
+// decoder calls for each (as in ClusterKvSession) and its ClusterKvBackend. Members are destroyed
+// backends first, client last.
+struct ClusterKvBatch {
+  std::unique_ptr<client::Client> client;
+  std::vector<ClusterKvBackend*> sparse;  // owned by `backends`
+  std::vector<std::unique_ptr<AttentionBackend>> backends;
+};
+
+// OpenClusterKv for `sequences` sequences "<prefix>-<pid>-<name>-<i>" on one Client, whose UCX
+// region is sized for all of them.
+absl::StatusOr<ClusterKvBatch> OpenClusterKvBatch(const ModelConfig& model,
+                                                  const ServiceOptions& options, int64_t budget,
+                                                  const std::string& name, int threads,
+                                                  int32_t sequences);
 
 }  // namespace clusterkv::llama
 

@@ -281,6 +281,49 @@ absl::Status DecoderModel::DecodeStep(int32_t token, int64_t pos, AttentionBacke
   return absl::OkStatus();
 }
 
+absl::Status DecoderModel::DecodeBatchStep(absl::Span<const int32_t> tokens, int64_t pos,
+                                           const BatchAttention& attention,
+                                           float* logits) const {
+  const ModelConfig& c = weights_->config;
+  const ModelWeights& w = *weights_;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return absl::InvalidArgumentError("decode: empty batch");
+  const int64_t dim = c.dim, q_dim = c.QDim(), kv_dim = c.KvDim(), ffn = c.ffn_dim;
+  std::vector<float> x(static_cast<size_t>(n * dim));
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t t = tokens[static_cast<size_t>(i)];
+    if (t < 0 || t >= c.vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("decode: token ", t, " outside [0, ", c.vocab, ")"));
+    }
+    std::copy_n(w.embed.begin() + int64_t{t} * dim, dim, x.begin() + i * dim);
+  }
+  if (c.embed_scale != 1.0f) Scale(x.data(), n * dim, c.embed_scale);
+  std::vector<float> h(x.size()), proj(x.size());
+  std::vector<float> q(static_cast<size_t>(n * q_dim)), attn(q.size());
+  std::vector<float> k(static_cast<size_t>(n * kv_dim)), v(k.size());
+  std::vector<float> gate(static_cast<size_t>(n * ffn)), up(gate.size());
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    const bool local = c.IsLocalLayer(l);
+    // ProjectQkv for n rows at one position: the products over the batch, then each row's
+    // QK-norm and RoPE at `pos`.
+    for (int64_t i = 0; i < n; ++i) {
+      RmsNorm(&x[i * dim], lw.attn_norm.data(), dim, c.norm_eps, &h[i * dim]);
+    }
+    MatMul(h.data(), n, lw.wq.data(), q_dim, dim, q.data(), threads_, matmul_);
+    MatMul(h.data(), n, lw.wk.data(), kv_dim, dim, k.data(), threads_, matmul_);
+    MatMul(h.data(), n, lw.wv.data(), kv_dim, dim, v.data(), threads_, matmul_);
+    for (int64_t i = 0; i < n; ++i) PrepareQk(lw, local, pos, 1, &q[i * q_dim], &k[i * kv_dim]);
+    RETURN_IF_ERROR(attention(l, q.data(), k.data(), v.data(), attn.data(),
+                              static_cast<int32_t>(n)));
+    AddAttentionOutput(lw, n, attn.data(), x.data(), proj.data());
+    AddMlp(lw, n, x.data(), h.data(), gate.data(), up.data(), proj.data());
+  }
+  Logits(x.data(), n, logits);
+  return absl::OkStatus();
+}
+
 absl::Status DecoderModel::DecodeChunk(absl::Span<const int32_t> tokens, int64_t pos,
                                        AttentionBackend& backend, const PositionLogits& logits,
                                        AttentionStepStats* stats) const {

@@ -95,6 +95,20 @@ class DecoderModel {
                                          AttentionBackend& backend, const PositionLogits& logits,
                                          AttentionStepStats* stats) const;
 
+  // The attention of one layer for a batch of sequences at position `pos`: rows i of q
+  // [n, q_dim], k and v [n, kv_dim] belong to sequence i, whose new token's k and v are to be
+  // appended before it attends; writes out [n, q_dim].
+  using BatchAttention = std::function<absl::Status(int32_t layer, const float* q,
+                                                    const float* k, const float* v, float* out,
+                                                    int32_t n)>;
+  // One decode step of a batch of sequences that all stand at position `pos`: tokens[i] is
+  // sequence i's input token; logits [n, vocab]. The dense parts run for the whole batch at
+  // once (one matrix product of n rows per weight); `attention` serves each layer for all of
+  // them. InvalidArgument: empty batch or a bad token; otherwise `attention`'s status.
+  [[nodiscard]] absl::Status DecodeBatchStep(absl::Span<const int32_t> tokens, int64_t pos,
+                                             const BatchAttention& attention,
+                                             float* logits) const;
+
   // Optional hook for diagnostics: called per layer of a decode step (DecodeStep, and each
   // token of DecodeChunk) with the query handed to the backend [n_heads, head_dim] after the
   // backend has attended.

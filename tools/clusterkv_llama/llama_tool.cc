@@ -202,6 +202,8 @@ absl::Status RunBench(const ToolOptions& o, const ComparisonOptions& co,
   so.budget = o.generate_budget;
   so.decode_steps = o.bench_steps;
   so.overlap = o.bench_overlap;
+  so.batch_sizes = o.bench_batch_sizes;
+  so.batch_tokens = o.bench_batch_tokens;
   so.model_name = o.model.empty() ? "random" : std::filesystem::path(o.model).filename().string();
   so.progress = co.progress;
   ASSIGN_OR_RETURN(nlohmann::ordered_json rows, RunSpeedBench(weights, prompt, so, out));

@@ -56,6 +56,8 @@ struct ToolOptions {
   std::string mode = "auto";
   int32_t bench_steps = 32;  // bench: decode steps per variant
   bool bench_overlap = false;  // bench: also the prefetch and compute-only-bound decodes
+  std::vector<int32_t> bench_batch_sizes;  // bench: batched decodes (empty: none)
+  int64_t bench_batch_tokens = 2048;
   // demo: prompt length and reference continuation (text from eval.text).
   int64_t demo_context = 4096;
   int32_t demo_reference_tokens = 128;

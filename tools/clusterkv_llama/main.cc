@@ -67,6 +67,11 @@ ABSL_FLAG(std::string, mode, "auto",
 ABSL_FLAG(int32_t, max_new_tokens, 64, "generate: tokens to generate per variant.");
 ABSL_FLAG(int64_t, budget, 1024, "generate and bench: the ClusterKV budget B.");
 ABSL_FLAG(int32_t, bench_steps, 32, "bench: decode steps per variant.");
+ABSL_FLAG(std::string, bench_batch_sizes, "",
+          "bench: also decode batches of this many sequences in lockstep (e.g. 1,8,32) over the "
+          "first --bench_batch_tokens prompt tokens: ClusterKV with one AttendBatch per layer, "
+          "with one Attend per sequence, and full attention (\"\" = off).");
+ABSL_FLAG(int64_t, bench_batch_tokens, 2048, "bench: prompt tokens of each batched sequence.");
 ABSL_FLAG(bool, bench_overlap, false,
           "bench: also decode with speculative prefetch (each sparse layer's recall starts "
           "from a query predicted from the previous layer's input) and as the compute-only "
@@ -167,7 +172,8 @@ int main(int argc, char** argv) {
          {"Prompt and mode",
           {"prompt", "prompt_file", "prompt_bytes", "parse_special", "chat", "prompt_tokens", "prompt_len",
            "prompt_seed", "mode"}},
-         {"Generate and bench", {"max_new_tokens", "budget", "full_attention", "bench_steps", "bench_overlap"}},
+         {"Generate and bench", {"max_new_tokens", "budget", "full_attention", "bench_steps", "bench_overlap", "bench_batch_sizes",
+           "bench_batch_tokens"}},
          {"Demo", {"demo_context", "demo_reference_tokens"}},
          {"Eval",
           {"contexts", "methods", "text", "passkey_text", "ppl_tokens", "agreement_tokens",
@@ -220,6 +226,16 @@ int main(int argc, char** argv) {
   o.generate_full = absl::GetFlag(FLAGS_full_attention);
   o.bench_steps = absl::GetFlag(FLAGS_bench_steps);
   o.bench_overlap = absl::GetFlag(FLAGS_bench_overlap);
+  o.bench_batch_tokens = absl::GetFlag(FLAGS_bench_batch_tokens);
+  if (!absl::GetFlag(FLAGS_bench_batch_sizes).empty()) {
+    absl::StatusOr<std::vector<int64_t>> sizes =
+        ckl::ParseIntList(absl::GetFlag(FLAGS_bench_batch_sizes), "--bench_batch_sizes");
+    if (!sizes.ok()) return Usage(std::string(sizes.status().message()));
+    for (int64_t b : *sizes) {
+      if (b < 1 || b > 256) return Usage("--bench_batch_sizes: each size must be in [1, 256]");
+      o.bench_batch_sizes.push_back(static_cast<int32_t>(b));
+    }
+  }
   o.demo_context = absl::GetFlag(FLAGS_demo_context);
   o.demo_reference_tokens = absl::GetFlag(FLAGS_demo_reference_tokens);
   {

@@ -509,6 +509,122 @@ absl::StatusOr<Json> RunSpeedBench(const ModelWeights& weights, const std::vecto
     rows.back()["selected_tokens"] = speculation.real_tokens;
     rows.back()["layer_steps"] = speculation.layer_steps;
   }
+  // 5. Batched decode: b sequences over the same prefix, stepping together.
+  if (!o.batch_sizes.empty()) {
+    const int64_t m = std::min<int64_t>(n, o.batch_tokens);
+    say(absl::StrCat("bench: prefill of ", m, " tokens for the batched decodes"));
+    ASSIGN_OR_RETURN(PrefillResult base,
+                     model.Prefill(absl::MakeConstSpan(prompt.data(), static_cast<size_t>(m))));
+    const int32_t start = ArgMax(base.last_logits.data(), c.vocab);
+    const std::vector<int32_t> global = c.GlobalLayers();
+    std::vector<int32_t> seq_layer(static_cast<size_t>(c.n_layers), -1);
+    for (size_t g = 0; g < global.size(); ++g) {
+      seq_layer[static_cast<size_t>(global[g])] = static_cast<int32_t>(g);
+    }
+    const int64_t q_dim = c.QDim(), kv_dim = c.KvDim();
+    // Steps of `b` sequences through `attention`; p50 step time in us.
+    auto decode = [&](int32_t b, std::vector<AttentionBackend*> backends,
+                      const DecoderModel::BatchAttention& attention) -> absl::StatusOr<double> {
+      std::vector<int32_t> tokens(static_cast<size_t>(b), start);
+      std::vector<float> logits(static_cast<size_t>(b) * c.vocab);
+      std::vector<double> step_us;
+      for (int32_t s = 0; s < o.decode_steps; ++s) {
+        for (AttentionBackend* be : backends) be->BeginStep();
+        const auto t0 = SteadyClock::now();
+        RETURN_IF_ERROR(model.DecodeBatchStep(tokens, m + s, attention, logits.data()));
+        step_us.push_back(SecondsSince(t0) * 1e6);
+        for (int32_t i = 0; i < b; ++i) {
+          tokens[static_cast<size_t>(i)] =
+              ArgMax(&logits[static_cast<size_t>(i) * c.vocab], c.vocab);
+        }
+      }
+      return Quantile(step_us, 0.5);
+    };
+    // Each sequence's own AppendAndAttend, one after the other.
+    auto one_by_one = [&](const std::vector<AttentionBackend*>& backends) {
+      return [&, backends](int32_t l, const float* q, const float* k, const float* v, float* out,
+                           int32_t b) -> absl::Status {
+        for (int32_t i = 0; i < b; ++i) {
+          RETURN_IF_ERROR(backends[static_cast<size_t>(i)]->AppendAndAttend(
+              l, q + i * q_dim, k + i * kv_dim, v + i * kv_dim, out + i * q_dim, nullptr));
+        }
+        return absl::OkStatus();
+      };
+    };
+    ServiceOptions so = o;
+    so.config = plain;
+    for (int32_t b : o.batch_sizes) {
+      if (b < 1) return absl::InvalidArgumentError("batch sizes must be >= 1");
+      double us[3] = {0, 0, 0};  // batched, one by one, full attention
+      for (int variant = 0; variant < 2; ++variant) {
+        say(absl::StrCat("bench: ", o.decode_steps, " decode steps of ", b, " sequences, ",
+                         variant == 0 ? "AttendBatch" : "Attend per sequence"));
+        ASSIGN_OR_RETURN(ClusterKvBatch batch,
+                         OpenClusterKvBatch(c, so, o.budget, absl::StrCat("batch", b, "v", variant),
+                                            threads, b));
+        std::vector<AttentionBackend*> backends;
+        for (auto& be : batch.backends) {
+          RETURN_IF_ERROR(LoadPrefillInto(c, base, *be));
+          backends.push_back(be.get());
+        }
+        std::vector<client::BatchAttendItem> items(static_cast<size_t>(b));
+        DecoderModel::BatchAttention batched =
+            [&](int32_t l, const float* q, const float* k, const float* v, float* out,
+                int32_t rows) -> absl::Status {
+          const int32_t g = seq_layer[static_cast<size_t>(l)];
+          if (g < 0) return one_by_one(backends)(l, q, k, v, out, rows);  // a local layer
+          for (int32_t i = 0; i < rows; ++i) {
+            client::Sequence& seq = batch.sparse[static_cast<size_t>(i)]->sequence();
+            RETURN_IF_ERROR(seq.AppendToken(g, ConstMatrixView(k + i * kv_dim, c.n_kv_heads,
+                                                               c.head_dim),
+                                            ConstMatrixView(v + i * kv_dim, c.n_kv_heads,
+                                                            c.head_dim)));
+            items[static_cast<size_t>(i)] = client::BatchAttendItem{
+                &seq, ConstMatrixView(q + i * q_dim, c.n_heads, c.head_dim),
+                MatrixView(out + i * q_dim, c.n_heads, c.head_dim), nullptr, absl::OkStatus()};
+          }
+          return client::Sequence::AttendBatch(g, absl::MakeSpan(items));
+        };
+        absl::StatusOr<double> p50 =
+            variant == 0 ? decode(b, backends, batched) : decode(b, backends, one_by_one(backends));
+        for (ClusterKvBackend* sparse : batch.sparse) {
+          sparse->sequence().Close(/*drop=*/true).IgnoreError();
+        }
+        RETURN_IF_ERROR(p50.status());
+        us[variant] = *p50;
+      }
+      {
+        say(absl::StrCat("bench: ", o.decode_steps, " decode steps of ", b,
+                         " sequences, full attention"));
+        std::vector<std::unique_ptr<AttentionBackend>> owned;
+        std::vector<AttentionBackend*> backends;
+        for (int32_t i = 0; i < b; ++i) {
+          owned.push_back(ForModelLayers(
+              c, std::make_unique<FullAttentionBackend>(c, o.kv_dtype, m + o.decode_steps, exec)));
+          RETURN_IF_ERROR(LoadPrefillInto(c, base, *owned.back()));
+          backends.push_back(owned.back().get());
+        }
+        ASSIGN_OR_RETURN(us[2], decode(b, backends, one_by_one(backends)));
+      }
+      Json bp = common;
+      bp["prompt_tokens"] = m;
+      bp["batch"] = b;
+      bp["steps"] = o.decode_steps;
+      bp["budget"] = o.budget;
+      bp["kv_dtype"] = std::string(DTypeName(o.kv_dtype));
+      const std::string name = absl::StrCat("decode_batch", b, "_clusterkv_attend_batch");
+      rows.push_back(Row(name, bp, b * 1e6 / us[0], "tokens/s",
+                         absl::StrCat("decode_batch", b, "_full_attention"), b * 1e6 / us[2],
+                         true));
+      rows.back()["p50_step_us"] = us[0];
+      rows.push_back(Row(name, bp, b * 1e6 / us[0], "tokens/s",
+                         absl::StrCat("decode_batch", b, "_clusterkv_attend_per_sequence"),
+                         b * 1e6 / us[1], true));
+      rows.back()["p50_step_us"] = us[0];
+      rows.back()["baseline_p50_step_us"] = us[1];
+    }
+  }
+
   out << absl::StreamFormat("\n== clusterkv_llama speed: %s, %d threads ==\n", o.model_name,
                             threads);
   out << absl::StreamFormat("%-28s %12s %-10s %12s %8s\n", "variant", "value", "unit", "baseline",

@@ -14,7 +14,9 @@
 //     with `overlap` it also runs with speculative prefetch (DecoderModel::
 //     set_speculative_prefetch: each layer's recall starts from a query predicted from the
 //     previous layer's input and overlaps that layer's compute) and as the compute-only bound
-//     (every selected cluster made resident, untimed, before each layer's timed attend).
+//     (every selected cluster made resident, untimed, before each layer's timed attend);
+//   - with `batch_sizes`, decode throughput of b sequences stepping together: ClusterKV with
+//     one AttendBatch per layer, ClusterKV with one Attend per sequence, full attention.
 // Rows of the DESIGN.md section 9 report shape go to the returned JSON; the table to `out`.
 #ifndef CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
 #define CLUSTERKV_TOOLS_CLUSTERKV_LLAMA_SPEED_BENCH_H_
@@ -36,6 +38,11 @@ struct SpeedBenchOptions : ServiceOptions {
   int32_t decode_steps = 32;
   bool own_kernel_prefill = true;  // also time a prefix with OpenBLAS and with the own kernel
   bool overlap = false;            // also the prefetch and compute-only-bound decodes
+  // Batched decode: for each size b, b sequences over the first batch_tokens tokens of the
+  // prompt decode in lockstep (DecoderModel::DecodeBatchStep), their attention through one
+  // Sequence::AttendBatch per layer, vs one Attend per sequence and vs full attention.
+  std::vector<int32_t> batch_sizes;
+  int64_t batch_tokens = 2048;
   std::string model_name;          // for the report
   std::ostream* progress = nullptr;
 };
