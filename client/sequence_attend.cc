@@ -44,18 +44,12 @@ absl::Status SequenceCore::Attend(int32_t layer, const ConstMatrixView& queries,
 absl::Status SequenceCore::BeginAttend(int32_t layer, const ConstMatrixView& queries,
                                        MatrixView out, StepStats* stats, StepPlan* plan) {
   RETURN_IF_ERROR(CheckLayer(layer));
-  RETURN_IF_ERROR(queries.Validate("queries"));
-  if (queries.rows != layout_.num_q_heads || queries.cols != layout_.head_dim) {
-    return absl::InvalidArgumentError(absl::StrCat("queries must be [", layout_.num_q_heads, ", ",
-                                                   layout_.head_dim, "], got [", queries.rows, ", ",
-                                                   queries.cols, "]"));
-  }
+  RETURN_IF_ERROR(CheckQueries(queries, "queries"));
   if (out.data == nullptr || out.rows != layout_.num_q_heads || out.cols != layout_.head_dim ||
       out.row_stride < out.cols) {
     return absl::InvalidArgumentError(
         absl::StrCat("out must be [", layout_.num_q_heads, ", ", layout_.head_dim, "]"));
   }
-  RETURN_IF_ERROR(queries.CheckFinite("queries"));
   LayerState& state = *layers_[layer];
   // A layer attended twice in one step means the engine moved on to the next token.
   if (state.last_step == step_) ++step_;
@@ -322,16 +316,12 @@ absl::Status SequenceCore::PlanClustered(StepPlan& step) {
   t = options_.clock->Now();
   ASSIGN_OR_RETURN(step.selections, SelectForStep(state, scores, masses));
   const std::vector<gpu::ClusterSelection>& selections = step.selections;
-  std::vector<gpu::CacheRequest> wanted;
   for (int32_t h = 0; h < heads; ++h) {
-    const gpu::ClusterIndex& index = state.heads[h].index;
-    if (index.num_tokens() == 0) continue;
+    if (state.heads[h].index.num_tokens() == 0) continue;
     stats->selected_tokens += selections[h].total_tokens;
     ++stats->selected_heads;
-    for (int32_t c : selections[h].clusters) {
-      wanted.push_back(gpu::CacheRequest{ClusterId{HeadId{layer, h}, c}, index.sizes()[c]});
-    }
   }
+  const std::vector<gpu::CacheRequest> wanted = CacheRequests(layer, state, selections);
   gpu::CachePlan& plan = step.cache;
   if (!wanted.empty()) {
     RETURN_IF_ERROR(EnsureCache(state));
@@ -483,15 +473,34 @@ absl::StatusOr<std::vector<gpu::ClusterSelection>> SequenceCore::PreviewSelectio
   }
   const LayerState& state = *layers_[layer];
   ASSIGN_OR_RETURN(std::vector<std::vector<float>> head_scores, ScoreHeads(state, queries));
-  std::vector<gpu::ClusterSelection> out(layout_.num_kv_heads);
+  ASSIGN_OR_RETURN(std::vector<gpu::ClusterSelection> out, FixedSelections(state, head_scores));
+  if (scores != nullptr) *scores = std::move(head_scores);
+  return out;
+}
+
+absl::StatusOr<std::vector<gpu::ClusterSelection>> SequenceCore::FixedSelections(
+    const LayerState& state, const std::vector<std::vector<float>>& scores) const {
+  std::vector<gpu::ClusterSelection> selections(layout_.num_kv_heads);
   for (int32_t h = 0; h < layout_.num_kv_heads; ++h) {
     const gpu::ClusterIndex& index = state.heads[h].index;
     if (index.num_tokens() == 0) continue;
     const int64_t budget = std::min<int64_t>(options_.config.token_budget, index.num_tokens());
-    ASSIGN_OR_RETURN(out[h], gpu::SelectClusters(head_scores[h], index.sizes(), budget));
+    ASSIGN_OR_RETURN(selections[h], gpu::SelectClusters(scores[h], index.sizes(), budget));
   }
-  if (scores != nullptr) *scores = std::move(head_scores);
-  return out;
+  return selections;
+}
+
+std::vector<gpu::CacheRequest> SequenceCore::CacheRequests(
+    int32_t layer, const LayerState& state,
+    const std::vector<gpu::ClusterSelection>& selections) const {
+  std::vector<gpu::CacheRequest> wanted;
+  for (int32_t h = 0; h < layout_.num_kv_heads; ++h) {
+    const gpu::ClusterIndex& index = state.heads[h].index;
+    for (int32_t c : selections[h].clusters) {
+      wanted.push_back(gpu::CacheRequest{ClusterId{HeadId{layer, h}, c}, index.sizes()[c]});
+    }
+  }
+  return wanted;
 }
 
 int64_t SequenceCore::SendPromotionHints(int32_t layer, LayerState& state,
@@ -537,16 +546,8 @@ absl::StatusOr<std::vector<gpu::ClusterSelection>> SequenceCore::SelectForStep(
     const std::vector<gpu::ClusterMasses>& masses) {
   const int32_t heads = layout_.num_kv_heads;
   const ClusterKvConfig& config = options_.config;
+  if (!config.adaptive_budget()) return FixedSelections(state, scores);
   std::vector<gpu::ClusterSelection> selections(heads);
-  if (!config.adaptive_budget()) {
-    for (int32_t h = 0; h < heads; ++h) {
-      const gpu::ClusterIndex& index = state.heads[h].index;
-      if (index.num_tokens() == 0) continue;
-      const int64_t budget = std::min<int64_t>(config.token_budget, index.num_tokens());
-      ASSIGN_OR_RETURN(selections[h], gpu::SelectClusters(scores[h], index.sizes(), budget));
-    }
-    return selections;
-  }
   // Every head's clusters in score order and its recall curve along that order.
   std::vector<int32_t> active;
   std::vector<gpu::ClusterSelection> orders;

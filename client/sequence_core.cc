@@ -53,15 +53,21 @@ absl::Status CheckKv(const Tensor3View& t, const KvLayout& layout, absl::string_
   return absl::OkStatus();
 }
 
-absl::Status CheckTokenRows(const ConstMatrixView& m, const KvLayout& layout,
-                            absl::string_view what) {
+// InvalidArgument naming `what` unless `m` is a valid, finite [rows, head_dim] view.
+absl::Status CheckRows(const ConstMatrixView& m, int64_t rows, const KvLayout& layout,
+                       absl::string_view what) {
   RETURN_IF_ERROR(m.Validate(what));
-  if (m.rows != layout.num_kv_heads || m.cols != layout.head_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " must be [", layout.num_kv_heads, ", ",
+  if (m.rows != rows || m.cols != layout.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " must be [", rows, ", ",
                                                    layout.head_dim, "], got [", m.rows, ", ",
                                                    m.cols, "]"));
   }
   return m.CheckFinite(what);
+}
+
+absl::Status CheckTokenRows(const ConstMatrixView& m, const KvLayout& layout,
+                            absl::string_view what) {
+  return CheckRows(m, layout.num_kv_heads, layout, what);
 }
 
 }  // namespace
@@ -177,6 +183,11 @@ absl::Status SequenceCore::RestoreIndexes(bool strict) {
   }
   if (!lost.empty()) return absl::DataLossError(lost);
   return absl::OkStatus();
+}
+
+absl::Status SequenceCore::CheckQueries(const ConstMatrixView& queries,
+                                        absl::string_view what) const {
+  return CheckRows(queries, layout_.num_q_heads, layout_, what);
 }
 
 absl::Status SequenceCore::CheckLayer(int32_t layer) const {

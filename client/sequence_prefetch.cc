@@ -5,7 +5,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "client/internal/sequence_core.h"
 #include "client/internal/sequence_state.h"
 #include "core/status_macros.h"
@@ -18,14 +17,7 @@ int64_t SequenceCore::NextAttendStep(const LayerState& state) const {
 
 absl::Status SequenceCore::Prefetch(int32_t layer, const ConstMatrixView& predicted_queries) {
   RETURN_IF_ERROR(CheckLayer(layer));
-  RETURN_IF_ERROR(predicted_queries.Validate("predicted queries"));
-  if (predicted_queries.rows != layout_.num_q_heads ||
-      predicted_queries.cols != layout_.head_dim) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "predicted queries must be [", layout_.num_q_heads, ", ", layout_.head_dim, "], got [",
-        predicted_queries.rows, ", ", predicted_queries.cols, "]"));
-  }
-  RETURN_IF_ERROR(predicted_queries.CheckFinite("predicted queries"));
+  RETURN_IF_ERROR(CheckQueries(predicted_queries, "predicted queries"));
   LayerState& state = *layers_[layer];
   if (state.dense) return absl::OkStatus();  // attends local tokens only: nothing to recall
   // One speculation per layer at a time: an earlier one is taken up first (its clusters stay
@@ -63,13 +55,7 @@ absl::Status SequenceCore::PlanPrefetch(int32_t layer, LayerState& state,
       std::vector<gpu::ClusterSelection> selections,
       PreviewSelection(layer, ConstMatrixView(job->queries.data(), layout_.num_q_heads,
                                               layout_.head_dim)));
-  std::vector<gpu::CacheRequest> wanted;
-  for (int32_t h = 0; h < layout_.num_kv_heads; ++h) {
-    const gpu::ClusterIndex& index = state.heads[h].index;
-    for (int32_t c : selections[h].clusters) {
-      wanted.push_back(gpu::CacheRequest{ClusterId{HeadId{layer, h}, c}, index.sizes()[c]});
-    }
-  }
+  const std::vector<gpu::CacheRequest> wanted = CacheRequests(layer, state, selections);
   if (wanted.empty()) return absl::OkStatus();
   RETURN_IF_ERROR(EnsureCache(state));
   absl::StatusOr<gpu::CachePlan> plan = state.cache->Reserve(job->step, wanted);
@@ -77,10 +63,6 @@ absl::Status SequenceCore::PlanPrefetch(int32_t layer, LayerState& state,
   // own selection decides what the cache must hold.
   if (absl::IsResourceExhausted(plan.status())) return absl::OkStatus();
   RETURN_IF_ERROR(plan.status());
-  for (const gpu::CacheEntry& miss : plan->misses) {
-    job->placed.insert(miss.id);
-    job->placed_tokens += miss.slot.size();
-  }
   job->misses = std::move(plan->misses);
   return absl::OkStatus();
 }
@@ -120,9 +102,11 @@ absl::Status SequenceCore::CompletePrefetch(LayerState& state, StepStats* stats,
   CountFetched(prefetch->fetched, prefetch->direct);
   stats->bytes_fetched += prefetch->fetched.bytes_fetched;
   stats->blocks_fetched += prefetch->fetched.blocks_fetched;
-  stats->prefetched_clusters += static_cast<int64_t>(prefetch->placed.size());
-  stats->prefetched_tokens += prefetch->placed_tokens;
-  if (placed != nullptr) *placed = std::move(prefetch->placed);
+  stats->prefetched_clusters += static_cast<int64_t>(prefetch->misses.size());
+  for (const gpu::CacheEntry& miss : prefetch->misses) {
+    stats->prefetched_tokens += miss.slot.size();
+    if (placed != nullptr) placed->insert(miss.id);
+  }
   return absl::OkStatus();
 }
 

@@ -154,6 +154,18 @@ class SequenceCore {
                SequenceOptions options);
 
   absl::Status CheckLayer(int32_t layer) const;
+  // InvalidArgument naming `what` unless `queries` is a valid, finite [num_q_heads, head_dim]
+  // view.
+  absl::Status CheckQueries(const ConstMatrixView& queries, absl::string_view what) const;
+  // The cache requests of `selections` (per kv head) on `layer`: whole clusters, each at its
+  // size in the index.
+  std::vector<gpu::CacheRequest> CacheRequests(
+      int32_t layer, const LayerState& state,
+      const std::vector<gpu::ClusterSelection>& selections) const;
+  // Every head's fixed-budget selection (min(B, clustered tokens) tokens) on `scores`; a head
+  // without clustered tokens selects nothing.
+  absl::StatusOr<std::vector<gpu::ClusterSelection>> FixedSelections(
+      const LayerState& state, const std::vector<std::vector<float>>& scores) const;
   absl::Status RestoreIndexes(bool strict);
   absl::Status EnsureCache(LayerState& state);
   void ResetCache(LayerState& state);

@@ -50,9 +50,7 @@ struct SequenceCore::PendingAppend {
 struct SequenceCore::PendingPrefetch {
   std::vector<float> queries;  // the predicted queries, fp32 [num_q_heads, head_dim]
   int64_t step = 0;            // the step of the Attend it prepares
-  absl::flat_hash_set<ClusterId> placed;  // the reserved misses being fetched
-  int64_t placed_tokens = 0;
-  std::vector<gpu::CacheEntry> misses;
+  std::vector<gpu::CacheEntry> misses;  // the reserved clusters being fetched
   Event planned;
   Event done;
   absl::Status status;
