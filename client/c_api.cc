@@ -7,11 +7,14 @@
 #include <exception>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "client/client.h"
 #include "client/clusterkv.h"
 #include "core/kv_layout.h"
@@ -25,6 +28,10 @@ struct ckv_sequence {
   std::unique_ptr<clusterkv::client::Sequence> sequence;
   std::string last_error;
   clusterkv::client::StepStats last_step;  // of the last successful ckv_sequence_attend
+};
+
+struct ckv_prefix {
+  clusterkv::client::Client::StoredPrefix prefix;
 };
 
 namespace {
@@ -51,6 +58,39 @@ int Guarded(std::string* last_error, Fn fn) {
 
 absl::Status InvalidIf(bool bad, const char* message) {
   return bad ? absl::InvalidArgumentError(message) : absl::OkStatus();
+}
+
+// The layout of ckv_sequence_open's and ckv_client_find_prefix's arguments.
+absl::StatusOr<KvLayout> MakeLayout(int32_t num_layers, int32_t num_q_heads, int32_t num_kv_heads,
+                                    int32_t head_dim, int32_t dtype) {
+  if (dtype < CKV_DTYPE_FP16 || dtype > CKV_DTYPE_FP32) {
+    return absl::InvalidArgumentError("dtype must be CKV_DTYPE_FP16, _BF16 or _FP32");
+  }
+  KvLayout layout;
+  layout.num_layers = num_layers;
+  layout.num_q_heads = num_q_heads;
+  layout.num_kv_heads = num_kv_heads;
+  layout.head_dim = head_dim;
+  layout.dtype = static_cast<DType>(dtype);
+  if (absl::Status s = layout.Validate(); !s.ok()) return s;
+  return layout;
+}
+
+// A C array of token ids as a span; InvalidArgument for a NULL array or a negative count.
+absl::StatusOr<absl::Span<const int32_t>> TokenSpan(const int32_t* tokens, int64_t count) {
+  if (count < 0) return absl::InvalidArgumentError("token count must not be negative");
+  if (tokens == nullptr && count > 0) return absl::InvalidArgumentError("null tokens");
+  return absl::MakeConstSpan(tokens, static_cast<size_t>(count));
+}
+
+// Wraps a freshly opened Sequence (or its error) into *sequence.
+absl::Status Adopt(absl::StatusOr<std::unique_ptr<clusterkv::client::Sequence>> seq,
+                   ckv_sequence** sequence) {
+  if (!seq.ok()) return seq.status();
+  auto handle = std::make_unique<ckv_sequence>();
+  handle->sequence = *std::move(seq);
+  *sequence = handle.release();
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -91,23 +131,10 @@ int ckv_sequence_open(ckv_client* client, const char* sequence_id, int32_t num_l
     if (sequence == nullptr) return absl::InvalidArgumentError("null sequence out-pointer");
     *sequence = nullptr;
     if (sequence_id == nullptr) return absl::InvalidArgumentError("null sequence id");
-    if (dtype < CKV_DTYPE_FP16 || dtype > CKV_DTYPE_FP32) {
-      return absl::InvalidArgumentError("dtype must be CKV_DTYPE_FP16, _BF16 or _FP32");
-    }
-    KvLayout layout;
-    layout.num_layers = num_layers;
-    layout.num_q_heads = num_q_heads;
-    layout.num_kv_heads = num_kv_heads;
-    layout.head_dim = head_dim;
-    layout.dtype = static_cast<DType>(dtype);
-    if (absl::Status s = layout.Validate(); !s.ok()) return s;
-    absl::StatusOr<std::unique_ptr<clusterkv::client::Sequence>> seq =
-        client->client->OpenSequence(sequence_id, layout);
-    if (!seq.ok()) return seq.status();
-    auto handle = std::make_unique<ckv_sequence>();
-    handle->sequence = *std::move(seq);
-    *sequence = handle.release();
-    return absl::OkStatus();
+    absl::StatusOr<KvLayout> layout =
+        MakeLayout(num_layers, num_q_heads, num_kv_heads, head_dim, dtype);
+    if (!layout.ok()) return layout.status();
+    return Adopt(client->client->OpenSequence(sequence_id, *layout), sequence);
   });
 }
 
@@ -218,6 +245,103 @@ int ckv_sequence_append_token(ckv_sequence* sequence, int32_t layer, const void*
 
 int64_t ckv_sequence_num_tokens(const ckv_sequence* sequence) {
   return sequence == nullptr ? 0 : sequence->sequence->num_tokens();
+}
+
+int ckv_sequence_checkpoint(ckv_sequence* sequence) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&] { return sequence->sequence->Checkpoint(); });
+}
+
+int ckv_sequence_publish(ckv_sequence* sequence, const int32_t* tokens, int64_t count,
+                         const char* model) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    if (absl::Status s = InvalidIf(model == nullptr, "null model"); !s.ok()) return s;
+    absl::StatusOr<absl::Span<const int32_t>> ids = TokenSpan(tokens, count);
+    if (!ids.ok()) return ids.status();
+    return sequence->sequence->Publish(*ids, model);
+  });
+}
+
+int ckv_sequence_read_tokens(ckv_sequence* sequence, int32_t layer, int64_t begin, int64_t end,
+                             float* keys, float* values) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    if (absl::Status s = InvalidIf(keys == nullptr || values == nullptr, "null keys or values");
+        !s.ok()) {
+      return s;
+    }
+    return sequence->sequence->ReadTokens(layer, begin, end, keys, values);
+  });
+}
+
+const char* ckv_sequence_base_document(const ckv_sequence* sequence) {
+  return sequence == nullptr ? "" : sequence->sequence->base_document().c_str();
+}
+
+int64_t ckv_sequence_base_tokens(const ckv_sequence* sequence) {
+  return sequence == nullptr ? 0 : sequence->sequence->base_tokens();
+}
+
+int ckv_sequence_resume(ckv_client* client, const char* sequence_id, ckv_sequence** sequence) {
+  if (client == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&client->last_error, [&]() -> absl::Status {
+    if (sequence == nullptr) return absl::InvalidArgumentError("null sequence out-pointer");
+    *sequence = nullptr;
+    if (sequence_id == nullptr) return absl::InvalidArgumentError("null sequence id");
+    return Adopt(client->client->ResumeSequence(sequence_id), sequence);
+  });
+}
+
+int ckv_client_find_prefix(ckv_client* client, const int32_t* tokens, int64_t count,
+                           const char* model, int32_t num_layers, int32_t num_q_heads,
+                           int32_t num_kv_heads, int32_t head_dim, int32_t dtype,
+                           ckv_prefix** prefix) {
+  if (client == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&client->last_error, [&]() -> absl::Status {
+    if (prefix == nullptr) return absl::InvalidArgumentError("null prefix out-pointer");
+    *prefix = nullptr;
+    if (absl::Status s = InvalidIf(model == nullptr, "null model"); !s.ok()) return s;
+    absl::StatusOr<absl::Span<const int32_t>> ids = TokenSpan(tokens, count);
+    if (!ids.ok()) return ids.status();
+    absl::StatusOr<KvLayout> layout =
+        MakeLayout(num_layers, num_q_heads, num_kv_heads, head_dim, dtype);
+    if (!layout.ok()) return layout.status();
+    absl::StatusOr<std::optional<clusterkv::client::Client::StoredPrefix>> found =
+        client->client->FindPrefix(*ids, model, *layout);
+    if (!found.ok()) return found.status();
+    if (!found->has_value()) return absl::OkStatus();  // none: OK with *prefix NULL
+    auto handle = std::make_unique<ckv_prefix>();
+    handle->prefix = **std::move(found);
+    *prefix = handle.release();
+    return absl::OkStatus();
+  });
+}
+
+const char* ckv_prefix_document(const ckv_prefix* prefix) {
+  return prefix == nullptr ? "" : prefix->prefix.document.c_str();
+}
+
+int32_t ckv_prefix_segments(const ckv_prefix* prefix) {
+  return prefix == nullptr ? 0 : prefix->prefix.segments;
+}
+
+int64_t ckv_prefix_tokens(const ckv_prefix* prefix) {
+  return prefix == nullptr ? 0 : prefix->prefix.tokens;
+}
+
+void ckv_prefix_free(ckv_prefix* prefix) { delete prefix; }
+
+int ckv_sequence_open_from(ckv_client* client, const char* sequence_id, const ckv_prefix* prefix,
+                           ckv_sequence** sequence) {
+  if (client == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&client->last_error, [&]() -> absl::Status {
+    if (sequence == nullptr) return absl::InvalidArgumentError("null sequence out-pointer");
+    *sequence = nullptr;
+    if (sequence_id == nullptr) return absl::InvalidArgumentError("null sequence id");
+    if (prefix == nullptr) return absl::InvalidArgumentError("null prefix");
+    return Adopt(client->client->OpenSequenceFrom(sequence_id, prefix->prefix), sequence);
+  });
 }
 
 int ckv_sequence_close(ckv_sequence* sequence, int drop) {

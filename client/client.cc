@@ -1,8 +1,12 @@
 #include "client/client.h"
 
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "client/internal/client_internals.h"
+#include "client/internal/session_state.h"
 #include "core/status_macros.h"
 #include "gpu/backend.h"
 #if defined(CLUSTERKV_WITH_UCX)
@@ -133,6 +137,39 @@ absl::StatusOr<std::unique_ptr<Sequence>> Client::ReopenSequence(absl::string_vi
   ASSIGN_OR_RETURN(std::unique_ptr<SequenceCore> core,
                    SequenceCore::Reopen(state_->transport.get(), std::string(sequence_id),
                                         state_->sequence_options));
+  return ClientInternals::Wrap(std::move(core));
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> Client::ResumeSequence(absl::string_view sequence_id) {
+  ASSIGN_OR_RETURN(std::unique_ptr<SequenceCore> core,
+                   SequenceCore::Resume(state_->transport.get(), std::string(sequence_id),
+                                        state_->sequence_options));
+  return ClientInternals::Wrap(std::move(core));
+}
+
+absl::StatusOr<std::optional<Client::StoredPrefix>> Client::FindPrefix(
+    absl::Span<const int32_t> tokens, absl::string_view model, const KvLayout& layout) {
+  RETURN_IF_ERROR(layout.Validate());
+  const ClusterKvConfig& config = state_->sequence_options.config;
+  std::vector<int64_t> ends =
+      internal::SegmentEnds(static_cast<int64_t>(tokens.size()), config.prefill_segment_tokens);
+  // The daemon bounds a lookup; a longer prompt asks for its first segments.
+  if (ends.size() > 4096) ends.resize(4096);
+  v1::FindPrefixRequest request;
+  for (std::string& hash : internal::PrefixHashes(tokens, ends, model, layout, config)) {
+    request.add_hashes(std::move(hash));
+  }
+  ASSIGN_OR_RETURN(v1::FindPrefixResponse response, state_->transport->FindPrefix(request));
+  if (response.document().empty()) return std::nullopt;
+  return StoredPrefix{response.document(), response.segments(), response.tokens(), layout};
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> Client::OpenSequenceFrom(absl::string_view sequence_id,
+                                                                   const StoredPrefix& prefix) {
+  ASSIGN_OR_RETURN(std::unique_ptr<SequenceCore> core,
+                   SequenceCore::OpenFork(state_->transport.get(), std::string(sequence_id),
+                                          prefix.layout, prefix.document, prefix.segments,
+                                          state_->sequence_options));
   return ClientInternals::Wrap(std::move(core));
 }
 

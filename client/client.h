@@ -19,12 +19,15 @@
 #ifndef CLUSTERKV_CLIENT_CLIENT_H_
 #define CLUSTERKV_CLIENT_CLIENT_H_
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "absl/status/status.h"
 #include "client/clock.h"
 #include "client/retry.h"
@@ -81,6 +84,32 @@ class Client {
   // Opens an existing sequence with the daemon's layout. NotFound when missing.
   [[nodiscard]] absl::StatusOr<std::unique_ptr<Sequence>> ReopenSequence(
       absl::string_view sequence_id);
+
+  // ---- Resumable sessions and shared documents (see client/sequence.h) ----
+  // Rebuilds a checkpointed sequence (Sequence::Checkpoint) from the daemon alone: indexes,
+  // sinks, dense layers, recent window and position, as they were at the last checkpoint, so
+  // that decoding continues exactly as it would have without the interruption. A fork that
+  // was never checkpointed resumes at its base. NotFound: no such sequence;
+  // FailedPrecondition: never checkpointed; DataLoss: the stored state is inconsistent.
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<Sequence>> ResumeSequence(
+      absl::string_view sequence_id);
+  // A stored prefix: a document of this tenant holding the first `tokens` tokens (its first
+  // `segments` clustering segments).
+  struct StoredPrefix {
+    std::string document;
+    int32_t segments = 0;
+    int64_t tokens = 0;
+    KvLayout layout;
+  };
+  // The longest stored prefix of `tokens` for `model` and `layout` (under this client's
+  // clustering configuration) among this tenant's documents; nullopt when none.
+  [[nodiscard]] absl::StatusOr<std::optional<StoredPrefix>> FindPrefix(
+      absl::Span<const int32_t> tokens, absl::string_view model, const KvLayout& layout);
+  // Creates `sequence_id` as a fork of `prefix`: it holds the prefix's tokens, shared with the
+  // document (no copy, no prefill); OffloadPrefill then adds the rest of the prompt.
+  // FailedPrecondition: the document is gone or not sealed; AlreadyExists: the id is taken.
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<Sequence>> OpenSequenceFrom(
+      absl::string_view sequence_id, const StoredPrefix& prefix);
 
   // The fetch path in use: "ucx" (the daemon writes recalled clusters into this process's
   // registered memory) or "grpc" (streamed, then copied).

@@ -34,14 +34,18 @@ extern "C" {
 
 typedef struct ckv_client ckv_client;
 typedef struct ckv_sequence ckv_sequence;
+/* A stored prefix found by ckv_client_find_prefix (a document and how much of it matches). */
+typedef struct ckv_prefix ckv_prefix;
 
 enum {
   CKV_OK = 0,
   CKV_INVALID_ARGUMENT = 3,
   CKV_NOT_FOUND = 5,
+  CKV_ALREADY_EXISTS = 6,
   CKV_FAILED_PRECONDITION = 9,
   CKV_INTERNAL = 13,
   CKV_UNAVAILABLE = 14,
+  CKV_DATA_LOSS = 15,
 };
 
 /* Element types of K/V (the sequence dtype). */
@@ -89,6 +93,55 @@ int ckv_sequence_append_token(ckv_sequence* sequence, int32_t layer, const void*
 double ckv_sequence_estimated_recall(const ckv_sequence* sequence, int minimum);
 /* Tokens of the sequence (0 for NULL). */
 int64_t ckv_sequence_num_tokens(const ckv_sequence* sequence);
+
+/* ---- Resumable sessions and shared documents (client/sequence.h) ----
+ * ckv_client_open uses the default configuration (prefill_segment_tokens 0): a prompt is
+ * clustered as one segment, so a document published through this ABI is reused only by a
+ * prompt that holds all of it. */
+/* Writes to the daemon what a resume needs beyond the clusters (sinks, dense layers, recent
+ * windows, position); afterwards ckv_sequence_resume continues the sequence as it stands now,
+ * in any process. Call it at a step boundary. */
+int ckv_sequence_checkpoint(ckv_sequence* sequence);
+/* Seals the prefilled sequence as a document whose token ids are tokens[0..count) (its whole
+ * length) for `model` (a name of the weights); a prompt starting with the same tokens then
+ * finds it (ckv_client_find_prefix) and the sequence becomes read-only. FAILED_PRECONDITION
+ * after decode tokens, on a fork, or when count differs from its tokens. */
+int ckv_sequence_publish(ckv_sequence* sequence, const int32_t* tokens, int64_t count,
+                         const char* model);
+/* The stored keys and values of positions [begin, end) of `layer`, written as fp32 in
+ * token-major order [end - begin, num_kv_heads, head_dim] (an engine's KV cache) into keys and
+ * values, e.g. to prefill the rest of a prompt after a shared prefix. INVALID_ARGUMENT: NULL
+ * buffers or a bad range; DATA_LOSS: a position is missing. */
+int ckv_sequence_read_tokens(ckv_sequence* sequence, int32_t layer, int64_t begin, int64_t end,
+                             float* keys, float* values);
+/* A fork's base: the document id ("" for a sequence of its own, or NULL) and the tokens it
+ * shares (0). The string lives as long as the handle. */
+const char* ckv_sequence_base_document(const ckv_sequence* sequence);
+int64_t ckv_sequence_base_tokens(const ckv_sequence* sequence);
+
+/* Rebuilds a checkpointed sequence from the daemon alone, exactly as it was at its last
+ * checkpoint (no prefill); errors are recorded on `client`. NOT_FOUND: no such sequence;
+ * FAILED_PRECONDITION: never checkpointed. */
+int ckv_sequence_resume(ckv_client* client, const char* sequence_id, ckv_sequence** sequence);
+/* The longest stored prefix of tokens[0..count) for `model` and the layout among this
+ * tenant's documents. On success *prefix is a handle to free with ckv_prefix_free, or NULL when
+ * no document matches (still CKV_OK); on failure NULL. Errors are recorded on `client`. */
+int ckv_client_find_prefix(ckv_client* client, const int32_t* tokens, int64_t count,
+                           const char* model, int32_t num_layers, int32_t num_q_heads,
+                           int32_t num_kv_heads, int32_t head_dim, int32_t dtype,
+                           ckv_prefix** prefix);
+/* The document holding the prefix ("" for NULL), its segments and tokens (0 for NULL). */
+const char* ckv_prefix_document(const ckv_prefix* prefix);
+int32_t ckv_prefix_segments(const ckv_prefix* prefix);
+int64_t ckv_prefix_tokens(const ckv_prefix* prefix);
+/* Frees the handle (NULL is ignored); sequences opened from it do not need it. */
+void ckv_prefix_free(ckv_prefix* prefix);
+/* Creates `sequence_id` as a fork of `prefix`: it holds the prefix's tokens, shared with the
+ * document (no copy, no prefill); ckv_sequence_offload_prefill with the keys and values of the
+ * tokens after the prefix then adds the rest of the prompt. Errors are recorded on `client`;
+ * ALREADY_EXISTS: the id is taken; FAILED_PRECONDITION: the document is gone. */
+int ckv_sequence_open_from(ckv_client* client, const char* sequence_id, const ckv_prefix* prefix,
+                           ckv_sequence** sequence);
 /* Closes the sequence on the daemon (drop != 0 deletes it) and frees the handle, whatever the
  * result (NULL is INVALID_ARGUMENT). */
 int ckv_sequence_close(ckv_sequence* sequence, int drop);

@@ -161,6 +161,41 @@ absl::StatusOr<v1::GetIndexResponse> Connection::GetIndex(const v1::GetIndexRequ
       });
 }
 
+absl::StatusOr<v1::PutStateResponse> Connection::PutState(const v1::PutStateRequest& request) {
+  // Chunks are immutable and the state record is a whole-record write: a retry is safe.
+  return RetryUnary<v1::PutStateResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::PutStateResponse* r) {
+        return stub_->PutState(c, request, r);
+      });
+}
+
+absl::StatusOr<v1::GetStateResponse> Connection::GetState(const v1::GetStateRequest& request) {
+  return RetryUnary<v1::GetStateResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::GetStateResponse* r) {
+        return stub_->GetState(c, request, r);
+      });
+}
+
+absl::StatusOr<v1::SealDocumentResponse> Connection::SealDocument(
+    const v1::SealDocumentRequest& request) {
+  return RetryUnary<v1::SealDocumentResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::SealDocumentResponse* r) {
+        return stub_->SealDocument(c, request, r);
+      });
+}
+
+absl::StatusOr<v1::FindPrefixResponse> Connection::FindPrefix(
+    const v1::FindPrefixRequest& request) {
+  return RetryUnary<v1::FindPrefixResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::FindPrefixResponse* r) {
+        return stub_->FindPrefix(c, request, r);
+      });
+}
+
 absl::StatusOr<v1::ListSequencesResponse> Connection::ListSequences() {
   // The daemon answers a page at a time (its --max_list_sequences); read them all.
   v1::ListSequencesRequest request;

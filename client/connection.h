@@ -96,6 +96,11 @@ class Connection final : public KvTransport {
       const v1::OpenSequenceRequest& request) override;
   absl::Status CloseSequence(const v1::CloseSequenceRequest& request) override;
   absl::StatusOr<v1::GetIndexResponse> GetIndex(const v1::GetIndexRequest& request) override;
+  absl::StatusOr<v1::PutStateResponse> PutState(const v1::PutStateRequest& request) override;
+  absl::StatusOr<v1::GetStateResponse> GetState(const v1::GetStateRequest& request) override;
+  absl::StatusOr<v1::SealDocumentResponse> SealDocument(
+      const v1::SealDocumentRequest& request) override;
+  absl::StatusOr<v1::FindPrefixResponse> FindPrefix(const v1::FindPrefixRequest& request) override;
   absl::StatusOr<v1::PutClustersResponse> PutClusters(
       absl::Span<const v1::PutClustersRequest> messages) override;
   absl::StatusOr<v1::AppendClustersResponse> AppendClusters(

@@ -49,6 +49,21 @@ absl::Status Sequence::Flush(int32_t layer) { return core_->Flush(layer); }
 
 absl::Status Sequence::Reattach() { return core_->Reattach(); }
 
+absl::Status Sequence::Checkpoint() { return core_->Checkpoint(); }
+
+absl::Status Sequence::Publish(absl::Span<const int32_t> tokens, absl::string_view model) {
+  return core_->Publish(tokens, model);
+}
+
+absl::Status Sequence::ReadTokens(int32_t layer, int64_t begin, int64_t end, float* keys,
+                                  float* values) {
+  return core_->ReadTokens(layer, begin, end, keys, values);
+}
+
+const std::string& Sequence::base_document() const { return core_->base_document(); }
+
+int64_t Sequence::base_tokens() const { return core_->base_tokens(); }
+
 absl::Status Sequence::Close(bool drop) { return core_->Close(drop); }
 
 const std::string& Sequence::id() const { return core_->id(); }

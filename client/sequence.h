@@ -31,6 +31,16 @@
 // Reattach() is the daemon-restart path for a live Sequence: it re-opens (must_exist) and
 // re-reads the indexes, keeping the local state.
 //
+// Resuming: Checkpoint() writes that engine-side state (sinks, dense layers, recent window,
+// position) to the daemon too; Client::ResumeSequence() then rebuilds the sequence in any
+// process exactly as it was at the checkpoint, with no prefill.
+//
+// Shared documents: Publish() seals a prefilled sequence as a document; another sequence
+// whose prompt starts with the same tokens finds it (Client::FindPrefix), opens as a fork of
+// it (Client::OpenSequenceFrom), shares its clusters and prefills only the rest. With
+// ClusterKvConfig::prefill_segment_tokens the prompt is clustered in segments, so any
+// segment-aligned prefix of a document is reusable.
+//
 // Thread-compatible: one engine thread drives a Sequence; distinct Sequences of one Client may
 // run concurrently. The Client must outlive its Sequences.
 //
@@ -209,6 +219,33 @@ class Sequence {
   // NotFound: the daemon lost the sequence; DataLoss: the daemon holds fewer clusters of some
   // head than this client knows (appends were lost); the daemon's index is adopted either way.
   [[nodiscard]] absl::Status Reattach();
+
+  // ---- Resumable sessions and shared documents ----
+  // Writes to the daemon what a resume needs beyond the clusters: the layers' sink rows (every
+  // row of a dense layer) and recent windows added since the last checkpoint, and the decode
+  // position. Pending window offloads are flushed first (their error is returned). After it
+  // returns OK, Client::ResumeSequence in any process continues this sequence exactly as it
+  // stands now, without a prefill. Call it at a step boundary (after every layer's
+  // AppendToken of a token), e.g. every few steps.
+  [[nodiscard]] absl::Status Checkpoint();
+  // Seals this sequence as a stored document whose token ids are `tokens` (its whole length,
+  // prefilled and not decoded) for `model` (any name that identifies the weights): its
+  // clustering segments become findable with Client::FindPrefix by a prompt that starts with
+  // the same tokens, and from then on the sequence is read-only (Close(drop) fails while
+  // forks use it). Checkpoints first. FailedPrecondition: decode tokens, a fork, a layer
+  // prefilled in pieces that do not end on segment boundaries, or tokens.size() !=
+  // num_tokens().
+  [[nodiscard]] absl::Status Publish(absl::Span<const int32_t> tokens, absl::string_view model);
+  // The stored keys and values of positions [begin, end) of `layer`, as fp32 in token-major
+  // order [end - begin, num_kv_heads, head_dim] (an engine's KV cache): what an engine needs to
+  // prefill the rest of a prompt after a shared prefix. Reads every cluster of the layer from
+  // the daemon (FetchClusters). InvalidArgument: bad range; DataLoss: a position is missing.
+  [[nodiscard]] absl::Status ReadTokens(int32_t layer, int64_t begin, int64_t end,
+                                        float* keys, float* values);
+  // A fork's base: the document and the tokens it shares (empty / 0 for a sequence of its
+  // own).
+  const std::string& base_document() const;
+  int64_t base_tokens() const;
 
   // Closes the sequence on the daemon; `drop` deletes it. The object stays usable only for
   // accessors.

@@ -146,7 +146,7 @@ absl::StatusOr<std::unique_ptr<SequenceCore>> SequenceCore::Reopen(KvTransport* 
   return seq;
 }
 
-absl::Status SequenceCore::RestoreIndexes(bool strict) {
+absl::Status SequenceCore::RestoreIndexes(bool strict, const std::vector<int32_t>* caps) {
   // One layer per call: the daemon bounds each answer (a long sequence's whole index can be
   // larger than one message).
   absl::flat_hash_map<HeadId, gpu::Clustering> restored;
@@ -164,6 +164,15 @@ absl::Status SequenceCore::RestoreIndexes(bool strict) {
       }
       ASSIGN_OR_RETURN(gpu::Clustering c,
                        internal::ClusteringOfHeadIndex(index, layout_.head_dim));
+      if (caps != nullptr && (*caps)[layer] >= 0 && c.num_clusters > (*caps)[layer]) {
+        const int32_t keep = (*caps)[layer];
+        c.num_clusters = keep;
+        c.centroids.resize(static_cast<size_t>(keep) * layout_.head_dim);
+        c.sizes.resize(static_cast<size_t>(keep));
+        if (c.offsets.size() > static_cast<size_t>(keep) + 1) c.offsets.resize(keep + 1);
+        if (c.key_norms.size() > static_cast<size_t>(keep)) c.key_norms.resize(keep);
+        if (c.key_spreads.size() > static_cast<size_t>(keep)) c.key_spreads.resize(keep);
+      }
       restored[HeadId{index.layer(), index.kv_head()}] = std::move(c);
     }
   }
@@ -209,19 +218,20 @@ absl::Status SequenceCore::OffloadPrefill(int32_t layer, const Tensor3View& keys
   }
   LayerState& state = *layers_[layer];
   WaitForPrefetchPlan(state);
-  bool has_clusters = false;
-  for (const HeadState& head : state.heads) {
-    has_clusters |= head.index.num_clusters() > 0 || head.window.window_size() > 0;
-  }
-  if (state.local_rows > 0 || has_clusters || state.pending.has_value()) {
+  bool decoding = state.pending.has_value();
+  for (const HeadState& head : state.heads) decoding |= head.window.window_size() > 0;
+  if (decoding) {
     return absl::FailedPreconditionError(
-        absl::StrCat("layer ", layer, " of sequence ", id_, " already holds tokens"));
+        absl::StrCat("layer ", layer, " of sequence ", id_, " is decoding already"));
   }
+  const ClusterKvConfig& cfg = options_.config;
   const int32_t heads = layout_.num_kv_heads;
   const int64_t tokens = keys.dims[1];
-  const int64_t sinks =
-      state.dense ? tokens : std::min<int64_t>(options_.config.num_sink_tokens, tokens);
-  const int64_t position_base = state.num_tokens;  // 0 unless reopened
+  const int64_t position_base = state.num_tokens;  // > 0 when this call continues the prompt
+  // Every row of a dense layer stays local; on a clustered layer, the sinks.
+  const int64_t local =
+      state.dense ? tokens
+                  : std::clamp<int64_t>(cfg.num_sink_tokens - position_base, 0, tokens);
   if (position_base + tokens > (int64_t{1} << 31) - 1) {
     return absl::InvalidArgumentError("token positions would overflow int32");
   }
@@ -230,35 +240,89 @@ absl::Status SequenceCore::OffloadPrefill(int32_t layer, const Tensor3View& keys
     RETURN_IF_ERROR(values.Slice(h).CheckFinite("values"));
   }
 
-  std::vector<gpu::Clustering> clusterings;
-  if (tokens > sinks) {
+  // The clustered rows [local, tokens), cut at the segment boundaries (multiples of G in
+  // positions), or whole without segments.
+  std::vector<std::pair<int64_t, int64_t>> segments;
+  const int64_t g = cfg.prefill_segment_tokens;
+  for (int64_t r = local; r < tokens;) {
+    const int64_t end =
+        g == 0 ? tokens : std::min(tokens, ((position_base + r) / g + 1) * g - position_base);
+    segments.emplace_back(r, end);
+    r = end;
+  }
+  // Per segment, per head. A segment's K-means seed depends only on the layer and where the
+  // segment starts, so a fork's segments cluster as the document's did.
+  std::vector<std::vector<gpu::Clustering>> clusterings;
+  for (const auto& [begin, end] : segments) {
     std::vector<ConstMatrixView> clustered;
-    for (int32_t h = 0; h < heads; ++h) clustered.push_back(keys.Slice(h).Rows(sinks, tokens));
+    for (int32_t h = 0; h < heads; ++h) clustered.push_back(keys.Slice(h).Rows(begin, end));
     gpu::KMeansOptions kmeans;
-    kmeans.num_clusters = static_cast<int32_t>(
-        std::min<int64_t>(options_.config.num_prefill_clusters, tokens - sinks));
-    kmeans.iterations = options_.config.kmeans_iterations;
-    kmeans.seed = options_.config.seed + static_cast<uint64_t>(layer) * heads;
-    ASSIGN_OR_RETURN(clusterings, gpu::SphericalKMeansBatch(clustered, kmeans, options_.exec));
+    kmeans.iterations = cfg.kmeans_iterations;
+    kmeans.seed = cfg.seed + static_cast<uint64_t>(layer) * heads;
+    if (g == 0) {
+      kmeans.num_clusters =
+          static_cast<int32_t>(std::min<int64_t>(cfg.num_prefill_clusters, end - begin));
+    } else {
+      kmeans.num_clusters = cfg.SegmentClusters(end - begin);
+      kmeans.seed += static_cast<uint64_t>((position_base + begin) / g) * 0x9e3779b97f4a7c15ULL;
+    }
+    ASSIGN_OR_RETURN(std::vector<gpu::Clustering> c,
+                     gpu::SphericalKMeansBatch(clustered, kmeans, options_.exec));
+    clusterings.push_back(std::move(c));
+  }
 
+  if (!segments.empty()) {
+    // Blocks and one index per head covering every segment of this call, after the clusters
+    // the head holds already.
+    const bool first = state.heads[0].index.num_clusters() == 0;
     internal::PutBatcher batcher(id_, options_.put_message_bytes, options_.write_through);
+    v1::AppendClustersRequest append;
     std::vector<v1::HeadIndex> indexes;
     for (int32_t h = 0; h < heads; ++h) {
-      ASSIGN_OR_RETURN(std::vector<v1::ClusterBlock> blocks,
-                       internal::BlocksOfClustering(
-                           clusterings[h], keys.Slice(h).Rows(sinks, tokens),
-                           values.Slice(h).Rows(sinks, tokens),
-                           static_cast<int32_t>(position_base + sinks), HeadId{layer, h},
-                           /*first_cluster_id=*/0, layout_.dtype));
-      for (v1::ClusterBlock& block : blocks) batcher.Add(std::move(block));
-      indexes.push_back(internal::MakeHeadIndex(HeadId{layer, h}, clusterings[h]));
+      const int32_t held = state.heads[h].index.num_clusters();
+      int32_t next = held;
+      v1::HeadIndex index;
+      for (size_t s = 0; s < segments.size(); ++s) {
+        const auto [begin, end] = segments[s];
+        const gpu::Clustering& c = clusterings[s][h];
+        ASSIGN_OR_RETURN(std::vector<v1::ClusterBlock> blocks,
+                         internal::BlocksOfClustering(
+                             c, keys.Slice(h).Rows(begin, end), values.Slice(h).Rows(begin, end),
+                             static_cast<int32_t>(position_base + begin), HeadId{layer, h}, next,
+                             layout_.dtype));
+        for (v1::ClusterBlock& block : blocks) {
+          if (first) {
+            batcher.Add(std::move(block));
+          } else {
+            *append.add_blocks() = std::move(block);
+          }
+        }
+        index.MergeFrom(internal::MakeHeadIndex(HeadId{layer, h}, c));
+        next += c.num_clusters;
+      }
+      if (first) {
+        indexes.push_back(std::move(index));
+      } else {
+        index.set_first_cluster(held);  // a retried append that landed answers OK
+        *append.add_appended() = std::move(index);
+      }
       if (progress) progress(h + 1, heads);
     }
-    const size_t bytes = batcher.bytes();
-    std::vector<v1::PutClustersRequest> stream =
-        batcher.Finish(std::move(indexes), position_base + tokens);
-    RETURN_IF_ERROR(transport_->PutClusters(stream).status());
-    bytes_offloaded_ += static_cast<int64_t>(bytes);
+    if (first) {
+      const size_t bytes = batcher.bytes();
+      std::vector<v1::PutClustersRequest> stream =
+          batcher.Finish(std::move(indexes), position_base + tokens);
+      RETURN_IF_ERROR(transport_->PutClusters(stream).status());
+      bytes_offloaded_ += static_cast<int64_t>(bytes);
+    } else {
+      append.set_sequence_id(id_);
+      append.set_num_tokens(position_base + tokens);
+      append.set_write_through(options_.write_through);
+      RETURN_IF_ERROR(transport_->AppendClusters(append).status());
+      for (const v1::ClusterBlock& block : append.blocks()) {
+        bytes_offloaded_ += static_cast<int64_t>(block.data().size());
+      }
+    }
   } else if (progress) {
     progress(heads, heads);
   }
@@ -266,12 +330,22 @@ absl::Status SequenceCore::OffloadPrefill(int32_t layer, const Tensor3View& keys
   // The daemon holds the clusters: commit the local half.
   for (int32_t h = 0; h < heads; ++h) {
     HeadState& head = state.heads[h];
-    AppendRows(keys.Slice(h), 0, sinks, layout_.dtype, &head.local_keys);
-    AppendRows(values.Slice(h), 0, sinks, layout_.dtype, &head.local_values);
-    if (!clusterings.empty()) RETURN_IF_ERROR(head.index.Append(clusterings[h]));
+    AppendRows(keys.Slice(h), 0, local, layout_.dtype, &head.local_keys);
+    AppendRows(values.Slice(h), 0, local, layout_.dtype, &head.local_values);
+    for (const std::vector<gpu::Clustering>& c : clusterings) {
+      RETURN_IF_ERROR(head.index.Append(c[h]));
+    }
   }
-  state.local_rows = sinks;
+  state.local_rows += local;
   state.num_tokens = position_base + tokens;
+  // Where each segment ends, with the clusters the layer then holds (Publish).
+  int32_t clusters = state.heads[0].index.num_clusters();
+  for (size_t s = segments.size(); s-- > 0;) {
+    state.segment_ends.emplace_back(position_base + segments[s].second, clusters);
+    clusters -= clusterings[s][0].num_clusters;
+  }
+  std::sort(state.segment_ends.begin(), state.segment_ends.end());
+  if (segments.empty()) state.segment_ends.emplace_back(state.num_tokens, clusters);
   return absl::OkStatus();
 }
 

@@ -53,6 +53,24 @@ class KvTransport {
   [[nodiscard]] virtual absl::Status ReportClientStats(const v1::ReportClientStatsRequest& request) {
     return absl::OkStatus();
   }
+  // Session checkpoints and shared documents (see the messages' comments). The defaults answer
+  // UNIMPLEMENTED: a transport without a daemon keeps no sessions.
+  [[nodiscard]] virtual absl::StatusOr<v1::PutStateResponse> PutState(
+      const v1::PutStateRequest& request) {
+    return absl::UnimplementedError("this transport keeps no session state");
+  }
+  [[nodiscard]] virtual absl::StatusOr<v1::GetStateResponse> GetState(
+      const v1::GetStateRequest& request) {
+    return absl::UnimplementedError("this transport keeps no session state");
+  }
+  [[nodiscard]] virtual absl::StatusOr<v1::SealDocumentResponse> SealDocument(
+      const v1::SealDocumentRequest& request) {
+    return absl::UnimplementedError("this transport keeps no documents");
+  }
+  [[nodiscard]] virtual absl::StatusOr<v1::FindPrefixResponse> FindPrefix(
+      const v1::FindPrefixRequest& request) {
+    return absl::UnimplementedError("this transport keeps no documents");
+  }
   // A promotion hint (HintClustersRequest): asynchronous and best effort. Returns at once,
   // never waiting for the daemon; false when the hint was dropped without being sent (too
   // many hints in flight). The default drops it: a transport without a daemon has no SSD.

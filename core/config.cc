@@ -25,6 +25,10 @@ absl::Status ClusterKvConfig::Validate() const {
   if (!(s = CheckRange("num_prefill_clusters", num_prefill_clusters, 1, 1 << 20)).ok()) return s;
   if (!(s = CheckRange("kmeans_iterations", kmeans_iterations, 1, 10000)).ok()) return s;
   if (!(s = CheckRange("recluster_interval", recluster_interval, 1, 1 << 20)).ok()) return s;
+  if (!(s = CheckRange("prefill_segment_tokens", prefill_segment_tokens, 0, 1 << 24)).ok()) return s;
+  if (!(s = CheckRange("prefill_segment_clusters", prefill_segment_clusters, 0, 1 << 20)).ok()) {
+    return s;
+  }
   if (!(s = CheckRange("clusters_per_recluster", clusters_per_recluster, 1, recluster_interval))
            .ok()) {
     return s;
@@ -61,9 +65,24 @@ int64_t ClusterKvConfig::MaxTokenBudget() const {
   return max_token_budget > 0 ? max_token_budget : 4 * int64_t{token_budget};
 }
 
+int32_t ClusterKvConfig::SegmentClusters(int64_t tokens) const {
+  const int64_t g = std::max<int32_t>(prefill_segment_tokens, 1);
+  const int64_t per_segment =
+      prefill_segment_clusters > 0
+          ? prefill_segment_clusters
+          : std::max<int64_t>(1, int64_t{num_prefill_clusters} * g / 8192);
+  const int64_t c = (per_segment * tokens + g - 1) / g;
+  return static_cast<int32_t>(std::clamp<int64_t>(c, 1, std::max<int64_t>(tokens, 1)));
+}
+
 std::string ClusterKvConfig::DebugString() const {
   return absl::StrCat("sinks=", num_sink_tokens, " dense_layers=[", absl::StrJoin(dense_layers, ","),
-                      "] C0=", num_prefill_clusters, " iters=", kmeans_iterations,
+                      "] C0=", num_prefill_clusters,
+                      prefill_segment_tokens > 0
+                          ? absl::StrCat(" segments(G=", prefill_segment_tokens,
+                                         " Cs=", SegmentClusters(prefill_segment_tokens), ")")
+                          : std::string(),
+                      " iters=", kmeans_iterations,
                       " m=", recluster_interval, " C+=", clusters_per_recluster,
                       " B=", token_budget,
                       adaptive_budget()

@@ -61,4 +61,21 @@ absl::StatusOr<std::optional<WindowClusters>> IncrementalClusterer::Append(int32
   return out;
 }
 
+absl::Status IncrementalClusterer::Restore(uint64_t windows_done, std::vector<int32_t> positions,
+                                          std::vector<float> keys, std::vector<float> values) {
+  const size_t n = positions.size();
+  if (n >= static_cast<size_t>(options_.interval) || keys.size() != n * head_dim_ ||
+      values.size() != n * head_dim_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a restored window holds fewer than ", options_.interval, " rows of ", head_dim_,
+        " keys and values; got ", n, " positions, ", keys.size(), " keys, ", values.size(),
+        " values"));
+  }
+  windows_done_ = windows_done;
+  positions_ = std::move(positions);
+  keys_ = std::move(keys);
+  values_ = std::move(values);
+  return absl::OkStatus();
+}
+
 }  // namespace clusterkv::gpu

@@ -56,6 +56,13 @@ class IncrementalClusterer {
     return ConstMatrixView(values_.data(), window_size(), head_dim_);
   }
   const std::vector<int32_t>& window_positions() const { return positions_; }
+  // Windows clustered so far (each window's K-means seed derives from it).
+  uint64_t windows_done() const { return windows_done_; }
+  // Puts the clusterer back into a saved state (a resumed sequence): `windows_done` windows
+  // clustered and `positions` (with fp32 keys and values, [n, head_dim] each) in the window.
+  // InvalidArgument when the rows do not fit one window or their sizes disagree.
+  absl::Status Restore(uint64_t windows_done, std::vector<int32_t> positions,
+                       std::vector<float> keys, std::vector<float> values);
 
  private:
   int32_t head_dim_;

@@ -67,6 +67,10 @@ template <> constexpr metrics::Rpc RpcOf<v1::StatsResponse>() { return metrics::
 template <> constexpr metrics::Rpc RpcOf<v1::ConnectDataPlaneResponse>() { return metrics::Rpc::kConnectDataPlane; }
 template <> constexpr metrics::Rpc RpcOf<v1::ReportClientStatsResponse>() { return metrics::Rpc::kReportClientStats; }
 template <> constexpr metrics::Rpc RpcOf<v1::HintClustersResponse>() { return metrics::Rpc::kHintClusters; }
+template <> constexpr metrics::Rpc RpcOf<v1::PutStateResponse>() { return metrics::Rpc::kPutState; }
+template <> constexpr metrics::Rpc RpcOf<v1::GetStateResponse>() { return metrics::Rpc::kGetState; }
+template <> constexpr metrics::Rpc RpcOf<v1::SealDocumentResponse>() { return metrics::Rpc::kSealDocument; }
+template <> constexpr metrics::Rpc RpcOf<v1::FindPrefixResponse>() { return metrics::Rpc::kFindPrefix; }
 // ---- end observability ----
 
 // Runs `task` on `pool`, or at once on this thread when the service has no pool (tests that
@@ -391,6 +395,34 @@ grpc::ServerUnaryReactor* KvCacheService::GetIndex(grpc::CallbackServerContext* 
                                                    v1::GetIndexResponse* response) {
   return Unary<v1::GetIndexResponse>(
       context, response, [this, request](const CallContext& call) { return handler_->GetIndex(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::PutState(grpc::CallbackServerContext* context,
+                                                   const v1::PutStateRequest* request,
+                                                   v1::PutStateResponse* response) {
+  return Unary<v1::PutStateResponse>(
+      context, response, [this, request](const CallContext& call) { return handler_->PutState(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::GetState(grpc::CallbackServerContext* context,
+                                                   const v1::GetStateRequest* request,
+                                                   v1::GetStateResponse* response) {
+  return Unary<v1::GetStateResponse>(
+      context, response, [this, request](const CallContext& call) { return handler_->GetState(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::SealDocument(grpc::CallbackServerContext* context,
+                                                       const v1::SealDocumentRequest* request,
+                                                       v1::SealDocumentResponse* response) {
+  return Unary<v1::SealDocumentResponse>(
+      context, response, [this, request](const CallContext& call) { return handler_->SealDocument(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::FindPrefix(grpc::CallbackServerContext* context,
+                                                     const v1::FindPrefixRequest* request,
+                                                     v1::FindPrefixResponse* response) {
+  return Unary<v1::FindPrefixResponse>(
+      context, response, [this, request](const CallContext& call) { return handler_->FindPrefix(call, *request); });
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* KvCacheService::FetchClusters(

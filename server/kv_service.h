@@ -82,6 +82,18 @@ class KvCacheService final
   grpc::ServerUnaryReactor* GetIndex(grpc::CallbackServerContext* context,
                                      const v1::GetIndexRequest* request,
                                      v1::GetIndexResponse* response) override;
+  grpc::ServerUnaryReactor* PutState(grpc::CallbackServerContext* context,
+                                     const v1::PutStateRequest* request,
+                                     v1::PutStateResponse* response) override;
+  grpc::ServerUnaryReactor* GetState(grpc::CallbackServerContext* context,
+                                     const v1::GetStateRequest* request,
+                                     v1::GetStateResponse* response) override;
+  grpc::ServerUnaryReactor* SealDocument(grpc::CallbackServerContext* context,
+                                         const v1::SealDocumentRequest* request,
+                                         v1::SealDocumentResponse* response) override;
+  grpc::ServerUnaryReactor* FindPrefix(grpc::CallbackServerContext* context,
+                                       const v1::FindPrefixRequest* request,
+                                       v1::FindPrefixResponse* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* FetchClusters(
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Select(grpc::CallbackServerContext* context,

@@ -6,11 +6,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "gpu/selection.h"
 #include "proto/rpc_support.h"
 #include "server/metrics/daemon_metrics.h"  // observability
+#include "server/internal/document_directory.h"
 #include "server/request_validation.h"
 #include "server/tracing/tracer.h"  // observability
 #include "storage/cluster_block.h"
@@ -42,7 +44,10 @@ void ToProto(const HeadId& head, const storage::HeadIndexRecord& record, v1::Hea
 RequestHandler::RequestHandler(storage::TieredStore* store, const HandlerOptions& options)
     : store_(store),
       options_(options),
-      clock_(options.clock != nullptr ? options.clock : std::make_shared<SystemClock>()) {}
+      clock_(options.clock != nullptr ? options.clock : std::make_shared<SystemClock>()),
+      documents_(std::make_unique<DocumentDirectory>()) {}
+
+RequestHandler::~RequestHandler() = default;
 
 absl::StatusOr<SequenceKey> RequestHandler::Key(const CallContext& call,
                                                 const std::string& sequence_id) const {
@@ -69,6 +74,20 @@ absl::StatusOr<std::shared_ptr<RequestHandler::Session>> RequestHandler::FindSes
   auto session = std::make_shared<Session>();
   session->layout = meta->layout;
   session->num_tokens = meta->num_tokens;
+  absl::StatusOr<v1::SequenceState> state = LoadState(key);
+  if (state.ok()) {
+    session->sealed = state->sealed();
+    if (state->has_base()) {
+      auto base = std::make_shared<BaseAlias>();
+      base->document = SequenceKey{key.tenant, state->base().document()};
+      base->segments = state->base().segments();
+      base->tokens = state->base().tokens();
+      base->clusters.assign(state->base().clusters().begin(), state->base().clusters().end());
+      session->base = std::move(base);
+    }
+  } else if (!absl::IsNotFound(state.status())) {
+    return state.status();
+  }
   absl::MutexLock lock(&mu_);
   last_access_[key] = clock_->Now();
   auto [it, inserted] = sessions_.emplace(key, session);
@@ -127,17 +146,21 @@ absl::StatusOr<v1::OpenSequenceResponse> RequestHandler::OpenSequence(
         auth::CheckSequenceQuota(options_.quotas, key.tenant, existing_count + creating));
     ++creating;
   }
-  const absl::Status stored = store_->PutSequence(key, storage::SequenceMeta{layout, 0});
-  auto session = std::make_shared<Session>();
-  session->layout = layout;
+  const absl::Status stored = request.base_document().empty()
+                                  ? store_->PutSequence(key, storage::SequenceMeta{layout, 0})
+                                  : CreateFork(key, layout, request);
   {
     absl::MutexLock lock(&mu_);
     if (--creating_[key.tenant] == 0) creating_.erase(key.tenant);
-    RETURN_IF_ERROR(stored);
-    sessions_[key] = session;
-    last_access_[key] = clock_->Now();
   }
+  if (!stored.ok()) {
+    // A fork that failed half way leaves nothing behind.
+    if (!request.base_document().empty()) store_->DropSequence(key).IgnoreError();
+    return stored;
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   *response.mutable_layout() = request.layout();
+  response.set_num_tokens(session->num_tokens);
   response.set_created(true);
   return response;
 }
@@ -145,8 +168,19 @@ absl::StatusOr<v1::OpenSequenceResponse> RequestHandler::OpenSequence(
 absl::StatusOr<v1::CloseSequenceResponse> RequestHandler::CloseSequence(
     const CallContext& call, const v1::CloseSequenceRequest& request) {
   ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
-  RETURN_IF_ERROR(FindSession(key).status());
-  if (request.drop()) RETURN_IF_ERROR(store_->DropSequence(key));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
+  if (request.drop()) {
+    if (session->sealed) {
+      RETURN_IF_ERROR(EnsureDirectory(key.tenant));
+      if (const int64_t forks = documents_->Forks(key.tenant, key.sequence); forks > 0) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "document '", key.sequence, "' is shared by ", forks, " forks; drop them first"));
+      }
+    }
+    RETURN_IF_ERROR(store_->DropSequence(key));
+    if (session->base != nullptr) documents_->RemoveFork(key.tenant, key.sequence);
+    if (session->sealed) documents_->RemoveDocument(key.tenant, key.sequence);
+  }
   ForgetSequenceStats(key);  // its per-sequence gauges leave /metrics with it
   absl::MutexLock lock(&mu_);
   sessions_.erase(key);
@@ -169,11 +203,17 @@ absl::StatusOr<int64_t> RequestHandler::ExpireIdle(absl::Duration ttl) {
   ASSIGN_OR_RETURN(std::vector<SequenceKey> keys, store_->ListSequences(""));
   const absl::Time now = clock_->Now();
   std::vector<SequenceKey> expired;
+  // A document that forks still share never expires before them.
+  absl::flat_hash_set<SequenceKey> shared;
+  for (const SequenceKey& key : keys) {
+    RETURN_IF_ERROR(EnsureDirectory(key.tenant));
+    if (documents_->Forks(key.tenant, key.sequence) > 0) shared.insert(key);
+  }
   {
     absl::MutexLock lock(&mu_);
     for (SequenceKey& key : keys) {
       auto [it, inserted] = last_access_.try_emplace(key, now);
-      if (inserted || now - it->second < ttl) continue;
+      if (inserted || now - it->second < ttl || shared.contains(key)) continue;
       // Forget it before dropping, so a call racing the drop reloads (and misses) the sequence.
       last_access_.erase(it);
       sessions_.erase(key);
@@ -185,6 +225,8 @@ absl::StatusOr<int64_t> RequestHandler::ExpireIdle(absl::Duration ttl) {
     ForgetSequenceStats(key);
     const absl::Status s = store_->DropSequence(key);
     if (!s.ok() && !absl::IsNotFound(s)) return s;
+    documents_->RemoveFork(key.tenant, key.sequence);
+    documents_->RemoveDocument(key.tenant, key.sequence);
     ++dropped;
     absl::MutexLock lock(&mu_);
     ++expired_;
@@ -272,6 +314,7 @@ absl::Status RequestHandler::PutClusters(const CallContext& call,
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   const KvLayout layout = session->layout;
   if (request.num_tokens() < 0) return absl::InvalidArgumentError("num_tokens is negative");
+  RETURN_IF_ERROR(CheckWritable(key, *session));
   // Validate the whole message before storing any of it.
   for (const v1::ClusterBlock& block : request.blocks()) {
     RETURN_IF_ERROR(ValidateBlock(layout, block, options_.max_block_bytes));
@@ -303,6 +346,7 @@ absl::StatusOr<v1::AppendClustersResponse> RequestHandler::AppendClusters(
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   const KvLayout layout = session->layout;
   if (request.num_tokens() < 0) return absl::InvalidArgumentError("num_tokens is negative");
+  RETURN_IF_ERROR(CheckWritable(key, *session));
   RETURN_IF_ERROR(ValidateIndexCount(layout, request.appended_size(), "append"));
   if (request.blocks_size() > options_.max_fetch_clusters) {
     return absl::InvalidArgumentError(absl::StrCat("append carries ", request.blocks_size(),

@@ -53,6 +53,25 @@ struct CallContext {
 };
 
 class FetchTrace;
+class DocumentDirectory;
+
+// A fork's view of its base document (OpenSequenceRequest.base_document): the clusters of each
+// layer below clusters[layer] are the document's blocks, read under the document's key.
+struct BaseAlias {
+  SequenceKey document;
+  int32_t segments = 0;
+  int64_t tokens = 0;
+  std::vector<int32_t> clusters;  // per layer
+
+  // The stored block behind `cluster` of the fork `fork`.
+  storage::BlockKey Resolve(const SequenceKey& fork, const ClusterId& cluster) const {
+    const size_t layer = static_cast<size_t>(cluster.head.layer);
+    if (layer < clusters.size() && cluster.cluster < clusters[layer]) {
+      return storage::BlockKey{document, cluster};
+    }
+    return storage::BlockKey{fork, cluster};
+  }
+};
 
 struct HandlerOptions {
   ClusterKvConfig config;  // defaults for server-side selection
@@ -87,7 +106,7 @@ struct HandlerOptions {
 class RequestHandler {
  public:
   RequestHandler(storage::TieredStore* store, const HandlerOptions& options);
-  virtual ~RequestHandler() = default;
+  virtual ~RequestHandler();
 
   virtual absl::StatusOr<v1::OpenSequenceResponse> OpenSequence(
       const CallContext& call, const v1::OpenSequenceRequest& request);
@@ -103,6 +122,26 @@ class RequestHandler {
       const CallContext& call, const v1::AppendClustersRequest& request);
   virtual absl::StatusOr<v1::GetIndexResponse> GetIndex(const CallContext& call,
                                                         const v1::GetIndexRequest& request);
+
+  // ---- resumable sessions and shared documents (request_handler_state.cc) ----
+  // PutState stores the request's state chunks (immutable: a chunk stored before with the same
+  // bytes is success, different bytes ALREADY_EXISTS), then commits its SequenceState durably.
+  // A sealed document refuses it (FAILED_PRECONDITION). GetState answers the last committed
+  // state (with the fork's base filled in) and the chunks of the named layers.
+  absl::StatusOr<v1::PutStateResponse> PutState(const CallContext& call,
+                                                const v1::PutStateRequest& request);
+  absl::StatusOr<v1::GetStateResponse> GetState(const CallContext& call,
+                                                const v1::GetStateRequest& request);
+  // Seals a checkpointed sequence as a document: from now on it is immutable (puts, appends
+  // and state writes are FAILED_PRECONDITION), it cannot be dropped while a fork uses it, and
+  // its segment hashes enter the tenant's prefix directory. FAILED_PRECONDITION: never
+  // checkpointed, already sealed, or the segments do not match its clusters.
+  absl::StatusOr<v1::SealDocumentResponse> SealDocument(const CallContext& call,
+                                                        const v1::SealDocumentRequest& request);
+  // The longest prefix of the request's hash chain that a document of the caller's tenant
+  // holds (an empty answer when none). Only the caller's tenant's directory is consulted.
+  absl::StatusOr<v1::FindPrefixResponse> FindPrefix(const CallContext& call,
+                                                    const v1::FindPrefixRequest& request);
 
   // Validates the request and resolves every cluster (promoting SSD blocks) in request order,
   // calling `sink` with each block's bytes, which stay valid (pinned in the host tier, or in a
@@ -122,6 +161,12 @@ class RequestHandler {
     // From the CallContext (observability).
     tracing::SpanContext trace;
     metrics::Transport transport = metrics::Transport::kGrpc;
+    // A fork's base document (null otherwise): where its shared clusters are stored.
+    std::shared_ptr<const BaseAlias> base;
+
+    storage::BlockKey BlockOf(const ClusterId& cluster) const {
+      return base != nullptr ? base->Resolve(key, cluster) : storage::BlockKey{key, cluster};
+    }
   };
   virtual absl::StatusOr<FetchPlan> PrepareFetch(const CallContext& call,
                                                  const v1::FetchClustersRequest& request);
@@ -210,7 +255,7 @@ class RequestHandler {
   void ForgetSequenceStats(const SequenceKey& key);
   // Every fetch request served (once, whichever path serves it) feeds the store's recall heat
   // (the heat eviction policy, the dashboard's heat map) and the fetch trace when on.
-  void RecordFetch(const SequenceKey& key, absl::Span<const ClusterId> clusters);
+  void RecordFetch(const FetchPlan& plan, absl::Span<const ClusterId> clusters);
   absl::Status FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
                                 const RetainingBlockSink& sink);
   // The part of FetchOneRetained after the block's bytes are held: size check, spans, sink,
@@ -224,6 +269,10 @@ class RequestHandler {
   struct Session {
     KvLayout layout;
     int64_t num_tokens = 0;
+    // From the state record, loaded with the session: a fork's base (null otherwise), and
+    // whether this sequence is a sealed document (immutable).
+    std::shared_ptr<const BaseAlias> base;
+    bool sealed = false;
     absl::flat_hash_map<HeadId, std::shared_ptr<const storage::HeadIndexRecord>> indexes;
     // Serialises the sequence's index mutations (appends, index puts, token count) so each
     // read-merge-write of an index sees the previous one. Held across the store writes of one
@@ -232,6 +281,20 @@ class RequestHandler {
   };
 
   absl::StatusOr<SequenceKey> Key(const CallContext& call, const std::string& sequence_id) const;
+  // Pins every host-resident block among `clusters` of the plan's sequence (a fork's shared
+  // clusters under its document's key): one PinResident per owner.
+  struct PinnedBatch;
+  std::shared_ptr<PinnedBatch> PinResidentBlocks(const FetchPlan& plan,
+                                                 const std::vector<ClusterId>& clusters);
+  // The sequence's committed state record; NotFound when never checkpointed.
+  absl::StatusOr<v1::SequenceState> LoadState(const SequenceKey& key);
+  // Creates `key` as a fork of request.base_document() (OpenSequence).
+  absl::Status CreateFork(const SequenceKey& key, const KvLayout& layout,
+                          const v1::OpenSequenceRequest& request);
+  // FailedPrecondition when the session is a sealed document (no writes).
+  static absl::Status CheckWritable(const SequenceKey& key, const Session& session);
+  // The tenant's documents and forks, read from the store on the tenant's first use.
+  absl::Status EnsureDirectory(const std::string& tenant);
   // The session of an existing sequence (loaded from the store on first use). NOT_FOUND when
   // the sequence does not exist for this tenant.
   absl::StatusOr<std::shared_ptr<Session>> FindSession(const SequenceKey& key);
@@ -256,6 +319,8 @@ class RequestHandler {
   absl::flat_hash_map<std::string, uint64_t> creating_ ABSL_GUARDED_BY(mu_);
   uint64_t expired_ ABSL_GUARDED_BY(mu_) = 0;
   // ---- end tenants and security ----
+  // Sealed documents and the forks that use them, per tenant.
+  std::unique_ptr<DocumentDirectory> documents_;
 };
 
 }  // namespace clusterkv::server

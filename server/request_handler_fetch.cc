@@ -31,13 +31,60 @@ absl::StatusOr<RequestHandler::FetchPlan> RequestHandler::PrepareFetch(
   std::vector<ClusterId> clusters;
   clusters.reserve(static_cast<size_t>(request.clusters_size()));
   for (const v1::ClusterRef& ref : request.clusters()) clusters.push_back(rpc::FromProto(ref));
-  RecordFetch(key, clusters);
-  return FetchPlan{std::move(key), layout, call.trace, call.transport};
+  FetchPlan plan{std::move(key), layout, call.trace, call.transport, session->base};
+  RecordFetch(plan, clusters);
+  return plan;
 }
 
-void RequestHandler::RecordFetch(const SequenceKey& key, absl::Span<const ClusterId> clusters) {
-  store_->RecordFetch(key, clusters);
-  if (options_.fetch_trace != nullptr) options_.fetch_trace->Record(key, clusters, *store_);
+void RequestHandler::RecordFetch(const FetchPlan& plan, absl::Span<const ClusterId> clusters) {
+  if (plan.base == nullptr) {
+    store_->RecordFetch(plan.key, clusters);
+    if (options_.fetch_trace != nullptr) options_.fetch_trace->Record(plan.key, clusters, *store_);
+    return;
+  }
+  // A fork's shared clusters warm (and are traced as) the document's blocks.
+  std::vector<ClusterId> own, shared;
+  for (const ClusterId& c : clusters) {
+    (plan.BlockOf(c).sequence == plan.key ? own : shared).push_back(c);
+  }
+  for (const auto& [key, part] : {std::pair{&plan.key, &own}, {&plan.base->document, &shared}}) {
+    if (part->empty()) continue;
+    store_->RecordFetch(*key, *part);
+    if (options_.fetch_trace != nullptr) options_.fetch_trace->Record(*key, *part, *store_);
+  }
+}
+
+// Host-resident blocks of one fetch, pinned per owner (a fork's own sequence and its document).
+struct RequestHandler::PinnedBatch {
+  storage::PinnedBlockSet own;
+  storage::PinnedBlockSet shared;
+  // Per requested cluster: which set holds it and where.
+  std::vector<std::pair<bool, size_t>> where;
+
+  const uint8_t* data(size_t i) const {
+    const auto [in_shared, at] = where[i];
+    return (in_shared ? shared : own).data(at);
+  }
+  uint64_t bytes(size_t i) const {
+    const auto [in_shared, at] = where[i];
+    return (in_shared ? shared : own).bytes(at);
+  }
+};
+
+std::shared_ptr<RequestHandler::PinnedBatch> RequestHandler::PinResidentBlocks(
+    const FetchPlan& plan, const std::vector<ClusterId>& clusters) {
+  auto batch = std::make_shared<PinnedBatch>();
+  batch->where.reserve(clusters.size());
+  std::vector<ClusterId> own, shared;
+  for (const ClusterId& c : clusters) {
+    const bool in_shared = plan.base != nullptr && !(plan.BlockOf(c).sequence == plan.key);
+    std::vector<ClusterId>& part = in_shared ? shared : own;
+    batch->where.emplace_back(in_shared, part.size());
+    part.push_back(c);
+  }
+  batch->own = store_->PinResident(plan.key, std::move(own));
+  if (!shared.empty()) batch->shared = store_->PinResident(plan.base->document, std::move(shared));
+  return batch;
 }
 
 absl::Status RequestHandler::FetchOne(const FetchPlan& plan, const v1::ClusterRef& ref,
@@ -60,7 +107,7 @@ struct HeldBlock {
 
 absl::Status RequestHandler::FetchOneRetained(const FetchPlan& plan, const v1::ClusterRef& ref,
                                               const RetainingBlockSink& sink) {
-  const storage::BlockKey block_key{plan.key, rpc::FromProto(ref)};
+  const storage::BlockKey block_key = plan.BlockOf(rpc::FromProto(ref));
   // ---- observability: data path latency, bytes per transport, spans ----
   metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
   tracing::Tracer* const tracer =
@@ -158,8 +205,7 @@ std::vector<absl::Status> RequestHandler::FetchManyRetained(
   clusters.reserve(statuses.size());
   for (const v1::ClusterRef& ref : refs) clusters.push_back(rpc::FromProto(ref));
   // One holder for the batch: each block's sink gets an aliasing reference to it.
-  auto batch = std::make_shared<storage::PinnedBlockSet>(
-      store_->PinResident(plan.key, std::move(clusters)));
+  std::shared_ptr<PinnedBatch> batch = PinResidentBlocks(plan, clusters);
   for (int i = 0; i < refs.size(); ++i) {
     const size_t k = static_cast<size_t>(i);
     current = i;
@@ -236,8 +282,8 @@ std::optional<RequestHandler::ResolvedFetch> RequestHandler::TryResolveResident(
   for (const v1::ClusterRef& ref : request.clusters()) clusters.push_back(rpc::FromProto(ref));
   metrics::DaemonMetrics* const metrics = options_.instrumentation.metrics;
   const absl::Time start = metrics != nullptr ? metrics->Now() : absl::Time();
-  auto batch = std::make_shared<storage::PinnedBlockSet>(
-      store_->PinResident(*key, std::move(clusters)));
+  FetchPlan plan{*std::move(key), layout, call.trace, call.transport, session->base};
+  std::shared_ptr<PinnedBatch> batch = PinResidentBlocks(plan, clusters);
   const uint64_t token_bytes = storage::ClusterBlockBytes(1, layout.head_dim, layout.dtype);
   out.blocks.resize(static_cast<size_t>(request.clusters_size()));
   for (size_t k = 0; k < out.blocks.size(); ++k) {
@@ -255,8 +301,8 @@ std::optional<RequestHandler::ResolvedFetch> RequestHandler::TryResolveResident(
       metrics->ObserveFetchBlock(call.transport, b.bytes.size(), latency);
     }
   }
-  RecordFetch(*key, batch->clusters());
-  out.plan = FetchPlan{*std::move(key), layout, call.trace, call.transport};
+  RecordFetch(plan, clusters);
+  out.plan = std::move(plan);
   return out;
 }
 
@@ -289,9 +335,10 @@ absl::Status RequestHandler::PromoteHinted(const CallContext& call,
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   RETURN_IF_ERROR(ValidateFetchRefs(session->layout, request.clusters(),
                                     options_.max_hint_clusters));
+  const FetchPlan plan{key, session->layout, {}, metrics::Transport::kGrpc, session->base};
   for (const v1::ClusterRef& ref : request.clusters()) {
     absl::StatusOr<storage::PromoteResult> promoted =
-        store_->Promote(storage::BlockKey{key, rpc::FromProto(ref)});
+        store_->Promote(plan.BlockOf(rpc::FromProto(ref)));
     if (!promoted.ok() && !absl::IsNotFound(promoted.status())) return promoted.status();
   }
   return absl::OkStatus();

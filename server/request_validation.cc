@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/ids.h"
+#include "core/status_macros.h"
 #include "storage/cluster_block.h"
 
 namespace clusterkv::server {
@@ -42,6 +44,12 @@ absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& re
   if (absl::Status s = CheckHead(layout, ref.layer(), ref.kv_head()); !s.ok()) return s;
   if (ref.cluster() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("cluster id ", ref.cluster(), " is negative"));
+  }
+  // Ids from kStateChunkBase up name a sequence's session state chunks (PutState), which are
+  // not cluster blocks.
+  if (ref.cluster() >= kStateChunkBase) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cluster id ", ref.cluster(), " is at or above 2^30"));
   }
   return absl::OkStatus();
 }
@@ -190,6 +198,90 @@ absl::Status ValidateSelect(const KvLayout& layout, const v1::SelectRequest& req
         absl::StrCat("budget must be >= 1, got ", request.budget()));
   }
   return CheckFinite(request.queries(), "queries");
+}
+
+absl::Status ValidatePutState(const KvLayout& layout, const v1::PutStateRequest& request,
+                              uint64_t max_chunk_bytes) {
+  if (request.chunks_size() > kMaxStateChunks) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint carries ", request.chunks_size(),
+                                                   " chunks; the limit is ", kMaxStateChunks));
+  }
+  auto check_chunk_id = [](int32_t chunk) -> absl::Status {
+    if (chunk < 0 || chunk >= kStateChunkBase) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("state chunk ", chunk, " is outside [0, 2^30)"));
+    }
+    return absl::OkStatus();
+  };
+  for (const v1::StateChunk& chunk : request.chunks()) {
+    RETURN_IF_ERROR(CheckHead(layout, chunk.layer(), 0));
+    RETURN_IF_ERROR(check_chunk_id(chunk.chunk()));
+    if (chunk.data().empty() || chunk.data().size() > max_chunk_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("state chunk ", chunk.chunk(), " has ",
+                                                     chunk.data().size(),
+                                                     " bytes; 1 to ", max_chunk_bytes,
+                                                     " are accepted"));
+    }
+  }
+  const v1::SequenceState& state = request.state();
+  if (state.num_tokens() < 0 || state.next_chunk() < 0 || state.next_chunk() > kStateChunkBase) {
+    return absl::InvalidArgumentError("checkpoint num_tokens or next_chunk is out of range");
+  }
+  if (state.layers_size() > layout.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint names ", state.layers_size(),
+                                                   " layers; the sequence has ",
+                                                   layout.num_layers));
+  }
+  std::vector<bool> named(static_cast<size_t>(layout.num_layers), false);
+  for (const v1::LayerCheckpoint& l : state.layers()) {
+    RETURN_IF_ERROR(CheckHead(layout, l.layer(), 0));
+    if (named[static_cast<size_t>(l.layer())]) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint names layer ", l.layer(),
+                                                     " twice"));
+    }
+    named[static_cast<size_t>(l.layer())] = true;
+    if (l.num_tokens() < 0 || l.clusters() < 0 || l.local_rows() < 0 || l.windows_done() < 0 ||
+        l.local_rows() > l.num_tokens() || l.chunks_size() > kMaxStateChunks) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint of layer ", l.layer(), " has out-of-range counts"));
+    }
+    for (int32_t chunk : l.chunks()) RETURN_IF_ERROR(check_chunk_id(chunk));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDocumentSegments(const KvLayout& layout, const v1::DocumentSegments& s) {
+  const int n = s.hashes_size();
+  if (n < 1 || n > kMaxDocumentSegments) {
+    return absl::InvalidArgumentError(absl::StrCat("a document has 1 to ", kMaxDocumentSegments,
+                                                   " segments, got ", n));
+  }
+  if (s.tokens_size() != n ||
+      s.clusters_size() != static_cast<int64_t>(n) * layout.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a document of ", n, " segments needs ", n, " segment ends and ",
+        static_cast<int64_t>(n) * layout.num_layers, " cluster counts, got ", s.tokens_size(),
+        " and ", s.clusters_size()));
+  }
+  for (int j = 0; j < n; ++j) {
+    const size_t hash_bytes = s.hashes(j).size();
+    if (hash_bytes < kMinSegmentHashBytes || hash_bytes > kMaxSegmentHashBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("segment hash ", j, " has ", hash_bytes,
+                                                     " bytes; 16 to 64 are accepted"));
+    }
+    if (s.tokens(j) < 1 || (j > 0 && s.tokens(j) <= s.tokens(j - 1))) {
+      return absl::InvalidArgumentError("segment ends must be positive and increasing");
+    }
+    for (int32_t l = 0; l < layout.num_layers; ++l) {
+      const int32_t c = s.clusters(j * layout.num_layers + l);
+      const int32_t before = j > 0 ? s.clusters((j - 1) * layout.num_layers + l) : 0;
+      if (c < before) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "segment ", j, " of layer ", l, " ends at cluster ", c, ", before ", before));
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace clusterkv::server

@@ -14,7 +14,17 @@
 
 namespace clusterkv::server {
 
-// layer in [0, num_layers), kv_head in [0, num_kv_heads), cluster >= 0.
+// Store ids from here up hold a sequence's session state chunks (PutState, chunk c at
+// kStateChunkBase + c of kv head 0), never a cluster block.
+inline constexpr int32_t kStateChunkBase = int32_t{1} << 30;
+// Most chunks one PutState may carry, and most one layer's state may name.
+inline constexpr int32_t kMaxStateChunks = int32_t{1} << 16;
+// Most segments of a document, and the accepted size of one hash of its chain.
+inline constexpr int32_t kMaxDocumentSegments = 4096;
+inline constexpr size_t kMinSegmentHashBytes = 16;
+inline constexpr size_t kMaxSegmentHashBytes = 64;
+
+// layer in [0, num_layers), kv_head in [0, num_kv_heads), cluster in [0, kStateChunkBase).
 absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& ref);
 
 // At most `max_clusters` refs, every ref valid (ValidateClusterRef) and none named twice: a
@@ -42,6 +52,17 @@ absl::Status ValidateBlock(const KvLayout& layout, const v1::ClusterBlock& block
 // layer/kv_head in range, sizes >= 0, centroids.size() == sizes.size() * head_dim, every
 // centroid value finite, at most 2^20 clusters.
 absl::Status ValidateHeadIndex(const KvLayout& layout, const v1::HeadIndex& index);
+
+// A checkpoint (PutState): every chunk's layer in range, chunk in [0, kStateChunkBase),
+// data non-empty and at most max_chunk_bytes, at most kMaxStateChunks of them; the state's
+// layers in range and distinct, counts non-negative, chunk numbers in range.
+absl::Status ValidatePutState(const KvLayout& layout, const v1::PutStateRequest& request,
+                              uint64_t max_chunk_bytes);
+
+// A document's segments for `layout`: 1..kMaxDocumentSegments of them, one hash (16-64 bytes)
+// and one end token per segment, ends strictly increasing, and num_layers cluster counts per
+// segment, each non-negative and non-decreasing per layer.
+absl::Status ValidateDocumentSegments(const KvLayout& layout, const v1::DocumentSegments& s);
 
 // layer in range, queries.size() == num_q_heads * head_dim and finite, budget >= 1.
 absl::Status ValidateSelect(const KvLayout& layout, const v1::SelectRequest& request);

@@ -115,6 +115,12 @@ std::string EncodeMetadataKey(const SequenceKey& sequence) {
   return out;
 }
 
+std::string EncodeStateKey(const SequenceKey& sequence) {
+  std::string out = SequencePrefix(sequence);
+  out.push_back('S');
+  return out;
+}
+
 absl::StatusOr<SequenceKey> DecodeSequence(absl::string_view encoded) {
   auto split = SplitSequence(encoded);
   if (!split.ok()) return split.status();

@@ -6,6 +6,7 @@
 //   block key:    tenant 0x00 sequence 0x00 'B' layer:be32 kv_head:be32 cluster:be32
 //   index key:    tenant 0x00 sequence 0x00 'I' layer:be32 kv_head:be32
 //   metadata key: tenant 0x00 sequence 0x00 'M'
+//   state key:    tenant 0x00 sequence 0x00 'S'
 //   directory key: tenant 0x00 sequence 0x00 'D' layer:be32 kv_head:be32 cluster:be32
 // A directory entry (small, in the meta family) records each stored block's size, so that a
 // restart can rebuild the block table without reading any block.
@@ -42,6 +43,8 @@ std::string PrefixEnd(absl::string_view prefix);
 std::string EncodeBlockKey(const BlockKey& key);
 std::string EncodeIndexKey(const SequenceKey& sequence, const HeadId& head);
 std::string EncodeMetadataKey(const SequenceKey& sequence);
+// The sequence's session state record (its last checkpoint): tenant 0x00 sequence 0x00 'S'.
+std::string EncodeStateKey(const SequenceKey& sequence);
 std::string EncodeDirectoryKey(const BlockKey& key);
 
 // Inverse of EncodeBlockKey / EncodeDirectoryKey. DataLoss for a malformed key (the store's

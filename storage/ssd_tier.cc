@@ -528,6 +528,16 @@ absl::StatusOr<std::string> SsdTier::GetMetadata(const SequenceKey& sequence) {
   return impl_->GetRecord(Impl::kMeta, EncodeMetadataKey(sequence), "metadata record");
 }
 
+absl::Status SsdTier::PutStateRecord(const SequenceKey& sequence, absl::string_view record,
+                                     bool sync) {
+  return impl_->PutRecord(Impl::kIndex, EncodeStateKey(sequence), record, sync,
+                          "writing session state record");
+}
+
+absl::StatusOr<std::string> SsdTier::GetStateRecord(const SequenceKey& sequence) {
+  return impl_->GetRecord(Impl::kIndex, EncodeStateKey(sequence), "session state record");
+}
+
 absl::StatusOr<std::vector<SequenceKey>> SsdTier::ListSequences() {
   std::vector<SequenceKey> sequences;
   absl::Status status =

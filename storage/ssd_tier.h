@@ -86,6 +86,9 @@ class SsdTier {
       const std::function<absl::Status(const HeadId&, absl::string_view)>& fn);
   absl::Status PutMetadata(const SequenceKey& sequence, absl::string_view record, bool sync);
   absl::StatusOr<std::string> GetMetadata(const SequenceKey& sequence);
+  // The sequence's session state record (opaque bytes; dropped with the sequence).
+  absl::Status PutStateRecord(const SequenceKey& sequence, absl::string_view record, bool sync);
+  absl::StatusOr<std::string> GetStateRecord(const SequenceKey& sequence);
   // Every sequence with a metadata record, in key order.
   absl::StatusOr<std::vector<SequenceKey>> ListSequences();
 

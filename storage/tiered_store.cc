@@ -390,6 +390,17 @@ absl::StatusOr<HeadIndexRecord> TieredStore::GetIndex(const SequenceKey& sequenc
   return DecodeHeadIndex(bytes);
 }
 
+absl::Status TieredStore::PutStateRecord(const SequenceKey& sequence, absl::string_view record) {
+  RETURN_IF_ERROR(sequence.Validate());
+  CLUSTERKV_RETURN_IF_CLOSED(*state_);
+  return ssd_->PutStateRecord(sequence, record, /*sync=*/true);
+}
+
+absl::StatusOr<std::string> TieredStore::GetStateRecord(const SequenceKey& sequence) {
+  CLUSTERKV_RETURN_IF_CLOSED(*state_);
+  return ssd_->GetStateRecord(sequence);
+}
+
 std::vector<ClusterId> TieredStore::ListBlocks(const SequenceKey& sequence) const {
   std::vector<ClusterId> out;
   {
@@ -433,6 +444,30 @@ absl::Status TieredStore::DropSequence(const SequenceKey& sequence) {
   }
   heat_->DropSequence(sequence);
   return ssd_->DropSequence(sequence, /*sync=*/true);
+}
+
+absl::Status TieredStore::DeleteBlock(const BlockKey& key) {
+  State& s = *state_;
+  {
+    absl::MutexLock lock(&s.mu);
+    if (s.closed) return absl::FailedPreconditionError("store is closed");
+    auto idle = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      auto it = s.blocks.find(key);
+      return it == s.blocks.end() || (!it->second.busy && it->second.pins == 0);
+    };
+    s.mu.Await(absl::Condition(&idle));
+    auto it = s.blocks.find(key);
+    if (it == s.blocks.end()) {
+      return absl::NotFoundError(absl::StrCat("no block ", ToString(key.cluster)));
+    }
+    s.Forget(key, it->second);
+    s.blocks.erase(it);
+    if (auto seq = s.by_sequence.find(key.sequence); seq != s.by_sequence.end()) {
+      seq->second.erase(key.cluster);
+    }
+  }
+  // Deleting keys a host-only block never wrote is harmless.
+  return ssd_->DeleteBlock(key);
 }
 
 // ---- Blocks ----------------------------------------------------------------------------------

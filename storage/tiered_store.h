@@ -157,6 +157,10 @@ class TieredStore {
   absl::Status PutIndex(const SequenceKey& sequence, const HeadId& head,
                         const HeadIndexRecord& index);
   absl::StatusOr<HeadIndexRecord> GetIndex(const SequenceKey& sequence, const HeadId& head);
+  // The sequence's session state record (a client checkpoint, opaque here): always written
+  // durably, dropped with the sequence. NotFound when none was written.
+  absl::Status PutStateRecord(const SequenceKey& sequence, absl::string_view record);
+  absl::StatusOr<std::string> GetStateRecord(const SequenceKey& sequence);
   // The clusters of `sequence` that have a block (either tier), sorted.
   std::vector<ClusterId> ListBlocks(const SequenceKey& sequence) const;
   // Removes the sequence's metadata, indexes and blocks from both tiers.
@@ -168,6 +172,10 @@ class TieredStore {
   // (the block is then not stored).
   absl::Status PutBlock(const BlockKey& key, absl::Span<const uint8_t> block,
                         std::optional<bool> write_through = std::nullopt);
+  // Removes one block from both tiers (waiting for its pins and moves to finish). Blocks are
+  // otherwise immutable: this serves records that are superseded as a whole (a session's
+  // state chunks no longer named by its checkpoint). NotFound when absent.
+  absl::Status DeleteBlock(const BlockKey& key);
   // Copies the block into dst (dst.size() >= block size) and returns its size; promotes an
   // SSD-only block into the host tier. NotFound, DataLoss (checksum), InvalidArgument (dst too
   // small).

@@ -105,6 +105,22 @@ class SequenceCore {
 
   [[nodiscard]] absl::Status Reattach();
 
+  // Resumable sessions and shared documents (sequence_session.cc): client::Sequence's and
+  // client::Client's calls of the same names.
+  [[nodiscard]] absl::Status Checkpoint();
+  [[nodiscard]] absl::Status Publish(absl::Span<const int32_t> tokens, absl::string_view model);
+  [[nodiscard]] absl::Status ReadTokens(int32_t layer, int64_t begin, int64_t end, float* keys,
+                                        float* values);
+  // Rebuilds `sequence_id` from its last checkpoint (and its base document, for a fork).
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SequenceCore>> Resume(
+      KvTransport* transport, std::string sequence_id, SequenceOptions options);
+  // Creates `sequence_id` as a fork of the first `segments` segments of `document`.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SequenceCore>> OpenFork(
+      KvTransport* transport, std::string sequence_id, const KvLayout& layout,
+      const std::string& document, int32_t segments, SequenceOptions options);
+  const std::string& base_document() const { return base_document_; }
+  int64_t base_tokens() const { return base_tokens_; }
+
   [[nodiscard]] absl::Status Close(bool drop);
 
   const std::string& id() const { return id_; }
@@ -166,7 +182,12 @@ class SequenceCore {
   // without clustered tokens selects nothing.
   absl::StatusOr<std::vector<gpu::ClusterSelection>> FixedSelections(
       const LayerState& state, const std::vector<std::vector<float>>& scores) const;
-  absl::Status RestoreIndexes(bool strict);
+  // Re-reads every head's index from the daemon. With `caps` (per layer, -1: all), a head keeps
+  // only its first caps[layer] clusters (a resume drops clusters appended after its
+  // checkpoint: the replayed decode appends them again).
+  absl::Status RestoreIndexes(bool strict, const std::vector<int32_t>* caps = nullptr);
+  // Resume's second half: the rows of every layer from the state (and the base document's).
+  absl::Status RestoreState(const v1::SequenceState& state);
   absl::Status EnsureCache(LayerState& state);
   void ResetCache(LayerState& state);
   absl::Status AttendDense(LayerState& state, const ConstMatrixView& queries, MatrixView out,
@@ -245,6 +266,11 @@ class SequenceCore {
   SlotLayout slots_;
   std::vector<std::unique_ptr<LayerState>> layers_;
   int64_t step_ = 0;
+  // A fork's base document and the tokens it shares (empty / 0 otherwise).
+  std::string base_document_;
+  int64_t base_tokens_ = 0;
+  // The next state chunk number a checkpoint uses.
+  int32_t next_chunk_ = 0;
   // Adaptive budget: the tokens of this step's cap (num_kv_heads * B per sparse layer) that the
   // layers attended so far left unspent; later layers of the same step may use them.
   int64_t budget_bank_ = 0;

@@ -93,6 +93,21 @@ struct SequenceCore::LayerState {
   // SequenceCore::kHintRepeatSteps steps).
   absl::flat_hash_map<ClusterId, int64_t> hinted_at;
   gpu::CacheStats retired;  // statistics of caches dropped by a reset
+
+  // Prefill segments: where each ended (position) and the clusters each head then held.
+  std::vector<std::pair<int64_t, int32_t>> segment_ends;
+  // Checkpoints (sequence_session.cc): local rows and window positions already saved, and the
+  // saved chunks that still hold rows a resume needs.
+  struct SavedChunk {
+    int32_t id = 0;
+    bool has_local = false;
+    int64_t last_window_position = -1;  // -1: no window rows
+  };
+  int64_t saved_local_rows = 0;
+  int64_t saved_position = 0;  // window rows at or after it are not saved yet
+  std::vector<SavedChunk> chunks;
+  // Local rows a fork shares with its document (saved there, not in this sequence's chunks).
+  int64_t base_local_rows = 0;
 };
 
 }  // namespace clusterkv::client

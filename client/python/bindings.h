@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "client/client.h"
@@ -51,6 +52,9 @@ Tensor3View AsTensor3(const py::array& a, const char* what, int64_t d0, int64_t 
 ConstMatrixView AsMatrix(const py::array& a, const char* what, int64_t rows, int64_t cols);
 // A writeable float32 [rows, cols] array with a contiguous last axis.
 MatrixView AsOutput(py::array& a, const char* what, int64_t rows, int64_t cols);
+// Token ids: a 1-D numpy array of integers or a sequence of ints, each within int32;
+// TypeError for other element types, InvalidArgumentError for another shape or range.
+std::vector<int32_t> TokenIds(const py::handle& tokens, const char* what);
 
 // ---- objects shared between the files ---------------------------------------------------------
 // Owns the Client; Sequences hold a reference, so the Client outlives them (client.h).
@@ -101,7 +105,7 @@ class SequenceHandle {
 };
 
 // ---- registration (one function per file) ---------------------------------------------------
-void RegisterClient(py::module_& m);    // KvLayout, Config, Client (py_client.cc)
+void RegisterClient(py::module_& m);    // KvLayout, Config, StoredPrefix, Client (py_client.cc)
 void RegisterSequence(py::module_& m);  // Sequence (py_sequence.cc)
 // Sequence.select and Sequence.index (py_select.cc), added to the Sequence class.
 void RegisterSelect(py::class_<SequenceHandle, std::shared_ptr<SequenceHandle>>& cls);

@@ -1,5 +1,6 @@
-// KvLayout, Config (ClusterKvConfig) and Client.
+// KvLayout, Config (ClusterKvConfig), StoredPrefix and Client.
 #include <cmath>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +31,8 @@ bool ApplyConfigOption(const std::string& key, const py::handle& v, ClusterKvCon
   if (key == "num_sink_tokens") c.num_sink_tokens = v.cast<int32_t>();
   else if (key == "dense_layers") c.dense_layers = v.cast<std::vector<int32_t>>();
   else if (key == "num_prefill_clusters") c.num_prefill_clusters = v.cast<int32_t>();
+  else if (key == "prefill_segment_tokens") c.prefill_segment_tokens = v.cast<int32_t>();
+  else if (key == "prefill_segment_clusters") c.prefill_segment_clusters = v.cast<int32_t>();
   else if (key == "kmeans_iterations") c.kmeans_iterations = v.cast<int32_t>();
   else if (key == "recluster_interval") c.recluster_interval = v.cast<int32_t>();
   else if (key == "clusters_per_recluster") c.clusters_per_recluster = v.cast<int32_t>();
@@ -61,7 +64,8 @@ bool ApplyClientOption(const std::string& key, const py::handle& v, client::Clie
 }
 
 constexpr const char* kOptionNames =
-    "config, num_sink_tokens, dense_layers, num_prefill_clusters, kmeans_iterations, "
+    "config, num_sink_tokens, dense_layers, num_prefill_clusters, prefill_segment_tokens, "
+    "prefill_segment_clusters, kmeans_iterations, "
     "recluster_interval, clusters_per_recluster, token_budget, recall_target, min_token_budget, "
     "max_token_budget, promotion_hint_tokens, cache_residency_steps, seed, "
     "backend, threads, device_memory, call_timeout, put_message_bytes, write_through, "
@@ -143,6 +147,12 @@ takes a Config as config= and/or the same fields as keywords.)doc")
       .def_readwrite("num_sink_tokens", &ClusterKvConfig::num_sink_tokens)
       .def_readwrite("dense_layers", &ClusterKvConfig::dense_layers)
       .def_readwrite("num_prefill_clusters", &ClusterKvConfig::num_prefill_clusters)
+      .def_readwrite("prefill_segment_tokens", &ClusterKvConfig::prefill_segment_tokens,
+                     "G: cluster the prompt in segments of G positions (0: all at once), so "
+                     "that any segment-aligned prefix of a published document is reusable.")
+      .def_readwrite("prefill_segment_clusters", &ClusterKvConfig::prefill_segment_clusters,
+                     "Clusters of a full segment (0: num_prefill_clusters * G / 8192, at "
+                     "least 1).")
       .def_readwrite("kmeans_iterations", &ClusterKvConfig::kmeans_iterations)
       .def_readwrite("recluster_interval", &ClusterKvConfig::recluster_interval)
       .def_readwrite("clusters_per_recluster", &ClusterKvConfig::clusters_per_recluster)
@@ -155,13 +165,43 @@ takes a Config as config= and/or the same fields as keywords.)doc")
       .def_readwrite("seed", &ClusterKvConfig::seed)
       .def("validate", [](const ClusterKvConfig& c) { ThrowIfError(c.Validate()); })
       .def("is_dense_layer", &ClusterKvConfig::IsDenseLayer)
+      .def("segment_clusters", &ClusterKvConfig::SegmentClusters, py::arg("tokens"),
+           "Clusters of a prefill segment of `tokens` clustered tokens (with "
+           "prefill_segment_tokens > 0).")
       .def("__repr__", [](const ClusterKvConfig& c) {
         return absl::StrCat("Config(", c.DebugString(), ")");
       });
 
+  using StoredPrefix = client::Client::StoredPrefix;
+  py::class_<StoredPrefix>(m, "StoredPrefix", R"doc(
+A stored prefix found by Client.find_prefix: the document of this tenant that holds it, and
+how much of the prompt it covers (its first `segments` clustering segments, `tokens` tokens),
+for `layout`. Client.open_sequence_from(id, prefix) forks a sequence from it. Read-only; also
+constructible from its fields (e.g. kept from an earlier find_prefix).)doc")
+      .def(py::init([](std::string document, int32_t segments, int64_t tokens,
+                       const KvLayout& layout) {
+             StoredPrefix p;
+             p.document = std::move(document);
+             p.segments = segments;
+             p.tokens = tokens;
+             p.layout = layout;
+             return p;
+           }),
+           py::arg("document"), py::arg("segments"), py::arg("tokens"), py::arg("layout"))
+      .def_readonly("document", &StoredPrefix::document)
+      .def_readonly("segments", &StoredPrefix::segments)
+      .def_readonly("tokens", &StoredPrefix::tokens)
+      .def_readonly("layout", &StoredPrefix::layout)
+      .def("__repr__", [](const StoredPrefix& p) {
+        return absl::StrCat("StoredPrefix(document='", p.document, "', segments=", p.segments,
+                            ", tokens=", p.tokens, ", ", p.layout.DebugString(), ")");
+      });
+
   py::class_<ClientHandle, std::shared_ptr<ClientHandle>>(m, "Client", R"doc(
 Connection to the local clusterkvd (libclusterkv's Client). Create with Client.connect();
-open sequences with open_sequence() / reopen_sequence(). Thread-safe.)doc")
+open sequences with open_sequence() / reopen_sequence(), continue a checkpointed one with
+resume_sequence(), fork one from a published document with find_prefix() +
+open_sequence_from(). Thread-safe.)doc")
       .def_static(
           "connect",
           [](const std::string& target, const std::string& tenant, const py::kwargs& kwargs) {
@@ -184,10 +224,10 @@ Client.connect(target, tenant, **options) -> Client
 target: "unix:/path/to/clusterkvd.sock" or "host:port". tenant: the caller's tenant (the daemon
 uses it only under --auth=none; otherwise it authenticates the caller itself).
 Options: config=Config(), any Config field (token_budget=..., num_prefill_clusters=...,
-dense_layers=[...], ...), backend="cpu"|"cuda"|"auto", threads=0 (all cores),
-data_plane="auto"|"ucx"|"grpc", device_memory="host", call_timeout=30.0 (s),
-write_through=False, put_message_bytes, ucx_transports, ucx_region_bytes,
-ucx_fetch_timeout (s), retry_attempts.
+prefill_segment_tokens=..., dense_layers=[...], ...), backend="cpu"|"cuda"|"auto",
+threads=0 (all cores), data_plane="auto"|"ucx"|"grpc", device_memory="host",
+call_timeout=30.0 (s), write_through=False, put_message_bytes, ucx_transports,
+ucx_region_bytes, ucx_fetch_timeout (s), retry_attempts.
 Connecting is lazy: a missing daemon surfaces as UnavailableError at the first call.
 Raises InvalidArgumentError for bad options, FailedPreconditionError when a requested backend
 or data plane is not usable, TypeError for unknown options.)doc")
@@ -220,6 +260,60 @@ or data plane is not usable, TypeError for unknown options.)doc")
           py::arg("sequence_id"),
           "Opens an existing sequence with its stored layout and centroid indexes. "
           "NotFoundError when this tenant has no such sequence.")
+      .def(
+          "resume_sequence",
+          [](const std::shared_ptr<ClientHandle>& self, const std::string& id) {
+            absl::StatusOr<std::unique_ptr<client::Sequence>> s;
+            {
+              py::gil_scoped_release release;
+              s = self->client->ResumeSequence(id);
+            }
+            ThrowIfError(s.status());
+            return std::make_shared<SequenceHandle>(self, *std::move(s));
+          },
+          py::arg("sequence_id"), R"doc(
+Rebuilds a checkpointed sequence (Sequence.checkpoint) from the daemon alone: indexes, sinks,
+dense layers, recent window and position as they were at its last checkpoint, in any process
+and without a prefill, so decoding continues exactly as it would have. A fork never
+checkpointed resumes at its base. NotFoundError: no such sequence; FailedPreconditionError:
+never checkpointed; DataLossError: inconsistent stored state.)doc")
+      .def(
+          "find_prefix",
+          [](const std::shared_ptr<ClientHandle>& self, const py::object& tokens,
+             const std::string& model, const KvLayout& layout) -> std::optional<StoredPrefix> {
+            const std::vector<int32_t> ids = TokenIds(tokens, "tokens");
+            absl::StatusOr<std::optional<StoredPrefix>> found;
+            {
+              py::gil_scoped_release release;
+              found = self->client->FindPrefix(ids, model, layout);
+            }
+            ThrowIfError(found.status());
+            return *std::move(found);
+          },
+          py::arg("tokens"), py::arg("model"), py::arg("layout"), R"doc(
+The longest stored prefix of the prompt `tokens` (token ids: a list or a 1-D integer numpy
+array) among this tenant's published documents (Sequence.publish) for `model` and `layout`,
+under this client's clustering configuration (prefill_segment_tokens): a StoredPrefix, or
+None when no document shares a whole segment with the prompt.)doc")
+      .def(
+          "open_sequence_from",
+          [](const std::shared_ptr<ClientHandle>& self, const std::string& id,
+             const StoredPrefix& prefix) {
+            absl::StatusOr<std::unique_ptr<client::Sequence>> s;
+            {
+              py::gil_scoped_release release;
+              s = self->client->OpenSequenceFrom(id, prefix);
+            }
+            ThrowIfError(s.status());
+            return std::make_shared<SequenceHandle>(self, *std::move(s));
+          },
+          py::arg("sequence_id"), py::arg("prefix"), R"doc(
+Creates `sequence_id` as a fork of `prefix` (a StoredPrefix from find_prefix): it holds the
+prefix's prefix.tokens tokens, shared with the document (no copy, no prefill);
+offload_prefill(layer, keys, values) with the keys and values of the tokens after the prefix
+then adds the rest of the prompt, and read_tokens(layer, 0, prefix.tokens) returns the shared
+keys and values. AlreadyExistsError: the id is taken; FailedPreconditionError: the document is
+gone or not sealed.)doc")
       .def_property_readonly("target", [](const ClientHandle& c) { return c.target; })
       .def_property_readonly("tenant", [](const ClientHandle& c) { return c.tenant; })
       .def_property_readonly(

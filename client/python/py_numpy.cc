@@ -1,7 +1,10 @@
 // numpy arrays -> the library's views, with the checks that keep a bad argument from ever
 // reaching libclusterkv as a wild pointer: dtype, ndim, shape, strides (the last axis must be
 // contiguous, outer axes may be strided, e.g. keys[:, :n]) and alignment.
+#include <cstdint>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -110,6 +113,47 @@ MatrixView AsOutput(py::array& a, const char* what, int64_t rows, int64_t cols) 
   const std::vector<int64_t> strides = CheckLayout(a, what, {rows, cols});
   return MatrixView(static_cast<float*>(a.mutable_data()), a.shape(0), a.shape(1),
                     a.shape(0) > 1 ? strides[0] : a.shape(1));
+}
+
+std::vector<int32_t> TokenIds(const py::handle& tokens, const char* what) {
+  if (py::isinstance<py::str>(tokens) || py::isinstance<py::bytes>(tokens)) {
+    throw py::type_error(absl::StrCat(what, " must be a sequence of ints, not a string"));
+  }
+  const py::array a = py::module_::import("numpy").attr("asarray")(tokens);
+  const char kind = a.dtype().kind();
+  // An empty list comes out as float64: no element has the wrong type.
+  if (kind != 'i' && kind != 'u' && !(a.size() == 0 && kind == 'f')) {
+    throw py::type_error(absl::StrCat(what, " must hold integers, got ",
+                                      a.dtype().attr("name").cast<std::string>()));
+  }
+  if (a.ndim() != 1) {
+    ThrowInvalid(absl::StrCat(what, " must be one-dimensional, got shape ", ShapeString(a)));
+  }
+  std::vector<int32_t> ids;
+  ids.reserve(static_cast<size_t>(a.size()));
+  // Unsigned ids read as uint64 (a cast to int64 would wrap the largest into range).
+  auto convert = [&](auto typed) {
+    const auto view = typed.template unchecked<1>();
+    for (py::ssize_t i = 0; i < view.shape(0); ++i) {
+      const auto id = view(i);
+      bool in_range;
+      if constexpr (std::is_signed_v<decltype(id)>) {
+        in_range = id >= INT32_MIN && id <= INT32_MAX;
+      } else {
+        in_range = id <= static_cast<uint64_t>(INT32_MAX);
+      }
+      if (!in_range) {
+        ThrowInvalid(absl::StrCat(what, "[", i, "] = ", id, " is outside int32"));
+      }
+      ids.push_back(static_cast<int32_t>(id));
+    }
+  };
+  if (kind == 'u') {
+    convert(py::array_t<uint64_t, py::array::forcecast>(a));
+  } else {
+    convert(py::array_t<int64_t, py::array::forcecast>(a));
+  }
+  return ids;
 }
 
 }  // namespace clusterkv::python

@@ -1,6 +1,8 @@
-// Sequence: prefill offload, the decode step (attend), decode appends, close and the counters.
+// Sequence: prefill offload, the decode step (attend), decode appends, checkpoints, documents,
+// close and the counters.
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "bindings.h"
@@ -114,8 +116,8 @@ sequence's error (the others have attended), InvalidArgumentError for a repeated
 mismatched lists.)doc");
 
   py::class_<SequenceHandle, std::shared_ptr<SequenceHandle>> cls(m, "Sequence", R"doc(
-One sequence of one model (libclusterkv's Sequence). Created by Client.open_sequence() or
-Client.reopen_sequence(). Calls from several Python threads are serialised; the GIL is released
+One sequence of one model (libclusterkv's Sequence). Created by Client.open_sequence(),
+Client.reopen_sequence(), Client.resume_sequence() or Client.open_sequence_from(). Calls from several Python threads are serialised; the GIL is released
 while a call runs. Usable as a context manager (close(drop=False) on exit).)doc");
   cls.def(
          "offload_prefill",
@@ -224,6 +226,59 @@ is kept and the offload retried by the next append_token or flush.)doc")
             ThrowIfError(h.Run([](client::Sequence& s) { return s.Reattach(); }));
           },
           "After a daemon restart: re-opens the sequence and re-reads its indexes.")
+      .def(
+          "checkpoint",
+          [](SequenceHandle& h) {
+            ThrowIfError(h.Run([](client::Sequence& s) { return s.Checkpoint(); }));
+          },
+          R"doc(
+Writes to the daemon what a resume needs beyond the clusters: the sink rows (every row of a
+dense layer) and recent windows added since the last checkpoint, and the decode position; a
+pending window offload is flushed first. Afterwards Client.resume_sequence(id), in any process,
+continues this sequence exactly as it stands now. Call it at a step boundary (after every
+layer's append_token of a token).)doc")
+      .def(
+          "publish",
+          [](SequenceHandle& h, const py::object& tokens, const std::string& model) {
+            const std::vector<int32_t> ids = TokenIds(tokens, "tokens");
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.Publish(ids, model); }));
+          },
+          py::arg("tokens"), py::arg("model"), R"doc(
+Seals this prefilled sequence as a stored document whose token ids are `tokens` (a list or a
+1-D integer numpy array, one id per token of the sequence) for `model` (a name of the weights).
+A prompt starting with the same tokens then finds it (Client.find_prefix) and forks from it;
+this sequence becomes read-only. Checkpoints first. FailedPreconditionError: decode tokens, a
+fork, a prefill in pieces not ending on segment boundaries, or len(tokens) != num_tokens.)doc")
+      .def(
+          "read_tokens",
+          [](SequenceHandle& h, int32_t layer, int64_t begin, int64_t end) {
+            if (begin < 0 || end < begin) {
+              ThrowInvalid(absl::StrCat("bad token range [", begin, ", ", end, ")"));
+            }
+            const KvLayout& l = h.layout();
+            const std::vector<py::ssize_t> shape = {end - begin, l.num_kv_heads, l.head_dim};
+            py::array_t<float> keys(shape);
+            py::array_t<float> values(shape);
+            float* k = keys.mutable_data();
+            float* v = values.mutable_data();
+            ThrowIfError(h.Run(
+                [&](client::Sequence& s) { return s.ReadTokens(layer, begin, end, k, v); }));
+            return py::make_tuple(keys, values);
+          },
+          py::arg("layer"), py::arg("begin"), py::arg("end"), R"doc(
+The stored keys and values of positions [begin, end) of `layer`: a tuple (keys, values) of
+float32 arrays [end - begin, num_kv_heads, head_dim] (token-major, like an engine's KV cache),
+read from the daemon; values are those of the layout's dtype, widened to float32. On a fork,
+read_tokens(layer, 0, base_tokens) is the shared prefix an engine needs to prefill the rest of
+its prompt. InvalidArgumentError: bad range; DataLossError: a position is missing.)doc")
+      .def_property_readonly(
+          "base_document",
+          [](SequenceHandle& h) {
+            return h.Run([](client::Sequence& s) { return s.base_document(); });
+          },
+          "A fork's base document ('' for a sequence of its own).")
+      .def_property_readonly("base_tokens", Counter(&client::Sequence::base_tokens),
+                             "Tokens a fork shares with its base document (0 otherwise).")
       .def(
           "close",
           [](SequenceHandle& h, bool drop) {

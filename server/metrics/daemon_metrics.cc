@@ -133,6 +133,10 @@ std::string_view RpcName(Rpc rpc) {
     case Rpc::kConnectDataPlane: return "ConnectDataPlane";
     case Rpc::kReportClientStats: return "ReportClientStats";
     case Rpc::kHintClusters: return "HintClusters";
+    case Rpc::kPutState: return "PutState";
+    case Rpc::kGetState: return "GetState";
+    case Rpc::kSealDocument: return "SealDocument";
+    case Rpc::kFindPrefix: return "FindPrefix";
   }
   return "unknown";
 }

@@ -50,8 +50,12 @@ enum class Rpc {
   kConnectDataPlane,
   kReportClientStats,
   kHintClusters,
+  kPutState,
+  kGetState,
+  kSealDocument,
+  kFindPrefix,
 };
-inline constexpr int kNumRpcs = 12;
+inline constexpr int kNumRpcs = 16;
 std::string_view RpcName(Rpc rpc);
 
 std::string_view TransportName(Transport transport);

@@ -18,6 +18,10 @@ if(TARGET clusterkvd AND TARGET clusterkv_admin)
     LIBS clusterkv_test_daemon clusterkv_admin clusterkv_client clusterkv_storage clusterkv_gpu
          clusterkv_core)
 
+  # Resumable sessions and shared documents through libclusterkv.
+  clusterkv_test(session_test integration session_test.cc
+    LIBS clusterkv_test_daemon clusterkv_client clusterkv_core)
+
   # The protocol from Python: stubs generated at test time by grpc_tools.protoc.
   clusterkv_test(daemon_python_client_test integration python_client/python_client_test.cc
     LIBS clusterkv_test_daemon)

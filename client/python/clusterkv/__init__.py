@@ -17,6 +17,16 @@ step recalls only the clusters closest to the query, within a token budget.
         seq.append_token(layer, k_new, v_new)       # [kv_heads, head_dim]
         print(seq.select(layer, queries)[0]["clusters"], seq.cache_hit_rate)
 
+Resumable sessions and shared documents:
+
+    seq.checkpoint()                                # at a step boundary
+    seq = client.resume_sequence("req-42")          # any process: continues from there
+    doc.publish(token_ids, "llama3-8b")             # seal a prefilled prompt as a document
+    prefix = client.find_prefix(prompt_ids, "llama3-8b", layout)    # StoredPrefix or None
+    fork = client.open_sequence_from("req-43", prefix)  # shares prefix.tokens tokens
+    keys, values = fork.read_tokens(layer, 0, prefix.tokens)  # [n, kv_heads, head_dim] float32
+    fork.offload_prefill(layer, rest_keys, rest_values)       # the tokens after the prefix
+
 Arrays are numpy float32 or float16 (TypeError otherwise); shapes and strides are checked
 (InvalidArgumentError, a ValueError). Errors from the library raise clusterkv.Error subclasses
 named after the status code, each also deriving from the matching builtin where there is one:
@@ -48,6 +58,7 @@ from ._clusterkv import (  # noqa: F401  (re-exported API)
     PermissionDeniedError,
     ResourceExhaustedError,
     Sequence,
+    StoredPrefix,
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
