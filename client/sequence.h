@@ -154,10 +154,13 @@ class Sequence {
 
   // Offloads the prompt of `layer`: keys and values [num_kv_heads, tokens, head_dim], any
   // dtype (blocks are stored in the sequence dtype), head-major or token-major strides (an
-  // engine's [tokens, kv_heads, head_dim] cache is viewed without a copy). Call once per
-  // layer, before any AppendToken of that layer. InvalidArgument: bad layer or shapes, NaN/Inf
-  // keys; FailedPrecondition: the layer already holds tokens (also after a reopen); otherwise
-  // the daemon's status, in which case nothing of the layer is kept locally.
+  // engine's [tokens, kv_heads, head_dim] cache is viewed without a copy). A later call
+  // continues the prompt (a chunked prefill, or the rest of a prompt after a shared prefix):
+  // its tokens follow the layer's, are cut at segment boundaries
+  // (ClusterKvConfig::prefill_segment_tokens) and each piece is clustered on its own.
+  // InvalidArgument: bad layer or shapes, NaN/Inf keys; FailedPrecondition: the layer decodes
+  // already (AppendToken was called); otherwise the daemon's status, in which case nothing of
+  // the layer is kept locally.
   [[nodiscard]] absl::Status OffloadPrefill(int32_t layer, const Tensor3View& keys,
                                             const Tensor3View& values,
                                             const PrefillProgress& progress = nullptr);

@@ -117,8 +117,9 @@ mismatched lists.)doc");
 
   py::class_<SequenceHandle, std::shared_ptr<SequenceHandle>> cls(m, "Sequence", R"doc(
 One sequence of one model (libclusterkv's Sequence). Created by Client.open_sequence(),
-Client.reopen_sequence(), Client.resume_sequence() or Client.open_sequence_from(). Calls from several Python threads are serialised; the GIL is released
-while a call runs. Usable as a context manager (close(drop=False) on exit).)doc");
+Client.reopen_sequence(), Client.resume_sequence() or Client.open_sequence_from(). Calls from
+several Python threads are serialised; the GIL is released while a call runs. Usable as a
+context manager (close(drop=False) on exit).)doc");
   cls.def(
          "offload_prefill",
          [](SequenceHandle& h, int32_t layer, const py::array& keys, const py::array& values) {
@@ -134,9 +135,10 @@ while a call runs. Usable as a context manager (close(drop=False) on exit).)doc"
 Offloads the prompt of `layer`: keys and values are numpy arrays [num_kv_heads, tokens,
 head_dim] of float32 or float16 (outer axes may be strided, the last must be contiguous). The
 sinks stay local; the other keys are clustered per kv head and stored in the daemon. Once per
-layer, before any append_token of it. Raises InvalidArgumentError (bad layer, shape, NaN/Inf),
-TypeError (dtype), FailedPreconditionError (the layer already holds tokens) or the daemon's
-error.)doc")
+layer, before any append_token of it; on a fork (Client.open_sequence_from), with the keys and
+values of the tokens after the shared prefix. Raises InvalidArgumentError (bad layer, shape,
+NaN/Inf), TypeError (dtype), FailedPreconditionError (the layer already holds tokens) or the
+daemon's error.)doc")
       .def(
           "attend",
           [](SequenceHandle& h, int32_t layer, const py::array& queries, py::object out,

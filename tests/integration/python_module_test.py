@@ -10,7 +10,12 @@ select() returns every clustered token exactly once at full budget and a best-fi
 small one; numpy dtype / shape / stride errors raise TypeError or InvalidArgumentError; another
 tenant's sequence is NOT_FOUND (clusterkv.NotFoundError, a LookupError); a closed sequence and
 an absent daemon give FailedPreconditionError and UnavailableError; concurrent Python threads
-work with the GIL released; the example script runs and exits 0.
+work with the GIL released; the example script runs and exits 0. Resumable sessions: a
+sequence checkpointed mid-decode and resumed by a fresh client attends exactly as an
+uninterrupted twin, before and after further decode steps. Shared documents: a published
+prompt is found by a longer prompt sharing whole segments (prefill_segment_tokens), a fork of
+it reads the document's keys and values back (as stored: fp16-rounded) and, once prefilled
+with the rest of its prompt, attends as full attention over the whole prompt.
 """
 
 import argparse
@@ -52,6 +57,11 @@ def structured_kv(rng, kv_heads, tokens, d, dtype=np.float32, topics=12):
     values = rng.standard_normal((kv_heads, tokens, d))
     # Fancy indexing left the token axis outermost in memory: make both row-major.
     return np.ascontiguousarray(keys, dtype=dtype), np.ascontiguousarray(values, dtype=dtype)
+
+
+def vars_of(prefix):
+    """A StoredPrefix's fields, for comparisons."""
+    return (prefix.document, prefix.segments, prefix.tokens, prefix.layout)
 
 
 class ModuleTest(unittest.TestCase):
@@ -256,6 +266,154 @@ class ModuleTest(unittest.TestCase):
         with self.assertRaises(clusterkv.InvalidArgumentError):
             self.connect(token_budget=100, recall_target=1.5)
 
+    # ---- resumable sessions and shared documents ----------------------------------------
+    def decode_step(self, sequences, rng):
+        """One decode token for every layer of every sequence (the same token and queries for
+        each): append, then attend. Returns the outputs, per sequence, per layer."""
+        outs = [[] for _ in sequences]
+        for layer in range(3):
+            k, v = structured_kv(rng, 2, 1, 64)
+            q = rng.standard_normal((8, 64)).astype(np.float32)
+            for i, seq in enumerate(sequences):
+                seq.append_token(layer, k[:, 0], v[:, 0])
+                outs[i].append(seq.attend(layer, q))
+        return outs
+
+    def test_checkpoint_then_resume_in_a_fresh_client_attends_identically(self):
+        client = self.connect(token_budget=100)
+        seq, _, _ = self.open_with_prefill(client, "resume", seed=21)
+        twin, _, _ = self.open_with_prefill(client, "resume-twin", seed=21)  # never interrupted
+        rng = np.random.default_rng(22)
+        for _ in range(40):  # one window of 32 re-clustered and appended, 8 in the window
+            self.decode_step([seq, twin], rng)
+        seq.checkpoint()
+        with self.assertRaises(clusterkv.FailedPreconditionError):
+            client.resume_sequence("resume-twin")  # never checkpointed
+        with self.assertRaises(clusterkv.NotFoundError):
+            client.resume_sequence("no-such-sequence")
+
+        # A fresh client (as a new process would): no prefill, the state comes from the daemon.
+        resumed = self.connect(token_budget=100).resume_sequence("resume")
+        self.assertEqual(resumed.layout, seq.layout)
+        self.assertEqual(resumed.num_tokens, 640)
+        for layer in range(3):
+            self.assertEqual(resumed.layer_tokens(layer), seq.layer_tokens(layer))
+        self.assertEqual(resumed.base_document, "")
+        self.assertEqual(resumed.base_tokens, 0)
+        q = rng.standard_normal((8, 64)).astype(np.float32)
+        for layer in range(3):
+            np.testing.assert_array_equal(resumed.attend(layer, q), seq.attend(layer, q),
+                                          err_msg="layer %d at the checkpoint" % layer)
+        # Decoding on: the next window re-clusters at the same token as the twin's.
+        for step in range(30):
+            got, want = self.decode_step([resumed, twin], rng)
+            for layer in range(3):
+                np.testing.assert_array_equal(got[layer], want[layer],
+                                              err_msg="layer %d, step %d" % (layer, step))
+        self.assertEqual(resumed.num_tokens, twin.num_tokens)
+        self.assertEqual(len(resumed.index(1, 0)["sizes"]), len(twin.index(1, 0)["sizes"]))
+        resumed.close(drop=True)
+        twin.close(drop=True)
+
+    def test_publish_find_prefix_fork_and_read_tokens(self):
+        segment = 64
+        client = self.connect(prefill_segment_tokens=segment, prefill_segment_clusters=4)
+        self.assertEqual(client.config.prefill_segment_tokens, segment)
+        self.assertEqual(client.config.prefill_segment_clusters, 4)
+        layout = self.layout("fp16")
+        rng = np.random.default_rng(31)
+        doc_tokens = 320  # five segments
+        doc_ids = rng.integers(0, 32000, size=doc_tokens, dtype=np.int64)
+        doc_kv = [structured_kv(rng, 2, doc_tokens, 64) for _ in range(3)]  # float32 inputs
+
+        def stored(a):  # what an fp16 layout stores, widened back
+            return a.astype(np.float16).astype(np.float32)
+
+        def token_major(a):  # [kv_heads, n, d] -> read_tokens' [n, kv_heads, d]
+            return np.ascontiguousarray(a.transpose(1, 0, 2))
+
+        doc = client.open_sequence("doc", layout)
+        for layer in range(3):
+            doc.offload_prefill(layer, *doc_kv[layer])
+        with self.assertRaises(clusterkv.FailedPreconditionError):
+            doc.publish(doc_ids[:-1], "test-model")  # not the sequence's length
+        with self.assertRaises(TypeError):
+            doc.publish("not token ids", "test-model")
+        with self.assertRaises(TypeError):
+            doc.publish(doc_ids.astype(np.float32), "test-model")
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            doc.publish(doc_ids.reshape(2, -1), "test-model")
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            doc.publish([1 << 40] * doc_tokens, "test-model")
+        doc.publish(doc_ids.tolist(), "test-model")
+        for layer in range(3):  # layer 0 dense
+            keys, values = doc.read_tokens(layer, 0, doc_tokens)
+            self.assertEqual(keys.dtype, np.float32)
+            self.assertEqual(keys.shape, (doc_tokens, 2, 64))
+            np.testing.assert_array_equal(keys, token_major(stored(doc_kv[layer][0])))
+            np.testing.assert_array_equal(values, token_major(stored(doc_kv[layer][1])))
+
+        # A prompt sharing the document's first 200 tokens: three whole segments.
+        shared, own = 200, 100
+        prompt_ids = np.concatenate([doc_ids[:shared],
+                                     rng.integers(0, 32000, size=own, dtype=np.int64)])
+        self.assertIsNone(client.find_prefix(prompt_ids, "other-model", layout))
+        self.assertIsNone(client.find_prefix(prompt_ids[:segment - 1], "test-model", layout))
+        self.assertIsNone(client.find_prefix(prompt_ids + 1, "test-model", layout))
+        prefix = client.find_prefix(prompt_ids, "test-model", layout)
+        self.assertIsInstance(prefix, clusterkv.StoredPrefix)
+        self.assertEqual(prefix.document, "doc")
+        self.assertEqual(prefix.segments, 3)
+        self.assertEqual(prefix.tokens, 3 * segment)
+        self.assertEqual(prefix.layout, layout)
+        base = prefix.tokens
+        self.assertEqual(  # a list and an int32 array find the same prefix
+            vars_of(client.find_prefix(prompt_ids.astype(np.int32).tolist(), "test-model",
+                                       layout)), vars_of(prefix))
+
+        fork = client.open_sequence_from("fork", prefix)
+        self.assertEqual(fork.base_document, "doc")
+        self.assertEqual(fork.base_tokens, base)
+        self.assertEqual(fork.num_tokens, base)
+        with self.assertRaises(clusterkv.AlreadyExistsError):
+            client.open_sequence_from("fork", prefix)
+        # The prompt's keys and values: the document's for the shared tokens, its own after.
+        prompt_kv = []
+        for layer in range(3):
+            own_k, own_v = structured_kv(rng, 2, own, 64)
+            prompt_kv.append((np.concatenate([doc_kv[layer][0][:, :shared], own_k], axis=1),
+                              np.concatenate([doc_kv[layer][1][:, :shared], own_v], axis=1)))
+            keys, values = fork.read_tokens(layer, 0, base)
+            self.assertEqual(keys.shape, (base, 2, 64))
+            np.testing.assert_array_equal(keys, token_major(stored(doc_kv[layer][0][:, :base])))
+            np.testing.assert_array_equal(values,
+                                          token_major(stored(doc_kv[layer][1][:, :base])))
+            keys, values = fork.read_tokens(layer, 10, 20)  # a range inside the prefix
+            np.testing.assert_array_equal(keys, token_major(stored(doc_kv[layer][0][:, 10:20])))
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            fork.read_tokens(1, 20, 10)
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            fork.read_tokens(1, 0, base + 1)  # past the fork's tokens
+
+        # The rest of the prompt: the fork then holds and attends over all of it.
+        for layer in range(3):
+            fork.offload_prefill(layer, np.ascontiguousarray(prompt_kv[layer][0][:, base:]),
+                                 np.ascontiguousarray(prompt_kv[layer][1][:, base:]))
+        self.assertEqual(fork.num_tokens, shared + own)
+        for layer in range(3):
+            keys, values = fork.read_tokens(layer, 0, shared + own)
+            np.testing.assert_array_equal(keys, token_major(stored(prompt_kv[layer][0])))
+            np.testing.assert_array_equal(values, token_major(stored(prompt_kv[layer][1])))
+            q = rng.standard_normal((8, 64)).astype(np.float32)
+            want = full_attention(q, stored(prompt_kv[layer][0]), stored(prompt_kv[layer][1]))
+            np.testing.assert_allclose(fork.attend(layer, q), want, rtol=1e-3, atol=1e-4,
+                                       err_msg="layer %d" % layer)
+        # The document's own content is untouched by the fork.
+        keys, _ = doc.read_tokens(2, 0, doc_tokens)
+        np.testing.assert_array_equal(keys, token_major(stored(doc_kv[2][0])))
+        fork.close(drop=True)
+        doc.close(drop=True)
+
     # ---- argument validation ----------------------------------------------------------------
     def test_bad_dtype_shape_and_strides(self):
         client = self.connect()
@@ -286,8 +444,9 @@ class ModuleTest(unittest.TestCase):
         rng = np.random.default_rng(3)
         keys, values = structured_kv(rng, 2, 100, 64)
         seq.offload_prefill(1, keys, values)
+        seq.append_token(1, np.zeros((2, 64), np.float32), np.zeros((2, 64), np.float32))
         with self.assertRaises(clusterkv.FailedPreconditionError):
-            seq.offload_prefill(1, keys, values)  # a layer's prefill happens once
+            seq.offload_prefill(1, keys, values)  # no more prompt once a layer decodes
         q = np.zeros((8, 64), np.float32)
         with self.assertRaisesRegex(clusterkv.InvalidArgumentError, r"\[8, 64\]"):
             seq.attend(1, np.zeros((4, 64), np.float32))

@@ -6,8 +6,15 @@
 //     nothing leaked);
 //   - another tenant neither finds nor forks a tenant's document;
 //   - a checkpointed sequence resumed by a new client continues bit-identically to the
-//     uninterrupted decode, across window offloads, and a fork resumes too.
+//     uninterrupted decode, across window offloads, and a fork resumes too;
+//   - a worker process SIGKILLed in the middle of a decode step is resumed by another process
+//     (this one) with the uninterrupted decode's outputs.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -145,6 +152,57 @@ class SessionTest : public ::testing::Test {
   void SetUp() override { ASSERT_TRUE(daemon_.Start().ok()) << daemon_.output(); }
   DaemonProcess daemon_;
 };
+
+// First in the file: the worker is forked before this process creates any gRPC object (ctest
+// runs every test in a process of its own).
+TEST_F(SessionTest, WorkerKilledMidDecodeIsResumedByAnotherProcess) {
+  const Prompt prompt(150);
+  constexpr int kCheckpointed = 9;
+  const pid_t worker = fork();
+  ASSERT_GE(worker, 0);
+  if (worker == 0) {
+    // The worker: prefill, 9 checkpointed steps, then half of step 10, and death.
+    auto engine = client::Client::Connect(Options(daemon_.target(), "tenant-a"));
+    if (!engine.ok()) _exit(1);
+    auto seq = (*engine)->OpenSequence("worker", kLayout);
+    if (!seq.ok() || !Prefill(**seq, prompt, 0, prompt.tokens).ok()) _exit(2);
+    if (!Decode(**seq, 0, kCheckpointed, /*checkpoint=*/true).ok()) _exit(3);
+    const std::vector<float> q = Random(kLayout.num_q_heads * kDim, 1);
+    const std::vector<float> kv = Random(kLayout.num_kv_heads * kDim, 2);
+    std::vector<float> out(q.size());
+    for (int32_t l = 0; l < 2; ++l) {
+      if (!(*seq)->Attend(l, ConstMatrixView(q.data(), kLayout.num_q_heads, kDim),
+                          MatrixView(out.data(), kLayout.num_q_heads, kDim)).ok() ||
+          !(*seq)->AppendToken(l, ConstMatrixView(kv.data(), kLayout.num_kv_heads, kDim),
+                               ConstMatrixView(kv.data(), kLayout.num_kv_heads, kDim)).ok()) {
+        _exit(4);
+      }
+    }
+    raise(SIGKILL);
+    _exit(5);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(worker, &status, 0), worker);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the worker exited with " << WEXITSTATUS(status);
+  ASSERT_EQ(WTERMSIG(status), SIGKILL);
+
+  auto engine = Connect(daemon_.target(), "tenant-a");
+  auto reference = engine->OpenSequence("reference", kLayout);
+  ASSERT_TRUE(reference.ok());
+  ASSERT_TRUE(Prefill(**reference, prompt, 0, prompt.tokens).ok());
+  absl::StatusOr<std::vector<float>> want = Decode(**reference, 0, 20);
+  ASSERT_TRUE(want.ok()) << want.status();
+  auto resumed = engine->ResumeSequence("worker");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ((*resumed)->num_tokens(), prompt.tokens + kCheckpointed);
+  absl::StatusOr<std::vector<float>> got = Decode(**resumed, kCheckpointed, 20 - kCheckpointed);
+  ASSERT_TRUE(got.ok()) << got.status();
+  const size_t per_step = static_cast<size_t>(kLayout.num_layers) * kLayout.num_q_heads * kDim;
+  ASSERT_EQ(got->size(), (20 - kCheckpointed) * per_step);
+  EXPECT_EQ(std::memcmp(got->data(), want->data() + kCheckpointed * per_step,
+                        got->size() * sizeof(float)),
+            0);
+}
 
 TEST_F(SessionTest, ForksOfOneDocumentDecodeAsTheUnsharedRun) {
   constexpr int64_t kDocTokens = 3 * kSegment, kPromptTokens = 3 * kSegment + 50;

@@ -85,6 +85,56 @@ int main(void) {
   EXPECT_EQ_INT(ckv_sequence_append_token(NULL, 0, q, q), CKV_INVALID_ARGUMENT);
   EXPECT_EQ_INT(ckv_sequence_close(NULL, 0), CKV_INVALID_ARGUMENT);
   EXPECT_TRUE(ckv_sequence_num_tokens(NULL) == 0);
+
+  /* Resumable sessions and shared documents: NULL handles and arguments, before any RPC. */
+  {
+    const int32_t ids[3] = {1, 2, 3};
+    ckv_prefix* prefix = (ckv_prefix*)&failures; /* must be reset to NULL on failure */
+    EXPECT_EQ_INT(ckv_sequence_checkpoint(NULL), CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_sequence_publish(NULL, ids, 3, "m"), CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_sequence_read_tokens(NULL, 0, 0, 1, q, out), CKV_INVALID_ARGUMENT);
+    EXPECT_TRUE(strcmp(ckv_sequence_base_document(NULL), "") == 0);
+    EXPECT_TRUE(ckv_sequence_base_tokens(NULL) == 0);
+
+    seq = (ckv_sequence*)&failures;
+    EXPECT_EQ_INT(ckv_sequence_resume(NULL, "s", &seq), CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_sequence_resume(client, NULL, &seq), CKV_INVALID_ARGUMENT);
+    EXPECT_TRUE(seq == NULL);
+    EXPECT_TRUE(strlen(ckv_client_last_error(client)) > 0);
+    EXPECT_EQ_INT(ckv_sequence_resume(client, "s", NULL), CKV_INVALID_ARGUMENT);
+
+    EXPECT_EQ_INT(ckv_client_find_prefix(NULL, ids, 3, "m", 2, 4, 2, 16, CKV_DTYPE_FP32, &prefix),
+                  CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_client_find_prefix(client, ids, 3, "m", 2, 4, 2, 16, CKV_DTYPE_FP32, NULL),
+                  CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_client_find_prefix(client, NULL, 3, "m", 2, 4, 2, 16, CKV_DTYPE_FP32,
+                                         &prefix),
+                  CKV_INVALID_ARGUMENT);
+    EXPECT_TRUE(prefix == NULL);
+    EXPECT_EQ_INT(ckv_client_find_prefix(client, ids, -1, "m", 2, 4, 2, 16, CKV_DTYPE_FP32,
+                                         &prefix),
+                  CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_client_find_prefix(client, ids, 3, NULL, 2, 4, 2, 16, CKV_DTYPE_FP32,
+                                         &prefix),
+                  CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_client_find_prefix(client, ids, 3, "m", 2, 4, 2, 16, 7, &prefix),
+                  CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_client_find_prefix(client, ids, 3, "m", 2, 3, 2, 16, CKV_DTYPE_FP32,
+                                         &prefix),
+                  CKV_INVALID_ARGUMENT); /* q heads not a multiple of kv heads */
+    EXPECT_TRUE(prefix == NULL);
+    EXPECT_TRUE(strlen(ckv_client_last_error(client)) > 0);
+    EXPECT_TRUE(strcmp(ckv_prefix_document(NULL), "") == 0);
+    EXPECT_TRUE(ckv_prefix_segments(NULL) == 0);
+    EXPECT_TRUE(ckv_prefix_tokens(NULL) == 0);
+    ckv_prefix_free(NULL);
+
+    seq = (ckv_sequence*)&failures;
+    EXPECT_EQ_INT(ckv_sequence_open_from(NULL, "s", NULL, &seq), CKV_INVALID_ARGUMENT);
+    EXPECT_EQ_INT(ckv_sequence_open_from(client, "s", NULL, &seq), CKV_INVALID_ARGUMENT);
+    EXPECT_TRUE(seq == NULL);
+    EXPECT_EQ_INT(ckv_sequence_open_from(client, "s", NULL, NULL), CKV_INVALID_ARGUMENT);
+  }
   EXPECT_TRUE(isnan(ckv_sequence_estimated_recall(NULL, 0)));
   EXPECT_TRUE(strlen(ckv_sequence_last_error(NULL)) > 0);
 
