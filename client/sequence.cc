@@ -49,11 +49,16 @@ absl::Status Sequence::Flush(int32_t layer) { return core_->Flush(layer); }
 
 absl::Status Sequence::Reattach() { return core_->Reattach(); }
 
-absl::Status Sequence::Checkpoint() { return core_->Checkpoint(); }
-
-absl::Status Sequence::Publish(absl::Span<const int32_t> tokens, absl::string_view model) {
-  return core_->Publish(tokens, model);
+absl::Status Sequence::Checkpoint(absl::string_view engine_state) {
+  return core_->Checkpoint(engine_state);
 }
+
+absl::Status Sequence::Publish(absl::Span<const int32_t> tokens, absl::string_view model,
+                               absl::string_view engine_state) {
+  return core_->Publish(tokens, model, engine_state);
+}
+
+const std::string& Sequence::engine_state() const { return core_->engine_state(); }
 
 absl::Status Sequence::ReadTokens(int32_t layer, int64_t begin, int64_t end, float* keys,
                                   float* values) {

@@ -229,16 +229,21 @@ class Sequence {
   // position. Pending window offloads are flushed first (their error is returned). After it
   // returns OK, Client::ResumeSequence in any process continues this sequence exactly as it
   // stands now, without a prefill. Call it at a step boundary (after every layer's
-  // AppendToken of a token), e.g. every few steps.
-  [[nodiscard]] absl::Status Checkpoint();
+  // AppendToken of a token), e.g. every few steps. `engine_state` is saved with it, opaque:
+  // what the engine keeps beside the sequence (e.g. the windows of sliding-window layers,
+  // which never reach the daemon), handed back by engine_state() after a resume. Each
+  // checkpoint replaces the previous one's (empty: none).
+  [[nodiscard]] absl::Status Checkpoint(absl::string_view engine_state = {});
   // Seals this sequence as a stored document whose token ids are `tokens` (its whole length,
   // prefilled and not decoded) for `model` (any name that identifies the weights): its
   // clustering segments become findable with Client::FindPrefix by a prompt that starts with
   // the same tokens, and from then on the sequence is read-only (Close(drop) fails while
-  // forks use it). Checkpoints first. FailedPrecondition: decode tokens, a fork, a layer
-  // prefilled in pieces that do not end on segment boundaries, or tokens.size() !=
-  // num_tokens().
-  [[nodiscard]] absl::Status Publish(absl::Span<const int32_t> tokens, absl::string_view model);
+  // forks use it). Checkpoints first, with `engine_state`, which a fork of the WHOLE document
+  // receives as its engine_state() (a fork of fewer segments receives none). FailedPrecondition:
+  // decode tokens, a fork, a layer prefilled in pieces that do not end on segment boundaries,
+  // or tokens.size() != num_tokens().
+  [[nodiscard]] absl::Status Publish(absl::Span<const int32_t> tokens, absl::string_view model,
+                                     absl::string_view engine_state = {});
   // The stored keys and values of positions [begin, end) of `layer`, as fp32 in token-major
   // order [end - begin, num_kv_heads, head_dim] (an engine's KV cache): what an engine needs to
   // prefill the rest of a prompt after a shared prefix. Reads every cluster of the layer from
@@ -249,6 +254,9 @@ class Sequence {
   // own).
   const std::string& base_document() const;
   int64_t base_tokens() const;
+  // The engine state of the checkpoint this sequence was resumed from, or of the document
+  // this fork shares whole; empty otherwise.
+  const std::string& engine_state() const;
 
   // Closes the sequence on the daemon; `drop` deletes it. The object stays usable only for
   // accessors.

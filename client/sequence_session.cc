@@ -29,7 +29,7 @@ const v1::LayerCheckpoint* FindLayer(const v1::SequenceState& state, int32_t lay
 
 }  // namespace
 
-absl::Status SequenceCore::Checkpoint() {
+absl::Status SequenceCore::Checkpoint(absl::string_view engine_state) {
   if (closed_) return absl::FailedPreconditionError(absl::StrCat("sequence ", id_, " is closed"));
   CompletePrefetches();
   for (int32_t l = 0; l < layout_.num_layers; ++l) {
@@ -99,6 +99,15 @@ absl::Status SequenceCore::Checkpoint() {
     lc->set_window_start(window_start);
     for (const LayerState::SavedChunk& c : live[l]) lc->add_chunks(c.id);
   }
+  // The engine's state, in pieces well under the daemon's block limit.
+  constexpr size_t kEnginePiece = size_t{4} << 20;
+  for (size_t at = 0; at < engine_state.size(); at += kEnginePiece) {
+    v1::StateChunk* chunk = request.add_chunks();
+    chunk->set_layer(-1);
+    chunk->set_chunk(next);
+    chunk->set_data(std::string(engine_state.substr(at, kEnginePiece)));
+    out->add_engine_chunks(next++);
+  }
   out->set_next_chunk(next);
   // Numbers of a checkpoint that failed are never reused with other rows.
   next_chunk_ = next;
@@ -119,12 +128,29 @@ absl::StatusOr<std::unique_ptr<SequenceCore>> SequenceCore::Resume(KvTransport* 
                    Reopen(transport, sequence_id, std::move(options)));
   v1::GetStateRequest request;
   request.set_sequence_id(seq->id_);
+  request.set_engine_state(true);
   ASSIGN_OR_RETURN(v1::GetStateResponse response, transport->GetState(request));
   if (!response.has_state()) {
     return absl::FailedPreconditionError(
         absl::StrCat("sequence ", seq->id_, " was never checkpointed"));
   }
   RETURN_IF_ERROR(seq->RestoreState(response.state()));
+  for (const v1::StateChunk& chunk : response.chunks()) {
+    if (chunk.layer() == -1) seq->engine_state_ += chunk.data();
+  }
+  if (response.state().has_base() && response.state().engine_chunks_size() == 0 &&
+      response.state().layers_size() == 0) {
+    // A fork not yet checkpointed: the document's engine state, when it shares all of it.
+    v1::GetStateRequest doc;
+    doc.set_sequence_id(response.state().base().document());
+    doc.set_engine_state(true);
+    ASSIGN_OR_RETURN(v1::GetStateResponse d, transport->GetState(doc));
+    if (d.has_state() && d.state().num_tokens() == response.state().base().tokens()) {
+      for (const v1::StateChunk& chunk : d.chunks()) {
+        if (chunk.layer() == -1) seq->engine_state_ += chunk.data();
+      }
+    }
+  }
   return seq;
 }
 
@@ -272,7 +298,8 @@ absl::Status SequenceCore::RestoreState(const v1::SequenceState& state) {
   return absl::OkStatus();
 }
 
-absl::Status SequenceCore::Publish(absl::Span<const int32_t> tokens, absl::string_view model) {
+absl::Status SequenceCore::Publish(absl::Span<const int32_t> tokens, absl::string_view model,
+                                   absl::string_view engine_state) {
   if (closed_) return absl::FailedPreconditionError(absl::StrCat("sequence ", id_, " is closed"));
   if (!base_document_.empty()) {
     return absl::FailedPreconditionError(
@@ -292,7 +319,7 @@ absl::Status SequenceCore::Publish(absl::Span<const int32_t> tokens, absl::strin
           absl::StrCat("sequence ", id_, " has decode tokens; publish it right after prefill"));
     }
   }
-  RETURN_IF_ERROR(Checkpoint());
+  RETURN_IF_ERROR(Checkpoint(engine_state));
   const std::vector<int64_t> ends =
       internal::SegmentEnds(num_tokens(), options_.config.prefill_segment_tokens);
   v1::SealDocumentRequest request;

@@ -20,7 +20,9 @@ namespace clusterkv::server {
 namespace {
 
 storage::BlockKey ChunkKey(const SequenceKey& key, int32_t layer, int32_t chunk) {
-  return storage::BlockKey{key, ClusterId{HeadId{layer, 0}, kStateChunkBase + chunk}};
+  // The engine's chunks live beside layer 0's (chunk numbers are unique per sequence).
+  const int32_t stored_layer = layer == kEngineStateLayer ? 0 : layer;
+  return storage::BlockKey{key, ClusterId{HeadId{stored_layer, 0}, kStateChunkBase + chunk}};
 }
 
 }  // namespace
@@ -109,12 +111,17 @@ absl::StatusOr<v1::PutStateResponse> RequestHandler::PutState(const CallContext&
     for (const v1::LayerCheckpoint& l : state.layers()) {
       for (int32_t chunk : l.chunks()) named.emplace(l.layer(), chunk);
     }
+    for (int32_t chunk : state.engine_chunks()) named.emplace(kEngineStateLayer, chunk);
+    auto drop_unnamed = [&](int32_t layer, int32_t chunk) -> absl::Status {
+      if (named.contains(std::pair{layer, chunk})) return absl::OkStatus();
+      const absl::Status dropped = store_->DeleteBlock(ChunkKey(key, layer, chunk));
+      return absl::IsNotFound(dropped) ? absl::OkStatus() : dropped;
+    };
     for (const v1::LayerCheckpoint& l : committed->layers()) {
-      for (int32_t chunk : l.chunks()) {
-        if (named.contains(std::pair{l.layer(), chunk})) continue;
-        const absl::Status dropped = store_->DeleteBlock(ChunkKey(key, l.layer(), chunk));
-        if (!dropped.ok() && !absl::IsNotFound(dropped)) return dropped;
-      }
+      for (int32_t chunk : l.chunks()) RETURN_IF_ERROR(drop_unnamed(l.layer(), chunk));
+    }
+    for (int32_t chunk : committed->engine_chunks()) {
+      RETURN_IF_ERROR(drop_unnamed(kEngineStateLayer, chunk));
     }
   }
   RETURN_IF_ERROR(UpdateTokens(key, *session, state.num_tokens(), /*grow_only=*/true));
@@ -144,22 +151,29 @@ absl::StatusOr<v1::GetStateResponse> RequestHandler::GetState(const CallContext&
   if (absl::IsNotFound(state.status())) return response;
   RETURN_IF_ERROR(state.status());
   uint64_t bytes = 0;
+  auto add_chunk = [&](int32_t layer, int32_t chunk) -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<uint8_t> data, store_->GetBlock(ChunkKey(key, layer, chunk)));
+    bytes += data.size();
+    if (bytes > options_.max_response_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the state of the named layers exceeds ", options_.max_response_bytes,
+          " bytes; ask for fewer layers at a time"));
+    }
+    v1::StateChunk* out = response.add_chunks();
+    out->set_layer(layer);
+    out->set_chunk(chunk);
+    out->set_data(data.data(), data.size());
+    return absl::OkStatus();
+  };
   for (const v1::LayerCheckpoint& l : state->layers()) {
     if (l.layer() < 0 || l.layer() >= layout.num_layers || !named[static_cast<size_t>(l.layer())]) {
       continue;
     }
-    for (int32_t chunk : l.chunks()) {
-      ASSIGN_OR_RETURN(std::vector<uint8_t> data, store_->GetBlock(ChunkKey(key, l.layer(), chunk)));
-      bytes += data.size();
-      if (bytes > options_.max_response_bytes) {
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "the state of the named layers exceeds ", options_.max_response_bytes,
-            " bytes; ask for fewer layers at a time"));
-      }
-      v1::StateChunk* out = response.add_chunks();
-      out->set_layer(l.layer());
-      out->set_chunk(chunk);
-      out->set_data(data.data(), data.size());
+    for (int32_t chunk : l.chunks()) RETURN_IF_ERROR(add_chunk(l.layer(), chunk));
+  }
+  if (request.engine_state()) {
+    for (int32_t chunk : state->engine_chunks()) {
+      RETURN_IF_ERROR(add_chunk(kEngineStateLayer, chunk));
     }
   }
   *response.mutable_state() = *std::move(state);

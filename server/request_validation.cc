@@ -214,7 +214,7 @@ absl::Status ValidatePutState(const KvLayout& layout, const v1::PutStateRequest&
     return absl::OkStatus();
   };
   for (const v1::StateChunk& chunk : request.chunks()) {
-    RETURN_IF_ERROR(CheckHead(layout, chunk.layer(), 0));
+    if (chunk.layer() != kEngineStateLayer) RETURN_IF_ERROR(CheckHead(layout, chunk.layer(), 0));
     RETURN_IF_ERROR(check_chunk_id(chunk.chunk()));
     if (chunk.data().empty() || chunk.data().size() > max_chunk_bytes) {
       return absl::InvalidArgumentError(absl::StrCat("state chunk ", chunk.chunk(), " has ",
@@ -247,6 +247,10 @@ absl::Status ValidatePutState(const KvLayout& layout, const v1::PutStateRequest&
     }
     for (int32_t chunk : l.chunks()) RETURN_IF_ERROR(check_chunk_id(chunk));
   }
+  if (state.engine_chunks_size() > kMaxStateChunks) {
+    return absl::InvalidArgumentError("checkpoint names too many engine state chunks");
+  }
+  for (int32_t chunk : state.engine_chunks()) RETURN_IF_ERROR(check_chunk_id(chunk));
   return absl::OkStatus();
 }
 

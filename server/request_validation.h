@@ -17,6 +17,9 @@ namespace clusterkv::server {
 // Store ids from here up hold a sequence's session state chunks (PutState, chunk c at
 // kStateChunkBase + c of kv head 0), never a cluster block.
 inline constexpr int32_t kStateChunkBase = int32_t{1} << 30;
+// StateChunk.layer of the engine's own state chunks (stored beside layer 0's: chunk numbers
+// are unique per sequence).
+inline constexpr int32_t kEngineStateLayer = -1;
 // Most chunks one PutState may carry, and most one layer's state may name.
 inline constexpr int32_t kMaxStateChunks = int32_t{1} << 16;
 // Most segments of a document, and the accepted size of one hash of its chain.
@@ -53,7 +56,7 @@ absl::Status ValidateBlock(const KvLayout& layout, const v1::ClusterBlock& block
 // centroid value finite, at most 2^20 clusters.
 absl::Status ValidateHeadIndex(const KvLayout& layout, const v1::HeadIndex& index);
 
-// A checkpoint (PutState): every chunk's layer in range, chunk in [0, kStateChunkBase),
+// A checkpoint (PutState): every chunk's layer in range (or kEngineStateLayer), chunk in [0, kStateChunkBase),
 // data non-empty and at most max_chunk_bytes, at most kMaxStateChunks of them; the state's
 // layers in range and distinct, counts non-negative, chunk numbers in range.
 absl::Status ValidatePutState(const KvLayout& layout, const v1::PutStateRequest& request,

@@ -107,8 +107,9 @@ class SequenceCore {
 
   // Resumable sessions and shared documents (sequence_session.cc): client::Sequence's and
   // client::Client's calls of the same names.
-  [[nodiscard]] absl::Status Checkpoint();
-  [[nodiscard]] absl::Status Publish(absl::Span<const int32_t> tokens, absl::string_view model);
+  [[nodiscard]] absl::Status Checkpoint(absl::string_view engine_state = {});
+  [[nodiscard]] absl::Status Publish(absl::Span<const int32_t> tokens, absl::string_view model,
+                                     absl::string_view engine_state = {});
   [[nodiscard]] absl::Status ReadTokens(int32_t layer, int64_t begin, int64_t end, float* keys,
                                         float* values);
   // Rebuilds `sequence_id` from its last checkpoint (and its base document, for a fork).
@@ -120,6 +121,7 @@ class SequenceCore {
       const std::string& document, int32_t segments, SequenceOptions options);
   const std::string& base_document() const { return base_document_; }
   int64_t base_tokens() const { return base_tokens_; }
+  const std::string& engine_state() const { return engine_state_; }
 
   [[nodiscard]] absl::Status Close(bool drop);
 
@@ -271,6 +273,8 @@ class SequenceCore {
   int64_t base_tokens_ = 0;
   // The next state chunk number a checkpoint uses.
   int32_t next_chunk_ = 0;
+  // The engine's state handed back by a resume or a fork of a whole document.
+  std::string engine_state_;
   // Adaptive budget: the tokens of this step's cap (num_kv_heads * B per sparse layer) that the
   // layers attended so far left unspent; later layers of the same step may use them.
   int64_t budget_bank_ = 0;

@@ -213,7 +213,12 @@ TEST_F(SessionTest, ForksOfOneDocumentDecodeAsTheUnsharedRun) {
   auto doc = engine->OpenSequence("doc", kLayout);
   ASSERT_TRUE(doc.ok()) << doc.status();
   ASSERT_TRUE(Prefill(**doc, prompt, 0, kDocTokens).ok());
-  ASSERT_TRUE((*doc)->Publish(absl::MakeConstSpan(prompt.ids).subspan(0, kDocTokens), "m").ok());
+  // The engine's own state (e.g. sliding windows) rides along, in several pieces.
+  std::string windows(size_t{5} << 20, 'w');
+  windows[12345] = 'x';
+  ASSERT_TRUE((*doc)
+                  ->Publish(absl::MakeConstSpan(prompt.ids).subspan(0, kDocTokens), "m", windows)
+                  .ok());
 
   auto found = engine->FindPrefix(prompt.ids, "m", kLayout);
   ASSERT_TRUE(found.ok()) << found.status();
@@ -232,6 +237,10 @@ TEST_F(SessionTest, ForksOfOneDocumentDecodeAsTheUnsharedRun) {
   ASSERT_TRUE(partial->has_value());
   EXPECT_EQ((*partial)->segments, 1);
   EXPECT_EQ((*partial)->tokens, kSegment);
+  auto partial_fork = engine->OpenSequenceFrom("partial", **partial);
+  ASSERT_TRUE(partial_fork.ok()) << partial_fork.status();
+  EXPECT_EQ((*partial_fork)->num_tokens(), kSegment);
+  EXPECT_TRUE((*partial_fork)->engine_state().empty());  // the windows belong to the end
 
   auto unshared = engine->OpenSequence("unshared", kLayout);
   ASSERT_TRUE(unshared.ok());
@@ -245,6 +254,7 @@ TEST_F(SessionTest, ForksOfOneDocumentDecodeAsTheUnsharedRun) {
     ASSERT_TRUE(fork.ok()) << fork.status();
     EXPECT_EQ((*fork)->base_document(), "doc");
     EXPECT_EQ((*fork)->num_tokens(), kDocTokens);
+    EXPECT_TRUE((*fork)->engine_state() == windows);  // it shares the whole document
     // The shared prefix reads back as prefilled (rounded to the stored fp16).
     const int64_t row = int64_t{kLayout.num_kv_heads} * kDim;
     std::vector<float> k(kDocTokens * row), v(kDocTokens * row);
@@ -360,13 +370,16 @@ TEST_F(SessionTest, ResumedSequenceContinuesAsTheUninterruptedDecode) {
     ASSERT_TRUE(Prefill(**seq, prompt, 0, prompt.tokens).ok());
     // 13 steps checkpointed (a window of 8 offloaded on the way), then 2 more that are lost
     // with the worker; the second window's offload lands before the loss.
-    ASSERT_TRUE(Decode(**seq, 0, 13, /*checkpoint=*/true).ok());
+    ASSERT_TRUE(Decode(**seq, 0, 12, /*checkpoint=*/true).ok());
+    ASSERT_TRUE(Decode(**seq, 12, 1).ok());
+    ASSERT_TRUE((*seq)->Checkpoint("engine at 13").ok());
     ASSERT_TRUE(Decode(**seq, 13, 4).ok());
   }
   auto fresh = Connect(daemon_.target(), "tenant-a");
   auto seq = fresh->ResumeSequence("session");
   ASSERT_TRUE(seq.ok()) << seq.status();
   EXPECT_EQ((*seq)->num_tokens(), prompt.tokens + 13);
+  EXPECT_EQ((*seq)->engine_state(), "engine at 13");
   absl::StatusOr<std::vector<float>> got = Decode(**seq, 13, 17, /*checkpoint=*/true);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(got->size(), 17 * per_step);

@@ -104,8 +104,6 @@ std::string ClusterKvSession::DataPlaneConfigured() const {
   return why.ok() ? "grpc" : absl::StrCat("grpc (UCX unavailable: ", why.message(), ")");
 }
 
-namespace {
-
 // The client a ClusterKV run connects with, for `sequences` sequences of `model`.
 client::ClientOptions ClientOptionsFor(const ModelConfig& model, const ServiceOptions& o,
                                        int64_t budget, int threads, int32_t sequences) {
@@ -137,7 +135,6 @@ client::ClientOptions ClientOptionsFor(const ModelConfig& model, const ServiceOp
   return co;
 }
 
-}  // namespace
 
 absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const ServiceOptions& o,
                                                int64_t budget, const std::string& name,
@@ -150,6 +147,17 @@ absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model, const S
       session.client->OpenSequence(absl::StrCat(o.sequence_prefix, "-", getpid(), "-", name),
                                    model.ToKvLayout(o.kv_dtype)));
   auto sparse = std::make_unique<ClusterKvBackend>(name, std::move(seq));
+  session.sparse = sparse.get();
+  session.backend = ForModelLayers(model, std::move(sparse));
+  return session;
+}
+
+ClusterKvSession WrapClusterKv(const ModelConfig& model, std::unique_ptr<client::Client> client,
+                               std::unique_ptr<client::Sequence> sequence,
+                               const std::string& name) {
+  ClusterKvSession session;
+  session.client = std::move(client);
+  auto sparse = std::make_unique<ClusterKvBackend>(name, std::move(sequence));
   session.sparse = sparse.get();
   session.backend = ForModelLayers(model, std::move(sparse));
   return session;

@@ -97,6 +97,15 @@ absl::StatusOr<ClusterKvSession> OpenClusterKv(const ModelConfig& model,
                                                const ServiceOptions& options, int64_t budget,
                                                const std::string& name, int threads);
 
+// The client options OpenClusterKv connects with, for `sequences` sequences of `model`.
+client::ClientOptions ClientOptionsFor(const ModelConfig& model, const ServiceOptions& options,
+                                       int64_t budget, int threads, int32_t sequences);
+// A ClusterKvSession over a sequence opened some other way (a fork of a stored document, a
+// resumed sequence) on `client`.
+ClusterKvSession WrapClusterKv(const ModelConfig& model, std::unique_ptr<client::Client> client,
+                               std::unique_ptr<client::Sequence> sequence,
+                               const std::string& name);
+
 // Several ClusterKV sequences of one model on one Client (a decode batch): the backend the
 // decoder calls for each (as in ClusterKvSession) and its ClusterKvBackend. Members are destroyed
 // backends first, client last.

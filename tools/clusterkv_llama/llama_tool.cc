@@ -20,6 +20,7 @@
 #include "tools/clusterkv_llama/generate.h"
 #include "tools/clusterkv_llama/model_loader.h"
 #include "tools/clusterkv_llama/report.h"
+#include "tools/clusterkv_llama/reuse_bench.h"
 #include "tools/clusterkv_llama/speed_bench.h"
 #include "tools/clusterkv_llama/text_source.h"
 #include "tools/clusterkv_llama/tokenizer.h"
@@ -194,6 +195,29 @@ absl::Status RunGenerate(const ToolOptions& o, const ComparisonOptions& co,
 }
 
 // The bench mode: speed_bench.h's table, and its report when --json is given.
+absl::Status RunReuse(const ToolOptions& o, const ComparisonOptions& co,
+                      const ModelWeights& weights, const std::vector<int32_t>& prompt,
+                      std::ostream& out) {
+  ReuseBenchOptions ro;
+  static_cast<ServiceOptions&>(ro) = co;
+  ro.budget = o.generate_budget;
+  ro.steps = static_cast<int32_t>(std::max<int64_t>(o.bench_steps, 1));
+  ro.model_name =
+      o.model.empty() ? "random" : std::filesystem::path(o.model).filename().string();
+  ro.progress = co.progress;
+  ASSIGN_OR_RETURN(nlohmann::ordered_json rows, RunReuseBench(weights, prompt, ro, out));
+  if (!o.json_path.empty()) {
+    nlohmann::ordered_json report = nlohmann::ordered_json::object();
+    report["bench"] = "llama_reuse";
+    report["machine"] = MachineInfo();
+    report["model"] = weights.config.DebugString();
+    report["results"] = std::move(rows);
+    RETURN_IF_ERROR(WriteJsonFile(report, o.json_path));
+    out << "wrote " << o.json_path << "\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunBench(const ToolOptions& o, const ComparisonOptions& co,
                       const ModelWeights& weights, const std::vector<int32_t>& prompt,
                       std::ostream& out) {
@@ -380,9 +404,10 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
   std::string mode = o.mode;
   if (mode == "auto") mode = text_prompt ? "generate" : "compare";
   if (mode != "generate" && mode != "compare" && mode != "bench" && mode != "eval" &&
-      mode != "demo") {
+      mode != "demo" && mode != "reuse") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--mode must be auto, generate, compare, bench, eval or demo, got \"", o.mode, "\""));
+        "--mode must be auto, generate, compare, bench, eval, demo or reuse, got \"", o.mode,
+        "\""));
   }
   std::unique_ptr<Tokenizer> tokenizer;
   if (!o.model.empty() &&
@@ -457,7 +482,7 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
   const int64_t new_tokens = mode == "generate" ? o.max_new_tokens
                              : mode == "demo"
                                  ? std::max<int64_t>(o.max_new_tokens, o.demo_reference_tokens + 1)
-                             : mode == "bench" ? o.bench_steps
+                             : mode == "bench" || mode == "reuse" ? o.bench_steps
                                                : o.comparison.steps;
   if (static_cast<int64_t>(prompt.size()) + new_tokens > c.max_context) {
     return absl::InvalidArgumentError(
@@ -472,10 +497,11 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
     ASSIGN_OR_RETURN(daemon, OwnDaemon::Start(o, err));
     co.target = daemon->target();
   }
-  if (mode == "generate" || mode == "demo" || mode == "bench") {
-    absl::Status status = mode != "bench"
-                              ? RunGenerate(o, co, weights, *tokenizer, prompt, reference, out)
-                              : RunBench(o, co, weights, prompt, out);
+  if (mode == "generate" || mode == "demo" || mode == "bench" || mode == "reuse") {
+    absl::Status status = mode == "reuse"   ? RunReuse(o, co, weights, prompt, out)
+                          : mode != "bench" ? RunGenerate(o, co, weights, *tokenizer, prompt,
+                                                          reference, out)
+                                            : RunBench(o, co, weights, prompt, out);
     if (daemon != nullptr) {
       const absl::Status stopped = daemon->Stop();
       RETURN_IF_ERROR(status);

@@ -62,8 +62,9 @@ ABSL_FLAG(std::string, mode, "auto",
           "generate (text in, text out: full attention and ClusterKV continue the prompt), "
           "demo (the main job: a long real passage, both continuations, the perplexity gap), "
           "compare (teacher-forced comparison at every --budgets entry), bench (prefill and "
-          "decode speed, OpenBLAS vs own kernels), or auto (generate for a text prompt, else "
-          "compare).");
+          "decode speed, OpenBLAS vs own kernels), reuse (time to first token over a stored "
+          "document and after a parked session vs a full prefill; needs "
+          "--prefill_segment_tokens), or auto (generate for a text prompt, else compare).");
 ABSL_FLAG(int32_t, max_new_tokens, 64, "generate: tokens to generate per variant.");
 ABSL_FLAG(int64_t, budget, 1024, "generate and bench: the ClusterKV budget B.");
 ABSL_FLAG(int32_t, bench_steps, 32, "bench: decode steps per variant.");
@@ -112,6 +113,11 @@ ABSL_FLAG(std::string, budgets, "256,512,1024,2048",
 ABSL_FLAG(std::string, kv_dtype, "fp16", "KV cache dtype of both backends: fp16, bf16, fp32.");
 ABSL_FLAG(int32_t, clusters, 400, "C0: prefill clusters per kv head.");
 ABSL_FLAG(int32_t, kmeans_iters, 20, "K-means iterations.");
+ABSL_FLAG(int32_t, prefill_segment_tokens, 0,
+          "G: cluster the prompt in segments of G tokens, each its own K-means, so that "
+          "segment-aligned prefixes are reusable (--mode=reuse needs it); 0 = the whole prompt.");
+ABSL_FLAG(int32_t, prefill_segment_clusters, 0,
+          "Clusters per full prefill segment (0: C0 * G / 8192).");
 ABSL_FLAG(int32_t, sinks, 16, "Sink tokens.");
 ABSL_FLAG(std::string, dense_layers, "0,1", "Layers that keep full attention (\"\" = none).");
 ABSL_FLAG(int32_t, recluster_interval, 320, "m: decode tokens per recent window.");
@@ -280,6 +286,8 @@ int main(int argc, char** argv) {
   co.kv_dtype = *kv_dtype;
   co.config.num_prefill_clusters = absl::GetFlag(FLAGS_clusters);
   co.config.kmeans_iterations = absl::GetFlag(FLAGS_kmeans_iters);
+  co.config.prefill_segment_tokens = absl::GetFlag(FLAGS_prefill_segment_tokens);
+  co.config.prefill_segment_clusters = absl::GetFlag(FLAGS_prefill_segment_clusters);
   co.config.num_sink_tokens = absl::GetFlag(FLAGS_sinks);
   co.config.min_token_budget = absl::GetFlag(FLAGS_min_budget);
   co.config.max_token_budget = absl::GetFlag(FLAGS_max_budget);
