@@ -28,6 +28,7 @@
 #include "tools/clusterkv_llama/clusterkv_attention.h"
 #include "tools/clusterkv_llama/model_writer.h"
 #include "tools/clusterkv_llama/prompt.h"
+#include "tools/clusterkv_llama/reuse_bench.h"
 
 namespace clusterkv::llama {
 namespace {
@@ -190,6 +191,93 @@ TEST(LlamaEngineTest, SpeculativePrefetchDecodesExactlyAsWithout) {
   EXPECT_GT(totals[1].prefetched_tokens, 0);
   EXPECT_GT(totals[1].prefetch_used_tokens, 0);
   EXPECT_EQ(totals[1].attended_tokens, totals[0].attended_tokens);
+}
+
+// A prefill that continues a stored prefix (DecoderModel::Prefill with `prefix`: what a request
+// over a shared document runs) computes what one prefill of the whole prompt computes, for a
+// model with only global layers and for one with sliding-window layers, whose prefix is only
+// its last windows.
+TEST(LlamaEngineTest, PrefillContinuesAStoredPrefix) {
+  for (bool local : {false, true}) {
+    SCOPED_TRACE(local ? "with local layers" : "global layers only");
+    RandomModelOptions mo;
+    mo.config = SmallConfig();
+    if (local) {
+      mo.config.sliding_window = 24;
+      mo.config.layer_is_local = {1, 0, 1};
+    }
+    mo.seed = 9;
+    absl::StatusOr<ModelWeights> w = MakeRandomWeights(mo);
+    ASSERT_TRUE(w.ok()) << w.status();
+    const ModelConfig& c = w->config;
+    DecoderModel model(&*w, /*threads=*/2);
+    const std::vector<int32_t> prompt = SmallPrompt();
+    const int64_t n = static_cast<int64_t>(prompt.size()), m = 128;
+    absl::StatusOr<PrefillResult> whole = model.Prefill(prompt);
+    absl::StatusOr<PrefillResult> prefix =
+        model.Prefill(absl::MakeConstSpan(prompt).subspan(0, m));
+    ASSERT_TRUE(whole.ok() && prefix.ok());
+    absl::StatusOr<PrefillResult> rest =
+        model.Prefill(absl::MakeConstSpan(prompt).subspan(m), nullptr, nullptr, &*prefix);
+    ASSERT_TRUE(rest.ok()) << rest.status();
+    EXPECT_EQ(rest->tokens, n);
+    float worst = 0;
+    for (int32_t v = 0; v < c.vocab; ++v) {
+      worst = std::max(worst, std::abs(rest->last_logits[v] - whole->last_logits[v]));
+    }
+    EXPECT_LT(worst, 1e-3f);
+    for (int32_t l = 0; l < c.n_layers; ++l) {
+      ASSERT_EQ(rest->keys[l].size(), whole->keys[l].size()) << "layer " << l;
+      for (size_t i = 0; i < rest->keys[l].size(); ++i) {
+        ASSERT_NEAR(rest->keys[l][i], whole->keys[l][i], 1e-3f) << "layer " << l << " at " << i;
+      }
+    }
+    // A prefix of the wrong shape is refused.
+    PrefillResult bad = *prefix;
+    bad.keys.pop_back();
+    EXPECT_EQ(model.Prefill(absl::MakeConstSpan(prompt).subspan(m), nullptr, nullptr, &bad)
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+// --mode=reuse end to end on the small model, with and without local layers: a document
+// published, found and forked, its rest prefilled, a parked sequence resumed; the resumed
+// sequence's next token is the one the uninterrupted sequence computes (the resume is exact).
+TEST(LlamaEngineTest, ReuseBenchForksADocumentAndResumesAParkedSequence) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  for (bool local : {false, true}) {
+    SCOPED_TRACE(local ? "with local layers" : "global layers only");
+    RandomModelOptions mo;
+    mo.config = SmallConfig();
+    if (local) {
+      mo.config.sliding_window = 24;
+      mo.config.layer_is_local = {1, 0, 1};
+    }
+    mo.seed = 9;
+    absl::StatusOr<ModelWeights> w = MakeRandomWeights(mo);
+    ASSERT_TRUE(w.ok()) << w.status();
+    ReuseBenchOptions o;
+    static_cast<ServiceOptions&>(o) = SmallOptions(daemon.target());
+    o.config.dense_layers = {};
+    o.config.prefill_segment_tokens = 64;
+    o.config.prefill_segment_clusters = 6;
+    o.budget = 32;
+    o.steps = 6;
+    o.model_name = local ? "small-local" : "small";
+    o.sequence_prefix = local ? "reuse-local" : "reuse";
+    std::ostringstream table;
+    absl::StatusOr<nlohmann::ordered_json> rows =
+        RunReuseBench(*w, SmallPrompt(), o, table);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    ASSERT_EQ(rows->size(), 4u) << table.str();
+    EXPECT_EQ((*rows)[1]["shared_tokens"], 192);
+    EXPECT_TRUE((*rows)[2]["next_token_equal"].get<bool>()) << table.str();
+    EXPECT_GT((*rows)[3]["document_tier_bytes"].get<uint64_t>(),
+              (*rows)[3]["later_fork_tier_bytes_each"].get<uint64_t>());
+  }
 }
 
 // A batch of sequences stepping together (DecoderModel::DecodeBatchStep): with their attention

@@ -146,11 +146,13 @@ void DecoderModel::Logits(const float* x, int64_t rows, float* logits) const {
 
 absl::StatusOr<PrefillResult> DecoderModel::Prefill(absl::Span<const int32_t> tokens,
                                                     const ForwardProgress& progress,
-                                                    const PositionLogits& all_logits) const {
+                                                    const PositionLogits& all_logits,
+                                                    const PrefillResult* prefix) const {
   const ModelConfig& c = weights_->config;
   const ModelWeights& w = *weights_;
-  const int64_t total = static_cast<int64_t>(tokens.size());
-  if (total == 0) return absl::InvalidArgumentError("prefill: empty prompt");
+  const int64_t base = prefix != nullptr ? prefix->tokens : 0;
+  const int64_t total = base + static_cast<int64_t>(tokens.size());
+  if (total == base) return absl::InvalidArgumentError("prefill: empty prompt");
   if (total > c.max_context) {
     return absl::InvalidArgumentError(absl::StrCat("prefill: the prompt's ", total,
                                                    " tokens exceed the model's context of ",
@@ -168,18 +170,41 @@ absl::StatusOr<PrefillResult> DecoderModel::Prefill(absl::Span<const int32_t> to
   r.keys.assign(static_cast<size_t>(c.n_layers),
                 std::vector<float>(static_cast<size_t>(total * kv_dim)));
   r.values = r.keys;
-  const int64_t chunk_max = std::min(kChunk, total);
+  if (prefix != nullptr) {
+    // The prefix's rows at their positions: every row of a global layer, the last window of a
+    // local one (all its next queries can see).
+    if (prefix->keys.size() != r.keys.size() || prefix->values.size() != r.keys.size()) {
+      return absl::InvalidArgumentError("prefill: the prefix has the wrong number of layers");
+    }
+    for (int32_t l = 0; l < c.n_layers; ++l) {
+      const size_t i = static_cast<size_t>(l);
+      const int64_t rows = c.IsLocalLayer(l) ? std::min<int64_t>(base, c.sliding_window) : base;
+      if (static_cast<int64_t>(prefix->keys[i].size()) != rows * kv_dim ||
+          prefix->values[i].size() != prefix->keys[i].size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "prefill: the prefix's layer ", l, " must hold ", rows, " rows of ", kv_dim));
+      }
+      std::copy(prefix->keys[i].begin(), prefix->keys[i].end(),
+                r.keys[i].begin() + (base - rows) * kv_dim);
+      std::copy(prefix->values[i].begin(), prefix->values[i].end(),
+                r.values[i].begin() + (base - rows) * kv_dim);
+    }
+  }
+  const int64_t chunk_max = std::min(kChunk, total - base);
   std::vector<float> x(static_cast<size_t>(chunk_max * dim)), h(x.size()), proj(x.size());
   std::vector<float> q(static_cast<size_t>(chunk_max * q_dim)), attn(q.size());
   std::vector<float> gate(static_cast<size_t>(chunk_max * ffn)), up(gate.size());
   std::vector<float> logits;
-  if (all_logits) logits.resize(static_cast<size_t>(std::min(kLogitRows, total) * c.vocab));
+  if (all_logits) {
+    logits.resize(static_cast<size_t>(std::min(kLogitRows, total - base) * c.vocab));
+  }
   int64_t n = 0;
-  for (int64_t t0 = 0; t0 < total; t0 += n) {
+  for (int64_t t0 = base; t0 < total; t0 += n) {
     n = std::min(kChunk, total - t0);
     for (int64_t i = 0; i < n; ++i) {
       const float* e =
-          &w.embed[static_cast<size_t>(int64_t{tokens[static_cast<size_t>(t0 + i)]} * dim)];
+          &w.embed[static_cast<size_t>(int64_t{tokens[static_cast<size_t>(t0 - base + i)]} *
+                                       dim)];
       float* xi = &x[static_cast<size_t>(i * dim)];
       for (int64_t d = 0; d < dim; ++d) xi[d] = e[d] * c.embed_scale;
     }
@@ -206,7 +231,7 @@ absl::StatusOr<PrefillResult> DecoderModel::Prefill(absl::Span<const int32_t> to
         }
       }
     }
-    if (progress) progress(t0 + n, total);
+    if (progress) progress(t0 + n - base, total - base);
   }
   // x holds the last chunk; its last row is the last prompt token.
   r.last_logits.resize(static_cast<size_t>(c.vocab));

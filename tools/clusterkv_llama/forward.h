@@ -71,9 +71,14 @@ class DecoderModel {
   // InvalidArgument: empty prompt, a token outside [0, vocab), or more tokens than
   // max_context. With `all_logits`, it is called for every prompt position (the vocabulary
   // projection then runs for every token, not only the last).
+  // With `prefix` (a prompt's keys and values as Prefill returns them: every row of a global
+  // layer, the last window of a local one), `tokens` continue that prompt from position
+  // prefix->tokens: the result is the whole prompt's (rows of local layers before the prefix's
+  // window are zero, and dropped as usual), exactly what one Prefill of both would compute up
+  // to the chunking of the matrix products. InvalidArgument: a prefix of the wrong shape.
   [[nodiscard]] absl::StatusOr<PrefillResult> Prefill(
       absl::Span<const int32_t> tokens, const ForwardProgress& progress = nullptr,
-      const PositionLogits& all_logits = nullptr) const;
+      const PositionLogits& all_logits = nullptr, const PrefillResult* prefix = nullptr) const;
 
   // Runs `token` at position `pos` (the number of tokens before it) through the model with
   // attention in `backend` (which must serve every model layer: see LocalWindowBackend in

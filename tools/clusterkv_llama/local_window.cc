@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 #include "tools/clusterkv_llama/internal/stopwatch.h"
 #include "tools/clusterkv_llama/ops.h"
 
@@ -133,6 +135,112 @@ std::unique_ptr<AttentionBackend> ForModelLayers(const ModelConfig& config,
     return global;
   }
   return std::make_unique<LocalWindowBackend>(config, std::move(global));
+}
+
+namespace {
+
+constexpr uint32_t kWindowsMagic = 0x4e49574c;  // "LWIN"
+
+void PutRaw(const void* data, size_t n, std::string* out) {
+  out->append(static_cast<const char*>(data), n);
+}
+
+}  // namespace
+
+std::string EncodeLocalWindows(const ModelConfig& config, const PrefillResult& prefill) {
+  std::string out;
+  PutRaw(&kWindowsMagic, sizeof(kWindowsMagic), &out);
+  PutRaw(&config.n_layers, sizeof(config.n_layers), &out);
+  for (int32_t l = 0; l < config.n_layers; ++l) {
+    const size_t i = static_cast<size_t>(l);
+    const int64_t rows = config.IsLocalLayer(l) && i < prefill.keys.size()
+                             ? static_cast<int64_t>(prefill.keys[i].size()) / config.KvDim()
+                             : 0;
+    PutRaw(&rows, sizeof(rows), &out);
+    if (rows == 0) continue;
+    PutRaw(prefill.keys[i].data(), prefill.keys[i].size() * sizeof(float), &out);
+    PutRaw(prefill.values[i].data(), prefill.values[i].size() * sizeof(float), &out);
+  }
+  return out;
+}
+
+absl::Status DecodeLocalWindows(const ModelConfig& config, absl::string_view bytes,
+                                PrefillResult* prefill) {
+  auto take = [&](void* dst, size_t n) {
+    if (bytes.size() < n) return false;
+    std::memcpy(dst, bytes.data(), n);
+    bytes.remove_prefix(n);
+    return true;
+  };
+  uint32_t magic = 0;
+  int32_t layers = 0;
+  if (!take(&magic, sizeof(magic)) || magic != kWindowsMagic || !take(&layers, sizeof(layers)) ||
+      layers != config.n_layers) {
+    return absl::InvalidArgumentError("the saved local windows belong to another model");
+  }
+  prefill->keys.resize(static_cast<size_t>(layers));
+  prefill->values.resize(static_cast<size_t>(layers));
+  for (int32_t l = 0; l < layers; ++l) {
+    int64_t rows = 0;
+    if (!take(&rows, sizeof(rows)) || rows < 0 || rows > config.sliding_window ||
+        (rows > 0 && !config.IsLocalLayer(l))) {
+      return absl::InvalidArgumentError(absl::StrCat("saved local window of layer ", l,
+                                                     " is malformed"));
+    }
+    if (rows == 0) continue;
+    const size_t floats = static_cast<size_t>(rows * config.KvDim());
+    std::vector<float>& k = prefill->keys[static_cast<size_t>(l)];
+    std::vector<float>& v = prefill->values[static_cast<size_t>(l)];
+    k.resize(floats);
+    v.resize(floats);
+    if (!take(k.data(), floats * sizeof(float)) || !take(v.data(), floats * sizeof(float))) {
+      return absl::InvalidArgumentError(absl::StrCat("saved local window of layer ", l,
+                                                     " is truncated"));
+    }
+  }
+  if (!bytes.empty()) return absl::InvalidArgumentError("saved local windows: trailing bytes");
+  return absl::OkStatus();
+}
+
+std::string LocalWindowBackend::SaveWindows() const {
+  PrefillResult windows;
+  const int64_t kv_dim = config_.KvDim();
+  windows.keys.resize(static_cast<size_t>(config_.n_layers));
+  windows.values.resize(windows.keys.size());
+  for (int32_t l = 0; l < config_.n_layers; ++l) {
+    if (global_index_[static_cast<size_t>(l)] >= 0) continue;
+    const Window& w = windows_[static_cast<size_t>(l)];
+    // The ring's oldest token sits at `next` once it is full, at 0 before.
+    const int64_t first = w.count < config_.sliding_window ? 0 : w.next;
+    for (int64_t t = 0; t < w.count; ++t) {
+      const size_t slot = static_cast<size_t>(((first + t) % config_.sliding_window) * kv_dim);
+      windows.keys[static_cast<size_t>(l)].insert(windows.keys[static_cast<size_t>(l)].end(),
+                                                  &w.keys[slot], &w.keys[slot] + kv_dim);
+      windows.values[static_cast<size_t>(l)].insert(
+          windows.values[static_cast<size_t>(l)].end(), &w.values[slot],
+          &w.values[slot] + kv_dim);
+    }
+  }
+  return EncodeLocalWindows(config_, windows);
+}
+
+absl::Status LocalWindowBackend::RestoreWindows(absl::string_view bytes) {
+  PrefillResult windows;
+  RETURN_IF_ERROR(DecodeLocalWindows(config_, bytes, &windows));
+  for (int32_t l = 0; l < config_.n_layers; ++l) {
+    const std::vector<float>& k = windows.keys[static_cast<size_t>(l)];
+    if (global_index_[static_cast<size_t>(l)] >= 0 || k.empty()) continue;
+    const int64_t rows = static_cast<int64_t>(k.size()) / config_.KvDim();
+    Tensor3View kv;
+    kv.dtype = DType::kFloat32;
+    kv.dims = {config_.n_kv_heads, rows, config_.head_dim};
+    kv.strides = {config_.head_dim, config_.KvDim()};
+    Tensor3View vv = kv;
+    kv.data = k.data();
+    vv.data = windows.values[static_cast<size_t>(l)].data();
+    RETURN_IF_ERROR(LoadPrefill(l, kv, vv));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace clusterkv::llama

@@ -13,7 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "tools/clusterkv_llama/attention_backend.h"
+#include "tools/clusterkv_llama/forward.h"
 #include "tools/clusterkv_llama/model_config.h"
 
 namespace clusterkv::llama {
@@ -39,6 +42,14 @@ class LocalWindowBackend : public AttentionBackend {
   absl::Status Prefetch(int32_t layer, const float* q_guess) override;
   AttentionBackend& global() { return *global_; }
 
+  // The local layers' windows as PrefillResult holds them (oldest token first), encoded by
+  // EncodeLocalWindows: an engine state a checkpoint carries (client::Sequence::Checkpoint),
+  // since these windows never reach the daemon.
+  std::string SaveWindows() const;
+  // Loads windows saved by SaveWindows (or EncodeLocalWindows) into this backend's local
+  // layers, which must hold nothing yet. InvalidArgument: bytes of another model.
+  absl::Status RestoreWindows(absl::string_view bytes);
+
  private:
   struct Window {
     std::vector<float> keys;    // [sliding_window][kv_dim], a ring
@@ -53,6 +64,15 @@ class LocalWindowBackend : public AttentionBackend {
   std::vector<int32_t> global_index_;  // per model layer: index in the inner backend, or -1
   std::vector<Window> windows_;        // per model layer (empty for global layers)
 };
+
+// The local layers' rows of `prefill` (their last windows), as bytes: [magic][layers] then per
+// model layer its row count and fp32 keys and values ([rows, kv_dim]; 0 rows for a global
+// layer).
+std::string EncodeLocalWindows(const ModelConfig& config, const PrefillResult& prefill);
+// Fills the local layers of `prefill` (keys, values) from EncodeLocalWindows' bytes.
+// InvalidArgument: bytes of another model.
+absl::Status DecodeLocalWindows(const ModelConfig& config, absl::string_view bytes,
+                                PrefillResult* prefill);
 
 // `global` itself when `config` has no local layers, else a LocalWindowBackend around it.
 std::unique_ptr<AttentionBackend> ForModelLayers(const ModelConfig& config,

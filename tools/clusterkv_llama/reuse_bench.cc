@@ -10,11 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "client/connection.h"
+#include "client/internal/client_internals.h"
 #include "client/sequence.h"
 #include "core/status_macros.h"
 #include "gpu/backend.h"
 #include "tools/clusterkv_llama/forward.h"
-#include "tools/clusterkv_llama/full_attention.h"
 #include "tools/clusterkv_llama/local_window.h"
 
 namespace clusterkv::llama {
@@ -26,42 +27,34 @@ int32_t Argmax(const std::vector<float>& logits) {
 
 double MillisSince(absl::Time start) { return absl::ToDoubleMilliseconds(absl::Now() - start); }
 
-// A token-major [rows, kv_heads, head_dim] fp32 buffer as the [kv_heads, rows, head_dim] view
-// backends take.
-Tensor3View TokenMajor(const float* data, int64_t rows, const ModelConfig& c) {
-  Tensor3View view;
-  view.data = data;
-  view.dtype = DType::kFloat32;
-  view.dims = {c.n_kv_heads, rows, c.head_dim};
-  view.strides = {c.head_dim, int64_t{c.n_kv_heads} * c.head_dim};
-  return view;
+// Bytes the daemon's tiers hold (host + SSD) and its blocks, from its Stats.
+absl::StatusOr<std::pair<uint64_t, uint64_t>> TierUsage(client::Client& client) {
+  client::Connection* conn = client::ClientInternals::connection(client);
+  if (conn == nullptr) return absl::FailedPreconditionError("no daemon connection");
+  ASSIGN_OR_RETURN(v1::StatsResponse s, conn->Stats());
+  return std::pair{s.host().bytes() + s.ssd().bytes(), s.host().blocks() + s.ssd().blocks()};
 }
 
-// Full attention that also keeps every appended token's k and v, per layer (the rest of a
-// prompt run after a shared prefix, to be offloaded).
-class RecordingBackend : public AttentionBackend {
- public:
-  RecordingBackend(std::unique_ptr<AttentionBackend> inner, int32_t layers)
-      : inner_(std::move(inner)), keys_(layers), values_(layers) {}
-  std::string Name() const override { return inner_->Name(); }
-  absl::Status LoadPrefill(int32_t layer, const Tensor3View& k, const Tensor3View& v) override {
-    return inner_->LoadPrefill(layer, k, v);
+// The rows [begin, end) of every global layer of `prefill` and its local windows as they are:
+// what a sequence continuing at `begin` offloads.
+PrefillResult RowsFrom(const ModelConfig& c, const PrefillResult& prefill, int64_t begin,
+                       int64_t end) {
+  PrefillResult out;
+  out.tokens = end - begin;
+  const int64_t kv = c.KvDim();
+  for (int32_t l = 0; l < c.n_layers; ++l) {
+    const size_t i = static_cast<size_t>(l);
+    if (c.IsLocalLayer(l)) {
+      out.keys.push_back(prefill.keys[i]);
+      out.values.push_back(prefill.values[i]);
+      continue;
+    }
+    out.keys.emplace_back(prefill.keys[i].begin() + begin * kv, prefill.keys[i].begin() + end * kv);
+    out.values.emplace_back(prefill.values[i].begin() + begin * kv,
+                            prefill.values[i].begin() + end * kv);
   }
-  absl::Status AppendAndAttend(int32_t layer, const float* q, const float* k, const float* v,
-                               float* out, AttentionStepStats* stats) override {
-    keys_[layer].insert(keys_[layer].end(), k, k + kv_dim_);
-    values_[layer].insert(values_[layer].end(), v, v + kv_dim_);
-    return inner_->AppendAndAttend(layer, q, k, v, out, stats);
-  }
-  void set_kv_dim(int64_t d) { kv_dim_ = d; }
-  const std::vector<float>& keys(int32_t l) const { return keys_[l]; }
-  const std::vector<float>& values(int32_t l) const { return values_[l]; }
-
- private:
-  std::unique_ptr<AttentionBackend> inner_;
-  std::vector<std::vector<float>> keys_, values_;
-  int64_t kv_dim_ = 0;
-};
+  return out;
+}
 
 // Greedy decode of `steps` tokens after `first` (already generated at position `pos`).
 absl::StatusOr<std::vector<int32_t>> Generate(const DecoderModel& model,
@@ -84,11 +77,8 @@ absl::StatusOr<nlohmann::ordered_json> RunReuseBench(const ModelWeights& weights
                                                      const ReuseBenchOptions& o,
                                                      std::ostream& out) {
   const ModelConfig& c = weights.config;
-  if (static_cast<int32_t>(c.GlobalLayers().size()) != c.n_layers) {
-    return absl::UnimplementedError(
-        "--mode=reuse needs a model without local layers: their sliding windows live in the "
-        "engine, not in clusterkvd");
-  }
+  const std::vector<int32_t> global = c.GlobalLayers();
+  const bool has_local = static_cast<int32_t>(global.size()) != c.n_layers;
   const int64_t g = o.config.prefill_segment_tokens;
   const int64_t n = static_cast<int64_t>(prompt.size());
   if (g <= 0) return absl::InvalidArgumentError("--mode=reuse needs --prefill_segment_tokens");
@@ -100,9 +90,13 @@ absl::StatusOr<nlohmann::ordered_json> RunReuseBench(const ModelWeights& weights
   const int threads = o.threads;
   DecoderModel model(&weights, threads);
   const KvLayout layout = c.ToKvLayout(o.kv_dtype);
-  const int32_t layers = c.n_layers;
   auto say = [&](const std::string& line) {
     if (o.progress != nullptr) *o.progress << line << "\n" << std::flush;
+  };
+  // The engine's own state: the local layers' windows (none for a model without local layers).
+  auto windows_of = [&](AttentionBackend& backend) -> std::string {
+    auto* local = dynamic_cast<LocalWindowBackend*>(&backend);
+    return local != nullptr ? local->SaveWindows() : std::string();
   };
 
   // Full prefill: the baseline.
@@ -115,65 +109,93 @@ absl::StatusOr<nlohmann::ordered_json> RunReuseBench(const ModelWeights& weights
   const double full_ms = MillisSince(start);
   ASSIGN_OR_RETURN(std::vector<int32_t> full_tokens,
                    Generate(model, *full.backend, full_first, n, o.steps));
-  ClusterKvBackend& full_sparse = *full.sparse;
-  RETURN_IF_ERROR(full_sparse.sequence().Checkpoint());
-  const std::string full_id = full_sparse.sequence().id();
+  // Parked: checkpointed with the engine's windows, then left.
+  RETURN_IF_ERROR(full.sparse->sequence().Checkpoint(windows_of(*full.backend)));
+  const std::string full_id = full.sparse->sequence().id();
+  ASSIGN_OR_RETURN(const auto before_doc, TierUsage(*full.client));
 
-  // The stored document: the prompt's first `shared` tokens (their rows of the same prefill:
-  // attention is causal), published.
+  // The stored document: the prompt's first `shared` tokens, published with the local
+  // windows at its end. Without local layers its rows are the full prefill's (attention is
+  // causal); with them, the windows at `shared` need a prefill of their own.
   say(absl::StrCat("publishing a document of ", shared, " tokens"));
+  PrefillResult doc_prefill;
+  if (has_local) {
+    ASSIGN_OR_RETURN(doc_prefill,
+                     model.Prefill(absl::MakeConstSpan(prompt.data(), static_cast<size_t>(shared))));
+  } else {
+    doc_prefill = RowsFrom(c, prefill, 0, shared);
+    doc_prefill.tokens = shared;
+  }
   start = absl::Now();
   ASSIGN_OR_RETURN(ClusterKvSession doc, OpenClusterKv(c, o, o.budget, "reuse-doc", threads));
-  for (int32_t l = 0; l < layers; ++l) {
-    Tensor3View k = prefill.KeyView(c, l), v = prefill.ValueView(c, l);
-    k.dims[1] = v.dims[1] = shared;
-    RETURN_IF_ERROR(doc.backend->LoadPrefill(l, k, v));
-  }
+  RETURN_IF_ERROR(LoadPrefillInto(c, doc_prefill, *doc.backend));
   RETURN_IF_ERROR(doc.sparse->sequence().Publish(
-      absl::MakeConstSpan(prompt.data(), static_cast<size_t>(shared)), o.model_name));
+      absl::MakeConstSpan(prompt.data(), static_cast<size_t>(shared)), o.model_name,
+      has_local ? EncodeLocalWindows(c, doc_prefill) : std::string()));
   const double publish_ms = MillisSince(start);
+  doc_prefill = PrefillResult();
+  ASSIGN_OR_RETURN(const auto with_doc, TierUsage(*full.client));
 
   // Reuse: find the prefix, fork it, read it back, run only the rest.
   say("second request over the same document");
-  start = absl::Now();
-  ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client,
-                   client::Client::Connect(ClientOptionsFor(c, o, o.budget, threads, 1)));
-  ASSIGN_OR_RETURN(std::optional<client::Client::StoredPrefix> found,
-                   client->FindPrefix(absl::MakeConstSpan(prompt.data(), prompt.size() - 1),
-                                      o.model_name, layout));
-  if (!found.has_value()) return absl::InternalError("the published document was not found");
-  ASSIGN_OR_RETURN(std::unique_ptr<client::Sequence> fork,
-                   client->OpenSequenceFrom(
-                       absl::StrCat(o.sequence_prefix, "-", getpid(), "-reuse-fork"), *found));
-  const int64_t m = found->tokens;
-  ASSIGN_OR_RETURN(gpu::ExecContext exec, gpu::MakeExecContext("cpu", threads));
-  auto recorder = std::make_unique<RecordingBackend>(
-      ForModelLayers(c, std::make_unique<FullAttentionBackend>(c, o.kv_dtype, n, exec)), layers);
-  recorder->set_kv_dim(int64_t{c.n_kv_heads} * c.head_dim);
-  const double read_start = absl::ToDoubleMilliseconds(absl::Now() - start);
-  std::vector<float> keys(static_cast<size_t>(m) * c.n_kv_heads * c.head_dim), values(keys.size());
-  for (int32_t l = 0; l < layers; ++l) {
-    RETURN_IF_ERROR(fork->ReadTokens(l, 0, m, keys.data(), values.data()));
-    RETURN_IF_ERROR(recorder->LoadPrefill(l, TokenMajor(keys.data(), m, c),
-                                          TokenMajor(values.data(), m, c)));
-  }
-  const double read_ms = MillisSince(start) - read_start;
-  std::vector<float> last_logits;
-  RETURN_IF_ERROR(model.DecodeChunk(
-      absl::MakeConstSpan(prompt.data() + m, static_cast<size_t>(n - m)), m, *recorder,
-      [&](int64_t pos, const float* logits) {
-        if (pos == n - 1) last_logits.assign(logits, logits + c.vocab);
-      },
-      nullptr));
-  for (int32_t l = 0; l < layers; ++l) {
-    RETURN_IF_ERROR(fork->OffloadPrefill(l, TokenMajor(recorder->keys(l).data(), n - m, c),
-                                         TokenMajor(recorder->values(l).data(), n - m, c)));
-  }
-  const int32_t reuse_first = Argmax(last_logits);
-  const double reuse_ms = MillisSince(start);
-  ClusterKvSession reuse = WrapClusterKv(c, std::move(client), std::move(fork), "reuse-fork");
+  struct Fork {
+    ClusterKvSession session;
+    int32_t first = 0;
+    double ttft_ms = 0, read_ms = 0;
+  };
+  auto fork_request = [&](const std::string& name) -> absl::StatusOr<Fork> {
+    Fork f;
+    const absl::Time begin = absl::Now();
+    ASSIGN_OR_RETURN(std::unique_ptr<client::Client> client,
+                     client::Client::Connect(ClientOptionsFor(c, o, o.budget, threads, 1)));
+    ASSIGN_OR_RETURN(std::optional<client::Client::StoredPrefix> found,
+                     client->FindPrefix(absl::MakeConstSpan(prompt.data(), prompt.size() - 1),
+                                        o.model_name, layout));
+    if (!found.has_value()) return absl::InternalError("the published document was not found");
+    ASSIGN_OR_RETURN(std::unique_ptr<client::Sequence> seq,
+                     client->OpenSequenceFrom(
+                         absl::StrCat(o.sequence_prefix, "-", getpid(), "-", name), *found));
+    const int64_t m = found->tokens;
+    const absl::Time read_begin = absl::Now();
+    PrefillResult prefix;
+    prefix.tokens = m;
+    prefix.keys.resize(static_cast<size_t>(c.n_layers));
+    prefix.values.resize(prefix.keys.size());
+    if (has_local) {
+      if (seq->engine_state().empty()) {
+        return absl::FailedPreconditionError("the document's local windows did not come back");
+      }
+      RETURN_IF_ERROR(DecodeLocalWindows(c, seq->engine_state(), &prefix));
+    }
+    for (size_t i = 0; i < global.size(); ++i) {
+      std::vector<float>& k = prefix.keys[static_cast<size_t>(global[i])];
+      std::vector<float>& v = prefix.values[static_cast<size_t>(global[i])];
+      k.resize(static_cast<size_t>(m * c.KvDim()));
+      v.resize(k.size());
+      RETURN_IF_ERROR(seq->ReadTokens(static_cast<int32_t>(i), 0, m, k.data(), v.data()));
+    }
+    f.read_ms = MillisSince(read_begin);
+    ASSIGN_OR_RETURN(PrefillResult rest,
+                     model.Prefill(absl::MakeConstSpan(prompt.data() + m,
+                                                       static_cast<size_t>(n - m)),
+                                   nullptr, nullptr, &prefix));
+    f.session = WrapClusterKv(c, std::move(client), std::move(seq), name);
+    RETURN_IF_ERROR(LoadPrefillInto(c, RowsFrom(c, rest, m, n), *f.session.backend));
+    f.first = Argmax(rest.last_logits);
+    f.ttft_ms = MillisSince(begin);
+    return f;
+  };
+  ASSIGN_OR_RETURN(Fork reuse, fork_request("reuse-fork"));
   ASSIGN_OR_RETURN(std::vector<int32_t> reuse_tokens,
-                   Generate(model, *reuse.backend, reuse_first, n, o.steps));
+                   Generate(model, *reuse.session.backend, reuse.first, n, o.steps));
+  ASSIGN_OR_RETURN(const auto with_fork, TierUsage(*full.client));
+  // Three more requests over the document: memory grows by their own tokens only.
+  std::vector<Fork> more;
+  for (int i = 0; i < 3; ++i) {
+    ASSIGN_OR_RETURN(Fork f, fork_request(absl::StrCat("reuse-fork-", i)));
+    more.push_back(std::move(f));
+  }
+  ASSIGN_OR_RETURN(const auto with_forks, TierUsage(*full.client));
 
   // Resume: the full run's sequence, left after its checkpoint, continued by a new client.
   say("resuming the parked full-prefill sequence");
@@ -186,7 +208,11 @@ absl::StatusOr<nlohmann::ordered_json> RunReuseBench(const ModelWeights& weights
   ASSIGN_OR_RETURN(std::unique_ptr<client::Client> resumer,
                    client::Client::Connect(ClientOptionsFor(c, o, o.budget, threads, 1)));
   ASSIGN_OR_RETURN(std::unique_ptr<client::Sequence> resumed, resumer->ResumeSequence(full_id));
+  const std::string windows = resumed->engine_state();
   ClusterKvSession parked = WrapClusterKv(c, std::move(resumer), std::move(resumed), "resumed");
+  if (auto* local = dynamic_cast<LocalWindowBackend*>(parked.backend.get()); local != nullptr) {
+    RETURN_IF_ERROR(local->RestoreWindows(windows));
+  }
   RETURN_IF_ERROR(model.DecodeStep(full_tokens.back(), next_pos, *parked.backend, logits.data(),
                                    nullptr, nullptr));
   const int32_t resumed_next = Argmax(logits);
@@ -194,21 +220,30 @@ absl::StatusOr<nlohmann::ordered_json> RunReuseBench(const ModelWeights& weights
 
   int32_t agree = 0;
   for (int32_t s = 0; s < o.steps; ++s) agree += full_tokens[s] == reuse_tokens[s];
+  constexpr double kMiB = 1024.0 * 1024.0;
+  const double doc_mib = (with_doc.first - before_doc.first) / kMiB;
+  const double fork_mib = (with_fork.first - with_doc.first) / kMiB;
+  const double forks_mib = (with_forks.first - with_fork.first) / kMiB / 3.0;
   char line[256];
-  out << "reuse bench: " << n << "-token prompt, document of " << shared << " tokens (" << m
-      << " found), B=" << o.budget << "\n";
+  out << "reuse bench: " << n << "-token prompt, document of " << shared << " tokens, B="
+      << o.budget << ", segments of " << g << " tokens\n";
   out << "run      time to first token   vs full prefill   greedy tokens equal to full\n";
   std::snprintf(line, sizeof(line), "full     %10.1f ms            1.00x\n", full_ms);
   out << line;
   std::snprintf(line, sizeof(line), "reuse    %10.1f ms        %8.2fx   %d/%d (read %.1f ms)\n",
-                reuse_ms, full_ms / reuse_ms, agree, o.steps, read_ms);
+                reuse.ttft_ms, full_ms / reuse.ttft_ms, agree, o.steps, reuse.read_ms);
   out << line;
   std::snprintf(line, sizeof(line), "resume   %10.1f ms        %8.2fx   next token %s\n",
                 resume_ms, full_ms / resume_ms, resumed_next == want_next ? "equal" : "DIFFERS");
   out << line;
+  std::snprintf(line, sizeof(line),
+                "tiers: document %.1f MiB, first fork +%.2f MiB, 3 more forks +%.2f MiB each "
+                "(own tokens only)\n",
+                doc_mib, fork_mib, forks_mib);
+  out << line;
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   nlohmann::ordered_json common = {{"model", o.model_name}, {"prompt_tokens", n},
-                                   {"shared_tokens", m}, {"budget", o.budget},
+                                   {"shared_tokens", shared}, {"budget", o.budget},
                                    {"segment_tokens", g}};
   auto row = [&](const std::string& name, double ms) {
     nlohmann::ordered_json r = common;
@@ -218,17 +253,23 @@ absl::StatusOr<nlohmann::ordered_json> RunReuseBench(const ModelWeights& weights
     return r;
   };
   rows.push_back(row("full_prefill", full_ms));
-  nlohmann::ordered_json r = row("shared_document", reuse_ms);
-  r["read_prefix_ms"] = read_ms;
+  nlohmann::ordered_json r = row("shared_document", reuse.ttft_ms);
+  r["read_prefix_ms"] = reuse.read_ms;
   r["greedy_tokens_equal"] = agree;
   r["greedy_tokens"] = o.steps;
+  double more_ms = 0;
+  for (const Fork& f : more) more_ms += f.ttft_ms;
+  r["later_forks_mean_ttft_ms"] = more_ms / static_cast<double>(more.size());
   rows.push_back(std::move(r));
   r = row("resume", resume_ms);
   r["next_token_equal"] = resumed_next == want_next;
   rows.push_back(std::move(r));
   r = common;
-  r["name"] = "publish_document";
-  r["ms"] = publish_ms;
+  r["name"] = "memory";
+  r["document_tier_bytes"] = with_doc.first - before_doc.first;
+  r["first_fork_tier_bytes"] = with_fork.first - with_doc.first;
+  r["later_fork_tier_bytes_each"] = (with_forks.first - with_fork.first) / 3;
+  r["publish_ms"] = publish_ms;
   rows.push_back(std::move(r));
   return rows;
 }
