@@ -232,6 +232,17 @@ TEST(LlamaEngineTest, PrefillContinuesAStoredPrefix) {
         ASSERT_NEAR(rest->keys[l][i], whole->keys[l][i], 1e-3f) << "layer " << l << " at " << i;
       }
     }
+    // The whole prompt's window snapshot at m is the prefix's own windows.
+    absl::StatusOr<PrefillResult> snap = model.Prefill(prompt, nullptr, nullptr, nullptr, m);
+    ASSERT_TRUE(snap.ok());
+    for (int32_t l = 0; l < c.n_layers && local; ++l) {
+      if (!c.IsLocalLayer(l)) continue;
+      ASSERT_EQ(snap->snapshot_keys[l].size(), prefix->keys[l].size()) << "layer " << l;
+      for (size_t i = 0; i < prefix->keys[l].size(); ++i) {
+        ASSERT_NEAR(snap->snapshot_keys[l][i], prefix->keys[l][i], 1e-3f) << "layer " << l;
+        ASSERT_NEAR(snap->snapshot_values[l][i], prefix->values[l][i], 1e-3f) << "layer " << l;
+      }
+    }
     // A prefix of the wrong shape is refused.
     PrefillResult bad = *prefix;
     bad.keys.pop_back();

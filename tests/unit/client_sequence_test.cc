@@ -163,6 +163,17 @@ TEST_P(SequenceTest, PrefillOffloadsClusteredLayersOnly) {
     for (int t = 0; t < kTokens; ++t) EXPECT_EQ(seen[t], t < 4 ? 0 : 1) << t;
   }
   EXPECT_GT(seq_->bytes_offloaded(), 0);
+  // A second call continues the prompt: its tokens follow the first's, clustered on their own
+  // after the first's clusters.
+  const int32_t clusters = seq_->index(1, 0)->num_clusters();
+  ASSERT_TRUE(seq_->OffloadPrefill(1, K(), V()).ok());
+  EXPECT_EQ(seq_->num_tokens(1), 2 * kTokens);
+  EXPECT_EQ(seq_->index(1, 0)->num_clusters(), 2 * clusters);
+  // Once the layer decodes, the prompt is over.
+  const std::vector<float> row(kKvHeads * kDim, 0.5f);
+  ASSERT_TRUE(seq_->AppendToken(1, ConstMatrixView(row.data(), kKvHeads, kDim),
+                                ConstMatrixView(row.data(), kKvHeads, kDim))
+                  .ok());
   EXPECT_EQ(seq_->OffloadPrefill(1, K(), V()).code(), absl::StatusCode::kFailedPrecondition);
 }
 

@@ -147,7 +147,8 @@ void DecoderModel::Logits(const float* x, int64_t rows, float* logits) const {
 absl::StatusOr<PrefillResult> DecoderModel::Prefill(absl::Span<const int32_t> tokens,
                                                     const ForwardProgress& progress,
                                                     const PositionLogits& all_logits,
-                                                    const PrefillResult* prefix) const {
+                                                    const PrefillResult* prefix,
+                                                    int64_t window_snapshot) const {
   const ModelConfig& c = weights_->config;
   const ModelWeights& w = *weights_;
   const int64_t base = prefix != nullptr ? prefix->tokens : 0;
@@ -236,6 +237,19 @@ absl::StatusOr<PrefillResult> DecoderModel::Prefill(absl::Span<const int32_t> to
   // x holds the last chunk; its last row is the last prompt token.
   r.last_logits.resize(static_cast<size_t>(c.vocab));
   Logits(&x[static_cast<size_t>((n - 1) * dim)], 1, r.last_logits.data());
+  if (window_snapshot > base && window_snapshot <= total) {
+    r.snapshot_keys.resize(static_cast<size_t>(c.n_layers));
+    r.snapshot_values.resize(r.snapshot_keys.size());
+    const int64_t from = std::max<int64_t>(0, window_snapshot - c.sliding_window);
+    for (int32_t l = 0; l < c.n_layers; ++l) {
+      if (!c.IsLocalLayer(l)) continue;
+      const size_t i = static_cast<size_t>(l);
+      r.snapshot_keys[i].assign(r.keys[i].begin() + from * kv_dim,
+                                r.keys[i].begin() + window_snapshot * kv_dim);
+      r.snapshot_values[i].assign(r.values[i].begin() + from * kv_dim,
+                                  r.values[i].begin() + window_snapshot * kv_dim);
+    }
+  }
   // Local layers keep only the window their next query can see.
   for (int32_t l = 0; l < c.n_layers; ++l) {
     if (!c.IsLocalLayer(l)) continue;

@@ -44,6 +44,12 @@ struct PrefillResult {
   std::vector<std::vector<float>> keys;
   std::vector<std::vector<float>> values;
 
+  // With Prefill's `window_snapshot` = p: every local layer's window ending at position p
+  // (its rows [max(0, p - sliding_window), p)), as a prefill of the first p tokens would keep
+  // it; empty for global layers. What a document of the prompt's first p tokens stores.
+  std::vector<std::vector<float>> snapshot_keys;
+  std::vector<std::vector<float>> snapshot_values;
+
   // Layer `layer`'s keys/values as the [n_kv_heads, rows, head_dim] views backends take.
   Tensor3View KeyView(const ModelConfig& config, int32_t layer) const;
   Tensor3View ValueView(const ModelConfig& config, int32_t layer) const;
@@ -76,9 +82,11 @@ class DecoderModel {
   // prefix->tokens: the result is the whole prompt's (rows of local layers before the prefix's
   // window are zero, and dropped as usual), exactly what one Prefill of both would compute up
   // to the chunking of the matrix products. InvalidArgument: a prefix of the wrong shape.
+  // `window_snapshot` > 0 also fills PrefillResult::snapshot_keys / snapshot_values.
   [[nodiscard]] absl::StatusOr<PrefillResult> Prefill(
       absl::Span<const int32_t> tokens, const ForwardProgress& progress = nullptr,
-      const PositionLogits& all_logits = nullptr, const PrefillResult* prefix = nullptr) const;
+      const PositionLogits& all_logits = nullptr, const PrefillResult* prefix = nullptr,
+      int64_t window_snapshot = 0) const;
 
   // Runs `token` at position `pos` (the number of tokens before it) through the model with
   // attention in `backend` (which must serve every model layer: see LocalWindowBackend in

@@ -102,7 +102,8 @@ absl::StatusOr<nlohmann::ordered_json> RunReuseBench(const ModelWeights& weights
   // Full prefill: the baseline.
   say(absl::StrCat("full prefill of ", n, " tokens"));
   absl::Time start = absl::Now();
-  ASSIGN_OR_RETURN(PrefillResult prefill, model.Prefill(prompt));
+  ASSIGN_OR_RETURN(PrefillResult prefill,
+                   model.Prefill(prompt, nullptr, nullptr, nullptr, /*window_snapshot=*/shared));
   ASSIGN_OR_RETURN(ClusterKvSession full, OpenClusterKv(c, o, o.budget, "reuse-full", threads));
   RETURN_IF_ERROR(LoadPrefillInto(c, prefill, *full.backend));
   const int32_t full_first = Argmax(prefill.last_logits);
@@ -115,16 +116,15 @@ absl::StatusOr<nlohmann::ordered_json> RunReuseBench(const ModelWeights& weights
   ASSIGN_OR_RETURN(const auto before_doc, TierUsage(*full.client));
 
   // The stored document: the prompt's first `shared` tokens, published with the local
-  // windows at its end. Without local layers its rows are the full prefill's (attention is
-  // causal); with them, the windows at `shared` need a prefill of their own.
+  // windows at its end. Attention is causal, so its rows are the full prefill's, and its local
+  // windows the prefill's snapshot at `shared`.
   say(absl::StrCat("publishing a document of ", shared, " tokens"));
-  PrefillResult doc_prefill;
-  if (has_local) {
-    ASSIGN_OR_RETURN(doc_prefill,
-                     model.Prefill(absl::MakeConstSpan(prompt.data(), static_cast<size_t>(shared))));
-  } else {
-    doc_prefill = RowsFrom(c, prefill, 0, shared);
-    doc_prefill.tokens = shared;
+  PrefillResult doc_prefill = RowsFrom(c, prefill, 0, shared);
+  doc_prefill.tokens = shared;
+  for (int32_t l = 0; l < c.n_layers && has_local; ++l) {
+    if (!c.IsLocalLayer(l)) continue;
+    doc_prefill.keys[static_cast<size_t>(l)] = prefill.snapshot_keys[static_cast<size_t>(l)];
+    doc_prefill.values[static_cast<size_t>(l)] = prefill.snapshot_values[static_cast<size_t>(l)];
   }
   start = absl::Now();
   ASSIGN_OR_RETURN(ClusterKvSession doc, OpenClusterKv(c, o, o.budget, "reuse-doc", threads));
