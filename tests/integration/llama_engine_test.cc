@@ -65,6 +65,19 @@ ModelWeights SmallModel() {
   return *std::move(w);
 }
 
+// The small model, or a variant whose layers 0 and 2 are sliding-window layers (Gemma 3's
+// pattern in miniature).
+absl::StatusOr<ModelWeights> SmallModelWithLocalLayers(bool local) {
+  RandomModelOptions o;
+  o.config = SmallConfig();
+  if (local) {
+    o.config.sliding_window = 24;
+    o.config.layer_is_local = {1, 0, 1};
+  }
+  o.seed = 9;
+  return MakeRandomWeights(o);
+}
+
 std::vector<int32_t> SmallPrompt() {
   SyntheticPromptOptions o;
   o.length = 200;
@@ -200,14 +213,7 @@ TEST(LlamaEngineTest, SpeculativePrefetchDecodesExactlyAsWithout) {
 TEST(LlamaEngineTest, PrefillContinuesAStoredPrefix) {
   for (bool local : {false, true}) {
     SCOPED_TRACE(local ? "with local layers" : "global layers only");
-    RandomModelOptions mo;
-    mo.config = SmallConfig();
-    if (local) {
-      mo.config.sliding_window = 24;
-      mo.config.layer_is_local = {1, 0, 1};
-    }
-    mo.seed = 9;
-    absl::StatusOr<ModelWeights> w = MakeRandomWeights(mo);
+    absl::StatusOr<ModelWeights> w = SmallModelWithLocalLayers(local);
     ASSERT_TRUE(w.ok()) << w.status();
     const ModelConfig& c = w->config;
     DecoderModel model(&*w, /*threads=*/2);
@@ -261,14 +267,7 @@ TEST(LlamaEngineTest, ReuseBenchForksADocumentAndResumesAParkedSequence) {
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
   for (bool local : {false, true}) {
     SCOPED_TRACE(local ? "with local layers" : "global layers only");
-    RandomModelOptions mo;
-    mo.config = SmallConfig();
-    if (local) {
-      mo.config.sliding_window = 24;
-      mo.config.layer_is_local = {1, 0, 1};
-    }
-    mo.seed = 9;
-    absl::StatusOr<ModelWeights> w = MakeRandomWeights(mo);
+    absl::StatusOr<ModelWeights> w = SmallModelWithLocalLayers(local);
     ASSERT_TRUE(w.ok()) << w.status();
     ReuseBenchOptions o;
     static_cast<ServiceOptions&>(o) = SmallOptions(daemon.target());

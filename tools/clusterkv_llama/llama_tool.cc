@@ -195,6 +195,22 @@ absl::Status RunGenerate(const ToolOptions& o, const ComparisonOptions& co,
 }
 
 // The bench mode: speed_bench.h's table, and its report when --json is given.
+// The bench JSON of a mode (DESIGN.md section 9) at --json, when given.
+absl::Status WriteReport(const ToolOptions& o, const std::string& bench,
+                         const ModelWeights& weights, nlohmann::ordered_json rows,
+                         std::ostream& out) {
+  if (o.json_path.empty()) return absl::OkStatus();
+  nlohmann::ordered_json report = nlohmann::ordered_json::object();
+  report["bench"] = bench;
+  report["machine"] = MachineInfo();
+  report["model"] = weights.config.DebugString();
+  report["results"] = std::move(rows);
+  RETURN_IF_ERROR(WriteJsonFile(report, o.json_path));
+  out << "wrote " << o.json_path << "\n";
+  return absl::OkStatus();
+}
+
+// The reuse mode: reuse_bench.h's table, and its report when --json is given.
 absl::Status RunReuse(const ToolOptions& o, const ComparisonOptions& co,
                       const ModelWeights& weights, const std::vector<int32_t>& prompt,
                       std::ostream& out) {
@@ -206,16 +222,7 @@ absl::Status RunReuse(const ToolOptions& o, const ComparisonOptions& co,
       o.model.empty() ? "random" : std::filesystem::path(o.model).filename().string();
   ro.progress = co.progress;
   ASSIGN_OR_RETURN(nlohmann::ordered_json rows, RunReuseBench(weights, prompt, ro, out));
-  if (!o.json_path.empty()) {
-    nlohmann::ordered_json report = nlohmann::ordered_json::object();
-    report["bench"] = "llama_reuse";
-    report["machine"] = MachineInfo();
-    report["model"] = weights.config.DebugString();
-    report["results"] = std::move(rows);
-    RETURN_IF_ERROR(WriteJsonFile(report, o.json_path));
-    out << "wrote " << o.json_path << "\n";
-  }
-  return absl::OkStatus();
+  return WriteReport(o, "llama_reuse", weights, std::move(rows), out);
 }
 
 absl::Status RunBench(const ToolOptions& o, const ComparisonOptions& co,
@@ -231,16 +238,7 @@ absl::Status RunBench(const ToolOptions& o, const ComparisonOptions& co,
   so.model_name = o.model.empty() ? "random" : std::filesystem::path(o.model).filename().string();
   so.progress = co.progress;
   ASSIGN_OR_RETURN(nlohmann::ordered_json rows, RunSpeedBench(weights, prompt, so, out));
-  if (!o.json_path.empty()) {
-    nlohmann::ordered_json report = nlohmann::ordered_json::object();
-    report["bench"] = "llama_speed";
-    report["machine"] = MachineInfo();
-    report["model"] = weights.config.DebugString();
-    report["results"] = std::move(rows);
-    RETURN_IF_ERROR(WriteJsonFile(report, o.json_path));
-    out << "wrote " << o.json_path << "\n";
-  }
-  return absl::OkStatus();
+  return WriteReport(o, "llama_speed", weights, std::move(rows), out);
 }
 
 // Whether `text` encodes (special tokens parsed) to exactly one control token.
