@@ -161,14 +161,16 @@ absl::StatusOr<std::optional<Client::StoredPrefix>> Client::FindPrefix(
   }
   ASSIGN_OR_RETURN(v1::FindPrefixResponse response, state_->transport->FindPrefix(request));
   if (response.document().empty()) return std::nullopt;
-  return StoredPrefix{response.document(), response.segments(), response.tokens(), layout};
+  return StoredPrefix{response.document(), response.segments(), response.tokens(), layout,
+                      response.owner()};
 }
 
 absl::StatusOr<std::unique_ptr<Sequence>> Client::OpenSequenceFrom(absl::string_view sequence_id,
                                                                    const StoredPrefix& prefix) {
   ASSIGN_OR_RETURN(std::unique_ptr<SequenceCore> core,
                    SequenceCore::OpenFork(state_->transport.get(), std::string(sequence_id),
-                                          prefix.layout, prefix.document, prefix.segments,
+                                          prefix.layout, prefix.document, prefix.owner,
+                                          prefix.segments,
                                           state_->sequence_options));
   return ClientInternals::Wrap(std::move(core));
 }

@@ -100,6 +100,7 @@ class Client {
     int32_t segments = 0;
     int64_t tokens = 0;
     KvLayout layout;
+    std::string owner;  // the document's tenant when another tenant granted it (else empty)
   };
   // The longest stored prefix of `tokens` for `model` and `layout` (under this client's
   // clustering configuration) among this tenant's documents; nullopt when none.

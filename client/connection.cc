@@ -196,6 +196,16 @@ absl::StatusOr<v1::FindPrefixResponse> Connection::FindPrefix(
       });
 }
 
+absl::StatusOr<v1::GrantDocumentResponse> Connection::GrantDocument(
+    const v1::GrantDocumentRequest& request) {
+  // Idempotent: granting twice (or revoking twice) answers OK.
+  return RetryUnary<v1::GrantDocumentResponse>(
+      options_.retry, clock(), [this](grpc::ClientContext* c) { Prepare(c); },
+      [&](grpc::ClientContext* c, v1::GrantDocumentResponse* r) {
+        return stub_->GrantDocument(c, request, r);
+      });
+}
+
 absl::StatusOr<v1::ListSequencesResponse> Connection::ListSequences() {
   // The daemon answers a page at a time (its --max_list_sequences); read them all.
   v1::ListSequencesRequest request;

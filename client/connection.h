@@ -101,6 +101,8 @@ class Connection final : public KvTransport {
   absl::StatusOr<v1::SealDocumentResponse> SealDocument(
       const v1::SealDocumentRequest& request) override;
   absl::StatusOr<v1::FindPrefixResponse> FindPrefix(const v1::FindPrefixRequest& request) override;
+  absl::StatusOr<v1::GrantDocumentResponse> GrantDocument(
+      const v1::GrantDocumentRequest& request) override;
   absl::StatusOr<v1::PutClustersResponse> PutClusters(
       absl::Span<const v1::PutClustersRequest> messages) override;
   absl::StatusOr<v1::AppendClustersResponse> AppendClusters(

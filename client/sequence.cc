@@ -60,6 +60,10 @@ absl::Status Sequence::Publish(absl::Span<const int32_t> tokens, absl::string_vi
 
 const std::string& Sequence::engine_state() const { return core_->engine_state(); }
 
+absl::Status Sequence::Grant(absl::string_view tenant) { return core_->Grant(tenant, false); }
+
+absl::Status Sequence::Revoke(absl::string_view tenant) { return core_->Grant(tenant, true); }
+
 absl::Status Sequence::ReadTokens(int32_t layer, int64_t begin, int64_t end, float* keys,
                                   float* values) {
   return core_->ReadTokens(layer, begin, end, keys, values);

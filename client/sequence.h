@@ -244,6 +244,13 @@ class Sequence {
   // or tokens.size() != num_tokens().
   [[nodiscard]] absl::Status Publish(absl::Span<const int32_t> tokens, absl::string_view model,
                                      absl::string_view engine_state = {});
+  // Lets `tenant` find and fork this published document (Client::FindPrefix answers it with
+  // StoredPrefix::owner set to this tenant); its blocks stay accounted to this tenant. Revoke
+  // stops new finds and forks; forks made before keep working. Without a grant another tenant
+  // sees nothing of a document (NOT_FOUND, as for one that does not exist). FailedPrecondition:
+  // not published; InvalidArgument: a bad tenant name, or this sequence's own tenant.
+  [[nodiscard]] absl::Status Grant(absl::string_view tenant);
+  [[nodiscard]] absl::Status Revoke(absl::string_view tenant);
   // The stored keys and values of positions [begin, end) of `layer`, as fp32 in token-major
   // order [end - begin, num_kv_heads, head_dim] (an engine's KV cache): what an engine needs to
   // prefill the rest of a prompt after a shared prefix. Reads every cluster of the layer from

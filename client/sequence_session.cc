@@ -142,13 +142,12 @@ absl::StatusOr<std::unique_ptr<SequenceCore>> SequenceCore::Resume(KvTransport* 
       response.state().layers_size() == 0) {
     // A fork not yet checkpointed: the document's engine state, when it shares all of it.
     v1::GetStateRequest doc;
-    doc.set_sequence_id(response.state().base().document());
+    doc.set_sequence_id(seq->id_);
+    doc.set_base(true);
     doc.set_engine_state(true);
     ASSIGN_OR_RETURN(v1::GetStateResponse d, transport->GetState(doc));
-    if (d.has_state() && d.state().num_tokens() == response.state().base().tokens()) {
-      for (const v1::StateChunk& chunk : d.chunks()) {
-        if (chunk.layer() == -1) seq->engine_state_ += chunk.data();
-      }
+    for (const v1::StateChunk& chunk : d.chunks()) {
+      if (chunk.layer() == -1) seq->engine_state_ += chunk.data();
     }
   }
   return seq;
@@ -156,7 +155,8 @@ absl::StatusOr<std::unique_ptr<SequenceCore>> SequenceCore::Resume(KvTransport* 
 
 absl::StatusOr<std::unique_ptr<SequenceCore>> SequenceCore::OpenFork(
     KvTransport* transport, std::string sequence_id, const KvLayout& layout,
-    const std::string& document, int32_t segments, SequenceOptions options) {
+    const std::string& document, const std::string& owner, int32_t segments,
+    SequenceOptions options) {
   if (transport == nullptr) return absl::InvalidArgumentError("null transport");
   RETURN_IF_ERROR((SequenceKey{"tenant", sequence_id}.Validate()));
   RETURN_IF_ERROR(layout.Validate());
@@ -164,6 +164,7 @@ absl::StatusOr<std::unique_ptr<SequenceCore>> SequenceCore::OpenFork(
   request.set_sequence_id(sequence_id);
   *request.mutable_layout() = rpc::ToProto(layout);
   request.set_base_document(document);
+  request.set_base_owner(owner);
   request.set_base_segments(segments);
   ASSIGN_OR_RETURN(v1::OpenSequenceResponse response, transport->OpenSequence(request));
   if (!response.created()) {
@@ -196,11 +197,12 @@ absl::Status SequenceCore::RestoreState(const v1::SequenceState& state) {
   }
   RETURN_IF_ERROR(RestoreIndexes(/*strict=*/false, &caps));
 
-  // The chunks of `sequence`'s layer, decoded in order.
-  auto read_chunks = [&](const std::string& sequence,
+  // The chunks of a layer, decoded in order: this sequence's, or (`base`) its document's.
+  auto read_chunks = [&](bool base,
                          int32_t layer) -> absl::StatusOr<std::vector<internal::ChunkRows>> {
     v1::GetStateRequest request;
-    request.set_sequence_id(sequence);
+    request.set_sequence_id(id_);
+    request.set_base(base);
     request.add_layers(layer);
     ASSIGN_OR_RETURN(v1::GetStateResponse response, transport_->GetState(request));
     std::vector<internal::ChunkRows> out;
@@ -240,7 +242,7 @@ absl::Status SequenceCore::RestoreState(const v1::SequenceState& state) {
       // The document's local rows before the fork's first own token.
       const int64_t limit =
           st.dense ? base_tokens_ : std::min<int64_t>(cfg.num_sink_tokens, base_tokens_);
-      ASSIGN_OR_RETURN(std::vector<internal::ChunkRows> doc, read_chunks(base_document_, l));
+      ASSIGN_OR_RETURN(std::vector<internal::ChunkRows> doc, read_chunks(/*base=*/true, l));
       for (const internal::ChunkRows& rows : doc) take_local(st, rows, limit);
       if (st.local_rows != limit) {
         return absl::DataLossError(absl::StrCat("document ", base_document_, " holds ",
@@ -252,7 +254,7 @@ absl::Status SequenceCore::RestoreState(const v1::SequenceState& state) {
     }
     const v1::LayerCheckpoint* lc = FindLayer(state, l);
     if (lc != nullptr) {
-      ASSIGN_OR_RETURN(std::vector<internal::ChunkRows> own, read_chunks(id_, l));
+      ASSIGN_OR_RETURN(std::vector<internal::ChunkRows> own, read_chunks(/*base=*/false, l));
       std::vector<int32_t> positions;
       std::vector<std::vector<float>> wk(heads), wv(heads);
       for (size_t c = 0; c < own.size(); ++c) {
@@ -347,6 +349,15 @@ absl::Status SequenceCore::Publish(absl::Span<const int32_t> tokens, absl::strin
     }
   }
   return transport_->SealDocument(request).status();
+}
+
+absl::Status SequenceCore::Grant(absl::string_view tenant, bool revoke) {
+  if (closed_) return absl::FailedPreconditionError(absl::StrCat("sequence ", id_, " is closed"));
+  v1::GrantDocumentRequest request;
+  request.set_sequence_id(id_);
+  request.set_tenant(std::string(tenant));
+  request.set_revoke(revoke);
+  return transport_->GrantDocument(request).status();
 }
 
 absl::Status SequenceCore::ReadTokens(int32_t layer, int64_t begin, int64_t end, float* keys,

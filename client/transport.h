@@ -71,6 +71,10 @@ class KvTransport {
       const v1::FindPrefixRequest& request) {
     return absl::UnimplementedError("this transport keeps no documents");
   }
+  [[nodiscard]] virtual absl::StatusOr<v1::GrantDocumentResponse> GrantDocument(
+      const v1::GrantDocumentRequest& request) {
+    return absl::UnimplementedError("this transport keeps no documents");
+  }
   // A promotion hint (HintClustersRequest): asynchronous and best effort. Returns at once,
   // never waiting for the daemon; false when the hint was dropped without being sent (too
   // many hints in flight). The default drops it: a transport without a daemon has no SSD.

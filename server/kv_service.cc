@@ -71,6 +71,7 @@ template <> constexpr metrics::Rpc RpcOf<v1::PutStateResponse>() { return metric
 template <> constexpr metrics::Rpc RpcOf<v1::GetStateResponse>() { return metrics::Rpc::kGetState; }
 template <> constexpr metrics::Rpc RpcOf<v1::SealDocumentResponse>() { return metrics::Rpc::kSealDocument; }
 template <> constexpr metrics::Rpc RpcOf<v1::FindPrefixResponse>() { return metrics::Rpc::kFindPrefix; }
+template <> constexpr metrics::Rpc RpcOf<v1::GrantDocumentResponse>() { return metrics::Rpc::kGrantDocument; }
 // ---- end observability ----
 
 // Runs `task` on `pool`, or at once on this thread when the service has no pool (tests that
@@ -423,6 +424,13 @@ grpc::ServerUnaryReactor* KvCacheService::FindPrefix(grpc::CallbackServerContext
                                                      v1::FindPrefixResponse* response) {
   return Unary<v1::FindPrefixResponse>(
       context, response, [this, request](const CallContext& call) { return handler_->FindPrefix(call, *request); });
+}
+
+grpc::ServerUnaryReactor* KvCacheService::GrantDocument(grpc::CallbackServerContext* context,
+                                                        const v1::GrantDocumentRequest* request,
+                                                        v1::GrantDocumentResponse* response) {
+  return Unary<v1::GrantDocumentResponse>(
+      context, response, [this, request](const CallContext& call) { return handler_->GrantDocument(call, *request); });
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* KvCacheService::FetchClusters(

@@ -94,6 +94,9 @@ class KvCacheService final
   grpc::ServerUnaryReactor* FindPrefix(grpc::CallbackServerContext* context,
                                        const v1::FindPrefixRequest* request,
                                        v1::FindPrefixResponse* response) override;
+  grpc::ServerUnaryReactor* GrantDocument(grpc::CallbackServerContext* context,
+                                          const v1::GrantDocumentRequest* request,
+                                          v1::GrantDocumentResponse* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* FetchClusters(
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Select(grpc::CallbackServerContext* context,

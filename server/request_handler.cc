@@ -79,7 +79,7 @@ absl::StatusOr<std::shared_ptr<RequestHandler::Session>> RequestHandler::FindSes
     session->sealed = state->sealed();
     if (state->has_base()) {
       auto base = std::make_shared<BaseAlias>();
-      base->document = SequenceKey{key.tenant, state->base().document()};
+      base->document = BaseKey(key, state->base());
       base->segments = state->base().segments();
       base->tokens = state->base().tokens();
       base->clusters.assign(state->base().clusters().begin(), state->base().clusters().end());
@@ -171,15 +171,15 @@ absl::StatusOr<v1::CloseSequenceResponse> RequestHandler::CloseSequence(
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   if (request.drop()) {
     if (session->sealed) {
-      RETURN_IF_ERROR(EnsureDirectory(key.tenant));
-      if (const int64_t forks = documents_->Forks(key.tenant, key.sequence); forks > 0) {
+      RETURN_IF_ERROR(EnsureDirectory());
+      if (const int64_t forks = documents_->Forks(key); forks > 0) {
         return absl::FailedPreconditionError(absl::StrCat(
             "document '", key.sequence, "' is shared by ", forks, " forks; drop them first"));
       }
     }
     RETURN_IF_ERROR(store_->DropSequence(key));
-    if (session->base != nullptr) documents_->RemoveFork(key.tenant, key.sequence);
-    if (session->sealed) documents_->RemoveDocument(key.tenant, key.sequence);
+    if (session->base != nullptr) documents_->RemoveFork(key);
+    if (session->sealed) documents_->RemoveDocument(key);
   }
   ForgetSequenceStats(key);  // its per-sequence gauges leave /metrics with it
   absl::MutexLock lock(&mu_);
@@ -205,9 +205,9 @@ absl::StatusOr<int64_t> RequestHandler::ExpireIdle(absl::Duration ttl) {
   std::vector<SequenceKey> expired;
   // A document that forks still share never expires before them.
   absl::flat_hash_set<SequenceKey> shared;
+  RETURN_IF_ERROR(EnsureDirectory());
   for (const SequenceKey& key : keys) {
-    RETURN_IF_ERROR(EnsureDirectory(key.tenant));
-    if (documents_->Forks(key.tenant, key.sequence) > 0) shared.insert(key);
+    if (documents_->Forks(key) > 0) shared.insert(key);
   }
   {
     absl::MutexLock lock(&mu_);
@@ -225,8 +225,8 @@ absl::StatusOr<int64_t> RequestHandler::ExpireIdle(absl::Duration ttl) {
     ForgetSequenceStats(key);
     const absl::Status s = store_->DropSequence(key);
     if (!s.ok() && !absl::IsNotFound(s)) return s;
-    documents_->RemoveFork(key.tenant, key.sequence);
-    documents_->RemoveDocument(key.tenant, key.sequence);
+    documents_->RemoveFork(key);
+    documents_->RemoveDocument(key);
     ++dropped;
     absl::MutexLock lock(&mu_);
     ++expired_;

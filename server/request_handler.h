@@ -142,6 +142,10 @@ class RequestHandler {
   // holds (an empty answer when none). Only the caller's tenant's directory is consulted.
   absl::StatusOr<v1::FindPrefixResponse> FindPrefix(const CallContext& call,
                                                     const v1::FindPrefixRequest& request);
+  // The owner of a sealed document lets request.tenant() find and fork it (revoke: no more;
+  // forks made before keep working). FAILED_PRECONDITION: not a sealed document.
+  absl::StatusOr<v1::GrantDocumentResponse> GrantDocument(
+      const CallContext& call, const v1::GrantDocumentRequest& request);
 
   // Validates the request and resolves every cluster (promoting SSD blocks) in request order,
   // calling `sink` with each block's bytes, which stay valid (pinned in the host tier, or in a
@@ -293,8 +297,12 @@ class RequestHandler {
                           const v1::OpenSequenceRequest& request);
   // FailedPrecondition when the session is a sealed document (no writes).
   static absl::Status CheckWritable(const SequenceKey& key, const Session& session);
-  // The tenant's documents and forks, read from the store on the tenant's first use.
-  absl::Status EnsureDirectory(const std::string& tenant);
+  // Every tenant's documents, grants and forks, read from the store on first use.
+  absl::Status EnsureDirectory();
+  // The document key of a fork's base (its owner's tenant, or the fork's own).
+  static SequenceKey BaseKey(const SequenceKey& fork, const v1::BaseDocument& base) {
+    return SequenceKey{base.owner().empty() ? fork.tenant : base.owner(), base.document()};
+  }
   // The session of an existing sequence (loaded from the store on first use). NOT_FOUND when
   // the sequence does not exist for this tenant.
   absl::StatusOr<std::shared_ptr<Session>> FindSession(const SequenceKey& key);

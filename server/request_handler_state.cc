@@ -45,17 +45,23 @@ absl::StatusOr<v1::SequenceState> RequestHandler::LoadState(const SequenceKey& k
   return state;
 }
 
-absl::Status RequestHandler::EnsureDirectory(const std::string& tenant) {
-  if (documents_->Loaded(tenant)) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::vector<SequenceKey> keys, store_->ListSequences(tenant));
+absl::Status RequestHandler::EnsureDirectory() {
+  if (documents_->Loaded()) return absl::OkStatus();
+  // Grants cross tenants, so every tenant's records are read at once.
+  ASSIGN_OR_RETURN(std::vector<SequenceKey> keys, store_->ListSequences(""));
   for (const SequenceKey& key : keys) {
     absl::StatusOr<v1::SequenceState> state = LoadState(key);
     if (absl::IsNotFound(state.status())) continue;
     RETURN_IF_ERROR(state.status());
-    if (state->sealed()) documents_->AddDocument(tenant, key.sequence, state->segments());
-    if (state->has_base()) documents_->AddFork(tenant, state->base().document(), key.sequence);
+    if (state->sealed()) {
+      documents_->AddDocument(key.tenant, key, state->segments());
+      for (const std::string& grantee : state->grants()) {
+        documents_->AddDocument(grantee, key, state->segments());
+      }
+    }
+    if (state->has_base()) documents_->AddFork(BaseKey(key, state->base()), key);
   }
-  documents_->MarkLoaded(tenant);
+  documents_->MarkLoaded();
   return absl::OkStatus();
 }
 
@@ -150,6 +156,19 @@ absl::StatusOr<v1::GetStateResponse> RequestHandler::GetState(const CallContext&
   absl::StatusOr<v1::SequenceState> state = LoadState(key);
   if (absl::IsNotFound(state.status())) return response;
   RETURN_IF_ERROR(state.status());
+  bool engine_state = request.engine_state();
+  if (request.base()) {
+    // A fork reads what it shares of its document, whichever tenant owns the document.
+    if (!state->has_base()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("'", key.sequence, "' is not a fork of a document"));
+    }
+    const v1::BaseDocument base = state->base();
+    key = BaseKey(key, base);
+    ASSIGN_OR_RETURN(state, LoadState(key));
+    // The engine state belongs to the document's end: only a fork of all of it gets it.
+    engine_state = engine_state && state->num_tokens() == base.tokens();
+  }
   uint64_t bytes = 0;
   auto add_chunk = [&](int32_t layer, int32_t chunk) -> absl::Status {
     ASSIGN_OR_RETURN(std::vector<uint8_t> data, store_->GetBlock(ChunkKey(key, layer, chunk)));
@@ -171,7 +190,7 @@ absl::StatusOr<v1::GetStateResponse> RequestHandler::GetState(const CallContext&
     }
     for (int32_t chunk : l.chunks()) RETURN_IF_ERROR(add_chunk(l.layer(), chunk));
   }
-  if (request.engine_state()) {
+  if (engine_state) {
     for (int32_t chunk : state->engine_chunks()) {
       RETURN_IF_ERROR(add_chunk(kEngineStateLayer, chunk));
     }
@@ -186,7 +205,7 @@ absl::StatusOr<v1::SealDocumentResponse> RequestHandler::SealDocument(
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
   const KvLayout layout = session->layout;
   RETURN_IF_ERROR(ValidateDocumentSegments(layout, request.segments()));
-  RETURN_IF_ERROR(EnsureDirectory(key.tenant));
+  RETURN_IF_ERROR(EnsureDirectory());
   absl::MutexLock write(&session->write_mu);
   if (session->sealed) {
     // A retried seal that landed: the same segments are success.
@@ -235,7 +254,7 @@ absl::StatusOr<v1::SealDocumentResponse> RequestHandler::SealDocument(
     absl::MutexLock lock(&mu_);
     session->sealed = true;
   }
-  documents_->AddDocument(key.tenant, key.sequence, segments);
+  documents_->AddDocument(key.tenant, key, segments);
   return v1::SealDocumentResponse();
 }
 
@@ -255,32 +274,83 @@ absl::StatusOr<v1::FindPrefixResponse> RequestHandler::FindPrefix(
     }
     hashes.push_back(&hash);
   }
-  RETURN_IF_ERROR(EnsureDirectory(call.tenant));
+  RETURN_IF_ERROR(EnsureDirectory());
   v1::FindPrefixResponse response;
   if (std::optional<DocumentDirectory::Match> match = documents_->Find(call.tenant, hashes)) {
-    response.set_document(match->document);
+    response.set_document(match->document.sequence);
     response.set_segments(match->segments);
     response.set_tokens(match->tokens);
+    if (match->document.tenant != call.tenant) response.set_owner(match->document.tenant);
   }
   return response;
 }
 
+absl::StatusOr<v1::GrantDocumentResponse> RequestHandler::GrantDocument(
+    const CallContext& call, const v1::GrantDocumentRequest& request) {
+  ASSIGN_OR_RETURN(SequenceKey key, Key(call, request.sequence_id()));
+  // The grantee names a tenant: the same rules as any id.
+  RETURN_IF_ERROR((SequenceKey{request.tenant(), "grant"}.Validate()));
+  if (request.tenant() == key.tenant) {
+    return absl::InvalidArgumentError("a tenant always sees its own documents");
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(key));
+  RETURN_IF_ERROR(EnsureDirectory());
+  absl::MutexLock write(&session->write_mu);
+  if (!session->sealed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("'", key.sequence, "' is not a sealed document"));
+  }
+  ASSIGN_OR_RETURN(v1::SequenceState state, LoadState(key));
+  auto* grants = state.mutable_grants();
+  auto it = std::find(grants->begin(), grants->end(), request.tenant());
+  if (request.revoke()) {
+    if (it == grants->end()) return v1::GrantDocumentResponse();
+    grants->erase(it);
+  } else {
+    if (it != grants->end()) return v1::GrantDocumentResponse();
+    if (grants->size() >= kMaxDocumentGrants) {
+      return absl::ResourceExhaustedError(absl::StrCat("a document is shared with at most ",
+                                                       kMaxDocumentGrants, " tenants"));
+    }
+    *grants->Add() = request.tenant();
+  }
+  RETURN_IF_ERROR(store_->PutStateRecord(key, state.SerializeAsString()));
+  if (request.revoke()) {
+    documents_->RemoveViewer(request.tenant(), key);
+  } else {
+    documents_->AddDocument(request.tenant(), key, state.segments());
+  }
+  return v1::GrantDocumentResponse();
+}
+
 absl::Status RequestHandler::CreateFork(const SequenceKey& key, const KvLayout& layout,
                                         const v1::OpenSequenceRequest& request) {
-  const SequenceKey document{key.tenant, request.base_document()};
+  const SequenceKey document{
+      request.base_owner().empty() ? key.tenant : request.base_owner(), request.base_document()};
   RETURN_IF_ERROR(document.Validate());
-  RETURN_IF_ERROR(EnsureDirectory(key.tenant));
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> doc, FindSession(document));
-  if (doc->layout != layout) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("document '", document.sequence, "' has layout ", doc->layout.DebugString(),
-                     ", not ", layout.DebugString()));
+  RETURN_IF_ERROR(EnsureDirectory());
+  const absl::Status not_found =
+      absl::NotFoundError(absl::StrCat("no sequence '", document.sequence, "'"));
+  // Another tenant's document exists for the caller only through a grant: without one it
+  // answers as a missing document does, from memory, before the store is touched (no timing
+  // difference between a document that exists and one that does not).
+  if (document.tenant != key.tenant && !documents_->Visible(key.tenant, document)) {
+    return not_found;
   }
+  absl::StatusOr<std::shared_ptr<Session>> found = FindSession(document);
+  if (absl::IsNotFound(found.status())) return not_found;
+  RETURN_IF_ERROR(found.status());
+  std::shared_ptr<Session> doc = *std::move(found);
   absl::StatusOr<v1::SequenceState> doc_state = LoadState(document);
   if (!doc_state.ok() && !absl::IsNotFound(doc_state.status())) return doc_state.status();
   if (!doc_state.ok() || !doc_state->sealed()) {
     return absl::FailedPreconditionError(
         absl::StrCat("'", document.sequence, "' is not a sealed document"));
+  }
+  if (doc->layout != layout) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("document '", document.sequence, "' has layout ", doc->layout.DebugString(),
+                     ", not ", layout.DebugString()));
   }
   const v1::DocumentSegments& segments = doc_state->segments();
   const int32_t j = request.base_segments();
@@ -292,6 +362,7 @@ absl::Status RequestHandler::CreateFork(const SequenceKey& key, const KvLayout& 
   v1::SequenceState state;
   v1::BaseDocument* base = state.mutable_base();
   base->set_document(document.sequence);
+  if (document.tenant != key.tenant) base->set_owner(document.tenant);
   base->set_segments(j);
   base->set_tokens(segments.tokens(j - 1));
   for (int32_t l = 0; l < layout.num_layers; ++l) {
@@ -318,7 +389,7 @@ absl::Status RequestHandler::CreateFork(const SequenceKey& key, const KvLayout& 
   state.set_num_tokens(base->tokens());
   RETURN_IF_ERROR(store_->PutStateRecord(key, state.SerializeAsString()));
   RETURN_IF_ERROR(store_->PutSequence(key, storage::SequenceMeta{layout, base->tokens()}));
-  documents_->AddFork(key.tenant, document.sequence, key.sequence);
+  documents_->AddFork(document, key);
   return absl::OkStatus();
 }
 

@@ -26,6 +26,8 @@ inline constexpr int32_t kMaxStateChunks = int32_t{1} << 16;
 inline constexpr int32_t kMaxDocumentSegments = 4096;
 inline constexpr size_t kMinSegmentHashBytes = 16;
 inline constexpr size_t kMaxSegmentHashBytes = 64;
+// Most tenants one document is shared with (GrantDocument).
+inline constexpr int kMaxDocumentGrants = 256;
 
 // layer in [0, num_layers), kv_head in [0, num_kv_heads), cluster in [0, kStateChunkBase).
 absl::Status ValidateClusterRef(const KvLayout& layout, const v1::ClusterRef& ref);

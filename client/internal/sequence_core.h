@@ -110,15 +110,19 @@ class SequenceCore {
   [[nodiscard]] absl::Status Checkpoint(absl::string_view engine_state = {});
   [[nodiscard]] absl::Status Publish(absl::Span<const int32_t> tokens, absl::string_view model,
                                      absl::string_view engine_state = {});
+  // Sequence::Grant (revoke false) and Sequence::Revoke.
+  [[nodiscard]] absl::Status Grant(absl::string_view tenant, bool revoke);
   [[nodiscard]] absl::Status ReadTokens(int32_t layer, int64_t begin, int64_t end, float* keys,
                                         float* values);
   // Rebuilds `sequence_id` from its last checkpoint (and its base document, for a fork).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<SequenceCore>> Resume(
       KvTransport* transport, std::string sequence_id, SequenceOptions options);
   // Creates `sequence_id` as a fork of the first `segments` segments of `document`.
+  // `owner`: the document's tenant when another tenant granted it (empty: the caller's).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<SequenceCore>> OpenFork(
       KvTransport* transport, std::string sequence_id, const KvLayout& layout,
-      const std::string& document, int32_t segments, SequenceOptions options);
+      const std::string& document, const std::string& owner, int32_t segments,
+      SequenceOptions options);
   const std::string& base_document() const { return base_document_; }
   int64_t base_tokens() const { return base_tokens_; }
   const std::string& engine_state() const { return engine_state_; }

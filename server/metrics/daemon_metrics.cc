@@ -137,6 +137,7 @@ std::string_view RpcName(Rpc rpc) {
     case Rpc::kGetState: return "GetState";
     case Rpc::kSealDocument: return "SealDocument";
     case Rpc::kFindPrefix: return "FindPrefix";
+    case Rpc::kGrantDocument: return "GrantDocument";
   }
   return "unknown";
 }

@@ -54,8 +54,9 @@ enum class Rpc {
   kGetState,
   kSealDocument,
   kFindPrefix,
+  kGrantDocument,
 };
-inline constexpr int kNumRpcs = 16;
+inline constexpr int kNumRpcs = 17;
 std::string_view RpcName(Rpc rpc);
 
 std::string_view TransportName(Transport transport);

@@ -4,7 +4,8 @@
 //   - shared prefixes survive a fork's drop and a daemon restart; a document in use cannot be
 //     dropped; once everything is dropped the tiers hold what they held before (nothing lost,
 //     nothing leaked);
-//   - another tenant neither finds nor forks a tenant's document;
+//   - another tenant neither finds nor forks a tenant's document, unless the owner granted it
+//     (durably; a revoke stops new forks, not the existing one);
 //   - a checkpointed sequence resumed by a new client continues bit-identically to the
 //     uninterrupted decode, across window offloads, and a fork resumes too;
 //   - a worker process SIGKILLed in the middle of a decode step is resumed by another process
@@ -351,6 +352,67 @@ TEST_F(SessionTest, AnotherTenantNeitherFindsNorForksADocument) {
   // Tenant b's own sequence of the same name is its own business.
   auto resumed = b->ResumeSequence("doc");
   EXPECT_EQ(resumed.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SessionTest, AGrantSharesADocumentWithOneOtherTenantOnly) {
+  constexpr int64_t kDocTokens = 2 * kSegment;
+  const Prompt prompt(kDocTokens + 40);
+  auto a = Connect(daemon_.target(), "tenant-a");
+  auto doc = a->OpenSequence("doc", kLayout);
+  ASSERT_TRUE(doc.ok());
+  ASSERT_TRUE(Prefill(**doc, prompt, 0, kDocTokens).ok());
+  ASSERT_TRUE((*doc)->Publish(absl::MakeConstSpan(prompt.ids).subspan(0, kDocTokens), "m").ok());
+  const client::Client::StoredPrefix named{"doc", 2, kDocTokens, kLayout, "tenant-a"};
+
+  auto b = Connect(daemon_.target(), "tenant-b");
+  auto before = b->FindPrefix(prompt.ids, "m", kLayout);
+  ASSERT_TRUE(before.ok());
+  EXPECT_FALSE(before->has_value());
+  EXPECT_EQ(b->OpenSequenceFrom("early", named).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ((*doc)->Grant("tenant-a").code(), absl::StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE((*doc)->Grant("tenant-b").ok());
+  ASSERT_TRUE(daemon_.Stop().ok());  // grants are durable
+  ASSERT_TRUE(daemon_.Restart().ok()) << daemon_.output();
+  a = Connect(daemon_.target(), "tenant-a");
+  b = Connect(daemon_.target(), "tenant-b");
+  auto found = b->FindPrefix(prompt.ids, "m", kLayout);
+  ASSERT_TRUE(found.ok() && found->has_value()) << found.status();
+  EXPECT_EQ((*found)->owner, "tenant-a");
+  EXPECT_EQ((*found)->tokens, kDocTokens);
+  auto fork = b->OpenSequenceFrom("fork", **found);
+  ASSERT_TRUE(fork.ok()) << fork.status();
+  ASSERT_TRUE(Prefill(**fork, prompt, kDocTokens, prompt.tokens).ok());
+  auto own = b->OpenSequence("own", kLayout);
+  ASSERT_TRUE(own.ok());
+  ASSERT_TRUE(Prefill(**own, prompt, 0, prompt.tokens).ok());
+  absl::StatusOr<std::vector<float>> want = Decode(**own, 0, 10);
+  absl::StatusOr<std::vector<float>> got = Decode(**fork, 0, 10);
+  ASSERT_TRUE(want.ok() && got.ok()) << got.status();
+  EXPECT_EQ(std::memcmp(got->data(), want->data(), got->size() * sizeof(float)), 0);
+
+  // A third tenant sees nothing, even naming the owner.
+  auto c = Connect(daemon_.target(), "tenant-c");
+  auto theirs = c->FindPrefix(prompt.ids, "m", kLayout);
+  ASSERT_TRUE(theirs.ok());
+  EXPECT_FALSE(theirs->has_value());
+  EXPECT_EQ(c->OpenSequenceFrom("stolen", named).status().code(), absl::StatusCode::kNotFound);
+
+  // The owner keeps the document while the other tenant's fork uses it; a revoke stops new
+  // finds and forks, not the fork that exists.
+  auto reopened = a->ReopenSequence("doc");
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->Close(/*drop=*/true).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*reopened)->Revoke("tenant-b").ok());
+  auto after = b->FindPrefix(prompt.ids, "m", kLayout);
+  ASSERT_TRUE(after.ok());
+  EXPECT_FALSE(after->has_value());
+  EXPECT_EQ(b->OpenSequenceFrom("late", named).status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(Decode(**fork, 10, 3).ok());
+  ASSERT_TRUE((*fork)->Close(/*drop=*/true).ok());
+  auto again = a->ReopenSequence("doc");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE((*again)->Close(/*drop=*/true).ok());
 }
 
 TEST_F(SessionTest, ResumedSequenceContinuesAsTheUninterruptedDecode) {
