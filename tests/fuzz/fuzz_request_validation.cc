@@ -134,6 +134,34 @@ void FuzzOne(const uint8_t* data, size_t size) {
     CheckSequenceId(m.sequence_id());
     (void)server::ValidateSelect(FixedLayout(), m);
   }
+  if (v1::PutStateRequest m; Parse(data, size, &m)) {
+    CheckSequenceId(m.sequence_id());
+    // An accepted checkpoint names chunks the store can key: below the state chunk range's
+    // end, on a layer of the layout (or the engine's).
+    if (server::ValidatePutState(FixedLayout(), m, kMaxBlockBytes).ok()) {
+      for (const v1::StateChunk& chunk : m.chunks()) {
+        Require(chunk.chunk() >= 0 && chunk.chunk() < server::kStateChunkBase);
+        Require(chunk.layer() == server::kEngineStateLayer ||
+                (chunk.layer() >= 0 && chunk.layer() < FixedLayout().num_layers));
+        Require(!chunk.data().empty() && chunk.data().size() <= kMaxBlockBytes);
+      }
+      Require(m.state().layers_size() <= FixedLayout().num_layers);
+    }
+  }
+  if (v1::GetStateRequest m; Parse(data, size, &m)) CheckSequenceId(m.sequence_id());
+  if (v1::SealDocumentRequest m; Parse(data, size, &m)) {
+    CheckSequenceId(m.sequence_id());
+    if (server::ValidateDocumentSegments(FixedLayout(), m.segments()).ok()) {
+      const v1::DocumentSegments& s = m.segments();
+      Require(s.hashes_size() >= 1 && s.hashes_size() <= server::kMaxDocumentSegments);
+      Require(s.clusters_size() == s.hashes_size() * FixedLayout().num_layers);
+    }
+  }
+  if (v1::FindPrefixRequest m; Parse(data, size, &m)) (void)m.hashes_size();
+  if (v1::GrantDocumentRequest m; Parse(data, size, &m)) {
+    CheckSequenceId(m.sequence_id());
+    CheckSequenceId(m.tenant());
+  }
   if (v1::SequenceInfo m; Parse(data, size, &m)) {
     // A layout arriving on its own (OpenSequence's layout, the admin tool's sequence info).
     Layouts(m.has_layout() ? &m.layout() : nullptr);

@@ -220,6 +220,52 @@ std::vector<std::pair<std::string, grpc::Status>> RunEveryRpc(const Calls& calle
     codes.emplace_back("HintClusters",
                        caller.stub().HintClusters(caller.Context().get(), request, &response));
   }
+  // Sessions and documents: a checkpoint, its read-back, sealing it as a document, finding it
+  // and granting it. Another tenant finds nothing and names nothing.
+  const std::string hash(32, 'h');
+  {
+    v1::PutStateRequest request;
+    request.set_sequence_id("seq");
+    request.mutable_state()->set_num_tokens(1);
+    v1::PutStateResponse response;
+    codes.emplace_back("PutState",
+                       caller.stub().PutState(caller.Context().get(), request, &response));
+  }
+  {
+    v1::GetStateRequest request;
+    request.set_sequence_id("seq");
+    v1::GetStateResponse response;
+    codes.emplace_back("GetState",
+                       caller.stub().GetState(caller.Context().get(), request, &response));
+  }
+  {
+    v1::SealDocumentRequest request;
+    request.set_sequence_id("seq");
+    request.mutable_segments()->add_hashes(hash);
+    request.mutable_segments()->add_tokens(1);
+    for (int l = 0; l < TestLayout().num_layers(); ++l) request.mutable_segments()->add_clusters(0);
+    v1::SealDocumentResponse response;
+    codes.emplace_back("SealDocument",
+                       caller.stub().SealDocument(caller.Context().get(), request, &response));
+  }
+  {
+    v1::FindPrefixRequest request;
+    request.add_hashes(hash);
+    v1::FindPrefixResponse response;
+    grpc::Status s = caller.stub().FindPrefix(caller.Context().get(), request, &response);
+    if (s.ok() && response.document() != (caller.name() == "own" ? "seq" : "")) {
+      s = grpc::Status(StatusCode::INTERNAL, "a document seen across tenants");
+    }
+    codes.emplace_back("FindPrefix", s);
+  }
+  {
+    v1::GrantDocumentRequest request;
+    request.set_sequence_id("seq");
+    request.set_tenant("tenant-z");
+    v1::GrantDocumentResponse response;
+    codes.emplace_back("GrantDocument",
+                       caller.stub().GrantDocument(caller.Context().get(), request, &response));
+  }
   {
     v1::CloseSequenceRequest request;
     request.set_sequence_id("seq");
@@ -256,6 +302,11 @@ TEST_F(SecurityTest, EveryRpcByOwnOtherNoAndBadCredentials) {
       {"Stats", StatusCode::OK},
       {"ReportClientStats", StatusCode::OK},
       {"HintClusters", StatusCode::OK},  // answered before any lookup: promotes nothing
+      {"PutState", StatusCode::NOT_FOUND},
+      {"GetState", StatusCode::NOT_FOUND},
+      {"SealDocument", StatusCode::NOT_FOUND},
+      {"FindPrefix", StatusCode::OK},  // its own (empty) directory
+      {"GrantDocument", StatusCode::NOT_FOUND},
       {"CloseSequence", StatusCode::NOT_FOUND},
   };
   for (const Calls* caller : {&other, &none, &bad, &own}) {  // own last: it closes "seq"
