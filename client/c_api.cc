@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/client.h"
 #include "client/clusterkv.h"
@@ -81,6 +82,13 @@ absl::StatusOr<absl::Span<const int32_t>> TokenSpan(const int32_t* tokens, int64
   if (count < 0) return absl::InvalidArgumentError("token count must not be negative");
   if (tokens == nullptr && count > 0) return absl::InvalidArgumentError("null tokens");
   return absl::MakeConstSpan(tokens, static_cast<size_t>(count));
+}
+
+// `bytes` bytes at `state` as a string view; InvalidArgument for NULL with bytes > 0.
+absl::StatusOr<absl::string_view> StateBytes(const void* state, size_t bytes) {
+  if (state == nullptr && bytes > 0) return absl::InvalidArgumentError("null engine state");
+  if (bytes == 0) return absl::string_view();
+  return absl::string_view(static_cast<const char*>(state), bytes);
 }
 
 // Wraps a freshly opened Sequence (or its error) into *sequence.
@@ -248,18 +256,49 @@ int64_t ckv_sequence_num_tokens(const ckv_sequence* sequence) {
 }
 
 int ckv_sequence_checkpoint(ckv_sequence* sequence) {
+  return ckv_sequence_checkpoint_with_state(sequence, nullptr, 0);
+}
+
+int ckv_sequence_checkpoint_with_state(ckv_sequence* sequence, const void* state, size_t bytes) {
   if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
-  return Guarded(&sequence->last_error, [&] { return sequence->sequence->Checkpoint(); });
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    absl::StatusOr<absl::string_view> engine_state = StateBytes(state, bytes);
+    if (!engine_state.ok()) return engine_state.status();
+    return sequence->sequence->Checkpoint(*engine_state);
+  });
 }
 
 int ckv_sequence_publish(ckv_sequence* sequence, const int32_t* tokens, int64_t count,
                          const char* model) {
+  return ckv_sequence_publish_with_state(sequence, tokens, count, model, nullptr, 0);
+}
+
+int ckv_sequence_publish_with_state(ckv_sequence* sequence, const int32_t* tokens, int64_t count,
+                                    const char* model, const void* state, size_t bytes) {
   if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
   return Guarded(&sequence->last_error, [&]() -> absl::Status {
     if (absl::Status s = InvalidIf(model == nullptr, "null model"); !s.ok()) return s;
     absl::StatusOr<absl::Span<const int32_t>> ids = TokenSpan(tokens, count);
     if (!ids.ok()) return ids.status();
-    return sequence->sequence->Publish(*ids, model);
+    absl::StatusOr<absl::string_view> engine_state = StateBytes(state, bytes);
+    if (!engine_state.ok()) return engine_state.status();
+    return sequence->sequence->Publish(*ids, model, *engine_state);
+  });
+}
+
+int ckv_sequence_grant(ckv_sequence* sequence, const char* tenant) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    if (absl::Status s = InvalidIf(tenant == nullptr, "null tenant"); !s.ok()) return s;
+    return sequence->sequence->Grant(tenant);
+  });
+}
+
+int ckv_sequence_revoke(ckv_sequence* sequence, const char* tenant) {
+  if (sequence == nullptr) return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  return Guarded(&sequence->last_error, [&]() -> absl::Status {
+    if (absl::Status s = InvalidIf(tenant == nullptr, "null tenant"); !s.ok()) return s;
+    return sequence->sequence->Revoke(tenant);
   });
 }
 
@@ -281,6 +320,18 @@ const char* ckv_sequence_base_document(const ckv_sequence* sequence) {
 
 int64_t ckv_sequence_base_tokens(const ckv_sequence* sequence) {
   return sequence == nullptr ? 0 : sequence->sequence->base_tokens();
+}
+
+int ckv_sequence_engine_state(const ckv_sequence* sequence, const void** data, size_t* bytes) {
+  if (data != nullptr) *data = nullptr;
+  if (bytes != nullptr) *bytes = 0;
+  if (sequence == nullptr || data == nullptr || bytes == nullptr) {
+    return static_cast<int>(absl::StatusCode::kInvalidArgument);
+  }
+  const std::string& state = sequence->sequence->engine_state();
+  *data = state.data();
+  *bytes = state.size();
+  return CKV_OK;
 }
 
 int ckv_sequence_resume(ckv_client* client, const char* sequence_id, ckv_sequence** sequence) {
@@ -328,6 +379,10 @@ int32_t ckv_prefix_segments(const ckv_prefix* prefix) {
 
 int64_t ckv_prefix_tokens(const ckv_prefix* prefix) {
   return prefix == nullptr ? 0 : prefix->prefix.tokens;
+}
+
+const char* ckv_prefix_owner(const ckv_prefix* prefix) {
+  return prefix == nullptr ? "" : prefix->prefix.owner.c_str();
 }
 
 void ckv_prefix_free(ckv_prefix* prefix) { delete prefix; }

@@ -26,6 +26,7 @@
 #ifndef CLUSTERKV_CLIENT_CLUSTERKV_H_
 #define CLUSTERKV_CLIENT_CLUSTERKV_H_
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -102,12 +103,32 @@ int64_t ckv_sequence_num_tokens(const ckv_sequence* sequence);
  * windows, position); afterwards ckv_sequence_resume continues the sequence as it stands now,
  * in any process. Call it at a step boundary. */
 int ckv_sequence_checkpoint(ckv_sequence* sequence);
+/* ckv_sequence_checkpoint that also saves `bytes` bytes at `state` with the checkpoint, opaque:
+ * what the engine keeps beside the sequence (e.g. the windows of sliding-window layers, which
+ * never reach the daemon), handed back by ckv_sequence_engine_state after a resume. Each
+ * checkpoint replaces the previous one's state (bytes 0: none; state may then be NULL).
+ * INVALID_ARGUMENT: state NULL with bytes > 0. The bytes are not used after the call. */
+int ckv_sequence_checkpoint_with_state(ckv_sequence* sequence, const void* state, size_t bytes);
 /* Seals the prefilled sequence as a document whose token ids are tokens[0..count) (its whole
  * length) for `model` (a name of the weights); a prompt starting with the same tokens then
  * finds it (ckv_client_find_prefix) and the sequence becomes read-only. FAILED_PRECONDITION
  * after decode tokens, on a fork, or when count differs from its tokens. */
 int ckv_sequence_publish(ckv_sequence* sequence, const int32_t* tokens, int64_t count,
                          const char* model);
+/* ckv_sequence_publish whose checkpoint saves `bytes` bytes at `state` (as
+ * ckv_sequence_checkpoint_with_state): a fork of the WHOLE document receives them from
+ * ckv_sequence_engine_state; a fork of fewer segments receives none. */
+int ckv_sequence_publish_with_state(ckv_sequence* sequence, const int32_t* tokens, int64_t count,
+                                    const char* model, const void* state, size_t bytes);
+/* Lets `tenant` find and fork this published document: its ckv_client_find_prefix answers with
+ * ckv_prefix_owner set to this sequence's tenant. The blocks stay accounted to this tenant.
+ * Without a grant another tenant sees nothing of a document (ckv_client_find_prefix finds no
+ * prefix, ckv_sequence_open_from answers NOT_FOUND). FAILED_PRECONDITION: not published;
+ * INVALID_ARGUMENT: NULL, a bad tenant name, or this sequence's own tenant. */
+int ckv_sequence_grant(ckv_sequence* sequence, const char* tenant);
+/* Withdraws a grant: `tenant` no longer finds or forks the document; its existing forks keep
+ * working. Errors as ckv_sequence_grant. */
+int ckv_sequence_revoke(ckv_sequence* sequence, const char* tenant);
 /* The stored keys and values of positions [begin, end) of `layer`, written as fp32 in
  * token-major order [end - begin, num_kv_heads, head_dim] (an engine's KV cache) into keys and
  * values, e.g. to prefill the rest of a prompt after a shared prefix. INVALID_ARGUMENT: NULL
@@ -118,14 +139,19 @@ int ckv_sequence_read_tokens(ckv_sequence* sequence, int32_t layer, int64_t begi
  * shares (0). The string lives as long as the handle. */
 const char* ckv_sequence_base_document(const ckv_sequence* sequence);
 int64_t ckv_sequence_base_tokens(const ckv_sequence* sequence);
+/* The engine state of the checkpoint this sequence was resumed from, or of the document this
+ * fork shares whole: *data and *bytes (bytes 0 when there is none). The bytes live as long as
+ * the handle. INVALID_ARGUMENT for a NULL argument (then the outputs given are NULL and 0). */
+int ckv_sequence_engine_state(const ckv_sequence* sequence, const void** data, size_t* bytes);
 
 /* Rebuilds a checkpointed sequence from the daemon alone, exactly as it was at its last
  * checkpoint (no prefill); errors are recorded on `client`. NOT_FOUND: no such sequence;
  * FAILED_PRECONDITION: never checkpointed. */
 int ckv_sequence_resume(ckv_client* client, const char* sequence_id, ckv_sequence** sequence);
 /* The longest stored prefix of tokens[0..count) for `model` and the layout among this
- * tenant's documents. On success *prefix is a handle to free with ckv_prefix_free, or NULL when
- * no document matches (still CKV_OK); on failure NULL. Errors are recorded on `client`. */
+ * tenant's documents and those other tenants granted it (ckv_sequence_grant). On success
+ * *prefix is a handle to free with ckv_prefix_free, or NULL when no document matches (still
+ * CKV_OK); on failure NULL. Errors are recorded on `client`. */
 int ckv_client_find_prefix(ckv_client* client, const int32_t* tokens, int64_t count,
                            const char* model, int32_t num_layers, int32_t num_q_heads,
                            int32_t num_kv_heads, int32_t head_dim, int32_t dtype,
@@ -134,6 +160,9 @@ int ckv_client_find_prefix(ckv_client* client, const int32_t* tokens, int64_t co
 const char* ckv_prefix_document(const ckv_prefix* prefix);
 int32_t ckv_prefix_segments(const ckv_prefix* prefix);
 int64_t ckv_prefix_tokens(const ckv_prefix* prefix);
+/* The document's tenant when another tenant granted it to this one; "" for this tenant's own
+ * document (or NULL). ckv_sequence_open_from forks from that tenant's document. */
+const char* ckv_prefix_owner(const ckv_prefix* prefix);
 /* Frees the handle (NULL is ignored); sequences opened from it do not need it. */
 void ckv_prefix_free(ckv_prefix* prefix);
 /* Creates `sequence_id` as a fork of `prefix`: it holds the prefix's tokens, shared with the

@@ -174,27 +174,33 @@ takes a Config as config= and/or the same fields as keywords.)doc")
 
   using StoredPrefix = client::Client::StoredPrefix;
   py::class_<StoredPrefix>(m, "StoredPrefix", R"doc(
-A stored prefix found by Client.find_prefix: the document of this tenant that holds it, and
-how much of the prompt it covers (its first `segments` clustering segments, `tokens` tokens),
-for `layout`. Client.open_sequence_from(id, prefix) forks a sequence from it. Read-only; also
+A stored prefix found by Client.find_prefix: the document that holds it, and how much of the
+prompt it covers (its first `segments` clustering segments, `tokens` tokens), for `layout`;
+`owner` is the document's tenant when another tenant granted it (Sequence.grant), '' for this
+tenant's own. Client.open_sequence_from(id, prefix) forks a sequence from it. Read-only; also
 constructible from its fields (e.g. kept from an earlier find_prefix).)doc")
       .def(py::init([](std::string document, int32_t segments, int64_t tokens,
-                       const KvLayout& layout) {
+                       const KvLayout& layout, std::string owner) {
              StoredPrefix p;
              p.document = std::move(document);
              p.segments = segments;
              p.tokens = tokens;
              p.layout = layout;
+             p.owner = std::move(owner);
              return p;
            }),
-           py::arg("document"), py::arg("segments"), py::arg("tokens"), py::arg("layout"))
+           py::arg("document"), py::arg("segments"), py::arg("tokens"), py::arg("layout"),
+           py::arg("owner") = "")
       .def_readonly("document", &StoredPrefix::document)
       .def_readonly("segments", &StoredPrefix::segments)
       .def_readonly("tokens", &StoredPrefix::tokens)
       .def_readonly("layout", &StoredPrefix::layout)
+      .def_readonly("owner", &StoredPrefix::owner)
       .def("__repr__", [](const StoredPrefix& p) {
         return absl::StrCat("StoredPrefix(document='", p.document, "', segments=", p.segments,
-                            ", tokens=", p.tokens, ", ", p.layout.DebugString(), ")");
+                            ", tokens=", p.tokens, ", ", p.layout.DebugString(),
+                            p.owner.empty() ? "" : absl::StrCat(", owner='", p.owner, "'"),
+                            ")");
       });
 
   py::class_<ClientHandle, std::shared_ptr<ClientHandle>>(m, "Client", R"doc(
@@ -292,7 +298,8 @@ never checkpointed; DataLossError: inconsistent stored state.)doc")
           },
           py::arg("tokens"), py::arg("model"), py::arg("layout"), R"doc(
 The longest stored prefix of the prompt `tokens` (token ids: a list or a 1-D integer numpy
-array) among this tenant's published documents (Sequence.publish) for `model` and `layout`,
+array) among this tenant's published documents (Sequence.publish), and those other tenants
+granted it (Sequence.grant; StoredPrefix.owner names the owner), for `model` and `layout`,
 under this client's clustering configuration (prefill_segment_tokens): a StoredPrefix, or
 None when no document shares a whole segment with the prompt.)doc")
       .def(

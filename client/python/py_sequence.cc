@@ -49,6 +49,20 @@ py::dict CacheStatsDict(const client::CacheStats& s) {
   return d;
 }
 
+// The bytes of a bytes-like object `what` (bytes, bytearray, memoryview, a C-contiguous numpy
+// array); pybind11 answers TypeError for an object without the buffer protocol, this
+// InvalidArgumentError for a buffer that is not contiguous.
+std::string BufferBytes(const py::buffer& buffer, const char* what) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    ThrowInvalid(absl::StrCat(what, " must be a contiguous bytes-like object"));
+  }
+  std::string bytes(static_cast<const char*>(view.buf), static_cast<size_t>(view.len));
+  PyBuffer_Release(&view);
+  return bytes;
+}
+
 // A read-only counter of the Sequence, taken under its mutex.
 template <typename T>
 auto Counter(T (client::Sequence::*getter)() const) {
@@ -230,27 +244,53 @@ is kept and the offload retried by the next append_token or flush.)doc")
           "After a daemon restart: re-opens the sequence and re-reads its indexes.")
       .def(
           "checkpoint",
-          [](SequenceHandle& h) {
-            ThrowIfError(h.Run([](client::Sequence& s) { return s.Checkpoint(); }));
+          [](SequenceHandle& h, const py::buffer& engine_state) {
+            // Copied while the GIL is held.
+            const std::string state = BufferBytes(engine_state, "engine_state");
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.Checkpoint(state); }));
           },
-          R"doc(
+          py::arg("engine_state") = py::bytes(), R"doc(
 Writes to the daemon what a resume needs beyond the clusters: the sink rows (every row of a
 dense layer) and recent windows added since the last checkpoint, and the decode position; a
 pending window offload is flushed first. Afterwards Client.resume_sequence(id), in any process,
 continues this sequence exactly as it stands now. Call it at a step boundary (after every
-layer's append_token of a token).)doc")
+layer's append_token of a token). engine_state (bytes-like) is saved with it, opaque: what the
+engine keeps beside the sequence (e.g. the windows of sliding-window layers), returned by the
+resumed sequence's engine_state. Each checkpoint replaces the previous one's (b"": none).)doc")
       .def(
           "publish",
-          [](SequenceHandle& h, const py::object& tokens, const std::string& model) {
+          [](SequenceHandle& h, const py::object& tokens, const std::string& model,
+             const py::buffer& engine_state) {
             const std::vector<int32_t> ids = TokenIds(tokens, "tokens");
-            ThrowIfError(h.Run([&](client::Sequence& s) { return s.Publish(ids, model); }));
+            const std::string state = BufferBytes(engine_state, "engine_state");
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.Publish(ids, model, state); }));
           },
-          py::arg("tokens"), py::arg("model"), R"doc(
+          py::arg("tokens"), py::arg("model"), py::arg("engine_state") = py::bytes(), R"doc(
 Seals this prefilled sequence as a stored document whose token ids are `tokens` (a list or a
 1-D integer numpy array, one id per token of the sequence) for `model` (a name of the weights).
 A prompt starting with the same tokens then finds it (Client.find_prefix) and forks from it;
-this sequence becomes read-only. Checkpoints first. FailedPreconditionError: decode tokens, a
-fork, a prefill in pieces not ending on segment boundaries, or len(tokens) != num_tokens.)doc")
+this sequence becomes read-only. Checkpoints first, with engine_state (bytes-like), which a
+fork of the WHOLE document receives as its engine_state (a fork of fewer segments receives
+b""). FailedPreconditionError: decode tokens, a fork, a prefill in pieces not ending on segment
+boundaries, or len(tokens) != num_tokens.)doc")
+      .def(
+          "grant",
+          [](SequenceHandle& h, const std::string& tenant) {
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.Grant(tenant); }));
+          },
+          py::arg("tenant"), R"doc(
+Lets `tenant` find and fork this published document: its Client.find_prefix answers with a
+StoredPrefix whose owner is this sequence's tenant. The blocks stay accounted to this tenant.
+Without a grant another tenant sees nothing of a document. FailedPreconditionError: not
+published; InvalidArgumentError: a bad tenant name, or this sequence's own tenant.)doc")
+      .def(
+          "revoke",
+          [](SequenceHandle& h, const std::string& tenant) {
+            ThrowIfError(h.Run([&](client::Sequence& s) { return s.Revoke(tenant); }));
+          },
+          py::arg("tenant"), R"doc(
+Withdraws grant(tenant): the tenant no longer finds or forks the document; forks it made
+before keep working. Errors as grant.)doc")
       .def(
           "read_tokens",
           [](SequenceHandle& h, int32_t layer, int64_t begin, int64_t end) {
@@ -281,6 +321,13 @@ its prompt. InvalidArgumentError: bad range; DataLossError: a position is missin
           "A fork's base document ('' for a sequence of its own).")
       .def_property_readonly("base_tokens", Counter(&client::Sequence::base_tokens),
                              "Tokens a fork shares with its base document (0 otherwise).")
+      .def_property_readonly(
+          "engine_state",
+          [](SequenceHandle& h) {
+            return py::bytes(h.Run([](client::Sequence& s) { return s.engine_state(); }));
+          },
+          "The engine state (bytes) of the checkpoint this sequence was resumed from, or of "
+          "the document this fork shares whole; b'' otherwise.")
       .def(
           "close",
           [](SequenceHandle& h, bool drop) {

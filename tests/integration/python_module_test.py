@@ -15,10 +15,16 @@ sequence checkpointed mid-decode and resumed by a fresh client attends exactly a
 uninterrupted twin, before and after further decode steps. Shared documents: a published
 prompt is found by a longer prompt sharing whole segments (prefill_segment_tokens), a fork of
 it reads the document's keys and values back (as stored: fp16-rounded) and, once prefilled
-with the rest of its prompt, attends as full attention over the whole prompt.
+with the rest of its prompt, attends as full attention over the whole prompt. Engine state:
+the bytes given to checkpoint come back from the resumed sequence's engine_state (and those
+given to publish from a fork of the whole document). Grants: another tenant finds a document
+only once its owner granted it (StoredPrefix.owner names the owner), its fork reads the
+document back and attends bit-identically to its own unshared sequence over the same K/V, and
+a revoke hides the document again. The C ABI's engine-state and grant calls, through ctypes.
 """
 
 import argparse
+import ctypes
 import os
 import subprocess
 import sys
@@ -61,7 +67,17 @@ def structured_kv(rng, kv_heads, tokens, d, dtype=np.float32, topics=12):
 
 def vars_of(prefix):
     """A StoredPrefix's fields, for comparisons."""
-    return (prefix.document, prefix.segments, prefix.tokens, prefix.layout)
+    return (prefix.document, prefix.segments, prefix.tokens, prefix.layout, prefix.owner)
+
+
+def stored(a):
+    """What an fp16 layout stores, widened back to float32."""
+    return a.astype(np.float16).astype(np.float32)
+
+
+def token_major(a):
+    """[kv_heads, n, d] -> read_tokens' [n, kv_heads, d]."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2))
 
 
 class ModuleTest(unittest.TestCase):
@@ -326,12 +342,6 @@ class ModuleTest(unittest.TestCase):
         doc_ids = rng.integers(0, 32000, size=doc_tokens, dtype=np.int64)
         doc_kv = [structured_kv(rng, 2, doc_tokens, 64) for _ in range(3)]  # float32 inputs
 
-        def stored(a):  # what an fp16 layout stores, widened back
-            return a.astype(np.float16).astype(np.float32)
-
-        def token_major(a):  # [kv_heads, n, d] -> read_tokens' [n, kv_heads, d]
-            return np.ascontiguousarray(a.transpose(1, 0, 2))
-
         doc = client.open_sequence("doc", layout)
         for layer in range(3):
             doc.offload_prefill(layer, *doc_kv[layer])
@@ -413,6 +423,226 @@ class ModuleTest(unittest.TestCase):
         np.testing.assert_array_equal(keys, token_major(stored(doc_kv[2][0])))
         fork.close(drop=True)
         doc.close(drop=True)
+
+    def test_checkpoint_engine_state_comes_back_on_resume(self):
+        client = self.connect(token_budget=100)
+        seq, _, _ = self.open_with_prefill(client, "engine-state", tokens=200, seed=41)
+        rng = np.random.default_rng(42)
+        for _ in range(3):
+            self.decode_step([seq], rng)
+        self.assertEqual(seq.engine_state, b"")  # a sequence of its own, never resumed
+        # Opaque bytes, NULs included, larger than one 4 MiB piece of the checkpoint stream.
+        state = bytes(range(256)) * ((4 << 20) // 256) + b"\0engine at step 3\0"
+        seq.checkpoint(engine_state=state)
+        resumed = self.connect(token_budget=100).resume_sequence("engine-state")
+        self.assertIsInstance(resumed.engine_state, bytes)
+        self.assertEqual(resumed.engine_state, state)
+        self.assertEqual(resumed.num_tokens, seq.num_tokens)
+        q = rng.standard_normal((8, 64)).astype(np.float32)
+        for layer in range(3):
+            np.testing.assert_array_equal(resumed.attend(layer, q), seq.attend(layer, q))
+        resumed.close()
+
+        # Each checkpoint replaces the previous one's state; any bytes-like object is taken.
+        self.decode_step([seq], rng)
+        seq.checkpoint(bytearray(b"step 4"))
+        self.assertEqual(self.connect().resume_sequence("engine-state").engine_state, b"step 4")
+        seq.checkpoint(engine_state=memoryview(b"xxstep 4x")[2:8])
+        self.assertEqual(self.connect().resume_sequence("engine-state").engine_state, b"step 4")
+        seq.checkpoint()  # none
+        self.assertEqual(self.connect().resume_sequence("engine-state").engine_state, b"")
+        with self.assertRaises(TypeError):
+            seq.checkpoint(engine_state="text is not bytes")
+        with self.assertRaises(clusterkv.InvalidArgumentError):  # a strided buffer
+            seq.checkpoint(engine_state=np.zeros(8, np.uint8)[::2])
+        seq.close(drop=True)
+
+    def test_grant_shares_a_document_with_another_tenant_until_revoked(self):
+        segment = 64
+        options = dict(prefill_segment_tokens=segment, prefill_segment_clusters=4,
+                       token_budget=100)
+        a = self.connect("tenant-a", **options)
+        b = self.connect("tenant-b", **options)
+        layout = self.layout("fp16")
+        rng = np.random.default_rng(51)
+        doc_tokens, own = 2 * segment, 40
+        prompt_ids = rng.integers(0, 32000, size=doc_tokens + own, dtype=np.int64)
+        prompt_kv = [structured_kv(rng, 2, doc_tokens + own, 64) for _ in range(3)]
+        state = b"engine windows\0" * 1000
+
+        doc = a.open_sequence("granted-doc", layout)
+        for layer in range(3):
+            doc.offload_prefill(layer, np.ascontiguousarray(prompt_kv[layer][0][:, :doc_tokens]),
+                                np.ascontiguousarray(prompt_kv[layer][1][:, :doc_tokens]))
+        doc.publish(prompt_ids[:doc_tokens], "grant-model", engine_state=state)
+        mine = a.find_prefix(prompt_ids, "grant-model", layout)
+        self.assertEqual(mine.owner, "")  # the tenant's own document
+        named = clusterkv.StoredPrefix("granted-doc", 2, doc_tokens, layout, owner="tenant-a")
+        self.assertEqual(named.owner, "tenant-a")
+        self.assertIn("owner='tenant-a'", repr(named))
+        self.assertEqual(clusterkv.StoredPrefix("d", 1, segment, layout).owner, "")
+
+        # Before a grant tenant b sees nothing, even naming the owner.
+        self.assertIsNone(b.find_prefix(prompt_ids, "grant-model", layout))
+        with self.assertRaises(clusterkv.NotFoundError):
+            b.open_sequence_from("early", named)
+        with self.assertRaises(clusterkv.InvalidArgumentError):
+            doc.grant("tenant-a")  # its own tenant
+
+        doc.grant("tenant-b")
+        found = b.find_prefix(prompt_ids, "grant-model", layout)
+        self.assertIsNotNone(found)
+        self.assertEqual(vars_of(found), vars_of(named))
+        self.assertIsNone(self.connect("tenant-c", **options).find_prefix(
+            prompt_ids, "grant-model", layout))  # the grant names one tenant
+        fork = b.open_sequence_from("granted-fork", found)
+        self.assertEqual(fork.base_document, "granted-doc")
+        self.assertEqual(fork.base_tokens, doc_tokens)
+        self.assertEqual(fork.engine_state, state)  # it shares the whole document
+        for layer in range(3):
+            keys, values = fork.read_tokens(layer, 0, doc_tokens)
+            np.testing.assert_array_equal(
+                keys, token_major(stored(prompt_kv[layer][0][:, :doc_tokens])))
+            np.testing.assert_array_equal(
+                values, token_major(stored(prompt_kv[layer][1][:, :doc_tokens])))
+            fork.offload_prefill(layer, np.ascontiguousarray(prompt_kv[layer][0][:, doc_tokens:]),
+                                 np.ascontiguousarray(prompt_kv[layer][1][:, doc_tokens:]))
+
+        # Tenant b's own sequence over the same keys and values, prefilled whole.
+        unshared = b.open_sequence("granted-unshared", layout)
+        for layer in range(3):
+            unshared.offload_prefill(layer, *prompt_kv[layer])
+        q = rng.standard_normal((8, 64)).astype(np.float32)
+        for layer in range(3):
+            np.testing.assert_array_equal(fork.attend(layer, q), unshared.attend(layer, q),
+                                          err_msg="layer %d after the prefill" % layer)
+        for step in range(10):  # one window of 32 is not reached; the budget selects
+            got, want = self.decode_step([fork, unshared], rng)
+            for layer in range(3):
+                np.testing.assert_array_equal(got[layer], want[layer],
+                                              err_msg="layer %d, step %d" % (layer, step))
+
+        # A revoke stops new finds and forks, not the fork that exists.
+        doc.revoke("tenant-b")
+        self.assertIsNone(b.find_prefix(prompt_ids, "grant-model", layout))
+        with self.assertRaises(clusterkv.NotFoundError):
+            b.open_sequence_from("late", found)
+        got, want = self.decode_step([fork, unshared], rng)
+        np.testing.assert_array_equal(got[2], want[2])
+        fork.close(drop=True)
+        unshared.close(drop=True)
+        doc.close(drop=True)
+
+    def test_c_abi_engine_state_and_grants(self):
+        # The C ABI's engine-state and grant calls against the daemon, through ctypes: the
+        # extension links libclusterkv, so its handle resolves the ckv_* symbols.
+        lib = ctypes.CDLL(clusterkv._clusterkv.__file__)
+        self.assertTrue(hasattr(lib, "ckv_sequence_grant"),
+                        "the extension must link libclusterkv's C ABI dynamically")
+        P, S, I32, I64 = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_int64
+        Str = ctypes.c_char_p
+        for name, args, result in [
+                ("ckv_client_open", [Str, Str, ctypes.POINTER(P)], ctypes.c_int),
+                ("ckv_client_close", [P], None),
+                ("ckv_client_last_error", [P], Str),
+                ("ckv_sequence_open", [P, Str, I32, I32, I32, I32, I32, ctypes.POINTER(P)],
+                 ctypes.c_int),
+                ("ckv_sequence_offload_prefill", [P, I32, P, P, I64], ctypes.c_int),
+                ("ckv_sequence_checkpoint_with_state", [P, P, S], ctypes.c_int),
+                ("ckv_sequence_publish_with_state", [P, P, I64, Str, P, S], ctypes.c_int),
+                ("ckv_sequence_grant", [P, Str], ctypes.c_int),
+                ("ckv_sequence_revoke", [P, Str], ctypes.c_int),
+                ("ckv_sequence_engine_state", [P, ctypes.POINTER(P), ctypes.POINTER(S)],
+                 ctypes.c_int),
+                ("ckv_sequence_resume", [P, Str, ctypes.POINTER(P)], ctypes.c_int),
+                ("ckv_sequence_open_from", [P, Str, P, ctypes.POINTER(P)], ctypes.c_int),
+                ("ckv_sequence_last_error", [P], Str),
+                ("ckv_sequence_close", [P, ctypes.c_int], ctypes.c_int),
+                ("ckv_client_find_prefix", [P, P, I64, Str, I32, I32, I32, I32, I32,
+                                            ctypes.POINTER(P)], ctypes.c_int),
+                ("ckv_prefix_owner", [P], Str),
+                ("ckv_prefix_tokens", [P], I64),
+                ("ckv_prefix_free", [P], None)]:
+            getattr(lib, name).argtypes = args
+            getattr(lib, name).restype = result
+        OK, INVALID, NOT_FOUND, FAILED_PRECONDITION = 0, 3, 5, 9
+        target = self.daemon.target.encode()
+        shape = (2, 4, 2, 16, 2)  # layers (both dense by default), q and kv heads, dim, fp32
+
+        def open_client(tenant):
+            client = P()
+            self.assertEqual(lib.ckv_client_open(target, tenant, ctypes.byref(client)), OK)
+            return client
+
+        def engine_state(seq):
+            data, size = P(), S(99)
+            self.assertEqual(lib.ckv_sequence_engine_state(seq, ctypes.byref(data),
+                                                           ctypes.byref(size)), OK)
+            return ctypes.string_at(data, size.value)
+
+        a, b = open_client(b"c-tenant-a"), open_client(b"c-tenant-b")
+        kv = np.random.default_rng(61).standard_normal((2, 64, 16)).astype(np.float32)
+        ids = np.arange(100, 164, dtype=np.int32)
+        seq = P()
+        self.assertEqual(lib.ckv_sequence_open(a, b"c-doc", *shape, ctypes.byref(seq)), OK,
+                         lib.ckv_client_last_error(a))
+        for layer in range(2):
+            self.assertEqual(lib.ckv_sequence_offload_prefill(seq, layer, kv.ctypes.data,
+                                                              kv.ctypes.data, 64), OK)
+        state = b"c engine\0state"
+        self.assertEqual(lib.ckv_sequence_checkpoint_with_state(seq, None, 3), INVALID)
+        self.assertIn(b"engine state", lib.ckv_sequence_last_error(seq))
+        self.assertEqual(lib.ckv_sequence_checkpoint_with_state(seq, state, len(state)), OK,
+                         lib.ckv_sequence_last_error(seq))
+        resumed = P()
+        self.assertEqual(lib.ckv_sequence_resume(a, b"c-doc", ctypes.byref(resumed)), OK,
+                         lib.ckv_client_last_error(a))
+        self.assertEqual(engine_state(resumed), state)
+        self.assertEqual(engine_state(seq), b"")  # never resumed
+        self.assertEqual(lib.ckv_sequence_close(resumed, 0), OK)
+
+        self.assertEqual(lib.ckv_sequence_grant(seq, b"c-tenant-b"),
+                         FAILED_PRECONDITION)  # not published yet
+        self.assertEqual(lib.ckv_sequence_publish_with_state(seq, ids.ctypes.data, 64, b"c-model",
+                                                             None, 1), INVALID)
+        self.assertEqual(lib.ckv_sequence_publish_with_state(seq, ids.ctypes.data, 64, b"c-model",
+                                                             state, len(state)), OK,
+                         lib.ckv_sequence_last_error(seq))
+        self.assertEqual(lib.ckv_sequence_grant(seq, None), INVALID)
+        self.assertEqual(lib.ckv_sequence_revoke(seq, None), INVALID)
+        self.assertEqual(lib.ckv_sequence_grant(seq, b"c-tenant-a"), INVALID)  # its own
+
+        def find(client):
+            prefix = P(1)
+            self.assertEqual(lib.ckv_client_find_prefix(client, ids.ctypes.data, 64, b"c-model",
+                                                        *shape, ctypes.byref(prefix)), OK,
+                             lib.ckv_client_last_error(client))
+            return prefix
+
+        self.assertFalse(find(b))  # NULL: no grant yet
+        mine = find(a)
+        self.assertEqual(lib.ckv_prefix_owner(mine), b"")
+        lib.ckv_prefix_free(mine)
+        self.assertEqual(lib.ckv_sequence_grant(seq, b"c-tenant-b"), OK,
+                         lib.ckv_sequence_last_error(seq))
+        theirs = find(b)
+        self.assertTrue(theirs)
+        self.assertEqual(lib.ckv_prefix_owner(theirs), b"c-tenant-a")
+        self.assertEqual(lib.ckv_prefix_tokens(theirs), 64)
+        fork = P()
+        self.assertEqual(lib.ckv_sequence_open_from(b, b"c-fork", theirs, ctypes.byref(fork)),
+                         OK, lib.ckv_client_last_error(b))
+        self.assertEqual(engine_state(fork), state)  # the whole document is shared
+        self.assertEqual(lib.ckv_sequence_revoke(seq, b"c-tenant-b"), OK)
+        self.assertFalse(find(b))
+        late = P()
+        self.assertEqual(lib.ckv_sequence_open_from(b, b"c-late", theirs, ctypes.byref(late)),
+                         NOT_FOUND)
+        lib.ckv_prefix_free(theirs)
+        self.assertEqual(lib.ckv_sequence_close(fork, 1), OK)
+        self.assertEqual(lib.ckv_sequence_close(seq, 1), OK)
+        lib.ckv_client_close(a)
+        lib.ckv_client_close(b)
 
     # ---- argument validation ----------------------------------------------------------------
     def test_bad_dtype_shape_and_strides(self):

@@ -96,6 +96,28 @@ int main(void) {
     EXPECT_TRUE(strcmp(ckv_sequence_base_document(NULL), "") == 0);
     EXPECT_TRUE(ckv_sequence_base_tokens(NULL) == 0);
 
+    /* Engine state, grants. */
+    {
+      const char state[4] = {'a', 0, 'b', 'c'};
+      const void* data = state; /* must be reset to NULL / 0 on failure */
+      size_t bytes = 7;
+      EXPECT_EQ_INT(ckv_sequence_checkpoint_with_state(NULL, state, sizeof(state)),
+                    CKV_INVALID_ARGUMENT);
+      EXPECT_EQ_INT(ckv_sequence_checkpoint_with_state(NULL, NULL, 0), CKV_INVALID_ARGUMENT);
+      EXPECT_EQ_INT(ckv_sequence_publish_with_state(NULL, ids, 3, "m", state, sizeof(state)),
+                    CKV_INVALID_ARGUMENT);
+      EXPECT_EQ_INT(ckv_sequence_engine_state(NULL, &data, &bytes), CKV_INVALID_ARGUMENT);
+      EXPECT_TRUE(data == NULL);
+      EXPECT_TRUE(bytes == 0);
+      EXPECT_EQ_INT(ckv_sequence_engine_state(NULL, NULL, &bytes), CKV_INVALID_ARGUMENT);
+      EXPECT_EQ_INT(ckv_sequence_engine_state(NULL, &data, NULL), CKV_INVALID_ARGUMENT);
+      EXPECT_EQ_INT(ckv_sequence_grant(NULL, "tenant-b"), CKV_INVALID_ARGUMENT);
+      EXPECT_EQ_INT(ckv_sequence_grant(NULL, NULL), CKV_INVALID_ARGUMENT);
+      EXPECT_EQ_INT(ckv_sequence_revoke(NULL, "tenant-b"), CKV_INVALID_ARGUMENT);
+      EXPECT_EQ_INT(ckv_sequence_revoke(NULL, NULL), CKV_INVALID_ARGUMENT);
+      EXPECT_TRUE(strcmp(ckv_prefix_owner(NULL), "") == 0);
+    }
+
     seq = (ckv_sequence*)&failures;
     EXPECT_EQ_INT(ckv_sequence_resume(NULL, "s", &seq), CKV_INVALID_ARGUMENT);
     EXPECT_EQ_INT(ckv_sequence_resume(client, NULL, &seq), CKV_INVALID_ARGUMENT);

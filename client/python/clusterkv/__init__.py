@@ -19,9 +19,11 @@ step recalls only the clusters closest to the query, within a token budget.
 
 Resumable sessions and shared documents:
 
-    seq.checkpoint()                                # at a step boundary
+    seq.checkpoint(engine_state=b"...")             # at a step boundary; engine bytes opaque
     seq = client.resume_sequence("req-42")          # any process: continues from there
+    state = seq.engine_state                        # the checkpoint's engine bytes
     doc.publish(token_ids, "llama3-8b")             # seal a prefilled prompt as a document
+    doc.grant("tenant-b")                           # tenant-b may find and fork it (revoke)
     prefix = client.find_prefix(prompt_ids, "llama3-8b", layout)    # StoredPrefix or None
     fork = client.open_sequence_from("req-43", prefix)  # shares prefix.tokens tokens
     keys, values = fork.read_tokens(layer, 0, prefix.tokens)  # [n, kv_heads, head_dim] float32
