@@ -11,6 +11,7 @@
 //    error) and report an agreement within [0, 1]. No quality threshold is asserted for it:
 //    how much a small budget loses depends on the model.
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -419,6 +420,55 @@ std::vector<std::string> RunFlags() {
   return {"--prompt_len=150", "--steps=4",  "--budgets=8,1000", "--clusters=10",
           "--kmeans_iters=3", "--sinks=4",  "--dense_layers=0", "--kv_dtype=fp32",
           "--quiet",          "--threads=2"};
+}
+
+// --mode=park then --mode=resume, in two processes over one daemon: the parked decode
+// continues exactly where it stopped, with no prompt and no prefill; 6 + 6 tokens are the 12 of
+// one uninterrupted run.
+TEST(LlamaToolTest, ParkedDecodeResumesInAnotherProcess) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  TempDir dir("llama_park");
+  const std::string model = dir.Sub("m.gguf");
+  std::vector<std::string> write = {CLUSTERKV_LLAMA_BIN, "--write_random_model=" + model};
+  for (const std::string& f : ModelFlags()) write.push_back(f);
+  absl::StatusOr<ProcessResult> written = RunProcess(write);
+  ASSERT_TRUE(written.ok() && written->exit_status == 0) << written->output;
+  // The generated text of one run.
+  auto run = [&](const std::string& mode, const std::string& session,
+                 int tokens) -> std::string {
+    std::vector<std::string> argv = {CLUSTERKV_LLAMA_BIN,    "--model=" + model,
+                                     "--mode=" + mode,       "--session=" + session,
+                                     "--target=" + daemon.target(), "--tenant=llama-test",
+                                     "--prompt_len=150",     "--budget=16",
+                                     "--clusters=10",        "--kmeans_iters=3",
+                                     "--sinks=4",            "--dense_layers=0",
+                                     "--recluster_interval=4", "--clusters_per_recluster=2",
+                                     "--threads=2",          "--quiet",
+                                     absl::StrCat("--max_new_tokens=", tokens)};
+    absl::StatusOr<ProcessResult> ran = RunProcess(argv);
+    EXPECT_TRUE(ran.ok()) << ran.status();
+    if (!ran.ok()) return "";
+    EXPECT_EQ(ran->exit_status, 0) << ran->output;
+    const size_t at = ran->output.find("generated: ");
+    EXPECT_NE(at, std::string::npos) << ran->output;
+    if (at == std::string::npos) return "";
+    const size_t begin = at + std::strlen("generated: ");
+    return ran->output.substr(begin, ran->output.find('\n', begin) - begin);
+  };
+  const std::string first = run("park", "split", 6);
+  const std::string second = run("resume", "split", 6);
+  const std::string whole = run("park", "whole", 12);
+  EXPECT_FALSE(first.empty());
+  EXPECT_EQ(first + second, whole);
+  // A second park under a taken name is refused; a resume of an unknown one is NOT_FOUND.
+  std::vector<std::string> again = {CLUSTERKV_LLAMA_BIN, "--model=" + model, "--mode=resume",
+                                    "--session=nobody", "--target=" + daemon.target(),
+                                    "--tenant=llama-test", "--quiet"};
+  absl::StatusOr<ProcessResult> missing = RunProcess(again);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_NE(missing->exit_status, 0);
+  EXPECT_NE(missing->output.find("nobody"), std::string::npos) << missing->output;
 }
 
 TEST(LlamaToolTest, WritesModelsAndComparesThemOnARunningDaemon) {

@@ -20,6 +20,7 @@
 #include "tools/clusterkv_llama/generate.h"
 #include "tools/clusterkv_llama/model_loader.h"
 #include "tools/clusterkv_llama/report.h"
+#include "tools/clusterkv_llama/park.h"
 #include "tools/clusterkv_llama/reuse_bench.h"
 #include "tools/clusterkv_llama/speed_bench.h"
 #include "tools/clusterkv_llama/text_source.h"
@@ -402,10 +403,10 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
   std::string mode = o.mode;
   if (mode == "auto") mode = text_prompt ? "generate" : "compare";
   if (mode != "generate" && mode != "compare" && mode != "bench" && mode != "eval" &&
-      mode != "demo" && mode != "reuse") {
+      mode != "demo" && mode != "reuse" && mode != "park" && mode != "resume") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--mode must be auto, generate, compare, bench, eval, demo or reuse, got \"", o.mode,
-        "\""));
+        "--mode must be auto, generate, compare, bench, eval, demo, reuse, park or resume, got "
+        "\"", o.mode, "\""));
   }
   std::unique_ptr<Tokenizer> tokenizer;
   if (!o.model.empty() &&
@@ -427,6 +428,12 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
         "(--model=*.gguf)");
   }
   if (mode == "eval") return RunEval(o, weights, *tokenizer, out, err);
+  ParkOptions park;
+  static_cast<ServiceOptions&>(park) = o.comparison;
+  park.session = o.session;
+  park.budget = o.generate_budget;
+  park.new_tokens = o.max_new_tokens;
+  if (mode == "resume") return RunResume(weights, tokenizer.get(), park, out);
   std::vector<int32_t> prompt, reference;
   if (mode == "demo") {
     // A long passage of real text, and the text that follows it for the perplexity gap.
@@ -481,6 +488,7 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
                              : mode == "demo"
                                  ? std::max<int64_t>(o.max_new_tokens, o.demo_reference_tokens + 1)
                              : mode == "bench" || mode == "reuse" ? o.bench_steps
+                             : mode == "park"                     ? o.max_new_tokens
                                                : o.comparison.steps;
   if (static_cast<int64_t>(prompt.size()) + new_tokens > c.max_context) {
     return absl::InvalidArgumentError(
@@ -488,6 +496,7 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
                      " new tokens exceed the model's context of ", c.max_context, " tokens"));
   }
 
+  if (mode == "park") return RunPark(weights, tokenizer.get(), prompt, park, out);
   std::unique_ptr<OwnDaemon> daemon;
   ComparisonOptions co = o.comparison;
   if (!o.quiet) co.progress = &err;

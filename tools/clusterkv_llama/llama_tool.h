@@ -65,6 +65,7 @@ struct ToolOptions {
   QualityEvalOptions eval;
   // generate: new tokens, budget, whether full attention runs beside ClusterKV.
   int32_t max_new_tokens = 64;
+  std::string session;  // park / resume: the parked decode's sequence id
   int64_t generate_budget = 1024;
   bool generate_full = true;
   // Comparison (budgets, steps, ClusterKV config, target, tenant, threads, ...).

@@ -64,7 +64,12 @@ ABSL_FLAG(std::string, mode, "auto",
           "compare (teacher-forced comparison at every --budgets entry), bench (prefill and "
           "decode speed, OpenBLAS vs own kernels), reuse (time to first token over a stored "
           "document and after a parked session vs a full prefill; needs "
-          "--prefill_segment_tokens), or auto (generate for a text prompt, else compare).");
+          "--prefill_segment_tokens), park (prefill, generate --max_new_tokens, leave the decode "
+          "in the daemon as --session), resume (continue a parked --session with no prompt and "
+          "no prefill), or auto (generate for a text prompt, else compare).");
+ABSL_FLAG(std::string, session, "",
+          "park / resume: the parked decode's sequence id (needs --target: a daemon that "
+          "outlives this process).");
 ABSL_FLAG(int32_t, max_new_tokens, 64, "generate: tokens to generate per variant.");
 ABSL_FLAG(int64_t, budget, 1024, "generate and bench: the ClusterKV budget B.");
 ABSL_FLAG(int32_t, bench_steps, 32, "bench: decode steps per variant.");
@@ -228,6 +233,7 @@ int main(int argc, char** argv) {
   o.prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens);
   o.mode = absl::GetFlag(FLAGS_mode);
   o.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  o.session = absl::GetFlag(FLAGS_session);
   o.generate_budget = absl::GetFlag(FLAGS_budget);
   o.generate_full = absl::GetFlag(FLAGS_full_attention);
   o.bench_steps = absl::GetFlag(FLAGS_bench_steps);
