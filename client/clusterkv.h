@@ -96,9 +96,9 @@ double ckv_sequence_estimated_recall(const ckv_sequence* sequence, int minimum);
 int64_t ckv_sequence_num_tokens(const ckv_sequence* sequence);
 
 /* ---- Resumable sessions and shared documents (client/sequence.h) ----
- * ckv_client_open uses the default configuration (prefill_segment_tokens 0): a prompt is
- * clustered as one segment, so ckv_client_find_prefix finds a document published through this
- * ABI only for a prompt of exactly the document's tokens. */
+ * ckv_client_open uses the default configuration (prefill_segment_tokens 2048): prompts are
+ * clustered in segments of 2048 tokens, so ckv_client_find_prefix finds any 2048-aligned prefix
+ * of a document published through this ABI (and its whole length). */
 /* Writes to the daemon what a resume needs beyond the clusters (sinks, dense layers, recent
  * windows, position); afterwards ckv_sequence_resume continues the sequence as it stands now,
  * in any process. Call it at a step boundary. */

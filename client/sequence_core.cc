@@ -263,7 +263,7 @@ absl::Status SequenceCore::OffloadPrefill(int32_t layer, const Tensor3View& keys
       kmeans.num_clusters =
           static_cast<int32_t>(std::min<int64_t>(cfg.num_prefill_clusters, end - begin));
     } else {
-      kmeans.num_clusters = cfg.SegmentClusters(end - begin);
+      kmeans.num_clusters = cfg.SegmentClusters((position_base + begin) / g, end - begin);
       kmeans.seed += static_cast<uint64_t>((position_base + begin) / g) * 0x9e3779b97f4a7c15ULL;
     }
     ASSIGN_OR_RETURN(std::vector<gpu::Clustering> c,

@@ -65,7 +65,10 @@ int64_t ClusterKvConfig::MaxTokenBudget() const {
   return max_token_budget > 0 ? max_token_budget : 4 * int64_t{token_budget};
 }
 
-int32_t ClusterKvConfig::SegmentClusters(int64_t tokens) const {
+int32_t ClusterKvConfig::SegmentClusters(int64_t segment, int64_t tokens) const {
+  if (segment == 0) {
+    return static_cast<int32_t>(std::clamp<int64_t>(num_prefill_clusters, 1, std::max<int64_t>(tokens, 1)));
+  }
   const int64_t g = std::max<int32_t>(prefill_segment_tokens, 1);
   const int64_t per_segment =
       prefill_segment_clusters > 0
@@ -80,7 +83,7 @@ std::string ClusterKvConfig::DebugString() const {
                       "] C0=", num_prefill_clusters,
                       prefill_segment_tokens > 0
                           ? absl::StrCat(" segments(G=", prefill_segment_tokens,
-                                         " Cs=", SegmentClusters(prefill_segment_tokens), ")")
+                                         " Cs=", SegmentClusters(1, prefill_segment_tokens), ")")
                           : std::string(),
                       " iters=", kmeans_iterations,
                       " m=", recluster_interval, " C+=", clusters_per_recluster,

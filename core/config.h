@@ -18,13 +18,15 @@ struct ClusterKvConfig {
   std::vector<int32_t> dense_layers = {0, 1};
   // C0: clusters per kv head for the prompt.
   int32_t num_prefill_clusters = 400;
-  // Segmented prefill (docs/decisions.md D85): with G = prefill_segment_tokens > 0 the prompt
-  // is clustered segment by segment, positions [jG, (j+1)G) (sinks excepted) each with its own
-  // K-means of ceil(Cs * n / G) clusters for its n clustered tokens, Cs =
-  // prefill_segment_clusters (0: C0 * G / 8192, at least 1). Any segment-aligned prefix of a
-  // stored document is then reusable by another prompt. 0: the whole prompt at once with C0
-  // clusters (the paper).
-  int32_t prefill_segment_tokens = 0;
+  // Segmented prefill (docs/decisions.md D85, D87): with G = prefill_segment_tokens > 0 the
+  // prompt is clustered segment by segment, positions [jG, (j+1)G) (sinks excepted) each with
+  // its own K-means: the first segment with min(C0, n) clusters for its n clustered tokens (a
+  // prompt of at most G tokens is clustered exactly as the paper's whole-prompt clustering),
+  // every later one with ceil(Cs * n / G), Cs = prefill_segment_clusters (0: C0 * G / 8192, at
+  // least 1). Any segment-aligned prefix of a stored document is then reusable by another
+  // prompt. 0: the whole prompt at once with C0 clusters (the paper). The default, 2048, was
+  // chosen from the real models' perplexity and passkey results (D87).
+  int32_t prefill_segment_tokens = 2048;
   int32_t prefill_segment_clusters = 0;
   // K-means iterations (assign + update rounds).
   int32_t kmeans_iterations = 20;
@@ -56,8 +58,9 @@ struct ClusterKvConfig {
   // InvalidArgument naming the first field out of range.
   absl::Status Validate() const;
   bool IsDenseLayer(int32_t layer) const;
-  // Clusters of a prefill segment of `tokens` clustered tokens (prefill_segment_tokens > 0).
-  int32_t SegmentClusters(int64_t tokens) const;
+  // Clusters of prefill segment `segment` (its start position / G) holding `tokens` clustered
+  // tokens (prefill_segment_tokens > 0).
+  int32_t SegmentClusters(int64_t segment, int64_t tokens) const;
   bool adaptive_budget() const { return recall_target > 0.0; }
   // The adaptive mode's B_min and B_max with their defaults applied.
   int64_t MinTokenBudget() const;

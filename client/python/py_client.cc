@@ -165,9 +165,10 @@ takes a Config as config= and/or the same fields as keywords.)doc")
       .def_readwrite("seed", &ClusterKvConfig::seed)
       .def("validate", [](const ClusterKvConfig& c) { ThrowIfError(c.Validate()); })
       .def("is_dense_layer", &ClusterKvConfig::IsDenseLayer)
-      .def("segment_clusters", &ClusterKvConfig::SegmentClusters, py::arg("tokens"),
-           "Clusters of a prefill segment of `tokens` clustered tokens (with "
-           "prefill_segment_tokens > 0).")
+      .def("segment_clusters", &ClusterKvConfig::SegmentClusters, py::arg("segment"),
+           py::arg("tokens"),
+           "Clusters of prefill segment `segment` (0: the first) holding `tokens` clustered "
+           "tokens (with prefill_segment_tokens > 0).")
       .def("__repr__", [](const ClusterKvConfig& c) {
         return absl::StrCat("Config(", c.DebugString(), ")");
       });

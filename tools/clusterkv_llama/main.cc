@@ -118,11 +118,12 @@ ABSL_FLAG(std::string, budgets, "256,512,1024,2048",
 ABSL_FLAG(std::string, kv_dtype, "fp16", "KV cache dtype of both backends: fp16, bf16, fp32.");
 ABSL_FLAG(int32_t, clusters, 400, "C0: prefill clusters per kv head.");
 ABSL_FLAG(int32_t, kmeans_iters, 20, "K-means iterations.");
-ABSL_FLAG(int32_t, prefill_segment_tokens, 0,
-          "G: cluster the prompt in segments of G tokens, each its own K-means, so that "
-          "segment-aligned prefixes are reusable (--mode=reuse needs it); 0 = the whole prompt.");
+ABSL_FLAG(int32_t, prefill_segment_tokens, clusterkv::ClusterKvConfig().prefill_segment_tokens,
+          "G: cluster the prompt in segments of G tokens, each its own K-means (the first with "
+          "C0 clusters), so that segment-aligned prefixes are reusable (--mode=reuse needs it); "
+          "0 = the whole prompt at once (the paper).");
 ABSL_FLAG(int32_t, prefill_segment_clusters, 0,
-          "Clusters per full prefill segment (0: C0 * G / 8192).");
+          "Clusters per full prefill segment after the first (0: C0 * G / 8192).");
 ABSL_FLAG(int32_t, sinks, 16, "Sink tokens.");
 ABSL_FLAG(std::string, dense_layers, "0,1", "Layers that keep full attention (\"\" = none).");
 ABSL_FLAG(int32_t, recluster_interval, 320, "m: decode tokens per recent window.");
