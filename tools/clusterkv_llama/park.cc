@@ -74,10 +74,19 @@ absl::StatusOr<std::vector<int32_t>> Generate(const DecoderModel& model,
   return out;
 }
 
-absl::Status Park(ClusterKvSession& session, int32_t next, int64_t position) {
+// Generates `count` tokens from `next` at `position`, prints them, and parks the decode (a
+// checkpoint with the next input token, its position and the local windows). Returns how many
+// tokens it generated.
+absl::StatusOr<size_t> GenerateAndPark(const DecoderModel& model, ClusterKvSession& session,
+                                       const Tokenizer* tokenizer, int32_t count, int32_t* next,
+                                       int64_t* position, std::ostream& out) {
+  ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
+                   Generate(model, *session.backend, count, next, position));
   auto* local = dynamic_cast<LocalWindowBackend*>(session.backend.get());
-  return session.sparse->sequence().Checkpoint(
-      EncodeParked(next, position, local != nullptr ? local->SaveWindows() : std::string()));
+  RETURN_IF_ERROR(session.sparse->sequence().Checkpoint(
+      EncodeParked(*next, *position, local != nullptr ? local->SaveWindows() : std::string())));
+  out << "generated: " << Text(tokenizer, tokens) << "\n";
+  return tokens.size();
 }
 
 absl::Status CheckSession(const ParkOptions& o) {
@@ -114,14 +123,12 @@ absl::Status RunPark(const ModelWeights& weights, const Tokenizer* tokenizer,
   int32_t next = Argmax(prefill.last_logits);
   int64_t position = static_cast<int64_t>(prompt.size());
   const double prefill_s = absl::ToDoubleSeconds(absl::Now() - start);
-  ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
-                   Generate(model, *session.backend, o.new_tokens, &next, &position));
-  RETURN_IF_ERROR(Park(session, next, position));
-  out << "generated: " << Text(tokenizer, tokens) << "\n";
+  ASSIGN_OR_RETURN(const size_t generated, GenerateAndPark(model, session, tokenizer,
+                                                           o.new_tokens, &next, &position, out));
   out << absl::StrFormat(
       "parked session '%s' at token %d (prompt %d tokens, prefill + offload %.1f s, %d tokens "
       "generated); continue it with --mode=resume --session=%s\n",
-      o.session, position, prompt.size(), prefill_s, tokens.size(), o.session);
+      o.session, position, prompt.size(), prefill_s, generated, o.session);
   return absl::OkStatus();
 }
 
@@ -143,14 +150,12 @@ absl::Status RunResume(const ModelWeights& weights, const Tokenizer* tokenizer,
     RETURN_IF_ERROR(local->RestoreWindows(windows));
   }
   const double resume_ms = absl::ToDoubleMilliseconds(absl::Now() - start);
-  ASSIGN_OR_RETURN(std::vector<int32_t> tokens,
-                   Generate(model, *session.backend, o.new_tokens, &next, &position));
-  RETURN_IF_ERROR(Park(session, next, position));
-  out << "generated: " << Text(tokenizer, tokens) << "\n";
+  ASSIGN_OR_RETURN(const size_t generated, GenerateAndPark(model, session, tokenizer,
+                                                           o.new_tokens, &next, &position, out));
   out << absl::StrFormat(
       "resumed session '%s' in %.1f ms (no prefill), generated %d tokens, parked again at token "
       "%d\n",
-      o.session, resume_ms, tokens.size(), position);
+      o.session, resume_ms, generated, position);
   return absl::OkStatus();
 }
 
