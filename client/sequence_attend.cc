@@ -453,7 +453,11 @@ absl::StatusOr<std::vector<std::vector<float>>> SequenceCore::ScoreHeads(
     const gpu::ClusterIndex& index = state.heads[h].index;
     if (index.num_tokens() == 0) continue;
     scores[h].resize(index.num_clusters());
-    RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group), index.centroids(),
+    const ConstMatrixView centroids =
+        options_.config.centroid_scoring == CentroidScoring::kKeyNorm
+            ? index.norm_scaled_centroids()
+            : index.centroids();
+    RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group), centroids,
                                         scale, absl::MakeSpan(scores[h]), options_.exec));
   }
   return scores;

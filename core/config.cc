@@ -18,6 +18,17 @@ absl::Status CheckRange(const char* name, int64_t value, int64_t lo, int64_t hi)
 
 }  // namespace
 
+absl::StatusOr<CentroidScoring> ParseCentroidScoring(absl::string_view name) {
+  if (name == "unit") return CentroidScoring::kUnit;
+  if (name == "key_norm") return CentroidScoring::kKeyNorm;
+  return absl::InvalidArgumentError(
+      absl::StrCat("centroid scoring must be unit or key_norm, got \"", name, "\""));
+}
+
+const char* CentroidScoringName(CentroidScoring scoring) {
+  return scoring == CentroidScoring::kKeyNorm ? "key_norm" : "unit";
+}
+
 absl::Status ClusterKvConfig::Validate() const {
   constexpr int64_t kMaxTokens = int64_t{1} << 30;
   absl::Status s;
@@ -46,6 +57,11 @@ absl::Status ClusterKvConfig::Validate() const {
   if (!(s = CheckRange("cache_residency_steps", cache_residency_steps, 0, 1 << 20)).ok()) return s;
   if (!(s = CheckRange("promotion_hint_tokens", promotion_hint_tokens, 0, kMaxTokens)).ok()) {
     return s;
+  }
+  if (centroid_scoring != CentroidScoring::kUnit &&
+      centroid_scoring != CentroidScoring::kKeyNorm) {
+    return absl::InvalidArgumentError(absl::StrCat("centroid_scoring must be unit (0) or key_norm (1), got ",
+                                                   static_cast<int>(centroid_scoring)));
   }
   for (int32_t layer : dense_layers) {
     if (!(s = CheckRange("dense_layers entry", layer, 0, 1023)).ok()) return s;
@@ -93,6 +109,9 @@ std::string ClusterKvConfig::DebugString() const {
                                          MinTokenBudget(), " B_max=", MaxTokenBudget(), ")")
                           : std::string(),
                       " R=", cache_residency_steps,
+                      centroid_scoring != CentroidScoring::kUnit
+                          ? absl::StrCat(" scoring=", CentroidScoringName(centroid_scoring))
+                          : std::string(),
                       promotion_hint_tokens > 0
                           ? absl::StrCat(" hints=", promotion_hint_tokens)
                           : std::string(),

@@ -8,8 +8,23 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace clusterkv {
+
+// How a decode query scores a cluster (docs/decisions.md D88).
+//   kUnit     scale * q . mu_c with the unit centroid mu_c: the paper's cosine scoring, blind
+//             to how long the cluster's keys are.
+//   kKeyNorm  scale * r_c * q . mu_c, r_c the cluster's mean key norm (Clustering::key_norms):
+//             the logit of the cluster's mean key, so each query head's softmax over clusters
+//             is as sharp as its real attention and one head's strong preference is not
+//             averaged away by the other heads of its group.
+enum class CentroidScoring { kUnit, kKeyNorm };
+
+// "unit" / "key_norm"; InvalidArgument for anything else.
+absl::StatusOr<CentroidScoring> ParseCentroidScoring(absl::string_view name);
+const char* CentroidScoringName(CentroidScoring scoring);
 
 struct ClusterKvConfig {
   // First S tokens: never clustered, always attended.
@@ -52,6 +67,8 @@ struct ClusterKvConfig {
   // cache are named to the daemon (HintClusters), which promotes those on its SSD into the
   // host tier before a later step recalls them. 0: no hints.
   int32_t promotion_hint_tokens = 0;
+  // How decode queries score clusters (CentroidScoring above).
+  CentroidScoring centroid_scoring = CentroidScoring::kUnit;
   // Seed of the deterministic K-means initialisation.
   uint64_t seed = 0x636c75737465726bULL;  // "clusterk"
 

@@ -35,6 +35,12 @@ class ClusterIndex {
   // the cluster did not carry them (an index restored from the daemon).
   const std::vector<float>& key_norms() const { return key_norms_; }
   const std::vector<float>& key_spreads() const { return key_spreads_; }
+  // r_c * mu_c per cluster: each unit centroid times its cluster's mean key norm, the centroid
+  // that CentroidScoring::kKeyNorm scores against. A cluster whose norm is unknown takes the
+  // mean of the known norms of the clustering that added it, else of the whole index, else 1.
+  ConstMatrixView norm_scaled_centroids() const {
+    return ConstMatrixView(scaled_centroids_.data(), num_clusters(), head_dim_);
+  }
 
  private:
   int32_t head_dim_;
@@ -43,6 +49,9 @@ class ClusterIndex {
   std::vector<int32_t> offsets_;  // num_clusters + 1 entries
   std::vector<float> key_norms_;
   std::vector<float> key_spreads_;
+  std::vector<float> scaled_centroids_;
+  double known_norm_sum_ = 0.0;  // over the clusters with a known norm
+  int64_t known_norms_ = 0;
 };
 
 }  // namespace clusterkv::gpu

@@ -26,6 +26,12 @@ absl::Duration Seconds(const py::handle& value, const char* key) {
   return absl::Seconds(s);
 }
 
+CentroidScoring ScoringOrThrow(const std::string& name) {
+  absl::StatusOr<CentroidScoring> scoring = ParseCentroidScoring(name);
+  ThrowIfError(scoring.status());
+  return *scoring;
+}
+
 // Applies one keyword of Client.connect; false when `key` is not an option name.
 bool ApplyConfigOption(const std::string& key, const py::handle& v, ClusterKvConfig& c) {
   if (key == "num_sink_tokens") c.num_sink_tokens = v.cast<int32_t>();
@@ -43,6 +49,7 @@ bool ApplyConfigOption(const std::string& key, const py::handle& v, ClusterKvCon
   else if (key == "max_token_budget") c.max_token_budget = v.cast<int32_t>();
   else if (key == "promotion_hint_tokens") c.promotion_hint_tokens = v.cast<int32_t>();
   else if (key == "seed") c.seed = v.cast<uint64_t>();
+  else if (key == "centroid_scoring") c.centroid_scoring = ScoringOrThrow(v.cast<std::string>());
   else return false;
   return true;
 }
@@ -67,7 +74,7 @@ constexpr const char* kOptionNames =
     "config, num_sink_tokens, dense_layers, num_prefill_clusters, prefill_segment_tokens, "
     "prefill_segment_clusters, kmeans_iterations, "
     "recluster_interval, clusters_per_recluster, token_budget, recall_target, min_token_budget, "
-    "max_token_budget, promotion_hint_tokens, cache_residency_steps, seed, "
+    "max_token_budget, promotion_hint_tokens, cache_residency_steps, seed, centroid_scoring, "
     "backend, threads, device_memory, call_timeout, put_message_bytes, write_through, "
     "data_plane, ucx_transports, ucx_region_bytes, ucx_fetch_timeout, retry_attempts";
 
@@ -163,6 +170,12 @@ takes a Config as config= and/or the same fields as keywords.)doc")
       .def_readwrite("max_token_budget", &ClusterKvConfig::max_token_budget)
       .def_readwrite("promotion_hint_tokens", &ClusterKvConfig::promotion_hint_tokens)
       .def_readwrite("seed", &ClusterKvConfig::seed)
+      .def_property(
+          "centroid_scoring",
+          [](const ClusterKvConfig& c) { return std::string(CentroidScoringName(c.centroid_scoring)); },
+          [](ClusterKvConfig& c, const std::string& name) { c.centroid_scoring = ScoringOrThrow(name); },
+          "How decode queries score clusters: \"unit\" (the paper's cosine) or \"key_norm\" "
+          "(times the cluster's mean key norm).")
       .def("validate", [](const ClusterKvConfig& c) { ThrowIfError(c.Validate()); })
       .def("is_dense_layer", &ClusterKvConfig::IsDenseLayer)
       .def("segment_clusters", &ClusterKvConfig::SegmentClusters, py::arg("segment"),

@@ -787,6 +787,13 @@ class ModuleTest(unittest.TestCase):
         self.assertEqual(client.config.token_budget, 77)
         self.assertEqual(client.config.num_sink_tokens, 8)
         self.assertIn(client.data_plane, ("ucx", "grpc"))
+        self.assertEqual(config.centroid_scoring, "unit")
+        config.centroid_scoring = "key_norm"
+        self.assertEqual(config.centroid_scoring, "key_norm")
+        with self.assertRaises(ValueError):
+            config.centroid_scoring = "mean"
+        scored = clusterkv.Client.connect(self.daemon.target, "t", centroid_scoring="key_norm")
+        self.assertEqual(scored.config.centroid_scoring, "key_norm")
 
     # ---- the example ------------------------------------------------------------------------
     def test_example_runs(self):

@@ -338,6 +338,35 @@ TEST_P(SequenceTest, PreviewSelectionIsTheSelectionAttendMakes) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// With key-norm scoring the selection ranks the clusters by r_c * mu_c, the index's
+// norm-scaled centroids, instead of the unit centroids.
+TEST_P(SequenceTest, KeyNormScoringRanksByNormScaledCentroids) {
+  SequenceOptions o = TestOptions();
+  o.config.centroid_scoring = CentroidScoring::kKeyNorm;
+  auto opened = SequenceCore::Open(&fake_, "seq-1", layout_, o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE((*opened)->OffloadPrefill(1, K(), V()).ok());
+  const std::vector<float> q = Random(kQHeads * kDim, 5, DType::kFloat32);
+  absl::StatusOr<std::vector<gpu::ClusterSelection>> preview =
+      (*opened)->PreviewSelection(1, ConstMatrixView(q.data(), kQHeads, kDim));
+  ASSERT_TRUE(preview.ok()) << preview.status();
+  const int group = kQHeads / kKvHeads;
+  bool differs = false;
+  for (int h = 0; h < kKvHeads; ++h) {
+    const gpu::ClusterIndex& index = *(*opened)->index(1, h);
+    std::vector<float> scores(index.num_clusters());
+    ASSERT_TRUE(gpu::ScoreCentroids(ConstMatrixView(q.data() + h * group * kDim, group, kDim),
+                                    index.norm_scaled_centroids(), 1.0f / std::sqrt(float{kDim}),
+                                    absl::MakeSpan(scores), gpu::ExecContext())
+                    .ok());
+    auto expected = gpu::SelectClusters(scores, index.sizes(), 24);
+    ASSERT_TRUE(expected.ok());
+    EXPECT_EQ((*preview)[h].clusters, expected->clusters) << "head " << h;
+    differs |= (*preview)[h].clusters != RankedClusters(q, h, 24);
+  }
+  EXPECT_TRUE(differs) << "the keys' norms should change some head's ranking";
+}
+
 TEST_P(SequenceTest, PromotionHintsNameTheClustersRankedPastTheSelection) {
   SequenceOptions o = TestOptions();
   o.config.promotion_hint_tokens = 20;

@@ -89,6 +89,20 @@ TEST(ConfigTest, RejectsOutOfRangeFields) {
   EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ConfigTest, CentroidScoringNames) {
+  EXPECT_EQ(ClusterKvConfig().centroid_scoring, CentroidScoring::kUnit);  // the paper's
+  EXPECT_EQ(*ParseCentroidScoring("unit"), CentroidScoring::kUnit);
+  EXPECT_EQ(*ParseCentroidScoring("key_norm"), CentroidScoring::kKeyNorm);
+  EXPECT_EQ(ParseCentroidScoring("mean").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_STREQ(CentroidScoringName(CentroidScoring::kKeyNorm), "key_norm");
+  ClusterKvConfig config;
+  config.centroid_scoring = CentroidScoring::kKeyNorm;
+  EXPECT_TRUE(config.Validate().ok());
+  EXPECT_NE(config.DebugString().find("scoring=key_norm"), std::string::npos);
+  config.centroid_scoring = static_cast<CentroidScoring>(7);  // e.g. through the C ABI
+  EXPECT_EQ(config.Validate().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ConfigTest, AdaptiveBudgetLimits) {
   ClusterKvConfig config;
   EXPECT_FALSE(config.adaptive_budget());  // the paper's fixed budget by default

@@ -80,5 +80,36 @@ TEST(ClusterIndexTest, AppendContinuesIdsAndOffsets) {
   EXPECT_EQ(index.Append(wrong).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Key-norm scoring scores r_c * mu_c; a cluster without a known norm (an index restored from an
+// older record) takes the mean of the known norms of its clustering, else of the index, else 1.
+TEST(ClusterIndexTest, NormScaledCentroidsAndTheirFallbacks) {
+  ClusterIndex index(2);
+  Clustering a;
+  a.num_clusters = 3;
+  a.head_dim = 2;
+  a.centroids = {1, 0, 0, 1, 0.6f, 0.8f};
+  a.sizes = {3, 5, 2};
+  a.key_norms = {2.0f, 4.0f, std::nanf("")};
+  a.key_spreads = {0.1f, 0.1f, 0.1f};
+  ASSERT_TRUE(index.Append(a).ok());
+  ConstMatrixView s = index.norm_scaled_centroids();
+  ASSERT_EQ(s.rows, 3);
+  EXPECT_FLOAT_EQ(s.At(0, 0), 2.0f);
+  EXPECT_FLOAT_EQ(s.At(1, 1), 4.0f);
+  EXPECT_FLOAT_EQ(s.At(2, 0), 0.6f * 3.0f);  // the mean of 2 and 4
+  EXPECT_FLOAT_EQ(s.At(2, 1), 0.8f * 3.0f);
+  EXPECT_EQ(index.centroids().At(2, 0), 0.6f);  // the unit centroids are unchanged
+
+  Clustering restored = a;  // no statistics: the index's known mean
+  restored.key_norms.clear();
+  restored.key_spreads.clear();
+  ASSERT_TRUE(index.Append(restored).ok());
+  EXPECT_FLOAT_EQ(index.norm_scaled_centroids().At(3, 0), 3.0f);
+
+  ClusterIndex bare(2);  // nothing known anywhere: unit norm
+  ASSERT_TRUE(bare.Append(restored).ok());
+  EXPECT_FLOAT_EQ(bare.norm_scaled_centroids().At(1, 1), 1.0f);
+}
+
 }  // namespace
 }  // namespace clusterkv::gpu

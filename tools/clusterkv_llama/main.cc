@@ -101,6 +101,9 @@ ABSL_FLAG(std::string, passkey_text, "kjv", "eval: the passkey haystack (same ch
 ABSL_FLAG(int32_t, ppl_tokens, 256, "eval: teacher-forced tokens per perplexity measurement.");
 ABSL_FLAG(int32_t, agreement_tokens, 256, "eval: full attention's greedy tokens to agree on.");
 ABSL_FLAG(int32_t, passkey_depths, 10, "eval: passkey depths (0 = no passkey task).");
+ABSL_FLAG(std::string, passkey_depth_indices, "",
+          "eval: run only these of the --passkey_depths depths (\"1,2\"; same needles and keys "
+          "as the full run; default all).");
 ABSL_FLAG(std::string, passkey_contexts, "",
           "eval: contexts of the passkey task (default: every --contexts entry).");
 ABSL_FLAG(std::string, dump_npy, "",
@@ -125,6 +128,9 @@ ABSL_FLAG(int32_t, prefill_segment_tokens, clusterkv::ClusterKvConfig().prefill_
 ABSL_FLAG(int32_t, prefill_segment_clusters, 0,
           "Clusters per full prefill segment after the first (0: C0 * G / 8192).");
 ABSL_FLAG(int32_t, sinks, 16, "Sink tokens.");
+ABSL_FLAG(std::string, centroid_scoring, "unit",
+          "How queries score clusters: unit (the paper's cosine to the unit centroid) or "
+          "key_norm (times the cluster's mean key norm).");
 ABSL_FLAG(std::string, dense_layers, "0,1", "Layers that keep full attention (\"\" = none).");
 ABSL_FLAG(int32_t, recluster_interval, 320, "m: decode tokens per recent window.");
 ABSL_FLAG(int32_t, clusters_per_recluster, 8,
@@ -189,10 +195,10 @@ int main(int argc, char** argv) {
          {"Demo", {"demo_context", "demo_reference_tokens"}},
          {"Eval",
           {"contexts", "methods", "text", "passkey_text", "ppl_tokens", "agreement_tokens",
-           "passkey_depths", "passkey_contexts", "dump_npy", "recall_targets"}},
+           "passkey_depths", "passkey_depth_indices", "passkey_contexts", "dump_npy", "recall_targets"}},
          {"Compare", {"steps", "budgets", "oracle"}},
          {"ClusterKV",
-          {"kv_dtype", "clusters", "kmeans_iters", "sinks", "dense_layers", "recluster_interval",
+          {"kv_dtype", "clusters", "kmeans_iters", "sinks", "centroid_scoring", "dense_layers", "recluster_interval",
            "clusters_per_recluster", "residency", "min_budget", "max_budget",
            "promotion_hint_tokens"}},
          {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib", "data_plane"}},
@@ -268,6 +274,12 @@ int main(int argc, char** argv) {
       if (!pc.ok()) return Usage(std::string(pc.status().message()));
       o.eval.passkey_contexts = *pc;
     }
+    if (!absl::GetFlag(FLAGS_passkey_depth_indices).empty()) {
+      absl::StatusOr<std::vector<int64_t>> di =
+          ckl::ParseIntList(absl::GetFlag(FLAGS_passkey_depth_indices), "--passkey_depth_indices");
+      if (!di.ok()) return Usage(std::string(di.status().message()));
+      for (int64_t i : *di) o.eval.passkey_depth_indices.push_back(static_cast<int32_t>(i));
+    }
     o.eval.dump_npy_dir = absl::GetFlag(FLAGS_dump_npy);
     o.eval.recall_targets.clear();
     for (absl::string_view part :
@@ -296,6 +308,10 @@ int main(int argc, char** argv) {
   co.config.prefill_segment_tokens = absl::GetFlag(FLAGS_prefill_segment_tokens);
   co.config.prefill_segment_clusters = absl::GetFlag(FLAGS_prefill_segment_clusters);
   co.config.num_sink_tokens = absl::GetFlag(FLAGS_sinks);
+  absl::StatusOr<clusterkv::CentroidScoring> scoring =
+      clusterkv::ParseCentroidScoring(absl::GetFlag(FLAGS_centroid_scoring));
+  if (!scoring.ok()) return Usage(std::string(scoring.status().message()));
+  co.config.centroid_scoring = *scoring;
   co.config.min_token_budget = absl::GetFlag(FLAGS_min_budget);
   co.config.max_token_budget = absl::GetFlag(FLAGS_max_budget);
   co.config.recluster_interval = absl::GetFlag(FLAGS_recluster_interval);

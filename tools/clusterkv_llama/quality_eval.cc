@@ -8,7 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 #include "gpu/backend.h"
@@ -33,16 +35,62 @@ using internal::SteadyClock;
 // One attention variant: "full" (budget 0) or a method at a budget.
 // "clusterkv_adaptive" runs once per recall target, `budget` then being the cap of the mean
 // per-head budget (core/config.h).
+// `overrides` ("key=value+key=value", the part of a method entry after its first '+') changes
+// ClusterKV's configuration for this variant only.
 struct Variant {
   std::string method;
   int64_t budget = 0;
   double recall_target = 0.0;
+  std::string overrides;
   std::string Name() const {
     if (method == "full") return "full_attention";
-    if (method == kAdaptive) return absl::StrCat("clusterkv_r", recall_target, "_b", budget);
-    return absl::StrCat(method, "_b", budget);
+    const std::string tag = overrides.empty() ? "" : absl::StrCat("+", overrides);
+    if (method == kAdaptive) return absl::StrCat("clusterkv_r", recall_target, tag, "_b", budget);
+    return absl::StrCat(method, tag, "_b", budget);
   }
 };
+
+// Applies "key=value+key=value" to `config`. InvalidArgument: an unknown key, a value that is
+// not a number (or a scoring name), or a configuration that fails Validate().
+absl::Status ApplyOverrides(absl::string_view overrides, ClusterKvConfig* config) {
+  if (overrides.empty()) return absl::OkStatus();
+  for (absl::string_view item : absl::StrSplit(overrides, '+')) {
+    const std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, '=');
+    if (kv.first == "centroid_scoring") {
+      ASSIGN_OR_RETURN(config->centroid_scoring, ParseCentroidScoring(kv.second));
+      continue;
+    }
+    int32_t value = 0;
+    if (!absl::SimpleAtoi(kv.second, &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("override \"", item, "\" needs key=integer (or centroid_scoring=name)"));
+    }
+    if (kv.first == "clusters") {
+      config->num_prefill_clusters = value;
+    } else if (kv.first == "prefill_segment_tokens") {
+      config->prefill_segment_tokens = value;
+    } else if (kv.first == "prefill_segment_clusters") {
+      config->prefill_segment_clusters = value;
+    } else if (kv.first == "sinks") {
+      config->num_sink_tokens = value;
+    } else if (kv.first == "recluster_interval") {
+      config->recluster_interval = value;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown override \"", kv.first,
+          "\" (centroid_scoring, clusters, prefill_segment_tokens, prefill_segment_clusters, "
+          "sinks, recluster_interval)"));
+    }
+  }
+  return config->Validate();
+}
+
+// Splits a method entry "clusterkv+key=value+..." into its method and its overrides.
+std::pair<std::string, std::string> SplitMethod(const std::string& entry) {
+  const size_t plus = entry.find('+');
+  if (plus == std::string::npos) return {entry, ""};
+  return {entry.substr(0, plus), entry.substr(plus + 1)};
+}
 
 // A fresh backend for one pass; for ClusterKV it owns the session (client + sequence).
 struct PassBackend {
@@ -61,14 +109,15 @@ class Evaluator {
   Evaluator(const ModelWeights& w, const Tokenizer& tok, const QualityEvalOptions& o, int threads,
             gpu::ExecContext exec)
       : w_(w), c_(w.config), tok_(tok), o_(o), threads_(threads), exec_(exec), model_(&w, threads) {
-    variants_.push_back(Variant{"full", 0});
-    for (const std::string& m : o.methods) {
+    variants_.push_back(Variant{"full", 0, 0.0, ""});
+    for (const std::string& entry : o.methods) {
+      const auto [m, overrides] = SplitMethod(entry);
       for (int64_t b : o.budgets) {
         if (m != kAdaptive) {
-          variants_.push_back(Variant{m, b});
+          variants_.push_back(Variant{m, b, 0.0, overrides});
           continue;
         }
-        for (double t : o.recall_targets) variants_.push_back(Variant{m, b, t});
+        for (double t : o.recall_targets) variants_.push_back(Variant{m, b, t, overrides});
       }
     }
   }
@@ -116,6 +165,7 @@ absl::StatusOr<PassBackend> Evaluator::Make(const Variant& v, int64_t capacity,
   } else if (v.method == "clusterkv" || v.method == kAdaptive) {
     ServiceOptions service = o_;
     service.config.recall_target = v.recall_target;
+    RETURN_IF_ERROR(ApplyOverrides(v.overrides, &service.config));
     ASSIGN_OR_RETURN(ClusterKvSession s,
                      OpenClusterKv(c_, service, v.budget,
                                    absl::StrCat(v.Name(), "-", tag, "-", sequence_serial_++),
@@ -167,6 +217,7 @@ Json Evaluator::Row(const Variant& v, const std::string& task, int64_t context, 
                  {"budget", v.budget},
                  {"text", DescribeTextSource(task == "passkey" ? o_.passkey_text : o_.text)},
                  {"kv_dtype", std::string(DTypeName(o_.kv_dtype))}};
+  if (!v.overrides.empty()) r["params"]["config_overrides"] = v.overrides;
   r["value"] = value;
   r["unit"] = unit;
   r["baseline"] = "full_attention";
@@ -323,13 +374,19 @@ absl::Status Evaluator::EvaluateContext(const std::vector<int32_t>& text, int64_
 absl::Status Evaluator::EvaluatePasskey(const std::vector<int32_t>& haystack, int64_t context,
                                         Json* rows, std::ostream& out) {
   constexpr int32_t kAnswerTokens = 8;
-  const int32_t depths = o_.passkey_depths;
+  std::vector<int32_t> run = o_.passkey_depth_indices;
+  if (run.empty()) {
+    for (int32_t d = 0; d < o_.passkey_depths; ++d) run.push_back(d);
+  }
+  const int32_t depths = static_cast<int32_t>(run.size());
   std::vector<std::vector<int>> correct(variants_.size(), std::vector<int>(depths, 0));
   std::vector<std::vector<std::string>> answers(variants_.size(), std::vector<std::string>(depths));
   std::vector<double> depth_at(static_cast<size_t>(depths));
-  for (int32_t d = 0; d < depths; ++d) {
-    const double depth = depths == 1 ? 0.5 : static_cast<double>(d) / (depths - 1);
-    depth_at[static_cast<size_t>(d)] = depth;
+  for (int32_t i = 0; i < depths; ++i) {
+    const int32_t d = run[static_cast<size_t>(i)];
+    const double depth =
+        o_.passkey_depths == 1 ? 0.5 : static_cast<double>(d) / (o_.passkey_depths - 1);
+    depth_at[static_cast<size_t>(i)] = depth;
     ASSIGN_OR_RETURN(PasskeyPrompt p, MakePasskeyPrompt(tok_, haystack, context, depth,
                                                         o_.seed * 1000003 + d * 7919 + context));
     Say(absl::StrFormat("passkey, context %d, depth %.2f (needle at token %d): prefill", context,
@@ -351,14 +408,18 @@ absl::Status Evaluator::EvaluatePasskey(const std::vector<int32_t>& haystack, in
       RETURN_IF_ERROR(status);
       RETURN_IF_ERROR(closed);
       const std::string text = tok_.Decode(answer, /*render_special=*/false);
-      answers[vi][static_cast<size_t>(d)] = text;
-      correct[vi][static_cast<size_t>(d)] = ExtractPasskey(text) == p.passkey ? 1 : 0;
+      answers[vi][static_cast<size_t>(i)] = text;
+      correct[vi][static_cast<size_t>(i)] = ExtractPasskey(text) == p.passkey ? 1 : 0;
+      if (vi > 0) Say(absl::StrFormat("  %s answered \"%s\"", v.Name(), text));
     }
-    Say(absl::StrFormat("  full attention answered \"%s\" (passkey %s)", answers[0][d], p.passkey));
+    Say(absl::StrFormat("  full attention answered \"%s\" (passkey %s)", answers[0][i], p.passkey));
   }
   out << absl::StreamFormat("\n== %s, passkey retrieval at context %d, %d depths ==\n",
                             o_.model_name, context, depths);
-  out << absl::StreamFormat("%-20s %8s  per depth 0 .. 1\n", "variant", "accuracy");
+  out << absl::StreamFormat("%-20s %8s  per depth %s\n", "variant", "accuracy",
+                            absl::StrJoin(depth_at, " ", [](std::string* o, double x) {
+                              absl::StrAppend(o, absl::StrFormat("%.2f", x));
+                            }));
   double full_accuracy = 0.0;
   for (size_t vi = 0; vi < variants_.size(); ++vi) {
     int hits = 0;
@@ -467,11 +528,26 @@ absl::StatusOr<Json> RunQualityEval(const ModelWeights& weights, const Tokenizer
     return absl::InvalidArgumentError(
         "ppl_tokens, agreement_tokens and chunk must be >= 1, passkey_depths >= 0");
   }
-  for (const std::string& m : o.methods) {
+  for (int32_t d : o.passkey_depth_indices) {
+    if (d < 0 || d >= o.passkey_depths) {
+      return absl::InvalidArgumentError(absl::StrCat("passkey depth index ", d, " is not in [0, ",
+                                                     o.passkey_depths, ")"));
+    }
+  }
+  for (const std::string& entry : o.methods) {
+    const auto [m, overrides] = SplitMethod(entry);
     if (m != "clusterkv" && m != kAdaptive && !ParseBaselineMethod(m).ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown method \"", m,
           "\" (clusterkv, clusterkv_adaptive, quest, streamingllm, oracle)"));
+    }
+    if (!overrides.empty()) {
+      if (m != "clusterkv" && m != kAdaptive) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("method \"", entry, "\": only clusterkv takes +key=value overrides"));
+      }
+      ClusterKvConfig check = o.config;
+      RETURN_IF_ERROR(ApplyOverrides(overrides, &check));
     }
     if (m == kAdaptive && o.recall_targets.empty()) {
       return absl::InvalidArgumentError("clusterkv_adaptive needs at least one recall target");

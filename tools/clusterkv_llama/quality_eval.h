@@ -41,7 +41,10 @@ namespace clusterkv::llama {
 struct QualityEvalOptions : ServiceOptions {
   std::vector<int64_t> contexts = {2048};
   std::vector<int64_t> budgets = {256, 512, 1024, 2048};
-  // Any of "clusterkv", "clusterkv_adaptive", "quest", "streamingllm", "oracle".
+  // Any of "clusterkv", "clusterkv_adaptive", "quest", "streamingllm", "oracle". A ClusterKV
+  // entry may carry configuration overrides for its variants only, "clusterkv+key=value+...",
+  // keys centroid_scoring, clusters, prefill_segment_tokens, prefill_segment_clusters, sinks,
+  // recluster_interval: several configurations then share one dense prefill.
   // clusterkv_adaptive (docs/decisions.md D75) runs at each budget (the cap of the mean per-head
   // budget) for each of `recall_targets`; config.min/max_token_budget apply.
   std::vector<std::string> methods = {"clusterkv", "quest", "streamingllm", "oracle"};
@@ -51,6 +54,9 @@ struct QualityEvalOptions : ServiceOptions {
   int32_t ppl_tokens = 256;
   int32_t agreement_tokens = 256;
   int32_t passkey_depths = 10;            // 0: no passkey
+  // Indices (in [0, passkey_depths)) of the depths to run; empty: all. A depth keeps its needle
+  // position and key, so one depth of a full run can be rerun alone.
+  std::vector<int32_t> passkey_depth_indices;
   std::vector<int64_t> passkey_contexts;  // empty: every context
   int32_t chunk = 64;                     // teacher-forcing chunk
   uint64_t seed = 1;                      // passkeys
