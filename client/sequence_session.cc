@@ -27,6 +27,15 @@ const v1::LayerCheckpoint* FindLayer(const v1::SequenceState& state, int32_t lay
   return nullptr;
 }
 
+// The engine's opaque state: the response's chunks of the engine-state layer, in order.
+std::string EngineStateOf(const v1::GetStateResponse& response) {
+  std::string state;
+  for (const v1::StateChunk& chunk : response.chunks()) {
+    if (chunk.layer() == -1) state += chunk.data();
+  }
+  return state;
+}
+
 }  // namespace
 
 absl::Status SequenceCore::Checkpoint(absl::string_view engine_state) {
@@ -135,9 +144,7 @@ absl::StatusOr<std::unique_ptr<SequenceCore>> SequenceCore::Resume(KvTransport* 
         absl::StrCat("sequence ", seq->id_, " was never checkpointed"));
   }
   RETURN_IF_ERROR(seq->RestoreState(response.state()));
-  for (const v1::StateChunk& chunk : response.chunks()) {
-    if (chunk.layer() == -1) seq->engine_state_ += chunk.data();
-  }
+  seq->engine_state_ = EngineStateOf(response);
   if (response.state().has_base() && response.state().engine_chunks_size() == 0 &&
       response.state().layers_size() == 0) {
     // A fork not yet checkpointed: the document's engine state, when it shares all of it.
@@ -146,9 +153,7 @@ absl::StatusOr<std::unique_ptr<SequenceCore>> SequenceCore::Resume(KvTransport* 
     doc.set_base(true);
     doc.set_engine_state(true);
     ASSIGN_OR_RETURN(v1::GetStateResponse d, transport->GetState(doc));
-    for (const v1::StateChunk& chunk : d.chunks()) {
-      if (chunk.layer() == -1) seq->engine_state_ += chunk.data();
-    }
+    seq->engine_state_ = EngineStateOf(d);
   }
   return seq;
 }
