@@ -105,9 +105,10 @@ absl::StatusOr<v1::PutStateResponse> RequestHandler::PutState(const CallContext&
   state.clear_segments();
   state.clear_base();
   if (session->base != nullptr) {
-    // The fork's base is the daemon's record, never the client's.
-    ASSIGN_OR_RETURN(v1::SequenceState stored, LoadState(key));
-    *state.mutable_base() = stored.base();
+    // The fork's base is the daemon's record (written when the fork was made), never the
+    // client's.
+    RETURN_IF_ERROR(committed.status());
+    *state.mutable_base() = committed->base();
   }
   RETURN_IF_ERROR(store_->PutStateRecord(key, state.SerializeAsString()));
   // Chunks the previous state named and this one does not (window rows since clustered and
