@@ -3,38 +3,20 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
-#include <tuple>
-#include <list>
 #include <thread>
+#include <tuple>
 #include <utility>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/status_macros.h"
+#include "storage/internal/tiered_store_state.h"
 
 namespace clusterkv::storage {
 namespace {
 
-struct BlockState {
-  uint64_t size = 0;
-  std::optional<SlabAllocation> host;
-  bool on_ssd = false;
-  bool dirty = false;  // the host copy is not on the SSD yet (write-back)
-  bool busy = false;   // being filled, promoted or evicted: wait before touching
-  int pins = 0;
-  uint64_t last_recall = 0;
-  // Promoted into the host tier by a hint (Promote) and not recalled since.
-  bool hinted = false;
-  bool in_lru = false;
-  std::list<BlockKey>::iterator lru_pos;
-};
-
-absl::Status NoBlockError(const BlockKey& key) {
-  return absl::NotFoundError(
-      absl::StrCat("no block ", ToString(key.cluster), " in sequence ", key.sequence.sequence));
-}
+using internal::BlockState;
+using internal::NoBlockError;
 
 absl::Status CheckOptions(const TieredStoreOptions& o) {
   if (o.path.empty()) return absl::InvalidArgumentError("store path is empty");
@@ -70,155 +52,6 @@ absl::StatusOr<EvictionPolicy> ParseEvictionPolicy(absl::string_view name) {
 const char* EvictionPolicyName(EvictionPolicy policy) {
   return policy == EvictionPolicy::kHeat ? "heat" : "lru";
 }
-
-// Everything mutable of the store, behind one mutex. Block bytes are copied and SSD I/O is done
-// with the mutex released; the `busy` flag and pin counts keep a block's memory stable meanwhile.
-class TieredStore::State {
- public:
-  explicit State(const TieredStoreOptions& o) : options(o), slabs(o.host_capacity_bytes) {}
-
-  // Moves a host-resident block to the most-recent end (an O(1) splice, no allocation once it
-  // is listed). Pinned and busy blocks stay listed; eviction skips them.
-  void LruTouch(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (!st.host) {
-      LruRemove(st);
-      return;
-    }
-    if (st.in_lru) {
-      lru.splice(lru.begin(), lru, st.lru_pos);
-    } else {
-      lru.push_front(key);
-      st.lru_pos = lru.begin();
-      st.in_lru = true;
-    }
-    ++generation;
-  }
-  void LruRemove(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (st.in_lru) lru.erase(st.lru_pos);
-    st.in_lru = false;
-  }
-  void AddHost(const std::string& tenant, int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    stats.host.bytes += bytes;
-    stats.host.blocks += bytes > 0 ? 1 : -1;
-    tenants[tenant].host_bytes += bytes;
-  }
-  void AddSsd(const std::string& tenant, int64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    stats.ssd.bytes += bytes;
-    stats.ssd.blocks += bytes > 0 ? 1 : -1;
-    tenants[tenant].ssd_bytes += bytes;
-  }
-  // Gives an SSD block its new host copy `at` (clean: the SSD holds the same bytes).
-  void InstallHostCopy(const BlockKey& key, BlockState& st, const SlabAllocation& at)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    st.host = at;
-    st.dirty = false;
-    AddHost(key.sequence.tenant, static_cast<int64_t>(st.size));
-  }
-  // Drops a block's memory and accounting; the caller erases it from `blocks`.
-  void Forget(const BlockKey& key, BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    LruRemove(st);
-    if (st.hinted) {  // dropped with its sequence: wasted, but no verdict on the host tier
-      st.hinted = false;
-      ++stats.hint_promotions_wasted;
-    }
-    if (st.host) {
-      slabs.Free(*st.host);
-      AddHost(key.sequence.tenant, -static_cast<int64_t>(st.size));
-    }
-    if (st.on_ssd) AddSsd(key.sequence.tenant, -static_cast<int64_t>(st.size));
-    --tenants[key.sequence.tenant].blocks;
-    ++generation;
-  }
-  // A pin of a settled host block (Pin, PinResident) and its release (Unpin, UnpinAll): pins
-  // keep it from eviction; every recall stamps it and the release moves it to the LRU front.
-  void TakePin(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    ++st.pins;
-    ++stats.host.hits;
-    st.last_recall = ++tick;
-    NoteRecall(st);
-  }
-  // A read served from the host tier: a hinted promotion came in time.
-  void NoteRecall(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (!st.hinted) return;
-    st.hinted = false;
-    ++stats.hint_promotions_recalled;
-    NoteHintOutcome(/*recalled=*/true);
-  }
-  // A hinted block was evicted unread: the host tier could not keep it until its recall.
-  void NoteWasted(BlockState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    st.hinted = false;
-    ++stats.hint_promotions_wasted;
-    NoteHintOutcome(/*recalled=*/false);
-  }
-  // Hint admission. The outcomes of recent promotions (recalled, or evicted unread; a block
-  // dropped with its sequence says nothing about the host tier and is not counted), halved
-  // whenever they pass kHintOutcomeWindow, say whether hints pay: once kHintMinOutcomes are
-  // known and fewer than half were recalled, only one promotion in kHintProbeEvery goes ahead,
-  // and those probes keep the measure current.
-  static constexpr double kHintOutcomeWindow = 512;
-  static constexpr double kHintMinOutcomes = 64;
-  static constexpr uint64_t kHintProbeEvery = 8;
-  void NoteHintOutcome(bool recalled) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    (recalled ? hint_recalled : hint_wasted) += 1;
-    if (hint_recalled + hint_wasted > kHintOutcomeWindow) {
-      hint_recalled /= 2;
-      hint_wasted /= 2;
-    }
-  }
-  bool AdmitHint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    if (hint_recalled + hint_wasted < kHintMinOutcomes || hint_recalled >= hint_wasted) {
-      return true;
-    }
-    return ++hint_probes % kHintProbeEvery == 0;
-  }
-  void ReleasePin(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    auto it = blocks.find(key);
-    if (it == blocks.end()) return;  // dropped while pinned
-    BlockState& st = it->second;
-    --st.pins;
-    st.last_recall = ++tick;
-    LruTouch(key, st);
-  }
-  // Waits until `key` is not being filled, promoted or evicted; its state, or null when absent.
-  BlockState* AwaitSettled(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    // Fast path (every recall of a settled block): one lookup, no Await.
-    if (auto it = blocks.find(key); it == blocks.end()) {
-      return nullptr;
-    } else if (!it->second.busy) {
-      return &it->second;
-    }
-    auto settled = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      auto it = blocks.find(key);
-      return it == blocks.end() || !it->second.busy;
-    };
-    mu.Await(absl::Condition(&settled));
-    auto it = blocks.find(key);
-    return it == blocks.end() ? nullptr : &it->second;
-  }
-  bool AboveHigh() const ABSL_SHARED_LOCKS_REQUIRED(mu) {
-    return stats.host.bytes > options.high_watermark * options.host_capacity_bytes;
-  }
-
-  const TieredStoreOptions options;
-  SlabAllocator slabs;
-  mutable absl::Mutex mu;
-  absl::flat_hash_map<BlockKey, BlockState> blocks ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<SequenceKey, absl::flat_hash_set<ClusterId>> by_sequence ABSL_GUARDED_BY(mu);
-  absl::flat_hash_set<SequenceKey> sequences ABSL_GUARDED_BY(mu);
-  // Every host-resident block; front: most recently recalled.
-  std::list<BlockKey> lru ABSL_GUARDED_BY(mu);
-  absl::flat_hash_map<std::string, TenantUsage> tenants ABSL_GUARDED_BY(mu);
-  StoreStats stats ABSL_GUARDED_BY(mu);
-  QuotaHook quota ABSL_GUARDED_BY(mu);
-  uint64_t tick ABSL_GUARDED_BY(mu) = 0;
-  uint64_t generation ABSL_GUARDED_BY(mu) = 0;  // bumps when a block becomes evictable or freed
-  double hint_recalled ABSL_GUARDED_BY(mu) = 0;  // recent hint outcomes (NoteHintOutcome)
-  double hint_wasted ABSL_GUARDED_BY(mu) = 0;
-  uint64_t hint_probes ABSL_GUARDED_BY(mu) = 0;
-  bool closed ABSL_GUARDED_BY(mu) = false;
-  bool stopping ABSL_GUARDED_BY(mu) = false;
-  std::thread evictor;
-};
 
 // ---- Open / Close ----------------------------------------------------------------------------
 
@@ -651,59 +484,6 @@ absl::StatusOr<PinnedBlock> TieredStore::Pin(const BlockKey& key) {
       return absl::ResourceExhaustedError("host tier has no room to pin the block");
     }
   }
-}
-
-absl::StatusOr<PromoteResult> TieredStore::Promote(const BlockKey& key) {
-  State& s = *state_;
-  const double ceiling =
-      s.options.high_watermark * static_cast<double>(s.options.host_capacity_bytes);
-  uint64_t size = 0;
-  {
-    absl::MutexLock lock(&s.mu);
-    if (s.closed) return absl::FailedPreconditionError("store is closed");
-    BlockState* found = s.AwaitSettled(key);
-    if (found == nullptr) return NoBlockError(key);
-    BlockState& st = *found;
-    if (st.host) {
-      ++s.stats.hint_already_resident;
-      return PromoteResult::kAlreadyResident;
-    }
-    if (!s.AdmitHint()) {
-      ++s.stats.hint_throttled;
-      return PromoteResult::kThrottled;
-    }
-    // Free room only: what the evictor would leave alone.
-    if (static_cast<double>(s.stats.host.bytes + st.size) > ceiling) {
-      ++s.stats.hint_no_room;
-      return PromoteResult::kNoRoom;
-    }
-    size = st.size;
-    st.busy = true;  // promotion in flight: readers wait, eviction skips it
-  }
-  // Not a read: the tiers' hit and miss counts stay those of recalls.
-  std::vector<uint8_t> scratch(size);
-  const absl::Status read = ssd_->GetBlockInto(key, absl::MakeSpan(scratch));
-  std::optional<SlabAllocation> promoted;
-  if (read.ok()) {
-    absl::StatusOr<SlabAllocation> a = s.slabs.Allocate(size);  // never evicts
-    if (a.ok()) {
-      promoted = *a;
-      std::memcpy(arena_->base() + promoted->offset, scratch.data(), size);
-    }
-  }
-  absl::MutexLock lock(&s.mu);
-  BlockState& st = s.blocks.at(key);
-  st.busy = false;
-  RETURN_IF_ERROR(read);
-  if (!promoted) {
-    ++s.stats.hint_no_room;
-    return PromoteResult::kNoRoom;
-  }
-  s.InstallHostCopy(key, st, *promoted);
-  st.hinted = true;
-  ++s.stats.hint_promotions;
-  s.LruTouch(key, st);
-  return PromoteResult::kPromoted;
 }
 
 PinnedBlockSet TieredStore::PinResident(const SequenceKey& sequence,

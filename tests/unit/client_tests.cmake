@@ -5,6 +5,8 @@ clusterkv_test(client_connection_test unit client_connection_test.cc LIBS cluste
 clusterkv_test(client_memory_test unit client_memory_test.cc LIBS clusterkv_client clusterkv_storage)
 clusterkv_test(client_sequence_test unit client_sequence_test.cc
   LIBS clusterkv_client clusterkv_storage)
+clusterkv_test(client_sequence_selection_test unit client_sequence_selection_test.cc
+  LIBS clusterkv_client clusterkv_storage)
 clusterkv_test(client_test unit client_test.cc LIBS clusterkv_client clusterkv_storage)
 clusterkv_test(client_prefetch_test unit client_prefetch_test.cc
   LIBS clusterkv_client clusterkv_storage)
