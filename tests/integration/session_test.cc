@@ -28,6 +28,7 @@
 #include "client/sequence.h"
 #include "core/half.h"
 #include "gtest/gtest.h"
+#include "tests/integration/small_client_options.h"
 #include "tests/testing/daemon_process.h"
 
 namespace clusterkv {
@@ -42,17 +43,9 @@ constexpr int32_t kSegment = 64;
 const KvLayout kLayout{3, 4, 2, kDim, DType::kFloat16};
 
 client::ClientOptions Options(const std::string& target, const std::string& tenant) {
-  client::ClientOptions o;
-  o.target = target;
-  o.tenant = tenant;
-  o.data_plane = "grpc";
-  o.threads = 1;
-  o.config.num_sink_tokens = 4;
-  o.config.dense_layers = {0};
-  o.config.kmeans_iterations = 4;
+  client::ClientOptions o = testing::SmallClientOptions(target, tenant, "grpc");
   o.config.token_budget = 48;
   o.config.recluster_interval = 8;
-  o.config.clusters_per_recluster = 2;
   o.config.prefill_segment_tokens = kSegment;
   o.config.prefill_segment_clusters = 4;
   return o;

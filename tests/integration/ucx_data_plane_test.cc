@@ -11,6 +11,7 @@
 #include "core/ucx/ucx_handles.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/integration/small_client_options.h"
 #include "tests/integration/ucx_test_util.h"
 
 namespace clusterkv {
@@ -294,18 +295,10 @@ TEST(UcxDataPlaneTest, DaemonWithoutUcxAnswersFailedPreconditionAndClientsFallBa
 // ---- Sequence over UCX vs gRPC ---------------------------------------------------------------
 
 client::ClientOptions SequenceClientOptions(const std::string& target, const std::string& plane) {
-  client::ClientOptions o;
-  o.target = target;
-  o.tenant = "engine";
-  o.data_plane = plane;
-  o.config.num_sink_tokens = 4;
-  o.config.dense_layers = {0};
+  client::ClientOptions o = testing::SmallClientOptions(target, "engine", plane);
   o.config.num_prefill_clusters = 8;
-  o.config.kmeans_iterations = 4;
   o.config.recluster_interval = 16;
-  o.config.clusters_per_recluster = 2;
   o.config.token_budget = 64;
-  o.threads = 1;
   o.ucx_region_bytes = size_t{8} << 20;
   o.ucx_fetch_timeout = absl::Seconds(2);
   return o;
