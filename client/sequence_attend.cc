@@ -453,12 +453,14 @@ absl::StatusOr<std::vector<std::vector<float>>> SequenceCore::ScoreHeads(
     const gpu::ClusterIndex& index = state.heads[h].index;
     if (index.num_tokens() == 0) continue;
     scores[h].resize(index.num_clusters());
-    const ConstMatrixView centroids =
-        options_.config.centroid_scoring == CentroidScoring::kKeyNorm
-            ? index.norm_scaled_centroids()
-            : index.centroids();
+    const CentroidScoring scoring = options_.config.centroid_scoring;
+    const ConstMatrixView centroids = scoring == CentroidScoring::kKeyNorm
+                                          ? index.norm_scaled_centroids()
+                                          : index.centroids();
+    const float head_scale =
+        scoring == CentroidScoring::kHeadNorm ? scale * index.mean_key_norm() : scale;
     RETURN_IF_ERROR(gpu::ScoreCentroids(queries.Rows(h * group, (h + 1) * group), centroids,
-                                        scale, absl::MakeSpan(scores[h]), options_.exec));
+                                        head_scale, absl::MakeSpan(scores[h]), options_.exec));
   }
   return scores;
 }

@@ -21,12 +21,20 @@ absl::Status CheckRange(const char* name, int64_t value, int64_t lo, int64_t hi)
 absl::StatusOr<CentroidScoring> ParseCentroidScoring(absl::string_view name) {
   if (name == "unit") return CentroidScoring::kUnit;
   if (name == "key_norm") return CentroidScoring::kKeyNorm;
+  if (name == "head_norm") return CentroidScoring::kHeadNorm;
   return absl::InvalidArgumentError(
-      absl::StrCat("centroid scoring must be unit or key_norm, got \"", name, "\""));
+      absl::StrCat("centroid scoring must be unit, key_norm or head_norm, got \"", name, "\""));
 }
 
 const char* CentroidScoringName(CentroidScoring scoring) {
-  return scoring == CentroidScoring::kKeyNorm ? "key_norm" : "unit";
+  switch (scoring) {
+    case CentroidScoring::kKeyNorm:
+      return "key_norm";
+    case CentroidScoring::kHeadNorm:
+      return "head_norm";
+    default:
+      return "unit";
+  }
 }
 
 absl::Status ClusterKvConfig::Validate() const {
@@ -59,8 +67,9 @@ absl::Status ClusterKvConfig::Validate() const {
     return s;
   }
   if (centroid_scoring != CentroidScoring::kUnit &&
-      centroid_scoring != CentroidScoring::kKeyNorm) {
-    return absl::InvalidArgumentError(absl::StrCat("centroid_scoring must be unit (0) or key_norm (1), got ",
+      centroid_scoring != CentroidScoring::kKeyNorm &&
+      centroid_scoring != CentroidScoring::kHeadNorm) {
+    return absl::InvalidArgumentError(absl::StrCat("centroid_scoring must be unit (0), key_norm (1) or head_norm (2), got ",
                                                    static_cast<int>(centroid_scoring)));
   }
   for (int32_t layer : dense_layers) {

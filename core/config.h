@@ -20,9 +20,12 @@ namespace clusterkv {
 //             the logit of the cluster's mean key, so each query head's softmax over clusters
 //             is as sharp as its real attention and one head's strong preference is not
 //             averaged away by the other heads of its group.
-enum class CentroidScoring { kUnit, kKeyNorm };
+//   kHeadNorm scale * r * q . mu_c, r the mean of r_c over the kv head's clusters: the same
+//             sharpness, one temperature per head, so a single query head ranks the clusters
+//             exactly as kUnit does; only how the group's heads add up changes.
+enum class CentroidScoring { kUnit, kKeyNorm, kHeadNorm };
 
-// "unit" / "key_norm"; InvalidArgument for anything else.
+// "unit" / "key_norm" / "head_norm"; InvalidArgument for anything else.
 absl::StatusOr<CentroidScoring> ParseCentroidScoring(absl::string_view name);
 const char* CentroidScoringName(CentroidScoring scoring);
 

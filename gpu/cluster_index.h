@@ -38,6 +38,11 @@ class ClusterIndex {
   // r_c * mu_c per cluster: each unit centroid times its cluster's mean key norm, the centroid
   // that CentroidScoring::kKeyNorm scores against. A cluster whose norm is unknown takes the
   // mean of the known norms of the clustering that added it, else of the whole index, else 1.
+  // The mean of the known key norms of the index's clusters (1 when none is known): the
+  // temperature of CentroidScoring::kHeadNorm.
+  float mean_key_norm() const {
+    return known_norms_ > 0 ? static_cast<float>(known_norm_sum_ / known_norms_) : 1.0f;
+  }
   ConstMatrixView norm_scaled_centroids() const {
     return ConstMatrixView(scaled_centroids_.data(), num_clusters(), head_dim_);
   }

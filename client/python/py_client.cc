@@ -174,8 +174,9 @@ takes a Config as config= and/or the same fields as keywords.)doc")
           "centroid_scoring",
           [](const ClusterKvConfig& c) { return std::string(CentroidScoringName(c.centroid_scoring)); },
           [](ClusterKvConfig& c, const std::string& name) { c.centroid_scoring = ScoringOrThrow(name); },
-          "How decode queries score clusters: \"unit\" (the paper's cosine) or \"key_norm\" "
-          "(times the cluster's mean key norm).")
+          "How decode queries score clusters: \"unit\" (the paper's cosine), \"key_norm\" "
+          "(times the cluster's mean key norm) or \"head_norm\" (times the kv head's mean key "
+          "norm).")
       .def("validate", [](const ClusterKvConfig& c) { ThrowIfError(c.Validate()); })
       .def("is_dense_layer", &ClusterKvConfig::IsDenseLayer)
       .def("segment_clusters", &ClusterKvConfig::SegmentClusters, py::arg("segment"),

@@ -142,6 +142,39 @@ TEST_P(SequenceTest, KeyNormScoringRanksByNormScaledCentroids) {
   EXPECT_TRUE(differs) << "the keys' norms should change some head's ranking";
 }
 
+// Head-norm scoring sharpens every query head's softmax by the head's mean key norm: the
+// unit centroids scored at scale * mean_key_norm.
+TEST_P(SequenceTest, HeadNormScoringSharpensByTheHeadsMeanKeyNorm) {
+  SequenceOptions o = TestOptions();
+  o.config.centroid_scoring = CentroidScoring::kHeadNorm;
+  auto opened = SequenceCore::Open(&fake_, "seq-1", layout_, o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE((*opened)->OffloadPrefill(1, K(), V()).ok());
+  const std::vector<float> q = Random(kQHeads * kDim, 5, DType::kFloat32);
+  std::vector<std::vector<float>> scores;
+  absl::StatusOr<std::vector<gpu::ClusterSelection>> preview =
+      (*opened)->PreviewSelection(1, ConstMatrixView(q.data(), kQHeads, kDim), &scores);
+  ASSERT_TRUE(preview.ok()) << preview.status();
+  const int group = kQHeads / kKvHeads;
+  for (int h = 0; h < kKvHeads; ++h) {
+    const gpu::ClusterIndex& index = *(*opened)->index(1, h);
+    EXPECT_NE(index.mean_key_norm(), 1.0f);
+    std::vector<float> expected(index.num_clusters());
+    ASSERT_TRUE(gpu::ScoreCentroids(ConstMatrixView(q.data() + h * group * kDim, group, kDim),
+                                    index.centroids(),
+                                    index.mean_key_norm() / std::sqrt(float{kDim}),
+                                    absl::MakeSpan(expected), gpu::ExecContext())
+                    .ok());
+    ASSERT_EQ(scores[h].size(), expected.size());
+    for (size_t c = 0; c < expected.size(); ++c) {
+      EXPECT_FLOAT_EQ(scores[h][c], expected[c]) << "head " << h << " cluster " << c;
+    }
+    auto selected = gpu::SelectClusters(expected, index.sizes(), 24);
+    ASSERT_TRUE(selected.ok());
+    EXPECT_EQ((*preview)[h].clusters, selected->clusters) << "head " << h;
+  }
+}
+
 TEST_P(SequenceTest, PromotionHintsNameTheClustersRankedPastTheSelection) {
   SequenceOptions o = TestOptions();
   o.config.promotion_hint_tokens = 20;

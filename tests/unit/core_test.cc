@@ -93,6 +93,8 @@ TEST(ConfigTest, CentroidScoringNames) {
   EXPECT_EQ(ClusterKvConfig().centroid_scoring, CentroidScoring::kUnit);  // the paper's
   EXPECT_EQ(*ParseCentroidScoring("unit"), CentroidScoring::kUnit);
   EXPECT_EQ(*ParseCentroidScoring("key_norm"), CentroidScoring::kKeyNorm);
+  EXPECT_EQ(*ParseCentroidScoring("head_norm"), CentroidScoring::kHeadNorm);
+  EXPECT_STREQ(CentroidScoringName(CentroidScoring::kHeadNorm), "head_norm");
   EXPECT_EQ(ParseCentroidScoring("mean").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_STREQ(CentroidScoringName(CentroidScoring::kKeyNorm), "key_norm");
   ClusterKvConfig config;

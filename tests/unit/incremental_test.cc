@@ -99,6 +99,7 @@ TEST(ClusterIndexTest, NormScaledCentroidsAndTheirFallbacks) {
   EXPECT_FLOAT_EQ(s.At(2, 0), 0.6f * 3.0f);  // the mean of 2 and 4
   EXPECT_FLOAT_EQ(s.At(2, 1), 0.8f * 3.0f);
   EXPECT_EQ(index.centroids().At(2, 0), 0.6f);  // the unit centroids are unchanged
+  EXPECT_FLOAT_EQ(index.mean_key_norm(), 3.0f);  // over the known norms only
 
   Clustering restored = a;  // no statistics: the index's known mean
   restored.key_norms.clear();
@@ -109,6 +110,7 @@ TEST(ClusterIndexTest, NormScaledCentroidsAndTheirFallbacks) {
   ClusterIndex bare(2);  // nothing known anywhere: unit norm
   ASSERT_TRUE(bare.Append(restored).ok());
   EXPECT_FLOAT_EQ(bare.norm_scaled_centroids().At(1, 1), 1.0f);
+  EXPECT_FLOAT_EQ(bare.mean_key_norm(), 1.0f);
 }
 
 }  // namespace

@@ -130,7 +130,8 @@ ABSL_FLAG(int32_t, prefill_segment_clusters, 0,
 ABSL_FLAG(int32_t, sinks, 16, "Sink tokens.");
 ABSL_FLAG(std::string, centroid_scoring, "unit",
           "How queries score clusters: unit (the paper's cosine to the unit centroid) or "
-          "key_norm (times the cluster's mean key norm).");
+          "key_norm (times the cluster's mean key norm) or head_norm (times the kv head's mean key "
+          "norm).");
 ABSL_FLAG(std::string, dense_layers, "0,1", "Layers that keep full attention (\"\" = none).");
 ABSL_FLAG(int32_t, recluster_interval, 320, "m: decode tokens per recent window.");
 ABSL_FLAG(int32_t, clusters_per_recluster, 8,
