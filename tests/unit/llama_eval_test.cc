@@ -13,6 +13,7 @@
 #include "tools/clusterkv_llama/baseline_attention.h"
 #include "tools/clusterkv_llama/full_attention.h"
 #include "tools/clusterkv_llama/gguf.h"
+#include "tools/clusterkv_llama/model_profile.h"
 #include "tools/clusterkv_llama/passkey.h"
 #include "tools/clusterkv_llama/text_source.h"
 #include "tools/clusterkv_llama/tokenizer.h"
@@ -51,6 +52,37 @@ std::unique_ptr<Tokenizer> ByteTokenizer(const TempDir& dir, bool add_bos) {
   absl::StatusOr<std::unique_ptr<Tokenizer>> t = Tokenizer::FromGguf((*f)->index());
   EXPECT_TRUE(t.ok()) << t.status();
   return *std::move(t);
+}
+
+// QK-norm models get key-norm scoring and 200 clusters per later segment; other models and
+// the fields the user set keep their values.
+TEST(LlamaModelProfileTest, QkNormModelsGetKeyNormScoringAndFinerSegments) {
+  ModelConfig plain;
+  ClusterKvConfig config;
+  EXPECT_EQ(ApplyModelProfile(plain, {}, &config), "");
+  EXPECT_EQ(config.centroid_scoring, CentroidScoring::kUnit);
+  EXPECT_EQ(config.prefill_segment_clusters, 0);
+
+  ModelConfig qk;
+  qk.qk_norm = true;
+  EXPECT_EQ(ApplyModelProfile(qk, {}, &config),
+            "centroid_scoring=key_norm, prefill_segment_clusters=200");
+  EXPECT_EQ(config.centroid_scoring, CentroidScoring::kKeyNorm);
+  EXPECT_EQ(config.prefill_segment_clusters, 200);
+  EXPECT_TRUE(config.Validate().ok());
+
+  ClusterKvConfig given;
+  ProfileOverrides user;
+  user.centroid_scoring = true;
+  user.prefill_segment_clusters = true;
+  EXPECT_EQ(ApplyModelProfile(qk, user, &given), "");
+  EXPECT_EQ(given.centroid_scoring, CentroidScoring::kUnit);
+  EXPECT_EQ(given.prefill_segment_clusters, 0);
+
+  ClusterKvConfig whole;  // whole-prompt clustering has no segments to refine
+  whole.prefill_segment_tokens = 0;
+  EXPECT_EQ(ApplyModelProfile(qk, {}, &whole), "centroid_scoring=key_norm");
+  EXPECT_EQ(whole.prefill_segment_clusters, 0);
 }
 
 TEST(LlamaPasskeyTest, PromptHasTheExactLengthAndTheNeedleAtItsDepth) {

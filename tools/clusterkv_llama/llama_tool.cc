@@ -395,6 +395,14 @@ absl::Status RunLlamaTool(const ToolOptions& options, std::ostream& out, std::os
   const ModelConfig& c = weights.config;
   err << "model: " << c.DebugString() << ", RoPE " << RopeStyleName(weights.rope_style)
       << (weights.lm_head.empty() ? ", tied embeddings" : "") << "\n";
+  if (o.model_profile) {
+    const std::string changed = ApplyModelProfile(c, o.profile_given, &o.comparison.config);
+    if (!changed.empty()) {
+      err << "ClusterKV profile for QK-norm models (D88; --model_profile=false for the "
+             "library's defaults): "
+          << changed << "\n";
+    }
+  }
   const bool text_prompt = !o.prompt_text.empty() || !o.prompt_file.empty();
   if (!o.prompt_text.empty() + !o.prompt_file.empty() + !o.prompt_tokens.empty() > 1) {
     return absl::InvalidArgumentError(

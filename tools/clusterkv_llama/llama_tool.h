@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "tools/clusterkv_llama/comparison.h"
 #include "tools/clusterkv_llama/model_writer.h"
+#include "tools/clusterkv_llama/model_profile.h"
 #include "tools/clusterkv_llama/prompt.h"
 #include "tools/clusterkv_llama/quality_eval.h"
 
@@ -70,6 +71,10 @@ struct ToolOptions {
   bool generate_full = true;
   // Comparison (budgets, steps, ClusterKV config, target, tenant, threads, ...).
   ComparisonOptions comparison;
+  // Apply the model family's ClusterKV profile (model_profile.h) to comparison.config, except
+  // the fields named in `profile_given`.
+  bool model_profile = true;
+  ProfileOverrides profile_given;
   // The daemon started when comparison.target is empty.
   std::string daemon_binary;
   std::string work_dir;  // "" = a temporary directory, removed afterwards

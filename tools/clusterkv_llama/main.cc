@@ -9,7 +9,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
 #include "core/cli_help.h"
 #include "tools/clusterkv_llama/llama_tool.h"
@@ -129,9 +131,13 @@ ABSL_FLAG(int32_t, prefill_segment_clusters, 0,
           "Clusters per full prefill segment after the first (0: C0 * G / 8192).");
 ABSL_FLAG(int32_t, sinks, 16, "Sink tokens.");
 ABSL_FLAG(std::string, centroid_scoring, "unit",
-          "How queries score clusters: unit (the paper's cosine to the unit centroid) or "
+          "How queries score clusters: unit (the paper's cosine to the unit centroid), "
           "key_norm (times the cluster's mean key norm) or head_norm (times the kv head's mean key "
-          "norm).");
+          "norm). QK-norm models get key_norm from their profile unless this is given.");
+ABSL_FLAG(bool, model_profile, true,
+          "Apply the model family's measured ClusterKV profile (QK-norm models such as Gemma 3: "
+          "--centroid_scoring=key_norm --prefill_segment_clusters=200) to the fields not given "
+          "on the command line; false keeps the library's defaults.");
 ABSL_FLAG(std::string, dense_layers, "0,1", "Layers that keep full attention (\"\" = none).");
 ABSL_FLAG(int32_t, recluster_interval, 320, "m: decode tokens per recent window.");
 ABSL_FLAG(int32_t, clusters_per_recluster, 8,
@@ -176,6 +182,18 @@ int Usage(const std::string& message) {
   return 2;
 }
 
+// Whether --name (or -name) was given on the command line: a field the model profile must not
+// change.
+bool Given(int argc, char** argv, absl::string_view name) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--")) absl::ConsumePrefix(&arg, "-");
+    if (arg == name || absl::StartsWith(arg, absl::StrCat(name, "="))) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -199,7 +217,7 @@ int main(int argc, char** argv) {
            "passkey_depths", "passkey_depth_indices", "passkey_contexts", "dump_npy", "recall_targets"}},
          {"Compare", {"steps", "budgets", "oracle"}},
          {"ClusterKV",
-          {"kv_dtype", "clusters", "kmeans_iters", "sinks", "centroid_scoring", "dense_layers", "recluster_interval",
+          {"kv_dtype", "clusters", "kmeans_iters", "sinks", "centroid_scoring", "model_profile", "dense_layers", "recluster_interval",
            "clusters_per_recluster", "residency", "min_budget", "max_budget",
            "promotion_hint_tokens"}},
          {"Daemon", {"target", "tenant", "daemon", "work_dir", "host_capacity_mib", "data_plane"}},
@@ -313,6 +331,9 @@ int main(int argc, char** argv) {
       clusterkv::ParseCentroidScoring(absl::GetFlag(FLAGS_centroid_scoring));
   if (!scoring.ok()) return Usage(std::string(scoring.status().message()));
   co.config.centroid_scoring = *scoring;
+  o.model_profile = absl::GetFlag(FLAGS_model_profile);
+  o.profile_given.centroid_scoring = Given(argc, argv, "centroid_scoring");
+  o.profile_given.prefill_segment_clusters = Given(argc, argv, "prefill_segment_clusters");
   co.config.min_token_budget = absl::GetFlag(FLAGS_min_budget);
   co.config.max_token_budget = absl::GetFlag(FLAGS_max_budget);
   co.config.recluster_interval = absl::GetFlag(FLAGS_recluster_interval);
