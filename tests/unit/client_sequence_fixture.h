@@ -37,6 +37,15 @@ class SequenceTest : public ::testing::TestWithParam<DType> {
   Tensor3View V() const {
     return Tensor3View(values_.data(), DType::kFloat32, {kKvHeads, kTokens, kDim});
   }
+  // Replaces seq_ with a sequence scoring clusters by `scoring` and prefills its layer 1.
+  void OpenPrefilledWithScoring(CentroidScoring scoring) {
+    SequenceOptions o = TestOptions();
+    o.config.centroid_scoring = scoring;
+    auto seq = SequenceCore::Open(&fake_, "seq-1", layout_, o);
+    ASSERT_TRUE(seq.ok()) << seq.status();
+    seq_ = *std::move(seq);
+    ASSERT_TRUE(seq_->OffloadPrefill(1, K(), V()).ok());
+  }
   void Prefill() {
     ASSERT_TRUE(seq_->OffloadPrefill(0, K(), V()).ok());
     ASSERT_TRUE(seq_->OffloadPrefill(1, K(), V()).ok());

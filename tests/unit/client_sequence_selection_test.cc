@@ -116,19 +116,15 @@ TEST_P(SequenceTest, PreviewSelectionIsTheSelectionAttendMakes) {
 // With key-norm scoring the selection ranks the clusters by r_c * mu_c, the index's
 // norm-scaled centroids, instead of the unit centroids.
 TEST_P(SequenceTest, KeyNormScoringRanksByNormScaledCentroids) {
-  SequenceOptions o = TestOptions();
-  o.config.centroid_scoring = CentroidScoring::kKeyNorm;
-  auto opened = SequenceCore::Open(&fake_, "seq-1", layout_, o);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  ASSERT_TRUE((*opened)->OffloadPrefill(1, K(), V()).ok());
+  OpenPrefilledWithScoring(CentroidScoring::kKeyNorm);
   const std::vector<float> q = Random(kQHeads * kDim, 5, DType::kFloat32);
   absl::StatusOr<std::vector<gpu::ClusterSelection>> preview =
-      (*opened)->PreviewSelection(1, ConstMatrixView(q.data(), kQHeads, kDim));
+      seq_->PreviewSelection(1, ConstMatrixView(q.data(), kQHeads, kDim));
   ASSERT_TRUE(preview.ok()) << preview.status();
   const int group = kQHeads / kKvHeads;
   bool differs = false;
   for (int h = 0; h < kKvHeads; ++h) {
-    const gpu::ClusterIndex& index = *(*opened)->index(1, h);
+    const gpu::ClusterIndex& index = *seq_->index(1, h);
     std::vector<float> scores(index.num_clusters());
     ASSERT_TRUE(gpu::ScoreCentroids(ConstMatrixView(q.data() + h * group * kDim, group, kDim),
                                     index.norm_scaled_centroids(), 1.0f / std::sqrt(float{kDim}),
@@ -145,19 +141,15 @@ TEST_P(SequenceTest, KeyNormScoringRanksByNormScaledCentroids) {
 // Head-norm scoring sharpens every query head's softmax by the head's mean key norm: the
 // unit centroids scored at scale * mean_key_norm.
 TEST_P(SequenceTest, HeadNormScoringSharpensByTheHeadsMeanKeyNorm) {
-  SequenceOptions o = TestOptions();
-  o.config.centroid_scoring = CentroidScoring::kHeadNorm;
-  auto opened = SequenceCore::Open(&fake_, "seq-1", layout_, o);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  ASSERT_TRUE((*opened)->OffloadPrefill(1, K(), V()).ok());
+  OpenPrefilledWithScoring(CentroidScoring::kHeadNorm);
   const std::vector<float> q = Random(kQHeads * kDim, 5, DType::kFloat32);
   std::vector<std::vector<float>> scores;
   absl::StatusOr<std::vector<gpu::ClusterSelection>> preview =
-      (*opened)->PreviewSelection(1, ConstMatrixView(q.data(), kQHeads, kDim), &scores);
+      seq_->PreviewSelection(1, ConstMatrixView(q.data(), kQHeads, kDim), &scores);
   ASSERT_TRUE(preview.ok()) << preview.status();
   const int group = kQHeads / kKvHeads;
   for (int h = 0; h < kKvHeads; ++h) {
-    const gpu::ClusterIndex& index = *(*opened)->index(1, h);
+    const gpu::ClusterIndex& index = *seq_->index(1, h);
     EXPECT_NE(index.mean_key_norm(), 1.0f);
     std::vector<float> expected(index.num_clusters());
     ASSERT_TRUE(gpu::ScoreCentroids(ConstMatrixView(q.data() + h * group * kDim, group, kDim),
