@@ -69,8 +69,9 @@ absl::Status ClusterKvConfig::Validate() const {
   if (centroid_scoring != CentroidScoring::kUnit &&
       centroid_scoring != CentroidScoring::kKeyNorm &&
       centroid_scoring != CentroidScoring::kHeadNorm) {
-    return absl::InvalidArgumentError(absl::StrCat("centroid_scoring must be unit (0), key_norm (1) or head_norm (2), got ",
-                                                   static_cast<int>(centroid_scoring)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("centroid_scoring must be unit (0), key_norm (1) or head_norm (2), got ",
+                     static_cast<int>(centroid_scoring)));
   }
   for (int32_t layer : dense_layers) {
     if (!(s = CheckRange("dense_layers entry", layer, 0, 1023)).ok()) return s;

@@ -35,14 +35,14 @@ class ClusterIndex {
   // the cluster did not carry them (an index restored from the daemon).
   const std::vector<float>& key_norms() const { return key_norms_; }
   const std::vector<float>& key_spreads() const { return key_spreads_; }
-  // r_c * mu_c per cluster: each unit centroid times its cluster's mean key norm, the centroid
-  // that CentroidScoring::kKeyNorm scores against. A cluster whose norm is unknown takes the
-  // mean of the known norms of the clustering that added it, else of the whole index, else 1.
   // The mean of the known key norms of the index's clusters (1 when none is known): the
   // temperature of CentroidScoring::kHeadNorm.
   float mean_key_norm() const {
     return known_norms_ > 0 ? static_cast<float>(known_norm_sum_ / known_norms_) : 1.0f;
   }
+  // r_c * mu_c per cluster: each unit centroid times its cluster's mean key norm, the centroid
+  // that CentroidScoring::kKeyNorm scores against. A cluster whose norm is unknown takes the
+  // mean of the known norms of the clustering that added it, else of the whole index, else 1.
   ConstMatrixView norm_scaled_centroids() const {
     return ConstMatrixView(scaled_centroids_.data(), num_clusters(), head_dim_);
   }

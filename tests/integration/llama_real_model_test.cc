@@ -184,6 +184,70 @@ TEST(LlamaRealModelTest, EvaluationPipelineRunsEveryMethodAndTask) {
   ASSERT_TRUE(daemon.Stop().ok());
 }
 
+// Per-variant ClusterKV overrides share the prefill with the plain method and are reported in
+// the rows; --passkey_depth_indices runs only the named depths; bad entries are refused before
+// any work.
+TEST(LlamaRealModelTest, EvaluationOverridesAndDepthIndices) {
+  LLAMA_ASSERT_OK_AND_ASSIGN(Loaded m, Load(clusterkv::testing::kSmolLm2File));
+  QualityEvalOptions o;
+  o.tenant = "llama-eval";
+  o.data_plane = "ucx";
+  o.kv_dtype = DType::kFloat32;
+  o.config.num_prefill_clusters = 16;
+  o.contexts = {256};
+  o.budgets = {4096};
+  o.ppl_tokens = 8;
+  o.agreement_tokens = 4;
+  o.passkey_depths = 3;
+  o.passkey_depth_indices = {2};
+  o.threads = 2;
+  o.model_name = "smollm2";
+  std::ostringstream refused;
+  for (const std::vector<std::string>& methods :
+       {std::vector<std::string>{"quest+sinks=4"}, {"clusterkv+bogus=1"},
+        {"clusterkv+centroid_scoring=sharp"}, {"clusterkv+sinks=x"}}) {
+    QualityEvalOptions bad = o;
+    bad.methods = methods;
+    EXPECT_EQ(RunQualityEval(m.weights, *m.tokenizer, bad, refused).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << methods[0];
+  }
+  QualityEvalOptions bad_depth = o;
+  bad_depth.passkey_depth_indices = {3};
+  EXPECT_EQ(RunQualityEval(m.weights, *m.tokenizer, bad_depth, refused).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  DaemonProcess daemon(BigEnoughDaemon());
+  ASSERT_TRUE(daemon.Start().ok()) << daemon.output();
+  o.target = daemon.target();
+  const std::string overrides = "centroid_scoring=key_norm+prefill_segment_tokens=128";
+  o.methods = {"clusterkv", "clusterkv+" + overrides};
+  std::ostringstream table;
+  LLAMA_ASSERT_OK_AND_ASSIGN(nlohmann::ordered_json rows,
+                             RunQualityEval(m.weights, *m.tokenizer, o, table));
+  // 3 variants x (perplexity, agreement, passkey).
+  ASSERT_EQ(rows.size(), 9u) << table.str();
+  double full_ppl = 0;
+  int overridden = 0;
+  for (const auto& r : rows) {
+    const std::string task = r["params"]["task"];
+    if (task == "perplexity" && r["variant"] == "full_attention") full_ppl = r["value"];
+    if (r["params"].contains("config_overrides")) {
+      ++overridden;
+      EXPECT_EQ(r["params"]["config_overrides"], overrides);
+      EXPECT_EQ(r["variant"], "clusterkv+" + overrides + "_b4096");
+    }
+    if (task == "perplexity") {  // the whole context fits the budget: full attention's figures
+      EXPECT_NEAR(r["value"].get<double>(), full_ppl, 1e-3 * full_ppl) << r["variant"];
+    }
+    if (task == "passkey") {
+      EXPECT_EQ(r["depths"], nlohmann::ordered_json::array({1.0})) << r.dump();
+    }
+  }
+  EXPECT_EQ(overridden, 3);
+  ASSERT_TRUE(daemon.Stop().ok());
+}
+
 // The evaluation encodes only an opening of a book; its tokens must be the whole book's, on
 // both vocabularies and both texts, and on text whose lines hold few tokens per character.
 TEST(LlamaRealModelTest, EncodingAnOpeningGivesTheWholeTextsTokens) {
