@@ -212,10 +212,13 @@ TEST(LlamaRealModelTest, EvaluationOverridesAndDepthIndices) {
               absl::StatusCode::kInvalidArgument)
         << methods[0];
   }
-  QualityEvalOptions bad_depth = o;
-  bad_depth.passkey_depth_indices = {3};
-  EXPECT_EQ(RunQualityEval(m.weights, *m.tokenizer, bad_depth, refused).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  for (int64_t index : {int64_t{3}, (int64_t{1} << 32) + 1}) {  // the second would wrap to 1
+    QualityEvalOptions bad_depth = o;
+    bad_depth.passkey_depth_indices = {index};
+    EXPECT_EQ(RunQualityEval(m.weights, *m.tokenizer, bad_depth, refused).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << index;
+  }
 
   DaemonProcess daemon(BigEnoughDaemon());
   ASSERT_TRUE(daemon.Start().ok()) << daemon.output();

@@ -297,7 +297,7 @@ int main(int argc, char** argv) {
       absl::StatusOr<std::vector<int64_t>> di =
           ckl::ParseIntList(absl::GetFlag(FLAGS_passkey_depth_indices), "--passkey_depth_indices");
       if (!di.ok()) return Usage(std::string(di.status().message()));
-      for (int64_t i : *di) o.eval.passkey_depth_indices.push_back(static_cast<int32_t>(i));
+      o.eval.passkey_depth_indices = *di;
     }
     o.eval.dump_npy_dir = absl::GetFlag(FLAGS_dump_npy);
     o.eval.recall_targets.clear();

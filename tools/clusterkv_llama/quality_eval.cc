@@ -374,7 +374,7 @@ absl::Status Evaluator::EvaluateContext(const std::vector<int32_t>& text, int64_
 absl::Status Evaluator::EvaluatePasskey(const std::vector<int32_t>& haystack, int64_t context,
                                         Json* rows, std::ostream& out) {
   constexpr int32_t kAnswerTokens = 8;
-  std::vector<int32_t> run = o_.passkey_depth_indices;
+  std::vector<int32_t> run(o_.passkey_depth_indices.begin(), o_.passkey_depth_indices.end());
   if (run.empty()) {
     for (int32_t d = 0; d < o_.passkey_depths; ++d) run.push_back(d);
   }
@@ -528,7 +528,7 @@ absl::StatusOr<Json> RunQualityEval(const ModelWeights& weights, const Tokenizer
     return absl::InvalidArgumentError(
         "ppl_tokens, agreement_tokens and chunk must be >= 1, passkey_depths >= 0");
   }
-  for (int32_t d : o.passkey_depth_indices) {
+  for (int64_t d : o.passkey_depth_indices) {  // in range before any narrowing
     if (d < 0 || d >= o.passkey_depths) {
       return absl::InvalidArgumentError(absl::StrCat("passkey depth index ", d, " is not in [0, ",
                                                      o.passkey_depths, ")"));

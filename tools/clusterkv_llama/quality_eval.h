@@ -56,7 +56,7 @@ struct QualityEvalOptions : ServiceOptions {
   int32_t passkey_depths = 10;            // 0: no passkey
   // Indices (in [0, passkey_depths)) of the depths to run; empty: all. A depth keeps its needle
   // position and key, so one depth of a full run can be rerun alone.
-  std::vector<int32_t> passkey_depth_indices;
+  std::vector<int64_t> passkey_depth_indices;
   std::vector<int64_t> passkey_contexts;  // empty: every context
   int32_t chunk = 64;                     // teacher-forcing chunk
   uint64_t seed = 1;                      // passkeys
